@@ -1,0 +1,390 @@
+"""The events: one set of typed records for every source, and their JSON form.
+
+The JSON form is both the wire format (agent -> client, one JSON object per line) and the
+payload of a recording, so there is exactly one writer (`encode`) and one reader (`decode`).
+
+This module is part of the agent, so it is standard library only and imports nothing from its
+package: the agent may be loaded under a private module name inside a target process.
+
+Conventions:
+- ``t`` is wall-clock time (``time.time()``) in seconds; durations are seconds (float).
+- ``loop`` is the agent's id for an event loop (``id(loop)``), unique within one target.
+- stacks are innermost frame first.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import sys
+import typing
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+PROTOCOL_VERSION = 1
+AGENT_VERSION = "0.1.0"
+
+# Lag histogram: bucket 0 holds [0, LAG_BASE); bucket i >= 1 holds
+# [LAG_BASE * LAG_RATIO**(i-1), LAG_BASE * LAG_RATIO**i). Four buckets per doubling from 100 us.
+LAG_BASE = 0.0001
+LAG_RATIO = 2 ** 0.25
+LAG_BUCKETS = 80  # the last bucket's upper bound is about 100 s; anything above lands in it
+
+
+def lag_bucket(seconds: float) -> int:
+    """The histogram bucket that holds a lag of ``seconds``."""
+    if seconds < LAG_BASE:
+        return 0
+    i = int(math.log(seconds / LAG_BASE, LAG_RATIO)) + 1
+    return i if i < LAG_BUCKETS else LAG_BUCKETS - 1
+
+
+def lag_bucket_upper(index: int) -> float:
+    """The upper bound of bucket ``index``, in seconds."""
+    return LAG_BASE * LAG_RATIO**index
+
+
+# ---------------------------------------------------------------------------------------------
+# Parts of events
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    file: str
+    line: int
+    function: str  # the qualified name where the interpreter has one (3.11+), else the name
+
+
+@dataclass(frozen=True, slots=True)
+class Stack:
+    """A distinct stack seen ``count`` times while sampling."""
+
+    count: int
+    frames: tuple[Frame, ...]  # innermost first
+
+
+@dataclass(frozen=True, slots=True)
+class AwaitSite:
+    """Where pending tasks wait: the innermost frame of their await chain outside asyncio."""
+
+    file: str
+    line: int
+    function: str
+    kind: str  # see AWAIT_KINDS
+    count: int  # tasks waiting here (scaled when the census sampled)
+    oldest: float  # seconds the longest-waiting of them has waited here (as seen by the census)
+
+
+@dataclass(frozen=True, slots=True)
+class Resource:
+    """A synchronisation object (Lock, Semaphore, Event, Condition, Queue...) with waiters."""
+
+    id: int
+    type: str  # "Lock", "Semaphore", "Queue", ...
+    label: str  # a short, bounded description (e.g. "Queue maxsize=10 qsize=10")
+    waiters: int
+    oldest: float
+
+
+# The primitive a pending task waits on, as the census classifies it.
+AWAIT_KINDS = (
+    "sleep",
+    "lock",
+    "semaphore",
+    "event",
+    "condition",
+    "queue_get",
+    "queue_put",
+    "stream_read",
+    "stream_drain",
+    "executor",
+    "task",
+    "gather",
+    "wait",
+    "socket",
+    "future",
+    "other",
+)
+
+# Task states in a census: waiting on something, scheduled to run (ready), or running now.
+TASK_STATES = ("waiting", "ready", "running")
+
+
+# ---------------------------------------------------------------------------------------------
+# Events
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    kind: ClassVar[str] = ""
+    t: float
+
+
+@dataclass(frozen=True, slots=True)
+class Hello(Event):
+    """First message of every agent connection."""
+
+    kind: ClassVar[str] = "hello"
+    protocol: int
+    agent_version: str
+    pid: int
+    python: str  # "3.11.7"
+    implementation: str  # "cpython"
+    executable: str
+    argv: tuple[str, ...]
+    cwd: str
+    # Where the target's standard library and installed packages live, so the client can tell
+    # application frames from library frames.
+    stdlib_paths: tuple[str, ...]
+    site_paths: tuple[str, ...]
+    # The agent's perf_counter() at ``t``, to relate monotonic timings to wall time.
+    monotonic: float
+
+
+@dataclass(frozen=True, slots=True)
+class LoopStarted(Event):
+    kind: ClassVar[str] = "loop_started"
+    loop: int
+    thread_id: int
+    thread_name: str
+    loop_class: str  # "asyncio.unix_events._UnixSelectorEventLoop", "uvloop.Loop", ...
+    features: tuple[str, ...]  # collectors running on this loop: "lag", "blocks", "census", ...
+    unavailable: tuple[str, ...] = ()  # "utilisation: loop has no Python selector", ...
+
+
+@dataclass(frozen=True, slots=True)
+class LoopStopped(Event):
+    kind: ClassVar[str] = "loop_stopped"
+    loop: int
+
+
+@dataclass(frozen=True, slots=True)
+class Lag(Event):
+    """The heartbeat's lag over one window (``t`` is the window's end)."""
+
+    kind: ClassVar[str] = "lag"
+    loop: int
+    window: float  # seconds covered
+    interval: float  # heartbeat interval
+    count: int  # heartbeats in the window
+    buckets: tuple[int, ...]  # counts per lag_bucket(), trailing zero buckets dropped
+    max: float
+    total: float  # sum of lags
+    busy: float | None = None  # loop utilisation in the window, 0..1, where measurable
+    ready: int | None = None  # ready-queue length at the window's end, where measurable
+
+
+@dataclass(frozen=True, slots=True)
+class Block(Event):
+    """One stall of the loop thread longer than the block threshold (``t`` is its start)."""
+
+    kind: ClassVar[str] = "block"
+    loop: int
+    duration: float
+    task: str | None  # name of the task that was running, if known
+    cpu: float | None  # CPU seconds the loop thread used during the block, if measurable
+    samples: int  # stack samples taken (0: none could be taken, e.g. a C call holding the GIL)
+    stacks: tuple[Stack, ...]  # distinct sampled stacks, most frequent first
+    precise: bool = True  # False when the duration is estimated from the heartbeat only
+
+
+@dataclass(frozen=True, slots=True)
+class Census(Event):
+    """What the loop's tasks are doing at ``t``."""
+
+    kind: ClassVar[str] = "census"
+    loop: int
+    total: int  # live tasks on the loop
+    inspected: int  # tasks whose await chain was walked (counts below are scaled to total)
+    by_state: dict[str, int]  # TASK_STATES -> count
+    by_kind: dict[str, int]  # AWAIT_KINDS -> count of waiting tasks
+    sites: tuple[AwaitSite, ...]  # most populated first, bounded
+    resources: tuple[Resource, ...]  # most waiters first, bounded
+    cost: float  # loop-thread seconds this census took
+
+
+@dataclass(frozen=True, slots=True)
+class Lifecycle(Event):
+    """Tasks created and finished over one window (``t`` is the window's end)."""
+
+    kind: ClassVar[str] = "lifecycle"
+    loop: int
+    window: float
+    created: int
+    finished: int
+    failed: int  # finished with an exception
+    cancelled: int
+    created_by: dict[str, int] = field(default_factory=dict)  # coroutine qualname -> created
+
+
+@dataclass(frozen=True, slots=True)
+class Notice(Event):
+    """Something the agent or a source wants the user to know (a hook disabled, ...)."""
+
+    kind: ClassVar[str] = "notice"
+    level: str  # "info" | "warning" | "error"
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class SourceState(Event):
+    """A source of events changed state. Made by the client's sources, not by the agent."""
+
+    kind: ClassVar[str] = "source_state"
+    source: str  # "agent", "py-spy", "aiomonitor", "replay"
+    state: str  # "live" | "unavailable" | "lost" | "ended"
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TargetExited(Event):
+    """The observed program ended. Made by the client, not by the agent."""
+
+    kind: ClassVar[str] = "target_exited"
+    exit_code: int | None  # None when unknown (attached process; only its disappearance is seen)
+    reason: str = ""  # "exited", "killed by SIGKILL", ...
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.kind: cls
+    for cls in (
+        Hello,
+        LoopStarted,
+        LoopStopped,
+        Lag,
+        Block,
+        Census,
+        Lifecycle,
+        Notice,
+        SourceState,
+        TargetExited,
+    )
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# JSON
+
+
+class DecodeError(ValueError):
+    """A message or payload that is not a valid event."""
+
+
+def to_dict(event: Event) -> dict[str, Any]:
+    """The event as a JSON-ready dict, with its ``kind``."""
+    out: dict[str, Any] = {"kind": event.kind}
+    for f in dataclasses.fields(event):
+        out[f.name] = _plain(getattr(event, f.name))
+    return out
+
+
+def encode(event: Event) -> str:
+    """One line of JSON, without the newline."""
+    return json.dumps(to_dict(event), separators=(",", ":"), allow_nan=False)
+
+
+def from_dict(data: Any) -> Event:
+    """The event a dict describes; raises DecodeError for anything else."""
+    if not isinstance(data, dict):
+        raise DecodeError("an event must be a JSON object")
+    kind = data.get("kind")
+    cls = EVENT_TYPES.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise DecodeError(f"unknown event kind {kind!r}")
+    return _build(cls, data)
+
+
+def decode(line: str | bytes) -> Event:
+    """The event one line of JSON describes; raises DecodeError for anything else."""
+    try:
+        data = json.loads(line)
+    except (ValueError, RecursionError) as e:
+        raise DecodeError(f"not JSON: {e}") from None
+    return from_dict(data)
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    hints = _HINTS.get(cls)
+    if hints is None:
+        hints = typing.get_type_hints(cls, vars(sys.modules[__name__]))
+        _HINTS[cls] = hints
+    return hints
+
+
+def _build(cls: type, data: dict[str, Any]) -> Any:
+    hints = _hints(cls)
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name in data:
+            kwargs[f.name] = _convert(hints[f.name], data[f.name], f.name)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise DecodeError(f"{cls.__name__}: missing field {f.name!r}")
+    return cls(**kwargs)
+
+
+_UnionTypes: tuple[Any, ...] = (typing.Union,)
+if sys.version_info >= (3, 10):
+    import types
+
+    _UnionTypes = (typing.Union, types.UnionType)
+
+
+def _convert(hint: Any, value: Any, name: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin in _UnionTypes:
+        args = typing.get_args(hint)
+        if value is None:
+            if type(None) in args:
+                return None
+            raise DecodeError(f"{name}: null not allowed")
+        (inner,) = [a for a in args if a is not type(None)]
+        return _convert(inner, value, name)
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise DecodeError(f"{name}: expected a list")
+        (inner, _) = typing.get_args(hint)
+        return tuple(_convert(inner, v, name) for v in value)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise DecodeError(f"{name}: expected an object")
+        _, inner = typing.get_args(hint)
+        return {str(k): _convert(inner, v, name) for k, v in value.items()}
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise DecodeError(f"{name}: expected an object")
+        return _build(hint, value)
+    if hint is float:
+        if value is None:
+            return math.inf  # non-finite floats travel as null
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise DecodeError(f"{name}: expected a number")
+        return float(value)
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise DecodeError(f"{name}: expected an integer")
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise DecodeError(f"{name}: expected true or false")
+        return value
+    if hint is str:
+        if not isinstance(value, str):
+            raise DecodeError(f"{name}: expected a string")
+        return value
+    raise DecodeError(f"{name}: unsupported type {hint!r}")  # pragma: no cover

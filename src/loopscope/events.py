@@ -1,0 +1,63 @@
+"""The event types every source produces and the model consumes; see agent/events.py.
+
+They live in the agent package because the agent (standard library only) emits them too: one
+definition, one writer, one reader for the wire and the recording.
+"""
+
+from loopscope.agent.events import (
+    AWAIT_KINDS,
+    EVENT_TYPES,
+    PROTOCOL_VERSION,
+    TASK_STATES,
+    AwaitSite,
+    Block,
+    Census,
+    DecodeError,
+    Event,
+    Frame,
+    Hello,
+    Lag,
+    Lifecycle,
+    LoopStarted,
+    LoopStopped,
+    Notice,
+    Resource,
+    SourceState,
+    Stack,
+    TargetExited,
+    decode,
+    encode,
+    from_dict,
+    lag_bucket,
+    lag_bucket_upper,
+    to_dict,
+)
+
+__all__ = [
+    "AWAIT_KINDS",
+    "EVENT_TYPES",
+    "PROTOCOL_VERSION",
+    "TASK_STATES",
+    "AwaitSite",
+    "Block",
+    "Census",
+    "DecodeError",
+    "Event",
+    "Frame",
+    "Hello",
+    "Lag",
+    "Lifecycle",
+    "LoopStarted",
+    "LoopStopped",
+    "Notice",
+    "Resource",
+    "SourceState",
+    "Stack",
+    "TargetExited",
+    "decode",
+    "encode",
+    "from_dict",
+    "lag_bucket",
+    "lag_bucket_upper",
+    "to_dict",
+]

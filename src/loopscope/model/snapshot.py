@@ -1,0 +1,160 @@
+"""Immutable snapshots of the model: what rules, the TUI, reports and exporters read.
+
+A snapshot is a plain, frozen value: everything in it is already aggregated, so readers never
+compute over raw events. Times are wall-clock seconds like the events'.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from loopscope.events import Frame
+
+
+@dataclass(frozen=True, slots=True)
+class TargetInfo:
+    pid: int
+    python: str
+    executable: str
+    argv: tuple[str, ...]
+    agent_version: str
+
+
+@dataclass(frozen=True, slots=True)
+class LoopInfo:
+    loop: int
+    thread_name: str
+    loop_class: str
+    features: tuple[str, ...]
+    unavailable: tuple[str, ...]
+    running: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SourceInfo:
+    name: str  # "agent", "py-spy", "aiomonitor", "replay"
+    state: str  # "live" | "unavailable" | "lost" | "ended"
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class ExitInfo:
+    t: float
+    exit_code: int | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class LagPoint:
+    """Lag over one agent window (about 250 ms), all loops merged."""
+
+    t: float
+    p50: float
+    p99: float
+    max: float
+    busy: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class LagView:
+    series: tuple[LagPoint, ...]  # the last LAG_SERIES_SECONDS, oldest first
+    # Over the last RECENT_SECONDS:
+    p50: float | None
+    p99: float | None
+    max: float | None
+    busy: float | None
+    ready: int | None
+    # Over the whole session:
+    session_max: float | None
+    heartbeats: int
+
+
+@dataclass(frozen=True, slots=True)
+class TaskView:
+    total: int  # live tasks at the latest census, all loops
+    by_state: dict[str, int]
+    by_kind: dict[str, int]
+    created_per_s: float  # over the last RECENT_SECONDS
+    finished_per_s: float
+    failed_per_s: float
+    series: tuple[tuple[float, int], ...]  # (t, total live tasks), oldest first
+    top_created: tuple[tuple[str, int], ...]  # (coroutine, created in session), most first
+
+
+@dataclass(frozen=True, slots=True)
+class AwaitSiteView:
+    file: str
+    line: int
+    function: str
+    kind: str
+    count: int
+    oldest: float
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceView:
+    id: int
+    type: str
+    label: str
+    waiters: int
+    oldest: float
+
+
+@dataclass(frozen=True, slots=True)
+class BlockRecord:
+    """One block, with its stacks and the application frame it is attributed to."""
+
+    t: float
+    loop: int
+    duration: float
+    task: str | None
+    cause: str  # "cpu" | "sleep" | "io" | "gil" | "unknown"
+    cpu: float | None
+    samples: int
+    location: Frame | None  # innermost application frame of the dominant stack
+    stacks: tuple[tuple[int, tuple[Frame, ...]], ...]  # (count, frames innermost first)
+
+
+@dataclass(frozen=True, slots=True)
+class HotFrame:
+    """An application location that blocked the loop, over the session."""
+
+    file: str
+    line: int
+    function: str
+    blocks: int  # blocks attributed to it
+    samples: int  # stack samples naming it
+    total: float  # seconds blocked
+    max: float
+    cause: str  # dominant cause of its blocks
+    cpu_share: float | None  # CPU time / blocked time, where measured
+    first_t: float
+    last_t: float
+    stack: tuple[Frame, ...]  # a representative stack, innermost first
+
+
+@dataclass(frozen=True, slots=True)
+class BlockView:
+    count: int  # blocks in the session
+    total: float  # seconds blocked in the session
+    max: float
+    recent_count: int  # blocks in the last RECENT_SECONDS
+    recent: tuple[BlockRecord, ...]  # the latest blocks, newest first, bounded
+    hot: tuple[HotFrame, ...]  # most total time first
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    t: float  # the model's clock when the snapshot was taken
+    started: float | None  # time of the first event
+    duration_s: float
+    target: TargetInfo | None
+    loops: tuple[LoopInfo, ...]
+    sources: tuple[SourceInfo, ...]
+    exited: ExitInfo | None
+    lag: LagView
+    tasks: TaskView
+    await_sites: tuple[AwaitSiteView, ...]  # most tasks first
+    resources: tuple[ResourceView, ...]  # most waiters first
+    blocks: BlockView
+    notices: tuple[str, ...] = field(default=())
