@@ -374,7 +374,10 @@ def _convert(hint: Any, value: Any, name: str) -> Any:
             return math.inf  # non-finite floats travel as null
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise DecodeError(f"{name}: expected a number")
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:
+            raise DecodeError(f"{name}: number out of range") from None
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise DecodeError(f"{name}: expected an integer")

@@ -18,6 +18,7 @@ class TargetInfo:
     executable: str
     argv: tuple[str, ...]
     agent_version: str
+    cwd: str = ""  # the target's working directory, to show its paths relative to it
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +132,7 @@ class HotFrame:
     first_t: float
     last_t: float
     stack: tuple[Frame, ...]  # a representative stack, innermost first
+    tasks: tuple[str, ...] = ()  # names of tasks that were running in its blocks, a few
 
 
 @dataclass(frozen=True, slots=True)

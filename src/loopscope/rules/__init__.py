@@ -1,0 +1,23 @@
+"""Rules: pure functions from a snapshot to findings, one module per family."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from loopscope.model.snapshot import Snapshot
+from loopscope.rules import blocking
+from loopscope.rules.finding import Finding, Location, severity_rank
+
+Rule = Callable[[Snapshot], list[Finding]]
+
+RULES: Sequence[Rule] = (blocking.check,)
+
+
+def evaluate(snapshot: Snapshot) -> tuple[Finding, ...]:
+    """The findings of every rule, most severe first (each rule's own order kept within)."""
+    findings = [f for rule in RULES for f in rule(snapshot)]
+    findings.sort(key=lambda f: -severity_rank(f.severity))
+    return tuple(findings)
+
+
+__all__ = ["RULES", "Finding", "Location", "Rule", "evaluate"]

@@ -1,0 +1,307 @@
+"""Blocks: which application code stalled the loop, why, and how much in total.
+
+Each block is attributed to a location (the innermost application frame of its sampled
+stacks) and a cause; blocks are then aggregated into hot frames by function.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from loopscope.events import Block, Frame, Stack
+from loopscope.model.snapshot import BlockRecord, BlockView, HotFrame
+
+# The share of a block's wall time spent on CPU above which it is CPU work, and below which
+# the thread was waiting (sleep, I/O).
+CPU_BOUND = 0.7
+OFF_CPU = 0.3
+
+# Frames in these modules mean a thread waiting off-CPU is doing I/O.
+IO_MODULES = frozenset(
+    {
+        "socket",
+        "ssl",
+        "http",
+        "urllib",
+        "requests",
+        "urllib3",
+        "httpx",
+        "httpcore",
+        "subprocess",
+        "select",
+        "selectors",
+    }
+)
+
+# Where loopscope's agent code shows up in a target's stacks: installed or from a checkout,
+# or loaded privately from source sent over the bootstrap socket.
+_LOOPSCOPE_MARKERS = ("/loopscope/agent/", "<loopscope", "_loopscope_agent")
+_SLEEP_CALL = re.compile(r"\bsleep\s*\(")
+# Without a Hello (no agent), recognise the usual layouts of an installed Python.
+_STDLIB_GUESS = re.compile(r"[/\\]lib[/\\]python3\.\d+[/\\]", re.IGNORECASE)
+_SITE_GUESS = re.compile(r"[/\\](?:site|dist)-packages[/\\]")
+
+MAX_HOT = 50
+MAX_RECENT = 100
+MAX_TASKS = 5
+_MAX_TRACKED = 500  # distinct locations kept; the smallest are forgotten beyond this
+_MAX_ENDS = 10_000
+
+SourceLine = Callable[[str, int], str]
+
+
+def _prefixes(paths: Sequence[str]) -> tuple[str, ...]:
+    out = {p.rstrip("/\\") + "/" for p in paths if p}
+    return tuple(sorted(out, key=len, reverse=True))
+
+
+class CodeMap:
+    """Tells application frames from the standard library, installed packages and loopscope."""
+
+    def __init__(self, stdlib_paths: Sequence[str] = (), site_paths: Sequence[str] = ()) -> None:
+        self._stdlib = _prefixes(stdlib_paths)
+        self._site = _prefixes(site_paths)
+        self._known = bool(self._stdlib)
+
+    def kind(self, file: str) -> str:
+        """One of "loopscope", "site", "stdlib", "app"."""
+        path = file.replace("\\", "/")
+        if any(m in path for m in _LOOPSCOPE_MARKERS):
+            return "loopscope"
+        # Site directories usually live inside the standard library's directory: test first.
+        if self._prefix(path, self._site) is not None or _SITE_GUESS.search(path):
+            return "site"
+        if path.startswith("<frozen"):
+            return "stdlib"
+        if self._prefix(path, self._stdlib) is not None:
+            return "stdlib"
+        if not self._known and _STDLIB_GUESS.search(path):
+            return "stdlib"
+        return "app"
+
+    def module(self, file: str) -> str | None:
+        """The top-level module a library frame belongs to ("http" for http/client.py)."""
+        path = file.replace("\\", "/")
+        if path.startswith("<frozen "):
+            return path[len("<frozen ") :].rstrip(">").split(".")[0]
+        prefix = self._prefix(path, self._site) or self._prefix(path, self._stdlib)
+        if prefix is not None:
+            rest = path[len(prefix) :]
+        else:
+            match = _SITE_GUESS.search(path) or _STDLIB_GUESS.search(path)
+            if match is None:
+                return None
+            rest = path[match.end() :]
+        top = rest.split("/", 1)[0]
+        return top[:-3] if top.endswith(".py") else top
+
+    @staticmethod
+    def _prefix(path: str, prefixes: tuple[str, ...]) -> str | None:
+        return next((p for p in prefixes if path.startswith(p)), None)
+
+    def locate(self, frames: Sequence[Frame]) -> Frame | None:
+        """The innermost application frame; else the innermost frame of an installed package;
+        else the innermost frame."""
+        fallback: Frame | None = None
+        for f in frames:
+            kind = self.kind(f.file)
+            if kind == "app":
+                return f
+            if kind == "site" and fallback is None:
+                fallback = f
+        if fallback is not None:
+            return fallback
+        return frames[0] if frames else None
+
+
+@dataclass(frozen=True, slots=True)
+class Attribution:
+    location: Frame | None
+    samples: int  # samples whose stack names the location
+    lines: dict[int, int]  # line -> samples, within the location's function
+    stack: tuple[Frame, ...]  # the most frequent of those stacks
+    cause: str
+
+
+def attribute(block: Block, code: CodeMap, source_line: SourceLine) -> Attribution:
+    location, samples, lines, stack = _locate_block(block.stacks, code)
+    cause = _cause(block, location, stack, code, source_line)
+    return Attribution(location, samples, lines, stack, cause)
+
+
+def _locate_block(
+    stacks: Sequence[Stack], code: CodeMap
+) -> tuple[Frame | None, int, dict[int, int], tuple[Frame, ...]]:
+    # The location is the function most samples are in (the dominant stack's, when the
+    # stacks agree); its line is the one most of those samples are at. A CPU-bound loop spreads
+    # its samples over several lines of one function, and it is one culprit, not several.
+    by_function: Counter[tuple[str, str]] = Counter()
+    by_line: Counter[tuple[str, str, int]] = Counter()
+    first_stack: dict[tuple[str, str], tuple[Frame, ...]] = {}
+    for s in stacks:
+        f = code.locate(s.frames)
+        if f is None or s.count <= 0:
+            continue
+        by_function[f.file, f.function] += s.count
+        by_line[f.file, f.function, f.line] += s.count
+        first_stack.setdefault((f.file, f.function), s.frames)
+    if not by_function:
+        return None, 0, {}, stacks[0].frames if stacks else ()
+    (file, function), samples = by_function.most_common(1)[0]
+    lines = {ln: n for (fi, fu, ln), n in by_line.items() if (fi, fu) == (file, function)}
+    line = max(lines, key=lines.__getitem__)
+    return Frame(file, line, function), samples, lines, first_stack[file, function]
+
+
+def _cause(
+    block: Block,
+    location: Frame | None,
+    stack: Sequence[Frame],
+    code: CodeMap,
+    source_line: SourceLine,
+) -> str:
+    if block.samples == 0:
+        return "gil"  # no sample could be taken: the thread held the GIL throughout
+    if block.cpu is None:
+        return "unknown"
+    share = block.cpu / block.duration if block.duration > 0 else 0.0
+    if share >= CPU_BOUND:
+        return "cpu"
+    if share > OFF_CPU:
+        return "cpu" if share >= 0.5 else "io"
+    if any(code.kind(f.file) != "app" and code.module(f.file) in IO_MODULES for f in stack):
+        return "io"
+    if location is not None and _SLEEP_CALL.search(_safe_line(source_line, location)):
+        return "sleep"
+    return "io"
+
+
+def _safe_line(source_line: SourceLine, frame: Frame) -> str:
+    try:
+        return source_line(frame.file, frame.line)
+    except Exception:  # a source we cannot read just gives no hint
+        return ""
+
+
+@dataclass
+class _Hot:
+    file: str
+    function: str
+    lines: Counter[int] = field(default_factory=Counter)
+    blocks: int = 0
+    samples: int = 0
+    total: float = 0.0
+    max: float = 0.0
+    by_cause: dict[str, float] = field(default_factory=dict)  # cause -> seconds
+    cpu: float = 0.0
+    cpu_measured: float = 0.0  # seconds of blocks whose CPU time is known
+    first_t: float = 0.0
+    last_t: float = 0.0
+    stack: tuple[Frame, ...] = ()
+    tasks: list[str] = field(default_factory=list)
+
+    def add(self, block: Block, a: Attribution) -> None:
+        self.lines.update(a.lines)
+        if self.blocks == 0 or block.duration > self.max:
+            self.stack = a.stack
+        self.first_t = block.t if self.blocks == 0 else min(self.first_t, block.t)
+        self.last_t = max(self.last_t, block.t)
+        self.blocks += 1
+        self.samples += a.samples
+        self.total += block.duration
+        self.max = max(self.max, block.duration)
+        self.by_cause[a.cause] = self.by_cause.get(a.cause, 0.0) + block.duration
+        if block.cpu is not None:
+            self.cpu += block.cpu
+            self.cpu_measured += block.duration
+        if block.task and block.task not in self.tasks and len(self.tasks) < MAX_TASKS:
+            self.tasks.append(block.task)
+
+    def freeze(self) -> HotFrame:
+        return HotFrame(
+            file=self.file,
+            line=self.lines.most_common(1)[0][0] if self.lines else 0,
+            function=self.function,
+            blocks=self.blocks,
+            samples=self.samples,
+            total=self.total,
+            max=self.max,
+            cause=max(self.by_cause, key=self.by_cause.__getitem__),
+            cpu_share=min(1.0, self.cpu / self.cpu_measured) if self.cpu_measured > 0 else None,
+            first_t=self.first_t,
+            last_t=self.last_t,
+            stack=self.stack,
+            tasks=tuple(self.tasks),
+        )
+
+
+# Blocks without a location (nothing could be sampled) are gathered under this pseudo-frame:
+# file "" and line 0 say that there is no code location.
+UNSAMPLED_FUNCTION = "<no stack: C code holding the GIL>"
+
+
+class BlockState:
+    def __init__(self, recent_seconds: float, source_line: SourceLine) -> None:
+        self._recent_seconds = recent_seconds
+        self._source_line = source_line
+        self.code = CodeMap()
+        self._count = 0
+        self._total = 0.0
+        self._max = 0.0
+        self._recent: deque[BlockRecord] = deque(maxlen=MAX_RECENT)
+        self._ends: deque[float] = deque(maxlen=_MAX_ENDS)
+        self._hot: dict[tuple[str, str], _Hot] = {}
+
+    def apply(self, block: Block) -> None:
+        a = attribute(block, self.code, self._source_line)
+        self._count += 1
+        self._total += block.duration
+        self._max = max(self._max, block.duration)
+        self._recent.append(
+            BlockRecord(
+                t=block.t,
+                loop=block.loop,
+                duration=block.duration,
+                task=block.task,
+                cause=a.cause,
+                cpu=block.cpu,
+                samples=block.samples,
+                location=a.location,
+                stacks=tuple((s.count, s.frames) for s in block.stacks),
+            )
+        )
+        end = block.t + block.duration
+        self._ends.append(end)
+        while self._ends and self._ends[0] < end - self._recent_seconds:
+            self._ends.popleft()
+
+        key = (
+            ("", UNSAMPLED_FUNCTION)
+            if a.location is None
+            else (
+                a.location.file,
+                a.location.function,
+            )
+        )
+        hot = self._hot.get(key)
+        if hot is None:
+            if len(self._hot) >= _MAX_TRACKED:
+                smallest = min(self._hot, key=lambda k: self._hot[k].total)
+                del self._hot[smallest]
+            hot = self._hot[key] = _Hot(file=key[0], function=key[1])
+        hot.add(block, a)
+
+    def view(self, now: float) -> BlockView:
+        recent_from = now - self._recent_seconds
+        hot = sorted(self._hot.values(), key=lambda h: (-h.total, h.file, h.function))
+        return BlockView(
+            count=self._count,
+            total=self._total,
+            max=self._max,
+            recent_count=sum(1 for end in self._ends if recent_from < end),
+            recent=tuple(reversed(self._recent)),
+            hot=tuple(h.freeze() for h in hot[:MAX_HOT]),
+        )

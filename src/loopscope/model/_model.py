@@ -1,0 +1,155 @@
+"""The model: folds events into state and hands out immutable snapshots."""
+
+from __future__ import annotations
+
+import linecache
+import math
+from collections import deque
+from collections.abc import Callable
+
+from loopscope.events import (
+    Block,
+    Census,
+    Event,
+    Hello,
+    Lag,
+    Lifecycle,
+    LoopStarted,
+    LoopStopped,
+    Notice,
+    SourceState,
+    TargetExited,
+)
+from loopscope.model._blocks import BlockState, CodeMap
+from loopscope.model._lag import LagState
+from loopscope.model._tasks import TaskState
+from loopscope.model.snapshot import ExitInfo, LoopInfo, Snapshot, SourceInfo, TargetInfo
+
+LAG_SERIES_SECONDS = 60.0  # how far back the lag and task series go
+RECENT_SECONDS = 10.0  # the window of "now" figures: lag percentiles, rates, recent blocks
+MAX_NOTICES = 50
+MAX_LOOPS = 32  # loops listed; a program that keeps making loops has its oldest stopped dropped
+
+
+def _linecache_line(file: str, line: int) -> str:
+    return linecache.getline(file, line)
+
+
+class Model:
+    """Everything known about one target, from its events. Not thread-safe: one writer."""
+
+    def __init__(self, *, source_line: Callable[[str, int], str] = _linecache_line) -> None:
+        self._started: float | None = None
+        self._latest: float | None = None
+        self._target: TargetInfo | None = None
+        self._loops: dict[int, LoopInfo] = {}
+        self._sources: dict[str, SourceInfo] = {}
+        self._exited: ExitInfo | None = None
+        self._notices: deque[str] = deque(maxlen=MAX_NOTICES)
+        self._lag = LagState(LAG_SERIES_SECONDS, RECENT_SECONDS)
+        self._tasks = TaskState(LAG_SERIES_SECONDS, RECENT_SECONDS)
+        self._blocks = BlockState(RECENT_SECONDS, source_line)
+
+    def apply(self, event: Event) -> None:
+        t = event.t
+        # A damaged recording can carry an infinite time or duration (non-finite numbers
+        # travel as null); one such event must not turn every figure into infinity.
+        if not math.isfinite(t) or (
+            isinstance(event, Block) and not 0.0 <= event.duration < math.inf
+        ):
+            return
+        if self._started is None or t < self._started:
+            self._started = t
+        # A block's t is its start, so it lags behind the events sent before it; the clock
+        # is the furthest point events describe.
+        end = t + event.duration if isinstance(event, Block) else t
+        if self._latest is None or end > self._latest:
+            self._latest = end
+
+        if isinstance(event, Lag):
+            self._lag.apply(event)
+        elif isinstance(event, Census):
+            self._tasks.census(event)
+        elif isinstance(event, Lifecycle):
+            self._tasks.lifecycle(event)
+        elif isinstance(event, Block):
+            self._blocks.apply(event)
+        elif isinstance(event, Hello):
+            self._target = TargetInfo(
+                pid=event.pid,
+                python=event.python,
+                executable=event.executable,
+                argv=event.argv,
+                agent_version=event.agent_version,
+                cwd=event.cwd,
+            )
+            self._blocks.code = CodeMap(event.stdlib_paths, event.site_paths)
+        elif isinstance(event, LoopStarted):
+            # (a new loop may reuse the id of a stopped one: its ids are id(loop))
+            stopped = [
+                i.loop for i in self._loops.values() if not i.running and i.loop != event.loop
+            ]
+            for loop in stopped:
+                self._forget_loop(loop, t)
+            self._loops[event.loop] = LoopInfo(
+                loop=event.loop,
+                thread_name=event.thread_name,
+                loop_class=event.loop_class,
+                features=event.features,
+                unavailable=event.unavailable,
+                running=True,
+            )
+            for loop in stopped[: max(0, len(self._loops) - MAX_LOOPS)]:
+                del self._loops[loop]
+        elif isinstance(event, LoopStopped):
+            info = self._loops.get(event.loop)
+            if info is not None:
+                self._loops[event.loop] = LoopInfo(
+                    loop=info.loop,
+                    thread_name=info.thread_name,
+                    loop_class=info.loop_class,
+                    features=info.features,
+                    unavailable=info.unavailable,
+                    running=False,
+                )
+            # The last loop to stop keeps its final census and lag in view: that is the
+            # program's last picture. Any other stopped loop no longer counts.
+            if any(i.running for i in self._loops.values()):
+                self._forget_loop(event.loop, t)
+        elif isinstance(event, SourceState):
+            self._sources[event.source] = SourceInfo(
+                name=event.source, state=event.state, detail=event.detail
+            )
+        elif isinstance(event, TargetExited):
+            self._exited = ExitInfo(t=t, exit_code=event.exit_code, reason=event.reason)
+        elif isinstance(event, Notice):
+            self._notices.append(
+                event.message if event.level == "info" else f"{event.level}: {event.message}"
+            )
+
+    def _forget_loop(self, loop: int, t: float) -> None:
+        self._lag.loop_stopped(loop)
+        self._tasks.loop_stopped(loop, t)
+
+    def snapshot(self, now: float | None = None) -> Snapshot:
+        """The state at ``now`` (default: the time of the latest event). Once the target has
+        exited, time stops there, so what it did last stays in view."""
+        latest = self._latest if self._latest is not None else 0.0
+        if now is None or (self._exited is not None and now > latest):
+            now = latest
+        started = self._started
+        return Snapshot(
+            t=now,
+            started=started,
+            duration_s=max(0.0, now - started) if started is not None else 0.0,
+            target=self._target,
+            loops=tuple(self._loops.values()),
+            sources=tuple(self._sources.values()),
+            exited=self._exited,
+            lag=self._lag.view(now),
+            tasks=self._tasks.view(now),
+            await_sites=self._tasks.await_sites(),
+            resources=self._tasks.resources(),
+            blocks=self._blocks.view(now),
+            notices=tuple(self._notices),
+        )

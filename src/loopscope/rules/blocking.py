@@ -1,0 +1,113 @@
+"""LS101: code that blocks the event loop (see docs/findings.md)."""
+
+from __future__ import annotations
+
+import os
+
+from loopscope.model.snapshot import HotFrame, Snapshot
+from loopscope.rules.finding import Finding, Location
+
+CODE = "LS101"
+FAMILY = "blocking"
+
+# A location is reported once it blocked the loop this often, or this long in total.
+MIN_BLOCKS = 3
+MIN_TOTAL_S = 0.100
+# It is an error when one block is this long, or its blocks take this share of the session.
+ERROR_MAX_S = 0.250
+ERROR_SHARE = 0.20
+
+STACK_FRAMES = 5
+
+_CAUSE_LABEL = {
+    "cpu": "CPU",
+    "sleep": "sleep",
+    "io": "sync I/O",
+    "gil": "C code holding the GIL",
+    "unknown": "cause unknown",
+}
+
+
+def check(snapshot: Snapshot) -> list[Finding]:
+    return [_finding(h, snapshot) for h in snapshot.blocks.hot if _reported(h)]
+
+
+def _reported(hot: HotFrame) -> bool:
+    return hot.blocks >= MIN_BLOCKS or hot.total >= MIN_TOTAL_S
+
+
+def _finding(hot: HotFrame, snapshot: Snapshot) -> Finding:
+    located = bool(hot.file)
+    duration = snapshot.duration_s
+    share = min(1.0, hot.total / duration) if duration > 0 else 1.0
+    severity = "error" if hot.max >= ERROR_MAX_S or share >= ERROR_SHARE else "warning"
+    cause = _CAUSE_LABEL.get(hot.cause, hot.cause)
+    if located:
+        title = (
+            f"`{_short(hot.function)}` blocks the loop ({cause}) "
+            f"at {os.path.basename(hot.file)}:{hot.line}"
+        )
+    else:
+        title = "Code holding the GIL blocks the loop (no stack could be sampled)"
+    evidence = {
+        "count": hot.blocks,
+        "total_s": round(hot.total, 4),
+        "max_s": round(hot.max, 4),
+        "mean_s": round(hot.total / hot.blocks, 4) if hot.blocks else 0.0,
+        "per_minute": round(hot.blocks * 60.0 / max(duration, 1.0), 1),
+        "cause": hot.cause,
+        "cpu_share": None if hot.cpu_share is None else round(hot.cpu_share, 3),
+        "share_of_time": round(share, 4),
+        "samples": hot.samples,
+        "tasks": list(hot.tasks),
+        "stack": [
+            f"{f.function} ({os.path.basename(f.file)}:{f.line})" for f in hot.stack[:STACK_FRAMES]
+        ],
+        "first_t": hot.first_t,
+        "last_t": hot.last_t,
+    }
+    return Finding(
+        code=CODE,
+        family=FAMILY,
+        severity=severity,
+        title=title,
+        location=Location(hot.file, hot.line, hot.function) if located else None,
+        evidence=evidence,
+        fix=_fix(hot.cause, _short(hot.function) if located else "the call"),
+    )
+
+
+def _short(function: str) -> str:
+    """``Handler.render`` -> ``render``: what the code at the call site names."""
+    return function.rsplit(".", 1)[-1]
+
+
+def _fix(cause: str, fn: str) -> str:
+    if cause == "cpu":
+        return (
+            f"Move the CPU work off the loop: `await asyncio.to_thread({fn}, ...)`; for "
+            f"pure-Python work (threads share the GIL) use a ProcessPoolExecutor with "
+            f"`await loop.run_in_executor(pool, {fn}, ...)`. Or split it into chunks with "
+            f"`await asyncio.sleep(0)` between them."
+        )
+    if cause == "sleep":
+        return (
+            "Replace the blocking `time.sleep(...)` with `await asyncio.sleep(...)` "
+            "(which lets other tasks run while this one waits)."
+        )
+    if cause == "io":
+        return (
+            f"Use an async client for this I/O (e.g. httpx.AsyncClient or aiohttp for HTTP, "
+            f"asyncio streams for sockets, an async database driver), or run the blocking call "
+            f"in a thread: `await asyncio.to_thread({fn}, ...)`."
+        )
+    if cause == "gil":
+        return (
+            "A C extension call holds the GIL for the whole block: run it in a "
+            "ProcessPoolExecutor via `await loop.run_in_executor(pool, ...)`, or use a variant "
+            "of the call that releases the GIL (then `asyncio.to_thread` is enough)."
+        )
+    return (
+        f"Find what `{fn}` does during these blocks (the stack above) and move it off the loop "
+        f"with `await asyncio.to_thread({fn}, ...)` or an async equivalent."
+    )

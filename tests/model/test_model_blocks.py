@@ -1,0 +1,231 @@
+from __future__ import annotations
+
+import pytest
+
+from builders import APP, LOOP_FRAMES, app, block, frame, hello, site, stdlib
+from loopscope.events import Block, Event, Frame, Stack
+from loopscope.model import RECENT_SECONDS, UNSAMPLED_FUNCTION, Model
+from loopscope.model._blocks import CodeMap
+
+SOURCE = {
+    (f"{APP}/handlers.py", 42): "    data = render_report(rows)\n",
+    (f"{APP}/handlers.py", 57): "        time.sleep(0.05)  # pretend to wait for the printer\n",
+    (f"{APP}/handlers.py", 63): "    resp = fetch(url)\n",
+}
+
+
+def source_line(file: str, line: int) -> str:
+    return SOURCE.get((file, line), "")
+
+
+def fed(*events: Event) -> Model:
+    model = Model(source_line=source_line)
+    model.apply(hello())
+    for e in events:
+        model.apply(e)
+    return model
+
+
+def only_block(b: Block) -> tuple[Frame | None, str]:
+    record = fed(b).snapshot().blocks.recent[0]
+    return record.location, record.cause
+
+
+AGENT_FRAME = frame("/srv/venv/lib/python3.11/site-packages/loopscope/agent/_core.py", 9, "x")
+PRIVATE_AGENT_FRAME = frame("<loopscope-agent>/_blocks.py", 31, "sample")
+
+
+def test_location_is_the_innermost_application_frame() -> None:
+    frames = [
+        PRIVATE_AGENT_FRAME,
+        AGENT_FRAME,
+        frame("<frozen importlib._bootstrap>", 1, "_call_with_frames_removed"),
+        stdlib("json/encoder.py", 258, "JSONEncoder.iterencode"),
+        site("jinja2/environment.py", 1300, "Template.render"),
+        app(42, "render_report"),
+        app(90, "handle"),
+    ]
+    location, _ = only_block(block(10.0, 0.06, frames))
+    assert location == app(42, "render_report")
+
+
+def library_block(frames: list[Frame]) -> Block:
+    """A block whose stack has no application frame at all."""
+    return Block(
+        t=1.0,
+        loop=1,
+        duration=0.05,
+        task=None,
+        cpu=0.05,
+        samples=5,
+        stacks=(Stack(count=5, frames=tuple(frames)),),
+    )
+
+
+def test_without_application_frames_the_innermost_package_frame_is_the_location() -> None:
+    frames = [stdlib("json/encoder.py", 258, "iterencode"), site("orjson/x.py", 3, "dumps")]
+    assert only_block(library_block(frames))[0] == site("orjson/x.py", 3, "dumps")
+    assert only_block(library_block(list(LOOP_FRAMES[:3])))[0] == LOOP_FRAMES[0]
+
+
+def test_site_packages_inside_the_stdlib_directory_are_packages() -> None:
+    code = CodeMap(["/usr/lib/python3.11"], ["/usr/lib/python3.11/site-packages"])
+    assert code.kind("/usr/lib/python3.11/site-packages/requests/api.py") == "site"
+    assert code.kind("/usr/lib/python3.11/socket.py") == "stdlib"
+    assert code.kind("/usr/lib/python3.11-app/main.py") == "app"
+    assert code.module("/usr/lib/python3.11/http/client.py") == "http"
+    assert code.module("/usr/lib/python3.11/site-packages/urllib3/connection.py") == "urllib3"
+
+
+def test_without_hello_the_usual_layouts_are_recognised() -> None:
+    code = CodeMap()
+    assert code.kind("/opt/py/lib/python3.12/ssl.py") == "stdlib"
+    assert code.kind("/home/u/.venv/lib/python3.12/site-packages/httpx/_client.py") == "site"
+    assert code.kind("/home/u/app/main.py") == "app"
+    assert code.module("/opt/py/lib/python3.12/ssl.py") == "ssl"
+    assert code.module("/home/u/app/main.py") is None
+
+
+def test_cpu_block() -> None:
+    location, cause = only_block(block(10.0, 0.06, [app(42, "render_report")], cpu_share=0.95))
+    assert (location, cause) == (app(42, "render_report"), "cpu")
+
+
+def test_sleep_block_is_recognised_from_the_source_line() -> None:
+    b = block(10.0, 0.05, [app(57, "print_label")], cpu_share=0.01)
+    assert only_block(b) == (app(57, "print_label"), "sleep")
+
+
+def test_off_cpu_in_a_socket_module_is_io() -> None:
+    frames = [stdlib("socket.py", 705, "SocketIO.readinto"), app(63, "lookup")]
+    assert only_block(block(10.0, 0.2, frames, cpu_share=0.02))[1] == "io"
+    frames = [site("requests/sessions.py", 589, "Session.request"), app(57, "print_label")]
+    # Even on a line that mentions sleep(, a frame in requests says I/O.
+    assert only_block(block(10.0, 0.2, frames, cpu_share=0.0)) == (app(57, "print_label"), "io")
+
+
+def test_off_cpu_without_a_hint_is_io() -> None:
+    assert only_block(block(10.0, 0.2, [app(63, "lookup")], cpu_share=0.1))[1] == "io"
+
+
+@pytest.mark.parametrize(
+    ("share", "cause"),
+    [(0.7, "cpu"), (0.69, "cpu"), (0.5, "cpu"), (0.49, "io"), (0.31, "io"), (0.3, "io")],
+)
+def test_cpu_share_between_the_bounds(share: float, cause: str) -> None:
+    # Line 57 sleeps: only a share at or below 0.3 looks at it.
+    b = block(10.0, 0.1, [app(42, "render_report")], cpu_share=share)
+    assert only_block(b)[1] == cause
+
+
+def test_off_cpu_bound_reads_the_source() -> None:
+    assert only_block(block(10.0, 0.1, [app(57, "p")], cpu_share=0.3))[1] == "sleep"
+    assert only_block(block(10.0, 0.1, [app(57, "p")], cpu_share=0.31))[1] == "io"
+
+
+def test_unknown_cpu_time() -> None:
+    b = block(10.0, 0.1, [app(42, "render_report")], cpu_share=None)
+    assert only_block(b) == (app(42, "render_report"), "unknown")
+
+
+def test_a_block_without_samples_holds_the_gil_and_has_no_location() -> None:
+    b = block(10.0, 0.3, None, cpu_share=1.0)
+    assert b.samples == 0
+    assert only_block(b) == (None, "gil")
+    hot = fed(b).snapshot().blocks.hot
+    assert [(h.file, h.line, h.function, h.cause) for h in hot] == [
+        ("", 0, UNSAMPLED_FUNCTION, "gil")
+    ]
+
+
+def test_a_source_line_that_cannot_be_read_gives_no_hint() -> None:
+    def broken(file: str, line: int) -> str:
+        raise OSError("gone")
+
+    model = Model(source_line=broken)
+    model.apply(hello())
+    model.apply(block(10.0, 0.1, [app(57, "p")], cpu_share=0.0))
+    assert model.snapshot().blocks.recent[0].cause == "io"
+
+
+def test_the_location_is_the_function_most_samples_are_in() -> None:
+    # A CPU loop spreads its samples over lines of one function; a helper took a few.
+    b = block(
+        10.0,
+        0.1,
+        stacks=[
+            (30, [app(44, "crunch")]),
+            (40, [app(45, "crunch")]),
+            (35, [app(12, "helper", "util.py")]),
+        ],
+    )
+    record = fed(b).snapshot().blocks.recent[0]
+    assert record.location == app(45, "crunch")
+    assert record.stacks[0][0] == 40
+
+
+def test_hot_frames_aggregate_blocks_by_function() -> None:
+    model = fed(
+        block(
+            10.0,
+            0.060,
+            stacks=[(40, [app(44, "crunch")]), (20, [app(45, "crunch")])],
+            task="Task-1",
+            cpu_share=1.0,
+        ),
+        block(
+            12.0,
+            0.150,
+            stacks=[(100, [app(45, "crunch")]), (50, [app(44, "crunch")])],
+            task="Task-2",
+            cpu_share=0.8,
+        ),
+        block(13.0, 0.040, [app(57, "print_label")], cpu_share=0.0, task="Task-1"),
+        block(14.0, 0.050, stacks=[(50, [app(44, "crunch")])], task="Task-1", cpu_share=0.9),
+    )
+    blocks = model.snapshot().blocks
+    assert blocks.count == 4
+    assert blocks.total == pytest.approx(0.300)
+    assert blocks.max == 0.150
+    crunch, label = blocks.hot
+    assert (crunch.function, crunch.blocks, crunch.samples) == ("crunch", 3, 260)
+    assert crunch.line == 44  # 140 samples against 120
+    assert crunch.total == pytest.approx(0.260)
+    assert crunch.max == 0.150
+    assert crunch.cause == "cpu"
+    assert crunch.cpu_share == pytest.approx((0.06 + 0.12 + 0.045) / 0.26)
+    assert (crunch.first_t, crunch.last_t) == (10.0, 14.0)
+    assert crunch.tasks == ("Task-1", "Task-2")
+    assert crunch.stack[0] == app(45, "crunch")  # from its longest block
+    assert crunch.stack[1:] == LOOP_FRAMES
+    assert (label.function, label.cause, label.line) == ("print_label", "sleep", 57)
+
+
+def test_the_dominant_cause_is_the_one_with_most_time() -> None:
+    model = fed(
+        block(10.0, 0.030, [app(57, "p")], cpu_share=1.0),
+        block(11.0, 0.030, [app(57, "p")], cpu_share=1.0),
+        block(12.0, 0.100, [app(57, "p")], cpu_share=0.0),
+    )
+    assert model.snapshot().blocks.hot[0].cause == "sleep"
+
+
+def test_recent_blocks_are_newest_first_and_counted_over_ten_seconds() -> None:
+    events = [block(float(t), 0.05, [app(42, "r")]) for t in range(100)]
+    blocks = fed(*events).snapshot().blocks
+    assert [r.t for r in blocks.recent[:3]] == [99.0, 98.0, 97.0]
+    assert len(blocks.recent) == 100
+    # Blocks ending within the last 10 s before the latest one's end.
+    assert blocks.recent_count == RECENT_SECONDS
+    assert blocks.count == 100
+
+
+def test_block_memory_is_bounded() -> None:
+    model = Model(source_line=source_line)
+    for i in range(3000):
+        model.apply(block(float(i), 0.03, [app(i, f"f{i}", f"m{i}.py")], cpu_share=1.0))
+    blocks = model.snapshot().blocks
+    assert blocks.count == 3000
+    assert len(blocks.recent) <= 100
+    assert len(blocks.hot) <= 50
+    assert len(model._blocks._hot) <= 500

@@ -1,0 +1,362 @@
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from loopscope import events
+from loopscope.agent.events import LAG_BUCKETS
+from loopscope.events import (
+    EVENT_TYPES,
+    AwaitSite,
+    Block,
+    Census,
+    DecodeError,
+    Event,
+    Frame,
+    Hello,
+    Lag,
+    Lifecycle,
+    LoopStarted,
+    LoopStopped,
+    Notice,
+    Resource,
+    SourceState,
+    Stack,
+    TargetExited,
+    decode,
+    encode,
+    lag_bucket,
+    lag_bucket_upper,
+)
+
+FRAME = Frame(file="/srv/app/handlers.py", line=42, function="Reports.render")
+
+ONE_OF_EACH: list[Event] = [
+    Hello(
+        t=1700000000.25,
+        protocol=1,
+        agent_version="0.1.0",
+        pid=4242,
+        python="3.11.7",
+        implementation="cpython",
+        executable="/usr/bin/python3",
+        argv=("app.py", "--név", ""),
+        cwd="/srv/app",
+        stdlib_paths=("/usr/lib/python3.11",),
+        site_paths=("/usr/lib/python3.11/site-packages", "/home/u/.local/lib"),
+        monotonic=12345.678,
+    ),
+    LoopStarted(
+        t=1.0,
+        loop=140234,
+        thread_id=1,
+        thread_name="MainThread",
+        loop_class="uvloop.Loop",
+        features=("lag", "census"),
+        unavailable=("utilisation: loop has no Python selector",),
+    ),
+    LoopStopped(t=2.0, loop=140234),
+    Lag(
+        t=3.0,
+        loop=1,
+        window=0.25,
+        interval=0.01,
+        count=24,
+        buckets=(20, 0, 3, 1),
+        max=0.0004,
+        total=0.002,
+        busy=0.75,
+        ready=3,
+    ),
+    Lag(t=3.0, loop=1, window=0.25, interval=0.01, count=0, buckets=(), max=0.0, total=0.0),
+    Block(
+        t=4.0,
+        loop=1,
+        duration=0.052,
+        task="Task-7",
+        cpu=0.051,
+        samples=13,
+        stacks=(Stack(count=12, frames=(FRAME, FRAME)), Stack(count=1, frames=())),
+    ),
+    Block(t=4.0, loop=1, duration=0.3, task=None, cpu=None, samples=0, stacks=(), precise=False),
+    Census(
+        t=5.0,
+        loop=1,
+        total=100,
+        inspected=50,
+        by_state={"waiting": 98, "ready": 1, "running": 1},
+        by_kind={"lock": 90, "sleep": 8},
+        sites=(AwaitSite("/a.py", 3, "f", "lock", 90, 1.5),),
+        resources=(Resource(id=7, type="Lock", label="Lock locked", waiters=90, oldest=1.5),),
+        cost=0.0003,
+    ),
+    Lifecycle(
+        t=6.0,
+        loop=1,
+        window=1.0,
+        created=10,
+        finished=9,
+        failed=1,
+        cancelled=0,
+        created_by={"handle": 10},
+    ),
+    Notice(t=7.0, level="warning", message="census sampled 1000 of 20000 tasks"),
+    SourceState(t=8.0, source="agent", state="lost", detail="connection reset"),
+    TargetExited(t=9.0, exit_code=None, reason="killed by SIGKILL"),
+    TargetExited(t=9.0, exit_code=3),
+]
+
+
+def test_one_of_each_covers_every_event_type() -> None:
+    assert {type(e) for e in ONE_OF_EACH} == set(EVENT_TYPES.values())
+
+
+@pytest.mark.parametrize("event", ONE_OF_EACH, ids=lambda e: e.kind)
+def test_round_trip(event: Event) -> None:
+    line = encode(event)
+    assert "\n" not in line
+    assert json.loads(line)["kind"] == event.kind
+    assert decode(line) == event
+    assert decode(line.encode()) == event
+    assert events.from_dict(events.to_dict(event)) == event
+
+
+def test_non_finite_floats_travel_as_null() -> None:
+    event = Lag(
+        t=1.0, loop=1, window=0.25, interval=0.01, count=1, buckets=(1,), max=math.inf, total=1.0
+    )
+    line = encode(event)
+    assert '"max":null' in line
+    assert decode(line) == event
+
+
+def test_fields_added_later_have_defaults_so_old_payloads_decode() -> None:
+    old = {"kind": "block", "t": 1, "loop": 1, "duration": 0.1, "task": None, "cpu": None}
+    old |= {"samples": 0, "stacks": []}
+    assert decode(json.dumps(old)).precise is True  # type: ignore[attr-defined]
+    # Unknown fields (from a newer agent) are ignored.
+    assert decode(json.dumps({**old, "newer_field": [1, 2]})) == decode(json.dumps(old))
+
+
+def test_lag_buckets() -> None:
+    assert lag_bucket(0.0) == 0
+    assert lag_bucket(0.00009) == 0
+    assert lag_bucket(1e9) == LAG_BUCKETS - 1
+    for x in (0.0001, 0.00042, 0.003, 0.05, 0.25, 3.0):
+        i = lag_bucket(x)
+        assert lag_bucket_upper(i - 1) <= x * (1 + 1e-9)
+        assert x < lag_bucket_upper(i) * (1 + 1e-9)
+
+
+# ---------------------------------------------------------------------------------------------
+# Generated events
+
+finite = st.floats(allow_nan=False, allow_infinity=False)
+text = st.text(max_size=20)
+ints = st.integers(min_value=-(2**63), max_value=2**63)
+small = st.integers(min_value=0, max_value=10**6)
+frames = st.builds(Frame, file=text, line=small, function=text)
+stacks = st.builds(Stack, count=small, frames=st.lists(frames, max_size=4).map(tuple))
+names = st.tuples(text).map(tuple) | st.lists(text, max_size=3).map(tuple)
+counts = st.dictionaries(text, small, max_size=4)
+
+strategies: dict[type[Event], st.SearchStrategy[Any]] = {
+    Hello: st.builds(
+        Hello,
+        t=finite,
+        protocol=ints,
+        agent_version=text,
+        pid=ints,
+        python=text,
+        implementation=text,
+        executable=text,
+        argv=names,
+        cwd=text,
+        stdlib_paths=names,
+        site_paths=names,
+        monotonic=finite,
+    ),
+    LoopStarted: st.builds(
+        LoopStarted,
+        t=finite,
+        loop=ints,
+        thread_id=ints,
+        thread_name=text,
+        loop_class=text,
+        features=names,
+        unavailable=names,
+    ),
+    LoopStopped: st.builds(LoopStopped, t=finite, loop=ints),
+    Lag: st.builds(
+        Lag,
+        t=finite,
+        loop=ints,
+        window=finite,
+        interval=finite,
+        count=small,
+        buckets=st.lists(small, max_size=80).map(tuple),
+        max=finite,
+        total=finite,
+        busy=st.none() | finite,
+        ready=st.none() | small,
+    ),
+    Block: st.builds(
+        Block,
+        t=finite,
+        loop=ints,
+        duration=finite,
+        task=st.none() | text,
+        cpu=st.none() | finite,
+        samples=small,
+        stacks=st.lists(stacks, max_size=3).map(tuple),
+        precise=st.booleans(),
+    ),
+    Census: st.builds(
+        Census,
+        t=finite,
+        loop=ints,
+        total=small,
+        inspected=small,
+        by_state=counts,
+        by_kind=counts,
+        sites=st.lists(
+            st.builds(
+                AwaitSite,
+                file=text,
+                line=small,
+                function=text,
+                kind=text,
+                count=small,
+                oldest=finite,
+            ),
+            max_size=3,
+        ).map(tuple),
+        resources=st.lists(
+            st.builds(Resource, id=ints, type=text, label=text, waiters=small, oldest=finite),
+            max_size=3,
+        ).map(tuple),
+        cost=finite,
+    ),
+    Lifecycle: st.builds(
+        Lifecycle,
+        t=finite,
+        loop=ints,
+        window=finite,
+        created=small,
+        finished=small,
+        failed=small,
+        cancelled=small,
+        created_by=counts,
+    ),
+    Notice: st.builds(Notice, t=finite, level=text, message=st.text()),
+    SourceState: st.builds(SourceState, t=finite, source=text, state=text, detail=text),
+    TargetExited: st.builds(TargetExited, t=finite, exit_code=st.none() | ints, reason=text),
+}
+any_event = st.one_of(*strategies.values())
+
+
+def test_every_event_type_has_a_strategy() -> None:
+    assert set(strategies) == set(EVENT_TYPES.values())
+
+
+@settings(max_examples=300, deadline=None)
+@given(any_event)
+def test_generated_events_round_trip(event: Event) -> None:
+    assert decode(encode(event)) == event
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad input: DecodeError, never another exception
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | finite | st.text(max_size=10),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=12,
+)
+
+
+def decodes_or_refuses(line: str | bytes) -> None:
+    try:
+        event = decode(line)
+    except DecodeError:
+        return
+    assert isinstance(event, Event)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "",
+        "not json",
+        "{",
+        "[]",
+        "null",
+        "42",
+        '"hello"',
+        "{}",
+        '{"kind": 1}',
+        '{"kind": "no_such_kind", "t": 1}',
+        '{"kind": ["lag"]}',
+        '{"kind": "loop_stopped"}',  # missing fields
+        '{"kind": "loop_stopped", "t": "1", "loop": 1}',
+        '{"kind": "loop_stopped", "t": 1, "loop": 1.5}',
+        '{"kind": "loop_stopped", "t": 1, "loop": true}',
+        '{"kind": "loop_stopped", "t": true, "loop": 1}',
+        '{"kind": "loop_stopped", "t": null, "loop": null}',
+        '{"kind": "notice", "t": 1, "level": "info", "message": null}',
+        '{"kind": "lag", "t": 1, "loop": 1, "window": 1, "interval": 1, "count": 1,'
+        ' "buckets": {"0": 1}, "max": 1, "total": 1}',
+        '{"kind": "lag", "t": 1, "loop": 1, "window": 1, "interval": 1, "count": 1,'
+        ' "buckets": [1, "2"], "max": 1, "total": 1}',
+        '{"kind": "census", "t": 1, "loop": 1, "total": 1, "inspected": 1, "by_state": [],'
+        ' "by_kind": {}, "sites": [], "resources": [], "cost": 0}',
+        '{"kind": "block", "t": 1, "loop": 1, "duration": 1, "task": null, "cpu": null,'
+        ' "samples": 1, "stacks": [{"count": 1, "frames": [{"file": "a"}]}]}',
+        '{"kind": "block", "t": 1, "loop": 1, "duration": 1, "task": null, "cpu": null,'
+        ' "samples": 1, "stacks": [7]}',
+        '{"kind": "block", "t": 1, "loop": 1, "duration": 1, "task": null, "cpu": null,'
+        ' "samples": 1, "stacks": [], "precise": 1}',
+        '{"kind": "notice", "t": 1' + "0" * 400 + ', "level": "info", "message": "m"}',
+        "[" * 100_000,
+        b"\xff\xfe not utf-8",
+    ],
+)
+def test_bad_input_raises_decode_error(line: str | bytes) -> None:
+    with pytest.raises(DecodeError):
+        decode(line)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=60) | st.binary(max_size=60))
+def test_garbage_never_raises_anything_but_decode_error(line: str | bytes) -> None:
+    decodes_or_refuses(line)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.sampled_from(sorted(EVENT_TYPES)),
+    any_event,
+    st.dictionaries(st.text(max_size=12), json_values, max_size=4),
+)
+def test_damaged_events_never_raise_anything_but_decode_error(
+    kind: str, event: Event, damage: dict[str, Any]
+) -> None:
+    # A valid event of another kind, with fields replaced by arbitrary JSON values.
+    data = {**events.to_dict(event), **damage, "kind": kind}
+    decodes_or_refuses(json.dumps(data))
+
+
+GOLDEN = Path(__file__).parent / "data" / "wire-v1.jsonl"
+
+
+def test_the_wire_format_of_protocol_1_does_not_change() -> None:
+    # Recordings and agents of protocol 1 are read back exactly as written.
+    lines = GOLDEN.read_text(encoding="utf-8").splitlines()
+    assert [decode(line) for line in lines] == ONE_OF_EACH
+    assert [encode(e) for e in ONE_OF_EACH] == lines
