@@ -1,0 +1,322 @@
+"""Blocks: busy periods of a loop thread longer than a threshold, with sampled stacks.
+
+`SelectorProbe` wraps the selector's ``select`` on the loop's selector instance: the loop is
+waiting while it is inside ``select`` and busy between a ``select`` returning and the next call,
+so a busy period's start and end are exact. The `Watchdog` thread polls every tracked loop; while
+a busy period is older than the threshold it samples the loop thread's stack, and when the loop
+thread reports the period's end it emits one `Block`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import selectors
+import sys
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Collection
+from types import FrameType
+from typing import Any, Protocol
+
+from ._guard import Guard
+from .events import Block, Event, Frame, Stack
+
+MAX_DEPTH = 64
+MAX_STACKS = 32
+
+_qualname: Callable[[Any], str] = (
+    (lambda code: code.co_qualname) if sys.version_info >= (3, 11) else (lambda code: code.co_name)
+)
+
+
+class BusyTracker(Protocol):
+    """What the watchdog reads from a loop: written by the loop thread, read by the watchdog.
+
+    A busy period is known by its start time: one float, replaced whole, so the watchdog never
+    sees half an update."""
+
+    hook: str
+    since: float | None  # perf_counter() start of the current busy period; None while waiting
+    # (start, end, CPU clock of the loop thread at the end) of periods at least the threshold
+    # long; the loop thread reads its CPU clock only then, so only for blocks.
+    completed: deque[tuple[float, float, float]]
+
+
+class SelectorProbe:
+    """Wraps ``selector.select`` on the instance; `remove` deletes the wrapper again."""
+
+    hook = "blocks"
+
+    def __init__(self, selector: selectors.BaseSelector, threshold: float, guard: Guard) -> None:
+        self._selector = selector
+        self.since: float | None = None
+        self.completed: deque[tuple[float, float, float]] = deque(maxlen=256)
+        self.idle = 0.0  # seconds spent inside select() so far
+        self._installed = False
+        self._wrapper = self._make_wrapper(selector.select, threshold, guard)
+
+    @staticmethod
+    def usable(loop: asyncio.AbstractEventLoop) -> str | None:
+        """None if `SelectorProbe` can wrap this loop's selector, else why not."""
+        selector = getattr(loop, "_selector", None)
+        if not isinstance(selector, selectors.BaseSelector):
+            return "loop has no Python selector"
+        if not hasattr(selector, "__dict__") or "select" in vars(selector):
+            return "loop's selector cannot be wrapped"
+        return None
+
+    def install(self) -> None:
+        self._selector.select = self._wrapper  # type: ignore[method-assign]
+        self._installed = True
+
+    def remove(self) -> None:
+        """Restore the class's ``select``; the loop thread may be inside the wrapper meanwhile,
+        which then finishes normally."""
+        if self._installed:
+            self._installed = False
+            if vars(self._selector).get("select") is self._wrapper:
+                del self._selector.select
+        self.since = None
+
+    def _make_wrapper(
+        self, original: Callable[..., Any], threshold: float, guard: Guard
+    ) -> Callable[..., Any]:
+        clock = time.perf_counter
+        cpu_clock = time.thread_time
+        probe = self
+        completed = self.completed
+
+        # This runs once per loop iteration, so it is written out rather than put behind
+        # Guard.wrap (two more calls per iteration, a third of the wrapper's cost): an error is
+        # reported the same way, and the real select always runs.
+        def select(timeout: float | None = None) -> Any:
+            entered = clock()
+            try:
+                since = probe.since
+                if since is not None:
+                    probe.since = None
+                    if entered - since >= threshold:
+                        completed.append((since, entered, cpu_clock()))
+            except Exception as e:
+                guard.failed(probe.hook, e)
+            try:
+                return original(timeout)
+            finally:
+                try:
+                    left = clock()
+                    probe.idle += left - entered
+                    probe.since = left
+                except Exception as e:
+                    guard.failed(probe.hook, e)
+
+        return select
+
+
+class _Target:
+    """A loop the watchdog watches, and what it has gathered about its current busy period."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        loop_id: int,
+        thread_id: int,
+        tracker: BusyTracker,
+        precise: bool,
+    ) -> None:
+        self.loop = loop
+        self.loop_id = loop_id
+        self.thread_id = thread_id
+        self.tracker = tracker
+        self.precise = precise
+        try:
+            self.cpu_clock: int | None = time.pthread_getcpuclockid(thread_id)
+        except (AttributeError, OSError):
+            self.cpu_clock = None
+        self.reset(None)
+
+    def reset(self, since: float | None) -> None:
+        self.since = since
+        self.stacks: Counter[tuple[Frame, ...]] = Counter()
+        self.samples = 0
+        self.task: str | None = None
+        # (perf_counter, thread CPU seconds) when the period was first seen.
+        self.cpu_first: tuple[float, float] | None = None
+
+    def cpu_now(self) -> tuple[float, float] | None:
+        if self.cpu_clock is None:
+            return None
+        try:
+            return time.perf_counter(), time.clock_gettime(self.cpu_clock)
+        except OSError:  # the thread has exited
+            self.cpu_clock = None
+            return None
+
+
+class Watchdog:
+    """One daemon thread for every observed loop: detects, samples and reports blocks."""
+
+    name = "watchdog"
+
+    def __init__(
+        self,
+        emit: Callable[[Event], None],
+        guard: Guard,
+        *,
+        threshold: float = 0.02,
+        poll: float = 0.005,
+        sample_interval: float = 0.002,
+        skip_files: Collection[str] = (),
+        skip_dirs: Collection[str] = (),
+    ) -> None:
+        self.threshold = threshold
+        self._emit = emit
+        self._guard = guard
+        self._poll_interval = poll
+        self._sample_interval = sample_interval
+        self._skip_files = frozenset(skip_files)
+        self._skip_dirs = tuple(os.path.join(d, "") for d in skip_dirs)
+        self._targets: dict[int, _Target] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="loopscope-watchdog", daemon=True)
+        self._frames: dict[tuple[Any, int], Frame] = {}
+        self._skip_cache: dict[str, bool] = {}
+        # perf_counter() -> time.time()
+        self._wall_offset = time.time() - time.perf_counter()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join()
+
+    def add(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        loop_id: int,
+        thread_id: int,
+        tracker: BusyTracker,
+        *,
+        precise: bool,
+    ) -> None:
+        with self._lock:
+            self._targets[loop_id] = _Target(loop, loop_id, thread_id, tracker, precise)
+
+    def remove(self, loop_id: int) -> None:
+        """Stop watching a loop, first reporting a block it has finished."""
+        with self._lock:
+            target = self._targets.pop(loop_id, None)
+        if target is not None:
+            self._report_completed(target)
+
+    def _run(self) -> None:
+        poll = self._guard.wrap(self.name, self._poll, fallback=None)
+        while not self._stop.is_set():
+            busy = poll()
+            if not self._guard.enabled(self.name):
+                return
+            self._stop.wait(self._sample_interval if busy else self._poll_interval)
+
+    def _poll(self) -> bool:
+        """Look at every loop once; True if one of them is in a block (sample again soon)."""
+        with self._lock:
+            targets = list(self._targets.values())
+        now = time.perf_counter()
+        in_block = []
+        for target in targets:
+            tracker = target.tracker
+            self._report_completed(target)
+            if not self._guard.enabled(tracker.hook):
+                continue
+            since = tracker.since
+            if since is None:
+                continue
+            if since != target.since:
+                target.reset(since)
+                target.cpu_first = target.cpu_now()
+            # Sampling starts at half the threshold, so that a block just over it has samples
+            # too; a busy period that ends below the threshold is forgotten with its samples.
+            if now - since >= self.threshold / 2:
+                in_block.append(target)
+        if in_block:
+            frames = sys._current_frames()
+            for target in in_block:
+                frame = frames.get(target.thread_id)
+                if target.tracker.since != target.since:
+                    continue  # ended while we looked
+                if target.samples == 0:
+                    target.task = _task_name(target.loop)
+                target.samples += 1
+                if frame is not None:
+                    target.stacks[self._stack(frame)] += 1
+            del frames, frame
+        return bool(in_block)
+
+    def _report_completed(self, target: _Target) -> None:
+        completed = target.tracker.completed
+        while completed:
+            start, end, cpu_end = completed.popleft()
+            self._emit(self._block(target, start, end, cpu_end))
+            if target.since == start:
+                target.reset(None)
+
+    def _block(self, target: _Target, start: float, end: float, cpu_end: float) -> Block:
+        duration = end - start
+        mine = target.since == start
+        cpu = None
+        if mine and target.cpu_first is not None:
+            # Measured from when the watchdog first saw the period to its end; the few
+            # milliseconds before that are assumed to be like the rest.
+            first_t, first_cpu = target.cpu_first
+            used = max(0.0, cpu_end - first_cpu)
+            seen = end - first_t
+            if seen > 0:
+                cpu = min(duration, used + used / seen * max(0.0, first_t - start))
+        stacks = target.stacks if mine else Counter()
+        return Block(
+            t=start + self._wall_offset,
+            loop=target.loop_id,
+            duration=duration,
+            task=target.task if mine else None,
+            cpu=cpu,
+            samples=target.samples if mine else 0,
+            stacks=tuple(
+                Stack(count=n, frames=frames) for frames, n in stacks.most_common(MAX_STACKS)
+            ),
+            precise=target.precise,
+        )
+
+    def _stack(self, frame: FrameType | None) -> tuple[Frame, ...]:
+        out: list[Frame] = []
+        cache = self._frames
+        if len(cache) > 8192:
+            cache.clear()
+        while frame is not None and len(out) < MAX_DEPTH:
+            code = frame.f_code
+            if not self._skipped(code.co_filename):
+                key = (code, frame.f_lineno)
+                f = cache.get(key)
+                if f is None:
+                    f = cache[key] = Frame(code.co_filename, frame.f_lineno, _qualname(code))
+                out.append(f)
+            frame = frame.f_back
+        return tuple(out)
+
+    def _skipped(self, filename: str) -> bool:
+        skipped = self._skip_cache.get(filename)
+        if skipped is None:
+            skipped = filename in self._skip_files or filename.startswith(self._skip_dirs)
+            self._skip_cache[filename] = skipped
+        return skipped
+
+
+def _task_name(loop: asyncio.AbstractEventLoop) -> str | None:
+    try:
+        task = asyncio.current_task(loop)
+        return task.get_name() if task is not None else None
+    except Exception:
+        return None

@@ -1,0 +1,394 @@
+"""The agent: finds the loops to observe, runs their collectors, the watchdog and the server."""
+
+from __future__ import annotations
+
+import asyncio
+import asyncio.events
+import atexit
+import contextlib
+import os
+import platform
+import runpy
+import site
+import sys
+import sysconfig
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from ._blocks import SelectorProbe, Watchdog
+from ._guard import Guard
+from ._lag import LagCollector
+from ._paths import default_socket_path
+from ._server import Outbox, Server
+from .events import AGENT_VERSION, PROTOCOL_VERSION, Event, Hello, LoopStarted, LoopStopped
+
+try:
+    from ._census import CensusCollector
+except ImportError:  # pragma: no cover - a build of the agent without the census
+    CensusCollector = None  # type: ignore[assignment,misc]
+try:
+    from ._lifecycle import LifecycleCollector
+except ImportError:  # pragma: no cover
+    LifecycleCollector = None  # type: ignore[assignment,misc]
+
+SOCKET_ENV = "LOOPSCOPE_SOCKET"
+_AGENT_DIR = os.path.dirname(os.path.abspath(__file__))
+_MARK = "__loopscope_agent__"  # attribute of our _set_running_loop that names its agent
+
+
+class _Collector(Protocol):
+    """What the agent needs of a collector (census and lifecycle follow it too)."""
+
+    name: str
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class Agent:
+    """One agent per process. Made by `install`; `uninstall` undoes everything it did."""
+
+    def __init__(
+        self,
+        socket_path: str | None = None,
+        *,
+        block_threshold: float = 0.02,
+        lag_interval: float = 0.01,
+        lag_window: float = 0.25,
+    ) -> None:
+        self.block_threshold = block_threshold
+        self.lag_interval = lag_interval
+        self.lag_window = lag_window
+        self._outbox = Outbox()
+        self.emit: Callable[[Event], None] = self._outbox.emit
+        self.guard = Guard(self.emit)
+        self.socket_path = socket_path or default_socket_path(os.getpid())
+        self._server = Server(
+            self.socket_path,
+            self._outbox,
+            self.guard,
+            self._hello,
+            self.uninstall,
+            private_dir=socket_path is None,
+        )
+        self._watchdog = Watchdog(
+            self.emit,
+            self.guard,
+            threshold=block_threshold,
+            skip_dirs=(_AGENT_DIR,),
+            skip_files=(runpy.__file__,),
+        )
+        self._lock = threading.Lock()
+        self._observers: dict[int, _LoopObserver] = {}
+        self._hook: _RunningLoopHook | None = None
+        self.active = False
+        self._pid = os.getpid()
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Serve on the socket, start the watchdog and watch for loops starting (pending mode)."""
+        self._server.start()
+        self.active = True
+        self._watchdog.start()
+        self._hook = _RunningLoopHook(self)
+        self._hook.install()
+        atexit.register(self.uninstall)
+
+    def uninstall(self) -> None:
+        """Stop observing, restore everything patched, stop the threads, remove the socket.
+
+        Idempotent; callable from any thread, including the server's (a client's detach)."""
+        if self._deactivate(report=True):
+            self._watchdog.stop()
+            self._server.stop()
+
+    def _after_fork_in_child(self) -> None:
+        """The child of a fork has none of our threads: put the program back as it was and
+        leave the parent's socket alone."""
+        self._lock = threading.Lock()  # another thread may have held it at the fork
+        self._deactivate(report=False)
+
+    def _deactivate(self, *, report: bool) -> bool:
+        """Stop observing every loop and restore what was patched; False if already done."""
+        with self._lock:
+            if not self.active:
+                return False
+            self.active = False
+            observers = list(self._observers.values())
+            self._observers.clear()
+        atexit.unregister(self.uninstall)
+        if self._hook is not None:
+            self._hook.remove()
+        for observer in observers:
+            observer.stop(self.guard, report=report)
+        return True
+
+    # -- loops ----------------------------------------------------------------------------------
+
+    def observe(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Observe ``loop`` now if it runs in this thread, soon if it runs in another, or when it
+        starts."""
+        if _running_loop() is loop:
+            self._loop_started(loop)
+        elif loop.is_running():
+            with contextlib.suppress(RuntimeError):  # closed meanwhile
+                loop.call_soon_threadsafe(self.guard.wrap("loops", self._loop_started), loop)
+        # else: the _set_running_loop hook sees it start
+
+    def observe_running_loops(self) -> None:
+        """Observe the loops already running in other threads (found from their stacks)."""
+        me = threading.get_ident()
+        for thread_id, frame in sys._current_frames().items():
+            if thread_id == me:
+                continue
+            loop = _loop_in_stack(frame)
+            if loop is not None:
+                self.observe(loop)
+
+    def _loop_started(self, loop: asyncio.AbstractEventLoop) -> None:
+        """On the loop's thread, as the loop starts running (or when install() finds it)."""
+        with self._lock:
+            if not self.active or id(loop) in self._observers:
+                return
+            observer = _LoopObserver(self, loop)
+            self._observers[id(loop)] = observer
+            observer.start()
+
+    def _loop_stopping(self, loop: asyncio.AbstractEventLoop) -> None:
+        """On the loop's thread, as the loop stops running."""
+        with self._lock:
+            observer = self._observers.pop(id(loop), None)
+        if observer is not None:
+            observer.stop(self.guard)
+
+    def _hello(self) -> Hello:
+        paths = sysconfig.get_paths()
+        stdlib = dict.fromkeys(paths[k] for k in ("stdlib", "platstdlib") if k in paths)
+        sites = dict.fromkeys(_site_paths(paths))
+        return Hello(
+            t=time.time(),
+            protocol=PROTOCOL_VERSION,
+            agent_version=AGENT_VERSION,
+            pid=os.getpid(),
+            python=platform.python_version(),
+            implementation=sys.implementation.name,
+            executable=sys.executable,
+            argv=tuple(sys.argv),
+            cwd=_cwd(),
+            stdlib_paths=tuple(stdlib),
+            site_paths=tuple(sites),
+            monotonic=time.perf_counter(),
+        )
+
+
+class _LoopObserver:
+    """The collectors of one loop. Made and started on the loop's thread."""
+
+    def __init__(self, agent: Agent, loop: asyncio.AbstractEventLoop) -> None:
+        self.agent = agent
+        self.loop = loop
+        self.loop_id = id(loop)
+        self.probe: SelectorProbe | None = None
+        self.collectors: list[_Collector] = []
+
+    def start(self) -> None:
+        agent, loop, guard = self.agent, self.loop, self.agent.guard
+        features = ["lag", "blocks"]
+        unavailable = []
+        why_not = SelectorProbe.usable(loop)
+        if why_not is None:
+            self.probe = SelectorProbe(
+                loop._selector,  # type: ignore[attr-defined]
+                agent.block_threshold,
+                guard,
+            )
+            features.append("utilisation")
+        else:
+            unavailable.append(f"utilisation: {why_not}")
+            unavailable.append(f"exact block durations: {why_not}; estimated from the heartbeat")
+        probe = self.probe
+        lag = LagCollector(
+            loop,
+            self.loop_id,
+            agent.emit,
+            guard,
+            interval=agent.lag_interval,
+            window=agent.lag_window,
+            idle_clock=(lambda: probe.idle) if probe is not None else None,
+            stall_threshold=None if probe is not None else agent.block_threshold,
+        )
+        self.collectors.append(lag)
+        for cls in (CensusCollector, LifecycleCollector):
+            if cls is None:
+                continue
+            try:
+                collector = cls(loop, self.loop_id, agent.emit, guard)
+            except Exception as e:
+                guard.failed(getattr(cls, "name", cls.__name__), e)
+                continue
+            self.collectors.append(collector)
+            features.append(collector.name)
+        thread = threading.current_thread()
+        agent.emit(
+            LoopStarted(
+                t=time.time(),
+                loop=self.loop_id,
+                thread_id=thread.ident or 0,
+                thread_name=thread.name,
+                loop_class=f"{type(loop).__module__}.{type(loop).__qualname__}",
+                features=tuple(features),
+                unavailable=tuple(unavailable),
+            )
+        )
+        if probe is not None:
+            probe.install()
+        for collector in self.collectors:
+            guard.wrap(collector.name, collector.start)()
+        agent._watchdog.add(
+            loop,
+            self.loop_id,
+            threading.get_ident(),
+            probe if probe is not None else lag,
+            precise=probe is not None,
+        )
+
+    def stop(self, guard: Guard, *, report: bool = True) -> None:
+        if self.probe is not None:
+            self.probe.remove()
+        if report:
+            self.agent._watchdog.remove(self.loop_id)
+        for collector in self.collectors:
+            guard.wrap(f"{collector.name} stop", collector.stop)()
+        if report:
+            self.agent.emit(LoopStopped(t=time.time(), loop=self.loop_id))
+
+
+class _RunningLoopHook:
+    """Wraps ``asyncio.events._set_running_loop``: every loop that starts or stops running, in
+    any thread, goes through it (``run_forever`` looks it up on the module at each call)."""
+
+    def __init__(self, agent: Agent) -> None:
+        self._agent = agent
+        self._original = asyncio.events._set_running_loop
+        self._get_running = asyncio.events._get_running_loop
+        started = agent.guard.wrap("loops", agent._loop_started)
+        stopping = agent.guard.wrap("loops", agent._loop_stopping)
+        original, get_running = self._original, self._get_running
+
+        def _set_running_loop(loop: asyncio.AbstractEventLoop | None) -> None:
+            if loop is None:
+                if agent.active:
+                    previous = get_running()
+                    if previous is not None:
+                        stopping(previous)
+                original(None)
+            else:
+                original(loop)
+                if agent.active:
+                    started(loop)
+
+        setattr(_set_running_loop, _MARK, agent)
+        self._wrapper = _set_running_loop
+        # uvloop binds asyncio._set_running_loop when it is imported: patch that name too.
+        self._modules = [asyncio.events]
+        if getattr(asyncio, "_set_running_loop", None) is self._original:
+            self._modules.append(asyncio)
+
+    def install(self) -> None:
+        for module in self._modules:
+            module._set_running_loop = self._wrapper  # type: ignore[attr-defined]
+
+    def remove(self) -> None:
+        # If something patched it on top of ours, leave theirs in place: ours, reached through
+        # theirs, passes straight through once the agent is inactive.
+        for module in self._modules:
+            if getattr(module, "_set_running_loop", None) is self._wrapper:
+                module._set_running_loop = self._original  # type: ignore[attr-defined]
+
+
+# -- module-level API -----------------------------------------------------------------------------
+
+_install_lock = threading.Lock()
+
+
+def current() -> Agent | None:
+    """The agent installed in this process, whichever copy of the package installed it."""
+    agent = getattr(asyncio.events._set_running_loop, _MARK, None)
+    return agent if agent is not None and agent.active else None
+
+
+def install(
+    loop: asyncio.AbstractEventLoop | None = None, *, socket_path: str | None = None
+) -> Agent:
+    """Start the agent (once per process) and observe ``loop``, or the running loop.
+
+    Without a loop and outside a running one, the agent waits for loops to start. The socket is
+    ``socket_path``, else ``$LOOPSCOPE_SOCKET``, else the default path for this pid.
+    """
+    with _install_lock:
+        agent = current()
+        if agent is None:
+            path = socket_path or os.environ.pop(SOCKET_ENV, None) or None
+            agent = Agent(path)
+            agent.start()
+            agent.observe_running_loops()
+        target = loop if loop is not None else _running_loop()
+        if target is not None:
+            agent.observe(target)
+        return agent
+
+
+def uninstall() -> None:
+    """Undo `install`: restore everything, stop the threads, remove the socket."""
+    agent = current()
+    if agent is not None:
+        agent.uninstall()
+
+
+def _after_fork_in_child() -> None:
+    agent = current()
+    if agent is not None and agent._pid != os.getpid():
+        agent._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+# -- helpers --------------------------------------------------------------------------------------
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    return asyncio.events._get_running_loop()
+
+
+def _loop_in_stack(frame: Any) -> asyncio.AbstractEventLoop | None:
+    """The running loop whose ``run_forever`` is on this stack, if any."""
+    while frame is not None:
+        if frame.f_code.co_name == "run_forever":
+            candidate = frame.f_locals.get("self")
+            if isinstance(candidate, asyncio.AbstractEventLoop) and candidate.is_running():
+                return candidate
+        frame = frame.f_back
+    return None
+
+
+def _site_paths(paths: dict[str, str]) -> list[str]:
+    out = [paths[k] for k in ("purelib", "platlib") if k in paths]
+    with contextlib.suppress(AttributeError):  # a virtualenv's old site.py lacks it
+        out += site.getsitepackages()
+    user = site.getusersitepackages() if site.ENABLE_USER_SITE else None
+    if user:
+        out.append(user)
+    return [p for p in out if p]
+
+
+def _cwd() -> str:
+    try:
+        return os.getcwd()
+    except OSError:
+        return ""

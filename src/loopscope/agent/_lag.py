@@ -1,0 +1,132 @@
+"""The lag heartbeat: a callback every few milliseconds that measures how late the loop runs it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable
+
+from ._guard import Guard
+from .events import LAG_BUCKETS, Event, Lag, lag_bucket
+
+
+class LagCollector:
+    """Schedules a heartbeat with ``loop.call_at`` and emits one `Lag` per window.
+
+    Optionally it also tracks stalls for the watchdog (a `BusyTracker`), on loops whose selector
+    cannot be wrapped: ``since`` is the perf_counter() time the next beat is due (the loop is
+    stuck once that is past), and a beat later than ``stall_threshold`` appends ``(due, fired,
+    thread CPU time)`` to ``completed``.
+    """
+
+    name = "lag"
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        loop_id: int,
+        emit: Callable[[Event], None],
+        guard: Guard,
+        *,
+        interval: float = 0.01,
+        window: float = 0.25,
+        idle_clock: Callable[[], float] | None = None,
+        stall_threshold: float | None = None,
+    ) -> None:
+        self._loop = loop
+        self._loop_id = loop_id
+        self._emit = emit
+        self._interval = interval
+        self._window = window
+        self._idle_clock = idle_clock
+        self._stall_threshold = stall_threshold
+        self._beat_guarded = guard.wrap(self.name, self._beat)
+        self._handle: asyncio.TimerHandle | None = None
+        self._stopped = False
+        self._due = 0.0
+        self._reset_window(time.perf_counter())
+        self.hook = self.name
+        self.since: float | None = None
+        self.completed: deque[tuple[float, float, float]] = deque(maxlen=256)
+
+    def start(self) -> None:
+        """Schedule the first beat; call on the loop thread."""
+        now = time.perf_counter()
+        self._reset_window(now)
+        self._schedule(self._loop.time(), now)
+
+    def stop(self) -> None:
+        """Stop beating. From the loop thread the pending beat is cancelled; from any other
+        thread it fires once more and does nothing (``TimerHandle.cancel`` is not thread-safe)."""
+        self._stopped = True
+        self.since = None
+        handle, self._handle = self._handle, None
+        if handle is not None and _on_loop_thread(self._loop):
+            handle.cancel()
+
+    def _schedule(self, now: float, perf_now: float) -> None:
+        self._due = now + self._interval
+        if self._stall_threshold is not None:
+            self.since = perf_now + self._interval
+        self._handle = self._loop.call_at(self._due, self._beat_guarded)
+
+    def _reset_window(self, perf_now: float) -> None:
+        self._window_start = perf_now
+        self._idle_start = self._idle_clock() if self._idle_clock is not None else 0.0
+        self._counts = [0] * LAG_BUCKETS
+        self._count = 0
+        self._max = 0.0
+        self._total = 0.0
+
+    def _beat(self) -> None:
+        if self._stopped:
+            return
+        now = self._loop.time()
+        perf_now = time.perf_counter()
+        # call_at may run a callback up to the clock resolution early.
+        lag = max(0.0, now - self._due)
+        self._counts[lag_bucket(lag)] += 1
+        self._count += 1
+        self._total += lag
+        if lag > self._max:
+            self._max = lag
+        due, threshold = self.since, self._stall_threshold
+        if due is not None and threshold is not None and lag >= threshold:
+            # Known to the watchdog by its start: the time this beat was due.
+            self.completed.append((due, perf_now, time.thread_time()))
+        if perf_now - self._window_start >= self._window:
+            self._emit_window(perf_now)
+        self._schedule(now, perf_now)
+
+    def _emit_window(self, perf_now: float) -> None:
+        elapsed = perf_now - self._window_start
+        busy = None
+        if self._idle_clock is not None and elapsed > 0:
+            idle = self._idle_clock() - self._idle_start
+            busy = min(1.0, max(0.0, 1.0 - idle / elapsed))
+        ready_queue = getattr(self._loop, "_ready", None)
+        counts = self._counts
+        last = max((i for i, c in enumerate(counts) if c), default=-1)
+        self._emit(
+            Lag(
+                t=time.time(),
+                loop=self._loop_id,
+                window=elapsed,
+                interval=self._interval,
+                count=self._count,
+                buckets=tuple(counts[: last + 1]),
+                max=self._max,
+                total=self._total,
+                busy=busy,
+                ready=len(ready_queue) if ready_queue is not None else None,
+            )
+        )
+        self._reset_window(perf_now)
+
+
+def _on_loop_thread(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False

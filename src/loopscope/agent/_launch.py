@@ -1,0 +1,142 @@
+"""Run a program with the loopscope agent installed before its first loop starts.
+
+    python /path/to/agent/_launch.py SCRIPT [ARGS...]
+    python /path/to/agent/_launch.py -m MODULE [ARGS...]
+
+with ``LOOPSCOPE_SOCKET`` naming the socket to serve on. The program runs as ``python SCRIPT
+ARGS`` / ``python -m MODULE ARGS`` would run it: same ``sys.argv``, ``sys.path[0]`` and
+``__main__``, same messages and exit codes for a missing file, a syntax error or an exception.
+
+This file is run directly, not imported: it loads the agent package from its own directory
+under a private name, so the program can have any (or no) loopscope installed.
+"""
+
+from __future__ import annotations
+
+import builtins
+import importlib.machinery
+import importlib.util
+import io
+import os
+import runpy
+import signal
+import sys
+from types import ModuleType, TracebackType
+
+USAGE = "usage: _launch.py (SCRIPT | -m MODULE) [ARGS...]"
+_HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def main(args: list[str]) -> int:
+    if not args or args[0] in ("-h", "--help"):
+        print(USAGE, file=sys.stderr)
+        return 2
+    if args[0] == "-m" and len(args) < 2:
+        print("Argument expected for the -m option", file=sys.stderr)
+        return 2
+
+    agent = _load_agent()
+    socket_path = os.environ.pop("LOOPSCOPE_SOCKET", None)
+    try:
+        agent.install(socket_path=socket_path)
+    except OSError as e:
+        print(
+            f"loopscope: cannot serve on {socket_path or 'the default socket'}: {e}",
+            file=sys.stderr,
+        )
+        return 2
+
+    try:
+        if args[0] == "-m":
+            sys.argv = ["-m", *args[2:]]
+            sys.path[0] = os.getcwd()
+            # What ``python -m`` itself calls: runs in the real __main__, sets sys.argv[0].
+            runpy._run_module_as_main(args[1], alter_argv=True)  # type: ignore[attr-defined]
+        else:
+            script = args[0]
+            sys.argv = list(args)
+            sys.path[0] = os.path.dirname(os.path.realpath(script))
+            if not os.path.exists(script):
+                return _cannot_open(script)
+            if os.path.isfile(script):
+                _run_file(script)
+            else:  # a directory or zip file with a __main__.py
+                runpy.run_path(script, run_name="__main__")
+    except SystemExit:
+        raise  # the interpreter reports it and exits with its code, as for the program itself
+    except KeyboardInterrupt as e:
+        _report(e)
+        agent.uninstall()
+        # Die of SIGINT as Python does, so the parent sees the signal.
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+        return 130
+    except BaseException as e:
+        _report(e)
+        return 1
+    return 0
+
+
+def _run_file(script: str) -> None:
+    """Run ``script`` as the interpreter runs its main script: in a fresh ``__main__`` module
+    that stays in place afterwards, with an absolute ``__file__`` and ``sys.argv[0]`` as given
+    (``runpy.run_path`` would set ``sys.argv[0]`` to its path argument)."""
+    path = os.path.abspath(script)
+    with io.open_code(path) as f:
+        source = f.read()
+    code = compile(source, path, "exec", dont_inherit=True)
+    main = ModuleType("__main__")
+    main.__file__ = path
+    main.__loader__ = importlib.machinery.SourceFileLoader("__main__", path)
+    main.__builtins__ = builtins  # type: ignore[attr-defined]
+    sys.modules["__main__"] = main
+    exec(code, main.__dict__)
+
+
+def _load_agent() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "_loopscope_loader", os.path.join(_HERE, "_loader.py")
+    )
+    assert spec is not None and spec.loader is not None
+    loader = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(loader)
+    return loader.load_from_directory(_HERE, loader.private_name(_agent_version()))  # type: ignore[no-any-return]
+
+
+def _agent_version() -> str:
+    with open(os.path.join(_HERE, "events.py"), encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("AGENT_VERSION"):
+                return line.split("=", 1)[1].strip().strip("\"'")
+    return "0"
+
+
+def _cannot_open(script: str) -> int:
+    program = (getattr(sys, "orig_argv", None) or [sys.executable])[0]
+    path = os.path.abspath(script)
+    print(
+        f"{program}: can't open file {path!r}: [Errno 2] No such file or directory",
+        file=sys.stderr,
+    )
+    return 2
+
+
+def _report(error: BaseException) -> None:
+    """Print ``error`` through ``sys.excepthook`` without the launcher's and runpy's frames."""
+    tb = _strip(error.__traceback__)
+    # The interpreter prints the exception's own __traceback__, not the one passed in.
+    sys.excepthook(type(error), error.with_traceback(tb), tb)
+
+
+def _strip(tb: TracebackType | None) -> TracebackType | None:
+    me = os.path.abspath(__file__)
+    while tb is not None and (
+        tb.tb_frame.f_globals.get("__name__") == "runpy"
+        or os.path.abspath(tb.tb_frame.f_code.co_filename) == me
+    ):
+        tb = tb.tb_next
+    return tb
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

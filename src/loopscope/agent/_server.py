@@ -1,0 +1,292 @@
+"""The agent's Unix socket server: one client at a time, newline-delimited JSON.
+
+Only this thread serialises events: collectors append them to the `Outbox` and go on.
+See docs/protocol.md for the protocol.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import socket
+import stat
+import struct
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from ._guard import Guard
+from ._paths import ensure_private_dir
+from .events import Event, Hello, LoopStarted, LoopStopped, encode
+
+MAX_LINE = 64 * 1024  # longest message a client may send
+MAX_PENDING = 32 * 1024 * 1024  # bytes queued for a client that does not read: then it is dropped
+BACKLOG_SECONDS = 30.0
+BACKLOG_EVENTS = 20_000
+BACKLOG_BYTES = 16 * 1024 * 1024
+TICK = 0.05  # how often queued events are sent, at most this late
+
+_PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
+# A program that restored SIGPIPE's default action must not die of a client hanging up.
+_SEND_FLAGS = getattr(socket, "MSG_NOSIGNAL", 0)
+
+
+class Outbox:
+    """Events waiting for the server thread. ``emit`` is a bound ``deque.append``: thread-safe
+    and cheap enough for any hook; when the server falls behind the oldest events go."""
+
+    def __init__(self, maxlen: int = 100_000) -> None:
+        self._queue: deque[Event] = deque(maxlen=maxlen)
+        self.emit: Callable[[Event], None] = self._queue.append
+
+    def drain(self) -> list[Event]:
+        out = []
+        queue = self._queue
+        while queue:
+            out.append(queue.popleft())
+        return out
+
+
+class Server:
+    name = "server"
+
+    def __init__(
+        self,
+        path: str,
+        outbox: Outbox,
+        guard: Guard,
+        hello: Callable[[], Hello],
+        on_detach: Callable[[], None],
+        *,
+        private_dir: bool,
+        backlog_seconds: float = BACKLOG_SECONDS,
+        backlog_events: int = BACKLOG_EVENTS,
+    ) -> None:
+        self.path = path
+        self._outbox = outbox
+        self._guard = guard
+        self._hello = hello
+        self._on_detach = on_detach
+        self._private_dir = private_dir
+        self._backlog_seconds = backlog_seconds
+        self._backlog: deque[tuple[float, bytes]] = deque(maxlen=backlog_events)
+        self._backlog_bytes = 0
+        # LoopStarted lines of running loops, by loop id; the ones that aged out of the backlog
+        # are sent to every new client before it.
+        self._live: dict[int, bytes] = {}
+        self._aged_out: dict[int, bytes] = {}
+        self._listener: socket.socket | None = None
+        self._inode: tuple[int, int] | None = None
+        self._client: socket.socket | None = None
+        self._inbuf = b""
+        self._outbuf = bytearray()
+        self._stop = threading.Event()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="loopscope-server", daemon=True)
+
+    def start(self) -> None:
+        """Bind the socket (errors are raised here, to the installer) and start serving."""
+        self._listener = self._bind()
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop serving, close and unlink the socket. From the server thread itself (a client's
+        detach) the thread finishes on its own right after."""
+        self._stop.set()
+        if threading.current_thread() is self._thread:
+            return
+        if self._thread.is_alive():
+            self._thread.join()
+        else:
+            self._close()
+
+    def _bind(self) -> socket.socket:
+        directory = os.path.dirname(self.path) or "."
+        if self._private_dir:
+            ensure_private_dir(directory)
+        try:
+            st = os.lstat(self.path)
+        except FileNotFoundError:
+            pass
+        else:
+            if not stat.S_ISSOCK(st.st_mode):
+                raise FileExistsError(f"{self.path} exists and is not a socket")
+            os.unlink(self.path)  # left behind by a process that had the same pid
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            listener.bind(self.path)
+            os.chmod(self.path, 0o600)
+            listener.listen(4)
+            listener.setblocking(False)
+            st = os.lstat(self.path)
+        except BaseException:
+            listener.close()
+            raise
+        self._inode = (st.st_dev, st.st_ino)
+        return listener
+
+    def _run(self) -> None:
+        step = self._guard.wrap(self.name, self._step, fallback=False)
+        try:
+            while not self._stop.is_set() and step():
+                pass
+            self._flush_on_exit()
+        finally:
+            self._close()
+
+    def _step(self) -> bool:
+        listener = self._listener
+        assert listener is not None
+        client = self._client
+        readers: list[socket.socket] = [listener] if client is None else [listener, client]
+        writers = [client] if client is not None and self._outbuf else []
+        readable, writable, _ = select.select(readers, writers, [], TICK)
+        self._take_events()
+        # The client before the listener: a client that left makes room for the next one.
+        if client is not None and client in readable:
+            self._read(client)
+        if listener in readable:
+            self._accept()
+        if client is not None and client is self._client and client in writable:
+            self._write(client)
+        return True
+
+    def _take_events(self) -> None:
+        now = time.monotonic()
+        backlog = self._backlog
+        for event in self._outbox.drain():
+            try:
+                line = (encode(event) + "\n").encode()
+            except (TypeError, ValueError) as e:
+                self._guard.failed(f"encode {event.kind}", e)
+                continue
+            if isinstance(event, LoopStarted):
+                self._live[event.loop] = line
+            elif isinstance(event, LoopStopped):
+                self._live.pop(event.loop, None)
+                self._aged_out.pop(event.loop, None)
+            if len(backlog) == backlog.maxlen:
+                self._age_out(backlog.popleft()[1])
+            backlog.append((now, line))
+            self._backlog_bytes += len(line)
+            if self._client is not None:
+                self._outbuf += line
+        horizon = now - self._backlog_seconds
+        while backlog and (backlog[0][0] < horizon or self._backlog_bytes > BACKLOG_BYTES):
+            self._age_out(backlog.popleft()[1])
+        if len(self._outbuf) > MAX_PENDING:
+            self._drop_client()
+
+    def _age_out(self, line: bytes) -> None:
+        self._backlog_bytes -= len(line)
+        for loop, started in self._live.items():
+            if started is line:
+                self._aged_out[loop] = line
+                return
+
+    def _accept(self) -> None:
+        assert self._listener is not None
+        try:
+            conn, _ = self._listener.accept()
+        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+            return
+        if self._client is not None or not _peer_allowed(conn):
+            conn.close()
+            return
+        conn.setblocking(False)
+        self._client = conn
+        self._inbuf = b""
+        out = bytearray((encode(self._hello()) + "\n").encode())
+        for line in self._aged_out.values():
+            out += line
+        for _, line in self._backlog:
+            out += line
+        self._outbuf = out
+
+    def _read(self, client: socket.socket) -> None:
+        try:
+            data = client.recv(MAX_LINE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._drop_client()
+            return
+        buf = self._inbuf + data
+        *lines, rest = buf.split(b"\n")
+        if len(rest) > MAX_LINE or any(len(line) > MAX_LINE for line in lines):
+            self._drop_client()
+            return
+        self._inbuf = rest
+        for line in lines:
+            self._command(line)
+            if self._stop.is_set():
+                return
+
+    def _command(self, line: bytes) -> None:
+        try:
+            message: Any = json.loads(line)
+        except (ValueError, RecursionError):
+            return
+        if isinstance(message, dict) and message.get("op") == "detach":
+            self._on_detach()
+
+    def _write(self, client: socket.socket) -> None:
+        try:
+            sent = client.send(self._outbuf[: 1024 * 1024], _SEND_FLAGS)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self._drop_client()
+            return
+        del self._outbuf[:sent]
+
+    def _drop_client(self) -> None:
+        client, self._client = self._client, None
+        self._outbuf = bytearray()
+        self._inbuf = b""
+        if client is not None:
+            client.close()
+
+    def _flush_on_exit(self) -> None:
+        """Send what is queued (a detaching client sees the last events), briefly."""
+        self._take_events()
+        client = self._client
+        if client is None or not self._outbuf:
+            return
+        deadline = time.monotonic() + 1.0
+        while self._outbuf and self._client is client:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            _, writable, _ = select.select([], [client], [], left)
+            if writable:
+                self._write(client)
+
+    def _close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._drop_client()
+        if self._listener is not None:
+            self._listener.close()
+        try:
+            st = os.lstat(self.path)
+            if (st.st_dev, st.st_ino) == self._inode:
+                os.unlink(self.path)
+        except OSError:
+            pass
+
+
+def _peer_allowed(conn: socket.socket) -> bool:
+    try:
+        _, uid, _ = _PEERCRED.unpack(
+            conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
+        )
+    except (OSError, AttributeError, struct.error):
+        return False
+    return bool(uid == os.getuid() or uid == 0)
