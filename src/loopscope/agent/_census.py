@@ -1,0 +1,574 @@
+"""The task census: what every task of a loop is waiting on, where, and for how long.
+
+A pass runs on the loop thread. It takes the tasks of the loop, sorts them into running, ready
+and waiting, and for each waiting task walks the await chain from its coroutine down to the
+primitive it is suspended on: that gives the *kind* of wait (a Lock, a Queue, a sleep, ...), the
+*await site* (the innermost frame that is not asyncio's nor loopscope's own code) and, for
+synchronisation primitives, the *resource* (the Lock or Queue object itself).
+
+A pass must stay within about a millisecond of loop time. Telling a task's state costs well under
+a microsecond, walking its await chain a few: with many tasks, a pass takes the state of a random
+sample of them and walks the chains of a smaller sample of the waiting ones, scaling the counts
+up; both sample sizes follow the cost per task measured in the previous pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import gc
+import os
+import random
+import sys
+import time
+import types
+import weakref
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from ._guard import Guard
+from .events import AwaitSite, Census, Event, Resource
+
+MAX_SITES = 50
+MAX_RESOURCES = 50
+MAX_DEPTH = 64  # await chain levels followed; deeper chains are cut
+LABEL_LIMIT = 80
+
+# A pass aims to spend about this much loop time telling tasks' states, and this much walking
+# await chains; the sample sizes follow from the cost per task measured in the last pass.
+STATE_BUDGET = 0.0002
+WALK_BUDGET = 0.0004
+MIN_STATE_SAMPLE = 256
+MIN_WALK_SAMPLE = 16
+MAX_SAMPLE = 20_000
+
+_ASYNCIO_DIR = os.path.dirname(asyncio.__file__) + os.sep
+# The agent may run under a private package name: its own frames are known by module name, and
+# by file where it has one.
+_OWN_PACKAGE = __name__.rpartition(".")[0]
+_own_file = globals().get("__file__")
+_OWN_DIR = os.path.dirname(os.path.abspath(_own_file)) + os.sep if _own_file else None
+
+# (asyncio module, function name) -> kind. Functions of locks.py are told apart by the type of
+# their ``self`` (3.10 has no co_qualname, and Condition.acquire is Lock.acquire).
+_FUNCTION_KINDS: dict[tuple[str, str], str] = {
+    ("tasks", "sleep"): "sleep",
+    ("tasks", "wait"): "wait",
+    ("tasks", "_wait"): "wait",
+    ("tasks", "_wait_for_one"): "wait",
+    ("tasks", "wait_for"): "task",
+    ("taskgroups", "__aexit__"): "wait",
+    ("taskgroups", "_aexit"): "wait",
+    ("queues", "get"): "queue_get",
+    ("queues", "put"): "queue_put",
+    ("streams", "read"): "stream_read",
+    ("streams", "readline"): "stream_read",
+    ("streams", "readuntil"): "stream_read",
+    ("streams", "readexactly"): "stream_read",
+    ("streams", "_wait_for_data"): "stream_read",
+    ("streams", "drain"): "stream_drain",
+    ("streams", "_drain_helper"): "stream_drain",
+    ("threads", "to_thread"): "executor",
+    ("locks", "acquire"): "locks",
+    ("locks", "wait"): "locks",
+    ("locks", "wait_for"): "locks",
+}
+for _module in ("base_events", "selector_events", "proactor_events"):
+    for _function in (
+        "sock_recv",
+        "sock_recv_into",
+        "sock_recvfrom",
+        "sock_recvfrom_into",
+        "sock_sendall",
+        "sock_sendto",
+        "sock_connect",
+        "sock_accept",
+        "sock_sendfile",
+    ):
+        _FUNCTION_KINDS[(_module, _function)] = "socket"
+
+# The primitives whose waiting methods live in locks.py (a Barrier is none of them: it waits on a
+# Condition).
+_LOCK_KINDS: tuple[tuple[type, str], ...] = (
+    (asyncio.Lock, "lock"),
+    (asyncio.Semaphore, "semaphore"),
+    (asyncio.Event, "event"),
+    (asyncio.Condition, "condition"),
+)
+_RESOURCE_KINDS = frozenset(("lock", "semaphore", "event", "condition", "queue_get", "queue_put"))
+
+# How to go one level down an await chain: (frame attribute, awaited attribute).
+_LINKS = (("cr_frame", "cr_await"), ("gi_frame", "gi_yieldfrom"), ("ag_frame", "ag_await"))
+_OPAQUE = frozenset(("async_generator_asend", "async_generator_athrow", "coroutine_wrapper"))
+_CHAINABLE = (types.CoroutineType, types.GeneratorType, types.AsyncGeneratorType)
+
+
+class _Code:
+    """What the census needs to know about a code object, computed once per code object."""
+
+    __slots__ = ("code", "file", "function", "internal", "kind")
+
+    def __init__(self, code: types.CodeType, module: str) -> None:
+        self.code = code  # keeps id(code) from being reused while cached
+        self.file = code.co_filename
+        self.function: str = getattr(code, "co_qualname", code.co_name)
+        in_asyncio = self.file.startswith(_ASYNCIO_DIR)
+        own = module == _OWN_PACKAGE or module.startswith(_OWN_PACKAGE + ".")
+        if _OWN_DIR is not None and self.file.startswith(_OWN_DIR):
+            own = True
+        self.internal = in_asyncio or own
+        self.kind: str | None = None
+        if in_asyncio:
+            stem = os.path.splitext(os.path.basename(self.file))[0]
+            self.kind = _FUNCTION_KINDS.get((stem, code.co_name))
+
+
+class _Site:
+    __slots__ = ("code", "count", "kind", "line", "oldest")
+
+    def __init__(self, code: _Code | None, line: int, kind: str) -> None:
+        self.code = code
+        self.line = line
+        self.kind = kind
+        self.count = 0
+        self.oldest = 0.0
+
+
+class _Resource:
+    __slots__ = ("obj", "oldest", "seen")
+
+    def __init__(self, obj: Any) -> None:
+        self.obj = obj
+        self.seen = 0
+        self.oldest = 0.0
+
+
+class CensusCollector:
+    """Emits one `Census` of the loop every ``interval`` seconds."""
+
+    name = "census"
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        loop_id: int,
+        emit: Callable[[Event], None],
+        guard: Guard,
+        interval: float = 0.5,
+    ) -> None:
+        self._loop = loop
+        self._loop_id = loop_id
+        self._emit = emit
+        self._interval = interval
+        self._tick = guard.wrap(self.name, self._pass)
+        self._handle: asyncio.TimerHandle | None = None
+        self._stopped = False
+        self._codes: dict[int, _Code] = {}
+        # id(future a task waits on) -> (weak reference to it, monotonic time first seen). One
+        # wait is one future: a task that waits again at the same place waits on a new one.
+        self._waits: dict[int, tuple[weakref.ref[Any], float]] = {}
+        self._unpruned: list[int] = []
+        # Small at first: the first pass also fills the caches.
+        self._state_sample = MIN_STATE_SAMPLE
+        self._walk_sample = 32
+        self._random = random.Random()
+
+    def start(self) -> None:
+        """Schedule the first pass; call on the loop thread."""
+        if not self._stopped:
+            self._handle = self._loop.call_later(self._interval, self._tick)
+
+    def stop(self) -> None:
+        """Stop taking passes. From another thread the pending pass fires and does nothing
+        (``TimerHandle.cancel`` is not thread-safe on every loop)."""
+        self._stopped = True
+        handle, self._handle = self._handle, None
+        if handle is not None and _on_loop_thread(self._loop):
+            handle.cancel()
+        self._waits = {}
+        self._unpruned = []
+        self._codes = {}
+
+    def _pass(self) -> None:
+        if self._stopped:
+            return
+        census = self.take()
+        if not self._stopped:
+            self._emit(census)
+            self._handle = self._loop.call_later(self._interval, self._tick)
+
+    def take(self) -> Census:
+        """One census of the loop, now; call on the loop thread."""
+        started = time.perf_counter()
+        now = time.monotonic()
+        loop = self._loop
+        rng = self._random
+
+        # 1. The state of (a sample of) the loop's tasks: cheap, a few attribute reads each.
+        candidates, population = _candidates(loop, self._state_sample, rng)
+        current = asyncio.current_task(loop)
+        states = {"waiting": 0, "ready": 0, "running": 0}
+        waiting: list[tuple[asyncio.Task[Any], Any]] = []
+        for task in candidates:
+            if task is None:
+                continue
+            try:
+                if task.get_loop() is not loop or task.done():
+                    continue
+            except AttributeError:  # not a Task; nothing to say about it
+                continue
+            if task is current:
+                states["running"] += 1
+                continue
+            waiter = getattr(task, "_fut_waiter", None)
+            if waiter is None or waiter.done():
+                states["ready"] += 1
+            else:
+                waiting.append((task, waiter))
+        states["waiting"] = len(waiting)
+        found = sum(states.values())
+        walked = (
+            waiting if len(waiting) <= self._walk_sample else rng.sample(waiting, self._walk_sample)
+        )
+        states_done = time.perf_counter()
+
+        # 2. The await chains of (a sample of) the waiting ones: a few microseconds each.
+        kinds: dict[str, int] = {}
+        sites: dict[Any, _Site] = {}
+        resources: dict[int, _Resource] = {}
+        waits = self._waits
+        for task, waiter in walked:
+            code, line, kind, resource = self._classify(task, waiter)
+            kinds[kind] = kinds.get(kind, 0) + 1
+            seen = waits.get(id(waiter))
+            if seen is not None and seen[0]() is waiter:
+                since = seen[1]
+            else:
+                since = now
+                ref = _weak(waiter)
+                if ref is not None:
+                    waits[id(waiter)] = (ref, now)
+            age = now - since
+
+            key = (id(code), line, kind)
+            site = sites.get(key)
+            if site is None:
+                site = sites[key] = _Site(code, line, kind)
+            site.count += 1
+            if age > site.oldest:
+                site.oldest = age
+            if resource is not None:
+                entry = resources.get(id(resource))
+                if entry is None:
+                    entry = resources[id(resource)] = _Resource(resource)
+                entry.seen += 1
+                if age > entry.oldest:
+                    entry.oldest = age
+        self._prune(len(walked))
+
+        # Scale the samples' counts up to the whole loop.
+        if population is None:
+            total, scale = found, 1.0
+        else:
+            total = round(found * population / len(candidates))
+            scale = total / found if found else 1.0
+        by_state = {state: round(n * scale) for state, n in states.items()}
+        walk_scale = by_state["waiting"] / len(walked) if walked else 1.0
+        by_kind = {kind: round(n * walk_scale) for kind, n in kinds.items()}
+        top_sites = _top_sites(sites.values(), walk_scale)
+        top_resources = _top_resources(resources.values(), walk_scale)
+        finished = time.perf_counter()
+        cost = finished - started
+        self._adapt(states_done - started, len(candidates), finished - states_done, len(walked))
+        return Census(
+            t=time.time(),
+            loop=self._loop_id,
+            total=total,
+            inspected=found - len(waiting) + len(walked),
+            by_state=by_state,
+            by_kind=by_kind,
+            sites=top_sites,
+            resources=top_resources,
+            cost=cost,
+        )
+
+    def _adapt(self, state_cost: float, states: int, walk_cost: float, walks: int) -> None:
+        """Size the next pass's samples from this pass's cost per task."""
+        if states:
+            budget = STATE_BUDGET / (state_cost / states)
+            self._state_sample = int(max(MIN_STATE_SAMPLE, min(MAX_SAMPLE, budget)))
+        if walks:
+            budget = WALK_BUDGET / (walk_cost / walks)
+            self._walk_sample = int(max(MIN_WALK_SAMPLE, min(MAX_SAMPLE, budget)))
+
+    def _prune(self, budget: int) -> None:
+        """Forget the ended waits among ``budget`` of those remembered: a few each pass, so that no
+        pass pays for them all."""
+        waits = self._waits
+        keys = self._unpruned
+        if not keys:
+            keys.extend(waits)
+        for _ in range(max(budget, 64)):
+            if not keys:
+                break
+            key = keys.pop()
+            seen = waits.get(key)
+            if seen is not None and seen[0]() is None:
+                del waits[key]
+
+    def _classify(self, task: asyncio.Task[Any], waiter: Any) -> tuple[_Code | None, int, str, Any]:
+        """(site code, site line, kind, resource or None) of a waiting task."""
+        codes = self._codes
+        site_frame: types.FrameType | None = None
+        site: _Code | None = None
+        first: tuple[types.FrameType, _Code] | None = None
+        # asyncio frames below the site that tell a kind of wait, outermost first
+        below: list[tuple[types.FrameType, _Code]] = []
+        obj: Any = task.get_coro()
+        for _ in range(MAX_DEPTH):
+            cls = type(obj)
+            if cls is types.CoroutineType:
+                frame, obj = obj.cr_frame, obj.cr_await
+            elif cls is types.GeneratorType:
+                frame, obj = obj.gi_frame, obj.gi_yieldfrom
+            elif cls is types.AsyncGeneratorType:
+                frame, obj = obj.ag_frame, obj.ag_await
+            else:
+                frame, obj = _step(obj)
+            if frame is not None:
+                code = frame.f_code
+                info = codes.get(id(code))
+                if info is None or info.code is not code:
+                    info = codes[id(code)] = _Code(code, frame.f_globals.get("__name__") or "")
+                if first is None:
+                    first = (frame, info)
+                if not info.internal:
+                    site_frame, site = frame, info
+                    below.clear()
+                elif info.kind is not None:
+                    below.append((frame, info))
+            if obj is None:
+                break
+        if site_frame is None and first is not None:
+            # The task runs asyncio's own code (create_task(asyncio.sleep(10))): its outermost
+            # frame is the best site there is.
+            site_frame, site = first
+
+        # The outermost asyncio function below the site says what the program called.
+        kind = None
+        resource = None
+        for frame, info in below:
+            kind = info.kind
+            if kind == "locks":
+                resource = frame.f_locals.get("self")
+                kind = _lock_kind(resource)
+                if kind is None:  # a Barrier: look further down, at the Condition it uses
+                    resource = None
+                    continue
+            elif kind in _RESOURCE_KINDS:
+                resource = frame.f_locals.get("self")
+            break
+        if kind is None:
+            kind = _future_kind(waiter)
+        if site_frame is None:
+            return None, 0, kind, resource
+        return site, site_frame.f_lineno, kind, resource
+
+
+def _on_loop_thread(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
+
+
+def _candidates(
+    loop: asyncio.AbstractEventLoop, limit: int, rng: random.Random
+) -> tuple[list[Any], int | None]:
+    """Up to ``limit`` of the tasks that may belong to ``loop`` (None for vanished ones), and the
+    size of the population they were drawn from (None when they are all of the loop's tasks).
+
+    ``asyncio.all_tasks`` costs about 2 ms for 10,000 tasks, so where asyncio keeps its task
+    registry in a WeakSet (3.10-3.13) its weak references are copied (fast, in C) and only the
+    sample is dereferenced; the population then includes other loops' and finished tasks, which
+    the caller filters out and scales for.
+    """
+    registry = _registry()
+    if registry is None:
+        tasks = list(asyncio.all_tasks(loop))
+        if len(tasks) <= limit:
+            return tasks, None
+        return rng.sample(tasks, limit), len(tasks)
+    refs, eager = registry
+    population = len(refs) + len(eager)
+    if population <= limit:
+        return [ref() for ref in refs] + eager, None
+    chosen = rng.sample(range(population), limit)
+    n = len(refs)
+    return [refs[i]() if i < n else eager[i - n] for i in chosen], population
+
+
+def _registry() -> tuple[list[Any], list[Any]] | None:
+    if sys.version_info >= (3, 14):
+        # Tasks of the C implementation live in per-thread lists there, not in these sets.
+        return None
+    tasks_module = asyncio.tasks
+    scheduled = getattr(tasks_module, "_scheduled_tasks", None)  # 3.12, 3.13
+    if scheduled is None:
+        scheduled = getattr(tasks_module, "_all_tasks", None)  # 3.10, 3.11
+    data = getattr(scheduled, "data", None)
+    if not isinstance(data, set):
+        return None
+    eager = getattr(tasks_module, "_eager_tasks", None)
+    for _ in range(10):
+        try:
+            return list(data), list(eager) if isinstance(eager, set) else []
+        except RuntimeError:  # the set changed size while copied (a task freed on another thread)
+            continue
+    return None
+
+
+def _step(obj: Any) -> tuple[types.FrameType | None, Any]:
+    """(frame, awaited object) one level down an await chain from something that is not a
+    Python coroutine, generator or async generator."""
+    cls = type(obj)
+    link: Any = _TYPE_LINKS.get(cls, _UNSEEN)
+    if link is _UNSEEN:
+        link = _TYPE_LINKS[cls] = _link_of(cls)
+    if link is None:  # the end of the chain: a future's iterator, ...
+        return None, None
+    if link == _THROUGH_GC:
+        # ``agen.__anext__()`` and ``coro.__await__()`` hide what they drive from Python; the
+        # garbage collector sees it.
+        return None, next((r for r in gc.get_referents(obj) if isinstance(r, _CHAINABLE)), None)
+    frame = getattr(obj, link[0], None)
+    return frame if isinstance(frame, types.FrameType) else None, getattr(obj, link[1], None)
+
+
+_THROUGH_GC = "gc"
+_UNSEEN = object()
+_TYPE_LINKS: dict[type, tuple[str, str] | str | None] = {}  # type -> how to step through it
+
+
+def _link_of(cls: type) -> tuple[str, str] | str | None:
+    if cls.__name__ in _OPAQUE:
+        return _THROUGH_GC
+    # Coroutines of other implementations (Cython) follow the same protocol, where they can.
+    for frame_attr, await_attr in _LINKS:
+        if hasattr(cls, await_attr):
+            return frame_attr, await_attr
+    return None
+
+
+def _weak(obj: Any) -> weakref.ref[Any] | None:
+    try:
+        return weakref.ref(obj)
+    except TypeError:  # a future type without weak references: its waits are not aged
+        return None
+
+
+def _lock_kind(obj: Any) -> str | None:
+    for cls, kind in _LOCK_KINDS:
+        if isinstance(obj, cls):
+            return kind
+    return None
+
+
+def _future_kind(waiter: Any) -> str:
+    """The kind of a wait the asyncio frames did not tell: from the future waited on."""
+    if isinstance(waiter, asyncio.Task) or hasattr(waiter, "get_coro"):
+        return "task"
+    name = type(waiter).__name__
+    if name == "_GatheringFuture":
+        return "gather"
+    if _wraps_concurrent_future(waiter):
+        return "executor"
+    return "future"
+
+
+def _wraps_concurrent_future(waiter: Any) -> bool:
+    # loop.run_in_executor() and asyncio.wrap_future() chain the asyncio future to a
+    # concurrent.futures.Future with a done callback that closes over it.
+    for entry in getattr(waiter, "_callbacks", None) or ():
+        callback = entry[0] if isinstance(entry, tuple) else entry
+        for cell in getattr(callback, "__closure__", None) or ():
+            try:
+                if isinstance(cell.cell_contents, concurrent.futures.Future):
+                    return True
+            except ValueError:  # an empty cell
+                continue
+    return False
+
+
+def _top_sites(sites: Iterable[_Site], scale: float) -> tuple[AwaitSite, ...]:
+    ranked = sorted(sites, key=lambda s: (-s.count, -s.oldest))[:MAX_SITES]
+    out = []
+    for site in ranked:
+        code = site.code
+        out.append(
+            AwaitSite(
+                file=code.file if code is not None else "",
+                line=site.line,
+                function=code.function if code is not None else "",
+                kind=site.kind,
+                count=max(1, round(site.count * scale)),
+                oldest=site.oldest,
+            )
+        )
+    return tuple(out)
+
+
+def _top_resources(resources: Iterable[_Resource], scale: float) -> tuple[Resource, ...]:
+    described = []
+    for entry in resources:
+        waiters, label = _describe(entry.obj)
+        if waiters is None:
+            waiters = max(1, round(entry.seen * scale))
+        described.append((waiters, entry, label))
+    described.sort(key=lambda d: (-d[0], -d[1].oldest))
+    return tuple(
+        Resource(
+            id=id(entry.obj),
+            type=_bounded(type(entry.obj).__name__),
+            label=label,
+            waiters=waiters,
+            oldest=entry.oldest,
+        )
+        for waiters, entry, label in described[:MAX_RESOURCES]
+    )
+
+
+def _describe(obj: Any) -> tuple[int | None, str]:
+    """(waiters as the object counts them, or None; a short label) of a resource."""
+    name = type(obj).__name__
+    waiters: int | None = None
+    try:
+        if isinstance(obj, asyncio.Queue):
+            getters = len(obj._getters)  # type: ignore[attr-defined]
+            putters = len(obj._putters)  # type: ignore[attr-defined]
+            waiters = getters + putters
+            size = obj.maxsize if obj.maxsize > 0 else "inf"
+            label = f"{name} maxsize={size} qsize={obj.qsize()}"
+            if getters and putters:
+                label += f" getters={getters} putters={putters}"
+        else:
+            queue = getattr(obj, "_waiters", None)
+            if queue is not None or isinstance(obj, (asyncio.Lock, asyncio.Semaphore)):
+                waiters = len(queue) if queue is not None else 0
+            if isinstance(obj, asyncio.Semaphore):
+                bound = getattr(obj, "_bound_value", None)
+                value = obj._value
+                label = f"{name} value={value}" + (f"/{bound}" if bound is not None else "")
+            elif isinstance(obj, asyncio.Event):
+                label = f"{name} {'set' if obj.is_set() else 'unset'}"
+            elif isinstance(obj, (asyncio.Lock, asyncio.Condition)):
+                label = f"{name} {'locked' if obj.locked() else 'unlocked'}"
+            else:
+                label = name
+    except Exception:  # a subclass with other internals: its name will do
+        return None, _bounded(name)
+    return waiters, _bounded(label)
+
+
+def _bounded(text: str) -> str:
+    return text if len(text) <= LABEL_LIMIT else text[: LABEL_LIMIT - 1] + "…"
