@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ._guard import Guard
+from ._loops import on_loop_thread
 from .events import AwaitSite, Census, Event, Resource
 
 MAX_SITES = 50
@@ -183,7 +184,7 @@ class CensusCollector:
         (``TimerHandle.cancel`` is not thread-safe on every loop)."""
         self._stopped = True
         handle, self._handle = self._handle, None
-        if handle is not None and _on_loop_thread(self._loop):
+        if handle is not None and on_loop_thread(self._loop):
             handle.cancel()
         self._waits = {}
         self._unpruned = []
@@ -373,13 +374,6 @@ class CensusCollector:
         if site_frame is None:
             return None, 0, kind, resource
         return site, site_frame.f_lineno, kind, resource
-
-
-def _on_loop_thread(loop: asyncio.AbstractEventLoop) -> bool:
-    try:
-        return asyncio.get_running_loop() is loop
-    except RuntimeError:
-        return False
 
 
 def _candidates(

@@ -6,6 +6,7 @@ that loopscope's code raised.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import traceback
@@ -35,7 +36,7 @@ class Guard:
                 return fallback
             try:
                 return fn(*args, **kwargs)
-            except BaseException as e:  # noqa: BLE001 - nothing may reach the program
+            except BaseException as e:
                 if isinstance(e, (KeyboardInterrupt, SystemExit)):
                     raise
                 self.failed(name, e)
@@ -53,7 +54,7 @@ class Guard:
             where = traceback.extract_tb(error.__traceback__)[-1:] if error.__traceback__ else []
             at = f" at {where[0].filename}:{where[0].lineno}" if where else ""
             self.disabled[name] = f"{type(error).__name__}: {error}{at}"
-        try:
+        with contextlib.suppress(Exception):
             self._emit(
                 Notice(
                     t=time.time(),
@@ -62,5 +63,3 @@ class Guard:
                     f"{self.disabled[name]}",
                 )
             )
-        except Exception:  # noqa: BLE001
-            pass

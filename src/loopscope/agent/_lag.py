@@ -8,6 +8,7 @@ from collections import deque
 from collections.abc import Callable
 
 from ._guard import Guard
+from ._loops import on_loop_thread
 from .events import LAG_BUCKETS, Event, Lag, lag_bucket
 
 
@@ -62,7 +63,7 @@ class LagCollector:
         self._stopped = True
         self.since = None
         handle, self._handle = self._handle, None
-        if handle is not None and _on_loop_thread(self._loop):
+        if handle is not None and on_loop_thread(self._loop):
             handle.cancel()
 
     def _schedule(self, now: float, perf_now: float) -> None:
@@ -123,10 +124,3 @@ class LagCollector:
             )
         )
         self._reset_window(perf_now)
-
-
-def _on_loop_thread(loop: asyncio.AbstractEventLoop) -> bool:
-    try:
-        return asyncio.get_running_loop() is loop
-    except RuntimeError:
-        return False

@@ -27,6 +27,7 @@ from itertools import compress, repeat
 from typing import Any
 
 from ._guard import Guard
+from ._loops import on_loop_thread
 from .events import Event, Lifecycle, Notice
 
 SWEEP_EVERY = 64  # small: holding many finished tasks costs more (memory reuse) than sweeping
@@ -128,7 +129,7 @@ class LifecycleCollector:
         self._new = self._generations[0]
         self._coros = []
         handle, self._handle = self._handle, None
-        if _on_loop_thread(loop):
+        if on_loop_thread(loop):
             if handle is not None:
                 handle.cancel()
             self._detach_callbacks()
@@ -289,13 +290,6 @@ _CANCELLED = "CANCELLED"
 _state_of = operator.attrgetter("_state")
 _exception_of = operator.attrgetter("_exception")
 _qualname_of = operator.attrgetter("__qualname__")
-
-
-def _on_loop_thread(loop: asyncio.AbstractEventLoop) -> bool:
-    try:
-        return asyncio.get_running_loop() is loop
-    except RuntimeError:
-        return False
 
 
 def _bounded(text: str) -> str:

@@ -18,6 +18,7 @@ import dataclasses
 import json
 import math
 import sys
+import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -28,7 +29,7 @@ AGENT_VERSION = "0.1.0"
 # Lag histogram: bucket 0 holds [0, LAG_BASE); bucket i >= 1 holds
 # [LAG_BASE * LAG_RATIO**(i-1), LAG_BASE * LAG_RATIO**i). Four buckets per doubling from 100 us.
 LAG_BASE = 0.0001
-LAG_RATIO = 2 ** 0.25
+LAG_RATIO = 2**0.25
 LAG_BUCKETS = 80  # the last bucket's upper bound is about 100 s; anything above lands in it
 
 
@@ -338,11 +339,7 @@ def _build(cls: type, data: dict[str, Any]) -> Any:
     return cls(**kwargs)
 
 
-_UnionTypes: tuple[Any, ...] = (typing.Union,)
-if sys.version_info >= (3, 10):
-    import types
-
-    _UnionTypes = (typing.Union, types.UnionType)
+_UnionTypes: tuple[Any, ...] = (typing.Union, types.UnionType)
 
 
 def _convert(hint: Any, value: Any, name: str) -> Any:
