@@ -1,0 +1,7 @@
+"""``python -m loopscope``: the same as the ``loopscope`` command."""
+
+import sys
+
+from loopscope.cli import main
+
+sys.exit(main())

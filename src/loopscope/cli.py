@@ -1,0 +1,361 @@
+"""The command line: ``loopscope run`` and ``loopscope demo``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import sys
+import textwrap
+import threading
+import time
+import traceback
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any, TextIO
+
+from loopscope import __version__
+from loopscope.runner import Program, ProgramSpec, RunError, RunSource, check_python, describe_exit
+from loopscope.session import Session
+
+# How long the session may take to see the program's exit after loopscope stopped it.
+_END_TIMEOUT = 5.0
+_LOG_TAIL_LINES = 15
+_MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+
+class UsageError(Exception):
+    """Bad input from the user: the message is printed, the exit code is 2."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Option:
+    flags: tuple[str, ...]
+    kwargs: dict[str, Any]
+
+    @property
+    def takes_value(self) -> bool:
+        return self.kwargs.get("action") is None
+
+
+_PYTHON = _Option(
+    ("--python",),
+    {
+        "metavar": "PATH",
+        "help": "the interpreter to run the program with, e.g. the program's own venv "
+        "(CPython 3.10 or newer; default: the one loopscope runs on)",
+    },
+)
+_HEADLESS = _Option(
+    ("--headless",),
+    {
+        "action": "store_true",
+        "help": "no terminal UI: print a summary line every second, then the findings",
+    },
+)
+_DURATION = _Option(
+    ("--duration",),
+    {
+        "metavar": "S",
+        "type": float,
+        "help": "with --headless: stop the program after S seconds "
+        "(default: when it exits, or on Ctrl-C)",
+    },
+)
+_JSON = _Option(
+    ("--json",),
+    {
+        "action": "store_true",
+        "help": "with --headless: print only the findings as one JSON object on stdout "
+        "(the summary lines go to stderr)",
+    },
+)
+_LOG = _Option(
+    ("--log",),
+    {
+        "metavar": "FILE",
+        "type": Path,
+        "help": "write the program's stdout and stderr to FILE "
+        "(default: a new file in $XDG_STATE_HOME/loopscope/logs)",
+    },
+)
+_RUN_OPTIONS = (_PYTHON, _HEADLESS, _DURATION, _JSON, _LOG)
+_DEMO_OPTIONS = (_HEADLESS, _DURATION, _JSON)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="loopscope",
+        description="A live profiler for Python asyncio programs, in the terminal: how late the "
+        "event loop runs, which code blocks it, what the tasks wait on, and what to fix.",
+        epilog="Run 'loopscope COMMAND --help' for a command's options.",
+    )
+    parser.add_argument("--version", action="version", version=f"loopscope {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = commands.add_parser(
+        "run",
+        help="start a program under loopscope and watch it",
+        description=textwrap.fill(
+            "Start an asyncio program in a child process with loopscope's agent installed "
+            "before its event loop starts, and watch it live. The program runs as 'python "
+            "SCRIPT ARGS' or 'python -m MODULE ARGS' would run it; its output goes to a log "
+            "file. Everything after SCRIPT or -m MODULE belongs to the program.",
+            width=78,
+        ),
+        usage="loopscope run [options] (SCRIPT [ARGS...] | -m MODULE [ARGS...])",
+        epilog="examples:\n"
+        "  loopscope run app.py --port 8080\n"
+        "  loopscope run -m myservice.main\n"
+        "  loopscope run --python .venv/bin/python --headless --duration 30 --json app.py",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    for option in _RUN_OPTIONS:
+        run.add_argument(*option.flags, **option.kwargs)
+    program = run.add_argument_group("the program")
+    program.add_argument("script", nargs="?", metavar="SCRIPT", help="a Python file to run")
+    program.add_argument(
+        "-m", dest="module", metavar="MODULE", help="a module to run, as python -m"
+    )
+    program.add_argument("args", nargs="*", metavar="ARGS", help="the program's arguments")
+
+    demo = commands.add_parser(
+        "demo",
+        help="watch a bundled demo service under load whose handlers block the loop",
+        description="Run loopscope's demo: a small asyncio HTTP service on 127.0.0.1 with its "
+        "own load generator, whose /report handler burns CPU on the event loop and whose "
+        "/config handler calls time.sleep. Within seconds the lag climbs and loopscope names "
+        "both functions.",
+    )
+    for option in _DEMO_OPTIONS:
+        demo.add_argument(*option.flags, **option.kwargs)
+    return parser
+
+
+def parse(argv: Sequence[str]) -> argparse.Namespace:
+    """Parse the command line; `run`'s program and its arguments are split off first, so that
+    none of them is taken for one of loopscope's options."""
+    parser = build_parser()
+    argv = list(argv)
+    command_at = next((i for i, a in enumerate(argv) if not a.startswith("-")), None)
+    if command_at is None or argv[command_at] != "run":
+        return parser.parse_args(argv)
+    head, script, module, args = _split_program(argv[command_at + 1 :])
+    ns = parser.parse_args(argv[: command_at + 1] + head)
+    if script is None and module is None:
+        raise UsageError("run: give a SCRIPT or -m MODULE to run (see loopscope run --help)")
+    ns.script, ns.module, ns.args = script, module, args
+    return ns
+
+
+def _split_program(
+    argv: list[str],
+) -> tuple[list[str], str | None, str | None, list[str]]:
+    """(loopscope's options, script, module, the program's arguments)."""
+    takes_value = {flag for o in _RUN_OPTIONS if o.takes_value for flag in o.flags}
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            if i + 1 >= len(argv):
+                break
+            return argv[:i], argv[i + 1], None, argv[i + 2 :]
+        if arg == "-m":
+            if i + 1 >= len(argv):
+                raise UsageError("run: -m needs a MODULE")
+            return argv[:i], None, argv[i + 1], argv[i + 2 :]
+        if arg.startswith("-m") and not arg.startswith("--"):
+            return argv[:i], None, arg[2:], argv[i + 1 :]
+        if arg.startswith("-") and arg != "-":
+            i += 2 if arg in takes_value else 1
+            continue
+        return argv[:i], arg, None, argv[i + 1 :]
+    return argv, None, None, []
+
+
+# -- run -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _RunRequest:
+    spec: ProgramSpec
+    headless: bool
+    duration: float | None
+    json: bool
+    log: Path | None
+    how: str  # how the program was started, for the UI's header
+    label: str  # what to call the program in messages
+
+
+def _request_from_args(ns: argparse.Namespace) -> _RunRequest:
+    if (ns.duration is not None or ns.json) and not ns.headless:
+        raise UsageError(f"{ns.command}: --duration and --json need --headless")
+    if ns.duration is not None and not ns.duration > 0:
+        raise UsageError(f"{ns.command}: --duration must be a positive number of seconds")
+    if not ns.headless and not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise UsageError(f"{ns.command}: the dashboard needs a terminal; use --headless")
+    if ns.command == "demo":
+        from loopscope.demos import service
+
+        spec = ProgramSpec(python=sys.executable, script=service.__file__)
+        return _RunRequest(spec, ns.headless, ns.duration, ns.json, None, "demo", "the demo")
+
+    python = ns.python or sys.executable
+    if ns.module is not None:
+        if not _MODULE_NAME.fullmatch(ns.module):
+            raise UsageError(f"run: not a module name: {ns.module}")
+        spec = ProgramSpec(python=python, module=ns.module, args=tuple(ns.args))
+    else:
+        if not os.path.exists(ns.script):
+            raise UsageError(f"no such file: {ns.script}")
+        if os.path.isdir(ns.script) and not os.path.isfile(os.path.join(ns.script, "__main__.py")):
+            raise UsageError(f"{ns.script} is a directory without a __main__.py")
+        spec = ProgramSpec(python=python, script=ns.script, args=tuple(ns.args))
+    if ns.python is not None:
+        check_python(ns.python)
+    if ns.log is not None and ns.log.is_dir():
+        raise UsageError(f"--log {ns.log}: is a directory")
+    return _RunRequest(spec, ns.headless, ns.duration, ns.json, ns.log, spec.command, spec.label)
+
+
+def run(request: _RunRequest) -> int:
+    program = Program.start(request.spec, log_path=request.log)
+    try:
+        _say(f"started {request.how} (pid {program.pid}); its output goes to {program.log_path}")
+        source = RunSource(program)
+        session = Session(source, clock=time.time)
+        session.start()
+        try:
+            if request.headless:
+                _headless(session, program, request)
+            else:
+                _interactive(session, program, request)
+        finally:
+            program.stop()
+            session.wait(_END_TIMEOUT)
+            session.close()
+    finally:
+        program.stop()
+    _report_exit(program, request)
+    if not source.agent.connected and program.stopped_by_loopscope:
+        _say(f"the agent in {request.label} never answered: nothing could be observed")
+    if session.error is not None:
+        _say(f"reading the agent's events failed: {session.error}")
+        return 1
+    return 0
+
+
+def _interactive(session: Session, program: Program, request: _RunRequest) -> None:
+    from loopscope.tui import make_app
+
+    app = make_app(session, log_path=str(program.log_path), how=request.how)
+    app.run()
+
+
+def _headless(session: Session, program: Program, request: _RunRequest) -> None:
+    from rich.console import Console
+
+    from loopscope import report
+
+    lines = sys.stderr if request.json else sys.stdout
+    started = time.monotonic()
+    deadline = None if request.duration is None else started + request.duration
+    next_line = started + 1.0
+    try:
+        while not session.ended:
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                break
+            if now >= next_line:
+                _print(report.summary_line(session.view()), lines)
+                next_line += 1.0
+            wake = next_line if deadline is None else min(next_line, deadline)
+            session.wait(max(0.0, wake - time.monotonic()))
+    except KeyboardInterrupt:
+        _say("interrupted: stopping the program")
+    program.stop()
+    session.wait(_END_TIMEOUT)
+    view = session.view()
+    _print(report.summary_line(view), lines)
+    if request.json:
+        _print(json.dumps(report.report_json(view), indent=2), sys.stdout)
+    else:
+        console = Console(file=sys.stdout, highlight=False, soft_wrap=False)
+        console.print()
+        console.print(report.render_findings(view))
+
+
+def _report_exit(program: Program, request: _RunRequest) -> None:
+    code = program.returncode
+    name = request.label
+    if program.stopped_by_loopscope:
+        _say(f"stopped {name} ({describe_exit(code)}); its output is in {program.log_path}")
+        return
+    if code == 0:
+        _say(f"{name} exited ({describe_exit(code)}); its output is in {program.log_path}")
+        return
+    _say(f"{name} failed ({describe_exit(code)}); the end of its log, {program.log_path}:")
+    for line in program.log_tail(_LOG_TAIL_LINES):
+        print(f"    {line}", file=sys.stderr)
+
+
+# -- plumbing --------------------------------------------------------------------------------
+
+
+def _say(message: str) -> None:
+    print(f"loopscope: {message}", file=sys.stderr, flush=True)
+
+
+def _print(text: str, stream: TextIO) -> None:
+    print(text, file=stream, flush=True)
+
+
+class _Terminated(BaseException):
+    """SIGTERM or SIGHUP: unwind so that the program is stopped on the way out."""
+
+
+@contextmanager
+def _exit_on_termination() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise _Terminated(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else list(argv)
+    try:
+        with _exit_on_termination():
+            ns = parse(args)
+            return run(_request_from_args(ns))
+    except (UsageError, RunError) as e:
+        print(f"loopscope: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("loopscope: interrupted", file=sys.stderr)
+        return 130
+    except _Terminated as e:
+        signum = int(e.args[0])
+        print(f"loopscope: terminated by {signal.Signals(signum).name}", file=sys.stderr)
+        return 128 + signum
+    except Exception as e:
+        if os.environ.get("LOOPSCOPE_DEBUG"):
+            traceback.print_exc()
+        print(f"loopscope: internal error: {type(e).__name__}: {e}", file=sys.stderr)
+        if not os.environ.get("LOOPSCOPE_DEBUG"):
+            print("loopscope: run with LOOPSCOPE_DEBUG=1 for the traceback", file=sys.stderr)
+        return 1
