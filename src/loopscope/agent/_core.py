@@ -18,20 +18,13 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from ._blocks import SelectorProbe, Watchdog
+from ._census import CensusCollector
 from ._guard import Guard
 from ._lag import LagCollector
+from ._lifecycle import LifecycleCollector
 from ._paths import default_socket_path
 from ._server import Outbox, Server
 from .events import AGENT_VERSION, PROTOCOL_VERSION, Event, Hello, LoopStarted, LoopStopped
-
-try:
-    from ._census import CensusCollector
-except ImportError:  # pragma: no cover - a build of the agent without the census
-    CensusCollector = None  # type: ignore[assignment,misc]
-try:
-    from ._lifecycle import LifecycleCollector
-except ImportError:  # pragma: no cover
-    LifecycleCollector = None  # type: ignore[assignment,misc]
 
 SOCKET_ENV = "LOOPSCOPE_SOCKET"
 _AGENT_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -46,6 +39,11 @@ class _Collector(Protocol):
     def start(self) -> None: ...
 
     def stop(self) -> None: ...
+
+
+_CollectorType = Callable[
+    [asyncio.AbstractEventLoop, int, Callable[[Event], None], Guard], _Collector
+]
 
 
 class Agent:
@@ -222,9 +220,8 @@ class _LoopObserver:
             stall_threshold=None if probe is not None else agent.block_threshold,
         )
         self.collectors.append(lag)
-        for cls in (CensusCollector, LifecycleCollector):
-            if cls is None:
-                continue
+        collector_types: tuple[_CollectorType, ...] = (CensusCollector, LifecycleCollector)
+        for cls in collector_types:
             try:
                 collector = cls(loop, self.loop_id, agent.emit, guard)
             except Exception as e:

@@ -293,7 +293,8 @@ def from_dict(data: Any) -> Event:
     cls = EVENT_TYPES.get(kind) if isinstance(kind, str) else None
     if cls is None:
         raise DecodeError(f"unknown event kind {kind!r}")
-    return _build(cls, data)
+    event: Event = _build(cls, data)
+    return event
 
 
 def decode(line: str | bytes) -> Event:
@@ -362,7 +363,7 @@ def _convert(hint: Any, value: Any, name: str) -> Any:
             raise DecodeError(f"{name}: expected an object")
         _, inner = typing.get_args(hint)
         return {str(k): _convert(inner, v, name) for k, v in value.items()}
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         if not isinstance(value, dict):
             raise DecodeError(f"{name}: expected an object")
         return _build(hint, value)
