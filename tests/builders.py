@@ -102,6 +102,7 @@ def block(
     task: str | None = "Task-7",
     loop: int = 1,
     samples: int | None = None,
+    runq: float | None = None,
 ) -> Block:
     """A block; ``frames`` (innermost first, the loop's frames appended) is sampled once per
     millisecond unless ``stacks`` are given; CPU time is ``cpu`` or ``cpu_share`` of it."""
@@ -120,6 +121,7 @@ def block(
         cpu=cpu,
         samples=sum(s.count for s in built) if samples is None else samples,
         stacks=built,
+        runq=runq,
     )
 
 

@@ -54,7 +54,7 @@ def test_summary_line_without_data_and_after_exit() -> None:
         summary_line(view_of([])) == "0.0s lag p50 - p99 - max - | tasks 0 | blocks 0 (+0 in 10s)"
     )
     line = summary_line(view_of([hello(1.0), TargetExited(t=3.0, exit_code=2, reason="exited")]))
-    assert line.endswith("| exited 2 (exited)")
+    assert line.endswith("| program exited with code 2")
     assert line.startswith("2.0s ")
 
 

@@ -39,8 +39,7 @@ def summary_line(view: View) -> str:
     if view.findings:
         parts.append(f"findings {len(view.findings)}")
     if s.exited is not None:
-        code = "?" if s.exited.exit_code is None else str(s.exited.exit_code)
-        parts.append(f"exited {code}" + (f" ({s.exited.reason})" if s.exited.reason else ""))
+        parts.append(s.exited.describe())
     return " | ".join(parts)
 
 

@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from agent_harness import Client, Target
+from agent_harness import TIMEOUT, Client, Target
 
 from loopscope.events import Block, Event, Hello, Lag, LoopStarted
+from loopscope.model import Model
+
+# Spins until killed, for at most a minute; says "spinning" first.
+HOG = """
+import time
+print("spinning", flush=True)
+end = time.monotonic() + 60
+while time.monotonic() < end:
+    pass
+"""
 
 
 def _is_block(e: Event) -> bool:
@@ -123,3 +138,65 @@ def test_loop_in_another_thread(target_python: str, tmp_path: Path) -> None:
     assert block.loop == worker.loop
     _assert_duration(block, measured)
     assert "blocking_sleep" in _names(block)
+
+
+@contextmanager
+def every_core_busy() -> Iterator[None]:
+    """One process spinning per core (at least two) while the block is in the body."""
+    hogs = [
+        subprocess.Popen([sys.executable, "-c", HOG], stdout=subprocess.PIPE)
+        for _ in range(max(2, len(os.sched_getaffinity(0))))
+    ]
+    try:
+        for hog in hogs:
+            assert hog.stdout is not None
+            assert hog.stdout.readline() == b"spinning\n"
+        yield
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait(TIMEOUT)
+            assert hog.stdout is not None
+            hog.stdout.close()
+
+
+def _block_in(target: Target, client: Client, command: str, function: str) -> Block:
+    """Run ``command`` on the target's loop: the block whose samples name ``function``. On a
+    busy machine the loop's own work may make other, shorter blocks meanwhile."""
+    target.send(command)
+    target.read()
+    block = client.wait_for(
+        lambda e: isinstance(e, Block) and function in _names(e), what=f"block in {function}"
+    )
+    assert isinstance(block, Block)
+    return block
+
+
+def test_the_cause_is_right_on_a_machine_whose_cores_are_all_busy(
+    target_python: str, tmp_path: Path
+) -> None:
+    # A burn gets only part of a core; by its CPU share of the wall time it looks like waiting.
+    target = Target(target_python, tmp_path)
+    client = Client(target.socket_path)
+    try:
+        client.wait_for(lambda e: isinstance(e, LoopStarted))
+        with every_core_busy():
+            burn = _block_in(target, client, "burn", "cpu_burn")
+            sleep = _block_in(target, client, "sleep", "blocking_sleep")
+    finally:
+        client.close()
+        assert target.finish() == 0
+
+    assert burn.runq is not None and sleep.runq is not None
+    # A sleeping thread waits for no core, but maybe for one when the sleep ends.
+    assert sleep.runq < sleep.duration - 0.04, sleep
+    model = Model()
+    for event in client.events:
+        model.apply(event)
+    causes = {
+        (r.t, r.location.function.rpartition(".")[2]): r.cause
+        for r in model.snapshot().blocks.recent
+        if r.location
+    }
+    assert causes[burn.t, "cpu_burn"] == "cpu", burn
+    assert causes[sleep.t, "blocking_sleep"] == "sleep", sleep

@@ -130,7 +130,7 @@ def test_program_that_raises_is_reported_with_its_traceback(tmp_path: Path) -> N
     assert log.name.endswith("-raises.log")
     assert "RuntimeError: the database is on fire" in log.read_text()
     # The summary and the (empty) findings still come out.
-    assert "exited 1" in result.stdout
+    assert "program exited with code 1" in result.stdout
     assert "No findings." in result.stdout
 
 

@@ -5,7 +5,7 @@ import pytest
 from builders import APP, LOOP_FRAMES, app, block, frame, hello, site, stdlib
 from loopscope.events import Block, Event, Frame, Stack
 from loopscope.model import RECENT_SECONDS, UNSAMPLED_FUNCTION, Model
-from loopscope.model._blocks import CodeMap
+from loopscope.model._blocks import CodeMap, cpu_share
 
 SOURCE = {
     (f"{APP}/handlers.py", 42): "    data = render_report(rows)\n",
@@ -121,6 +121,84 @@ def test_cpu_share_between_the_bounds(share: float, cause: str) -> None:
 def test_off_cpu_bound_reads_the_source() -> None:
     assert only_block(block(10.0, 0.1, [app(57, "p")], cpu_share=0.3))[1] == "sleep"
     assert only_block(block(10.0, 0.1, [app(57, "p")], cpu_share=0.31))[1] == "io"
+
+
+def test_the_share_is_of_the_time_the_thread_could_run() -> None:
+    # A burn on a machine whose cores are taken: on a core half the time, waiting for one the
+    # other half.
+    burn = block(10.0, 0.05, [app(42, "render_report")], cpu=0.024, runq=0.025)
+    assert cpu_share(burn) == pytest.approx(0.96)
+    assert only_block(burn)[1] == "cpu"
+    unmeasured = block(10.0, 0.05, [app(42, "render_report")], cpu=0.024)
+    assert cpu_share(unmeasured) == pytest.approx(0.48)
+    assert only_block(unmeasured)[1] == "io"
+    # A sleep waits in no run queue, busy machine or not.
+    sleep = block(10.0, 0.05, [app(57, "print_label")], cpu=0.0004, runq=0.0002)
+    assert only_block(sleep)[1] == "sleep"
+
+
+def test_a_thread_that_never_got_a_core_needed_one() -> None:
+    b = block(10.0, 0.05, [app(42, "render_report")], cpu=0.0, runq=0.05)
+    assert cpu_share(b) == 1.0
+    assert only_block(b)[1] == "cpu"
+    assert cpu_share(block(10.0, 0.05, [app(42, "r")], cpu=0.06, runq=0.0)) == 1.0
+
+
+def test_the_hot_frame_cpu_share_leaves_out_the_run_queue_wait() -> None:
+    model = fed(
+        block(10.0, 0.05, [app(42, "r")], cpu=0.03, runq=0.02),
+        block(11.0, 0.05, [app(42, "r")], cpu=0.05),
+    )
+    (hot,) = model.snapshot().blocks.hot
+    assert hot.cpu_share == pytest.approx(0.08 / 0.08)
+    assert model.snapshot().blocks.recent[0].runq is None
+    assert model.snapshot().blocks.recent[1].runq == 0.02
+
+
+BURN = app(44, "crunch")
+SLEEP = app(57, "print_label")  # its line calls time.sleep
+
+
+@pytest.mark.parametrize(
+    ("burn", "sleep", "cause"),
+    [
+        # One busy period: a CPU burn, then a time.sleep; the longer one names the block.
+        (30, 50, "sleep"),
+        (20, 60, "sleep"),
+        (50, 30, "cpu"),
+        (60, 20, "cpu"),
+    ],
+)
+def test_a_block_of_two_locations_takes_the_cause_of_the_dominant_one(
+    burn: int, sleep: int, cause: str
+) -> None:
+    b = block(
+        10.0,
+        (burn + sleep) / 1000,
+        stacks=[(burn, [BURN]), (sleep, [SLEEP])],
+        cpu=burn / 1000,
+    )
+    record = fed(b).snapshot().blocks.recent[0]
+    assert record.location == (BURN if burn > sleep else SLEEP)
+    assert record.cause == cause
+
+
+def test_a_minority_location_does_not_decide_the_cause() -> None:
+    # A location that shows no sign of waiting, with a little CPU time: the minority's
+    # samples are of unknown nature, so they do not make it CPU work...
+    other = app(12, "helper", "util.py")
+    b = block(10.0, 0.1, stacks=[(60, [BURN]), (40, [other])], cpu=0.04)
+    assert only_block(b) == (BURN, "io")
+    # ...but a minority that sleeps used none of the CPU time: the rest is the burn's.
+    b = block(10.0, 0.1, stacks=[(60, [BURN]), (40, [SLEEP])], cpu=0.04)
+    assert only_block(b) == (BURN, "cpu")
+    # A sleeping location whose minority cannot account for the CPU time did not sleep.
+    b = block(10.0, 0.1, stacks=[(80, [SLEEP]), (20, [BURN])], cpu=0.09)
+    assert only_block(b) == (SLEEP, "cpu")
+    # A socket read in the minority does not make a burn I/O.
+    frames = [stdlib("socket.py", 705, "SocketIO.readinto"), app(63, "lookup")]
+    b = block(10.0, 0.1, stacks=[(70, [BURN]), (30, frames)], cpu=0.07)
+    assert only_block(b) == (BURN, "cpu")
 
 
 def test_unknown_cpu_time() -> None:

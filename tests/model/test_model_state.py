@@ -100,6 +100,32 @@ def test_time_is_the_latest_event_and_duration_runs_from_the_first() -> None:
     assert model.snapshot(now=110.0).duration_s == 10.0
 
 
+@pytest.mark.parametrize(
+    ("exit_code", "reason", "text"),
+    [
+        (0, "exited", "program exited with code 0"),
+        (3, "exited", "program exited with code 3"),
+        (None, "", "program exited, exit code unknown"),
+        (-9, "killed by SIGKILL", "program was killed by SIGKILL"),
+        (-2, "stopped by loopscope with SIGINT", "stopped by loopscope (SIGINT), exit code -2"),
+        (0, "stopped by loopscope", "stopped by loopscope, exit code 0"),
+        (
+            2,
+            "exited before its agent started",
+            "program exited with code 2 before its agent started",
+        ),
+        (
+            -15,
+            "killed by SIGTERM before its agent started",
+            "program was killed by SIGTERM before its agent started",
+        ),
+        (1, "vanished", "program ended (vanished), exit code 1"),
+    ],
+)
+def test_how_the_program_ended_reads(exit_code: int | None, reason: str, text: str) -> None:
+    assert ExitInfo(t=1.0, exit_code=exit_code, reason=reason).describe() == text
+
+
 def test_after_the_target_exits_time_stops_so_its_data_stays_in_view() -> None:
     model = Model()
     model.apply(hello(100.0))

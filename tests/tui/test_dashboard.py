@@ -6,6 +6,7 @@ from dashboard_scenario import (
     FIXED_T,
     HOW,
     LOG_PATH,
+    T0,
     QueueSource,
     exited_events,
     later_blocks,
@@ -14,6 +15,7 @@ from dashboard_scenario import (
 from helpers import dashboard, fed_session, in_loop, live_session, rows, shown, text_of, until
 
 from builders import await_site, census
+from loopscope.events import TargetExited
 from loopscope.tui.dashboard import DashboardScreen
 from loopscope.tui.finding import FindingScreen
 from loopscope.tui.help import HelpScreen
@@ -159,6 +161,21 @@ async def test_an_exited_program_says_so_and_keeps_its_data() -> None:
         assert header[0].strip().startswith("program exited with code 3")
         assert f"output {LOG_PATH}" in "\n".join(header)
         assert rows(app.dashboard.query_one(HotFramesTable))[0][1] == "report.py:88"
+
+
+@in_loop
+async def test_a_program_stopped_by_loopscope_says_how_once() -> None:
+    events = [
+        *live_events(),
+        TargetExited(t=T0 + 19.9, exit_code=-2, reason="stopped by loopscope with SIGINT"),
+    ]
+    app = dashboard(fed_session(events))
+    async with app.run_test(size=(160, 48)) as pilot:
+        await shown(pilot)
+        first = text_of(app.dashboard.query_one(HeaderBar)).splitlines()[0]
+        assert first.strip().startswith("stopped by loopscope (SIGINT), exit code -2 ")
+        assert first.rstrip().endswith("the data stays on screen")
+        assert first.count("SIGINT") == 1 and "exited" not in first
 
 
 @in_loop

@@ -5,6 +5,11 @@ waiting while it is inside ``select`` and busy between a ``select`` returning an
 so a busy period's start and end are exact. The `Watchdog` thread polls every tracked loop; while
 a busy period is older than the threshold it samples the loop thread's stack, and when the loop
 thread reports the period's end it emits one `Block`.
+
+Besides the CPU time the loop thread used in a block, the watchdog reads how long the thread
+waited in the run queue (runnable, but another thread had the core): on a busy machine a thread
+burning CPU gets only part of each core, and without the run-queue wait it would look like a
+thread that waits for I/O.
 """
 
 from __future__ import annotations
@@ -25,6 +30,14 @@ from .events import Block, Event, Frame, Stack
 
 MAX_DEPTH = 64
 MAX_STACKS = 32
+# Run-queue wait per second on CPU is only taken from at least this much CPU time, and a rate
+# of waiting from at least this long a span: the scheduler hands out time in slices of a few
+# milliseconds.
+_MIN_ON_CPU = 0.001
+_MIN_RUNQ_SPAN = 0.002
+
+# perf_counter(), thread CPU seconds, seconds waiting in the run queue
+_SchedStat = tuple[float, float, float]
 
 _qualname: Callable[[Any], str] = (
     (lambda code: code.co_qualname) if sys.version_info >= (3, 11) else (lambda code: code.co_name)
@@ -124,12 +137,20 @@ class _Target:
         thread_id: int,
         tracker: BusyTracker,
         precise: bool,
+        native_id: int | None,
     ) -> None:
         self.loop = loop
         self.loop_id = loop_id
         self.thread_id = thread_id
         self.tracker = tracker
         self.precise = precise
+        self.schedstat: str | None = (
+            None if native_id is None else f"/proc/self/task/{native_id}/schedstat"
+        )
+        # Opened on first use and read again with pread; the lock keeps a close from another
+        # thread (`Watchdog.remove`) from racing a read.
+        self._schedstat_fd: int | None = None
+        self._schedstat_lock = threading.Lock()
         try:
             self.cpu_clock: int | None = time.pthread_getcpuclockid(thread_id)
         except (AttributeError, OSError):
@@ -143,6 +164,9 @@ class _Target:
         self.task: str | None = None
         # (perf_counter, thread CPU seconds) when the period was first seen.
         self.cpu_first: tuple[float, float] | None = None
+        # (perf_counter, thread CPU seconds, seconds in the run queue) just after the period's
+        # first sample, while it still went on.
+        self.runq_first: _SchedStat | None = None
 
     def cpu_now(self) -> tuple[float, float] | None:
         if self.cpu_clock is None:
@@ -152,6 +176,68 @@ class _Target:
         except OSError:  # the thread has exited
             self.cpu_clock = None
             return None
+
+    def runq_now(self) -> tuple[float, float, float] | None:
+        """(perf_counter, seconds on CPU, seconds waiting in the run queue) of the thread so
+        far, from Linux's schedstat; None where there is none."""
+        with self._schedstat_lock:
+            if self.schedstat is None:
+                return None
+            try:
+                if self._schedstat_fd is None:
+                    self._schedstat_fd = os.open(self.schedstat, os.O_RDONLY)
+                on_cpu, runq = os.pread(self._schedstat_fd, 128, 0).split()[:2]
+                return time.perf_counter(), int(on_cpu) / 1e9, int(runq) / 1e9
+            except (OSError, ValueError):  # no /proc, no schedstat, the thread exited
+                self._close()
+                return None
+
+    def close(self) -> None:
+        """Close the schedstat file for good."""
+        with self._schedstat_lock:
+            self._close()
+
+    def _close(self) -> None:
+        self.schedstat = None
+        fd, self._schedstat_fd = self._schedstat_fd, None
+        if fd is not None:
+            os.close(fd)
+
+    def first_runq(self) -> None:
+        """Take the first run-queue reading of the period (CPU time from the thread's CPU
+        clock, exact even while it runs), once."""
+        if self.runq_first is not None:
+            return
+        sched = self.runq_now()
+        cpu = self.cpu_now()
+        if sched is not None:
+            self.runq_first = (sched[0], sched[1] if cpu is None else cpu[1], sched[2])
+
+    def runq(self, end: float, duration: float, cpu: float | None, cpu_end: float) -> float | None:
+        """The time the thread waited in the run queue during the block ending at ``end``, in
+        which it used ``cpu`` seconds of CPU (``cpu_end``: its CPU clock at the end).
+
+        From two readings: the first just after the block's first sample, one now, after its
+        end. From the first to the end, the thread's CPU clock gives its time off CPU exactly;
+        the run-queue wait (at most that time: whatever it waited after the end is not the
+        block's) is measured. Before the first reading, the thread is taken to have waited as
+        much per second on CPU as it did after it: a thread that runs waits for a core in
+        proportion to the CPU it gets, while one that sleeps (little CPU) waits for none —
+        which keeps the wait for a core when a sleep ends, the bulk of what a sleeping thread
+        waits, from being spread over the whole sleep."""
+        first = self.runq_first
+        if first is None:
+            return None
+        now = self.runq_now()
+        if now is None:
+            return None
+        span = end - first[0]
+        on_cpu = max(0.0, cpu_end - first[1])
+        waited = min(max(0.0, now[2] - first[2]), max(0.0, span - on_cpu))
+        if cpu is None:  # no CPU clock: the rate of waiting seen, over the whole block
+            return min(duration, waited / span * duration) if span > _MIN_RUNQ_SPAN else None
+        before = max(0.0, cpu - on_cpu) * waited / on_cpu if on_cpu >= _MIN_ON_CPU else 0.0
+        return min(max(0.0, duration - cpu), waited + before)
 
 
 class Watchdog:
@@ -193,6 +279,10 @@ class Watchdog:
         self._stop.set()
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join()
+        with self._lock:
+            targets = list(self._targets.values())
+        for target in targets:
+            target.close()
 
     def add(
         self,
@@ -202,9 +292,12 @@ class Watchdog:
         tracker: BusyTracker,
         *,
         precise: bool,
+        native_id: int | None = None,
     ) -> None:
+        """Watch a loop; ``native_id`` is its thread's `threading.get_native_id()`, for the
+        run-queue wait (without it, blocks have none)."""
         with self._lock:
-            self._targets[loop_id] = _Target(loop, loop_id, thread_id, tracker, precise)
+            self._targets[loop_id] = _Target(loop, loop_id, thread_id, tracker, precise, native_id)
 
     def remove(self, loop_id: int) -> None:
         """Stop watching a loop, first reporting a block it has finished."""
@@ -212,20 +305,24 @@ class Watchdog:
             target = self._targets.pop(loop_id, None)
         if target is not None:
             self._report_completed(target)
+            target.close()
 
     def _run(self) -> None:
         poll = self._guard.wrap(self.name, self._poll, fallback=None)
         while not self._stop.is_set():
-            busy = poll()
+            wait = poll()
             if not self._guard.enabled(self.name):
                 return
-            self._stop.wait(self._sample_interval if busy else self._poll_interval)
+            self._stop.wait(self._poll_interval if wait is None else wait)
 
-    def _poll(self) -> bool:
-        """Look at every loop once; True if one of them is in a block (sample again soon)."""
+    def _poll(self) -> float | None:
+        """Look at every loop once; how long to wait before the next look (None: the poll
+        interval). While a loop is in a block, that is the sample interval; while one is busy,
+        at most until its busy period is old enough to be sampled."""
         with self._lock:
             targets = list(self._targets.values())
         now = time.perf_counter()
+        wait = self._poll_interval
         in_block = []
         for target in targets:
             tracker = target.tracker
@@ -242,6 +339,8 @@ class Watchdog:
             # too; a busy period that ends below the threshold is forgotten with its samples.
             if now - since >= self.threshold / 2:
                 in_block.append(target)
+            else:
+                wait = min(wait, since + self.threshold / 2 - now)
         if in_block:
             frames = sys._current_frames()
             for target in in_block:
@@ -254,7 +353,15 @@ class Watchdog:
                 if frame is not None:
                     target.stacks[self._stack(frame)] += 1
             del frames, frame
-        return bool(in_block)
+            # After the samples: reading a file lets the loop thread take the GIL, and it may
+            # be a while before this thread gets it back.
+            for target in in_block:
+                if target.samples and target.runq_first is None:
+                    target.first_runq()
+                    if target.tracker.since != target.since:
+                        target.runq_first = None  # not read inside the period
+            wait = self._sample_interval
+        return wait
 
     def _report_completed(self, target: _Target) -> None:
         completed = target.tracker.completed
@@ -283,6 +390,7 @@ class Watchdog:
             duration=duration,
             task=target.task if mine else None,
             cpu=cpu,
+            runq=target.runq(end, duration, cpu, cpu_end) if mine else None,
             samples=target.samples if mine else 0,
             stacks=tuple(
                 Stack(count=n, frames=frames) for frames, n in stacks.most_common(MAX_STACKS)

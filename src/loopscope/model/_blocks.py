@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from loopscope.events import Block, Frame, Stack
 from loopscope.model.snapshot import BlockRecord, BlockView, HotFrame
 
-# The share of a block's wall time spent on CPU above which it is CPU work, and below which
-# the thread was waiting (sleep, I/O).
-CPU_BOUND = 0.7
+# The share of a block's runnable time (wall time less the time the thread waited for a core)
+# spent on CPU from which it is CPU work (so at 70% and above, the clear case, too), and up to
+# which the thread was waiting, for what its code shows (sleep, I/O).
+CPU_LEANING = 0.5
 OFF_CPU = 0.3
 
 # Frames in these modules mean a thread waiting off-CPU is doing I/O.
@@ -127,20 +128,42 @@ class Attribution:
 
 
 def attribute(block: Block, code: CodeMap, source_line: SourceLine) -> Attribution:
-    location, samples, lines, stack = _locate_block(block.stacks, code)
-    cause = _cause(block, location, stack, code, source_line)
-    return Attribution(location, samples, lines, stack, cause)
+    located = _locate_block(block.stacks, code)
+    cause = _cause(block, located, code, source_line)
+    return Attribution(located.location, located.samples, located.lines, located.stack, cause)
 
 
-def _locate_block(
-    stacks: Sequence[Stack], code: CodeMap
-) -> tuple[Frame | None, int, dict[int, int], tuple[Frame, ...]]:
+def cpu_share(block: Block) -> float | None:
+    """The share of the time the loop thread could run during the block that it spent on CPU:
+    ``cpu / (duration - runq)``, the run-queue wait being time a busy machine gave the thread
+    no core. None when the CPU time is unknown."""
+    if block.cpu is None:
+        return None
+    runnable = block.duration - (block.runq or 0.0)
+    if runnable <= 0:
+        # Runnable throughout and never on a core: whatever it was doing needed the CPU.
+        return 1.0 if block.duration > 0 else 0.0
+    return min(1.0, max(0.0, block.cpu / runnable))
+
+
+@dataclass(frozen=True, slots=True)
+class _Located:
+    location: Frame | None
+    samples: int  # samples at the location's function
+    lines: dict[int, int]
+    stack: tuple[Frame, ...]  # the location's most frequent stack
+    located: int  # samples that have a location at all
+    others: tuple[tuple[int, Frame, tuple[Frame, ...]], ...]  # (count, frame, stack) elsewhere
+
+
+def _locate_block(stacks: Sequence[Stack], code: CodeMap) -> _Located:
     # The location is the function most samples are in (the dominant stack's, when the
     # stacks agree); its line is the one most of those samples are at. A CPU-bound loop spreads
     # its samples over several lines of one function, and it is one culprit, not several.
     by_function: Counter[tuple[str, str]] = Counter()
     by_line: Counter[tuple[str, str, int]] = Counter()
     first_stack: dict[tuple[str, str], tuple[Frame, ...]] = {}
+    located: list[tuple[int, Frame, tuple[Frame, ...]]] = []
     for s in stacks:
         f = code.locate(s.frames)
         if f is None or s.count <= 0:
@@ -148,35 +171,62 @@ def _locate_block(
         by_function[f.file, f.function] += s.count
         by_line[f.file, f.function, f.line] += s.count
         first_stack.setdefault((f.file, f.function), s.frames)
+        located.append((s.count, f, s.frames))
     if not by_function:
-        return None, 0, {}, stacks[0].frames if stacks else ()
+        return _Located(None, 0, {}, stacks[0].frames if stacks else (), 0, ())
     (file, function), samples = by_function.most_common(1)[0]
     lines = {ln: n for (fi, fu, ln), n in by_line.items() if (fi, fu) == (file, function)}
     line = max(lines, key=lines.__getitem__)
-    return Frame(file, line, function), samples, lines, first_stack[file, function]
+    others = tuple(x for x in located if (x[1].file, x[1].function) != (file, function))
+    return _Located(
+        Frame(file, line, function),
+        samples,
+        lines,
+        first_stack[file, function],
+        sum(by_function.values()),
+        others,
+    )
 
 
-def _cause(
-    block: Block,
-    location: Frame | None,
-    stack: Sequence[Frame],
-    code: CodeMap,
-    source_line: SourceLine,
-) -> str:
+def _cause(block: Block, located: _Located, code: CodeMap, source_line: SourceLine) -> str:
+    """The cause of the block at its location.
+
+    The CPU time is known for the whole block only. When the samples name other locations too,
+    they may have used the CPU or waited: the location is judged by the CPU share it could have
+    had, so that the nature of a minority location never decides the cause. A location that
+    shows it waits (an I/O module on its stack, a ``sleep(`` call on its line) waits if the
+    other locations can account for the block's CPU time; one that does not show it is CPU work
+    if its share of the CPU time is high enough once the other locations that show they wait
+    are taken to have used none.
+    """
     if block.samples == 0:
         return "gil"  # no sample could be taken: the thread held the GIL throughout
-    if block.cpu is None:
+    share = cpu_share(block)
+    if share is None:
         return "unknown"
-    share = block.cpu / block.duration if block.duration > 0 else 0.0
-    if share >= CPU_BOUND:
+    location = located.location
+    mine = located.samples / located.located if located.located else 1.0
+    waits = _waits(location, located.stack, code, source_line)
+    if waits is not None and share - (1.0 - mine) <= OFF_CPU * mine:
+        return waits
+    waiting_elsewhere = sum(
+        n for n, f, stack in located.others if _waits(f, stack, code, source_line) is not None
+    )
+    busy_part = 1.0 - waiting_elsewhere / located.located if located.located else 1.0
+    if share / busy_part >= CPU_LEANING:
         return "cpu"
-    if share > OFF_CPU:
-        return "cpu" if share >= 0.5 else "io"
+    return "io"
+
+
+def _waits(
+    location: Frame | None, stack: Sequence[Frame], code: CodeMap, source_line: SourceLine
+) -> str | None:
+    """What the code shows it waits on at ``location``: "io", "sleep", or None."""
     if any(code.kind(f.file) != "app" and code.module(f.file) in IO_MODULES for f in stack):
         return "io"
     if location is not None and _SLEEP_CALL.search(_safe_line(source_line, location)):
         return "sleep"
-    return "io"
+    return None
 
 
 def _safe_line(source_line: SourceLine, frame: Frame) -> str:
@@ -197,7 +247,8 @@ class _Hot:
     max: float = 0.0
     by_cause: dict[str, float] = field(default_factory=dict)  # cause -> seconds
     cpu: float = 0.0
-    cpu_measured: float = 0.0  # seconds of blocks whose CPU time is known
+    # Seconds the thread could run (not waiting for a core) in blocks whose CPU time is known.
+    cpu_measured: float = 0.0
     first_t: float = 0.0
     last_t: float = 0.0
     stack: tuple[Frame, ...] = ()
@@ -216,7 +267,7 @@ class _Hot:
         self.by_cause[a.cause] = self.by_cause.get(a.cause, 0.0) + block.duration
         if block.cpu is not None:
             self.cpu += block.cpu
-            self.cpu_measured += block.duration
+            self.cpu_measured += max(0.0, block.duration - (block.runq or 0.0))
         if block.task and block.task not in self.tasks and len(self.tasks) < MAX_TASKS:
             self.tasks.append(block.task)
 
@@ -271,6 +322,7 @@ class BlockState:
                 samples=block.samples,
                 location=a.location,
                 stacks=tuple((s.count, s.frames) for s in block.stacks),
+                runq=block.runq,
             )
         )
         end = block.t + block.duration

@@ -42,7 +42,32 @@ class SourceInfo:
 class ExitInfo:
     t: float
     exit_code: int | None
-    reason: str
+    reason: str  # as `TargetExited.reason`: "exited", "killed by SIGKILL", ...
+
+    def describe(self) -> str:
+        """How the program ended, as a phrase: "program exited with code 0", "program was
+        killed by SIGKILL", "stopped by loopscope (SIGINT), exit code -2", ..."""
+        reason, late = self.reason, ""
+        if reason.endswith(_BEFORE_AGENT):
+            reason, late = reason[: -len(_BEFORE_AGENT)], _BEFORE_AGENT
+        code = "exit code unknown" if self.exit_code is None else f"exit code {self.exit_code}"
+        if reason in ("", "exited"):
+            if self.exit_code is None:
+                text = f"program exited, {code}"
+            else:
+                text = f"program exited with code {self.exit_code}"
+        elif reason.startswith("killed by "):
+            text = f"program was {reason}"  # the signal says what the exit code would
+        elif reason.startswith(_STOPPED):
+            signal = reason[len(_STOPPED) :].removeprefix(" with ").strip()
+            text = _STOPPED + (f" ({signal})" if signal else "") + f", {code}"
+        else:
+            text = f"program ended ({reason}), {code}"
+        return text + late
+
+
+_BEFORE_AGENT = " before its agent started"
+_STOPPED = "stopped by loopscope"
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +139,7 @@ class BlockRecord:
     samples: int
     location: Frame | None  # innermost application frame of the dominant stack
     stacks: tuple[tuple[int, tuple[Frame, ...]], ...]  # (count, frames innermost first)
+    runq: float | None = None  # seconds the thread waited for a core, where measured
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +154,7 @@ class HotFrame:
     total: float  # seconds blocked
     max: float
     cause: str  # dominant cause of its blocks
-    cpu_share: float | None  # CPU time / blocked time, where measured
+    cpu_share: float | None  # CPU time / blocked time less run-queue wait, where measured
     first_t: float
     last_t: float
     stack: tuple[Frame, ...]  # a representative stack, innermost first

@@ -103,11 +103,8 @@ def header(snapshot: Snapshot | None, *, paused: bool, how: str, log_path: str |
 def _exited(snapshot: Snapshot) -> Text:
     exited = snapshot.exited
     assert exited is not None
-    code = "an unknown code" if exited.exit_code is None else f"code {exited.exit_code}"
     style = "bold black on green" if exited.exit_code == 0 else "bold white on red"
-    line = Text(f" program exited with {code} ", style=style)
-    if exited.reason and exited.reason != "exited":
-        line.append(f" {exited.reason}", style="bold")
+    line = Text(f" {exited.describe()} ", style=style)
     line.append("  the data stays on screen", style="dim")
     return line
 
