@@ -11,6 +11,11 @@ launcher ``loopscope run`` uses, with a client connected and reading every event
 A/B then B/A over several rounds so that drift in the machine's speed falls on both alike.
 
     .venv/bin/python benchmarks/overhead.py [--rounds 5] [--seconds 3]
+    .venv/bin/python benchmarks/overhead.py --workloads churn --collectors all \\
+        --collectors=-lifecycle
+
+``--collectors`` measures several agent variants (each a ``$LOOPSCOPE_COLLECTORS`` value) side by
+side with the plain run, rotating their order over the rounds.
 """
 
 from __future__ import annotations
@@ -107,7 +112,9 @@ async def _http_clients(port: int, seconds: float, warmup: float, clients: int) 
     return counted[0]
 
 
-async def _churn(seconds: float, warmup: float, batch: int = 200) -> int:
+async def _churn(seconds: float, warmup: float, batch: int = 200) -> tuple[int, float]:
+    """(tasks created in the measured window, CPU seconds the process used meanwhile)."""
+
     async def short(i: int) -> int:
         await asyncio.sleep(0)
         return i
@@ -116,10 +123,13 @@ async def _churn(seconds: float, warmup: float, batch: int = 200) -> int:
     start = time.perf_counter()
     measure_from = start + warmup
     end = measure_from + seconds
+    cpu_from = None
     while True:
         now = time.perf_counter()
         if now >= end:
-            return created
+            return created, time.process_time() - (cpu_from or 0.0)
+        if cpu_from is None and now >= measure_from:
+            cpu_from = time.process_time()
         await asyncio.gather(*[asyncio.create_task(short(i)) for i in range(batch)])
         if now >= measure_from:
             created += batch
@@ -131,7 +141,9 @@ def workload_main(args: argparse.Namespace) -> None:
     elif args.workload == "http-clients":
         work = _http_clients(args.port, args.seconds, args.warmup, args.clients)
     else:
-        work = _churn(args.seconds, args.warmup)
+        ops, cpu = asyncio.run(_churn(args.seconds, args.warmup))
+        print(json.dumps({"ops": ops, "seconds": args.seconds, "cpu": cpu}), flush=True)
+        return
     print(json.dumps({"ops": asyncio.run(work), "seconds": args.seconds}), flush=True)
 
 
@@ -152,8 +164,13 @@ def _drain(socket_path: Path, alive: object, counts: dict[str, int]) -> threadin
     return thread
 
 
-def measure(name: str, with_agent: bool, args: argparse.Namespace) -> tuple[float, int]:
-    """(operations per second, events the client received) of one fresh process."""
+def measure(
+    name: str, collectors: str | None, args: argparse.Namespace
+) -> tuple[float, float | None, int]:
+    """(operations per second, operations per CPU second of the process where the workload
+    reports it, events the client received) of one fresh process: without the agent if
+    ``collectors`` is None, else with it running those collectors."""
+    with_agent = collectors is not None
     from loopscope.runner import launcher_path
 
     workload = [
@@ -171,6 +188,9 @@ def measure(name: str, with_agent: bool, args: argparse.Namespace) -> tuple[floa
     with tempfile.TemporaryDirectory(prefix="loopscope-bench-") as tmp:
         socket_path = Path(tmp) / "agent.sock"
         env = dict(os.environ, LOOPSCOPE_SOCKET=str(socket_path))
+        env.pop("LOOPSCOPE_COLLECTORS", None)
+        if collectors is not None and collectors != "all":
+            env["LOOPSCOPE_COLLECTORS"] = collectors
         argv = (
             [args.python, str(launcher_path()), *workload]
             if with_agent
@@ -189,7 +209,9 @@ def measure(name: str, with_agent: bool, args: argparse.Namespace) -> tuple[floa
     result = json.loads(out.strip().splitlines()[-1])
     if with_agent and counts.get("hello", 0) != 1:
         raise SystemExit("the agent never said hello: the B runs did not measure the agent")
-    return result["ops"] / result["seconds"], sum(counts.values())
+    cpu = result.get("cpu")
+    per_cpu = result["ops"] / cpu if cpu else None
+    return result["ops"] / result["seconds"], per_cpu, sum(counts.values())
 
 
 def drive(args: argparse.Namespace) -> None:
@@ -203,27 +225,58 @@ def drive(args: argparse.Namespace) -> None:
         f"Python {version}, {os.cpu_count()} CPUs; {args.rounds} rounds x {args.seconds:g} s "
         f"(after {args.warmup:g} s warm-up); http with {args.clients} clients"
     )
-    results: dict[tuple[str, bool], list[float]] = {}
+    # None: without the agent; otherwise the agent with these collectors ($LOOPSCOPE_COLLECTORS).
+    variants: list[str | None] = [None, *args.collectors]
+    results: dict[tuple[str, str | None], list[float]] = {}
+    per_cpu: dict[tuple[str, str | None], list[float]] = {}
     for round_ in range(args.rounds):
-        order = (False, True) if round_ % 2 == 0 else (True, False)
+        order = variants if round_ % 2 == 0 else variants[::-1]
         for name in args.workloads:
             cells = []
-            for with_agent in order:
-                rate, events = measure(name, with_agent, args)
-                results.setdefault((name, with_agent), []).append(rate)
-                label = "agent" if with_agent else "plain"
+            for collectors in order:
+                rate, rate_cpu, events = measure(name, collectors, args)
+                results.setdefault((name, collectors), []).append(rate)
+                if rate_cpu is not None:
+                    per_cpu.setdefault((name, collectors), []).append(rate_cpu)
                 cells.append(
-                    f"{label} {rate:>10,.0f}/s" + (f" ({events} events)" if with_agent else "")
+                    f"{_label(collectors, args)} {rate:>10,.0f}/s"
+                    + (f" ({events} events)" if collectors is not None else "")
                 )
             print(f"round {round_ + 1} {name:<6} " + "   ".join(cells), flush=True)
     print()
-    print(f"{'workload':<8} {'plain (median)':>16} {'agent (median)':>16} {'ratio':>7} {'loss':>7}")
+    width = max(len(_label(c, args)) for c in variants) + len(" (median)")
+    print(
+        f"{'workload':<8} {'plain (median)':>16} {'agent':<{width}} {'':>10} {'ratio':>7} "
+        f"{'loss':>7}   {'loss per CPU s':>14}"
+    )
     for name in args.workloads:
-        plain = statistics.median(results[(name, False)])
-        agent = statistics.median(results[(name, True)])
-        ratio = agent / plain
-        loss = (1 - ratio) * 100
-        print(f"{name:<8} {plain:>14,.0f}/s {agent:>14,.0f}/s {ratio:>7.3f} {loss:>6.1f}%")
+        plain = statistics.median(results[(name, None)])
+        plain_cpu = per_cpu.get((name, None))
+        for collectors in args.collectors:
+            agent = statistics.median(results[(name, collectors)])
+            ratio = agent / plain
+            loss = (1 - ratio) * 100
+            label = f"{_label(collectors, args)} (median)"
+            # Operations per CPU second of the whole process (all its threads): not moved by
+            # other processes taking the cores, as throughput is on a shared machine.
+            agent_cpu = per_cpu.get((name, collectors))
+            cpu_loss = (
+                f"{(1 - statistics.median(agent_cpu) / statistics.median(plain_cpu)) * 100:>13.1f}%"
+                if plain_cpu and agent_cpu
+                else f"{'-':>14}"
+            )
+            print(
+                f"{name:<8} {plain:>14,.0f}/s {label:<{width}} {agent:>8,.0f}/s "
+                f"{ratio:>7.3f} {loss:>6.1f}%   {cpu_loss}"
+            )
+
+
+def _label(collectors: str | None, args: argparse.Namespace) -> str:
+    if collectors is None:
+        return "plain"
+    if args.collectors == ["all"]:
+        return "agent"
+    return f"agent[{collectors}]"
 
 
 def main() -> None:
@@ -237,10 +290,19 @@ def main() -> None:
         "--workloads", nargs="+", default=["http", "churn"], choices=["http", "churn"]
     )
     parser.add_argument(
+        "--collectors",
+        action="append",
+        metavar="SPEC",
+        help="an agent variant measured side by side with the others (repeatable), a "
+        "$LOOPSCOPE_COLLECTORS value: all (the default), none, lag,blocks, -lifecycle, ... "
+        "(write --collectors=-lifecycle for a value starting with -)",
+    )
+    parser.add_argument(
         "--workload", choices=["http", "http-clients", "churn"], help=argparse.SUPPRESS
     )
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    args.collectors = args.collectors or ["all"]
     if args.workload:
         workload_main(args)
     else:

@@ -83,6 +83,7 @@ ONE_OF_EACH: list[Event] = [
         cpu=0.051,
         samples=13,
         stacks=(Stack(count=12, frames=(FRAME, FRAME)), Stack(count=1, frames=())),
+        runq=0.0005,
     ),
     Block(t=4.0, loop=1, duration=0.3, task=None, cpu=None, samples=0, stacks=(), precise=False),
     Census(
@@ -105,6 +106,7 @@ ONE_OF_EACH: list[Event] = [
         failed=1,
         cancelled=0,
         created_by={"handle": 10},
+        sampled=0.25,
     ),
     Notice(t=7.0, level="warning", message="census sampled 1000 of 20000 tasks"),
     SourceState(t=8.0, source="agent", state="lost", detail="connection reset"),
@@ -140,6 +142,10 @@ def test_fields_added_later_have_defaults_so_old_payloads_decode() -> None:
     old = {"kind": "block", "t": 1, "loop": 1, "duration": 0.1, "task": None, "cpu": None}
     old |= {"samples": 0, "stacks": []}
     assert decode(json.dumps(old)).precise is True  # type: ignore[attr-defined]
+    assert decode(json.dumps(old)).runq is None  # type: ignore[attr-defined]
+    lifecycle = {"kind": "lifecycle", "t": 1, "loop": 1, "window": 0.5, "created": 1}
+    lifecycle |= {"finished": 1, "failed": 0, "cancelled": 0}
+    assert decode(json.dumps(lifecycle)).sampled == 1.0  # type: ignore[attr-defined]
     # Unknown fields (from a newer agent) are ignored.
     assert decode(json.dumps({**old, "newer_field": [1, 2]})) == decode(json.dumps(old))
 
@@ -216,6 +222,7 @@ strategies: dict[type[Event], st.SearchStrategy[Any]] = {
         samples=small,
         stacks=st.lists(stacks, max_size=3).map(tuple),
         precise=st.booleans(),
+        runq=st.none() | finite,
     ),
     Census: st.builds(
         Census,
@@ -253,6 +260,7 @@ strategies: dict[type[Event], st.SearchStrategy[Any]] = {
         failed=small,
         cancelled=small,
         created_by=counts,
+        sampled=finite,
     ),
     Notice: st.builds(Notice, t=finite, level=text, message=st.text()),
     SourceState: st.builds(SourceState, t=finite, source=text, state=text, detail=text),

@@ -6,6 +6,7 @@ import asyncio
 import gc
 import logging
 import os
+import statistics
 import subprocess
 import time
 from collections.abc import Callable, Coroutine, Generator
@@ -15,7 +16,7 @@ from typing import Any
 import pytest
 
 from loopscope.agent._guard import Guard
-from loopscope.agent._lifecycle import SWEEP_EVERY, LifecycleCollector
+from loopscope.agent._lifecycle import SWEEP_EVERY, LifecycleCollector, duty_for
 from loopscope.events import Event, Lifecycle, Notice, decode
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
@@ -280,6 +281,226 @@ def test_a_failing_hook_is_disabled_and_the_program_runs_on() -> None:
     (notice,) = recorder.notices()
     assert notice.level == "error"
     assert "lifecycle" in notice.message and "no name" in notice.message
+
+
+# ---------------------------------------------------------------------------------------------
+# Duty cycling: above a creation rate, the factory is in place for a slice of each window
+
+
+def test_duty_for() -> None:
+    # 1,000 tasks/s at 1 us each is 0.1% of the loop: count everything.
+    assert duty_for(1_000, 1e-6, 0.5, budget=0.005) == 1.0
+    # 200,000 tasks/s at 1 us is 20%: a fortieth of the time keeps it at 0.5%.
+    assert duty_for(200_000, 1e-6, 0.5, budget=0.005, min_duty=0.01) == pytest.approx(0.025)
+    # Never a slice shorter than min_duty of the window...
+    assert duty_for(200_000, 1e-6, 0.5, budget=0.005, min_duty=0.1) == 0.1
+    # ... nor one that would see fewer than min_sample tasks (20,000/s at 10 us is 20%).
+    assert duty_for(20_000, 10e-6, 0.5, budget=0.005, min_duty=0.01, min_sample=500) == 0.05
+    assert duty_for(20_000, 10e-6, 0.01, budget=0.005, min_sample=500) == 1.0
+
+
+def sampling(
+    recorder: Recorder, loop: asyncio.AbstractEventLoop, **kwargs: Any
+) -> LifecycleCollector:
+    """A collector that samples a quarter of each 50 ms window once tasks are created for
+    0.1 s, whatever they cost; its loop is taken to be saturated (never idle)."""
+    return LifecycleCollector(
+        loop,
+        id(loop),
+        recorder.events.append,
+        recorder.guard,
+        window=0.05,
+        budget=0.0,
+        rate_span=0.1,
+        min_duty=0.25,
+        min_sample=1,
+        idle_clock=lambda: 0.0,
+        **kwargs,
+    )
+
+
+async def churn(until: Callable[[], bool], what: str, made: list[float] | None = None) -> None:
+    """Create and await batches of short tasks until ``until()``; note each batch's time."""
+    deadline = time.monotonic() + TIMEOUT
+    while not until():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        if made is not None:
+            made.append(time.time())
+        await asyncio.gather(*[asyncio.create_task(ok()) for _ in range(BATCH)])
+
+
+BATCH = 100
+
+
+def lifecycles(recorder: Recorder) -> list[Lifecycle]:
+    return [e for e in recorder.events if isinstance(e, Lifecycle)]
+
+
+def test_a_high_rate_is_sampled_and_scaled_close_to_the_truth() -> None:
+    """Scaled counts within 20% of the tasks made (the slice is a quarter of each window; the
+    error is the rate's variation between slices and the rest of the window)."""
+    recorder = Recorder()
+    made: list[float] = []  # time.time() of each batch of BATCH tasks
+
+    async def main() -> None:
+        lifecycle = sampling(recorder, asyncio.get_running_loop())
+        lifecycle.start()
+        sampled = lambda: [e for e in lifecycles(recorder) if e.sampled < 1.0]  # noqa: E731
+        await churn(lambda: len(sampled()) >= 30, "30 sampled windows", made)
+        lifecycle.stop()
+
+    asyncio.run(main())
+    windows = [e for e in lifecycles(recorder) if e.sampled < 1.0][:30]
+    # A quarter of each window, give or take a slice's end timer firing late.
+    assert statistics.median(e.sampled for e in windows) == pytest.approx(0.25, abs=0.05)
+    start, end = windows[0].t - windows[0].window, windows[-1].t
+    truth = BATCH * sum(1 for t in made if start <= t < end)
+    created = sum(e.created for e in windows)
+    assert abs(created - truth) < 0.2 * truth, (created, truth)
+    # Created and finished are scaled alike: short tasks end in the window they start in.
+    finished = sum(e.finished for e in windows)
+    assert abs(finished - created) < 0.05 * created
+    assert sum(e.created_by.get("ok", 0) for e in windows) == pytest.approx(created, abs=30)
+    assert recorder.notices() == []
+
+
+def test_a_low_rate_is_counted_exactly_all_the_time() -> None:
+    recorder = Recorder()
+    made = 0
+
+    async def main() -> None:
+        nonlocal made
+        loop = asyncio.get_running_loop()
+        # The default budget; about 1,000 tasks a second for over twice the rate span.
+        lifecycle = LifecycleCollector(
+            loop, id(loop), recorder.events.append, recorder.guard, window=0.05, rate_span=0.2
+        )
+        lifecycle.start()
+        deadline = time.monotonic() + 0.5
+        while time.monotonic() < deadline:
+            await asyncio.gather(*[asyncio.create_task(ok()) for _ in range(5)])
+            made += 5
+            await asyncio.sleep(0.005)
+        await until(lambda: recorder.total("finished") == made, "every end counted")
+        assert lifecycle.duty == 1.0
+        lifecycle.stop()
+
+    asyncio.run(main())
+    assert len(lifecycles(recorder)) >= 8
+    assert all(e.sampled == 1.0 for e in lifecycles(recorder))
+    assert recorder.total("created") == made
+
+
+def counting_factory(seen: list[int], then: Any = None) -> Callable[..., asyncio.Future[Any]]:
+    """A program's task factory that counts the tasks it makes, chained to ``then``."""
+
+    def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> Any:
+        seen[0] += 1
+        if then is not None:
+            return then(loop, coro, **kwargs)
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+    return factory
+
+
+def test_a_factory_set_between_slices_is_chained_to_and_kept() -> None:
+    recorder = Recorder()
+    seen = [0]
+    theirs = counting_factory(seen)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        lifecycle = sampling(recorder, loop)
+        lifecycle.start()
+        ours = loop.get_task_factory()
+        assert ours is not None
+        # Between two slices the loop has no factory: the program sets its own.
+        await churn(lambda: lifecycle.duty < 1.0 and loop.get_task_factory() is None, "a gap")
+        loop.set_task_factory(theirs)
+        before = recorder.total("created")
+        made = 0
+        chained = [False]
+
+        def slice_on() -> bool:
+            factory = loop.get_task_factory()
+            assert factory in (theirs, ours)
+            if factory is ours:
+                chained[0] = lifecycle._original_factory is theirs
+            return chained[0]
+
+        await churn(slice_on, "a slice chained to the program's factory")
+        # Every task went through the program's factory, slice or not.
+        for _ in range(20):
+            await asyncio.gather(*[asyncio.create_task(ok()) for _ in range(BATCH)])
+            made += BATCH
+        await churn(lambda: recorder.total("created") > before, "counts in a later window")
+        assert seen[0] >= made
+        lifecycle.stop()
+        assert loop.get_task_factory() is theirs
+        assert await asyncio.create_task(ok()) == 1
+        loop.set_task_factory(None)
+
+    asyncio.run(main())
+    assert recorder.notices() == []
+
+
+def test_a_factory_set_over_ours_in_a_slice_stays_and_ours_keeps_counting() -> None:
+    recorder = Recorder()
+    seen = [0]
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        lifecycle = sampling(recorder, loop)
+        lifecycle.start()
+        ours = loop.get_task_factory()
+        await churn(lambda: lifecycle.duty < 1.0 and loop.get_task_factory() is ours, "a slice")
+        theirs = counting_factory(seen, then=ours)  # chains to whatever was there: ours
+        loop.set_task_factory(theirs)
+        windows = len(lifecycles(recorder))
+
+        def later() -> bool:
+            assert loop.get_task_factory() is theirs  # never taken out, nor put under ours
+            recent = lifecycles(recorder)[windows + 1 :]
+            return len(recent) >= 4 and all(e.created > 0 for e in recent)
+
+        await churn(later, "counts from slices under the program's factory")
+        assert all(e.sampled < 1.0 for e in lifecycles(recorder)[windows:])
+        lifecycle.stop()
+        assert loop.get_task_factory() is theirs
+        count = seen[0]
+        assert await asyncio.create_task(ok()) == 1  # ours passes through
+        assert seen[0] == count + 1
+        loop.set_task_factory(None)
+
+    asyncio.run(main())
+    assert recorder.notices() == []
+
+
+@pytest.mark.parametrize("when", ["in a slice", "between slices"])
+def test_stop_while_duty_cycling_restores_the_factory(when: str) -> None:
+    recorder = Recorder()
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        original = counting_factory([0])
+        loop.set_task_factory(original)
+        lifecycle = sampling(recorder, loop)
+        lifecycle.start()
+        ours = loop.get_task_factory()
+        expected = ours if when == "in a slice" else original
+        await churn(
+            lambda: lifecycle.duty < 1.0 and loop.get_task_factory() is expected, "the moment"
+        )
+        # The window's end, and the slice's start or end (none after a slice ended).
+        timers = [t for t in (lifecycle._handle, lifecycle._slice_handle) if t is not None]
+        assert timers
+        lifecycle.stop()
+        assert loop.get_task_factory() is original
+        assert all(t.cancelled() for t in timers)  # none will put ours back later
+        loop.set_task_factory(None)
+
+    asyncio.run(main())
 
 
 # ---------------------------------------------------------------------------------------------

@@ -14,10 +14,10 @@ import sys
 import sysconfig
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
-from ._blocks import SelectorProbe, Watchdog
+from ._blocks import BusyTracker, SelectorProbe, Watchdog
 from ._census import CensusCollector
 from ._guard import Guard
 from ._lag import LagCollector
@@ -27,6 +27,11 @@ from ._server import Outbox, Server
 from .events import AGENT_VERSION, PROTOCOL_VERSION, Event, Hello, LoopStarted, LoopStopped
 
 SOCKET_ENV = "LOOPSCOPE_SOCKET"
+COLLECTORS_ENV = "LOOPSCOPE_COLLECTORS"
+# The collectors that can be turned off, all on by default. ``blocks`` is the watchdog thread
+# and the selector wrapper; ``lag`` the heartbeat (utilisation comes from the selector wrapper,
+# kept while either of the two is on).
+COLLECTORS = ("lag", "blocks", "census", "lifecycle")
 _AGENT_DIR = os.path.dirname(os.path.abspath(__file__))
 _MARK = "__loopscope_agent__"  # attribute of our _set_running_loop that names its agent
 
@@ -41,11 +46,6 @@ class _Collector(Protocol):
     def stop(self) -> None: ...
 
 
-_CollectorType = Callable[
-    [asyncio.AbstractEventLoop, int, Callable[[Event], None], Guard], _Collector
-]
-
-
 class Agent:
     """One agent per process. Made by `install`; `uninstall` undoes everything it did."""
 
@@ -56,7 +56,9 @@ class Agent:
         block_threshold: float = 0.02,
         lag_interval: float = 0.01,
         lag_window: float = 0.25,
+        collectors: Iterable[str] | str | None = None,
     ) -> None:
+        self.collectors = parse_collectors(collectors)
         self.block_threshold = block_threshold
         self.lag_interval = lag_interval
         self.lag_window = lag_window
@@ -91,7 +93,8 @@ class Agent:
         """Serve on the socket, start the watchdog and watch for loops starting (pending mode)."""
         self._server.start()
         self.active = True
-        self._watchdog.start()
+        if "blocks" in self.collectors:
+            self._watchdog.start()
         self._hook = _RunningLoopHook(self)
         self._hook.install()
         atexit.register(self.uninstall)
@@ -195,37 +198,54 @@ class _LoopObserver:
 
     def start(self) -> None:
         agent, loop, guard = self.agent, self.loop, self.agent.guard
-        features = ["lag", "blocks"]
+        enabled = agent.collectors
+        features: list[str] = [name for name in ("lag", "blocks") if name in enabled]
         unavailable = []
         why_not = SelectorProbe.usable(loop)
-        if why_not is None:
+        if why_not is None and ("lag" in enabled or "blocks" in enabled):
             self.probe = SelectorProbe(
                 loop._selector,  # type: ignore[attr-defined]
                 agent.block_threshold,
                 guard,
             )
             features.append("utilisation")
-        else:
+        elif why_not is not None:
             unavailable.append(f"utilisation: {why_not}")
-            unavailable.append(f"exact block durations: {why_not}; estimated from the heartbeat")
+            if "blocks" in enabled:
+                unavailable.append(
+                    f"exact block durations: {why_not}; estimated from the heartbeat"
+                )
         probe = self.probe
-        lag = LagCollector(
-            loop,
-            self.loop_id,
-            agent.emit,
-            guard,
-            interval=agent.lag_interval,
-            window=agent.lag_window,
-            idle_clock=(lambda: probe.idle) if probe is not None else None,
-            stall_threshold=None if probe is not None else agent.block_threshold,
-        )
-        self.collectors.append(lag)
-        collector_types: tuple[_CollectorType, ...] = (CensusCollector, LifecycleCollector)
-        for cls in collector_types:
+        idle_clock = (lambda: probe.idle) if probe is not None else None
+        blocks = "blocks" in enabled
+        # Without a selector to wrap, the watchdog tells a stall from the heartbeat: it beats
+        # for blocks even when the lag collector is off (its windows then go nowhere).
+        lag: LagCollector | None = None
+        if "lag" in enabled or (blocks and probe is None):
+            lag = LagCollector(
+                loop,
+                self.loop_id,
+                agent.emit if "lag" in enabled else _discard,
+                guard,
+                interval=agent.lag_interval,
+                window=agent.lag_window,
+                idle_clock=idle_clock,
+                stall_threshold=None if probe is not None else agent.block_threshold,
+            )
+            self.collectors.append(lag)
+        makers: dict[str, Callable[[], _Collector]] = {
+            "census": lambda: CensusCollector(loop, self.loop_id, agent.emit, guard),
+            "lifecycle": lambda: LifecycleCollector(
+                loop, self.loop_id, agent.emit, guard, idle_clock=idle_clock
+            ),
+        }
+        for name, make in makers.items():
+            if name not in enabled:
+                continue
             try:
-                collector = cls(loop, self.loop_id, agent.emit, guard)
+                collector = make()
             except Exception as e:
-                guard.failed(getattr(cls, "name", cls.__name__), e)
+                guard.failed(name, e)
                 continue
             self.collectors.append(collector)
             features.append(collector.name)
@@ -245,13 +265,17 @@ class _LoopObserver:
             probe.install()
         for collector in self.collectors:
             guard.wrap(collector.name, collector.start)()
-        agent._watchdog.add(
-            loop,
-            self.loop_id,
-            threading.get_ident(),
-            probe if probe is not None else lag,
-            precise=probe is not None,
-        )
+        if blocks:
+            tracker: BusyTracker | None = probe if probe is not None else lag
+            assert tracker is not None
+            agent._watchdog.add(
+                loop,
+                self.loop_id,
+                threading.get_ident(),
+                tracker,
+                precise=probe is not None,
+                native_id=threading.get_native_id(),
+            )
 
     def stop(self, guard: Guard, *, report: bool = True) -> None:
         if self.probe is not None:
@@ -319,18 +343,25 @@ def current() -> Agent | None:
 
 
 def install(
-    loop: asyncio.AbstractEventLoop | None = None, *, socket_path: str | None = None
+    loop: asyncio.AbstractEventLoop | None = None,
+    *,
+    socket_path: str | None = None,
+    collectors: Iterable[str] | str | None = None,
 ) -> Agent:
     """Start the agent (once per process) and observe ``loop``, or the running loop.
 
     Without a loop and outside a running one, the agent waits for loops to start. The socket is
-    ``socket_path``, else ``$LOOPSCOPE_SOCKET``, else the default path for this pid.
+    ``socket_path``, else ``$LOOPSCOPE_SOCKET``, else the default path for this pid. The
+    collectors are ``collectors`` (see `parse_collectors`), else ``$LOOPSCOPE_COLLECTORS``, else
+    all of them. A second call returns the running agent unchanged.
     """
     with _install_lock:
         agent = current()
         if agent is None:
             path = socket_path or os.environ.pop(SOCKET_ENV, None) or None
-            agent = Agent(path)
+            if collectors is None:
+                collectors = os.environ.get(COLLECTORS_ENV)
+            agent = Agent(path, collectors=collectors)
             agent.start()
             agent.observe_running_loops()
         target = loop if loop is not None else _running_loop()
@@ -357,6 +388,39 @@ if hasattr(os, "register_at_fork"):
 
 
 # -- helpers --------------------------------------------------------------------------------------
+
+
+def parse_collectors(spec: Iterable[str] | str | None) -> frozenset[str]:
+    """The collectors to run, from names or a comma-separated string.
+
+    ``None`` (or ``"all"``) is every collector; ``"none"`` or an empty string none; names turn on
+    only those (``"lag,blocks"``); names each prefixed with ``-`` turn those off and keep the rest
+    (``"-lifecycle,-census"``). Raises ValueError for an unknown name or a mix of the two forms.
+    """
+    if spec is None:
+        return frozenset(COLLECTORS)
+    items = spec.split(",") if isinstance(spec, str) else list(spec)
+    names = [item.strip() for item in items if item.strip()]
+    if names == ["all"]:
+        return frozenset(COLLECTORS)
+    if names == ["none"] or not names:
+        return frozenset()
+    off = [n.startswith("-") for n in names]
+    if any(off) and not all(off):
+        raise ValueError(
+            f"collectors {spec!r}: either name the ones to run or the ones to turn off"
+        )
+    bare = [n[1:] if n.startswith("-") else n for n in names]
+    unknown = [n for n in bare if n not in COLLECTORS]
+    if unknown:
+        raise ValueError(
+            f"unknown collector {unknown[0]!r}; the collectors are {', '.join(COLLECTORS)}"
+        )
+    return frozenset(COLLECTORS) - frozenset(bare) if all(off) else frozenset(bare)
+
+
+def _discard(event: Event) -> None:
+    """An emit that drops its event."""
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

@@ -3,7 +3,8 @@
     python /path/to/agent/_launch.py SCRIPT [ARGS...]
     python /path/to/agent/_launch.py -m MODULE [ARGS...]
 
-with ``LOOPSCOPE_SOCKET`` naming the socket to serve on. The program runs as ``python SCRIPT
+with ``LOOPSCOPE_SOCKET`` naming the socket to serve on (and optionally ``LOOPSCOPE_COLLECTORS``
+the collectors to run, e.g. ``-lifecycle``). The program runs as ``python SCRIPT
 ARGS`` / ``python -m MODULE ARGS`` would run it: same ``sys.argv``, ``sys.path[0]`` and
 ``__main__``, same messages and exit codes for a missing file, a syntax error or an exception.
 
@@ -37,8 +38,14 @@ def main(args: list[str]) -> int:
 
     agent = _load_agent()
     socket_path = os.environ.pop("LOOPSCOPE_SOCKET", None)
+    # Taken out of the environment like the socket, so the program's own children do not start
+    # with it; None means every collector.
+    collectors = os.environ.pop("LOOPSCOPE_COLLECTORS", None)
     try:
-        agent.install(socket_path=socket_path)
+        agent.install(socket_path=socket_path, collectors=collectors)
+    except ValueError as e:
+        print(f"loopscope: {e}", file=sys.stderr)
+        return 2
     except OSError as e:
         print(
             f"loopscope: cannot serve on {socket_path or 'the default socket'}: {e}",

@@ -6,6 +6,7 @@ See docs/protocol.md for the protocol.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -27,7 +28,13 @@ MAX_PENDING = 32 * 1024 * 1024  # bytes queued for a client that does not read: 
 BACKLOG_SECONDS = 30.0
 BACKLOG_EVENTS = 20_000
 BACKLOG_BYTES = 16 * 1024 * 1024
-TICK = 0.05  # how often queued events are sent, at most this late
+# The server thread sleeps in select() until there is something to do: a client's message, room to
+# write, or a wakeup from `Outbox.emit`. Waking costs the program more than the work: a thread
+# that wants the GIL back while the loop thread releases and retakes it around each select()
+# of a busy loop is woken on every release, for as long as it waits (up to hundreds of ms), so a
+# periodic tick cost a busy loop ~3% (task churn, 50 ms tick). TICK only bounds the delay in the
+# rare race where an event is queued as the server drains the queue.
+TICK = 0.5
 
 _PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 # A program that restored SIGPIPE's default action must not die of a client hanging up.
@@ -35,14 +42,54 @@ _SEND_FLAGS = getattr(socket, "MSG_NOSIGNAL", 0)
 
 
 class Outbox:
-    """Events waiting for the server thread. ``emit`` is a bound ``deque.append``: thread-safe
-    and cheap enough for any hook; when the server falls behind the oldest events go."""
+    """Events waiting for the server thread. ``emit`` is thread-safe and cheap enough for any
+    hook (a ``deque.append``, and a byte down a pipe that wakes the server when the queue was
+    empty); when the server falls behind the oldest events go."""
 
     def __init__(self, maxlen: int = 100_000) -> None:
         self._queue: deque[Event] = deque(maxlen=maxlen)
-        self.emit: Callable[[Event], None] = self._queue.append
+        self._wake_r, wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(wake_w, False)
+        self._wake_w: int | None = wake_w
+        # Held while writing to or closing the pipe, so that no write can reach a closed (and
+        # maybe reused) file descriptor.
+        self._wake_lock = threading.Lock()
+        queue = self._queue
+
+        def emit(event: Event) -> None:
+            empty = not queue
+            queue.append(event)
+            if empty:
+                self.wake()
+
+        self.emit: Callable[[Event], None] = emit
+
+    def wake(self) -> None:
+        """Wake the server thread from its select()."""
+        with self._wake_lock:
+            if self._wake_w is not None:
+                # A full pipe means the server has a wakeup pending anyway.
+                with contextlib.suppress(OSError):
+                    os.write(self._wake_w, b"\0")
+
+    def fileno(self) -> int:
+        """The end of the wakeup pipe to select() on."""
+        return self._wake_r
+
+    def close(self) -> None:
+        with self._wake_lock:
+            if self._wake_w is None:
+                return
+            os.close(self._wake_w)
+            self._wake_w = None
+            os.close(self._wake_r)
+            self._wake_r = -1  # never read again: the number may be the program's file next
 
     def drain(self) -> list[Event]:
+        with contextlib.suppress(OSError):  # nothing (left) to read
+            while self._wake_r >= 0 and os.read(self._wake_r, 4096):
+                pass
         out = []
         queue = self._queue
         while queue:
@@ -89,13 +136,18 @@ class Server:
 
     def start(self) -> None:
         """Bind the socket (errors are raised here, to the installer) and start serving."""
-        self._listener = self._bind()
+        try:
+            self._listener = self._bind()
+        except BaseException:
+            self._outbox.close()
+            raise
         self._thread.start()
 
     def stop(self) -> None:
         """Stop serving, close and unlink the socket. From the server thread itself (a client's
         detach) the thread finishes on its own right after."""
         self._stop.set()
+        self._outbox.wake()
         if threading.current_thread() is self._thread:
             return
         if self._thread.is_alive():
@@ -141,7 +193,9 @@ class Server:
         listener = self._listener
         assert listener is not None
         client = self._client
-        readers: list[socket.socket] = [listener] if client is None else [listener, client]
+        readers: list[Any] = [listener, self._outbox]
+        if client is not None:
+            readers.append(client)
         writers = [client] if client is not None and self._outbuf else []
         readable, writable, _ = select.select(readers, writers, [], TICK)
         self._take_events()
@@ -271,6 +325,7 @@ class Server:
         if self._closed:
             return
         self._closed = True
+        self._outbox.close()
         self._drop_client()
         if self._listener is not None:
             self._listener.close()

@@ -188,6 +188,10 @@ class Block(Event):
     samples: int  # stack samples taken (0: none could be taken, e.g. a C call holding the GIL)
     stacks: tuple[Stack, ...]  # distinct sampled stacks, most frequent first
     precise: bool = True  # False when the duration is estimated from the heartbeat only
+    # Seconds the loop thread spent runnable but not running (waiting in the run queue for a
+    # core) during the block, where measurable (Linux). The thread could use the CPU only in
+    # ``duration - runq``.
+    runq: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +221,9 @@ class Lifecycle(Event):
     failed: int  # finished with an exception
     cancelled: int
     created_by: dict[str, int] = field(default_factory=dict)  # coroutine qualname -> created
+    # Share of the window in which tasks were counted. Below 1 the agent sampled (at high task
+    # creation rates) and every count above is already scaled up to the whole window.
+    sampled: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,7 +251,9 @@ class TargetExited(Event):
 
     kind: ClassVar[str] = "target_exited"
     exit_code: int | None  # None when unknown (attached process; only its disappearance is seen)
-    reason: str = ""  # "exited", "killed by SIGKILL", ...
+    # "exited", "killed by SIGKILL", "stopped by loopscope" (+ " with SIGINT" when a signal
+    # ended it), each possibly followed by " before its agent started"; "" when unknown.
+    reason: str = ""
 
 
 EVENT_TYPES: dict[str, type[Event]] = {
