@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from typing import ClassVar
+from typing import ClassVar, Protocol
 
 from textual import on, work
 from textual.app import App
@@ -11,7 +11,7 @@ from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.worker import get_current_worker
 
-from loopscope.session import Session, View
+from loopscope.session import View
 from loopscope.tui.dashboard import DashboardScreen
 from loopscope.tui.help import HelpScreen
 from loopscope.tui.widgets import FindingsTable
@@ -22,6 +22,12 @@ _NAVIGATION_KEYS = [
     ("tab / shift+tab", "focus the next / previous panel"),
     ("escape", "close this screen, or an open finding"),
 ]
+
+
+class Views(Protocol):
+    """What the app reads: a live `Session`, or a `ReplaySession` on a recording."""
+
+    def view(self) -> View: ...
 
 
 class LoopscopeApp(App[None]):
@@ -43,7 +49,7 @@ class LoopscopeApp(App[None]):
 
     def __init__(
         self,
-        session: Session,
+        session: Views,
         *,
         log_path: str | None = None,
         how: str = "",

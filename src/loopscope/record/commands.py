@@ -1,0 +1,247 @@
+"""The commands that make and read recordings: ``record``, ``replay``, ``report``, ``export``.
+
+``record -- COMMAND`` is ``run --headless --record FILE``; the others read a recording.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+from loopscope.record._format import RecordingError
+from loopscope.record.reader import Recording
+from loopscope.rules.finding import SEVERITIES, severity_rank
+
+COMMANDS = ("record", "replay", "report", "export")
+_PYTHON_NAME = re.compile(r"python(\d+(\.\d+)*)?")
+
+
+class CommandError(Exception):
+    """Bad input: the message is printed and the exit code is 2."""
+
+
+def add_parsers(commands: Any) -> None:
+    """Add the recording commands to the command line's subparsers."""
+    record = commands.add_parser(
+        "record",
+        help="record a program loopscope starts, without a UI",
+        usage="loopscope record -o FILE [--duration S] -- COMMAND...",
+        description=textwrap.fill(
+            "Start a program under loopscope, as 'loopscope run --headless' does, and record "
+            "everything loopscope sees to FILE for 'loopscope replay', 'report' and 'export'. "
+            "COMMAND is 'python SCRIPT ARGS', 'python -m MODULE ARGS' or 'SCRIPT.py ARGS'; "
+            "the python named runs the program. (Recording a running process, 'record PID', "
+            "comes with 'loopscope attach'.)",
+            width=78,
+        ),
+        epilog="example:\n"
+        "  loopscope record -o app.lsrec --duration 60 -- python app.py --port 8080",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    record.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        type=Path,
+        metavar="FILE",
+        help="the recording to write (an older recording there is replaced; any other file is "
+        "left alone)",
+    )
+    record.add_argument(
+        "--duration", metavar="S", type=float, help="stop the program after S seconds"
+    )
+    record.add_argument("program", nargs="*", metavar="COMMAND", help="the program to run")
+
+    replay = commands.add_parser(
+        "replay",
+        help="replay a recording in the dashboard",
+        description="Open a recording in the dashboard, with a timeline: play/pause, speed, "
+        "step and seek. At each moment it shows what the live dashboard showed then.",
+    )
+    replay.add_argument("file", type=Path, metavar="FILE")
+
+    report = commands.add_parser(
+        "report",
+        help="print the findings of a recording",
+        description="Print the findings of a recording: the same the live session reached.",
+    )
+    report.add_argument("file", type=Path, metavar="FILE")
+    report.add_argument(
+        "--json", action="store_true", help="print one JSON object (target, duration_s, findings)"
+    )
+    report.add_argument(
+        "--fail-on",
+        choices=SEVERITIES,
+        metavar="SEVERITY",
+        help="exit with status 1 when a finding of SEVERITY or worse exists "
+        f"({', '.join(SEVERITIES)}), for CI",
+    )
+
+    export = commands.add_parser(
+        "export",
+        help="export a recording to Perfetto or speedscope",
+        description="Write a recording as a trace: 'perfetto' (Trace Event JSON for "
+        "ui.perfetto.dev or chrome://tracing: blocks as slices on the loop's thread, lag and "
+        "task counts as counters) or 'speedscope' (the stacks sampled while the loop was "
+        "blocked, for speedscope.app).",
+    )
+    export.add_argument("file", type=Path, metavar="FILE")
+    export.add_argument("--format", required=True, choices=("perfetto", "speedscope"))
+    export.add_argument("-o", "--output", required=True, type=Path, metavar="OUT")
+
+
+def main(ns: argparse.Namespace) -> int:
+    """Run a recording command; RecordingError and CommandError reach the caller."""
+    if ns.command == "record":
+        return _record(ns)
+    if ns.command == "replay":
+        return _replay(ns)
+    if ns.command == "report":
+        return _report(ns)
+    return _export(ns)
+
+
+# -- record -----------------------------------------------------------------------------------
+
+
+def _record(ns: argparse.Namespace) -> int:
+    from loopscope import cli
+
+    program = list(ns.program)
+    if not program:
+        raise CommandError("record: give the program to run after --, e.g. -- python app.py")
+    if len(program) == 1 and program[0].isdigit():
+        raise CommandError(
+            f"record {program[0]}: recording a running process needs 'loopscope attach', "
+            "which this loopscope does not have yet; start the program under loopscope "
+            "instead: loopscope record -o FILE -- python app.py"
+        )
+    python, rest = None, program
+    if _PYTHON_NAME.fullmatch(os.path.basename(program[0])):
+        python, rest = program[0], program[1:]
+        if shutil.which(python) is None:
+            raise CommandError(f"record: no such interpreter: {python}")
+    elif not program[0].endswith(".py"):
+        raise CommandError(
+            f"record: {program[0]} is not Python: COMMAND is 'python SCRIPT ARGS', "
+            "'python -m MODULE ARGS' or 'SCRIPT.py ARGS'"
+        )
+    script = module = None
+    if rest and rest[0] == "-m":
+        if len(rest) < 2:
+            raise CommandError("record: -m needs a MODULE")
+        module, args = rest[1], rest[2:]
+    elif rest and not rest[0].startswith("-"):
+        script, args = rest[0], rest[1:]
+    else:
+        what = f"the option {rest[0]}" if rest else "nothing"
+        raise CommandError(
+            f"record: python is followed by {what}; give a SCRIPT or -m MODULE (other "
+            "interpreter options are not supported)"
+        )
+    run_ns = argparse.Namespace(
+        command="record",
+        python=python,
+        script=script,
+        module=module,
+        args=args,
+        headless=True,
+        duration=ns.duration,
+        json=False,
+        log=None,
+        record=ns.output,
+    )
+    return cli.run(cli._request_from_args(run_ns))
+
+
+# -- replay, report, export -------------------------------------------------------------------
+
+
+def _replay(ns: argparse.Namespace) -> int:
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise CommandError("replay: the dashboard needs a terminal; use 'loopscope report'")
+    from loopscope.sources.replay import ReplaySession
+    from loopscope.tui.replay import make_replay_app
+
+    recording = Recording.open(ns.file)
+    session = ReplaySession(recording)
+    try:
+        make_replay_app(session).run()
+    finally:
+        session.close()
+    return 0
+
+
+def _report(ns: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from loopscope import report
+    from loopscope.sources.replay import replay_all
+
+    with Recording.open(ns.file) as recording:
+        view = replay_all(recording)
+        info = recording.info
+        damaged = recording.damaged
+    if damaged is not None:
+        _say(f"{ns.file}: {damaged}; reporting what could be read")
+    if ns.json:
+        print(json.dumps(report.report_json(view), indent=2))
+    else:
+        console = Console(file=sys.stdout, highlight=False, soft_wrap=False)
+        how = info.meta.get("how")
+        status = "" if info.complete else " (the recorder stopped before the end)"
+        console.print(
+            f"{ns.file}: {info.count} events over {info.duration:.1f} s"
+            + (f" of {how}" if isinstance(how, str) and how else "")
+            + status,
+            markup=False,
+        )
+        console.print(report.summary_line(view), markup=False)
+        console.print()
+        console.print(report.render_findings(view))
+    if ns.fail_on is not None:
+        worst = max((severity_rank(f.severity) for f in view.findings), default=-1)
+        if worst >= severity_rank(ns.fail_on):
+            return 1
+    return 0
+
+
+def _export(ns: argparse.Namespace) -> int:
+    from loopscope.record import export
+
+    out = Path(ns.output)
+    if out.is_dir():
+        raise CommandError(f"export: -o {out} is a directory")
+    with Recording.open(ns.file) as recording:
+        events = list(recording.events())
+        damaged = recording.damaged
+    if damaged is not None:
+        _say(f"{ns.file}: {damaged}; exporting what could be read")
+    if ns.format == "perfetto":
+        data = export.perfetto(events)
+        what = f"{sum(1 for e in data['traceEvents'] if e['ph'] == 'X')} blocks"
+        hint = "open it in https://ui.perfetto.dev"
+    else:
+        data = export.speedscope(events, name=ns.file.name)
+        what = f"{sum(len(p['samples']) for p in data['profiles'])} blocking stacks"
+        hint = "open it in https://www.speedscope.app"
+    try:
+        out.write_text(json.dumps(data, separators=(",", ":"), allow_nan=False) + "\n")
+    except OSError as e:
+        raise CommandError(f"export: cannot write {out}: {e.strerror}") from None
+    _say(f"wrote {out} ({what}); {hint}")
+    return 0
+
+
+def _say(message: str) -> None:
+    print(f"loopscope: {message}", file=sys.stderr, flush=True)
+
+
+__all__ = ["COMMANDS", "CommandError", "RecordingError", "add_parsers", "main"]
