@@ -1,0 +1,292 @@
+"""``loopscope attach PID`` and ``loopscope ps``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from loopscope.attach._errors import AttachError
+from loopscope.attach._ladder import DEFAULT_TIMEOUT, METHODS, Attached, attach
+from loopscope.attach._proc import ProcessInfo, exists, python_processes
+from loopscope.events import Event, TargetExited
+from loopscope.session import Session
+from loopscope.sources.agent import AgentSource
+
+COMMANDS = ("attach", "ps")
+_END_TIMEOUT = 5.0  # how long a detaching agent gets to send its last events and go
+_EXIT_SEEN = 2.0  # after the agent's connection drops, how long to look for the process's exit
+
+Headless = Callable[[Session, Any, Any], None]
+
+
+def add_parsers(commands: Any) -> None:
+    """Add ``attach`` and ``ps`` to the subcommands of the main parser."""
+    attach_parser = commands.add_parser(
+        "attach",
+        help="watch a running asyncio program, started without loopscope",
+        description=textwrap.fill(
+            "Attach to a running Python process: connect to its loopscope agent, or inject one "
+            "(nothing needs to be installed in the program's environment). Quitting detaches: "
+            "the agent removes itself and the program goes on as before.",
+            width=78,
+        ),
+        epilog="examples:\n"
+        "  loopscope attach 4242\n"
+        "  loopscope attach --headless --duration 10 --json 4242\n"
+        "  loopscope attach --method gdb 4242\n"
+        "  loopscope ps",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    attach_parser.add_argument("pid", metavar="PID", type=int, help="the process to attach to")
+    attach_parser.add_argument(
+        "--method",
+        choices=METHODS,
+        default="auto",
+        help="how to inject the agent (default: auto, the first that works of "
+        "remote-exec, ptrace, gdb; pyinjector only when asked for: it can deadlock a busy "
+        "program, see docs/attach.md)",
+    )
+    attach_parser.add_argument(
+        "--no-inject",
+        action="store_true",
+        help="only connect to an agent already listening; never inject one",
+    )
+    attach_parser.add_argument(
+        "--keep-agent",
+        action="store_true",
+        help="leave the agent listening in the program when loopscope quits",
+    )
+    attach_parser.add_argument(
+        "--timeout",
+        metavar="S",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        help="how long the program may take to reach a safe point where the agent can start "
+        f"(default: {DEFAULT_TIMEOUT:g} s)",
+    )
+    attach_parser.add_argument(
+        "--headless",
+        action="store_true",
+        help="no terminal UI: print a summary line every second, then the findings",
+    )
+    attach_parser.add_argument(
+        "--duration",
+        metavar="S",
+        type=float,
+        help="with --headless: detach after S seconds (default: when the program exits, "
+        "or on Ctrl-C)",
+    )
+    attach_parser.add_argument(
+        "--json",
+        action="store_true",
+        help="with --headless: print only the findings as one JSON object on stdout",
+    )
+    ps = commands.add_parser(
+        "ps",
+        help="list the Python processes loopscope can attach to",
+        description="List the Python processes this user may attach to: pid, Python version, "
+        "whether asyncio is imported, whether a loopscope agent listens, the TCP ports "
+        "the process listens on (aiomonitor's, if it runs one), and the command line.",
+    )
+    ps.add_argument("--json", action="store_true", help="print a JSON array instead of a table")
+
+
+def run(ns: argparse.Namespace, *, headless: Headless) -> int:
+    """Run ``attach`` or ``ps``; the exit code. ``headless`` is the command line's headless
+    loop (shared with ``loopscope run``)."""
+    if ns.command == "ps":
+        return _ps(ns.json)
+    return _attach(ns, headless)
+
+
+# -- ps ----------------------------------------------------------------------------------------
+
+
+def _ps(as_json: bool) -> int:
+    processes = python_processes()
+    if as_json:
+        print(json.dumps([_ps_row(p) for p in processes], indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column in ("PID", "PYTHON", "ASYNCIO", "AGENT", "PORTS", "COMMAND"):
+        table.add_column(column, no_wrap=column != "COMMAND", overflow="fold")
+    for p in processes:
+        table.add_row(
+            str(p.pid),
+            p.python_text,
+            {True: "yes", False: "no", None: "?"}[p.asyncio],
+            "listening" if p.agent_socket else "-",
+            ",".join(map(str, p.ports)) or "-",
+            p.command,
+        )
+    console = Console(highlight=False)
+    if processes:
+        console.print(table)
+    else:
+        console.print("no Python processes that this user may attach to")
+    return 0
+
+
+def _ps_row(p: ProcessInfo) -> dict[str, Any]:
+    return {
+        "pid": p.pid,
+        "python": p.python_text if p.python else None,
+        "asyncio": p.asyncio,
+        "agent_socket": p.agent_socket,
+        "ports": list(p.ports),
+        "uid": p.uid,
+        "exe": p.exe,
+        "cmdline": list(p.cmdline),
+    }
+
+
+# -- attach ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Options:
+    duration: float | None
+    json: bool
+
+
+def _attach(ns: argparse.Namespace, headless: Headless) -> int:
+    if (ns.duration is not None or ns.json) and not ns.headless:
+        return _usage("attach: --duration and --json need --headless")
+    if ns.duration is not None and not ns.duration > 0:
+        return _usage("attach: --duration must be a positive number of seconds")
+    if not ns.timeout > 0:
+        return _usage("attach: --timeout must be a positive number of seconds")
+    if not ns.headless and not (sys.stdin.isatty() and sys.stdout.isatty()):
+        return _usage("attach: the dashboard needs a terminal; use --headless")
+    try:
+        attached = attach(
+            ns.pid,
+            method=ns.method,
+            inject=not ns.no_inject,
+            timeout=ns.timeout,
+            progress=_say,
+        )
+    except AttachError as e:
+        _say(e.message)
+        return 2 if e.reason == "usage" else 1
+    _say(f"{attached.how} (process {ns.pid}, Python {attached.info.python_text})")
+    if attached.loops == 0:
+        _say(
+            f"no asyncio event loop is running in process {ns.pid} yet: the agent waits for "
+            "one to start, and loopscope shows it as soon as it does"
+        )
+    source = AttachSource(attached)
+    session = Session(source, clock=time.time)
+    session.start()
+    stopper = _Stopper(source, keep=ns.keep_agent)
+    try:
+        if ns.headless:
+            headless(session, stopper, _Options(ns.duration, ns.json))
+        else:
+            from loopscope.tui import make_app
+
+            make_app(session, how=f"attached to pid {ns.pid}: {attached.how}").run()
+    finally:
+        stopper.stop()
+        session.wait(_END_TIMEOUT)
+        session.close()
+    return _report_end(source, session, attached, keep=ns.keep_agent)
+
+
+class AttachSource:
+    """The events of the agent in an attached process, then `TargetExited` if it ends."""
+
+    def __init__(self, attached: Attached) -> None:
+        self.pid = attached.info.pid
+        self.agent = AgentSource(
+            attached.socket_path, connect_timeout=5.0, alive=lambda: exists(self.pid)
+        )
+        self.exited = False
+        self._closed = threading.Event()
+        self._detaching = False
+
+    def events(self) -> Iterator[Event]:
+        yield from self.agent.events()
+        deadline = time.monotonic() + _EXIT_SEEN
+        while not self._closed.is_set() and not self._detaching:
+            if not exists(self.pid):
+                self.exited = True
+                yield TargetExited(t=time.time(), exit_code=None, reason="exited")
+                return
+            if time.monotonic() > deadline:
+                return
+            self._closed.wait(0.02)
+
+    def detach(self) -> bool:
+        """Ask the agent to remove itself; False when not connected."""
+        self._detaching = True
+        return self.agent.detach()
+
+    def close(self) -> None:
+        self._closed.set()
+        self.agent.close()
+
+
+class _Stopper:
+    """What ends the session: detach the agent (or, keeping it, just hang up)."""
+
+    def __init__(self, source: AttachSource, *, keep: bool) -> None:
+        self._source = source
+        self._keep = keep
+        self.detach_sent = False
+
+    def stop(self) -> None:
+        if self._keep:
+            self._source.close()
+        elif not self.detach_sent:
+            self.detach_sent = self._source.detach()
+
+
+def _report_end(source: AttachSource, session: Session, attached: Attached, *, keep: bool) -> int:
+    pid = attached.info.pid
+    if source.exited:
+        _say(f"process {pid} exited")
+    elif not source.agent.connected:
+        _say(f"could not connect to the agent in process {pid} at {attached.socket_path}")
+        return 1
+    elif keep:
+        _say(f"left the agent listening in process {pid} at {attached.socket_path}")
+    elif _gone(attached.socket_path):
+        _say(f"detached from process {pid}: its agent removed itself")
+    else:
+        _say(f"asked the agent in process {pid} to detach; its socket is still there")
+        return 1
+    if session.error is not None:
+        _say(f"reading the agent's events failed: {session.error}")
+        return 1
+    return 0
+
+
+def _gone(path: str, timeout: float = 3.0) -> bool:
+    """Whether ``path`` disappears within ``timeout`` seconds (a detached agent removes it)."""
+    deadline = time.monotonic() + timeout
+    while os.path.exists(path):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def _usage(message: str) -> int:
+    print(f"loopscope: {message}", file=sys.stderr)
+    return 2
+
+
+def _say(message: str) -> None:
+    print(f"loopscope: {message}", file=sys.stderr, flush=True)

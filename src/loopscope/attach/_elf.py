@@ -1,0 +1,77 @@
+"""Addresses of exported functions in another process, from its maps and the ELF files mapped.
+
+Reads only the dynamic symbol table (what ``dlsym`` sees) of 64-bit little-endian ELF files, which
+is all the injection routes need: ``Py_AddPendingCall``, ``PyRun_SimpleString`` and ``mmap``.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable
+
+_SHT_DYNSYM = 11
+_ET_DYN = 3
+
+
+def exported(path: str, names: Iterable[str]) -> dict[str, int]:
+    """{name: st_value} for the ``names`` that ``path`` defines in its dynamic symbol table,
+    and "__base_is_load_address__" = 1 when the values are relative to its load address."""
+    wanted = set(names)
+    with open(path, "rb") as f:
+        data = f.read()
+    if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
+        return {}
+    (e_type,) = struct.unpack_from("<H", data, 16)
+    (e_shoff,) = struct.unpack_from("<Q", data, 0x28)
+    e_shentsize, e_shnum = struct.unpack_from("<HH", data, 0x3A)
+    found: dict[str, int] = {}
+    sections = [
+        struct.unpack_from("<IIQQQQIIQQ", data, e_shoff + i * e_shentsize) for i in range(e_shnum)
+    ]
+    for _name, sh_type, _flags, _addr, offset, size, link, _info, _align, entsize in sections:
+        if sh_type != _SHT_DYNSYM or not entsize:
+            continue
+        strtab_offset = sections[link][4]
+        for at in range(offset, offset + size, entsize):
+            st_name, st_info, _other, st_shndx, st_value = struct.unpack_from("<IBBHQ", data, at)
+            if not st_value or not st_shndx or (st_info & 0xF) != 2:  # defined functions
+                continue
+            end = data.index(b"\0", strtab_offset + st_name)
+            name = data[strtab_offset + st_name : end].decode(errors="replace")
+            # versioned libc names come once; the first definition wins
+            if name in wanted and name not in found:
+                found[name] = st_value
+    if found and e_type == _ET_DYN:
+        found["__base_is_load_address__"] = 1
+    return found
+
+
+def resolve(pid: int, names: Iterable[str]) -> dict[str, int]:
+    """Absolute addresses in process ``pid`` of the exported functions ``names`` (those found).
+
+    Looks in every file-backed mapping, in load order, as the dynamic linker would."""
+    wanted = list(names)
+    bases: dict[str, int] = {}
+    with open(f"/proc/{pid}/maps") as f:
+        for line in f:
+            fields = line.split(maxsplit=5)
+            if len(fields) < 6 or not fields[5].startswith("/"):
+                continue
+            path = fields[5].strip()
+            start = int(fields[0].split("-")[0], 16)
+            offset = int(fields[2], 16)
+            if path not in bases:
+                bases[path] = start - offset
+    out: dict[str, int] = {}
+    for path, base in bases.items():
+        missing = [n for n in wanted if n not in out]
+        if not missing:
+            break
+        try:
+            symbols = exported(f"/proc/{pid}/root{path}", missing)
+        except (OSError, struct.error, IndexError, ValueError):
+            continue
+        relative = symbols.pop("__base_is_load_address__", 0)
+        for name, value in symbols.items():
+            out[name] = base + value if relative else value
+    return out

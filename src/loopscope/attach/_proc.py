@@ -1,0 +1,202 @@
+"""What /proc says about a process: is it Python, which version, has it an agent listening.
+
+Read without touching the process (no ptrace), so `loopscope ps` and the first checks of
+`attach` are cheap and safe. Linux only.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+from loopscope.attach._errors import AttachError
+
+# A path inside a CPython installation names its version: lib/python3.12/..., libpython3.12.so
+_VERSION_IN_PATH = re.compile(r"(?:lib)?python(3)\.(\d+)[/.dmu]")
+_ASYNCIO_EXTENSION = re.compile(r"/_asyncio\.cpython-3\d+")
+SUPPORTED = ((3, 10), (3, 14))  # oldest and newest minor version the agent runs on
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessInfo:
+    pid: int
+    uid: int
+    exe: str
+    cmdline: tuple[str, ...]
+    python: tuple[int, int] | None  # (3, 12), None when the process is not Python
+    asyncio: bool | None  # whether asyncio's C extension is loaded; None when it cannot be told
+    agent_socket: str | None  # the Unix socket a loopscope agent listens on in the process
+    ports: tuple[int, ...]  # TCP ports it listens on (aiomonitor's among them, if it runs one)
+
+    @property
+    def python_text(self) -> str:
+        return "-" if self.python is None else f"{self.python[0]}.{self.python[1]}"
+
+    @property
+    def command(self) -> str:
+        return " ".join(self.cmdline) or f"[{os.path.basename(self.exe)}]"
+
+
+def exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return _state(pid) not in ("Z", "X", None)
+
+
+def _state(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(") ", 1)[1][:1]
+    except (OSError, IndexError):
+        return None
+
+
+def inspect(pid: int) -> ProcessInfo:
+    """What /proc tells about ``pid``; AttachError when there is no such process or it may not
+    be looked at."""
+    if pid <= 0 or not exists(pid):
+        raise AttachError("no-process", f"there is no process with pid {pid}.")
+    base = f"/proc/{pid}"
+    try:
+        with open(f"{base}/status") as f:
+            uid = next(int(line.split()[1]) for line in f if line.startswith("Uid:"))
+        with open(f"{base}/cmdline", "rb") as f:
+            cmdline = tuple(a.decode(errors="replace") for a in f.read().split(b"\0") if a)
+        try:
+            exe = os.readlink(f"{base}/exe")
+        except OSError:
+            exe = ""
+        with open(f"{base}/maps") as f:
+            maps = f.read()
+    except FileNotFoundError:
+        raise AttachError("no-process", f"process {pid} exited.") from None
+    except PermissionError:
+        raise AttachError("permission", permission_message(pid)) from None
+    python = _python_version(exe, maps)
+    asyncio = None if python is None else bool(_ASYNCIO_EXTENSION.search(maps))
+    inodes = _socket_inodes(pid)
+    return ProcessInfo(
+        pid=pid,
+        uid=uid,
+        exe=exe,
+        cmdline=cmdline,
+        python=python,
+        asyncio=asyncio,
+        agent_socket=_agent_socket(inodes),
+        ports=_listening_ports(pid, inodes),
+    )
+
+
+def check_attachable(info: ProcessInfo) -> None:
+    """AttachError unless ``info`` is a CPython loopscope can inject its agent into."""
+    if info.python is None:
+        raise AttachError(
+            "not-python",
+            f"process {info.pid} ({info.command[:80]}) is not a Python process: no CPython "
+            "interpreter is loaded in it.",
+        )
+    low, high = SUPPORTED
+    if not low <= info.python <= high:
+        raise AttachError(
+            "unsupported",
+            f"process {info.pid} runs Python {info.python_text}; loopscope's agent supports "
+            f"CPython {low[0]}.{low[1]} to {high[0]}.{high[1]}.",
+        )
+
+
+def tracer(pid: int) -> int:
+    """The pid of the process tracing ``pid`` (a debugger, a profiler), or 0."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return next((int(line.split()[1]) for line in f if line.startswith("TracerPid:")), 0)
+    except (OSError, ValueError):
+        return 0
+
+
+def permission_message(pid: int) -> str:
+    return (
+        f"permission denied: loopscope may not inspect or attach to process {pid}. Attaching "
+        "needs ptrace rights over it: run loopscope as the same user as the process (with "
+        "kernel.yama.ptrace_scope set to 0), or as root, or with the CAP_SYS_PTRACE capability."
+    )
+
+
+def python_processes() -> list[ProcessInfo]:
+    """Every Python process this user may look at, by pid (loopscope's own excluded)."""
+    me = os.getpid()
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        try:
+            info = inspect(int(entry))
+        except AttachError:
+            continue
+        if info.python is not None:
+            out.append(info)
+    return sorted(out, key=lambda i: i.pid)
+
+
+def _python_version(exe: str, maps: str) -> tuple[int, int] | None:
+    # The interpreter's own files are mapped: libpython3.X.so, lib/python3.X/lib-dynload/*.so.
+    found = _VERSION_IN_PATH.search(maps)
+    if found is None:
+        found = _VERSION_IN_PATH.search(os.path.basename(exe) + "/")
+    if found is None:
+        return None
+    return int(found.group(1)), int(found.group(2))
+
+
+def _socket_inodes(pid: int) -> set[int]:
+    inodes: set[int] = set()
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return inodes
+    for fd in fds:
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(int(target[8:-1]))
+    return inodes
+
+
+def _agent_socket(inodes: set[int]) -> str | None:
+    """The path of a listening Unix socket of the process that looks like an agent's."""
+    if not inodes:
+        return None
+    try:
+        with open("/proc/net/unix") as f:
+            next(f)
+            rows = [line.split() for line in f]
+    except OSError:
+        return None
+    for row in rows:
+        # Num RefCount Protocol Flags Type St Inode Path; Flags 00010000 = __SO_ACCEPTCON
+        if len(row) >= 8 and int(row[6]) in inodes and row[3] == "00010000":
+            path = row[7]
+            if "loopscope" in path and path.endswith(".sock"):
+                return path
+    return None
+
+
+def _listening_ports(pid: int, inodes: set[int]) -> tuple[int, ...]:
+    ports: set[int] = set()
+    for table in ("tcp", "tcp6"):
+        try:
+            with open(f"/proc/{pid}/net/{table}") as f:
+                next(f)
+                for line in f:
+                    row = line.split()
+                    if len(row) >= 10 and row[3] == "0A" and int(row[9]) in inodes:
+                        ports.add(int(row[1].rsplit(":", 1)[1], 16))
+        except (OSError, StopIteration, ValueError):
+            continue
+    return tuple(sorted(ports))

@@ -1,0 +1,329 @@
+"""The routes that get the bootstrap run in a target: each queues it for a safe point.
+
+- ``remote-exec``: ``sys.remote_exec`` (CPython 3.14+, loopscope and the target on the same
+  version); the interpreter runs the script at its next safe point.
+- ``ptrace``: loopscope stops the target's main thread and calls ``mmap`` and
+  ``Py_AddPendingCall`` on it (`_ptrace.Tracer`, addresses from `_elf.resolve`).
+- ``pyinjector``: a tiny shared library, loaded into the target with ptrace by the
+  ``pyinjector`` package, whose constructor only calls ``Py_AddPendingCall``.
+- ``gdb``: gdb stops the target just long enough to call ``Py_AddPendingCall``.
+
+None of them runs Python code at the point where the target was stopped: the bootstrap runs on
+the main thread when the interpreter next checks for pending work, as for a signal handler.
+Calling ``PyGILState_Ensure`` from the stop point instead can run code inside a C call that holds
+the GIL, re-entrantly: no route does that.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+import platform
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Protocol
+
+from loopscope.attach._errors import AttachError
+from loopscope.attach._proc import ProcessInfo, exists, permission_message
+
+_C_SOURCE = Path(__file__).with_name("_inject.c")
+_PLACEHOLDER = b"@@LOOPSCOPE-BOOTSTRAP@@"
+_CODE_MAX = 16384
+_GDB_TIMEOUT = 30.0
+
+
+class Route(Protocol):
+    name: str
+
+    def unavailable(self, info: ProcessInfo) -> str | None:
+        """Why this route cannot reach ``info``'s process, or None if it can."""
+
+    def inject(self, info: ProcessInfo, code: str) -> None:
+        """Queue ``code`` to run at the target's next safe point; AttachError on failure."""
+
+
+class RemoteExecRoute:
+    name = "remote-exec"
+
+    def unavailable(self, info: ProcessInfo) -> str | None:
+        if not hasattr(sys, "remote_exec"):
+            return f"needs loopscope itself on Python 3.14+ (it runs on {_version()})"
+        if info.python != sys.version_info[:2]:
+            return (
+                f"needs the target on loopscope's own Python {_version()} "
+                f"(it runs {info.python_text})"
+            )
+        return None
+
+    def inject(self, info: ProcessInfo, code: str) -> None:
+        fd, path = tempfile.mkstemp(prefix="loopscope-boot-", suffix=".py")
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(code)
+            _give_to(path, info.uid)
+            try:
+                sys.remote_exec(info.pid, path)  # type: ignore[attr-defined,unused-ignore]
+            except PermissionError:
+                raise AttachError("permission", permission_message(info.pid)) from None
+            except (OSError, RuntimeError) as e:
+                raise _failed(self.name, info, str(e)) from None
+        finally:
+            # The interpreter reads the file at the safe point: it must outlive this call. The
+            # bootstrap connecting back proves it was read; the ladder removes it then (and
+            # leaves it, if the target never got there, for when it does).
+            _pending_files.append(path)
+
+
+class PtraceRoute:
+    name = "ptrace"
+
+    def unavailable(self, info: ProcessInfo) -> str | None:
+        if not sys.platform.startswith("linux") or platform.machine() != "x86_64":
+            return f"built for Linux on x86-64 only (this is {sys.platform} {platform.machine()})"
+        return None
+
+    def inject(self, info: ProcessInfo, code: str) -> None:
+        from loopscope.attach._elf import resolve
+        from loopscope.attach._ptrace import PtraceError, Tracer
+
+        names = ("Py_AddPendingCall", "PyRun_SimpleString", "mmap")
+        try:
+            found = resolve(info.pid, names)
+        except FileNotFoundError:
+            raise _exited(info) from None
+        except PermissionError:
+            raise AttachError("permission", permission_message(info.pid)) from None
+        missing = [n for n in names if n not in found]
+        if missing:
+            raise _failed(self.name, info, f"cannot find {', '.join(missing)} in the process")
+        data = code.encode() + b"\0"
+        size = (len(data) + 4095) // 4096 * 4096
+        try:
+            with Tracer(info.pid) as tracer:
+                # mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+                address = tracer.call(found["mmap"], (0, size, 3, 0x22, -1, 0))
+                if address >= (1 << 64) - 4096:  # -errno
+                    raise _failed(self.name, info, "mmap failed in the process")
+                tracer.write(address, data)
+                # The mapping is never freed: the pending call reads it later.
+                result = tracer.call(
+                    found["Py_AddPendingCall"], (found["PyRun_SimpleString"], address)
+                )
+        except PtraceError as e:
+            if e.exited or not exists(info.pid):
+                raise _exited(info) from None
+            if e.errno == errno.EPERM:
+                raise AttachError("permission", permission_message(info.pid)) from None
+            raise _failed(self.name, info, str(e)) from None
+        if result & 0xFFFFFFFF != 0:
+            raise _failed(self.name, info, "Py_AddPendingCall refused the call (queue full)")
+
+    def wake(self, info: ProcessInfo) -> str | None:
+        """Wake a main thread idle in its event loop's selector, so it runs the pending call;
+        what was done, or None when the thread was not idle there.
+
+        Only for asyncio's own selector loop: libuv (uvloop) asserts that an epoll_wait without
+        a timeout never returns empty-handed, so a process that loaded it is left alone."""
+        from loopscope.attach._ptrace import PtraceError, Tracer
+
+        try:
+            with open(f"/proc/{info.pid}/maps") as f:
+                if any(name in line for line in f for name in ("uvloop", "libuv")):
+                    return None
+            with Tracer(info.pid) as tracer:
+                if not tracer.in_poll():
+                    return None
+                tracer.return_from_poll_with_no_events()
+        except (OSError, PtraceError):
+            return None
+        return f"woke process {info.pid}'s main thread, idle in its event loop's selector"
+
+
+class PyinjectorRoute:
+    name = "pyinjector"
+
+    def unavailable(self, info: ProcessInfo) -> str | None:
+        try:
+            import pyinjector  # type: ignore[import-untyped]  # noqa: F401
+        except ImportError:
+            return "the pyinjector package is not installed (pip install pyinjector)"
+        try:
+            _library()
+        except AttachError as e:
+            return e.message
+        return None
+
+    def inject(self, info: ProcessInfo, code: str) -> None:
+        import pyinjector
+
+        data = _library().read_bytes()
+        encoded = code.encode()
+        if len(encoded) >= _CODE_MAX:
+            raise _failed(self.name, info, "the bootstrap is too large for the library")
+        at = data.index(_PLACEHOLDER)
+        data = data[:at] + encoded + b"\0" * (_CODE_MAX - len(encoded)) + data[at + _CODE_MAX :]
+        directory = tempfile.mkdtemp(prefix="loopscope-inject-")
+        # A new file name each time: dlopen of a path it already has open would not run the
+        # constructor again.
+        path = os.path.join(directory, "loopscope_inject.so")
+        try:
+            with open(path, "wb") as f:
+                f.write(data)
+            os.chmod(directory, 0o711)
+            os.chmod(path, 0o644)
+            try:
+                pyinjector.inject(info.pid, path, uninject=True)
+            except pyinjector.PyInjectorError as e:
+                if not exists(info.pid):
+                    raise _exited(info) from None
+                if "permission" in str(e).lower() or getattr(e, "ret_val", None) == -8:
+                    raise AttachError("permission", permission_message(info.pid)) from None
+                raise _failed(self.name, info, str(e).splitlines()[0]) from None
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+class GdbRoute:
+    name = "gdb"
+
+    def unavailable(self, info: ProcessInfo) -> str | None:
+        if shutil.which("gdb") is None:
+            return "gdb is not installed (e.g. apt-get install gdb)"
+        return None
+
+    def inject(self, info: ProcessInfo, code: str) -> None:
+        # The bootstrap goes into a fresh anonymous mapping (mmap is a plain system call), not
+        # into a gdb string literal: gdb allocates those with the target's malloc, which
+        # deadlocks when the target was stopped inside malloc. The mapping is not freed: the
+        # pending call reads it later.
+        data = code.encode() + b"\0"
+        size = (len(data) + 4095) // 4096 * 4096
+        fd, path = tempfile.mkstemp(prefix="loopscope-gdb-", suffix=".bin")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        argv = [
+            "gdb", "-nx", "-batch", "-q",
+            "-iex", "set debuginfod enabled off",
+            "-iex", "set auto-load off",
+            "-iex", "set auto-solib-add off",
+            # Interrupted inside a called function, gdb restores the target's registers.
+            "-iex", "set unwindonsignal on",
+            "-p", str(info.pid),
+            "-ex", "sharedlibrary libpython",
+            "-ex", "sharedlibrary libc\\.",
+            "-ex", "set $loopscope_buf = ((void *(*)(void *, unsigned long, int, int, int, long))"
+            f"mmap)(0, {size}, 3, 34, -1, 0)",
+            "-ex", f"restore {path} binary $loopscope_buf",
+            "-ex", "call ((int (*)(void *, void *))Py_AddPendingCall)"
+            "((void *)&PyRun_SimpleString, $loopscope_buf)",
+            "-ex", "detach",
+        ]  # fmt: skip
+        try:
+            stdout, stderr = _run_gdb(argv)
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        text = stdout + stderr
+        if re.search(r"^\$1 = 0$", stdout, re.MULTILINE):
+            return
+        if not exists(info.pid):
+            raise _exited(info)
+        if "ptrace: Operation not permitted" in text:
+            raise AttachError("permission", permission_message(info.pid))
+        last = [line for line in text.splitlines() if line.strip()][-1:] or ["no output"]
+        raise _failed(self.name, info, f"gdb could not queue the bootstrap: {last[0]}")
+
+
+def _run_gdb(argv: list[str]) -> tuple[str, str]:
+    """Run gdb; past the timeout, interrupt it (SIGINT: it unwinds a call in progress and
+    detaches as it exits) rather than kill it, which would leave the target mid-call."""
+    process = subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        return process.communicate(timeout=_GDB_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGINT)
+        try:
+            stdout, stderr = process.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            stdout, stderr = process.communicate()
+        return stdout, stderr + f"\ngdb did not finish within {_GDB_TIMEOUT:g} s"
+
+
+ROUTES: dict[str, Route] = {
+    r.name: r for r in (RemoteExecRoute(), PtraceRoute(), GdbRoute(), PyinjectorRoute())
+}
+# The default order. gdb stops the whole process for a few hundred milliseconds. pyinjector is
+# never chosen by itself: it runs dlopen on the stopped main thread, which deadlocked loaded
+# targets here (when that thread was stopped inside malloc) and, holding loopscope's GIL while it
+# waits, hangs loopscope too. It stays available as --method pyinjector.
+AUTO = ("remote-exec", "ptrace", "gdb")
+
+_pending_files: list[str] = []
+
+
+def forget_pending_files() -> None:
+    """Remove the files written for ``sys.remote_exec`` once they were read (or not needed)."""
+    while _pending_files:
+        with contextlib.suppress(OSError):
+            os.unlink(_pending_files.pop())
+
+
+def _library() -> Path:
+    """The injection library, built from its C source once per source version."""
+    source = _C_SOURCE.read_bytes()
+    digest = hashlib.sha256(source).hexdigest()[:16]
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "loopscope"
+    built = cache / f"inject-{digest}.so"
+    if built.exists():
+        return built
+    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        raise AttachError(
+            "no-route", "no C compiler (cc) to build the pyinjector route's small library"
+        )
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = built.with_suffix(f".{os.getpid()}.tmp")
+    result = subprocess.run(
+        [compiler, "-shared", "-fPIC", "-O2", "-o", str(tmp), str(_C_SOURCE), "-ldl"],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+    if result.returncode != 0:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        why = result.stderr.strip()[-300:] or f"{compiler} exited with code {result.returncode}"
+        raise AttachError("no-route", f"building the pyinjector route's library failed: {why}")
+    os.replace(tmp, built)
+    return built
+
+
+def _give_to(path: str, uid: int) -> None:
+    if os.geteuid() == 0 and uid != 0:
+        os.chown(path, uid, -1)
+
+
+def _failed(route: str, info: ProcessInfo, why: str) -> AttachError:
+    return AttachError("failed", f"injecting into process {info.pid} with {route} failed: {why}")
+
+
+def _exited(info: ProcessInfo) -> AttachError:
+    return AttachError("exited", f"process {info.pid} exited during attach.")
+
+
+def _version() -> str:
+    return "{}.{}".format(*sys.version_info[:2])
