@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean gdb
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || \
@@ -14,18 +14,27 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-demo: $(STAMP)
+demo: $(STAMP) gdb
 	$(BIN)/loopscope demo
 
-test: $(STAMP)
+test: $(STAMP) gdb
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
 
-bench: $(STAMP)
+bench: $(STAMP) gdb
 	$(BIN)/python benchmarks/overhead.py
+	$(BIN)/python benchmarks/attach.py --rounds 5
+
+# `loopscope attach --method gdb` (and the fallback when pyinjector cannot be used) needs gdb.
+gdb:
+	@command -v gdb >/dev/null 2>&1 || { \
+		echo "installing gdb (for loopscope attach)"; \
+		if [ "$$(id -u)" != 0 ]; then echo "not root: install gdb yourself (sudo apt-get install gdb)"; \
+		else apt-get install -y -qq gdb >/dev/null 2>&1 || \
+		  { apt-get update -qq && apt-get install -y -qq gdb >/dev/null; }; fi; }
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -11,9 +11,14 @@ from pathlib import Path
 
 
 def loopscope(
-    *args: str, state: Path, cwd: Path | None = None, timeout: float = 90
+    *args: str,
+    state: Path,
+    cwd: Path | None = None,
+    timeout: float = 90,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, XDG_STATE_HOME=str(state), COLUMNS="200")
+    """``env``: variables to set for loopscope on top of the test's own environment."""
+    env = dict(os.environ, XDG_STATE_HOME=str(state), COLUMNS="200", **(env or {}))
     env.pop("LOOPSCOPE_DEBUG", None)
     return subprocess.run(
         [sys.executable, "-m", "loopscope", *args],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import re
@@ -17,10 +18,27 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 from loopscope import __version__
-from loopscope.runner import Program, ProgramSpec, RunError, RunSource, check_python, describe_exit
+from loopscope.attach import _command as attach_command
+from loopscope.record import commands as record_commands
+from loopscope.record._format import RecordingError
+from loopscope.record.writer import (
+    RecordedSource,
+    Recorder,
+    RecordingControl,
+    check_target,
+)
+from loopscope.runner import (
+    Program,
+    ProgramSpec,
+    RunError,
+    RunSource,
+    check_python,
+    describe_exit,
+    log_dir,
+)
 from loopscope.session import Session
 
 # How long the session may take to see the program's exit after loopscope stopped it.
@@ -84,8 +102,17 @@ _LOG = _Option(
         "(default: a new file in $XDG_STATE_HOME/loopscope/logs)",
     },
 )
-_RUN_OPTIONS = (_PYTHON, _HEADLESS, _DURATION, _JSON, _LOG)
-_DEMO_OPTIONS = (_HEADLESS, _DURATION, _JSON)
+_RECORD = _Option(
+    ("--record",),
+    {
+        "metavar": "FILE",
+        "type": Path,
+        "help": "record everything loopscope sees to FILE, for 'loopscope replay', 'report' "
+        "and 'export'",
+    },
+)
+_RUN_OPTIONS = (_PYTHON, _HEADLESS, _DURATION, _JSON, _LOG, _RECORD)
+_DEMO_OPTIONS = (_HEADLESS, _DURATION, _JSON, _RECORD)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -134,6 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     for option in _DEMO_OPTIONS:
         demo.add_argument(*option.flags, **option.kwargs)
+    attach_command.add_parsers(commands)
+    record_commands.add_parsers(commands)
     return parser
 
 
@@ -190,9 +219,17 @@ class _RunRequest:
     log: Path | None
     how: str  # how the program was started, for the UI's header
     label: str  # what to call the program in messages
+    record: Path | None = None  # where to record the session
 
 
 def _request_from_args(ns: argparse.Namespace) -> _RunRequest:
+    if ns.record is None:
+        return _request_without_recording(ns)
+    check_target(ns.record)
+    return dataclasses.replace(_request_without_recording(ns), record=ns.record)
+
+
+def _request_without_recording(ns: argparse.Namespace) -> _RunRequest:
     if (ns.duration is not None or ns.json) and not ns.headless:
         raise UsageError(f"{ns.command}: --duration and --json need --headless")
     if ns.duration is not None and not ns.duration > 0:
@@ -228,17 +265,30 @@ def run(request: _RunRequest) -> int:
     try:
         _say(f"started {request.how} (pid {program.pid}); its output goes to {program.log_path}")
         source = RunSource(program)
-        session = Session(source, clock=time.time)
+        recorded = RecordedSource(source)
+        recording = RecordingControl(
+            recorded,
+            directory=log_dir().parent / "recordings",  # beside the logs
+            name=request.spec.name,
+            meta={"how": request.how},
+            first=request.record,
+        )
+        if request.record is not None:
+            recording.start()
+        session = Session(recorded, clock=time.time)
         session.start()
         try:
             if request.headless:
                 _headless(session, program, request)
             else:
-                _interactive(session, program, request)
+                _interactive(session, program, request, recording)
         finally:
             program.stop()
             session.wait(_END_TIMEOUT)
             session.close()
+            recording.stop()
+            for recorder in recording.done:
+                _finish_recording(recorder)
     finally:
         program.stop()
     _report_exit(program, request)
@@ -250,14 +300,37 @@ def run(request: _RunRequest) -> int:
     return 0
 
 
-def _interactive(session: Session, program: Program, request: _RunRequest) -> None:
+def _finish_recording(recorder: Recorder) -> None:
+    if recorder.error is not None:
+        _say(f"the recording stopped: {recorder.error}")
+    dropped = f", {recorder.dropped} dropped (disk too slow)" if recorder.dropped else ""
+    _say(
+        f"recorded {recorder.count} events ({recorder.size / 1024:.0f} KiB{dropped}) to "
+        f"{recorder.path}; see: loopscope report {recorder.path}"
+    )
+
+
+def _interactive(
+    session: Session, program: Program, request: _RunRequest, recording: RecordingControl
+) -> None:
     from loopscope.tui import make_app
 
-    app = make_app(session, log_path=str(program.log_path), how=request.how)
+    app = make_app(session, log_path=str(program.log_path), how=request.how, recording=recording)
     app.run()
 
 
-def _headless(session: Session, program: Program, request: _RunRequest) -> None:
+class _Stoppable(Protocol):
+    def stop(self) -> Any: ...
+
+
+class _HeadlessOptions(Protocol):
+    @property
+    def duration(self) -> float | None: ...
+    @property
+    def json(self) -> bool: ...
+
+
+def _headless(session: Session, program: _Stoppable, request: _HeadlessOptions) -> None:
     from rich.console import Console
 
     from loopscope import report
@@ -341,8 +414,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with _exit_on_termination():
             ns = parse(args)
+            if ns.command in attach_command.COMMANDS:
+                return attach_command.run(ns, headless=_headless)
+            if ns.command in record_commands.COMMANDS:
+                return record_commands.main(ns)
             return run(_request_from_args(ns))
-    except (UsageError, RunError) as e:
+    except (UsageError, RunError, RecordingError, record_commands.CommandError) as e:
         print(f"loopscope: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
