@@ -14,10 +14,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-demo: $(STAMP) gdb
+demo: $(STAMP)
 	$(BIN)/loopscope demo
 
-test: $(STAMP) gdb
+test: $(STAMP) gdb lint
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
