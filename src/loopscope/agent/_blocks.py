@@ -251,7 +251,7 @@ class Watchdog:
         guard: Guard,
         *,
         threshold: float = 0.02,
-        poll: float = 0.005,
+        poll: float | None = None,
         sample_interval: float = 0.002,
         skip_files: Collection[str] = (),
         skip_dirs: Collection[str] = (),
@@ -259,7 +259,9 @@ class Watchdog:
         self.threshold = threshold
         self._emit = emit
         self._guard = guard
-        self._poll_interval = poll
+        # Every wake-up of this thread makes it wait for the GIL, which costs the loop thread
+        # a handover, so it looks no more often than a block could need sampling.
+        self._poll_interval = threshold / 2 if poll is None else poll
         self._sample_interval = sample_interval
         self._skip_files = frozenset(skip_files)
         self._skip_dirs = tuple(os.path.join(d, "") for d in skip_dirs)
