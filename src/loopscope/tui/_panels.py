@@ -236,7 +236,7 @@ def await_rows(sites: Sequence[AwaitSiteView], cwd: str, limit: int) -> list[Row
                 Text(location(s.file, s.line, cwd)),
                 Text(s.kind),
                 _num(count(s.count)),
-                _num(duration(s.oldest)),
+                _wait(s.oldest),
             ),
         )
         for s in sites[:limit]
@@ -278,6 +278,11 @@ def finding_rows(findings: Sequence[Finding], limit: int) -> list[Row]:
         )
         for f in findings[:limit]
     ]
+
+
+def _wait(seconds: float) -> Text:
+    # The census sees a wait only at its passes: one first seen at the latest pass has no age yet.
+    return _num(duration(seconds)) if seconds > 0 else _num("new", style="dim")
 
 
 def _num(text: str, style: str = "") -> Text:

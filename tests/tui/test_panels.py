@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+from loopscope.model.snapshot import AwaitSiteView
+from loopscope.tui._panels import await_rows
+
+
+def _oldest_cell(oldest: float) -> str:
+    site = AwaitSiteView(
+        file="/srv/app/h.py", line=3, function="handle", kind="sleep", count=2, oldest=oldest
+    )
+    ((_, cells),) = await_rows([site], "/srv/app", 10)
+    return cells[4].plain
+
+
+def test_a_wait_first_seen_at_the_latest_census_reads_new_not_zero() -> None:
+    assert _oldest_cell(0.0) == "new"
+
+
+def test_an_older_wait_shows_its_age() -> None:
+    assert _oldest_cell(2.5) == "2.50 s"
