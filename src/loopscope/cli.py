@@ -286,9 +286,7 @@ def run(request: _RunRequest) -> int:
             program.stop()
             session.wait(_END_TIMEOUT)
             session.close()
-            recording.stop()
-            for recorder in recording.done:
-                _finish_recording(recorder)
+            finish_recordings(recording)
     finally:
         program.stop()
     _report_exit(program, request)
@@ -298,6 +296,13 @@ def run(request: _RunRequest) -> int:
         _say(f"reading the agent's events failed: {session.error}")
         return 1
     return 0
+
+
+def finish_recordings(recording: RecordingControl) -> None:
+    """Stop ``recording`` and say where each file it wrote is."""
+    recording.stop()
+    for recorder in recording.done:
+        _finish_recording(recorder)
 
 
 def _finish_recording(recorder: Recorder) -> None:
@@ -330,7 +335,15 @@ class _HeadlessOptions(Protocol):
     def json(self) -> bool: ...
 
 
-def _headless(session: Session, program: _Stoppable, request: _HeadlessOptions) -> None:
+def _headless(
+    session: Session,
+    program: _Stoppable,
+    request: _HeadlessOptions,
+    *,
+    interrupted: str = "stopping the program",
+) -> None:
+    """One summary line a second until the session ends, ``request.duration`` passes or Ctrl-C
+    (``interrupted`` says what loopscope does then); then ``program.stop()`` and the findings."""
     from rich.console import Console
 
     from loopscope import report
@@ -350,7 +363,7 @@ def _headless(session: Session, program: _Stoppable, request: _HeadlessOptions) 
             wake = next_line if deadline is None else min(next_line, deadline)
             session.wait(max(0.0, wake - time.monotonic()))
     except KeyboardInterrupt:
-        _say("interrupted: stopping the program")
+        _say(f"interrupted: {interrupted}")
     program.stop()
     session.wait(_END_TIMEOUT)
     view = session.view()

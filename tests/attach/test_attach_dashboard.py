@@ -1,5 +1,5 @@
 """`loopscope attach PID` with its dashboard, in a pseudo-terminal: live data, the header says how
-it attached, and quitting detaches."""
+it attached, and quitting detaches; with `--record FILE`, the recording replays."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from attach_targets import PlainTarget
 
+from loopscope.record.reader import Recording
 from pythons import find_pythons
 
 pytestmark = pytest.mark.timeout(120)
@@ -100,3 +101,34 @@ def test_dashboard_shows_how_it_attached_and_quitting_detaches(
     state = target.ask("state")
     assert [t for t in state["threads"] if t.startswith("loopscope")] == []
     assert target.finish() == (0, "")
+
+
+def test_dashboard_records_through_the_target_exiting_and_the_recording_replays(
+    target: PlainTarget, tmp_path: Path
+) -> None:
+    path = tmp_path / "attached.lsrec"
+    terminal = Terminal("attach", "--record", str(path), str(target.pid), state=tmp_path / "state")
+    try:
+        terminal.wait_for(f"attached to pid {target.pid}", "REC", str(path.name))
+        terminal.wait_for("render_report")
+        target.send("exit")  # the program ends while loopscope watches and records
+        assert target.proc.wait(timeout=15) == 0
+        terminal.wait_for("program exited")
+        terminal.press(b"q")
+        assert terminal.exit_code() == 0
+    finally:
+        terminal.close()
+    assert f"process {target.pid} exited" in terminal.text
+    assert f"see: loopscope report {path}" in terminal.text
+    with Recording.open(path) as rec:
+        assert rec.info.complete
+        kinds = [e.kind for e in rec.events()]
+    assert "block" in kinds and kinds[-1] == "target_exited"
+
+    replay = Terminal("replay", str(path), state=tmp_path / "state")
+    try:
+        replay.wait_for(f"replay of {path.name}", "render_report", "program exited")
+        replay.press(b"q")
+        assert replay.exit_code() == 0
+    finally:
+        replay.close()

@@ -156,8 +156,12 @@ def test_a_damaged_recording_is_reported_as_far_as_it_reads(tmp_path: Path) -> N
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["record", "-o", "r.lsrec", "4242"], "needs 'loopscope attach'"),
-        (["record", "-o", "r.lsrec"], "give the program to run after --"),
+        (["record", "-o", "r.lsrec"], "give the PID of a running process, or the program"),
+        (["record", "-o", "r.lsrec", "4242", "4243"], "4242 is not Python"),
+        (["record", "4242", "-o", "app.py"], "is not a loopscope recording"),
+        (["record", "1", "-o", "r.lsrec", "--duration", "0"], "record: --duration must be"),
+        (["attach", "--headless", "--record", "app.py", "4242"], "is not a loopscope recording"),
+        (["attach", "--headless", "--record", "no/such/r.lsrec", "4242"], "no such directory"),
         (["record", "-o", "r.lsrec", "--", "ls", "-l"], "ls is not Python"),
         (["record", "-o", "r.lsrec", "--", "python9.9", "app.py"], "no such interpreter"),
         (["record", "-o", "r.lsrec", "--", "python", "-c", "pass"], "the option -c"),

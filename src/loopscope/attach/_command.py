@@ -9,14 +9,18 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 from loopscope.attach._errors import AttachError
 from loopscope.attach._ladder import DEFAULT_TIMEOUT, METHODS, Attached, attach
 from loopscope.attach._proc import ProcessInfo, exists, python_processes
 from loopscope.events import Event, TargetExited
+from loopscope.record._format import RecordingError
+from loopscope.record.writer import RecordedSource, RecordingControl, check_target
+from loopscope.runner import log_dir
 from loopscope.session import Session
 from loopscope.sources.agent import AgentSource
 
@@ -24,7 +28,13 @@ COMMANDS = ("attach", "ps")
 _END_TIMEOUT = 5.0  # how long a detaching agent gets to send its last events and go
 _EXIT_SEEN = 2.0  # after the agent's connection drops, how long to look for the process's exit
 
-Headless = Callable[[Session, Any, Any], None]
+
+class Headless(Protocol):
+    """The command line's headless loop (`loopscope.cli._headless`)."""
+
+    def __call__(
+        self, session: Session, program: Any, request: Any, *, interrupted: str = ...
+    ) -> None: ...
 
 
 def add_parsers(commands: Any) -> None:
@@ -41,6 +51,7 @@ def add_parsers(commands: Any) -> None:
         epilog="examples:\n"
         "  loopscope attach 4242\n"
         "  loopscope attach --headless --duration 10 --json 4242\n"
+        "  loopscope attach --record service.lsrec 4242\n"
         "  loopscope attach --method gdb 4242\n"
         "  loopscope ps",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -88,6 +99,13 @@ def add_parsers(commands: Any) -> None:
         "--json",
         action="store_true",
         help="with --headless: print only the findings as one JSON object on stdout",
+    )
+    attach_parser.add_argument(
+        "--record",
+        metavar="FILE",
+        type=Path,
+        help="record everything loopscope sees to FILE, for 'loopscope replay', 'report' "
+        "and 'export' (an older recording there is replaced; any other file is left alone)",
     )
     ps = commands.add_parser(
         "ps",
@@ -162,13 +180,15 @@ class _Options:
 
 def _attach(ns: argparse.Namespace, headless: Headless) -> int:
     if (ns.duration is not None or ns.json) and not ns.headless:
-        return _usage("attach: --duration and --json need --headless")
+        return _usage(f"{ns.command}: --duration and --json need --headless")
     if ns.duration is not None and not ns.duration > 0:
-        return _usage("attach: --duration must be a positive number of seconds")
+        return _usage(f"{ns.command}: --duration must be a positive number of seconds")
     if not ns.timeout > 0:
-        return _usage("attach: --timeout must be a positive number of seconds")
+        return _usage(f"{ns.command}: --timeout must be a positive number of seconds")
     if not ns.headless and not (sys.stdin.isatty() and sys.stdout.isatty()):
-        return _usage("attach: the dashboard needs a terminal; use --headless")
+        return _usage(f"{ns.command}: the dashboard needs a terminal; use --headless")
+    if ns.record is not None:
+        check_target(ns.record)  # before attaching: a bad FILE leaves the process untouched
     try:
         attached = attach(
             ns.pid,
@@ -186,22 +206,79 @@ def _attach(ns: argparse.Namespace, headless: Headless) -> int:
             f"no asyncio event loop is running in process {ns.pid} yet: the agent waits for "
             "one to start, and loopscope shows it as soon as it does"
         )
+    from loopscope import cli
+
     source = AttachSource(attached)
-    session = Session(source, clock=time.time)
+    recorded = RecordedSource(source)
+    recording = RecordingControl(
+        recorded,
+        directory=log_dir().parent / "recordings",  # beside run's logs and recordings
+        name=_program_name(attached.info),
+        meta={
+            "how": f"process {ns.pid} ({attached.info.command})",
+            "pid": ns.pid,
+            "attached": attached.how,
+        },
+        first=ns.record,
+    )
+    if ns.record is not None:
+        try:
+            recording.start()  # before the session starts: no event is missed
+        except RecordingError:
+            if not ns.keep_agent:
+                _let_go(source)
+            raise
+    session = Session(recorded, clock=time.time)
     session.start()
     stopper = _Stopper(source, keep=ns.keep_agent)
     try:
         if ns.headless:
-            headless(session, stopper, _Options(ns.duration, ns.json))
+            leaving = "leaving" if ns.keep_agent else "detaching from"
+            headless(
+                session,
+                stopper,
+                _Options(ns.duration, ns.json),
+                interrupted=f"{leaving} process {ns.pid}, which keeps running",
+            )
         else:
             from loopscope.tui import make_app
 
-            make_app(session, how=f"attached to pid {ns.pid}: {attached.how}").run()
+            make_app(
+                session, how=f"attached to pid {ns.pid}: {attached.how}", recording=recording
+            ).run()
     finally:
         stopper.stop()
         session.wait(_END_TIMEOUT)
         session.close()
+        cli.finish_recordings(recording)
     return _report_end(source, session, attached, keep=ns.keep_agent)
+
+
+def _let_go(source: AttachSource) -> None:
+    """Detach the agent without a session: connect, ask it to go, read what it sends last."""
+    for _ in source.agent.events():
+        source.agent.detach()
+    source.close()
+
+
+def _program_name(info: ProcessInfo) -> str:
+    """A short name for the process, for recording file names: its script's stem or its module,
+    then its pid ("service-4242")."""
+    args = list(info.cmdline[1:])
+    name = os.path.basename(info.exe) or "python"
+    while args:
+        arg = args.pop(0)
+        if arg.startswith("-m"):
+            name = arg[2:] or (args[0] if args else name)
+            break
+        if arg == "-c":
+            break
+        if arg in ("-X", "-W"):  # an option with a value
+            args = args[1:]
+        elif not arg.startswith("-"):
+            name = Path(arg).stem or name
+            break
+    return f"{name}-{info.pid}"
 
 
 class AttachSource:

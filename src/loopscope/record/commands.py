@@ -1,6 +1,7 @@
 """The commands that make and read recordings: ``record``, ``replay``, ``report``, ``export``.
 
-``record -- COMMAND`` is ``run --headless --record FILE``; the others read a recording.
+``record -- COMMAND`` is ``run --headless --record FILE`` and ``record PID`` is ``attach --headless
+--record FILE``; the others read a recording.
 """
 
 from __future__ import annotations
@@ -31,17 +32,19 @@ def add_parsers(commands: Any) -> None:
     """Add the recording commands to the command line's subparsers."""
     record = commands.add_parser(
         "record",
-        help="record a program loopscope starts, without a UI",
-        usage="loopscope record -o FILE [--duration S] -- COMMAND...",
+        help="record a running process, or a program loopscope starts, without a UI",
+        usage="loopscope record (PID | -- COMMAND...) -o FILE [--duration S] [--json]",
         description=textwrap.fill(
-            "Start a program under loopscope, as 'loopscope run --headless' does, and record "
-            "everything loopscope sees to FILE for 'loopscope replay', 'report' and 'export'. "
-            "COMMAND is 'python SCRIPT ARGS', 'python -m MODULE ARGS' or 'SCRIPT.py ARGS'; "
-            "the python named runs the program. (Recording a running process, 'record PID', "
-            "comes with 'loopscope attach'.)",
+            "Record everything loopscope sees to FILE for 'loopscope replay', 'report' and "
+            "'export', without a UI: a summary line a second, then the findings. 'record PID' "
+            "attaches to a running process as 'loopscope attach --headless' does and detaches "
+            "at the end (the program goes on). 'record -- COMMAND' starts a program as "
+            "'loopscope run --headless' does: COMMAND is 'python SCRIPT ARGS', 'python -m "
+            "MODULE ARGS' or 'SCRIPT.py ARGS'; the python named runs the program.",
             width=78,
         ),
-        epilog="example:\n"
+        epilog="examples:\n"
+        "  loopscope record 4242 -o service.lsrec --duration 60\n"
         "  loopscope record -o app.lsrec --duration 60 -- python app.py --port 8080",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -55,9 +58,24 @@ def add_parsers(commands: Any) -> None:
         "left alone)",
     )
     record.add_argument(
-        "--duration", metavar="S", type=float, help="stop the program after S seconds"
+        "--duration",
+        metavar="S",
+        type=float,
+        help="stop after S seconds: detach from PID, or stop COMMAND (default: when the "
+        "program exits, or on Ctrl-C)",
     )
-    record.add_argument("program", nargs="*", metavar="COMMAND", help="the program to run")
+    record.add_argument(
+        "--json",
+        action="store_true",
+        help="print only the findings as one JSON object on stdout (the summary lines go to "
+        "stderr)",
+    )
+    record.add_argument(
+        "program",
+        nargs="*",
+        metavar="PID | COMMAND",
+        help="the running process to attach to, or the program to run (after --)",
+    )
 
     replay = commands.add_parser(
         "replay",
@@ -116,13 +134,12 @@ def _record(ns: argparse.Namespace) -> int:
 
     program = list(ns.program)
     if not program:
-        raise CommandError("record: give the program to run after --, e.g. -- python app.py")
-    if len(program) == 1 and program[0].isdigit():
         raise CommandError(
-            f"record {program[0]}: recording a running process needs 'loopscope attach', "
-            "which this loopscope does not have yet; start the program under loopscope "
-            "instead: loopscope record -o FILE -- python app.py"
+            "record: give the PID of a running process, or the program to run after --, "
+            "e.g. -- python app.py"
         )
+    if len(program) == 1 and program[0].isdigit():
+        return _record_pid(ns, int(program[0]))
     python, rest = None, program
     if _PYTHON_NAME.fullmatch(os.path.basename(program[0])):
         python, rest = program[0], program[1:]
@@ -154,11 +171,32 @@ def _record(ns: argparse.Namespace) -> int:
         args=args,
         headless=True,
         duration=ns.duration,
-        json=False,
+        json=ns.json,
         log=None,
         record=ns.output,
     )
     return cli.run(cli._request_from_args(run_ns))
+
+
+def _record_pid(ns: argparse.Namespace, pid: int) -> int:
+    """``attach --headless --record FILE PID``, with attach's defaults."""
+    from loopscope import cli
+    from loopscope.attach import _command as attach_command
+    from loopscope.attach._ladder import DEFAULT_TIMEOUT
+
+    attach_ns = argparse.Namespace(
+        command="record",  # for messages; anything but "ps" is attach
+        pid=pid,
+        method="auto",
+        no_inject=False,
+        keep_agent=False,
+        timeout=DEFAULT_TIMEOUT,
+        headless=True,
+        duration=ns.duration,
+        json=ns.json,
+        record=ns.output,
+    )
+    return attach_command.run(attach_ns, headless=cli._headless)
 
 
 # -- replay, report, export -------------------------------------------------------------------
