@@ -226,9 +226,15 @@ def test_no_route_at_all(service: PlainTarget, monkeypatch: pytest.MonkeyPatch) 
     assert "ptrace: no ptrace" in raised.value.message
 
 
-def test_no_inject_without_an_agent(service: PlainTarget, tmp_path: Path) -> None:
-    out = loopscope("attach", "--headless", "--no-inject", str(service.pid), state=tmp_path)
-    _fails(out, "no loopscope agent listens", "--no-inject")
+def test_no_inject_without_an_agent_or_pyspy(service: PlainTarget, tmp_path: Path) -> None:
+    # Without an agent --no-inject falls back to py-spy (tests/pyspy); without py-spy either,
+    # loopscope says so and injects nothing.
+    out = loopscope(
+        "attach", "--headless", "--no-inject", str(service.pid),
+        state=tmp_path, env={"LOOPSCOPE_PYSPY": str(tmp_path / "no-py-spy")},
+    )  # fmt: skip
+    _fails(out, "no loopscope agent in process", "--no-inject", "could not observe process")
+    assert service.ask("state")["modules"] == []
 
 
 def test_asyncio_not_imported(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from loopscope.attach._errors import AttachError
 from loopscope.attach._ladder import DEFAULT_TIMEOUT, METHODS, Attached, attach
-from loopscope.attach._proc import ProcessInfo, exists, python_processes
+from loopscope.attach._proc import ProcessInfo, exists, inspect, python_processes
 from loopscope.events import Event, TargetExited
 from loopscope.record._format import RecordingError
 from loopscope.record.writer import RecordedSource, RecordingControl, check_target
@@ -68,7 +68,9 @@ def add_parsers(commands: Any) -> None:
     attach_parser.add_argument(
         "--no-inject",
         action="store_true",
-        help="only connect to an agent already listening; never inject one",
+        help="never inject an agent: connect to one already listening, else observe the "
+        "program from outside with py-spy (blocks of its loop thread; exit code 1 when py-spy "
+        "cannot be used, with the reason; LOOPSCOPE_PYSPY names the py-spy binary to use)",
     )
     attach_parser.add_argument(
         "--keep-agent",
@@ -198,6 +200,8 @@ def _attach(ns: argparse.Namespace, headless: Headless) -> int:
             progress=_say,
         )
     except AttachError as e:
+        if e.reason == "no-agent":
+            return _observe_outside(ns, headless)
         _say(e.message)
         return 2 if e.reason == "usage" else 1
     _say(f"{attached.how} (process {ns.pid}, Python {attached.info.python_text})")
@@ -252,6 +256,15 @@ def _attach(ns: argparse.Namespace, headless: Headless) -> int:
         session.close()
         cli.finish_recordings(recording)
     return _report_end(source, session, attached, keep=ns.keep_agent)
+
+
+def _observe_outside(ns: argparse.Namespace, headless: Headless) -> int:
+    """No agent and --no-inject: py-spy from outside (see `_outside`)."""
+    if ns.record is not None:
+        return _usage(f"{ns.command}: --record needs an agent; attach without --no-inject")
+    from loopscope.attach._outside import observe
+
+    return observe(ns, headless, inspect(ns.pid), _say)
 
 
 def _let_go(source: AttachSource) -> None:

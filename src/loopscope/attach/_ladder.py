@@ -53,10 +53,7 @@ def attach(
     if not inject:
         raise AttachError(
             "no-agent",
-            f"no loopscope agent listens in process {pid}, and --no-inject forbids starting "
-            "one. Observing a process without an agent (py-spy stacks, aiomonitor tasks) is not "
-            "available yet: attach without --no-inject, or start the program with "
-            "'loopscope run'.",
+            f"no loopscope agent listens in process {pid}, and --no-inject forbids starting one.",
         )
     traced_by = tracer(pid)
     if traced_by:

@@ -1,0 +1,333 @@
+"""Blocks seen from outside the target: repeated ``py-spy dump`` of the loop thread.
+
+No agent is needed: py-spy reads the target's memory (it needs ptrace rights). ``py-spy record``
+writes nothing until it ends, so the source runs ``py-spy dump --json --nonblocking`` at a steady
+rate instead (about 11 ms of py-spy's own time each). ``dump`` shows every thread, idle or not,
+with flags that tell whether it is running and holds the GIL, so a loop stuck in
+``time.sleep`` is seen too, and told apart from one that computes.
+
+A run of consecutive samples in which the loop thread is inside the same callback (not waiting
+in the selector) becomes one `Block`: its duration is estimated from the sample times (half way
+to the samples on either side), its stacks are the callback's frames, and its CPU time is the
+duration times the share of its samples in which the thread ran and held the GIL. The model
+then names the blocking function and its cause as it does for the agent's blocks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from loopscope.events import Block, Event, Frame, Notice, SourceState, Stack
+from loopscope.sources.agent import _exists
+
+SOURCE_NAME = "py-spy"
+DEFAULT_INTERVAL = 0.02  # seconds from one dump's start to the next (50 Hz at most)
+DEFAULT_THRESHOLD = 0.02  # blocks shorter than this are not reported (as the agent's default)
+_DUMP_TIMEOUT = 5.0
+_MAX_FAILURES = 50  # consecutive failed dumps of a live process before the source gives up
+# Failed dumps before a first good one that make it give up: on a busy target a dump fails now
+# and then (see below), so one failure is not enough to say that py-spy cannot be used.
+_FIRST_TRIES = 5
+_MAX_STACKS = 20  # distinct stacks sent per block
+_MAX_TRACKED_STACKS = 1000  # distinct stacks counted per block
+_MAX_DETAIL = 300
+_NO_LOOP_SAMPLES = 50  # consecutive samples without a loop thread before the source says so
+
+# The event loop's own frames, below which a callback runs: Handle._run calls the callback,
+# and with a loop written in C (uvloop) the first Python frames below are asyncio's run calls.
+_DISPATCH = frozenset({"_run", "_run_once", "run_forever", "run_until_complete", "run"})
+
+
+def find_pyspy() -> str | None:
+    """The py-spy binary: the one ``LOOPSCOPE_PYSPY`` names, else the one next to this
+    interpreter's scripts (installed with loopscope), else the one on PATH."""
+    named = os.environ.get("LOOPSCOPE_PYSPY")
+    if named:
+        return named
+    beside = Path(sys.executable).parent / "py-spy"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    return shutil.which("py-spy")
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """The loop thread at one moment: ``callback`` is its frames above the loop's dispatch
+    (innermost first), empty when the loop waits for events or runs its own code."""
+
+    t: float
+    thread_id: int
+    callback: tuple[Frame, ...]
+    active: bool  # on CPU: running and holding the GIL
+
+
+def loop_sample(t: float, threads: Any) -> Sample | None:
+    """The loop thread's sample from one ``py-spy dump --json`` (a list of threads): the main
+    thread if it runs an event loop, else the first thread that does. None if no thread does."""
+    if not isinstance(threads, list):
+        return None
+    chosen: tuple[dict[str, Any], int] | None = None
+    for thread in threads:
+        if not isinstance(thread, dict) or not isinstance(thread.get("frames"), list):
+            continue
+        frames = [f for f in thread["frames"] if isinstance(f, dict)]
+        cut = next((i for i, f in enumerate(frames) if _is_dispatch(f)), None)
+        if cut is None:
+            continue
+        if chosen is None or thread.get("os_thread_id") == thread.get("pid"):
+            chosen = (thread, cut)
+    if chosen is None:
+        return None
+    thread, cut = chosen
+    callback = tuple(
+        Frame(str(f.get("filename", "?")), _int(f.get("line")), str(f.get("name", "?")))
+        for f in thread["frames"][:cut]
+        if isinstance(f, dict)
+    )
+    # The loop's own work (waiting in the selector, scheduling callbacks) is no block; neither
+    # is a callback with no frame outside the standard library, which is asyncio's own or a
+    # stack py-spy read while it changed (--nonblocking reads a running process).
+    stdlib = str(thread["frames"][cut].get("filename", "")).replace("\\", "/")
+    stdlib = stdlib[: stdlib.rindex("/asyncio/") + 1]
+    if callback and (
+        _waits_for_events(callback[0]) or not any(_own(f.file, stdlib) for f in callback)
+    ):
+        callback = ()
+    # py-spy's "active" (running, by the OS's thread state and its list of idle functions)
+    # is True for a thread in time.sleep on 3.10; holding the GIL tells it apart there.
+    on_cpu = bool(thread.get("active")) and bool(thread.get("owns_gil", True))
+    return Sample(t, _int(thread.get("thread_id")), callback, on_cpu)
+
+
+def _is_dispatch(frame: dict[str, Any]) -> bool:
+    path = str(frame.get("filename", "")).replace("\\", "/")
+    name = str(frame.get("name", "")).rsplit(".", 1)[-1]
+    return "/asyncio/" in path and name in _DISPATCH
+
+
+def _own(file: str, stdlib: str) -> bool:
+    """Whether ``file`` is the program's or a package's code, not the standard library's."""
+    path = file.replace("\\", "/")
+    if "/site-packages/" in path or "/dist-packages/" in path:
+        return True
+    return not (path.startswith(stdlib) or path.startswith("<frozen"))
+
+
+def _waits_for_events(frame: Frame) -> bool:
+    return frame.file.replace("\\", "/").endswith("/selectors.py")
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+class BlockFinder:
+    """Turns a series of samples into blocks: runs of samples in the same callback."""
+
+    def __init__(self, threshold: float = DEFAULT_THRESHOLD) -> None:
+        self.threshold = threshold
+        self._previous: Sample | None = None  # the last sample before the current run
+        self._run = _Run()
+
+    def add(self, sample: Sample) -> Block | None:
+        """The block that ``sample`` ends, if any."""
+        run = self._run
+        if run.last is not None and _same_callback(run.last, sample):
+            run.add(sample)
+            return None
+        block = self._finish(sample.t)
+        if sample.callback:
+            self._run.add(sample)
+        else:
+            self._previous = sample
+        return block
+
+    def flush(self) -> Block | None:
+        """The block of the run going on, if any (the samples end)."""
+        return self._finish(None)
+
+    def _finish(self, next_t: float | None) -> Block | None:
+        run, self._run = self._run, _Run()
+        previous = self._previous
+        if run.last is not None:
+            self._previous = run.last
+        if run.first is None or run.last is None or run.count < 2:
+            return None
+        start = (previous.t + run.first.t) / 2 if previous is not None else run.first.t
+        end = (run.last.t + next_t) / 2 if next_t is not None else run.last.t
+        duration = end - start
+        if duration < self.threshold:
+            return None
+        return Block(
+            t=start,
+            loop=run.first.thread_id,
+            duration=duration,
+            task=None,
+            cpu=duration * run.on_cpu / run.count,
+            samples=run.count,
+            stacks=tuple(Stack(n, frames) for frames, n in run.stacks.most_common(_MAX_STACKS)),
+            precise=False,
+        )
+
+
+class _Run:
+    """Consecutive samples in one callback, summed up as they come (a block can last hours)."""
+
+    def __init__(self) -> None:
+        self.first: Sample | None = None
+        self.last: Sample | None = None
+        self.count = 0
+        self.on_cpu = 0
+        self.stacks: Counter[tuple[Frame, ...]] = Counter()
+
+    def add(self, sample: Sample) -> None:
+        if self.first is None:
+            self.first = sample
+        self.last = sample
+        self.count += 1
+        self.on_cpu += sample.active
+        if sample.callback in self.stacks or len(self.stacks) < _MAX_TRACKED_STACKS:
+            self.stacks[sample.callback] += 1
+
+
+def _same_callback(a: Sample, b: Sample) -> bool:
+    # The outermost frame of the callback (a task's coroutine, at the line it runs) stays the
+    # same while one call blocks; another callback or another step of the task changes it.
+    return bool(a.callback) and bool(b.callback) and a.callback[-1] == b.callback[-1]
+
+
+class PySpySource:
+    """Blocks of process ``pid``'s loop thread, from ``py-spy dump`` every ``interval`` s.
+
+    Without a py-spy binary, or when py-spy cannot read the process (no ptrace rights), it
+    yields ``SourceState(state="unavailable")`` with the reason, and ends.
+    """
+
+    def __init__(
+        self,
+        pid: int,
+        *,
+        binary: str | None = None,
+        interval: float = DEFAULT_INTERVAL,
+        threshold: float = DEFAULT_THRESHOLD,
+        alive: Callable[[], bool] | None = None,
+    ) -> None:
+        self.pid = pid
+        self.binary = binary if binary is not None else find_pyspy()
+        self.interval = interval
+        self.threshold = threshold
+        self._alive = alive or (lambda: _exists(pid))
+        self._closed = threading.Event()
+        self.samples = 0  # dumps that gave a loop thread sample
+        self.live = False
+
+    def events(self) -> Iterator[Event]:
+        if self.binary is None:
+            yield self._state(
+                "unavailable",
+                "py-spy not found beside this Python or on PATH: install it with "
+                "'pip install py-spy'",
+            )
+            return
+        finder = BlockFinder(self.threshold)
+        failures = 0
+        said_no_loop = False
+        loopless = 0
+        next_at = time.monotonic()
+        while not self._closed.is_set():
+            ok, result = self._dump()
+            t = time.time()
+            if not ok:
+                failures += 1
+                if not self._alive():
+                    yield from _some(finder.flush())
+                    yield self._state("ended", "the program exited")
+                    return
+                if failures >= (_MAX_FAILURES if self.live else _FIRST_TRIES):
+                    yield from _some(finder.flush())
+                    yield self._state("unavailable" if not self.live else "lost", result)
+                    return
+                # A dump fails now and then when the stack changes while py-spy reads it; that
+                # says nothing about a block (whose stack stands still), so it is left out.
+            else:
+                failures = 0
+                if not self.live:
+                    self.live = True
+                    yield self._state(
+                        "live",
+                        f"{Path(self.binary).name} dump every "
+                        f"{self.interval * 1000:g} ms, pid {self.pid}",
+                    )
+                sample = loop_sample(t, result)
+                # (a stack read while it changed can lack the loop's frames: count a few first)
+                loopless = 0 if sample is not None else loopless + 1
+                if loopless >= _NO_LOOP_SAMPLES and not said_no_loop:
+                    said_no_loop = True
+                    yield Notice(
+                        t=t,
+                        level="info",
+                        message=f"py-spy sees no thread running an asyncio loop in process "
+                        f"{self.pid} (yet)",
+                    )
+                if sample is not None:
+                    self.samples += 1
+                    yield from _some(finder.add(sample))
+            next_at = max(next_at + self.interval, time.monotonic())
+            self._closed.wait(max(0.0, next_at - time.monotonic()))
+        yield from _some(finder.flush())
+        yield self._state("ended", "closed")
+
+    def close(self) -> None:
+        self._closed.set()
+
+    def _dump(self) -> tuple[bool, Any]:
+        """(True, the parsed dump) or (False, why it failed)."""
+        assert self.binary is not None
+        try:
+            done = subprocess.run(
+                [self.binary, "dump", "--json", "--nonblocking", "--pid", str(self.pid)],
+                capture_output=True,
+                text=True,
+                timeout=_DUMP_TIMEOUT,
+                env={**os.environ, "RUST_BACKTRACE": "0"},
+            )
+        except subprocess.TimeoutExpired:
+            return False, f"py-spy dump took over {_DUMP_TIMEOUT:g} s"
+        except OSError as e:
+            return False, f"cannot run {self.binary}: {e.strerror or e}"
+        if done.returncode != 0:
+            return False, _why(done.stderr, done.returncode)
+        try:
+            return True, json.loads(done.stdout)
+        except ValueError:
+            return False, f"py-spy printed something that is not JSON: {done.stdout[:80]!r}"
+
+    def _state(self, state: str, detail: str) -> SourceState:
+        return SourceState(t=time.time(), source=SOURCE_NAME, state=state, detail=detail)
+
+
+def _why(stderr: str, code: int) -> str:
+    """py-spy's error, in one line, with what to do about a permission problem."""
+    lines = [ln.strip() for ln in stderr.split("Stack backtrace:")[0].splitlines() if ln.strip()]
+    text = " ".join(lines)[:_MAX_DETAIL] or f"py-spy exited with code {code}"
+    if "ermission" in text or "ptrace" in text.lower():
+        text += (
+            " (py-spy needs ptrace rights: run as the program's user with "
+            "/proc/sys/kernel/yama/ptrace_scope 0, or as root, or with CAP_SYS_PTRACE)"
+        )
+    return text
+
+
+def _some(block: Block | None) -> Sequence[Block]:
+    return () if block is None else (block,)
