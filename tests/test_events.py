@@ -82,7 +82,7 @@ ONE_OF_EACH: list[Event] = [
         task="Task-7",
         cpu=0.051,
         samples=13,
-        stacks=(Stack(count=12, frames=(FRAME, FRAME)), Stack(count=1, frames=())),
+        stacks=(Stack(count=12, frames=(FRAME, FRAME), seconds=0.046), Stack(count=1, frames=())),
         runq=0.0005,
     ),
     Block(t=4.0, loop=1, duration=0.3, task=None, cpu=None, samples=0, stacks=(), precise=False),
@@ -368,3 +368,12 @@ def test_the_wire_format_of_protocol_1_does_not_change() -> None:
     lines = GOLDEN.read_text(encoding="utf-8").splitlines()
     assert [decode(line) for line in lines] == ONE_OF_EACH
     assert [encode(e) for e in ONE_OF_EACH] == lines
+
+
+def test_a_stack_written_before_stacks_carried_their_time_reads_as_untimed() -> None:
+    line = (
+        '{"kind":"block","t":1.0,"loop":5,"duration":0.05,"task":null,"cpu":0.05,"samples":3,'
+        '"stacks":[{"count":3,"frames":[{"file":"a.py","line":3,"function":"f"}]}]}'
+    )
+    (stack,) = decode(line).stacks  # type: ignore[attr-defined]
+    assert (stack.count, stack.seconds) == (3, 0.0)

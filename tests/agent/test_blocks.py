@@ -88,6 +88,11 @@ def test_sleep_and_cpu_burn_are_each_one_block(target_python: str, tmp_path: Pat
         # Samples never show the agent's own frames, nor the launcher's.
         files = {f.file for s in block.stacks for f in s.frames}
         assert not any("loopscope" in f for f in files), files
+        # Each sample stands for the time since the one before (from the block's start): the
+        # samples together cover the block up to its last sample.
+        covered = sum(s.seconds for s in block.stacks)
+        assert all(s.seconds > 0 for s in block.stacks), block.stacks
+        assert 0.0 < covered <= block.duration + 0.001, (covered, block.duration)
     assert "blocking_sleep" in _names(sleep)
     assert "cpu_burn" in _names(burn)
     top = burn.stacks[0].frames[0]

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from builders import APP, LOOP_FRAMES, app, block, frame, hello, site, stdlib
@@ -181,6 +183,24 @@ def test_a_block_of_two_locations_takes_the_cause_of_the_dominant_one(
     record = fed(b).snapshot().blocks.recent[0]
     assert record.location == (BURN if burn > sleep else SLEEP)
     assert record.cause == cause
+
+
+def test_the_time_the_samples_stand_for_outweighs_their_number() -> None:
+    # A 60 ms burn hands the sampler the GIL rarely (6 samples); a 30 ms sleep lets it sample
+    # every 2 ms (15 samples). The burn took most of the block, and so names it.
+    b = dataclasses.replace(
+        block(10.0, 0.09, stacks=[(6, [BURN]), (15, [SLEEP])], cpu=0.06),
+        stacks=(
+            Stack(count=6, frames=(BURN,), seconds=0.06),
+            Stack(count=15, frames=(SLEEP,), seconds=0.03),
+        ),
+    )
+    assert only_block(b) == (BURN, "cpu")
+    # Without the time (an older agent, an outside sampler), the number of samples decides.
+    untimed = dataclasses.replace(
+        b, stacks=tuple(dataclasses.replace(st, seconds=0.0) for st in b.stacks)
+    )
+    assert only_block(untimed)[0] == SLEEP
 
 
 def test_a_minority_location_does_not_decide_the_cause() -> None:

@@ -160,7 +160,9 @@ class _Target:
     def reset(self, since: float | None) -> None:
         self.since = since
         self.stacks: Counter[tuple[Frame, ...]] = Counter()
+        self.seconds: dict[tuple[Frame, ...], float] = {}
         self.samples = 0
+        self.sampled_at = since  # perf_counter of the last sample (the period's start at first)
         self.task: str | None = None
         # (perf_counter, thread CPU seconds) when the period was first seen.
         self.cpu_first: tuple[float, float] | None = None
@@ -353,7 +355,12 @@ class Watchdog:
                     target.task = _task_name(target.loop)
                 target.samples += 1
                 if frame is not None:
-                    target.stacks[self._stack(frame)] += 1
+                    stack = self._stack(frame)
+                    target.stacks[stack] += 1
+                    if target.sampled_at is not None:
+                        elapsed = max(0.0, now - target.sampled_at)
+                        target.seconds[stack] = target.seconds.get(stack, 0.0) + elapsed
+                target.sampled_at = now
             del frames, frame
             # After the samples: reading a file lets the loop thread take the GIL, and it may
             # be a while before this thread gets it back.
@@ -395,7 +402,8 @@ class Watchdog:
             runq=target.runq(end, duration, cpu, cpu_end) if mine else None,
             samples=target.samples if mine else 0,
             stacks=tuple(
-                Stack(count=n, frames=frames) for frames, n in stacks.most_common(MAX_STACKS)
+                Stack(count=n, frames=frames, seconds=round(target.seconds.get(frames, 0.0), 6))
+                for frames, n in stacks.most_common(MAX_STACKS)
             ),
             precise=target.precise,
         )

@@ -63,6 +63,10 @@ class Stack:
 
     count: int
     frames: tuple[Frame, ...]  # innermost first
+    # The time these samples stand for: each sample counts for the time since the one before
+    # it. Samples are not evenly spaced (a thread burning CPU hands the GIL to the sampler less
+    # often than one that sleeps), so this, not ``count``, says where the time went. 0: unknown.
+    seconds: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

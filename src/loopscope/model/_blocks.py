@@ -152,38 +152,47 @@ class _Located:
     samples: int  # samples at the location's function
     lines: dict[int, int]
     stack: tuple[Frame, ...]  # the location's most frequent stack
-    located: int  # samples that have a location at all
-    others: tuple[tuple[int, Frame, tuple[Frame, ...]], ...]  # (count, frame, stack) elsewhere
+    share: float  # the location's share of the located time (or samples)
+    others: tuple[tuple[float, Frame, tuple[Frame, ...]], ...]  # (share, frame, stack) elsewhere
 
 
 def _locate_block(stacks: Sequence[Stack], code: CodeMap) -> _Located:
-    # The location is the function most samples are in (the dominant stack's, when the
-    # stacks agree); its line is the one most of those samples are at. A CPU-bound loop spreads
-    # its samples over several lines of one function, and it is one culprit, not several.
+    # The location is the function most of the block's time is in (the dominant stack's, when
+    # the stacks agree); its line is the one most of those samples are at. A CPU-bound loop
+    # spreads its samples over several lines of one function, and it is one culprit, not
+    # several. Time comes from the samples' `seconds` where every stack has them, since a thread
+    # burning CPU is sampled less often than one that waits; else from the sample counts.
+    timed = all(s.seconds > 0 for s in stacks if s.count > 0)
     by_function: Counter[tuple[str, str]] = Counter()
+    weight: dict[tuple[str, str], float] = {}
     by_line: Counter[tuple[str, str, int]] = Counter()
     first_stack: dict[tuple[str, str], tuple[Frame, ...]] = {}
-    located: list[tuple[int, Frame, tuple[Frame, ...]]] = []
+    located: list[tuple[float, Frame, tuple[Frame, ...]]] = []
     for s in stacks:
         f = code.locate(s.frames)
         if f is None or s.count <= 0:
             continue
+        w = s.seconds if timed else float(s.count)
         by_function[f.file, f.function] += s.count
+        weight[f.file, f.function] = weight.get((f.file, f.function), 0.0) + w
         by_line[f.file, f.function, f.line] += s.count
         first_stack.setdefault((f.file, f.function), s.frames)
-        located.append((s.count, f, s.frames))
+        located.append((w, f, s.frames))
     if not by_function:
-        return _Located(None, 0, {}, stacks[0].frames if stacks else (), 0, ())
-    (file, function), samples = by_function.most_common(1)[0]
+        return _Located(None, 0, {}, stacks[0].frames if stacks else (), 1.0, ())
+    file, function = max(weight, key=weight.__getitem__)
     lines = {ln: n for (fi, fu, ln), n in by_line.items() if (fi, fu) == (file, function)}
     line = max(lines, key=lines.__getitem__)
-    others = tuple(x for x in located if (x[1].file, x[1].function) != (file, function))
+    total = sum(weight.values())
+    others = tuple(
+        (w / total, f, st) for w, f, st in located if (f.file, f.function) != (file, function)
+    )
     return _Located(
         Frame(file, line, function),
-        samples,
+        by_function[file, function],
         lines,
         first_stack[file, function],
-        sum(by_function.values()),
+        weight[file, function] / total,
         others,
     )
 
@@ -205,14 +214,14 @@ def _cause(block: Block, located: _Located, code: CodeMap, source_line: SourceLi
     if share is None:
         return "unknown"
     location = located.location
-    mine = located.samples / located.located if located.located else 1.0
+    mine = located.share
     waits = _waits(location, located.stack, code, source_line)
     if waits is not None and share - (1.0 - mine) <= OFF_CPU * mine:
         return waits
     waiting_elsewhere = sum(
-        n for n, f, stack in located.others if _waits(f, stack, code, source_line) is not None
+        w for w, f, stack in located.others if _waits(f, stack, code, source_line) is not None
     )
-    busy_part = 1.0 - waiting_elsewhere / located.located if located.located else 1.0
+    busy_part = 1.0 - waiting_elsewhere
     if share / busy_part >= CPU_LEANING:
         return "cpu"
     return "io"
