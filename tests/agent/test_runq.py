@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections import deque
 
 import pytest
@@ -28,8 +29,13 @@ def test_the_schedstat_of_a_thread_is_read_until_closed() -> None:
     first = t.runq_now()
     if first is None:
         pytest.skip("no /proc/<pid>/task/<tid>/schedstat here")
-    sum(range(200_000))  # some CPU time
+    # The kernel brings a running thread's figure up to date at its scheduler ticks, not at
+    # every read: burn CPU until it moves, within a deadline.
+    deadline = time.monotonic() + 10
     second = t.runq_now()
+    while second is not None and second[1] == first[1] and time.monotonic() < deadline:
+        sum(range(200_000))
+        second = t.runq_now()
     assert second is not None
     assert second[0] > first[0] and second[1] > first[1] and second[2] >= first[2]
     t.close()
