@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import linecache
 import math
 from collections import deque
@@ -104,14 +105,7 @@ class Model:
         elif isinstance(event, LoopStopped):
             info = self._loops.get(event.loop)
             if info is not None:
-                self._loops[event.loop] = LoopInfo(
-                    loop=info.loop,
-                    thread_name=info.thread_name,
-                    loop_class=info.loop_class,
-                    features=info.features,
-                    unavailable=info.unavailable,
-                    running=False,
-                )
+                self._loops[event.loop] = dataclasses.replace(info, running=False)
             # The last loop to stop keeps its final census and lag in view: that is the
             # program's last picture. Any other stopped loop no longer counts.
             if any(i.running for i in self._loops.values()):

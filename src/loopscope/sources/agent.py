@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from loopscope.agent._paths import default_socket_path
+from loopscope.attach._proc import exists as process_exists
 from loopscope.events import DecodeError, Event, Notice, SourceState, decode
 
 SOURCE_NAME = "agent"
@@ -55,7 +56,9 @@ class AgentSource:
     def for_pid(cls, pid: int, *, connect_timeout: float = 15.0) -> AgentSource:
         """The agent installed in process ``pid``, at its default socket path."""
         return cls(
-            default_socket_path(pid), connect_timeout=connect_timeout, alive=lambda: _exists(pid)
+            default_socket_path(pid),
+            connect_timeout=connect_timeout,
+            alive=lambda: process_exists(pid),
         )
 
     # -- Source protocol ------------------------------------------------------------------------
@@ -192,13 +195,3 @@ class AgentSource:
         with self._lock:
             self._sock = None
         sock.close()
-
-
-def _exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process: it exists
-    return True

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from loopscope.attach._proc import exists as process_exists
 from loopscope.events import Block, Event, Frame, Notice, SourceState, Stack
-from loopscope.sources.agent import _exists
 
 SOURCE_NAME = "py-spy"
 DEFAULT_INTERVAL = 0.02  # seconds from one dump's start to the next (50 Hz at most)
@@ -227,7 +227,7 @@ class PySpySource:
         self.binary = binary if binary is not None else find_pyspy()
         self.interval = interval
         self.threshold = threshold
-        self._alive = alive or (lambda: _exists(pid))
+        self._alive = alive or (lambda: process_exists(pid))
         self._closed = threading.Event()
         self.samples = 0  # dumps that gave a loop thread sample
         self.live = False
