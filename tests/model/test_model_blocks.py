@@ -13,6 +13,8 @@ SOURCE = {
     (f"{APP}/handlers.py", 42): "    data = render_report(rows)\n",
     (f"{APP}/handlers.py", 57): "        time.sleep(0.05)  # pretend to wait for the printer\n",
     (f"{APP}/handlers.py", 63): "    resp = fetch(url)\n",
+    (f"{APP}/handlers.py", 70): "    text = open(path).read()\n",
+    (f"{APP}/handlers.py", 71): "    select_one(fd)\n",
 }
 
 
@@ -327,3 +329,47 @@ def test_block_memory_is_bounded() -> None:
     assert len(blocks.recent) <= 100
     assert len(blocks.hot) <= 50
     assert len(model._blocks._hot) <= 500
+
+
+@pytest.mark.parametrize(
+    ("frames", "io"),
+    [
+        # The library the application called names the kind, not the socket under it.
+        (
+            [
+                stdlib("socket.py", 705, "SocketIO.readinto"),
+                stdlib("http/client.py", 300, "HTTPResponse.begin"),
+                site("requests/api.py", 73, "get"),
+                app(63, "fetch", "handlers.py"),
+            ],
+            "http",
+        ),
+        (
+            [stdlib("subprocess.py", 1200, "Popen.communicate"), app(63, "fetch", "handlers.py")],
+            "subprocess",
+        ),
+        (
+            [site("psycopg2/extras.py", 140, "execute"), app(63, "fetch", "handlers.py")],
+            "database",
+        ),
+        (
+            [
+                stdlib("socket.py", 962, "getaddrinfo"),
+                stdlib("socket.py", 830, "create_connection"),
+                app(63, "fetch", "handlers.py"),
+            ],
+            "dns",
+        ),
+        ([stdlib("socket.py", 705, "SocketIO.readinto"), app(63, "fetch")], "socket"),
+        # File reads are C calls with no frame: the line shows them.
+        ([app(70, "load_config", "handlers.py")], "file"),
+        ([app(71, "wait", "handlers.py")], None),
+    ],
+)
+def test_sync_io_is_told_apart_by_kind(frames: list[Frame], io: str | None) -> None:
+    b = block(10.0, 0.05, frames, cpu=0.0005, runq=0.0)
+    model = fed(b)
+    snap = model.snapshot()
+    record = snap.blocks.recent[0]
+    assert (record.cause, record.io) == ("io", io)
+    assert snap.blocks.hot[0].io == io

@@ -34,7 +34,46 @@ IO_MODULES = frozenset(
         "subprocess",
         "select",
         "selectors",
+        "sqlite3",
+        "psycopg",
+        "psycopg2",
+        "pymysql",
+        "MySQLdb",
+        "redis",
+        "pymongo",
     }
+)
+
+# What kind of I/O a library module does, as the remedy depends on it (an async HTTP client,
+# asyncio's subprocesses, an async database driver, ...). Sockets are the fallback.
+IO_KINDS = {
+    "http": "http",
+    "urllib": "http",
+    "requests": "http",
+    "urllib3": "http",
+    "httpx": "http",
+    "httpcore": "http",
+    "subprocess": "subprocess",
+    "sqlite3": "database",
+    "psycopg": "database",
+    "psycopg2": "database",
+    "pymysql": "database",
+    "MySQLdb": "database",
+    "redis": "database",
+    "pymongo": "database",
+    "socket": "socket",
+    "ssl": "socket",
+    "select": "socket",
+    "selectors": "socket",
+}
+_DNS_FUNCTIONS = frozenset(
+    {"getaddrinfo", "gethostbyname", "gethostbyname_ex", "gethostbyaddr", "getfqdn"}
+)
+# A line doing file I/O itself (the reads and writes are C calls: no frame of their own).
+_FILE_CALL = re.compile(
+    r"\bopen\s*\(|\.(?:read|write|readlines|readline|read_text|read_bytes|write_text|"
+    r"write_bytes|flush)\s*\(|\bos\.(?:read|write|fsync|stat|listdir|scandir|walk)\s*\(|"
+    r"\bshutil\."
 )
 
 # Where loopscope's agent code shows up in a target's stacks: installed or from a checkout,
@@ -125,12 +164,49 @@ class Attribution:
     lines: dict[int, int]  # line -> samples, within the location's function
     stack: tuple[Frame, ...]  # the most frequent of those stacks
     cause: str
+    io: str | None = None  # for sync I/O, its kind where it shows: see io_kind
 
 
 def attribute(block: Block, code: CodeMap, source_line: SourceLine) -> Attribution:
     located = _locate_block(block.stacks, code)
     cause = _cause(block, located, code, source_line)
-    return Attribution(located.location, located.samples, located.lines, located.stack, cause)
+    io = io_kind(located.location, located.stack, code, source_line) if cause == "io" else None
+    return Attribution(
+        located.location, located.samples, located.lines, located.stack, cause, io
+    )
+
+
+def io_kind(
+    location: Frame | None, stack: Sequence[Frame], code: CodeMap, source_line: SourceLine
+) -> str | None:
+    """The kind of sync I/O a block at ``location`` does: "http", "subprocess", "database",
+    "dns", "socket" or "file"; None when its stack and line do not show it.
+
+    The library the application called (the outermost library frame) names the kind: an HTTP
+    client's stack ends in sockets, and its remedy is an async HTTP client, not asyncio's
+    streams. A name lookup shows as a socket call to a resolver function."""
+    frames = list(stack)
+    if location is not None and location in frames:
+        frames = frames[: frames.index(location)]  # the frames the application called
+    kind = None
+    for f in reversed(frames):  # outermost first
+        if code.kind(f.file) == "app":
+            continue
+        found = IO_KINDS.get(code.module(f.file) or "")
+        if found is not None:
+            kind = found
+            break
+    if kind in (None, "socket") and any(
+        f.function.rsplit(".", 1)[-1] in _DNS_FUNCTIONS for f in frames
+    ):
+        return "dns"
+    if (
+        kind is None
+        and location is not None
+        and _FILE_CALL.search(_safe_line(source_line, location))
+    ):
+        return "file"
+    return kind
 
 
 def cpu_share(block: Block) -> float | None:
@@ -255,6 +331,7 @@ class _Hot:
     total: float = 0.0
     max: float = 0.0
     by_cause: dict[str, float] = field(default_factory=dict)  # cause -> seconds
+    by_io: dict[str, float] = field(default_factory=dict)  # I/O kind -> seconds
     cpu: float = 0.0
     # Seconds the thread could run (not waiting for a core) in blocks whose CPU time is known.
     cpu_measured: float = 0.0
@@ -274,6 +351,8 @@ class _Hot:
         self.total += block.duration
         self.max = max(self.max, block.duration)
         self.by_cause[a.cause] = self.by_cause.get(a.cause, 0.0) + block.duration
+        if a.io is not None:
+            self.by_io[a.io] = self.by_io.get(a.io, 0.0) + block.duration
         if block.cpu is not None:
             self.cpu += block.cpu
             self.cpu_measured += max(0.0, block.duration - (block.runq or 0.0))
@@ -295,6 +374,7 @@ class _Hot:
             last_t=self.last_t,
             stack=self.stack,
             tasks=tuple(self.tasks),
+            io=max(self.by_io, key=self.by_io.__getitem__) if self.by_io else None,
         )
 
 
@@ -332,6 +412,7 @@ class BlockState:
                 location=a.location,
                 stacks=tuple((s.count, s.frames) for s in block.stacks),
                 runq=block.runq,
+                io=a.io,
             )
         )
         end = block.t + block.duration

@@ -140,6 +140,9 @@ class BlockRecord:
     location: Frame | None  # innermost application frame of the dominant stack
     stacks: tuple[tuple[int, tuple[Frame, ...]], ...]  # (count, frames innermost first)
     runq: float | None = None  # seconds the thread waited for a core, where measured
+    # For sync I/O ("io"), what kind where it shows: "http", "subprocess", "database", "dns",
+    # "socket", "file".
+    io: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +162,7 @@ class HotFrame:
     last_t: float
     stack: tuple[Frame, ...]  # a representative stack, innermost first
     tasks: tuple[str, ...] = ()  # names of tasks that were running in its blocks, a few
+    io: str | None = None  # the main kind of sync I/O of its "io" blocks, as BlockRecord.io
 
 
 @dataclass(frozen=True, slots=True)

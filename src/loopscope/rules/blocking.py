@@ -19,6 +19,28 @@ ERROR_SHARE = 0.20
 
 STACK_FRAMES = 5
 
+_IO_LABEL = {
+    "http": "HTTP client",
+    "subprocess": "subprocess",
+    "database": "database client",
+    "dns": "DNS lookup",
+    "socket": "socket",
+    "file": "file",
+}
+
+# The async replacement for each kind of sync I/O.
+_IO_FIX = {
+    "http": "an async HTTP client (aiohttp's `ClientSession`, or `httpx.AsyncClient`)",
+    "subprocess": "`await asyncio.create_subprocess_exec(...)` and `await proc.communicate()`",
+    "database": "the async driver of this database (asyncpg, aiosqlite, aiomysql, redis.asyncio"
+    ", motor)",
+    "dns": "`await loop.getaddrinfo(...)` (which resolves in the default executor), or an async "
+    "client that resolves names itself",
+    "socket": "asyncio streams (`await asyncio.open_connection(...)`) or `loop.sock_recv`/"
+    "`loop.sock_sendall` on a non-blocking socket",
+    "file": "`await asyncio.to_thread(...)` around the file access (or aiofiles)",
+}
+
 _CAUSE_LABEL = {
     "cpu": "CPU",
     "sleep": "sleep",
@@ -42,6 +64,8 @@ def _finding(hot: HotFrame, snapshot: Snapshot) -> Finding:
     share = min(1.0, hot.total / duration) if duration > 0 else 1.0
     severity = "error" if hot.max >= ERROR_MAX_S or share >= ERROR_SHARE else "warning"
     cause = _CAUSE_LABEL.get(hot.cause, hot.cause)
+    if hot.cause == "io" and hot.io is not None:
+        cause = f"{cause}: {_IO_LABEL.get(hot.io, hot.io)}"
     if located:
         title = (
             f"`{_short(hot.function)}` blocks the loop ({cause}) "
@@ -56,6 +80,7 @@ def _finding(hot: HotFrame, snapshot: Snapshot) -> Finding:
         "mean_s": round(hot.total / hot.blocks, 4) if hot.blocks else 0.0,
         "per_minute": round(hot.blocks * 60.0 / max(duration, 1.0), 1),
         "cause": hot.cause,
+        **({"io": hot.io} if hot.io is not None else {}),
         "cpu_share": None if hot.cpu_share is None else round(hot.cpu_share, 3),
         "share_of_time": round(share, 4),
         "samples": hot.samples,
@@ -73,7 +98,7 @@ def _finding(hot: HotFrame, snapshot: Snapshot) -> Finding:
         title=title,
         location=Location(hot.file, hot.line, hot.function) if located else None,
         evidence=evidence,
-        fix=_fix(hot.cause, _short(hot.function) if located else "the call"),
+        fix=_fix(hot.cause, _short(hot.function) if located else "the call", hot.io),
     )
 
 
@@ -82,7 +107,7 @@ def _short(function: str) -> str:
     return function.rsplit(".", 1)[-1]
 
 
-def _fix(cause: str, fn: str) -> str:
+def _fix(cause: str, fn: str, io: str | None = None) -> str:
     if cause == "cpu":
         return (
             f"Move the CPU work off the loop: `await asyncio.to_thread({fn}, ...)`; for "
@@ -94,6 +119,11 @@ def _fix(cause: str, fn: str) -> str:
         return (
             "Replace the blocking `time.sleep(...)` with `await asyncio.sleep(...)` "
             "(which lets other tasks run while this one waits)."
+        )
+    if cause == "io" and io in _IO_FIX:
+        return (
+            f"`{fn}` does blocking {_IO_LABEL[io]} I/O on the loop: use {_IO_FIX[io]}; or, "
+            f"keeping the sync call, run it in a thread: `await asyncio.to_thread({fn}, ...)`."
         )
     if cause == "io":
         return (
