@@ -29,6 +29,7 @@ def test_an_unretrieved_task_exception_is_reported_with_where_it_was_raised(
         client.wait_for(lambda e: isinstance(e, Lifecycle))
         target.send("fail")
         assert target.read() == {"failing": True}
+
         # The failed task is freed (and reported) by the garbage collector: its traceback holds
         # the task's own frame.
         def reported() -> TaskErrors | None:
