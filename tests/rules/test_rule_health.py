@@ -114,11 +114,18 @@ def test_contention_only_for_waits_that_contend(kind: str, type: str, reported: 
 
 
 @pytest.mark.parametrize(
-    ("oldest", "peak", "severity"),
-    [(4.99, 99, "warning"), (5.0, 3, "error"), (0.2, 100, "error")],
+    ("oldest", "peak", "kind", "severity"),
+    [
+        (4.99, 99, "lock", "warning"),
+        (5.0, 3, "lock", "error"),
+        (0.2, 100, "lock", "error"),
+        (0.2, 100, "semaphore", "warning"),  # many queued on a bound may be deliberate
+        (5.0, 3, "semaphore", "error"),
+        (0.2, 500, "queue_put", "warning"),
+    ],
 )
-def test_contention_severity(oldest: float, peak: int, severity: str) -> None:
-    view = resource([3, 3, 3, peak], oldest=oldest)
+def test_contention_severity(oldest: float, peak: int, kind: str, severity: str) -> None:
+    view = resource([3, 3, 3, peak], oldest=oldest, kind=kind)
     assert only(contention.check(with_(contention=(view,)))).severity == severity
 
 

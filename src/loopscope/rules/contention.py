@@ -23,7 +23,8 @@ SUSTAINED_CENSUSES = 4
 SUSTAINED_S = 1.5
 LONG_WAIT_S = 1.0
 LONG_WAIT_CENSUSES = 2
-# An error when a wait lasted this long, or this many tasks waited at once.
+# An error when a wait lasted this long, or this many tasks waited at once for a Lock (a
+# semaphore or queue bound with many tasks queued may be a deliberate limit: a warning then).
 ERROR_WAIT_S = 5.0
 ERROR_WAITERS = 100
 
@@ -67,11 +68,9 @@ def sustained(resource: ContentionView) -> float:
 def _finding(resource: ContentionView, run: float) -> Finding:
     site = resource.site
     noun = _noun(resource)
-    severity = (
-        "error"
-        if resource.wait_max >= ERROR_WAIT_S or resource.peak >= ERROR_WAITERS
-        else "warning"
-    )
+    is_lock = resource.kind == "lock" or (not resource.kind and resource.type == "Lock")
+    crowded = is_lock and resource.peak >= ERROR_WAITERS
+    severity = "error" if resource.wait_max >= ERROR_WAIT_S or crowded else "warning"
     if site is not None and site.function:
         title = (
             f"`{_short(site.function)}` waits on a contended {noun} "
