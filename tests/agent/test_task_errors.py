@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import warnings
 from pathlib import Path
 
 from agent_harness import TARGET, Client, Target, wait_until
 
 from loopscope.agent._guard import Guard
+from loopscope.agent._lifecycle import MAX_ERRORS, LifecycleCollector
 from loopscope.agent._unawaited import RATE, UnawaitedHook
 from loopscope.events import Event, Lifecycle, LoopStarted, NeverAwaited, Notice, TaskErrors
 
@@ -141,3 +144,52 @@ def test_a_showwarning_set_over_the_hook_stays_and_the_hook_passes_through() -> 
         assert events == []  # inactive once removed
     finally:
         warnings.showwarning = before
+
+
+async def fail_with(error: type[Exception]) -> None:
+    await asyncio.sleep(0)
+    raise error("lost")  # in-process: raised
+
+
+def test_errors_are_grouped_bounded_and_know_their_creation_site_in_debug_mode() -> None:
+    events: list[Event] = []
+    distinct = [type(f"Error{i}", (Exception,), {}) for i in range(MAX_ERRORS + 2)]
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(lambda loop, context: None)  # the program's: quiet
+        lifecycle = LifecycleCollector(
+            loop, id(loop), events.append, Guard(events.append), window=60.0
+        )
+        lifecycle.start()
+        for batch in (ValueError,) * 3, distinct:  # the alike ones first: they are kept
+            tasks = [loop.create_task(fail_with(error)) for error in batch]  # in-process: made
+            await asyncio.wait(tasks)
+            lifecycle._sweep(final=True)  # let go of the tasks it holds
+            del tasks
+            gc.collect()
+        lifecycle._flush_errors()
+        lifecycle.stop()
+        loop.set_exception_handler(None)
+
+    asyncio.run(main(), debug=True)
+    (event,) = [e for e in events if isinstance(e, TaskErrors)]
+    assert len(event.errors) == MAX_ERRORS
+    assert event.dropped == 3  # 1 + 22 groups: the last 3 are not kept
+    first = event.errors[0]
+    assert (first.coroutine, first.error, first.count, first.message) == (
+        "fail_with",
+        "ValueError",
+        3,
+        "lost",
+    )
+    assert first.stack[0].line == _line_here("# in-process: raised")
+    assert first.stack[0].function == "fail_with"
+    made = [f for f in first.created if f.file == __file__]
+    assert made and made[0].line == _line_here("# in-process: made")
+
+
+def _line_here(marker: str) -> int:
+    with open(__file__) as f:
+        (line,) = [i for i, text in enumerate(f, 1) if text.rstrip().endswith(marker)]
+    return line
