@@ -18,7 +18,7 @@ PROGRAMS = Path(__file__).resolve().parents[1] / "programs"
 # problem program -> (its clean twin, the finding's code, seconds to run it)
 CASES = {
     "contention_lock.py": ("clean_lock.py", "LS501", 5),
-    "leak_tasks.py": ("clean_tasks.py", "LS701", 6),
+    "leak_tasks.py": ("clean_tasks.py", "LS701", 8),
     "exception_unretrieved.py": ("clean_unretrieved.py", "LS801", 4),
     "exception_never_awaited.py": ("clean_never_awaited.py", "LS802", 4),
 }
