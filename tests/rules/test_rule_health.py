@@ -175,7 +175,7 @@ def test_leak_a_steady_rise() -> None:
     finding = only(leak.check(tasks(LINEAR)))
     assert (finding.code, finding.family, finding.severity) == ("LS701", "leak", "warning")
     assert finding.location is None  # no growing site known
-    assert finding.evidence["slope_per_s"] == 10.0 and finding.evidence["growth"] == 40.0
+    assert finding.evidence["tasks_per_second"] == 10.0 and finding.evidence["growth"] == 40.0
 
 
 @pytest.mark.parametrize(

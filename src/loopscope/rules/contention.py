@@ -91,7 +91,6 @@ def _finding(resource: ContentionView, run: float) -> Finding:
         "wait_p50_s": round(resource.wait_p50, 3),
         "wait_p99_s": round(resource.wait_p99, 3),
         "wait_max_s": round(resource.wait_max, 3),
-        "waits_measured": "longest current wait at each census",
         "sustained_s": round(run, 2),
         "censuses": resource.censuses,
         "site": None

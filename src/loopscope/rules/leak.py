@@ -44,7 +44,7 @@ def check(snapshot: Snapshot) -> list[Finding]:
     else:
         title = f"Tasks leak: live tasks grow by {rate:.1f}/s ({now} now)"
     evidence = {
-        "slope_per_s": round(rate, 2),
+        "tasks_per_second": round(rate, 2),
         "growth": round(growth, 1),
         "window_s": round(span, 1),
         "tasks_now": now,
@@ -57,7 +57,7 @@ def check(snapshot: Snapshot) -> list[Finding]:
             "line": site.line,
             "kind": site.kind,
             "waiting": site.count,
-            "slope_per_s": round(site.slope, 2),
+            "tasks_per_second": round(site.slope, 2),
         },
         "created_most": [f"{name} ({n})" for name, n in snapshot.tasks.top_created[:3]],
     }
