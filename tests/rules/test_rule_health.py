@@ -213,7 +213,8 @@ def test_leak_names_the_site_that_grows_and_the_error_bound() -> None:
     assert finding.location is not None
     assert (finding.location.function, finding.location.line) == ("watch_connection", 11)
     assert "`watch_connection` at conn.py:11" in finding.title
-    assert finding.evidence["site"]["waiting"] == 46
+    assert finding.evidence["site"] == "watch_connection (conn.py:11)"
+    assert (finding.evidence["site_waiting"], finding.evidence["site_kind"]) == (46, "sleep")
     assert "TaskGroup" in finding.fix and "watch_connection" in finding.fix
     # a site that explains under 30% of the growth is not named
     weak = dataclasses.replace(growing, slope=2.9)

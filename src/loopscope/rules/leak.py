@@ -51,14 +51,10 @@ def check(snapshot: Snapshot) -> list[Finding]:
         "tasks_at_start": round(start_level, 1),
         "site": None
         if site is None
-        else {
-            "function": site.function,
-            "file": site.file,
-            "line": site.line,
-            "kind": site.kind,
-            "waiting": site.count,
-            "tasks_per_second": round(site.slope, 2),
-        },
+        else f"{site.function} ({os.path.basename(site.file)}:{site.line})",
+        "site_kind": None if site is None else site.kind,
+        "site_waiting": None if site is None else site.count,
+        "site_tasks_per_second": None if site is None else round(site.slope, 2),
         "created_most": [f"{name} ({n})" for name, n in snapshot.tasks.top_created[:3]],
     }
     return [
