@@ -111,6 +111,16 @@ def test_never_awaited_coroutines_are_counted_by_place() -> None:
     snapshot = model.snapshot()
     first, second = snapshot.never_awaited
     assert (first.coroutine, first.location, first.count) == ("write_audit", here, 2)
+    assert first.frame == here
     assert (first.first_t, first.last_t) == (1.0, 2.0)
     assert (second.coroutine, second.location) == ("notify", None)
     assert snapshot.never_awaited_dropped == 4
+
+
+def test_a_coroutine_dropped_in_library_code_has_no_location_but_keeps_the_frame() -> None:
+    model = Model()
+    model.apply(hello(0.0))
+    inside = stdlib("asyncio/events.py", 84, "Handle._run")
+    model.apply(NeverAwaited(t=1.0, coroutine="write_audit", frame=inside))
+    (never,) = model.snapshot().never_awaited
+    assert (never.location, never.frame) == (None, inside)

@@ -44,9 +44,13 @@ class ErrorState:
         self.dropped_unawaited += event.dropped
         key = (event.coroutine, event.frame)
         seen = self._unawaited.get(key)
+        frame = event.frame
         self._unawaited[key] = NeverAwaitedView(
             coroutine=event.coroutine,
-            location=event.frame,
+            # Dropped inside asyncio or a library (a task that ended holding it, ...): the
+            # place says nothing about the program's code.
+            location=frame if frame is not None and self.code.kind(frame.file) == "app" else None,
+            frame=frame,
             count=1 + (seen.count if seen else 0),
             first_t=seen.first_t if seen else event.t,
             last_t=event.t,

@@ -230,10 +230,11 @@ class NeverAwaitedView:
     """Coroutines of one name dropped at one place without being awaited."""
 
     coroutine: str
-    location: Frame | None
+    location: Frame | None  # where it was dropped, when that is application code
     count: int  # warnings seen (the warnings filter shows one line's warning once by default)
     first_t: float
     last_t: float
+    frame: Frame | None = None  # where it was dropped, whatever code that is
 
 
 @dataclass(frozen=True, slots=True)

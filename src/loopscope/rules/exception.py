@@ -75,7 +75,7 @@ def _never(never: NeverAwaitedView) -> Finding:
         location=_location(where),
         evidence={
             "coroutine": never.coroutine,
-            "dropped_at": _describe(where),
+            "dropped_at": _describe(never.frame or where),
             "count": never.count,
             "first_t": never.first_t,
             "last_t": never.last_t,
