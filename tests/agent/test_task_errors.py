@@ -113,6 +113,14 @@ def test_the_hook_chains_restores_and_rate_limits() -> None:
         reported = [e for e in events if isinstance(e, NeverAwaited)]
         assert [e.coroutine for e in reported] == [f"job{i}" for i in range(RATE)]
         assert not [e for e in events if isinstance(e, Notice)]
+        # A second later the next one is sent, and says how many were not.
+        hook._second -= 1.0
+        warnings.showwarning(
+            RuntimeWarning("coroutine 'later' was never awaited"), RuntimeWarning, __file__, 1
+        )
+        last = events[-1]
+        assert isinstance(last, NeverAwaited)
+        assert (last.coroutine, last.dropped) == ("later", 5)
         hook.remove()
         assert warnings.showwarning is program_showwarning
     finally:
