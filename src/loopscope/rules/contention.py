@@ -85,13 +85,13 @@ def _finding(resource: ContentionView, run: float) -> Finding:
     evidence = {
         "type": resource.type,
         "label": resource.label,
-        "kind": resource.kind,
+        "kind": resource.kind or None,
         "waiters_now": resource.waiters,
         "waiters_peak": resource.peak,
         "wait_p50_s": round(resource.wait_p50, 3),
         "wait_p99_s": round(resource.wait_p99, 3),
         "wait_max_s": round(resource.wait_max, 3),
-        "sustained_s": round(run, 2),
+        "sustained_s": round(run, 2) if run else None,
         "censuses": resource.censuses,
         "site": None
         if site is None
