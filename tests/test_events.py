@@ -24,11 +24,14 @@ from loopscope.events import (
     Lifecycle,
     LoopStarted,
     LoopStopped,
+    NeverAwaited,
     Notice,
     Resource,
     SourceState,
     Stack,
     TargetExited,
+    TaskError,
+    TaskErrors,
     decode,
     encode,
     lag_bucket,
@@ -112,6 +115,37 @@ ONE_OF_EACH: list[Event] = [
     SourceState(t=8.0, source="agent", state="lost", detail="connection reset"),
     TargetExited(t=9.0, exit_code=None, reason="killed by SIGKILL"),
     TargetExited(t=9.0, exit_code=3),
+    Census(
+        t=10.0,
+        loop=1,
+        total=12,
+        inspected=12,
+        by_state={"waiting": 11, "running": 1},
+        by_kind={"lock": 10, "queue_put": 1},
+        sites=(AwaitSite("/a.py", 3, "f", "lock", 10, 0.5),),
+        resources=(
+            Resource(7, "Lock", "Lock locked", 10, 0.5, site=Frame("/a.py", 3, "f"), kind="lock"),
+        ),
+        cost=0.0001,
+    ),
+    TaskErrors(
+        t=11.0,
+        loop=1,
+        errors=(
+            TaskError(
+                coroutine="send_metric",
+                error="ConnectionError",
+                message="refused",
+                count=3,
+                stack=(FRAME,),
+                created=(FRAME,),
+            ),
+            TaskError(coroutine="poll", error="KeyError", message="'x'", count=1),
+        ),
+        dropped=2,
+    ),
+    NeverAwaited(t=12.0, coroutine="Client.send", frame=FRAME, dropped=1),
+    NeverAwaited(t=12.5, coroutine="send", frame=None),
 ]
 
 
@@ -245,7 +279,16 @@ strategies: dict[type[Event], st.SearchStrategy[Any]] = {
             max_size=3,
         ).map(tuple),
         resources=st.lists(
-            st.builds(Resource, id=ints, type=text, label=text, waiters=small, oldest=finite),
+            st.builds(
+                Resource,
+                id=ints,
+                type=text,
+                label=text,
+                waiters=small,
+                oldest=finite,
+                site=st.none() | frames,
+                kind=text,
+            ),
             max_size=3,
         ).map(tuple),
         cost=finite,
@@ -261,6 +304,27 @@ strategies: dict[type[Event], st.SearchStrategy[Any]] = {
         cancelled=small,
         created_by=counts,
         sampled=finite,
+    ),
+    TaskErrors: st.builds(
+        TaskErrors,
+        t=finite,
+        loop=ints,
+        errors=st.lists(
+            st.builds(
+                TaskError,
+                coroutine=text,
+                error=text,
+                message=text,
+                count=small,
+                stack=st.lists(frames, max_size=3).map(tuple),
+                created=st.lists(frames, max_size=3).map(tuple),
+            ),
+            max_size=3,
+        ).map(tuple),
+        dropped=small,
+    ),
+    NeverAwaited: st.builds(
+        NeverAwaited, t=finite, coroutine=text, frame=st.none() | frames, dropped=small
     ),
     Notice: st.builds(Notice, t=finite, level=text, message=st.text()),
     SourceState: st.builds(SourceState, t=finite, source=text, state=text, detail=text),

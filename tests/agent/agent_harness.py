@@ -20,7 +20,7 @@ TIMEOUT = 15.0
 
 # A target program driven line by line on stdin; it answers on stdout with JSON lines.
 TARGET = r"""
-import asyncio, json, os, sys, threading, time
+import asyncio, json, os, sys, threading, time, warnings
 
 ORIGINAL_SET_RUNNING_LOOP = getattr(
     asyncio.events, "_c__set_running_loop", asyncio.events._py__set_running_loop
@@ -54,6 +54,23 @@ def my_factory(loop, coro, **kwargs):
 
 def my_handler(loop, context):
     loop.default_exception_handler(context)
+
+
+async def forgotten():
+    pass
+
+
+def drop_a_coroutine():
+    forgotten()  # harness: dropped
+
+
+async def failing():
+    await asyncio.sleep(0)
+    explode()
+
+
+def explode():
+    raise ValueError("harness failure")  # harness: raised
 
 
 def say(**message):
@@ -103,6 +120,16 @@ async def main():
             cpu_burn()
         elif cmd == "thread-sleep":
             worker.call_soon_threadsafe(blocking_sleep)
+        elif cmd == "drop":
+            drop_a_coroutine()
+            say(dropped=True)
+        elif cmd == "fail":
+            loop.create_task(failing())
+            say(failing=True)
+        elif cmd == "collect":
+            import gc
+            gc.collect()
+            say(collected=True)
         elif cmd == "uninstall":
             import loopscope.agent
             loopscope.agent.uninstall()
@@ -114,6 +141,7 @@ async def main():
                 selector="select" not in vars(loop._selector),
                 factory=loop.get_task_factory() is my_factory,
                 handler=loop.get_exception_handler() is my_handler,
+                showwarning=warnings.showwarning is warnings._showwarning_orig,
             )
         elif cmd == "ping":
             async def pong():

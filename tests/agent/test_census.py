@@ -294,11 +294,11 @@ def test_aggregates_waiters_by_resource() -> None:
         queue.put_nowait(0)
 
         async def locker() -> None:
-            async with lock:
+            async with lock:  # resource: lock
                 pass
 
         async def producer() -> None:
-            await queue.put(1)
+            await queue.put(1)  # resource: queue
 
         tasks = [asyncio.create_task(locker()) for _ in range(4)]
         tasks += [asyncio.create_task(producer()) for _ in range(3)]
@@ -310,6 +310,16 @@ def test_aggregates_waiters_by_resource() -> None:
         assert resources[id(lock)].waiters == 4
         assert resources[id(queue)].label == "Queue maxsize=2 qsize=2"
         assert resources[id(queue)].waiters == 3
+        # Where the waiters wait, and on what.
+        lock_site, queue_site = resources[id(lock)].site, resources[id(queue)].site
+        assert lock_site is not None and queue_site is not None
+        assert (lock_site.file, lock_site.line) == (__file__, line_of("resource: lock"))
+        assert lock_site.function.endswith("locker")
+        assert (queue_site.line, resources[id(queue)].kind) == (
+            line_of("resource: queue"),
+            "queue_put",
+        )
+        assert resources[id(lock)].kind == "lock"
         assert census.resources[0].id == id(lock)  # most waiters first
         assert {(s.kind, s.count) for s in census.sites} == {("lock", 4), ("queue_put", 3)}
         await finish(tasks)
@@ -515,3 +525,8 @@ def test_classifies_on_every_interpreter(target_python: str, tmp_path: Path) -> 
         assert (site.kind, site.file, site.line) == expected, site
     assert census.by_state["waiting"] >= len(kinds)
     assert {r.type for r in census.resources} == {"Lock", "Queue", "Event", "Semaphore"}
+    by_kind = {r.kind: r for r in census.resources}
+    for kind in ("lock", "queue_get", "queue_put", "event", "semaphore"):
+        site = by_kind[kind].site
+        assert site is not None and site.function.rpartition(".")[2] == f"w_{kind}", by_kind
+        assert site.line == line_of(f"target: {kind}", str(script))

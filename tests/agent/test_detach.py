@@ -19,6 +19,7 @@ def _assert_restored(target: Target) -> None:
     assert state["selector"]
     assert state["factory"]
     assert state["handler"]
+    assert state["showwarning"]
     assert not os.path.exists(target.socket_path)
 
 
@@ -40,7 +41,7 @@ def test_detach_restores_everything(target_python: str, tmp_path: Path, in_code:
             # must not take them away.
             state = wait_until(lambda: (s := target.state())["threads"] == ["MainThread"] and s)
             assert state["set_running_loop"] and state["selector"]
-            assert state["factory"] and state["handler"]
+            assert state["factory"] and state["handler"] and state["showwarning"]
             assert not os.path.exists(target.socket_path)
         # The program carries on normally.
         target.send("sleep")

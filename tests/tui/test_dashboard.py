@@ -67,9 +67,10 @@ async def test_panels_show_the_session() -> None:
             ["Worker.run", "worker.py:17", "queue_get", "300", "12.0 s"],
             ["poll", "poller.py:9", "sleep", "100", "800 ms"],
         ]
-        (finding,) = rows(screen.query_one(FindingsTable))
+        finding, contended = rows(screen.query_one(FindingsTable))
         assert finding[:2] == ["error", "LS101"]
         assert "render_report" in finding[2] and "report.py:88" in finding[2]
+        assert contended[:2] == ["error", "LS501"] and "800 waiters" in contended[2]
 
         detail = screen.query_one(FindingDetail)
         assert detail.display

@@ -28,7 +28,7 @@ from typing import Any
 
 from ._guard import Guard
 from ._loops import on_loop_thread
-from .events import AwaitSite, Census, Event, Resource
+from .events import AwaitSite, Census, Event, Frame, Resource
 
 MAX_SITES = 50
 MAX_RESOURCES = 50
@@ -136,12 +136,18 @@ class _Site:
 
 
 class _Resource:
-    __slots__ = ("obj", "oldest", "seen")
+    __slots__ = ("obj", "oldest", "seen", "sites")
 
     def __init__(self, obj: Any) -> None:
         self.obj = obj
         self.seen = 0
         self.oldest = 0.0
+        self.sites: dict[_Site, int] = {}  # where its inspected waiters wait, and how many
+
+    def site(self) -> _Site | None:
+        """The await site most of its inspected waiters are at."""
+        sites = self.sites
+        return max(sites, key=sites.__getitem__) if sites else None
 
 
 class CensusCollector:
@@ -263,6 +269,7 @@ class CensusCollector:
                 if entry is None:
                     entry = resources[id(resource)] = _Resource(resource)
                 entry.seen += 1
+                entry.sites[site] = entry.sites.get(site, 0) + 1
                 if age > entry.oldest:
                     entry.oldest = age
         self._prune(len(walked))
@@ -520,16 +527,24 @@ def _top_resources(resources: Iterable[_Resource], scale: float) -> tuple[Resour
             waiters = max(1, round(entry.seen * scale))
         described.append((waiters, entry, label))
     described.sort(key=lambda d: (-d[0], -d[1].oldest))
-    return tuple(
-        Resource(
-            id=id(entry.obj),
-            type=_bounded(type(entry.obj).__name__),
-            label=label,
-            waiters=waiters,
-            oldest=entry.oldest,
+    out = []
+    for waiters, entry, label in described[:MAX_RESOURCES]:
+        site = entry.site()
+        code = site.code if site is not None else None
+        out.append(
+            Resource(
+                id=id(entry.obj),
+                type=_bounded(type(entry.obj).__name__),
+                label=label,
+                waiters=waiters,
+                oldest=entry.oldest,
+                site=Frame(code.file, site.line, code.function)
+                if site is not None and code is not None
+                else None,
+                kind=site.kind if site is not None else "",
+            )
         )
-        for waiters, entry, label in described[:MAX_RESOURCES]
-    )
+    return tuple(out)
 
 
 def _describe(obj: Any) -> tuple[int | None, str]:

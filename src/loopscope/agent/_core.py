@@ -24,6 +24,7 @@ from ._lag import LagCollector
 from ._lifecycle import LifecycleCollector
 from ._paths import default_socket_path
 from ._server import Outbox, Server
+from ._unawaited import UnawaitedHook
 from .events import AGENT_VERSION, PROTOCOL_VERSION, Event, Hello, LoopStarted, LoopStopped
 
 SOCKET_ENV = "LOOPSCOPE_SOCKET"
@@ -81,6 +82,8 @@ class Agent:
             skip_dirs=(_AGENT_DIR,),
             skip_files=(runpy.__file__,),
         )
+        # Process-wide, so the agent's rather than a loop's; on and off with the lifecycle.
+        self._unawaited = UnawaitedHook(self.emit, self.guard)
         self._lock = threading.Lock()
         self._observers: dict[int, _LoopObserver] = {}
         self._hook: _RunningLoopHook | None = None
@@ -95,6 +98,8 @@ class Agent:
         self.active = True
         if "blocks" in self.collectors:
             self._watchdog.start()
+        if "lifecycle" in self.collectors:
+            self._unawaited.install()
         self._hook = _RunningLoopHook(self)
         self._hook.install()
         atexit.register(self.uninstall)
@@ -122,6 +127,7 @@ class Agent:
             observers = list(self._observers.values())
             self._observers.clear()
         atexit.unregister(self.uninstall)
+        self._unawaited.remove()
         if self._hook is not None:
             self._hook.remove()
         for observer in observers:

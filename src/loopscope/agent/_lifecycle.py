@@ -45,7 +45,7 @@ from typing import Any
 
 from ._guard import Guard
 from ._loops import on_loop_thread
-from .events import Event, Lifecycle, Notice
+from .events import Event, Frame, Lifecycle, Notice, TaskError, TaskErrors
 
 SWEEP_EVERY = 64  # small: holding many finished tasks costs more (memory reuse) than sweeping
 GENERATIONS = 4
@@ -55,6 +55,8 @@ OTHER = "<other>"
 NOTICE_EVERY = 1.0
 UNRETRIEVED = "exception was never retrieved"
 DESCRIPTION_LIMIT = 200
+MAX_ERRORS = 20  # distinct unretrieved exceptions per window; the rest are counted as dropped
+STACK_LIMIT = 16  # frames kept of an exception's traceback (the innermost) and of a creation
 
 # Duty cycling (see the module docstring).
 BUDGET = 0.005  # share of the loop's time that counting every task may cost
@@ -179,6 +181,9 @@ class LifecycleCollector:
         self._unretrieved = 0
         self._unretrieved_latest = ""
         self._last_notice = float("-inf")
+        # This window's unretrieved exceptions: (coroutine, type, where raised) -> the report.
+        self._errors: dict[tuple[str, str, Frame | None], _Error] = {}
+        self._errors_dropped = 0
 
     def start(self) -> None:
         """Install the task factory and exception handler; call on the loop thread."""
@@ -436,12 +441,58 @@ class LifecycleCollector:
             return
         self._unretrieved += 1
         error = context.get("exception")
-        what = f"{type(error).__name__}: {error}" if error is not None else message
-        get_coro = getattr(context.get("future"), "get_coro", None)
+        what = f"{type(error).__name__}: {_message(error)}" if error is not None else message
+        task = context.get("future")
+        get_coro = getattr(task, "get_coro", None)
+        coroutine = "?"
         if get_coro is not None:
-            what += f" (task {getattr(get_coro(), '__qualname__', '?')})"
+            coroutine = str(getattr(get_coro(), "__qualname__", "?"))
+            what += f" (task {coroutine})"
         self._unretrieved_latest = _bounded(what)
+        self._note_error(coroutine, error, task)
         self._notify(time.monotonic())
+
+    def _note_error(self, coroutine: str, error: object, task: object) -> None:
+        stack = _traceback_frames(getattr(error, "__traceback__", None))
+        kind = type(error).__name__ if error is not None else "?"
+        module = type(error).__module__ if error is not None else "builtins"
+        if module not in ("builtins", "__main__"):
+            kind = f"{module}.{kind}"
+        key = (coroutine, kind, stack[0] if stack else None)
+        entry = self._errors.get(key)
+        if entry is None:
+            if len(self._errors) >= MAX_ERRORS:
+                self._errors_dropped += 1
+                return
+            created = _created_frames(getattr(task, "_source_traceback", None))
+            entry = self._errors[key] = _Error(coroutine, kind, stack, created)
+        entry.count += 1
+        entry.message = _message(error) if error is not None else ""
+
+    def _flush_errors(self) -> None:
+        if not self._errors and not self._errors_dropped:
+            return
+        errors, self._errors = self._errors, {}
+        dropped, self._errors_dropped = self._errors_dropped, 0
+        ranked = sorted(errors.values(), key=lambda e: -e.count)
+        self._emit(
+            TaskErrors(
+                t=time.time(),
+                loop=self._loop_id,
+                errors=tuple(
+                    TaskError(
+                        coroutine=e.coroutine,
+                        error=e.error,
+                        message=e.message,
+                        count=e.count,
+                        stack=e.stack,
+                        created=e.created,
+                    )
+                    for e in ranked
+                ),
+                dropped=dropped,
+            )
+        )
 
     def _notify(self, now: float) -> None:
         if not self._unretrieved or now - self._last_notice < NOTICE_EVERY:
@@ -460,6 +511,7 @@ class LifecycleCollector:
     def _end_window(self) -> None:
         if self._stopped:
             return
+        self._keep_handler()  # first: the sweep below may free failed tasks
         now = time.perf_counter()
         if self._counting:
             self._count_off(now)
@@ -484,6 +536,7 @@ class LifecycleCollector:
         self._observed = self._observed_idle = 0.0
         self._seen = 0
         self._emit(event)
+        self._flush_errors()
         self._notify(time.monotonic())
 
         loop = self._loop
@@ -499,6 +552,14 @@ class LifecycleCollector:
             offset = random.uniform(0.0, (1.0 - self.duty) * self._window)
             self._slice_handle = loop.call_later(offset, self._slice_on)
 
+    def _keep_handler(self) -> None:
+        """Chain to an exception handler the program set after ours (programs often set theirs
+        once their loop runs, after the agent started): ours goes back in front of it."""
+        current = self._loop.get_exception_handler()
+        if current is not self._installed_handler:
+            self._original_handler = current
+            self._loop.set_exception_handler(self._installed_handler)
+
     def _remove_done_callbacks(self) -> None:
         watched, self._watched = self._watched, weakref.WeakKeyDictionary()
         for task, ended in list(watched.items()):
@@ -511,6 +572,55 @@ _CANCELLED = "CANCELLED"
 _state_of = operator.attrgetter("_state")
 _exception_of = operator.attrgetter("_exception")
 _qualname_of = operator.attrgetter("__qualname__")
+
+
+class _Error:
+    __slots__ = ("coroutine", "count", "created", "error", "message", "stack")
+
+    def __init__(
+        self, coroutine: str, error: str, stack: tuple[Frame, ...], created: tuple[Frame, ...]
+    ) -> None:
+        self.coroutine = coroutine
+        self.error = error
+        self.stack = stack
+        self.created = created
+        self.count = 0
+        self.message = ""
+
+
+def _traceback_frames(tb: Any) -> tuple[Frame, ...]:
+    """The frames of a traceback, innermost first, the innermost ``STACK_LIMIT`` of them."""
+    frames: deque[Frame] = deque(maxlen=STACK_LIMIT)
+    for _ in range(1000):  # a traceback is finite, but a damaged one must not hang us
+        if tb is None:
+            break
+        code = tb.tb_frame.f_code
+        function = getattr(code, "co_qualname", code.co_name)
+        frames.append(Frame(code.co_filename, tb.tb_lineno or 0, function))
+        tb = tb.tb_next
+    frames.reverse()
+    return tuple(frames)
+
+
+def _created_frames(source: Any) -> tuple[Frame, ...]:
+    """Where a task was created, innermost first, from the stack asyncio keeps in debug mode
+    (``Task._source_traceback``: outermost first)."""
+    if not source:
+        return ()
+    frames = []
+    for entry in list(source)[-STACK_LIMIT:]:
+        frames.append(
+            Frame(str(entry.filename), int(entry.lineno or 0), str(getattr(entry, "name", "")))
+        )
+    frames.reverse()
+    return tuple(frames)
+
+
+def _message(error: object) -> str:
+    try:
+        return _bounded(str(error))
+    except Exception:  # an exception whose __str__ fails: its type says enough
+        return ""
 
 
 def _bounded(text: str) -> str:

@@ -90,6 +90,24 @@ class Resource:
     label: str  # a short, bounded description (e.g. "Queue maxsize=10 qsize=10")
     waiters: int
     oldest: float
+    # Where its waiters wait: the await site most of the census' inspected waiters of it are at,
+    # and the kind of their wait there ("lock", "queue_put", ...; see AWAIT_KINDS).
+    site: Frame | None = None
+    kind: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TaskError:
+    """Failed tasks whose exception nobody retrieved, alike in coroutine, exception and place."""
+
+    coroutine: str  # the task's coroutine, qualified name
+    error: str  # the exception's type, "ValueError", "aiohttp.ClientError"...
+    message: str  # str() of the latest such exception, bounded
+    count: int
+    # The exception's traceback, innermost frame first, bounded (the innermost frames kept).
+    stack: tuple[Frame, ...] = ()
+    # Where the task was created, innermost frame first, when the loop recorded it (debug mode).
+    created: tuple[Frame, ...] = ()
 
 
 # The primitive a pending task waits on, as the census classifies it.
@@ -231,6 +249,31 @@ class Lifecycle(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class TaskErrors(Event):
+    """Task exceptions never retrieved over one window (asyncio reports them when a failed task
+    nobody awaited is freed)."""
+
+    kind: ClassVar[str] = "task_errors"
+    loop: int
+    errors: tuple[TaskError, ...]  # most frequent first, bounded
+    dropped: int = 0  # reports not included (beyond the bound)
+
+
+@dataclass(frozen=True, slots=True)
+class NeverAwaited(Event):
+    """A coroutine object was freed without ever being awaited (CPython's "coroutine ... was
+    never awaited" RuntimeWarning)."""
+
+    kind: ClassVar[str] = "never_awaited"
+    coroutine: str  # qualified name, as the warning gives it
+    # Where the coroutine object was dropped (the warning's location): for a call whose result is
+    # thrown away, the call itself. None when the warning carried no usable location.
+    frame: Frame | None
+    # Such warnings since the previous event that were not reported (rate limit).
+    dropped: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class Notice(Event):
     """Something the agent or a source wants the user to know (a hook disabled, ...)."""
 
@@ -270,6 +313,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
         Block,
         Census,
         Lifecycle,
+        TaskErrors,
+        NeverAwaited,
         Notice,
         SourceState,
         TargetExited,

@@ -17,12 +17,17 @@ from loopscope.events import (
     Lifecycle,
     LoopStarted,
     LoopStopped,
+    NeverAwaited,
     Notice,
     SourceState,
     TargetExited,
+    TaskErrors,
 )
 from loopscope.model._blocks import BlockState, CodeMap
+from loopscope.model._contention import ContentionState
+from loopscope.model._errors import ErrorState
 from loopscope.model._lag import LagState
+from loopscope.model._leak import GrowthState
 from loopscope.model._tasks import TaskState
 from loopscope.model.snapshot import ExitInfo, LoopInfo, Snapshot, SourceInfo, TargetInfo
 
@@ -50,6 +55,9 @@ class Model:
         self._lag = LagState(LAG_SERIES_SECONDS, RECENT_SECONDS)
         self._tasks = TaskState(LAG_SERIES_SECONDS, RECENT_SECONDS)
         self._blocks = BlockState(RECENT_SECONDS, source_line)
+        self._contention = ContentionState()
+        self._growth = GrowthState(LAG_SERIES_SECONDS)
+        self._errors = ErrorState()
 
     def apply(self, event: Event) -> None:
         t = event.t
@@ -71,6 +79,8 @@ class Model:
             self._lag.apply(event)
         elif isinstance(event, Census):
             self._tasks.census(event)
+            self._contention.census(event)
+            self._growth.census(event)
         elif isinstance(event, Lifecycle):
             self._tasks.lifecycle(event)
         elif isinstance(event, Block):
@@ -85,6 +95,7 @@ class Model:
                 cwd=event.cwd,
             )
             self._blocks.code = CodeMap(event.stdlib_paths, event.site_paths)
+            self._errors.code = self._blocks.code
         elif isinstance(event, LoopStarted):
             # (a new loop may reuse the id of a stopped one: its ids are id(loop))
             stopped = [
@@ -116,6 +127,10 @@ class Model:
             )
         elif isinstance(event, TargetExited):
             self._exited = ExitInfo(t=t, exit_code=event.exit_code, reason=event.reason)
+        elif isinstance(event, TaskErrors):
+            self._errors.task_errors(event)
+        elif isinstance(event, NeverAwaited):
+            self._errors.never_awaited(event)
         elif isinstance(event, Notice):
             self._notices.append(
                 event.message if event.level == "info" else f"{event.level}: {event.message}"
@@ -124,6 +139,8 @@ class Model:
     def _forget_loop(self, loop: int, t: float) -> None:
         self._lag.loop_stopped(loop)
         self._tasks.loop_stopped(loop, t)
+        self._contention.loop_stopped(loop)
+        self._growth.loop_stopped(loop)
 
     def snapshot(self, now: float | None = None) -> Snapshot:
         """The state at ``now`` (default: the time of the latest event). Once the target has
@@ -146,4 +163,9 @@ class Model:
             resources=self._tasks.resources(),
             blocks=self._blocks.view(now),
             notices=tuple(self._notices),
+            contention=self._contention.view(),
+            site_growth=self._growth.view(now),
+            task_errors=self._errors.errors_view(),
+            never_awaited=self._errors.unawaited_view(),
+            never_awaited_dropped=self._errors.dropped_unawaited,
         )

@@ -176,6 +176,72 @@ class BlockView:
 
 
 @dataclass(frozen=True, slots=True)
+class ContentionView:
+    """A synchronisation object (Lock, Semaphore, Queue...) that had waiters, over the session."""
+
+    id: int
+    loop: int
+    type: str
+    label: str  # as at the latest census that saw it with waiters
+    kind: str  # the kind of its waiters' wait ("lock", "semaphore", "queue_put", ...)
+    site: Frame | None  # the await site its waiters wait at
+    waiters: int  # at its loop's latest census (0 when that census saw none)
+    peak: int  # most waiters at one census
+    first_t: float  # first census that saw it with waiters
+    last_t: float  # latest census that saw it with waiters
+    censuses: int  # censuses that saw it with waiters
+    # The longest current wait (`Resource.oldest`) at each census that saw waiters: these
+    # percentiles are over those censuses, so they describe the longest waits, not every wait.
+    wait_p50: float
+    wait_p99: float
+    wait_max: float
+    # (t, waiters, oldest wait) at each census of its loop since it was first seen, the latest
+    # ones (bounded), oldest first; waiters 0 when a census saw none.
+    samples: tuple[tuple[float, int, float], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SiteGrowth:
+    """How the number of tasks waiting at one await site changed over the task series' span."""
+
+    file: str
+    line: int
+    function: str
+    kind: str
+    count: int  # tasks waiting there at the latest census
+    slope: float  # least-squares trend, tasks per second
+    span: float  # seconds the trend is taken over
+    first: int  # tasks waiting there at the start of the span
+
+
+@dataclass(frozen=True, slots=True)
+class TaskErrorView:
+    """Unretrieved task exceptions, alike in coroutine, exception type and location."""
+
+    coroutine: str
+    error: str
+    message: str  # of the latest one
+    count: int
+    location: Frame | None  # the innermost application frame of the traceback
+    stack: tuple[Frame, ...]  # innermost first
+    created: Frame | None  # the application frame that created the task, when known
+    first_t: float
+    last_t: float
+
+
+@dataclass(frozen=True, slots=True)
+class NeverAwaitedView:
+    """Coroutines of one name dropped at one place without being awaited."""
+
+    coroutine: str
+    location: Frame | None  # where it was dropped, when that is application code
+    count: int  # warnings seen (the warnings filter shows one line's warning once by default)
+    first_t: float
+    last_t: float
+    frame: Frame | None = None  # where it was dropped, whatever code that is
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     t: float  # the model's clock when the snapshot was taken
     started: float | None  # time of the first event
@@ -190,3 +256,8 @@ class Snapshot:
     resources: tuple[ResourceView, ...]  # most waiters first
     blocks: BlockView
     notices: tuple[str, ...] = field(default=())
+    contention: tuple[ContentionView, ...] = field(default=())  # most waiters at a time first
+    site_growth: tuple[SiteGrowth, ...] = field(default=())  # fastest growing first
+    task_errors: tuple[TaskErrorView, ...] = field(default=())  # most frequent first
+    never_awaited: tuple[NeverAwaitedView, ...] = field(default=())  # most frequent first
+    never_awaited_dropped: int = 0  # "never awaited" warnings the agent did not report

@@ -1,0 +1,107 @@
+"""LS801: task exceptions nobody retrieved; LS802: coroutines never awaited (docs/findings.md)."""
+
+from __future__ import annotations
+
+import os
+
+from loopscope.events import Frame
+from loopscope.model.snapshot import NeverAwaitedView, Snapshot, TaskErrorView
+from loopscope.rules.finding import Finding, Location
+
+FAMILY = "exception"
+UNRETRIEVED = "LS801"
+NEVER_AWAITED = "LS802"
+MIN_UNRETRIEVED = 1  # a single lost exception is an error: its failure went unseen
+MIN_NEVER_AWAITED = 1
+STACK_FRAMES = 5
+
+
+def check(snapshot: Snapshot) -> list[Finding]:
+    findings = [_unretrieved(e) for e in snapshot.task_errors if e.count >= MIN_UNRETRIEVED]
+    findings += [_never(n) for n in snapshot.never_awaited if n.count >= MIN_NEVER_AWAITED]
+    return findings
+
+
+def _unretrieved(error: TaskErrorView) -> Finding:
+    where = error.location
+    at = f" at {_at(where)}" if where is not None else ""
+    title = (
+        f"Task `{_short(error.coroutine)}` failed with {error.error}{at} "
+        f"and nobody retrieved the exception ({error.count} times)"
+    )
+    evidence = {
+        "coroutine": error.coroutine,
+        "error": error.error,
+        "message": error.message,
+        "count": error.count,
+        "raised_at": _describe(where),
+        "created_at": _describe(error.created),
+        "stack": [_describe(f) for f in error.stack[:STACK_FRAMES]],
+        "first_t": error.first_t,
+        "last_t": error.last_t,
+    }
+    fn = _short(error.coroutine)
+    return Finding(
+        code=UNRETRIEVED,
+        family=FAMILY,
+        severity="error",
+        title=title,
+        location=_location(where),
+        evidence=evidence,
+        fix=(
+            f"Nothing awaited the `{fn}` tasks, so their exceptions went unseen until the "
+            f"tasks were freed. Await them (`await task`, or `await asyncio.gather(*tasks)`), "
+            f"or run them in an `asyncio.TaskGroup`; for fire-and-forget tasks keep a "
+            f"reference and add a done callback that logs failures "
+            f"(`task.add_done_callback(log_failure)`), or handle the error inside `{fn}`."
+        ),
+    )
+
+
+def _never(never: NeverAwaitedView) -> Finding:
+    where = never.location
+    fn = _short(never.coroutine)
+    if where is not None and where.function:
+        title = f"`{_short(where.function)}` calls `{fn}` without awaiting it at {_at(where)}"
+    elif where is not None:
+        title = f"Coroutine `{fn}` is never awaited at {_at(where)}"
+    else:
+        title = f"Coroutine `{fn}` is never awaited"
+    return Finding(
+        code=NEVER_AWAITED,
+        family=FAMILY,
+        severity="warning",
+        title=title,
+        location=_location(where),
+        evidence={
+            "coroutine": never.coroutine,
+            "dropped_at": _describe(never.frame or where),
+            "count": never.count,
+            "first_t": never.first_t,
+            "last_t": never.last_t,
+        },
+        fix=(
+            f"Calling `{fn}(...)` only creates a coroutine object: its code never runs. "
+            f"`await {fn}(...)`, or to run it in the background, "
+            f"`task = asyncio.create_task({fn}(...))` and keep a reference to the task "
+            f"until it is done."
+        ),
+    )
+
+
+def _location(frame: Frame | None) -> Location | None:
+    return Location(frame.file, frame.line, frame.function) if frame is not None else None
+
+
+def _at(frame: Frame) -> str:
+    return f"{os.path.basename(frame.file)}:{frame.line}"
+
+
+def _describe(frame: Frame | None) -> str | None:
+    if frame is None:
+        return None
+    return f"{frame.function} ({_at(frame)})" if frame.function else _at(frame)
+
+
+def _short(function: str) -> str:
+    return function.rsplit(".", 1)[-1]

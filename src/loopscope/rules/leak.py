@@ -1,0 +1,122 @@
+"""LS701: live tasks grow steadily (a task leak; see docs/findings.md)."""
+
+from __future__ import annotations
+
+import os
+
+from loopscope.model.snapshot import SiteGrowth, Snapshot
+from loopscope.model.trend import slope
+from loopscope.rules.finding import Finding, Location
+
+CODE = "LS701"
+FAMILY = "leak"
+
+# Over the task series (up to the model's last 60 s): at least MIN_SPAN_S of it, MIN_POINTS
+# censuses, a least-squares growth (slope x span) of at least MIN_GROWTH tasks and MIN_RELATIVE
+# of the level at the start, and growth in each third of the span: the mean of each third
+# above the one before by at least STEADY_SHARE of the whole rise (a ramp-up that levels off,
+# or a sawtooth, fails this).
+MIN_SPAN_S = 3.0
+MIN_POINTS = 6
+MIN_GROWTH = 20.0
+MIN_RELATIVE = 0.10
+STEADY_SHARE = 0.15
+# An await site is named as the origin when it accounts for this share of the growth.
+SITE_SHARE = 0.3
+# An error when the live tasks grew by this many over the span and at least doubled.
+ERROR_GROWTH = 1000.0
+
+
+def check(snapshot: Snapshot) -> list[Finding]:
+    trend = growing(snapshot.tasks.series)
+    if trend is None:
+        return []
+    rate, span, start_level = trend
+    growth = rate * span
+    site = _origin(snapshot.site_growth, rate)
+    severity = "error" if growth >= ERROR_GROWTH and growth >= start_level else "warning"
+    now = snapshot.tasks.total
+    if site is not None:
+        title = (
+            f"Tasks leak: live tasks grow by {rate:.1f}/s, piling up waiting in "
+            f"`{_short(site.function)}` at {os.path.basename(site.file)}:{site.line}"
+        )
+    else:
+        title = f"Tasks leak: live tasks grow by {rate:.1f}/s ({now} now)"
+    evidence = {
+        "tasks_per_second": round(rate, 2),
+        "growth": round(growth, 1),
+        "window_s": round(span, 1),
+        "tasks_now": now,
+        "tasks_at_start": round(start_level, 1),
+        "site": None
+        if site is None
+        else f"{site.function} ({os.path.basename(site.file)}:{site.line})",
+        "site_kind": None if site is None else site.kind,
+        "site_waiting": None if site is None else site.count,
+        "site_tasks_per_second": None if site is None else round(site.slope, 2),
+        "created_most": [f"{name} ({n})" for name, n in snapshot.tasks.top_created[:3]],
+    }
+    return [
+        Finding(
+            code=CODE,
+            family=FAMILY,
+            severity=severity,
+            title=title,
+            location=Location(site.file, site.line, site.function) if site is not None else None,
+            evidence=evidence,
+            fix=_fix(site),
+        )
+    ]
+
+
+def growing(series: tuple[tuple[float, int], ...]) -> tuple[float, float, float] | None:
+    """(slope in tasks/s, span in s, fitted level at the span's start) when the series grows
+    steadily by the thresholds above; None otherwise."""
+    if len(series) < MIN_POINTS:
+        return None
+    span = series[-1][0] - series[0][0]
+    if span < MIN_SPAN_S:
+        return None
+    points = [(t, float(n)) for t, n in series]
+    rate = slope(points)
+    growth = rate * span
+    mean_t = sum(t for t, _ in points) / len(points)
+    mean_v = sum(v for _, v in points) / len(points)
+    start_level = max(0.0, mean_v - rate * (mean_t - series[0][0]))
+    if growth < MIN_GROWTH or growth < MIN_RELATIVE * start_level:
+        return None
+    third = span / 3
+    edges = (series[0][0] + third, series[0][0] + 2 * third)
+    parts: list[list[float]] = [[], [], []]
+    for t, v in points:
+        parts[0 if t < edges[0] else 1 if t < edges[1] else 2].append(v)
+    if not all(parts):
+        return None
+    m1, m2, m3 = (sum(p) / len(p) for p in parts)
+    rise = m3 - m1
+    if rise <= 0 or m2 - m1 < STEADY_SHARE * rise or m3 - m2 < STEADY_SHARE * rise:
+        return None
+    return rate, span, start_level
+
+
+def _origin(sites: tuple[SiteGrowth, ...], rate: float) -> SiteGrowth | None:
+    for site in sites:  # fastest growing first
+        if site.slope >= SITE_SHARE * rate and site.function:
+            return site
+    return None
+
+
+def _short(function: str) -> str:
+    return function.rsplit(".", 1)[-1]
+
+
+def _fix(site: SiteGrowth | None) -> str:
+    where = f" waiting in `{_short(site.function)}`" if site is not None else ""
+    return (
+        f"Something creates tasks{where} that never finish. Make every task end: await or "
+        "cancel the tasks you create (keep references, e.g. in a set with "
+        "`task.add_done_callback(tasks.discard)`, and cancel them on shutdown), run them in an "
+        "`asyncio.TaskGroup`, bound how many run at once with a semaphore, and give waits "
+        "that may never complete a timeout (`asyncio.wait_for`, `asyncio.timeout`)."
+    )
