@@ -17,7 +17,7 @@ from clirun import assert_no_loopscope_traceback, loopscope
 PROGRAMS = Path(__file__).resolve().parents[1] / "programs"
 # problem program -> (its clean twin, the finding's code, seconds to run it)
 CASES = {
-    "contention_lock.py": ("clean_lock.py", "LS501", 5),
+    "contention_lock.py": ("clean_lock.py", "LS601", 5),
     "leak_tasks.py": ("clean_tasks.py", "LS701", 8),
     "exception_unretrieved.py": ("clean_unretrieved.py", "LS801", 4),
     "exception_never_awaited.py": ("clean_never_awaited.py", "LS802", 4),

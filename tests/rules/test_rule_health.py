@@ -1,4 +1,4 @@
-"""LS501 contention, LS701 task leak, LS801/LS802 lost exceptions: each threshold from both
+"""LS601 contention, LS701 task leak, LS801/LS802 lost exceptions: each threshold from both
 sides, on hand-built snapshots."""
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def only(findings: list[Finding]) -> Finding:
 
 
 # ---------------------------------------------------------------------------------------------
-# LS501
+# LS601
 
 
 def resource(
@@ -132,7 +132,7 @@ def test_contention_severity(oldest: float, peak: int, kind: str, severity: str)
 def test_contention_finding_names_the_await_site_and_fix_by_kind() -> None:
     view = resource([0, 5, 19, 19, 19, 12])
     finding = only(contention.check(with_(contention=(view,))))
-    assert (finding.code, finding.family) == ("LS501", "contention")
+    assert (finding.code, finding.family) == ("LS601", "contention")
     assert finding.location is not None
     assert (finding.location.file, finding.location.line) == (SITE.file, SITE.line)
     assert finding.title.startswith("`refresh` waits on a contended Lock at cache.py:18")
@@ -280,6 +280,6 @@ def test_every_rule_is_registered_and_uses_known_families() -> None:
         never_awaited=(NeverAwaitedView("f", None, 1, 1.0, 1.0),),
     )
     findings = evaluate(snap)
-    assert {f.code for f in findings} == {"LS501", "LS701", "LS801", "LS802"}
+    assert {f.code for f in findings} == {"LS601", "LS701", "LS801", "LS802"}
     assert all(f.family in FAMILIES for f in findings)
     assert findings[0].severity == "error"

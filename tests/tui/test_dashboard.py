@@ -70,7 +70,7 @@ async def test_panels_show_the_session() -> None:
         finding, contended = rows(screen.query_one(FindingsTable))
         assert finding[:2] == ["error", "LS101"]
         assert "render_report" in finding[2] and "report.py:88" in finding[2]
-        assert contended[:2] == ["error", "LS501"] and "800 waiters" in contended[2]
+        assert contended[:2] == ["error", "LS601"] and "800 waiters" in contended[2]
 
         detail = screen.query_one(FindingDetail)
         assert detail.display

@@ -1,4 +1,4 @@
-"""LS501: tasks pile up waiting on a Lock, Semaphore or full Queue (see docs/findings.md)."""
+"""LS601: tasks pile up waiting on a Lock, Semaphore or full Queue (see docs/findings.md)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 from loopscope.model.snapshot import ContentionView, Snapshot
 from loopscope.rules.finding import Finding, Location
 
-CODE = "LS501"
+CODE = "LS601"
 FAMILY = "contention"
 
 # Waits that mean contention: for a Lock, a Semaphore slot, room in a bounded Queue. (Waiting on
