@@ -18,6 +18,7 @@ could be slow or have effects. Anything else reads ``<TypeName>``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import reprlib
@@ -113,10 +114,8 @@ class TaskListCollector:
                 for task in tasks:
                     task.remove_done_callback(self._ended)
 
-            try:
+            with contextlib.suppress(RuntimeError):  # a closed loop: its tasks are over
                 self._loop.call_soon_threadsafe(remove)
-            except RuntimeError:  # a closed loop: its tasks are over
-                pass
         self._waits = {}
         self._listed = []
 

@@ -20,9 +20,11 @@ from loopscope.events import (
     Notice,
     SourceState,
     TargetExited,
+    TaskList,
 )
 from loopscope.model._blocks import BlockState, CodeMap
 from loopscope.model._lag import LagState
+from loopscope.model._tasklist import TaskListState
 from loopscope.model._tasks import TaskState
 from loopscope.model.snapshot import ExitInfo, LoopInfo, Snapshot, SourceInfo, TargetInfo
 
@@ -50,6 +52,7 @@ class Model:
         self._lag = LagState(LAG_SERIES_SECONDS, RECENT_SECONDS)
         self._tasks = TaskState(LAG_SERIES_SECONDS, RECENT_SECONDS)
         self._blocks = BlockState(RECENT_SECONDS, source_line)
+        self._task_list = TaskListState()
 
     def apply(self, event: Event) -> None:
         t = event.t
@@ -120,10 +123,13 @@ class Model:
             self._notices.append(
                 event.message if event.level == "info" else f"{event.level}: {event.message}"
             )
+        elif isinstance(event, TaskList):
+            self._task_list.apply(event)
 
     def _forget_loop(self, loop: int, t: float) -> None:
         self._lag.loop_stopped(loop)
         self._tasks.loop_stopped(loop, t)
+        self._task_list.loop_stopped(loop)
 
     def snapshot(self, now: float | None = None) -> Snapshot:
         """The state at ``now`` (default: the time of the latest event). Once the target has
@@ -146,4 +152,5 @@ class Model:
             resources=self._tasks.resources(),
             blocks=self._blocks.view(now),
             notices=tuple(self._notices),
+            task_list=self._task_list.view(),
         )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from loopscope.events import Frame
+from loopscope.events import FinishedTask, Frame, TaskInfo
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +172,18 @@ class BlockView:
 
 
 @dataclass(frozen=True, slots=True)
+class TaskListView:
+    """The live tasks the agent listed (a bounded list, the longest waits first) and the listed
+    tasks seen to end, newest first."""
+
+    t: float | None = None  # when the newest list was taken; None: no list yet
+    total: int = 0  # live tasks, all loops (the list shows at most a few dozen of them)
+    sampled: bool = False  # chosen from a sample of the tasks
+    tasks: tuple[TaskInfo, ...] = ()
+    finished: tuple[FinishedTask, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     t: float  # the model's clock when the snapshot was taken
     started: float | None  # time of the first event
@@ -186,3 +198,4 @@ class Snapshot:
     resources: tuple[ResourceView, ...]  # most waiters first
     blocks: BlockView
     notices: tuple[str, ...] = field(default=())
+    task_list: TaskListView = field(default=TaskListView())
