@@ -1,0 +1,61 @@
+"""What every screen of the app shares: it shows the view the app hands it, and the header."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+from textual.binding import Binding, BindingType
+from textual.reactive import reactive
+from textual.screen import Screen
+
+from loopscope.session import View
+from loopscope.tui.widgets import HeaderBar
+
+if TYPE_CHECKING:
+    from loopscope.tui.app import LoopscopeApp
+
+
+class ViewScreen(Screen[None]):
+    """A screen that renders the app's current view. The app assigns ``view`` to the screen on
+    top only (the others catch up when they are shown again), and ``paused`` to all of them."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("space", "app.toggle_pause", "Pause")]
+
+    view: reactive[View | None] = reactive(None)  # what is on screen
+    paused: reactive[bool] = reactive(False)
+
+    def __init__(self, *, how: str = "", log_path: str | None = None) -> None:
+        super().__init__()
+        self._how = how
+        self._log_path = log_path
+
+    def header(self) -> HeaderBar:
+        """The header, bound to this screen's view and pause state."""
+        return HeaderBar(how=self._how, log_path=self._log_path).data_bind(
+            type(self).view, type(self).paused
+        )
+
+    @property
+    def owner(self) -> LoopscopeApp:
+        from loopscope.tui.app import LoopscopeApp
+
+        app = self.app
+        assert isinstance(app, LoopscopeApp)
+        return app
+
+    @property
+    def latest(self) -> View | None:
+        """The newest view received, shown or not."""
+        return self.owner.latest
+
+    def on_screen_resume(self) -> None:
+        app = self.owner
+        self.paused = app.paused
+        if app.shown is not None:
+            self.view = app.shown
+
+
+class SubScreen(ViewScreen):
+    """A drill-down screen over the dashboard: escape goes back."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "app.close_screen", "Back")]
