@@ -16,6 +16,7 @@ from textual.widgets.data_table import ColumnKey
 
 from loopscope.session import View
 from loopscope.tui import _details
+from loopscope.tui._format import clip
 from loopscope.tui._panels import Row, cwd_of
 from loopscope.tui._screen import SubScreen
 from loopscope.tui.task_detail import TaskDetailScreen
@@ -52,14 +53,9 @@ class TaskTable(SnapshotTable):
         self.sort_key = "waited"
         self.descending = True
         self.filter = ""
-        self.listed = 0  # rows before the filter
-        self.matching = 0  # rows after it
 
     def rows_of(self, view: View) -> list[Row]:
-        tasks = view.snapshot.task_list.tasks
-        self.listed = len(tasks)
-        chosen = _details.filter_tasks(tasks, self.filter)
-        self.matching = len(chosen)
+        chosen = _details.filter_tasks(view.snapshot.task_list.tasks, self.filter)
         ordered = _details.sort_tasks(chosen, self.sort_key, descending=self.descending)
         return _details.task_rows(ordered, cwd_of(view.snapshot))
 
@@ -88,14 +84,17 @@ class TaskTable(SnapshotTable):
         self.set_order(self.sort_key, descending=not self.descending)
 
     def on_mount(self) -> None:
-        super().on_mount()
-        self._relabel()
+        # (SnapshotTable's own on_mount, which adds the columns, runs after this one.)
+        self.call_later(self._relabel)
 
     def _relabel(self) -> None:
         for column in self.COLUMNS:
-            mark = (" ▼" if self.descending else " ▲") if column.key == self.sort_key else ""
-            label = Text(column.label + mark, justify="right" if column.right else "left")
-            label.truncate(column.width)
+            text = column.label
+            if column.key == self.sort_key:
+                mark = "▼" if self.descending else "▲"
+                room = column.width - len(mark)
+                text = (text + " " if len(text) < room else clip(text, room)) + mark
+            label = Text(text, justify="right" if column.right else "left")
             self.columns[ColumnKey(column.key)].label = label
         self.refresh()
 
@@ -193,9 +192,10 @@ class TasksScreen(SubScreen):
             return
         table = self.query_one(TaskTable)
         snapshot = self.view.snapshot if self.view is not None else None
+        tasks = snapshot.task_list.tasks if snapshot is not None else ()
         text = _details.tasks_list_summary(
             snapshot.task_list if snapshot is not None else None,
-            shown=table.matching,
+            shown=len(_details.filter_tasks(tasks, table.filter)),
             filter=table.filter,
             sort=table.sort_key,
             descending=table.descending,
