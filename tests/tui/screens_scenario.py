@@ -67,9 +67,6 @@ def _waiting_lock(i: int, waited: float, *, chain: bool) -> TaskInfo:
         function="fetch_user",
         chain=(
             AwaitFrame(file=f"{ASYNCIO}/locks.py", line=114, function="Lock.acquire"),
-            AwaitFrame(
-                file=f"{ASYNCIO}/locks.py", line=15, function="_ContextManagerMixin.__aenter__"
-            ),
             AwaitFrame(file=HANDLERS, line=42, function="fetch_user", args=(f"user_id={i}",)),
             AwaitFrame(
                 file=f"{APP}/server.py",

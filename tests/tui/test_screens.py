@@ -121,7 +121,7 @@ async def test_a_task_in_full_shows_its_await_chain_and_arguments() -> None:
         assert chain[0].startswith("handle_request  server.py:120")
         assert "request=<Request>, retries=3" in chain[0]
         assert "fetch_user  handlers.py:42" in chain[1] and "user_id=0" in chain[1]
-        assert "Lock.acquire" in chain[3]
+        assert "Lock.acquire" in chain[2]
         await pilot.press("escape")
         await until(pilot, lambda: isinstance(app.screen, TasksScreen))
 

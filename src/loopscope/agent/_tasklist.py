@@ -35,13 +35,16 @@ from ._loops import on_loop_thread
 from .events import AwaitFrame, Event, FinishedTask, Frame, TaskInfo, TaskList
 
 MAX_TASKS = 40  # tasks per list
-DETAILED = 8  # of which carry their await chain and arguments
+DETAILED = 6  # of which carry their await chain and arguments
 MAX_CHAIN = 12  # chain levels kept
 MAX_ARGS = 6  # arguments shown per frame
 MAX_FINISHED = 20  # ended tasks per list
 MAX_WATCHED = 1000  # tasks with a done callback at once
 SAMPLE = 200  # tasks whose state a pass tells, besides those it listed last time
 TEXT_LIMIT = 80
+# A list's size on the wire and in recordings, roughly: tasks stop being added past it. At one
+# list every 2 s that is at most about 5 KB/s of the recording budget (20 KB/s).
+MAX_BYTES = 10_000
 
 _ASYNCIO_DIR = os.path.dirname(asyncio.__file__) + os.sep
 _PLAIN = (int, float, str, bytes, bool, type(None), tuple, list, dict, set, frozenset)
@@ -164,8 +167,14 @@ class TaskListCollector:
         self._remember(chosen, now)
 
         tasks = []
+        size = 200  # the list's own fields
         for i, (rank, negative_age, task, waiter) in enumerate(chosen):
-            tasks.append(self._describe(task, waiter, rank, -negative_age, detailed=i < DETAILED))
+            info = self._describe(task, waiter, rank, -negative_age, detailed=i < DETAILED)
+            size += _size(info)
+            if size > MAX_BYTES and tasks:
+                chosen = chosen[:i]
+                break
+            tasks.append(info)
             if task not in self._watched and len(self._watched) < MAX_WATCHED:
                 task.add_done_callback(self._ended)
                 self._watched[task] = now
@@ -262,6 +271,16 @@ class TaskListCollector:
         )
 
 
+def _size(task: TaskInfo) -> int:
+    """About how many bytes ``task`` takes as JSON."""
+    size = 190 + len(task.name) + len(task.coro) + len(task.file) + len(task.function)
+    for frame in task.chain:
+        size += 50 + len(frame.file) + len(frame.function) + sum(len(a) + 3 for a in frame.args)
+    if task.created is not None:
+        size += 45 + len(task.created.file) + len(task.created.function)
+    return size
+
+
 def _chain(coro: Any) -> tuple[AwaitFrame, ...]:
     """The await chain from ``coro`` down, innermost first, with each frame's arguments."""
     out: list[AwaitFrame] = []
@@ -278,6 +297,14 @@ def _chain(coro: Any) -> tuple[AwaitFrame, ...]:
             frame, obj = _step(obj)
         if frame is not None:
             code = frame.f_code
+            if (
+                out
+                and code.co_filename.startswith(_ASYNCIO_DIR)
+                and out[-1].file.startswith(_ASYNCIO_DIR)
+            ):
+                # Of a run of asyncio's own frames only the innermost (the primitive) says
+                # something, and each costs the recording budget.
+                out.pop()
             out.append(
                 AwaitFrame(
                     file=code.co_filename,
