@@ -166,7 +166,7 @@ class TaskListCollector:
         chosen = ranked[:MAX_TASKS]
         self._remember(chosen, now)
 
-        tasks = []
+        tasks: list[TaskInfo] = []
         size = 200  # the list's own fields
         for i, (rank, negative_age, task, waiter) in enumerate(chosen):
             info = self._describe(task, waiter, rank, -negative_age, detailed=i < DETAILED)
