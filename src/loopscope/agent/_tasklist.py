@@ -51,7 +51,6 @@ _PLAIN = (int, float, str, bytes, bool, type(None), tuple, list, dict, set, froz
 _STATE_RANK = {"waiting": 0, "ready": 1, "running": 2}
 
 
-
 class _PlainRepr(reprlib.Repr):
     def repr_instance(self, x: Any, level: int) -> str:
         # Inside a container: an application object's own __repr__ is not called either.

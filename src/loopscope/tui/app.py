@@ -128,10 +128,18 @@ class LoopscopeApp(App[None]):
         ``select``: the row to highlight there ("file:line:function" of a location)."""
         while len(self.screen_stack) > 1 and self.screen is not self.dashboard:
             self.pop_screen()
-        if name != "dashboard":
-            self.push_screen(self.make_screen(name, select))
+        if name == "dashboard":
+            return
+        # Each screen is made once and kept (installed): showing it again only brings its
+        # rows up to date, by key, instead of composing it anew.
+        if not self.is_screen_installed(name):
+            self.install_screen(self.make_screen(name), name)
+        screen = self.get_screen(name)
+        if select is not None and hasattr(screen, "select"):
+            screen.select = select
+        self.push_screen(screen)
 
-    def make_screen(self, name: str, select: str | None = None) -> ViewScreen:
+    def make_screen(self, name: str) -> ViewScreen:
         from loopscope.tui.awaits import AwaitsScreen
         from loopscope.tui.blocks import BlocksScreen
         from loopscope.tui.tasks import TasksScreen
@@ -139,9 +147,9 @@ class LoopscopeApp(App[None]):
         if name == "tasks":
             return TasksScreen(how=self._how, log_path=self._log_path)
         if name == "blocks":
-            return BlocksScreen(how=self._how, log_path=self._log_path, select=select)
+            return BlocksScreen(how=self._how, log_path=self._log_path)
         if name == "awaits":
-            return AwaitsScreen(how=self._how, log_path=self._log_path, select=select)
+            return AwaitsScreen(how=self._how, log_path=self._log_path)
         raise ValueError(f"no screen {name!r}")
 
     def action_close_screen(self) -> None:

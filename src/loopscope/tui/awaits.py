@@ -35,11 +35,9 @@ class AwaitsScreen(SubScreen):
     CSS_PATH = "awaits.tcss"
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
 
-    def __init__(
-        self, *, how: str = "", log_path: str | None = None, select: str | None = None
-    ) -> None:
+    def __init__(self, *, how: str = "", log_path: str | None = None) -> None:
         super().__init__(how=how, log_path=log_path)
-        self._select = select  # "file:line:function" of a site to highlight
+        self.select: str | None = None  # "file:line:function" of a site to highlight
         self._shown: object = None
 
     def compose(self) -> ComposeResult:
@@ -60,15 +58,19 @@ class AwaitsScreen(SubScreen):
         self.call_after_refresh(self._preselect)
         self._detail()
 
+    def on_screen_resume(self) -> None:
+        # (ViewScreen's handler, which brings the view up to date, runs too.)
+        self.call_after_refresh(self._preselect)
+
     def _preselect(self) -> None:
-        if self._select is None or not self.is_mounted or self.view is None:
+        if self.select is None or self.view is None or not self.query(AwaitTable):
             return
         for i, site in enumerate(self.view.snapshot.await_sites[:MAX_ROWS]):
-            if f"{site.file}:{site.line}:{site.function}" == self._select:
+            if f"{site.file}:{site.line}:{site.function}" == self.select:
                 table = self.query_one(AwaitTable)
                 if table.is_valid_row_index(i):
                     table.move_cursor(row=i)
-                self._select = None
+                self.select = None
                 break
         self._detail()
 
@@ -90,7 +92,7 @@ class AwaitsScreen(SubScreen):
         return None
 
     def _detail(self) -> None:
-        if not self.is_mounted or self.view is None:
+        if self.view is None or not self.query(AwaitTable):
             return
         snapshot = self.view.snapshot
         site = self._site()

@@ -54,11 +54,9 @@ class BlocksScreen(SubScreen):
     CSS_PATH = "blocks.tcss"
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
 
-    def __init__(
-        self, *, how: str = "", log_path: str | None = None, select: str | None = None
-    ) -> None:
+    def __init__(self, *, how: str = "", log_path: str | None = None) -> None:
         super().__init__(how=how, log_path=log_path)
-        self._select = select  # a block key, or "file:line:function" of a location
+        self.select: str | None = None  # a block key, or "file:line:function" of a location
         self._shown: object = None
 
     def compose(self) -> ComposeResult:
@@ -77,17 +75,21 @@ class BlocksScreen(SubScreen):
         self.call_after_refresh(self._preselect)
         self._detail()
 
+    def on_screen_resume(self) -> None:
+        # (ViewScreen's handler, which brings the view up to date, runs too.)
+        self.call_after_refresh(self._preselect)
+
     def _preselect(self) -> None:
-        if self._select is None or not self.is_mounted:
+        if self.select is None or not self.query(BlockTable):
             return
         table = self.query_one(BlockTable)
         for i, (key, block) in enumerate(table.blocks.items()):
             loc = block.location
             where = f"{loc.file}:{loc.line}:{loc.function}" if loc is not None else ""
-            if self._select in (key, where):
+            if self.select in (key, where):
                 if table.is_valid_row_index(i):
                     table.move_cursor(row=i)
-                self._select = None
+                self.select = None
                 break
         self._detail()
 
@@ -96,7 +98,7 @@ class BlocksScreen(SubScreen):
         self._detail()
 
     def _detail(self) -> None:
-        if not self.is_mounted or self.view is None:
+        if self.view is None or not self.query(BlockTable):
             return
         block = self.query_one(BlockTable).highlighted
         snapshot = self.view.snapshot

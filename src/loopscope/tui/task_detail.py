@@ -37,7 +37,7 @@ class TaskDetailScreen(SubScreen):
         self._render_task()
 
     def _render_task(self) -> None:
-        if not self.is_mounted or self.view is None:
+        if self.view is None or not self.query("#task-text"):
             return
         snapshot = self.view.snapshot
         task = _details.find_task(snapshot.task_list, self.task_id)

@@ -188,7 +188,7 @@ class TasksScreen(SubScreen):
         )
 
     def _summarise(self) -> None:
-        if not self.is_mounted:
+        if not self.query(TaskTable):
             return
         table = self.query_one(TaskTable)
         snapshot = self.view.snapshot if self.view is not None else None
