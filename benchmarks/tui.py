@@ -71,7 +71,7 @@ class SyntheticSource:
 
     def events(self) -> Iterator[Event]:
         t0 = time.time()
-        for event in (
+        yield from (
             hello(t0),
             SourceState(t=t0, source="agent", state="live"),
             LoopStarted(
@@ -82,8 +82,7 @@ class SyntheticSource:
                 loop_class="asyncio.unix_events._UnixSelectorEventLoop",
                 features=("lag", "blocks", "census", "lifecycle", "tasks"),
             ),
-        ):
-            yield event
+        )
         schedule = [  # (period, next due, maker)
             [0.25, 0.0, self._lag],
             [0.5, 0.0, self._census],
@@ -239,7 +238,7 @@ async def run(args: argparse.Namespace) -> None:
                 "s (sort)": [],
                 "3 / t (switch screen)": [],
             }
-            for i in range(args.presses):
+            for _ in range(args.presses):
                 row = table.cursor_row
                 key = "down" if row == 0 else "up"
                 results["down/up (cursor)"].append(
