@@ -3,7 +3,7 @@
 A synthetic source plays, in real time and as JSON lines decoded like the agent's socket, what
 the agent sends about a target with 10,000 live tasks at its defaults: lag windows every 250 ms,
 a census every 500 ms (10,000 tasks, 50 await sites, 50 resources), lifecycle windows every
-500 ms, a task list every 2 s (as many tasks as fit the agent's byte bound, with chains), and a
+500 ms, a task list every 2 s (30 tasks, 6 with chains, as the agent sends), and a
 steady stream of blocks (``--blocks`` a second, each with sampled stacks 25 frames deep).
 
 The app runs headless (Textual's ``run_test``) at its default refresh, at 160x48, on each
@@ -131,7 +131,7 @@ class SyntheticSource:
 
     def _task_list(self, t: float, n: int) -> Event:
         tasks = []
-        for i in range(40):
+        for i in range(30):
             chain: tuple[AwaitFrame, ...] = ()
             if i < 6:
                 chain = (

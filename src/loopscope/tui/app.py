@@ -26,9 +26,6 @@ _NAVIGATION_KEYS = [
     ("escape", "close this screen, or an open finding"),
 ]
 
-# The screens the navigation keys open: name -> (class path, title).
-SCREENS = ("dashboard", "tasks", "blocks", "awaits")
-
 
 class Views(Protocol):
     """What the app reads: a live `Session`, or a `ReplaySession` on a recording."""
@@ -124,8 +121,9 @@ class LoopscopeApp(App[None]):
             self._show(self.latest)
 
     def action_open(self, name: str, select: str | None = None) -> None:
-        """Show screen ``name`` (see SCREENS) over the dashboard, in place of any other;
-        ``select``: the row to highlight there ("file:line:function" of a location)."""
+        """Show screen ``name`` ("dashboard", "tasks", "blocks" or "awaits") over the dashboard,
+        in place of any other; ``select``: the row to highlight there ("file:line:function" of a
+        location)."""
         while len(self.screen_stack) > 1 and self.screen is not self.dashboard:
             self.pop_screen()
         if name == "dashboard":

@@ -46,10 +46,9 @@ class FindingScreen(ModalScreen[None]):
         key = f"{loc.file}:{loc.line}:{loc.function}"
         if any(h.file == loc.file and h.line == loc.line for h in snapshot.blocks.hot):
             return "blocks", key
-        if any(s.file == loc.file and s.line == loc.line for s in snapshot.await_sites):
-            for site in snapshot.await_sites:
-                if site.file == loc.file and site.line == loc.line:
-                    return "awaits", f"{site.file}:{site.line}:{site.function}"
+        for site in snapshot.await_sites:
+            if site.file == loc.file and site.line == loc.line:
+                return "awaits", f"{site.file}:{site.line}:{site.function}"
         if self.finding.family == "blocking":
             return "blocks", key
         return None
