@@ -105,11 +105,12 @@ class LoopscopeApp(App[None]):
         if not self.screen_stack:  # the app is closing
             return
         screen = self.screen
+        under = self.screen_stack[-2] if len(self.screen_stack) > 1 else None
         if isinstance(screen, ViewScreen):
             screen.view = view
-        elif isinstance(self.screen_stack[-2] if len(self.screen_stack) > 1 else None, ViewScreen):
+        elif isinstance(under, ViewScreen):
             # A modal over a screen (help, a finding): the screen under it stays current.
-            self.screen_stack[-2].view = view  # type: ignore[attr-defined]
+            under.view = view
 
     def action_toggle_pause(self) -> None:
         """Freeze what every screen shows (collection goes on), or catch up with the newest."""
