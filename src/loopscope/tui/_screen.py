@@ -48,6 +48,10 @@ class ViewScreen(Screen[None]):
         """The newest view received, shown or not."""
         return self.owner.latest
 
+    def select_row(self, key: str) -> None:
+        """Highlight the row ``key`` ("file:line:function" of a location), where this screen
+        has such rows."""
+
     def on_screen_resume(self) -> None:
         app = self.owner
         self.paused = app.paused

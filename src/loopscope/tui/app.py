@@ -125,18 +125,30 @@ class LoopscopeApp(App[None]):
         """Show screen ``name`` ("dashboard", "tasks", "blocks" or "awaits") over the dashboard,
         in place of any other; ``select``: the row to highlight there ("file:line:function" of a
         location)."""
-        while len(self.screen_stack) > 1 and self.screen is not self.dashboard:
+        # Down to one screen over the dashboard, which it then replaces: the dashboard is not
+        # brought back in between (restyling a whole screen is what a switch costs).
+        while len(self.screen_stack) > 3 or (
+            len(self.screen_stack) > 2 and not isinstance(self.screen, ViewScreen)
+        ):
             self.pop_screen()
         if name == "dashboard":
+            while len(self.screen_stack) > 1 and self.screen is not self.dashboard:
+                self.pop_screen()
             return
         # Each screen is made once and kept (installed): showing it again only brings its
         # rows up to date, by key, instead of composing it anew.
         if not self.is_screen_installed(name):
             self.install_screen(self.make_screen(name), name)
         screen = self.get_screen(name)
-        if select is not None and hasattr(screen, "select"):
-            screen.select = select
-        self.push_screen(screen)
+        assert isinstance(screen, ViewScreen)
+        if select is not None:
+            screen.select_row(select)
+        if screen is self.screen:
+            return
+        if self.screen is self.dashboard:
+            self.push_screen(screen)
+        else:
+            self.switch_screen(screen)
 
     def make_screen(self, name: str) -> ViewScreen:
         from loopscope.tui.awaits import AwaitsScreen

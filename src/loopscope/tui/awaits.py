@@ -58,6 +58,10 @@ class AwaitsScreen(SubScreen):
         self.call_after_refresh(self._preselect)
         self._detail()
 
+    def select_row(self, key: str) -> None:
+        self.select = key
+        self.call_after_refresh(self._preselect)
+
     def on_screen_resume(self) -> None:
         # (ViewScreen's handler, which brings the view up to date, runs too.)
         self.call_after_refresh(self._preselect)
