@@ -3,7 +3,7 @@
 A synthetic source plays, in real time and as JSON lines decoded like the agent's socket, what
 the agent sends about a target with 10,000 live tasks at its defaults: lag windows every 250 ms,
 a census every 500 ms (10,000 tasks, 50 await sites, 50 resources), lifecycle windows every
-500 ms, a task list every 2 s (30 tasks, 6 with chains, as the agent sends), and a
+500 ms, a task list every 2 s (30 tasks, 5 with chains, as the agent sends), and a
 steady stream of blocks (``--blocks`` a second, each with sampled stacks 25 frames deep).
 
 The app runs headless (Textual's ``run_test``) at its default refresh, at 160x48, on each
@@ -133,7 +133,7 @@ class SyntheticSource:
         tasks = []
         for i in range(30):
             chain: tuple[AwaitFrame, ...] = ()
-            if i < 6:
+            if i < 5:
                 chain = (
                     AwaitFrame(file=f"{ASYNCIO}/locks.py", line=114, function="Lock.acquire"),
                     AwaitFrame(

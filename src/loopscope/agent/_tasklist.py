@@ -35,7 +35,7 @@ from ._loops import on_loop_thread
 from .events import AwaitFrame, Event, FinishedTask, Frame, TaskInfo, TaskList
 
 MAX_TASKS = 30  # tasks per list
-DETAILED = 6  # of which carry their await chain and arguments
+DETAILED = 5  # of which carry their await chain and arguments
 MAX_CHAIN = 12  # chain levels kept
 MAX_ARGS = 6  # arguments shown per frame
 MAX_FINISHED = 20  # ended tasks per list
@@ -43,8 +43,8 @@ MAX_WATCHED = 1000  # tasks with a done callback at once
 SAMPLE = 150  # tasks whose state a pass tells, besides those it listed last time
 TEXT_LIMIT = 80
 # A list's size on the wire and in recordings, roughly: tasks stop being added past it. At one
-# list every 2 s that is at most about 5 KB/s of the recording budget (20 KB/s).
-MAX_BYTES = 10_000
+# list every 2 s that is at most about 4 KB/s of the recording budget (20 KB/s).
+MAX_BYTES = 8000
 
 _ASYNCIO_DIR = os.path.dirname(asyncio.__file__) + os.sep
 _PLAIN = (int, float, str, bytes, bool, type(None), tuple, list, dict, set, frozenset)
