@@ -236,7 +236,8 @@ async def run(args: argparse.Namespace) -> None:
             results: dict[str, list[float]] = {
                 "down/up (cursor)": [],
                 "s (sort)": [],
-                "3 / t (switch screen)": [],
+                "3 (to blocks)": [],
+                "t (to tasks)": [],
             }
             for _ in range(args.presses):
                 row = table.cursor_row
@@ -252,7 +253,7 @@ async def run(args: argparse.Namespace) -> None:
                 await pilot.pause(0.05)
             for i in range(args.presses):
                 key, screen = ("3", BlocksScreen) if i % 2 == 0 else ("t", TasksScreen)
-                results["3 / t (switch screen)"].append(
+                results["3 (to blocks)" if key == "3" else "t (to tasks)"].append(
                     await timed(
                         app,
                         key,

@@ -16,7 +16,7 @@ from loopscope.session import View
 from loopscope.tui import _details
 from loopscope.tui._panels import Row, cwd_of
 from loopscope.tui._screen import SubScreen
-from loopscope.tui.widgets import Column, SnapshotTable
+from loopscope.tui.widgets import MAX_ROWS, Column, SnapshotTable
 
 
 class BlockTable(SnapshotTable):
@@ -40,7 +40,7 @@ class BlockTable(SnapshotTable):
 
     def rows_of(self, view: View) -> list[Row]:
         snapshot = view.snapshot
-        recent = snapshot.blocks.recent
+        recent = snapshot.blocks.recent[:MAX_ROWS]
         self.blocks = {_details.block_key(b): b for b in recent}
         return _details.block_rows(recent, snapshot.started, cwd_of(snapshot))
 

@@ -20,7 +20,7 @@ from loopscope.tui._format import clip
 from loopscope.tui._panels import Row, cwd_of
 from loopscope.tui._screen import SubScreen
 from loopscope.tui.task_detail import TaskDetailScreen
-from loopscope.tui.widgets import Column, SnapshotTable
+from loopscope.tui.widgets import MAX_ROWS, Column, SnapshotTable
 
 
 class TaskTable(SnapshotTable):
@@ -57,7 +57,7 @@ class TaskTable(SnapshotTable):
     def rows_of(self, view: View) -> list[Row]:
         chosen = _details.filter_tasks(view.snapshot.task_list.tasks, self.filter)
         ordered = _details.sort_tasks(chosen, self.sort_key, descending=self.descending)
-        return _details.task_rows(ordered, cwd_of(view.snapshot))
+        return _details.task_rows(ordered[:MAX_ROWS], cwd_of(view.snapshot))
 
     def set_order(self, key: str, *, descending: bool | None = None) -> None:
         """Sort by column ``key``; the same column again reverses the order."""
@@ -127,7 +127,7 @@ class FinishedTable(SnapshotTable):
 
     def rows_of(self, view: View) -> list[Row]:
         snapshot = view.snapshot
-        return _details.finished_rows(snapshot.task_list.finished, snapshot.t)
+        return _details.finished_rows(snapshot.task_list.finished[:MAX_ROWS], snapshot.t)
 
 
 class FilterInput(Input):
