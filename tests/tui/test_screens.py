@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from dashboard_scenario import T0, QueueSource, later_blocks
 from helpers import dashboard, fed_session, in_loop, live_session, rows, shown, text_of, until
-from screens_scenario import primed_sources, screens_live_events, task_list
+from screens_scenario import (
+    primed_sources,
+    screens_exited_events,
+    screens_live_events,
+    task_list,
+)
 from textual.widgets import Input
 
+from loopscope.record.reader import Recording
+from loopscope.sources.replay import ReplayClock, ReplaySession
 from loopscope.tui.awaits import AwaitsScreen, ResourceTable
 from loopscope.tui.blocks import BlocksScreen, BlockTable
 from loopscope.tui.dashboard import DashboardScreen
 from loopscope.tui.finding import FindingScreen
 from loopscope.tui.help import HelpScreen
+from loopscope.tui.replay import make_replay_app
 from loopscope.tui.task_detail import TaskDetailScreen
 from loopscope.tui.tasks import FinishedTable, TasksScreen, TaskTable
 from loopscope.tui.widgets import AwaitTable, HeaderBar, HotFramesTable
+from record.recordings import write
 
 
 def names(table: TaskTable) -> list[str]:
@@ -252,3 +263,26 @@ async def test_help_lists_the_screen_keys() -> None:
         keys = dict(app.key_help())
         for key in ("2", "3", "4", "/", "s", "o", "g", "escape", "space"):
             assert any(key in listed.split() or key in listed for listed in keys), key
+
+
+@in_loop
+async def test_a_replay_shows_the_task_lists_it_recorded(tmp_path: Path) -> None:
+    path = tmp_path / "session.lsrec"
+    write(path, screens_exited_events())
+    with Recording.open(path) as recording:
+        info = recording.info
+        clock = ReplayClock(info.start, info.end, playing=False)
+        clock.seek(info.end)
+        app = make_replay_app(ReplaySession(recording, clock), refresh=0.02)
+        async with app.run_test(size=(120, 36)) as pilot:
+            await shown(pilot)
+            await pilot.press("t")
+            await until(pilot, lambda: isinstance(app.screen, TasksScreen))
+            table = app.screen.query_one(TaskTable)
+            await until(pilot, lambda: table.row_count == 10)
+            assert names(table)[0] == "worker-1"
+            # space plays and pauses the recording on every screen
+            await pilot.press("space")
+            assert clock.playing
+            await pilot.press("space")
+            assert not clock.playing
