@@ -286,3 +286,23 @@ async def test_a_replay_shows_the_task_lists_it_recorded(tmp_path: Path) -> None
             assert clock.playing
             await pilot.press("space")
             assert not clock.playing
+
+
+@in_loop
+async def test_enter_on_a_dashboard_row_opens_its_screen_at_that_row() -> None:
+    app = dashboard(fed_session(screens_live_events()))
+    async with app.run_test(size=(160, 48)) as pilot:
+        await shown(pilot)
+        awaits = app.dashboard.query_one(AwaitTable)
+        awaits.focus()
+        await pilot.press("down", "enter")  # Worker.run, the second site
+        await until(pilot, lambda: isinstance(app.screen, AwaitsScreen))
+        sites = app.screen.query_one(AwaitTable)
+        await until(pilot, lambda: sites.row_count == 3 and sites.cursor_row == 1)
+        text = text_of(app.screen.query_one("#site-text"))
+        assert "300 tasks wait on queue_get in Worker.run" in text
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(app.screen, DashboardScreen))
+        app.dashboard.query_one(HotFramesTable).focus()
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, BlocksScreen))

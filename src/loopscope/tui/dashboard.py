@@ -51,10 +51,13 @@ class DashboardScreen(ViewScreen):
         snapshot = self.view.snapshot if self.view is not None else None
         self.app.push_screen(FindingScreen(event.finding, snapshot))
 
-    @on(HotFramesTable.RowSelected)
+    @on(HotFramesTable.RowSelected, "#hot")
     def _hot_selected(self, event: HotFramesTable.RowSelected) -> None:
-        self.owner.action_open("blocks")
+        # The row key is the frame's "file:line:function": its blocks are highlighted there.
+        self.owner.action_open("blocks", event.row_key.value)
 
-    @on(AwaitTable.RowSelected)
+    @on(AwaitTable.RowSelected, "#awaits")
     def _await_selected(self, event: AwaitTable.RowSelected) -> None:
-        self.owner.action_open("awaits")
+        # The row key is the site's "file:line:function:kind".
+        key = event.row_key.value
+        self.owner.action_open("awaits", key.rpartition(":")[0] if key else None)

@@ -48,6 +48,9 @@ class TaskTable(SnapshotTable):
             super().__init__()
             self.task_id = task_id
 
+    class Changed(Message):
+        """The order or the filter of the rows changed."""
+
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.sort_key = "waited"
@@ -68,12 +71,10 @@ class TaskTable(SnapshotTable):
         self.resync()
 
     def resync(self) -> None:
+        """Show the rows again after the order or the filter changed."""
         if self.view is not None:
             self.watch_view(self.view)
         self.post_message(self.Changed())
-
-    class Changed(Message):
-        """The rows shown, their order or filter changed."""
 
     def action_next_sort(self) -> None:
         keys = [c.key for c in self.COLUMNS]
@@ -137,7 +138,8 @@ class FilterInput(Input):
 
     def action_clear(self) -> None:
         self.value = ""
-        self.screen.focus_next(TaskTable)
+        self.display = False
+        self.screen.query_one(TaskTable).focus()
 
 
 class TasksScreen(SubScreen):
