@@ -306,3 +306,20 @@ async def test_enter_on_a_dashboard_row_opens_its_screen_at_that_row() -> None:
         app.dashboard.query_one(HotFramesTable).focus()
         await pilot.press("enter")
         await until(pilot, lambda: isinstance(app.screen, BlocksScreen))
+
+
+@in_loop
+async def test_an_ended_task_in_full_says_how_it_ended() -> None:
+    app = dashboard(fed_session(screens_live_events()))
+    async with app.run_test(size=(160, 48)) as pilot:
+        await shown(pilot)
+        await pilot.press("t")
+        await until(pilot, lambda: isinstance(app.screen, TasksScreen))
+        finished = app.screen.query_one(FinishedTable)
+        await until(pilot, lambda: finished.row_count == 3)
+        finished.focus()
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, TaskDetailScreen))
+        text = text_of(app.screen.query_one("#task-text"))
+        assert "ended exception: KeyError: 'user'" in text
+        assert "lived at least 1.25 s" in text

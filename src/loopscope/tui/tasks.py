@@ -189,6 +189,13 @@ class TasksScreen(SubScreen):
             TaskDetailScreen(event.task_id, how=self._how, log_path=self._log_path)
         )
 
+    @on(DataTable.RowSelected, "#finished")
+    def _ended_chosen(self, event: DataTable.RowSelected) -> None:
+        # The row key is "id:ended".
+        task_id = (event.row_key.value or "").partition(":")[0]
+        if task_id.isdigit():
+            self.post_message(TaskTable.Chosen(int(task_id)))
+
     def _summarise(self) -> None:
         if not self.query(TaskTable):
             return
