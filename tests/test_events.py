@@ -146,6 +146,7 @@ ONE_OF_EACH: list[Event] = [
                     ),
                 ),
                 created=FRAME,
+                resource=7,
             ),
             TaskInfo(
                 id=140002,
@@ -348,6 +349,7 @@ strategies: dict[type[Event], st.SearchStrategy[Any]] = {
                     max_size=3,
                 ).map(tuple),
                 created=st.none() | frames,
+                resource=ints,
             ),
             max_size=3,
         ).map(tuple),

@@ -119,7 +119,8 @@ def test_lists_tasks_with_chains_and_how_they_ended(target_python: str, tmp_path
         line_of("target: lock", str(script)),
     )
     assert waiter.waited > 0  # first seen by the first list
-    assert tasks["napper"].kind == "sleep"
+    assert tasks["napper"].kind == "sleep" and tasks["napper"].resource == 0
+    assert waiter.resource != 0  # the Lock
     # The chain, innermost first: asyncio's Lock.acquire, ..., the task's own coroutine.
     assert waiter.chain[-1].function == "fetch_user"
     assert waiter.chain[-1].args == ("user_id=7", "secret=<Secret>", "tags=['a', 'b']")

@@ -80,6 +80,7 @@ def _waiting_lock(i: int, waited: float, *, chain: bool) -> TaskInfo:
         created=Frame(file=f"{APP}/server.py", line=77, function="Server.accept")
         if chain
         else None,
+        resource=7,  # the Lock of the dashboard scenario's census
     )
 
 

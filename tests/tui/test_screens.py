@@ -168,9 +168,10 @@ async def test_awaits_list_sites_resources_and_the_tasks_waiting_there() -> None
         sites = app.screen.query_one(AwaitTable)
         await until(pilot, lambda: sites.row_count == 3)
         assert rows(app.screen.query_one(ResourceTable)) == [["Lock", "Lock", "800", "2.50 s"]]
-        text = text_of(app.screen.query_one("#site-text"))
-        assert "800 tasks wait on lock in fetch_user" in text
-        assert "Listed tasks waiting here (8)" in text and "Task-100" in text
+        box = app.screen.query_one("#site-text")
+        await until(pilot, lambda: "Listed tasks waiting here (8)" in text_of(box))
+        text = text_of(box)
+        assert "800 tasks wait on lock in fetch_user" in text and "Task-100" in text
 
 
 @in_loop
@@ -299,8 +300,8 @@ async def test_enter_on_a_dashboard_row_opens_its_screen_at_that_row() -> None:
         await until(pilot, lambda: isinstance(app.screen, AwaitsScreen))
         sites = app.screen.query_one(AwaitTable)
         await until(pilot, lambda: sites.row_count == 3 and sites.cursor_row == 1)
-        text = text_of(app.screen.query_one("#site-text"))
-        assert "300 tasks wait on queue_get in Worker.run" in text
+        box = app.screen.query_one("#site-text")
+        await until(pilot, lambda: "300 tasks wait on queue_get in Worker.run" in text_of(box))
         await pilot.press("escape")
         await until(pilot, lambda: isinstance(app.screen, DashboardScreen))
         app.dashboard.query_one(HotFramesTable).focus()
@@ -323,3 +324,19 @@ async def test_an_ended_task_in_full_says_how_it_ended() -> None:
         text = text_of(app.screen.query_one("#task-text"))
         assert "ended exception: KeyError: 'user'" in text
         assert "lived at least 1.25 s" in text
+
+
+@in_loop
+async def test_a_resource_in_full_lists_the_tasks_waiting_on_it() -> None:
+    app = dashboard(fed_session(screens_live_events()))
+    async with app.run_test(size=(160, 48)) as pilot:
+        await shown(pilot)
+        await pilot.press("4")
+        await until(pilot, lambda: isinstance(app.screen, AwaitsScreen))
+        resources = app.screen.query_one(ResourceTable)
+        await until(pilot, lambda: resources.row_count == 1)
+        resources.focus()
+        box = app.screen.query_one("#site-text")
+        await until(pilot, lambda: "waiters" in text_of(box))
+        text = text_of(box)
+        assert "800 waiters" in text and "Listed tasks waiting on it (8)" in text

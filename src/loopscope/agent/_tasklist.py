@@ -219,8 +219,10 @@ class TaskListCollector:
         state = ("waiting", "ready", "running")[rank]
         kind, file, line, function = "", "", 0, ""
         chain: tuple[AwaitFrame, ...] = ()
+        resource = 0
         if waiter is not None:
-            code, line, kind, _ = self._classifier._classify(task, waiter)
+            code, line, kind, obj = self._classifier._classify(task, waiter)
+            resource = id(obj) if obj is not None else 0
             if code is not None:
                 file, function = code.file, code.function
             if detailed:
@@ -244,6 +246,7 @@ class TaskListCollector:
             function=function,
             chain=chain,
             created=_created(task) if detailed else None,
+            resource=resource,
         )
 
     def _on_done(self, task: Any) -> None:
@@ -272,7 +275,7 @@ class TaskListCollector:
 
 def _size(task: TaskInfo) -> int:
     """About how many bytes ``task`` takes as JSON."""
-    size = 190 + len(task.name) + len(task.coro) + len(task.file) + len(task.function)
+    size = 205 + len(task.name) + len(task.coro) + len(task.file) + len(task.function)
     for frame in task.chain:
         size += 50 + len(frame.file) + len(frame.function) + sum(len(a) + 3 for a in frame.args)
     if task.created is not None:

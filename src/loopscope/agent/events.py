@@ -256,6 +256,7 @@ class TaskInfo:
     # The await chain, innermost (the primitive) first; only for the longest waits.
     chain: tuple[AwaitFrame, ...] = ()
     created: Frame | None = None  # where the task was created, when the loop records it
+    resource: int = 0  # id of the Lock, Queue... it waits on (as `Resource.id`), 0: none
 
 
 @dataclass(frozen=True, slots=True)

@@ -418,11 +418,34 @@ def site_detail(
     waiting = tasks_at(site, tasks)
     if waiting:
         parts.append(Text(f"\nListed tasks waiting here ({len(waiting)})", style="bold underline"))
-        grid = Table.grid(padding=(0, 2))
-        grid.add_column(no_wrap=True)
-        grid.add_column(style="dim", no_wrap=True)
-        grid.add_column(justify="right", no_wrap=True)
-        for task in waiting[:20]:
-            grid.add_row(task.name, task.coro, _waited(task))
-        parts.append(grid)
+        parts.append(_task_grid(waiting))
     return Group(*parts)
+
+
+def resource_detail(resource: ResourceView, tasks: Sequence[TaskInfo]) -> RenderableType:
+    """A Lock, Queue... in full: its state, how many wait, and the listed tasks waiting on it."""
+    head = Text()
+    head.append(f"{resource.type}", style="bold")
+    head.append(f"  {resource.label}\n", style="dim")
+    head.append(f"{count(resource.waiters)} waiters", style="bold")
+    if resource.oldest > 0:
+        head.append(f" · the oldest for {duration(resource.oldest)}")
+    head.append(f"  (id 0x{resource.id:x})", style="dim")
+    parts: list[RenderableType] = [head]
+    waiting = [t for t in tasks if t.resource == resource.id]
+    if waiting:
+        parts.append(Text(f"\nListed tasks waiting on it ({len(waiting)})", style="bold underline"))
+        parts.append(_task_grid(waiting))
+    else:
+        parts.append(Text("\nNone of the listed tasks waits on it.", style="dim"))
+    return Group(*parts)
+
+
+def _task_grid(tasks: Sequence[TaskInfo]) -> Table:
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(no_wrap=True)
+    grid.add_column(style="dim", no_wrap=True)
+    grid.add_column(justify="right", no_wrap=True)
+    for task in tasks[:20]:
+        grid.add_row(task.name, task.coro, _waited(task))
+    return grid

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
+from rich.console import RenderableType
 from textual.binding import Binding, BindingType
 from textual.reactive import reactive
 from textual.screen import Screen
+from textual.widgets import Static
 
 from loopscope.session import View
 from loopscope.tui.widgets import HeaderBar
@@ -47,6 +49,20 @@ class ViewScreen(Screen[None]):
     def latest(self) -> View | None:
         """The newest view received, shown or not."""
         return self.owner.latest
+
+    def ready(self, selector: str) -> bool:
+        """Whether the widget ``selector`` is mounted: before, what it is given is lost (and a
+        screen that remembers what it showed would not give it again)."""
+        found = self.query(selector)
+        return bool(found) and found.first().is_mounted
+
+    def put_text(self, selector: str, content: RenderableType) -> None:
+        """Show ``content`` in the Static ``selector``, and lay it out again once the current
+        refresh is over: a layout asked for while one is under way (a view arriving as the
+        screen comes up) can be lost, leaving the text at its old height."""
+        static = self.query_one(selector, Static)
+        static.update(content)
+        self.call_after_refresh(static.refresh, layout=True)
 
     def select_row(self, key: str) -> None:
         """Highlight the row ``key`` ("file:line:function" of a location), where this screen

@@ -3,12 +3,13 @@ Queue... with its waiters), and the highlighted site in full with the listed tas
 
 from __future__ import annotations
 
+from rich.console import RenderableType
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Footer, Static
 
-from loopscope.model.snapshot import AwaitSiteView
+from loopscope.model.snapshot import AwaitSiteView, ResourceView
 from loopscope.session import View
 from loopscope.tui import _details
 from loopscope.tui._panels import Row, cwd_of
@@ -78,9 +79,19 @@ class AwaitsScreen(SubScreen):
                 break
         self._detail()
 
-    @on(DataTable.RowHighlighted, "#sites")
+    @on(DataTable.RowHighlighted)
     def _highlighted(self) -> None:
         self._detail()
+
+    def on_descendant_focus(self) -> None:
+        # The detail is of the table in focus: an await site, or a resource.
+        self._detail()
+
+    def _resource(self) -> ResourceView | None:
+        key = self.query_one(ResourceTable)._cursor_key()
+        if self.view is None or key is None:
+            return None
+        return next((r for r in self.view.snapshot.resources if str(r.id) == key.value), None)
 
     def _site(self) -> AwaitSiteView | None:
         if self.view is None:
@@ -96,14 +107,27 @@ class AwaitsScreen(SubScreen):
         return None
 
     def _detail(self) -> None:
-        if self.view is None or not self.query(AwaitTable):
+        if self.view is None or not self.ready("#site-text"):
             return
         snapshot = self.view.snapshot
-        site = self._site()
-        tasks = _details.tasks_at(site, snapshot.task_list.tasks)
-        shown = (site, tuple(tasks), cwd_of(snapshot))
+        listed = snapshot.task_list.tasks
+        showing_resource = self.query_one(ResourceTable).has_focus
+        resource = self._resource() if showing_resource else None
+        site = self._site() if resource is None else None
+        shown: tuple[object, ...] = (
+            (resource, listed)
+            if resource is not None
+            else (site, tuple(_details.tasks_at(site, listed)), cwd_of(snapshot))
+        )
         if shown == self._shown:
             return
         self._shown = shown
-        text = _details.site_detail(site, snapshot.task_list.tasks, cwd=cwd_of(snapshot))
-        self.query_one("#site-text", Static).update(text)
+        box = self.query_one("#site-box")
+        text: RenderableType
+        if resource is not None:
+            box.border_title = "Resource"
+            text = _details.resource_detail(resource, listed)
+        else:
+            box.border_title = "Await site"
+            text = _details.site_detail(site, listed, cwd=cwd_of(snapshot))
+        self.put_text("#site-text", text)

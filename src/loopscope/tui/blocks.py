@@ -102,7 +102,7 @@ class BlocksScreen(SubScreen):
         self._detail()
 
     def _detail(self) -> None:
-        if self.view is None or not self.query(BlockTable):
+        if self.view is None or not self.ready("#block-text"):
             return
         block = self.query_one(BlockTable).highlighted
         snapshot = self.view.snapshot
@@ -111,4 +111,4 @@ class BlocksScreen(SubScreen):
             return
         self._shown = shown
         text = _details.block_detail(block, started=snapshot.started, cwd=cwd_of(snapshot))
-        self.query_one("#block-text", Static).update(text)
+        self.put_text("#block-text", text)

@@ -37,7 +37,7 @@ class TaskDetailScreen(SubScreen):
         self._render_task()
 
     def _render_task(self) -> None:
-        if self.view is None or not self.query("#task-text"):
+        if self.view is None or not self.ready("#task-text"):
             return
         snapshot = self.view.snapshot
         task = _details.find_task(snapshot.task_list, self.task_id)
@@ -52,4 +52,4 @@ class TaskDetailScreen(SubScreen):
         box = self.query_one("#task-box", VerticalScroll)
         name = task.name if task is not None else self._last_seen.name if self._last_seen else ""
         box.border_title = f"Task {name}"
-        self.query_one("#task-text", Static).update(text)
+        self.put_text("#task-text", text)
