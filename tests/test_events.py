@@ -13,11 +13,13 @@ from loopscope import events
 from loopscope.agent.events import LAG_BUCKETS
 from loopscope.events import (
     EVENT_TYPES,
+    AwaitFrame,
     AwaitSite,
     Block,
     Census,
     DecodeError,
     Event,
+    FinishedTask,
     Frame,
     Hello,
     Lag,
@@ -32,6 +34,8 @@ from loopscope.events import (
     TargetExited,
     TaskError,
     TaskErrors,
+    TaskInfo,
+    TaskList,
     decode,
     encode,
     lag_bucket,
@@ -146,6 +150,63 @@ ONE_OF_EACH: list[Event] = [
     ),
     NeverAwaited(t=12.0, coroutine="Client.send", frame=FRAME, dropped=1),
     NeverAwaited(t=12.5, coroutine="send", frame=None),
+    TaskList(
+        t=10.0,
+        loop=1,
+        total=1234,
+        sampled=True,
+        tasks=(
+            TaskInfo(
+                id=140001,
+                name="Task-7",
+                coro="fetch_user",
+                state="waiting",
+                kind="lock",
+                waited=2.5,
+                file="/srv/app/handlers.py",
+                line=42,
+                function="fetch_user",
+                chain=(
+                    AwaitFrame(
+                        file="/usr/lib/python3.11/asyncio/locks.py",
+                        line=114,
+                        function="Lock.acquire",
+                    ),
+                    AwaitFrame(
+                        file="/srv/app/handlers.py",
+                        line=42,
+                        function="fetch_user",
+                        args=("user_id=7",),
+                    ),
+                ),
+                created=FRAME,
+                resource=7,
+            ),
+            TaskInfo(
+                id=140002,
+                name="Task-8",
+                coro="poll",
+                state="ready",
+                kind="",
+                waited=0.0,
+                file="/srv/app/poller.py",
+                line=9,
+                function="poll",
+            ),
+        ),
+        finished=(
+            FinishedTask(
+                id=140003,
+                name="Task-3",
+                coro="handle",
+                result="exception",
+                error="ValueError: bad id",
+                lived=0.75,
+                ended=9.5,
+            ),
+        ),
+        cost=0.0004,
+    ),
 ]
 
 
@@ -329,6 +390,48 @@ strategies: dict[type[Event], st.SearchStrategy[Any]] = {
     Notice: st.builds(Notice, t=finite, level=text, message=st.text()),
     SourceState: st.builds(SourceState, t=finite, source=text, state=text, detail=text),
     TargetExited: st.builds(TargetExited, t=finite, exit_code=st.none() | ints, reason=text),
+    TaskList: st.builds(
+        TaskList,
+        t=finite,
+        loop=ints,
+        total=small,
+        sampled=st.booleans(),
+        tasks=st.lists(
+            st.builds(
+                TaskInfo,
+                id=ints,
+                name=text,
+                coro=text,
+                state=text,
+                kind=text,
+                waited=finite,
+                file=text,
+                line=small,
+                function=text,
+                chain=st.lists(
+                    st.builds(AwaitFrame, file=text, line=small, function=text, args=names),
+                    max_size=3,
+                ).map(tuple),
+                created=st.none() | frames,
+                resource=ints,
+            ),
+            max_size=3,
+        ).map(tuple),
+        finished=st.lists(
+            st.builds(
+                FinishedTask,
+                id=ints,
+                name=text,
+                coro=text,
+                result=text,
+                error=text,
+                lived=finite,
+                ended=finite,
+            ),
+            max_size=3,
+        ).map(tuple),
+        cost=finite,
+    ),
 }
 any_event = st.one_of(*strategies.values())
 

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from agent_harness import SRC, Client
+
 from loopscope.events import Block, Census, Lag, Lifecycle, LoopStarted
 
 uvloop = pytest.importorskip("uvloop", reason="uvloop is a dev dependency of loopscope")

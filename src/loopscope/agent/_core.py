@@ -24,6 +24,7 @@ from ._lag import LagCollector
 from ._lifecycle import LifecycleCollector
 from ._paths import default_socket_path
 from ._server import Outbox, Server
+from ._tasklist import TaskListCollector
 from ._unawaited import UnawaitedHook
 from .events import AGENT_VERSION, PROTOCOL_VERSION, Event, Hello, LoopStarted, LoopStopped
 
@@ -32,7 +33,7 @@ COLLECTORS_ENV = "LOOPSCOPE_COLLECTORS"
 # The collectors that can be turned off, all on by default. ``blocks`` is the watchdog thread
 # and the selector wrapper; ``lag`` the heartbeat (utilisation comes from the selector wrapper,
 # kept while either of the two is on).
-COLLECTORS = ("lag", "blocks", "census", "lifecycle")
+COLLECTORS = ("lag", "blocks", "census", "lifecycle", "tasks")
 _AGENT_DIR = os.path.dirname(os.path.abspath(__file__))
 _MARK = "__loopscope_agent__"  # attribute of our _set_running_loop that names its agent
 
@@ -244,6 +245,7 @@ class _LoopObserver:
             "lifecycle": lambda: LifecycleCollector(
                 loop, self.loop_id, agent.emit, guard, idle_clock=idle_clock
             ),
+            "tasks": lambda: TaskListCollector(loop, self.loop_id, agent.emit, guard),
         }
         for name, make in makers.items():
             if name not in enabled:

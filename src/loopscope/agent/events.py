@@ -274,6 +274,62 @@ class NeverAwaited(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class AwaitFrame:
+    """One level of a task's await chain: a coroutine's frame and its arguments."""
+
+    file: str
+    line: int
+    function: str
+    args: tuple[str, ...] = ()  # "name=repr", each repr bounded; only plain values are shown
+
+
+@dataclass(frozen=True, slots=True)
+class TaskInfo:
+    """One live task, as a `TaskList` shows it."""
+
+    id: int  # id() of the task in the target
+    name: str
+    coro: str  # qualified name of its coroutine
+    state: str  # see TASK_STATES
+    kind: str  # what it waits on (AWAIT_KINDS), "" when not waiting
+    waited: float  # seconds it has waited where it waits now, as seen by the agent (0: new)
+    file: str  # the await site (the innermost frame of its chain outside asyncio)
+    line: int
+    function: str
+    # The await chain, innermost (the primitive) first; only for the longest waits.
+    chain: tuple[AwaitFrame, ...] = ()
+    created: Frame | None = None  # where the task was created, when the loop records it
+    resource: int = 0  # id of the Lock, Queue... it waits on (as `Resource.id`), 0: none
+
+
+@dataclass(frozen=True, slots=True)
+class FinishedTask:
+    """A task that ended after it was seen in a `TaskList`."""
+
+    id: int
+    name: str
+    coro: str
+    result: str  # "ok" | "exception" | "cancelled"
+    error: str  # "ValueError: ..." (bounded) for an exception, else ""
+    lived: float  # seconds from when the agent first listed it to its end (a lower bound)
+    ended: float  # wall time it ended
+
+
+@dataclass(frozen=True, slots=True)
+class TaskList(Event):
+    """A bounded list of a loop's live tasks, the longest waits first, and the listed tasks that
+    ended since the last list."""
+
+    kind: ClassVar[str] = "task_list"
+    loop: int
+    total: int  # live tasks on the loop (estimated when ``sampled``)
+    sampled: bool  # the tasks were chosen from a sample of the loop's tasks
+    tasks: tuple[TaskInfo, ...]
+    finished: tuple[FinishedTask, ...]  # newest first
+    cost: float  # loop-thread seconds the list took
+
+
+@dataclass(frozen=True, slots=True)
 class Notice(Event):
     """Something the agent or a source wants the user to know (a hook disabled, ...)."""
 
@@ -315,6 +371,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         Lifecycle,
         TaskErrors,
         NeverAwaited,
+        TaskList,
         Notice,
         SourceState,
         TargetExited,

@@ -22,12 +22,14 @@ from loopscope.events import (
     SourceState,
     TargetExited,
     TaskErrors,
+    TaskList,
 )
 from loopscope.model._blocks import BlockState, CodeMap
 from loopscope.model._contention import ContentionState
 from loopscope.model._errors import ErrorState
 from loopscope.model._lag import LagState
 from loopscope.model._leak import GrowthState
+from loopscope.model._tasklist import TaskListState
 from loopscope.model._tasks import TaskState
 from loopscope.model.snapshot import ExitInfo, LoopInfo, Snapshot, SourceInfo, TargetInfo
 
@@ -58,6 +60,7 @@ class Model:
         self._contention = ContentionState()
         self._growth = GrowthState(LAG_SERIES_SECONDS)
         self._errors = ErrorState()
+        self._task_list = TaskListState()
 
     def apply(self, event: Event) -> None:
         t = event.t
@@ -135,12 +138,15 @@ class Model:
             self._notices.append(
                 event.message if event.level == "info" else f"{event.level}: {event.message}"
             )
+        elif isinstance(event, TaskList):
+            self._task_list.apply(event)
 
     def _forget_loop(self, loop: int, t: float) -> None:
         self._lag.loop_stopped(loop)
         self._tasks.loop_stopped(loop, t)
         self._contention.loop_stopped(loop)
         self._growth.loop_stopped(loop)
+        self._task_list.loop_stopped(loop)
 
     def snapshot(self, now: float | None = None) -> Snapshot:
         """The state at ``now`` (default: the time of the latest event). Once the target has
@@ -168,4 +174,5 @@ class Model:
             task_errors=self._errors.errors_view(),
             never_awaited=self._errors.unawaited_view(),
             never_awaited_dropped=self._errors.dropped_unawaited,
+            task_list=self._task_list.view(),
         )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from loopscope.events import Frame
+from loopscope.events import FinishedTask, Frame, TaskInfo
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,6 +242,18 @@ class NeverAwaitedView:
 
 
 @dataclass(frozen=True, slots=True)
+class TaskListView:
+    """The live tasks the agent listed (a bounded list, the longest waits first) and the listed
+    tasks seen to end, newest first."""
+
+    t: float | None = None  # when the newest list was taken; None: no list yet
+    total: int = 0  # live tasks, all loops (the list shows at most a few dozen of them)
+    sampled: bool = False  # chosen from a sample of the tasks
+    tasks: tuple[TaskInfo, ...] = ()
+    finished: tuple[FinishedTask, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     t: float  # the model's clock when the snapshot was taken
     started: float | None  # time of the first event
@@ -261,3 +273,4 @@ class Snapshot:
     task_errors: tuple[TaskErrorView, ...] = field(default=())  # most frequent first
     never_awaited: tuple[NeverAwaitedView, ...] = field(default=())  # most frequent first
     never_awaited_dropped: int = 0  # "never awaited" warnings the agent did not report
+    task_list: TaskListView = field(default=TaskListView())

@@ -12,6 +12,7 @@ from textual.message import Message
 from textual.worker import get_current_worker
 
 from loopscope.session import View
+from loopscope.tui._screen import SubScreen, ViewScreen
 from loopscope.tui.dashboard import DashboardScreen
 from loopscope.tui.help import HelpScreen
 from loopscope.tui.widgets import FindingsTable
@@ -19,6 +20,8 @@ from loopscope.tui.widgets import FindingsTable
 # Keys that are not bindings of their own but of the widgets they act in.
 _NAVIGATION_KEYS = [
     ("↑ ↓ pgup pgdn home end", "move in the focused table"),
+    ("⏎ / click", "open the highlighted row (a finding, a task, a block...)"),
+    ("click a header", "sort the task table by that column (again: reverse)"),
     ("tab / shift+tab", "focus the next / previous panel"),
     ("escape", "close this screen, or an open finding"),
 ]
@@ -35,6 +38,10 @@ class LoopscopeApp(App[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "Quit"),
         Binding("question_mark", "help", "Keys"),
+        Binding("1", "open('dashboard')", "Dashboard", show=False),
+        Binding("2,t", "open('tasks')", "Tasks"),
+        Binding("3", "open('blocks')", "Blocks"),
+        Binding("4,a", "open('awaits')", "Awaits"),
     ]
 
     class NewView(Message):
@@ -61,7 +68,12 @@ class LoopscopeApp(App[None]):
         self._session = session
         self._interval = refresh
         self._stop = threading.Event()
+        self._how = how
+        self._log_path = log_path
         self.dashboard = DashboardScreen(how=how, log_path=log_path)
+        self.paused = False
+        self.latest: View | None = None  # the newest view received
+        self.shown: View | None = None  # the view on screen (the newest, unless paused)
 
     def on_mount(self) -> None:
         # Pushed rather than returned by get_default_screen(), which does not load a screen's
@@ -83,7 +95,77 @@ class LoopscopeApp(App[None]):
 
     @on(NewView)
     def _new_view(self, message: NewView) -> None:
-        self.dashboard.show(message.view)
+        self.latest = message.view
+        if not self.paused:
+            self._show(message.view)
+
+    def _show(self, view: View) -> None:
+        # Only the screen on top renders; the others catch up when they are shown again.
+        self.shown = view
+        if not self.screen_stack:  # the app is closing
+            return
+        screen = self.screen
+        under = self.screen_stack[-2] if len(self.screen_stack) > 1 else None
+        if isinstance(screen, ViewScreen):
+            screen.view = view
+        elif isinstance(under, ViewScreen):
+            # A modal over a screen (help, a finding): the screen under it stays current.
+            under.view = view
+
+    def action_toggle_pause(self) -> None:
+        """Freeze what every screen shows (collection goes on), or catch up with the newest."""
+        self.paused = not self.paused
+        for screen in self.screen_stack:
+            if isinstance(screen, ViewScreen):
+                screen.paused = self.paused
+        if not self.paused and self.latest is not None:
+            self._show(self.latest)
+
+    def action_open(self, name: str, select: str | None = None) -> None:
+        """Show screen ``name`` ("dashboard", "tasks", "blocks" or "awaits") over the dashboard,
+        in place of any other; ``select``: the row to highlight there ("file:line:function" of a
+        location)."""
+        # Down to one screen over the dashboard, which it then replaces: the dashboard is not
+        # brought back in between (restyling a whole screen is what a switch costs).
+        while len(self.screen_stack) > 3 or (
+            len(self.screen_stack) > 2 and not isinstance(self.screen, ViewScreen)
+        ):
+            self.pop_screen()
+        if name == "dashboard":
+            while len(self.screen_stack) > 1 and self.screen is not self.dashboard:
+                self.pop_screen()
+            return
+        # Each screen is made once and kept (installed): showing it again only brings its
+        # rows up to date, by key, instead of composing it anew.
+        if not self.is_screen_installed(name):
+            self.install_screen(self.make_screen(name), name)
+        screen = self.get_screen(name)
+        assert isinstance(screen, ViewScreen)
+        if select is not None:
+            screen.select_row(select)
+        if screen is self.screen:
+            return
+        if self.screen is self.dashboard:
+            self.push_screen(screen)
+        else:
+            self.switch_screen(screen)
+
+    def make_screen(self, name: str) -> ViewScreen:
+        from loopscope.tui.awaits import AwaitsScreen
+        from loopscope.tui.blocks import BlocksScreen
+        from loopscope.tui.tasks import TasksScreen
+
+        if name == "tasks":
+            return TasksScreen(how=self._how, log_path=self._log_path)
+        if name == "blocks":
+            return BlocksScreen(how=self._how, log_path=self._log_path)
+        if name == "awaits":
+            return AwaitsScreen(how=self._how, log_path=self._log_path)
+        raise ValueError(f"no screen {name!r}")
+
+    def action_close_screen(self) -> None:
+        if len(self.screen_stack) > 1 and self.screen is not self.dashboard:
+            self.pop_screen()
 
     def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):
@@ -94,11 +176,20 @@ class LoopscopeApp(App[None]):
     def key_help(self) -> list[tuple[str, str]]:
         """Every key, for the help screen: the bindings, then the navigation keys."""
         out: list[tuple[str, str]] = []
+        from loopscope.tui.finding import FindingScreen
+        from loopscope.tui.tasks import TasksScreen, TaskTable
+
         for binding in (
             *self._bindings_of(LoopscopeApp),
-            *self._bindings_of(DashboardScreen),
+            *self._bindings_of(ViewScreen, own_only=True),
+            *self._bindings_of(SubScreen, own_only=True),
             *self._bindings_of(FindingsTable, own_only=True),
+            *self._bindings_of(FindingScreen, own_only=True),
+            *self._bindings_of(TasksScreen, own_only=True),
+            *self._bindings_of(TaskTable, own_only=True),
         ):
+            if binding.action == "dismiss":
+                continue
             description = _DESCRIPTIONS.get(binding.action, binding.description)
             out.append((self.get_key_display(binding), description))
         return out + _NAVIGATION_KEYS
@@ -112,6 +203,15 @@ class LoopscopeApp(App[None]):
 _DESCRIPTIONS = {
     "quit": "quit (the program loopscope started is stopped)",
     "help": "show / hide this list of keys",
-    "toggle_pause": "pause / resume the display",
-    "select_cursor": "open the highlighted finding (evidence and fix)",
+    "app.toggle_pause": "pause / resume the display (collection goes on)",
+    "select_cursor": "open the highlighted row: a finding, a task, a block",
+    "open('dashboard')": "the dashboard",
+    "open('tasks')": "tasks: every listed task, sortable, filterable; ended tasks",
+    "open('blocks')": "blocks: each block, its stacks as a call tree, the blocking source",
+    "open('awaits')": "awaits: where tasks wait, and the locks, queues... they wait on",
+    "app.close_screen": "back to the dashboard (or the screen before)",
+    "filter": "tasks: filter by name, coroutine or await site (escape clears)",
+    "next_sort": "tasks: sort by the next column (or click a column header)",
+    "reverse": "tasks: reverse the order",
+    "goto": "finding: go to its evidence (the blocks or the await site)",
 }

@@ -50,6 +50,10 @@ class ReplayApp(LoopscopeApp):
         self.clock.toggle()
         self._moved()
 
+    def action_toggle_pause(self) -> None:
+        # On every screen, space plays and pauses the recording.
+        self.action_play_pause()
+
     def action_faster(self) -> None:
         self.clock.faster()
         self._moved()

@@ -1,0 +1,114 @@
+"""The blocks screen: every recent block of the loop, and the one highlighted in full: its
+stacks merged into a call tree with sample shares, and the blocking line's source."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, VerticalScroll
+from textual.widgets import DataTable, Footer, Static
+
+from loopscope.model.snapshot import BlockRecord
+from loopscope.session import View
+from loopscope.tui import _details
+from loopscope.tui._panels import Row, cwd_of
+from loopscope.tui._screen import SubScreen
+from loopscope.tui.widgets import MAX_ROWS, Column, SnapshotTable
+
+
+class BlockTable(SnapshotTable):
+    """The recent blocks, newest first."""
+
+    BORDER_TITLE = "Blocks (newest first)"
+    COLUMNS = (
+        Column("at", "at", 7, right=True),
+        Column("duration", "blocked", 7, right=True),
+        Column("cause", "cause", 5),
+        Column("task", "task", 10),
+        Column("where", "where", 31),
+    )
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter", "select_cursor", "Detail", show=False)
+    ]
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.blocks: dict[str, BlockRecord] = {}
+
+    def rows_of(self, view: View) -> list[Row]:
+        snapshot = view.snapshot
+        recent = snapshot.blocks.recent[:MAX_ROWS]
+        self.blocks = {_details.block_key(b): b for b in recent}
+        return _details.block_rows(recent, snapshot.started, cwd_of(snapshot))
+
+    @property
+    def highlighted(self) -> BlockRecord | None:
+        key = self._cursor_key()
+        return None if key is None or key.value is None else self.blocks.get(key.value)
+
+
+class BlocksScreen(SubScreen):
+    CSS_PATH = "blocks.tcss"
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
+
+    def __init__(self, *, how: str = "", log_path: str | None = None) -> None:
+        super().__init__(how=how, log_path=log_path)
+        self.select: str | None = None  # a block key, or "file:line:function" of a location
+        self._shown: object = None
+
+    def compose(self) -> ComposeResult:
+        yield self.header()
+        with Horizontal(id="blocks-body"):
+            yield BlockTable(id="blocks").data_bind(BlocksScreen.view)
+            with VerticalScroll(id="block-box") as box:
+                box.border_title = "Block"
+                yield Static(id="block-text")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one(BlockTable).focus()
+
+    def watch_view(self) -> None:
+        self.call_after_refresh(self._preselect)
+        self._detail()
+
+    def select_row(self, key: str) -> None:
+        self.select = key
+        self.call_after_refresh(self._preselect)
+
+    def on_screen_resume(self) -> None:
+        # (ViewScreen's handler, which brings the view up to date, runs too.)
+        self.call_after_refresh(self._preselect)
+
+    def _preselect(self) -> None:
+        if self.select is None or not self.query(BlockTable):
+            return
+        table = self.query_one(BlockTable)
+        for i, (key, block) in enumerate(table.blocks.items()):
+            loc = block.location
+            where = f"{loc.file}:{loc.line}:{loc.function}" if loc is not None else ""
+            if self.select in (key, where):
+                if table.is_valid_row_index(i):
+                    table.move_cursor(row=i)
+                self.select = None
+                break
+        self._detail()
+
+    @on(DataTable.RowHighlighted, "#blocks")
+    def _highlighted(self) -> None:
+        self._detail()
+
+    def _detail(self) -> None:
+        if self.view is None or not self.ready("#block-text"):
+            return
+        block = self.query_one(BlockTable).highlighted
+        snapshot = self.view.snapshot
+        shown = (block, cwd_of(snapshot))
+        if shown == self._shown:
+            return
+        self._shown = shown
+        text = _details.block_detail(block, started=snapshot.started, cwd=cwd_of(snapshot))
+        self.put_text("#block-text", text)
