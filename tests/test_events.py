@@ -24,7 +24,11 @@ from loopscope.events import (
     Lifecycle,
     LoopStarted,
     LoopStopped,
+    LostUpdate,
     Notice,
+    RaceSpan,
+    RaceWindow,
+    RaceWindows,
     Resource,
     SourceState,
     Stack,
@@ -112,6 +116,38 @@ ONE_OF_EACH: list[Event] = [
     SourceState(t=8.0, source="agent", state="lost", detail="connection reset"),
     TargetExited(t=9.0, exit_code=None, reason="killed by SIGKILL"),
     TargetExited(t=9.0, exit_code=3),
+    RaceWindows(
+        t=10.0,
+        windows=(
+            RaceSpan("/srv/app/bank.py", "Account.withdraw", 11, "self.balance", 12, (13,), 14),
+            RaceSpan("/srv/app/db.py", "connect", 3, "POOL", 5, (6, 7), 8, "condition", True),
+        ),
+        files=3,
+        functions=12,
+        cost=0.004,
+        skipped=1,
+    ),
+    RaceWindow(
+        t=11.0,
+        loop=1,
+        window=RaceSpan("/srv/app/bank.py", "Account.withdraw", 11, "self.balance", 12, (13,), 14),
+        tasks=("Task-3", "Task-4"),
+        count=2,
+        lines=(13, 13),
+        inspected=40,
+    ),
+    LostUpdate(
+        t=12.0,
+        target="Account.balance",
+        task="Task-3",
+        read=Frame("/srv/app/bank.py", 12, "Account.withdraw"),
+        version_read=4,
+        other_task="Task-4",
+        other_write=Frame("/srv/app/bank.py", 14, "Account.withdraw"),
+        write=Frame("/srv/app/bank.py", 14, "Account.withdraw"),
+        version_now=5,
+        repeats=2,
+    ),
 ]
 
 
@@ -171,6 +207,18 @@ frames = st.builds(Frame, file=text, line=small, function=text)
 stacks = st.builds(Stack, count=small, frames=st.lists(frames, max_size=4).map(tuple))
 names = st.tuples(text).map(tuple) | st.lists(text, max_size=3).map(tuple)
 counts = st.dictionaries(text, small, max_size=4)
+spans = st.builds(
+    RaceSpan,
+    file=text,
+    function=text,
+    first_line=small,
+    target=text,
+    read_line=small,
+    await_lines=st.lists(small, max_size=3).map(tuple),
+    write_line=small,
+    via=text,
+    guarded=st.booleans(),
+)
 
 strategies: dict[type[Event], st.SearchStrategy[Any]] = {
     Hello: st.builds(
@@ -265,6 +313,38 @@ strategies: dict[type[Event], st.SearchStrategy[Any]] = {
     Notice: st.builds(Notice, t=finite, level=text, message=st.text()),
     SourceState: st.builds(SourceState, t=finite, source=text, state=text, detail=text),
     TargetExited: st.builds(TargetExited, t=finite, exit_code=st.none() | ints, reason=text),
+    RaceWindows: st.builds(
+        RaceWindows,
+        t=finite,
+        windows=st.lists(spans, max_size=3).map(tuple),
+        files=small,
+        functions=small,
+        cost=finite,
+        skipped=small,
+    ),
+    RaceWindow: st.builds(
+        RaceWindow,
+        t=finite,
+        loop=ints,
+        window=spans,
+        tasks=names,
+        count=small,
+        lines=st.lists(small, max_size=3).map(tuple),
+        inspected=small,
+    ),
+    LostUpdate: st.builds(
+        LostUpdate,
+        t=finite,
+        target=text,
+        task=text,
+        read=frames,
+        version_read=small,
+        other_task=text,
+        other_write=frames,
+        write=frames,
+        version_now=small,
+        repeats=small,
+    ),
 }
 any_event = st.one_of(*strategies.values())
 
