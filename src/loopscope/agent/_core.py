@@ -23,6 +23,7 @@ from ._guard import Guard
 from ._lag import LagCollector
 from ._lifecycle import LifecycleCollector
 from ._paths import default_socket_path
+from ._races import RaceCollector, RaceScanner, connect_watch_hub, library_dirs
 from ._server import Outbox, Server
 from .events import AGENT_VERSION, PROTOCOL_VERSION, Event, Hello, LoopStarted, LoopStopped
 
@@ -31,7 +32,7 @@ COLLECTORS_ENV = "LOOPSCOPE_COLLECTORS"
 # The collectors that can be turned off, all on by default. ``blocks`` is the watchdog thread
 # and the selector wrapper; ``lag`` the heartbeat (utilisation comes from the selector wrapper,
 # kept while either of the two is on).
-COLLECTORS = ("lag", "blocks", "census", "lifecycle")
+COLLECTORS = ("lag", "blocks", "census", "lifecycle", "races")
 _AGENT_DIR = os.path.dirname(os.path.abspath(__file__))
 _MARK = "__loopscope_agent__"  # attribute of our _set_running_loop that names its agent
 
@@ -81,6 +82,9 @@ class Agent:
             skip_dirs=(_AGENT_DIR,),
             skip_files=(runpy.__file__,),
         )
+        stdlib, sites = _library_paths()
+        self._scanner = RaceScanner(self.emit, self.guard, library_dirs(stdlib, sites, _AGENT_DIR))
+        self._unwatch: Callable[[], None] | None = None
         self._lock = threading.Lock()
         self._observers: dict[int, _LoopObserver] = {}
         self._hook: _RunningLoopHook | None = None
@@ -95,6 +99,9 @@ class Agent:
         self.active = True
         if "blocks" in self.collectors:
             self._watchdog.start()
+        if "races" in self.collectors:
+            self._scanner.start()
+            self._unwatch = connect_watch_hub(self.emit, self.guard)
         self._hook = _RunningLoopHook(self)
         self._hook.install()
         atexit.register(self.uninstall)
@@ -105,6 +112,7 @@ class Agent:
         Idempotent; callable from any thread, including the server's (a client's detach)."""
         if self._deactivate(report=True):
             self._watchdog.stop()
+            self._scanner.stop()
             self._server.stop()
 
     def _after_fork_in_child(self) -> None:
@@ -122,6 +130,8 @@ class Agent:
             observers = list(self._observers.values())
             self._observers.clear()
         atexit.unregister(self.uninstall)
+        if self._unwatch is not None:
+            self._unwatch()
         if self._hook is not None:
             self._hook.remove()
         for observer in observers:
@@ -167,9 +177,7 @@ class Agent:
             observer.stop(self.guard)
 
     def _hello(self) -> Hello:
-        paths = sysconfig.get_paths()
-        stdlib = dict.fromkeys(paths[k] for k in ("stdlib", "platstdlib") if k in paths)
-        sites = dict.fromkeys(_site_paths(paths))
+        stdlib, sites = _library_paths()
         return Hello(
             t=time.time(),
             protocol=PROTOCOL_VERSION,
@@ -237,6 +245,9 @@ class _LoopObserver:
             "census": lambda: CensusCollector(loop, self.loop_id, agent.emit, guard),
             "lifecycle": lambda: LifecycleCollector(
                 loop, self.loop_id, agent.emit, guard, idle_clock=idle_clock
+            ),
+            "races": lambda: RaceCollector(
+                loop, self.loop_id, agent.emit, guard, lambda: agent._scanner.index
             ),
         }
         for name, make in makers.items():
@@ -436,6 +447,13 @@ def _loop_in_stack(frame: Any) -> asyncio.AbstractEventLoop | None:
                 return candidate
         frame = frame.f_back
     return None
+
+
+def _library_paths() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(standard library directories, installed packages' directories) of this interpreter."""
+    paths = sysconfig.get_paths()
+    stdlib = dict.fromkeys(paths[k] for k in ("stdlib", "platstdlib") if k in paths)
+    return tuple(stdlib), tuple(dict.fromkeys(_site_paths(paths)))
 
 
 def _site_paths(paths: dict[str, str]) -> list[str]:

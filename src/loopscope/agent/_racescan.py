@@ -49,6 +49,7 @@ class Window:
     attrs: tuple[str, ...]  # attributes after the root, the last one included for attributes
     key: str | None  # for a subscript: the local name or constant (repr) that is the key
     key_is_name: bool
+    awaits: frozenset[int]  # the span's await lines, for the runtime's membership test
 
 
 def scan_source(source: str, file: str) -> tuple[list[Window], int]:
@@ -515,4 +516,12 @@ def _window(span: RaceSpan, name: str, node: ast.expr) -> Window:
     text = _chain(chain) or ""
     root, _, rest = text.partition(".")
     attrs = tuple(rest.split(".")) if rest else ()
-    return Window(span=span, name=name, root=root, attrs=attrs, key=key, key_is_name=key_is_name)
+    return Window(
+        span=span,
+        name=name,
+        root=root,
+        attrs=attrs,
+        key=key,
+        key_is_name=key_is_name,
+        awaits=frozenset(span.await_lines),
+    )
