@@ -17,12 +17,16 @@ from loopscope.events import (
     Lifecycle,
     LoopStarted,
     LoopStopped,
+    LostUpdate,
     Notice,
+    RaceWindow,
+    RaceWindows,
     SourceState,
     TargetExited,
 )
 from loopscope.model._blocks import BlockState, CodeMap
 from loopscope.model._lag import LagState
+from loopscope.model._races import RaceState
 from loopscope.model._tasks import TaskState
 from loopscope.model.snapshot import ExitInfo, LoopInfo, Snapshot, SourceInfo, TargetInfo
 
@@ -50,6 +54,7 @@ class Model:
         self._lag = LagState(LAG_SERIES_SECONDS, RECENT_SECONDS)
         self._tasks = TaskState(LAG_SERIES_SECONDS, RECENT_SECONDS)
         self._blocks = BlockState(RECENT_SECONDS, source_line)
+        self._races = RaceState()
 
     def apply(self, event: Event) -> None:
         t = event.t
@@ -75,6 +80,12 @@ class Model:
             self._tasks.lifecycle(event)
         elif isinstance(event, Block):
             self._blocks.apply(event)
+        elif isinstance(event, RaceWindow):
+            self._races.observed(event)
+        elif isinstance(event, RaceWindows):
+            self._races.scanned(event)
+        elif isinstance(event, LostUpdate):
+            self._races.lost(event)
         elif isinstance(event, Hello):
             self._target = TargetInfo(
                 pid=event.pid,
@@ -146,4 +157,5 @@ class Model:
             resources=self._tasks.resources(),
             blocks=self._blocks.view(now),
             notices=tuple(self._notices),
+            races=self._races.view(),
         )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from loopscope.events import Frame
+from loopscope.events import Frame, RaceSpan
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,3 +186,42 @@ class Snapshot:
     resources: tuple[ResourceView, ...]  # most waiters first
     blocks: BlockView
     notices: tuple[str, ...] = field(default=())
+    races: RaceView = field(default_factory=lambda: RaceView(windows=(), lost_updates=()))
+
+
+@dataclass(frozen=True, slots=True)
+class RaceWindowView:
+    """A race window found in the source, with what the runtime saw of it."""
+
+    span: RaceSpan
+    observations: int  # passes that caught 2+ tasks inside it on one object
+    max_tasks: int  # most tasks caught inside it at once
+    tasks: tuple[str, ...]  # names of some of the tasks caught inside, latest first
+    first_t: float | None
+    last_t: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class LostUpdateView:
+    """Lost updates of one watched value at one place (read line, write line)."""
+
+    target: str
+    read: Frame
+    write: Frame
+    other_write: Frame  # where the update that was lost was written (the latest seen)
+    count: int
+    tasks: tuple[str, ...]  # tasks whose writes were stale, a few
+    other_tasks: tuple[str, ...]  # tasks whose updates were lost, a few
+    version_read: int  # of the latest report
+    version_now: int
+    first_t: float
+    last_t: float
+
+
+@dataclass(frozen=True, slots=True)
+class RaceView:
+    windows: tuple[RaceWindowView, ...]  # observed ones first (most observations), then the rest
+    lost_updates: tuple[LostUpdateView, ...]  # most first
+    files_scanned: int = 0
+    functions_scanned: int = 0
+
