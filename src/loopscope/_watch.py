@@ -250,7 +250,9 @@ def _watch_attributes(obj: Any, attrs: tuple[str, ...], label: str) -> None:
     cls = type(obj)
     if not getattr(cls, _CLASS_MARK, False) or cls.__dict__.get(_CLASS_MARK) is not True:
         # A subclass of the object's own, for this object alone.
-        cls = type(cls.__name__, (cls,), {_CLASS_MARK: True, "__module__": cls.__module__})
+        # No slots of its own: the same layout as the object's class, so __class__ can change.
+        namespace = {_CLASS_MARK: True, "__module__": cls.__module__, "__slots__": ()}
+        cls = type(cls.__name__, (cls,), namespace)
         cls.__qualname__ = type(obj).__qualname__
         obj.__class__ = cls
     for name in attrs:
