@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 import types
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -36,9 +37,13 @@ SCAN_INTERVAL = 1.0  # seconds between looks for newly imported modules
 MAX_WINDOWS_PER_EVENT = 500
 PASS_INTERVAL = 0.3
 PASS_BUDGET = 0.0005  # loop seconds a pass aims to spend
-MIN_SAMPLE = 128
+MIN_SAMPLE = 64
 MAX_GROUPS = 20  # RaceWindow events per pass
 MAX_NAMES = 10  # task names per event
+# Tasks found inside a window are looked at again in the next pass, whether sampled or not: with
+# many tasks, two inside one window are then caught together even when no single sample holds
+# both.
+MAX_REMEMBERED = 128
 _SITE_DIRS = ("/site-packages/", "/dist-packages/")
 _PLAIN_KEYS = (str, int, bytes, float, bool, type(None))
 _MISSING = object()
@@ -209,6 +214,7 @@ class RaceCollector:
         self._codes: dict[int, _CodeWindows] = {}
         self._sample = MIN_SAMPLE
         self._random = random.Random()
+        self._remembered: list[weakref.ref[Any]] = []
         self.last_cost = 0.0
         self.last_inspected = 0
 
@@ -222,6 +228,7 @@ class RaceCollector:
         if handle is not None and on_loop_thread(self._loop):
             handle.cancel()
         self._codes = {}
+        self._remembered = []
 
     def _pass(self) -> None:
         if self._stopped:
@@ -241,40 +248,46 @@ class RaceCollector:
             self._index, self._codes = index, {}
         loop = self._loop
         candidates, _ = _candidates(loop, self._sample, self._random)
+        remembered = [ref() for ref in self._remembered]
         current = asyncio.current_task(loop)
-        groups: dict[tuple[Any, ...], list[tuple[Window, str, int]]] = {}
-        inspected = 0
-        for task in candidates:
-            if task is None or task is current:
+        groups: dict[tuple[Any, ...], list[tuple[Window, Any, int]]] = {}
+        looked: set[int] = set()
+        for task in (*remembered, *candidates):
+            if task is None or task is current or id(task) in looked:
                 continue
             try:
                 if task.get_loop() is not loop or task.done():
                     continue
             except AttributeError:
                 continue
-            inspected += 1
+            looked.add(id(task))
             self._look(task, groups)
+        inspected = len(looked)
+        inside = {id(t): t for members in groups.values() for _, t, _ in members}
+        self._remembered = [
+            ref for ref in map(_weak, list(inside.values())[:MAX_REMEMBERED]) if ref is not None
+        ]
         events = []
         ranked = sorted(groups.values(), key=len, reverse=True)
         now = time.time()
-        for inside in ranked[:MAX_GROUPS]:
-            if len(inside) < 2:
+        for members in ranked[:MAX_GROUPS]:
+            if len(members) < 2:
                 break
-            shown = inside[:MAX_NAMES]
+            shown = members[:MAX_NAMES]
             events.append(
                 RaceWindow(
                     t=now,
                     loop=self._loop_id,
-                    window=inside[0][0].span,
-                    tasks=tuple(name for _, name, _ in shown),
-                    count=len(inside),
+                    window=members[0][0].span,
+                    tasks=tuple(_name(task) for _, task, _ in shown),
+                    count=len(members),
                     lines=tuple(line for _, _, line in shown),
                     inspected=inspected,
                 )
             )
         cost = time.perf_counter() - started
-        if candidates:
-            budget = PASS_BUDGET / (cost / len(candidates))
+        if inspected:
+            budget = PASS_BUDGET / (cost / inspected) - len(self._remembered)
             self._sample = int(max(MIN_SAMPLE, min(MAX_SAMPLE, budget)))
         self.last_cost, self.last_inspected = cost, inspected
         return events
@@ -307,13 +320,27 @@ class RaceCollector:
                             identity = _identity(frame, window)
                             if identity is not None:
                                 key = (window.span, identity)
-                                groups.setdefault(key, []).append((window, task.get_name(), line))
+                                groups.setdefault(key, []).append((window, task, line))
             if obj is None:
                 break
 
     def _of_code(self, code: types.CodeType) -> tuple[Window, ...]:
         windows = self._index.get((os.path.abspath(code.co_filename), code.co_name), ())
         return tuple(w for w in windows if w.span.first_line == code.co_firstlineno)
+
+
+def _weak(task: Any) -> weakref.ref[Any] | None:
+    try:
+        return weakref.ref(task)
+    except TypeError:
+        return None
+
+
+def _name(task: Any) -> str:
+    try:
+        return str(task.get_name())
+    except Exception:
+        return "?"
 
 
 def _identity(frame: types.FrameType, window: Window) -> tuple[Any, ...] | None:
