@@ -39,6 +39,7 @@ PASS_INTERVAL = 0.3
 PASS_BUDGET = 0.0005  # loop seconds a pass aims to spend
 MIN_SAMPLE = 64
 MAX_GROUPS = 20  # RaceWindow events per pass
+REPORT_INTERVAL = 1.0  # seconds between RaceWindow events for one window
 MAX_NAMES = 10  # task names per event
 # Tasks found inside a window are looked at again in the next pass, whether sampled or not: with
 # many tasks, two inside one window are then caught together even when no single sample holds
@@ -215,8 +216,10 @@ class RaceCollector:
         self._sample = MIN_SAMPLE
         self._random = random.Random()
         self._remembered: list[weakref.ref[Any]] = []
+        self._reported: dict[Any, float] = {}  # window -> when its last event was sent
         self.last_cost = 0.0
         self.last_inspected = 0
+        self.last_crowded = 0  # windows with 2+ tasks inside in the last pass
 
     def start(self) -> None:
         if not self._stopped:
@@ -267,18 +270,25 @@ class RaceCollector:
         self._remembered = [
             ref for ref in map(_weak, list(inside.values())[:MAX_REMEMBERED]) if ref is not None
         ]
-        events = []
+        events: list[RaceWindow] = []
         ranked = sorted(groups.values(), key=len, reverse=True)
         now = time.time()
-        for members in ranked[:MAX_GROUPS]:
-            if len(members) < 2:
+        if len(self._reported) > 10 * MAX_GROUPS:
+            self._reported.clear()
+        reported = self._reported
+        for members in ranked:
+            if len(members) < 2 or len(events) >= MAX_GROUPS:
                 break
+            span = members[0][0].span
+            if now - reported.get(span, -REPORT_INTERVAL) < REPORT_INTERVAL:
+                continue
+            reported[span] = now
             shown = members[:MAX_NAMES]
             events.append(
                 RaceWindow(
                     t=now,
                     loop=self._loop_id,
-                    window=members[0][0].span,
+                    window=span,
                     tasks=tuple(_name(task) for _, task, _ in shown),
                     count=len(members),
                     lines=tuple(line for _, _, line in shown),
@@ -290,6 +300,7 @@ class RaceCollector:
             budget = PASS_BUDGET / (cost / inspected) - len(self._remembered)
             self._sample = int(max(MIN_SAMPLE, min(MAX_SAMPLE, budget)))
         self.last_cost, self.last_inspected = cost, inspected
+        self.last_crowded = sum(1 for members in ranked if len(members) >= 2)
         return events
 
     def _look(
