@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import sys
-import threading
 import time
 import types
 import warnings
@@ -66,52 +65,50 @@ def watch(obj: T, *attrs: str, label: str | None = None) -> T:
 class _Value:
     """The version of one watched value, who wrote it last, and what each task read."""
 
-    __slots__ = ("label", "lock", "readers", "version", "writer")
+    __slots__ = ("label", "readers", "version", "writer")
 
     def __init__(self, label: str) -> None:
         self.label = label
         self.version = 0
-        self.writer: tuple[int, str, tuple[str, int, str]] | None = None  # (task id, name, where)
-        # id(task) -> (task, version read, where)
-        self.readers: dict[int, tuple[Any, int, tuple[str, int, str]]] = {}
-        self.lock = threading.Lock()
+        self.writer: tuple[Any, types.CodeType, int] | None = None  # (task, code, line)
+        # id(task) -> (task, version read, code, line); locations are named only to report
+        self.readers: dict[int, tuple[Any, int, types.CodeType, int]] = {}
 
     def read(self, depth: int) -> None:
         try:
-            task = _task()
+            loop = _get_running_loop()
+            task = None if loop is None else _current_task(loop)
             if task is None:
                 return
             readers = self.readers
             if len(readers) >= MAX_READERS:
                 readers.clear()
-            readers[id(task)] = (task, self.version, _where(depth + 1))
+            frame = sys._getframe(depth + 1)
+            readers[id(task)] = (task, self.version, frame.f_code, frame.f_lineno)
         except Exception:
             pass
 
     def write(self, depth: int) -> None:
         try:
-            task = _task()
-            where = _where(depth + 1)
-            with self.lock:
-                seen = self.readers.pop(id(task), None) if task is not None else None
+            loop = _get_running_loop()
+            task = None if loop is None else _current_task(loop)
+            frame = sys._getframe(depth + 1)
+            code, line = frame.f_code, frame.f_lineno
+            if task is not None:
+                seen = self.readers.pop(id(task), None)
                 writer = self.writer
                 if (
                     seen is not None
                     and seen[0] is task
                     and seen[1] != self.version
                     and writer is not None
-                    and writer[0] != id(task)
+                    and writer[0] is not task
                 ):
-                    _report(self, task, seen, writer, where)
-                self.version += 1
-                self.writer = (id(task), _name(task), where)
+                    _report(self, task, seen, writer, (code, line))
+            self.version += 1
+            self.writer = (task, code, line)
         except Exception:
             pass
-
-
-def _task() -> Any:
-    loop = _get_running_loop()
-    return None if loop is None else _current_task(loop)
 
 
 def _name(task: Any) -> str:
@@ -123,10 +120,8 @@ def _name(task: Any) -> str:
         return "<task>"
 
 
-def _where(depth: int) -> tuple[str, int, str]:
-    frame = sys._getframe(depth + 1)
-    code = frame.f_code
-    return (code.co_filename, frame.f_lineno, getattr(code, "co_qualname", code.co_name))
+def _where(code: types.CodeType, line: int) -> tuple[str, int, str]:
+    return (code.co_filename, line, getattr(code, "co_qualname", code.co_name))
 
 
 # -- reporting ----------------------------------------------------------------------------------
@@ -137,12 +132,14 @@ _places: dict[tuple[str, tuple[str, int, str], tuple[str, int, str]], list[float
 def _report(
     value: _Value,
     task: Any,
-    seen: tuple[Any, int, tuple[str, int, str]],
-    writer: tuple[int, str, tuple[str, int, str]],
-    where: tuple[str, int, str],
+    seen: tuple[Any, int, types.CodeType, int],
+    writer: tuple[Any, types.CodeType, int],
+    here: tuple[types.CodeType, int],
 ) -> None:
     now = time.time()
-    place = (value.label, seen[2], where)
+    read = _where(seen[2], seen[3])
+    write = _where(*here)
+    place = (value.label, read, write)
     entry = _places.get(place)
     if entry is not None and now - entry[0] < REPEAT_SECONDS:
         entry[1] += 1  # folded into the next report from this place
@@ -157,11 +154,11 @@ def _report(
             "t": now,
             "target": value.label,
             "task": _name(task),
-            "read": seen[2],
+            "read": read,
             "version_read": seen[1],
-            "other_task": writer[1],
-            "other_write": writer[2],
-            "write": where,
+            "other_task": _name(writer[0]),
+            "other_write": _where(writer[1], writer[2]),
+            "write": write,
             "version_now": value.version,
             "repeats": repeats,
         }
@@ -205,13 +202,14 @@ class _WatchedAttribute:
     def __init__(self, name: str, shadowed: Any, value: _Value) -> None:
         self.name = name
         self.shadowed = shadowed
+        self.data = hasattr(shadowed, "__set__")  # a slot or property: it holds the value
         self.value = value
 
     def __get__(self, obj: Any, cls: type | None = None) -> Any:
         if obj is None:
             return self
         shadowed = self.shadowed
-        if shadowed is not None and hasattr(shadowed, "__set__"):
+        if self.data:
             result = shadowed.__get__(obj, cls)
         else:
             namespace = obj.__dict__
@@ -227,9 +225,8 @@ class _WatchedAttribute:
         return result
 
     def __set__(self, obj: Any, new: Any) -> None:
-        shadowed = self.shadowed
-        if shadowed is not None and hasattr(shadowed, "__set__"):
-            shadowed.__set__(obj, new)
+        if self.data:
+            self.shadowed.__set__(obj, new)
         else:
             obj.__dict__[self.name] = new
         self.value.write(1)
