@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -170,8 +171,6 @@ def test_lost_updates_before_the_agent_wait_for_it(tmp_path: Path) -> None:
     sock = str(tmp_path / "agent.sock")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LOOPSCOPE", "PYTHON"))}
     env["PYTHONPATH"] = SRC
-    import sys
-
     proc = subprocess.Popen(
         [sys.executable, str(script), sock],
         env=env,
@@ -197,3 +196,52 @@ def test_lost_updates_before_the_agent_wait_for_it(tmp_path: Path) -> None:
         for stream in (proc.stdin, proc.stdout):
             if stream is not None:
                 stream.close()
+
+
+def test_a_late_client_still_gets_the_source_scan(tmp_path: Path) -> None:
+    """The scan is sent once: the server keeps it for clients that connect after it aged out of
+    the backlog, as it keeps the loops' loop_started."""
+    from agent_harness import wait_until
+
+    from loopscope.agent._guard import Guard
+    from loopscope.agent._server import Outbox, Server
+    from loopscope.events import Hello, Notice, RaceSpan
+
+    outbox = Outbox()
+    hello = Hello(
+        t=0.0,
+        protocol=1,
+        agent_version="0",
+        pid=1,
+        python="3",
+        implementation="cpython",
+        executable="",
+        argv=(),
+        cwd="",
+        stdlib_paths=(),
+        site_paths=(),
+        monotonic=0.0,
+    )
+    path = str(tmp_path / "s.sock")
+    server = Server(
+        path,
+        outbox,
+        Guard(outbox.emit),
+        lambda: hello,
+        lambda: None,
+        private_dir=False,
+        backlog_seconds=0.0,
+    )
+    server.start()
+    try:
+        span = RaceSpan("/app/a.py", "f", 1, "self.x", 2, (3,), 4)
+        outbox.emit(RaceWindows(t=1.0, windows=(span,), files=1, functions=1, cost=0.0))
+        wait_until(lambda: server._scans, what="the scan taken")
+        outbox.emit(Notice(t=2.0, level="info", message="later"))  # ages the scan out
+        wait_until(lambda: server._aged_scans, what="the scan aged out")
+        client = Client(path)
+        event = client.wait_for(lambda e: isinstance(e, RaceWindows), timeout=5)
+        assert isinstance(event, RaceWindows) and event.windows == (span,)
+        client.close()
+    finally:
+        server.stop()

@@ -73,6 +73,7 @@ class RaceScanner:
         self._library = tuple(d.rstrip("/") + "/" for d in library_dirs if d)
         self._interval = interval
         self._seen: set[str] = set()
+        self._modules: dict[str, int] = {}  # module name -> id of the module looked at
         # (file, function name) -> its windows. Replaced, never changed: readers on other
         # threads take it whole.
         self.index: dict[tuple[str, str], tuple[Window, ...]] = {}
@@ -98,7 +99,11 @@ class RaceScanner:
         """Scan the application modules not scanned yet; emit what was found. True."""
         started = time.perf_counter()
         files: list[str] = []
-        for module in list(sys.modules.values()):
+        modules = self._modules
+        for name, module in list(sys.modules.items()):
+            if modules.get(name) == id(module):
+                continue
+            modules[name] = id(module)
             file = _module_file(module)
             if file is None or file in self._seen:
                 continue
