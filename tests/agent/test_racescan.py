@@ -58,38 +58,47 @@ def test_no_await_between_read_and_write_is_no_window() -> None:
 
 
 def test_a_write_after_an_await_with_no_earlier_read_is_no_window() -> None:
-    assert targets(
-        """
+    assert (
+        targets(
+            """
         async def reset(self):
             await something()
             self.x = 5
             self.total -= 3
         """
-    ) == []
+        )
+        == []
+    )
 
 
 def test_a_write_that_does_not_use_the_stale_read_is_no_window() -> None:
-    assert targets(
-        """
+    assert (
+        targets(
+            """
         async def f(self):
             old = self.value
             await g()
             log(old)
             self.value = compute()
         """
-    ) == []
+        )
+        == []
+    )
 
 
 def test_a_read_of_another_target_is_no_window() -> None:
-    assert targets(
-        """
+    assert (
+        targets(
+            """
         async def f(self, other):
             x = self.a
             await g()
             self.b = x + 1
             other.a = x
         """
-    ) == []
+        )
+        == []
+    )
 
 
 def test_the_same_attribute_on_a_parameter_object() -> None:
@@ -104,15 +113,18 @@ def test_the_same_attribute_on_a_parameter_object() -> None:
 
 
 def test_a_fresh_read_after_the_await_closes_the_window() -> None:
-    assert targets(
-        """
+    assert (
+        targets(
+            """
         async def f(self):
             x = self.v
             await g()
             x = self.v
             self.v = x + 1
         """
-    ) == []
+        )
+        == []
+    )
 
 
 def test_augmented_assignment_with_an_await_in_its_value() -> None:
@@ -131,22 +143,28 @@ def test_read_before_await_in_one_expression() -> None:
             self.n = self.n + await g()
         """
     ) == ["self.n"]
-    assert targets(
-        """
+    assert (
+        targets(
+            """
         async def f(self):
             self.n = await g() + self.n
         """
-    ) == []
+        )
+        == []
+    )
 
 
 def test_augmented_assignment_after_an_await_is_atomic() -> None:
-    assert targets(
-        """
+    assert (
+        targets(
+            """
         async def f(self, amount):
             await g()
             self.balance -= amount
         """
-    ) == []
+        )
+        == []
+    )
 
 
 def test_check_then_act_through_a_condition() -> None:
@@ -185,14 +203,17 @@ def test_subscript_with_the_same_key() -> None:
 
 
 def test_subscript_with_another_key_is_another_target() -> None:
-    assert targets(
-        """
+    assert (
+        targets(
+            """
         async def f(self, a, b):
             x = self.d[a]
             await g()
             self.d[b] = x
         """
-    ) == []
+        )
+        == []
+    )
 
 
 def test_subscript_with_a_constant_key_on_self() -> None:
@@ -207,15 +228,18 @@ def test_subscript_with_a_constant_key_on_self() -> None:
 
 
 def test_a_dict_of_the_call_s_own_is_not_shared() -> None:
-    assert targets(
-        """
+    assert (
+        targets(
+            """
         async def f(k):
             d = {}
             x = d[k]
             await g()
             d[k] = x + 1
         """
-    ) == []
+        )
+        == []
+    )
 
 
 def test_a_declared_global() -> None:
@@ -233,25 +257,31 @@ def test_a_declared_global() -> None:
 
 
 def test_an_undeclared_name_is_a_local() -> None:
-    assert targets(
-        """
+    assert (
+        targets(
+            """
         async def f():
             n = counter
             await g()
             counter = n + 1
         """
-    ) == []
+        )
+        == []
+    )
 
 
 def test_del_under_a_stale_test() -> None:
-    assert windows(
-        """
+    assert (
+        windows(
+            """
         async def evict(self, key):
             if key in self.cache:
                 await self.flush(key)
                 del self.cache[key]
         """
-    ) == []  # the test reads self.cache, not self.cache[key]
+        )
+        == []
+    )  # the test reads self.cache, not self.cache[key]
     assert windows(
         """
         async def evict(self, key):
@@ -263,8 +293,9 @@ def test_del_under_a_stale_test() -> None:
 
 
 def test_an_await_in_a_nested_function_does_not_count() -> None:
-    assert targets(
-        """
+    assert (
+        targets(
+            """
         async def outer(self):
             x = self.v
             async def helper():
@@ -273,7 +304,9 @@ def test_an_await_in_a_nested_function_does_not_count() -> None:
                 return 1
             self.v = x + 1
         """
-    ) == []
+        )
+        == []
+    )
 
 
 def test_a_nested_async_function_is_scanned_on_its_own() -> None:
@@ -305,8 +338,9 @@ def test_one_branch_awaits() -> None:
 
 
 def test_a_branch_that_returns_does_not_reach_the_write() -> None:
-    assert targets(
-        """
+    assert (
+        targets(
+            """
         async def f(self, slow):
             n = self.n
             if slow:
@@ -314,7 +348,9 @@ def test_a_branch_that_returns_does_not_reach_the_write() -> None:
                 return
             self.n = n + 1
         """
-    ) == []
+        )
+        == []
+    )
 
 
 def test_a_value_carried_round_a_loop() -> None:
@@ -433,7 +469,8 @@ def test_identity_parts_of_a_subscript_window() -> None:
     [
         "async def f(:\n    pass\n",
         "x = '''\nasync def f(self):\n'''\n",
-        "async def f(self):\n    '''doc\nstring'''\n    n = self.n\n    await g()\n    self.n = n\n",
+        "async def f(self):\n    '''doc\nstring'''\n    n = self.n\n    await g()\n"
+        "    self.n = n\n",
         "",
     ],
 )
@@ -453,4 +490,55 @@ def test_multi_line_strings_in_a_method_do_not_cut_it_short() -> None:
                 await g()
                 self.n = n
         '''
+    ) == ["self.n"]
+
+
+def test_a_loop_test_is_not_a_check_its_body_acts_on() -> None:
+    assert (
+        targets(
+            """
+        async def pump(self, reader):
+            while self.running:
+                data = await reader.read(100)
+                if not data:
+                    self.running = False
+        """
+        )
+        == []
+    )
+
+
+def test_a_value_passed_to_the_await_and_written_back() -> None:
+    assert targets(
+        """
+        async def refresh(self):
+            self.token = await renew(self.token)
+        """
+    ) == ["self.token"]
+
+
+def test_counters_around_an_await_are_no_window() -> None:
+    assert (
+        targets(
+            """
+        async def handle(self, request):
+            self.active += 1
+            try:
+                return await self.app(request)
+            finally:
+                self.active -= 1
+        """
+        )
+        == []
+    )
+
+
+def test_async_comprehension_is_an_await() -> None:
+    assert targets(
+        """
+        async def f(self, stream):
+            n = self.n
+            items = [x async for x in stream]
+            self.n = n + len(items)
+        """
     ) == ["self.n"]

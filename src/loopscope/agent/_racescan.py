@@ -8,7 +8,7 @@ of parsing.
 Within a function the analysis follows the statements in order, along every path (both arms of an
 ``if``, loop bodies twice for values carried round a loop, ``try`` handlers from any point). It
 tracks *facts*: "this value came from reading target T at line L". A fact lives in the locals
-assigned from it (and in the tests of enclosing ``if``/``while`` statements); every ``await``
+assigned from it (and in the tests of enclosing ``if`` statements); every ``await``
 passed (an ``await``, an ``async for`` step, entering or leaving an ``async with``) marks the live
 facts as stale. A write of T whose value uses a stale fact of T, or which sits under a test that
 used one, is a race window: another task may have written T during the await, and this write
@@ -365,8 +365,10 @@ class _Analysis:
     def loop(self, node: ast.While | ast.For | ast.AsyncFor, state: _State) -> _State | None:
         def step(current: _State) -> _State:
             if isinstance(node, ast.While):
-                test, _ = self.expr(node.test, current)
-                self.control.append(test)
+                # A loop's test is not a check its body acts on (``while self.running: ...
+                # self.running = False`` is no race): only an ``if``'s is.
+                self.expr(node.test, current)
+                self.control.append(frozenset())
             else:
                 deps, _ = self.expr(node.iter, current)
                 if isinstance(node, ast.AsyncFor):
