@@ -224,4 +224,3 @@ class RaceView:
     lost_updates: tuple[LostUpdateView, ...]  # most first
     files_scanned: int = 0
     functions_scanned: int = 0
-
