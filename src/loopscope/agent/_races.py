@@ -34,6 +34,8 @@ from ._racescan import MAX_FILE_BYTES, Window, scan_source
 from .events import Event, Frame, LostUpdate, RaceWindow, RaceWindows
 
 SCAN_INTERVAL = 1.0  # seconds between looks for newly imported modules
+SCAN_PAUSE_RATIO = 3.0  # after each file, pause three times as long as its scan took
+SCAN_PAUSE_MAX = 0.1
 MAX_WINDOWS_PER_EVENT = 500
 PASS_INTERVAL = 0.3
 PASS_BUDGET = 0.0005  # loop seconds a pass aims to spend
@@ -114,9 +116,11 @@ class RaceScanner:
             return True
         found: list[Window] = []
         functions = skipped = 0
+        cost = time.perf_counter() - started
         for file in files:
             if self._stop.is_set():
                 return True
+            began = time.perf_counter()
             source = _read(file)
             if source is None:
                 skipped += 1
@@ -124,13 +128,17 @@ class RaceScanner:
             windows, count = scan_source(source, file)
             found += windows
             functions += count
+            spent = time.perf_counter() - began
+            cost += spent
+            # The scan competes with the loop thread for the GIL: keep it to a quarter of the
+            # time, so a large application's first scan slows its loop little.
+            self._stop.wait(min(SCAN_PAUSE_MAX, spent * SCAN_PAUSE_RATIO))
         if found:
             index = dict(self.index)
             for window in found:
                 key = (window.span.file, window.name)
                 index[key] = (*index.get(key, ()), window)
             self.index = index
-        cost = time.perf_counter() - started
         spans = [w.span for w in found]
         for i in range(0, max(1, len(spans)), MAX_WINDOWS_PER_EVENT):
             self._emit(

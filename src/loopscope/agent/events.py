@@ -257,7 +257,7 @@ class RaceWindows(Event):
     windows: tuple[RaceSpan, ...]
     files: int  # files scanned in this batch
     functions: int  # async functions analysed in them
-    cost: float  # seconds the scan took (on the agent's own thread)
+    cost: float  # seconds the scan worked (on the agent's own thread, pauses not counted)
     skipped: int = 0  # files not scanned: too big, unreadable, or not Python source
 
 
