@@ -22,7 +22,7 @@ from pathlib import Path
 
 from loopscope.agent import _racescan
 from loopscope.agent._guard import Guard
-from loopscope.agent._races import RaceCollector
+from loopscope.agent._races import RaceCollector, RaceScanner
 from loopscope.agent._racescan import scan_source
 
 
@@ -88,7 +88,10 @@ async def passes(n: int, count: int) -> None:
         index[key] = (*index.get(key, ()), window)
     loop = asyncio.get_running_loop()
     events: list[object] = []
-    collector = RaceCollector(loop, id(loop), events.append, Guard(events.append), lambda: index)
+    guard = Guard(events.append)
+    scanner = RaceScanner(events.append, guard, ())
+    scanner.index = index
+    collector = RaceCollector(loop, id(loop), events.append, guard, scanner)
     costs = []
     groups = inspected = 0
     for _ in range(count):

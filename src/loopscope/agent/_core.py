@@ -246,9 +246,7 @@ class _LoopObserver:
             "lifecycle": lambda: LifecycleCollector(
                 loop, self.loop_id, agent.emit, guard, idle_clock=idle_clock
             ),
-            "races": lambda: RaceCollector(
-                loop, self.loop_id, agent.emit, guard, lambda: agent._scanner.index
-            ),
+            "races": lambda: RaceCollector(loop, self.loop_id, agent.emit, guard, agent._scanner),
         }
         for name, make in makers.items():
             if name not in enabled:

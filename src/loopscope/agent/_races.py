@@ -58,7 +58,9 @@ WATCH_HUB = "_loopscope_watch_hub"  # see loopscope/_watch.py
 
 class RaceScanner:
     """Scans the application's modules for race windows on its own thread: those loaded at start,
-    then every ``interval`` the ones imported since."""
+    then those imported since, when a loop's collector finds that modules were imported (`poke`),
+    at most every ``interval``. The thread sleeps otherwise: a thread that wakes up while the loop
+    thread runs takes the GIL from it."""
 
     name = "race scan"
 
@@ -80,14 +82,26 @@ class RaceScanner:
         # threads take it whole.
         self.index: dict[tuple[str, str], tuple[Window, ...]] = {}
         self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._stamp: tuple[int, int] = (0, 0)  # sys.modules' size and __main__, when poked
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="loopscope-races", daemon=True)
         self._thread.start()
 
+    def poke(self) -> None:
+        """Have the thread scan again if modules were imported (or ``__main__`` replaced) since
+        the last poke. Cheap: called by every pass of every loop's collector."""
+        modules = sys.modules
+        stamp = (len(modules), id(modules.get("__main__")))
+        if stamp != self._stamp:
+            self._stamp = stamp
+            self._wake.set()
+
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join()
@@ -96,6 +110,8 @@ class RaceScanner:
         scan = self._guard.wrap(self.name, self.scan_new, fallback=False)
         while not self._stop.is_set() and scan() is not False:
             self._stop.wait(self._interval)
+            self._wake.wait()
+            self._wake.clear()
 
     def scan_new(self) -> bool:
         """Scan the application modules not scanned yet; emit what was found. True."""
@@ -213,13 +229,13 @@ class RaceCollector:
         loop_id: int,
         emit: Callable[[Event], None],
         guard: Guard,
-        windows: Callable[[], dict[tuple[str, str], tuple[Window, ...]]],
+        scanner: RaceScanner,
         interval: float = PASS_INTERVAL,
     ) -> None:
         self._loop = loop
         self._loop_id = loop_id
         self._emit = emit
-        self._windows = windows
+        self._scanner = scanner
         self._interval = interval
         self._tick = guard.wrap(self.name, self._pass)
         self._handle: asyncio.TimerHandle | None = None
@@ -256,7 +272,9 @@ class RaceCollector:
 
     def take(self) -> list[RaceWindow]:
         """One look at the loop's suspended tasks, now; call on the loop thread."""
-        index = self._windows()
+        scanner = self._scanner
+        scanner.poke()
+        index = scanner.index
         if not index:
             return []
         started = time.perf_counter()
