@@ -212,3 +212,4 @@ def test_the_scanner_skips_library_and_own_files(tmp_path: Path) -> None:
     assert not scan.application("/other/env/lib/python3.11/site-packages/x.py")
     assert not scan.application("/x/loopscope/agent/_races.py")
     assert not scan.application("/x/loopscope/_watch.py")
+    assert not scan.application(str(Path(_races.__file__).parents[1] / "_watch.py"))

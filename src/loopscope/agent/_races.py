@@ -47,7 +47,8 @@ MAX_NAMES = 10  # task names per event
 # many tasks, two inside one window are then caught together even when no single sample holds
 # both.
 MAX_REMEMBERED = 128
-_SITE_DIRS = ("/site-packages/", "/dist-packages/")
+# Installed packages anywhere, and loopscope's agent however it was loaded (the model's markers).
+_NOT_APPLICATION = ("/site-packages/", "/dist-packages/", "/loopscope/agent/", "_loopscope_agent")
 _PLAIN_KEYS = (str, int, bytes, float, bool, type(None))
 _MISSING = object()
 WATCH_HUB = "_loopscope_watch_hub"  # see loopscope/_watch.py
@@ -174,7 +175,12 @@ class RaceScanner:
         package's, not loopscope's."""
         if any(file.startswith(d) for d in self._library):
             return False
-        return not any(marker in file for marker in _SITE_DIRS)
+        if any(marker in file for marker in _NOT_APPLICATION):
+            return False
+        # An installed loopscope the program imported (for loopscope.watch), wherever it is.
+        package = sys.modules.get("loopscope")
+        init = getattr(package, "__file__", None)
+        return not (isinstance(init, str) and file.startswith(os.path.dirname(init) + os.sep))
 
 
 def library_dirs(stdlib: Iterable[str], sites: Iterable[str], agent_dir: str) -> list[str]:
