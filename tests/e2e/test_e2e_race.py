@@ -32,7 +32,12 @@ def _expected(program: str) -> list[str]:
 
 @pytest.mark.parametrize(
     ("program", "code"),
-    [("race_balance.py", "LS501"), ("race_inventory.py", "LS501"), ("race_watched.py", "LS502")],
+    [
+        ("race_balance.py", "LS501"),
+        ("race_inventory.py", "LS501"),
+        ("race_reconnect.py", "LS501"),
+        ("race_watched.py", "LS502"),
+    ],
 )
 def test_a_race_program_gets_a_race_finding_naming_its_function(
     program: str, code: str, tmp_path: Path
@@ -52,7 +57,9 @@ def test_a_race_program_gets_a_race_finding_naming_its_function(
     assert function in finding["title"] and finding["fix"]
 
 
-@pytest.mark.parametrize("program", ["clean_balance.py", "clean_inventory.py"])
+@pytest.mark.parametrize(
+    "program", ["clean_balance.py", "clean_inventory.py", "clean_reconnect.py"]
+)
 def test_a_clean_twin_gets_nothing_above_info(program: str, tmp_path: Path) -> None:
     assert _expected(program) == ["clean"]
     report = _run(program, tmp_path)
