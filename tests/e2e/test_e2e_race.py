@@ -58,7 +58,8 @@ def test_a_race_program_gets_a_race_finding_naming_its_function(
 
 
 @pytest.mark.parametrize(
-    "program", ["clean_balance.py", "clean_inventory.py", "clean_reconnect.py"]
+    "program",
+    ["clean_balance.py", "clean_inventory.py", "clean_reconnect.py", "clean_watched.py"],
 )
 def test_a_clean_twin_gets_nothing_above_info(program: str, tmp_path: Path) -> None:
     assert _expected(program) == ["clean"]
