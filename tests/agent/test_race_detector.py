@@ -13,7 +13,7 @@ from loopscope.agent import _races
 from loopscope.agent._guard import Guard
 from loopscope.agent._races import RaceCollector, RaceScanner
 from loopscope.agent._racescan import scan_source
-from loopscope.events import Event, RaceWindow
+from loopscope.events import Event, Frame, LostUpdate, RaceWindow
 
 STOCK: dict[str, int] = {"apples": 0, "pears": 0}
 COUNTER = 0
@@ -213,3 +213,33 @@ def test_the_scanner_skips_library_and_own_files(tmp_path: Path) -> None:
     assert not scan.application("/x/loopscope/agent/_races.py")
     assert not scan.application("/x/loopscope/_watch.py")
     assert not scan.application(str(Path(_races.__file__).parents[1] / "_watch.py"))
+
+
+def test_the_watch_hub_hands_buffered_and_new_reports_to_the_agent() -> None:
+    hub = _races.watch_hub()
+    hub.pending.clear()  # type: ignore[attr-defined]
+    where = ("/app/c.py", 3, "bump")
+    report = {
+        "v": 1,
+        "t": 5.0,
+        "target": "C.n",
+        "task": "a",
+        "read": where,
+        "version_read": 0,
+        "other_task": "b",
+        "other_write": where,
+        "write": where,
+        "version_now": 1,
+    }
+    hub.pending.extend([report, {"v": 1, "t": "x"}, {"v": 2}])  # type: ignore[attr-defined]
+    out: list[Event] = []
+    disconnect = _races.connect_watch_hub(out.append, Guard(out.append))
+    try:
+        assert not hub.pending  # type: ignore[attr-defined]
+        hub.sink({**report, "repeats": 3})  # type: ignore[attr-defined]
+    finally:
+        disconnect()
+    assert hub.sink is None  # type: ignore[attr-defined]
+    frame = Frame(*where)
+    expected = LostUpdate(5.0, "C.n", "a", frame, 0, "b", frame, frame, 1)
+    assert out == [expected, LostUpdate(5.0, "C.n", "a", frame, 0, "b", frame, frame, 1, 3)]

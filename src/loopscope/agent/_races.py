@@ -479,6 +479,15 @@ def _frame(value: Any) -> Frame:
 
 
 def _lost_update(record: dict[str, Any]) -> LostUpdate | None:
+    """The event a report of loopscope.watch describes; None for one this agent cannot read (another
+    version's)."""
+    try:
+        return _decode_report(record)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+
+
+def _decode_report(record: dict[str, Any]) -> LostUpdate | None:
     if record.get("v") != 1:
         return None
     return LostUpdate(
