@@ -38,7 +38,7 @@ SCAN_PAUSE_RATIO = 3.0  # after each file, pause three times as long as its scan
 SCAN_PAUSE_MAX = 0.1
 MAX_WINDOWS_PER_EVENT = 500
 PASS_INTERVAL = 0.3
-PASS_BUDGET = 0.0005  # loop seconds a pass aims to spend
+PASS_BUDGET = 0.0004  # loop seconds a pass aims to spend
 MIN_SAMPLE = 64
 MAX_GROUPS = 20  # RaceWindow events per pass
 REPORT_INTERVAL = 1.0  # seconds between RaceWindow events for one window
@@ -46,7 +46,7 @@ MAX_NAMES = 10  # task names per event
 # Tasks found inside a window are looked at again in the next pass, whether sampled or not: with
 # many tasks, two inside one window are then caught together even when no single sample holds
 # both.
-MAX_REMEMBERED = 128
+MAX_REMEMBERED = 64
 # Installed packages anywhere, and loopscope's agent however it was loaded (the model's markers).
 _NOT_APPLICATION = ("/site-packages/", "/dist-packages/", "/loopscope/agent/", "_loopscope_agent")
 _PLAIN_KEYS = (str, int, bytes, float, bool, type(None))
@@ -335,6 +335,8 @@ class RaceCollector:
         cost = time.perf_counter() - started
         if inspected:
             budget = PASS_BUDGET / (cost / inspected) - len(self._remembered)
+            # Grow slowly: one cheap pass (tasks with short await chains) says little.
+            budget = min(budget, 1.5 * self._sample)
             self._sample = int(max(MIN_SAMPLE, min(MAX_SAMPLE, budget)))
         self.last_cost, self.last_inspected = cost, inspected
         self.last_crowded = sum(1 for members in ranked if len(members) >= 2)
