@@ -9,7 +9,7 @@ opened = itertools.count(1)
 
 
 async def connect() -> int:
-    await asyncio.sleep(random.uniform(0.02, 0.05))
+    await asyncio.sleep(random.uniform(0.1, 0.2))
     return next(opened)
 
 
@@ -26,7 +26,7 @@ class Client:
 
     async def expire(self) -> None:
         while True:
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(random.uniform(0.2, 0.4))
             self.conn = None
 
 

@@ -258,7 +258,12 @@ class RaceCollector:
 
     def start(self) -> None:
         if not self._stopped:
-            self._handle = self._loop.call_later(self._interval, self._tick)
+            self._handle = self._loop.call_later(self._next_interval(), self._tick)
+
+    def _next_interval(self) -> float:
+        # Jittered: a pass every exactly 0.3 s would keep in step with a program that does
+        # something every 0.3 s, and always see the same moment of it.
+        return self._interval * self._random.uniform(0.7, 1.3)
 
     def stop(self) -> None:
         self._stopped = True
@@ -274,7 +279,7 @@ class RaceCollector:
         for event in self.take():
             self._emit(event)
         if not self._stopped:
-            self._handle = self._loop.call_later(self._interval, self._tick)
+            self._handle = self._loop.call_later(self._next_interval(), self._tick)
 
     def take(self) -> list[RaceWindow]:
         """One look at the loop's suspended tasks, now; call on the loop thread."""
