@@ -103,7 +103,7 @@ def run_target(python: str, tmp_path: Path, seconds: float) -> tuple[Path, list[
 
 def test_tasks_inside_one_window_on_one_object(target_python: str, tmp_path: Path) -> None:
     started = time.monotonic()
-    script, events = run_target(target_python, tmp_path, 2.5)
+    script, events = run_target(target_python, tmp_path, 3.5)
     read, wait, write = (line_of(script, m) for m in ("read", "await", "write"))
 
     scans = [e for e in events if isinstance(e, RaceWindows)]

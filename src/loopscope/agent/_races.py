@@ -33,7 +33,7 @@ from ._loops import on_loop_thread
 from ._racescan import MAX_FILE_BYTES, Window, scan_source
 from .events import Event, Frame, LostUpdate, RaceWindow, RaceWindows
 
-SCAN_INTERVAL = 1.0  # seconds between looks for newly imported modules
+SCAN_INTERVAL = 0.5  # seconds at least between two scans for newly imported modules
 SCAN_PAUSE_RATIO = 3.0  # after each file, pause three times as long as its scan took
 SCAN_PAUSE_MAX = 0.1
 MAX_WINDOWS_PER_EVENT = 500
