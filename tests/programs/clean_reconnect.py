@@ -9,7 +9,7 @@ opened = itertools.count(1)
 
 
 async def connect() -> int:
-    await asyncio.sleep(random.uniform(0.1, 0.2))
+    await asyncio.sleep(random.uniform(0.2, 0.4))
     return next(opened)
 
 
@@ -26,7 +26,7 @@ class Client:
 
     async def expire(self) -> None:
         while True:
-            await asyncio.sleep(random.uniform(0.2, 0.4))
+            await asyncio.sleep(random.uniform(0.1, 0.3))
             self.conn = None
 
 

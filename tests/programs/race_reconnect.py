@@ -1,5 +1,5 @@
 # expect: race Client.connection
-# Requests share one client whose connection expires every 0.2-0.4 seconds. `connection` checks for
+# Requests share one client whose connection expires every 0.1-0.3 seconds. `connection` checks for
 # a connection, awaits the connect when there is none, then stores it: requests that arrive
 # while it connects all see none and each opens (and leaks) a connection of its own.
 import asyncio
@@ -10,7 +10,7 @@ opened = itertools.count(1)
 
 
 async def connect() -> int:
-    await asyncio.sleep(random.uniform(0.1, 0.2))
+    await asyncio.sleep(random.uniform(0.2, 0.4))
     return next(opened)
 
 
@@ -25,7 +25,7 @@ class Client:
 
     async def expire(self) -> None:
         while True:
-            await asyncio.sleep(random.uniform(0.2, 0.4))
+            await asyncio.sleep(random.uniform(0.1, 0.3))
             self.conn = None
 
 
