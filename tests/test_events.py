@@ -26,8 +26,12 @@ from loopscope.events import (
     Lifecycle,
     LoopStarted,
     LoopStopped,
+    LostUpdate,
     NeverAwaited,
     Notice,
+    RaceSpan,
+    RaceWindow,
+    RaceWindows,
     Resource,
     SourceState,
     Stack,
@@ -207,6 +211,38 @@ ONE_OF_EACH: list[Event] = [
         ),
         cost=0.0004,
     ),
+    RaceWindows(
+        t=10.0,
+        windows=(
+            RaceSpan("/srv/app/bank.py", "Account.withdraw", 11, "self.balance", 12, (13,), 14),
+            RaceSpan("/srv/app/db.py", "connect", 3, "POOL", 5, (6, 7), 8, "condition", True),
+        ),
+        files=3,
+        functions=12,
+        cost=0.004,
+        skipped=1,
+    ),
+    RaceWindow(
+        t=11.0,
+        loop=1,
+        window=RaceSpan("/srv/app/bank.py", "Account.withdraw", 11, "self.balance", 12, (13,), 14),
+        tasks=("Task-3", "Task-4"),
+        count=2,
+        lines=(13, 13),
+        inspected=40,
+    ),
+    LostUpdate(
+        t=12.0,
+        target="Account.balance",
+        task="Task-3",
+        read=Frame("/srv/app/bank.py", 12, "Account.withdraw"),
+        version_read=4,
+        other_task="Task-4",
+        other_write=Frame("/srv/app/bank.py", 14, "Account.withdraw"),
+        write=Frame("/srv/app/bank.py", 14, "Account.withdraw"),
+        version_now=5,
+        repeats=2,
+    ),
 ]
 
 
@@ -266,6 +302,18 @@ frames = st.builds(Frame, file=text, line=small, function=text)
 stacks = st.builds(Stack, count=small, frames=st.lists(frames, max_size=4).map(tuple))
 names = st.tuples(text).map(tuple) | st.lists(text, max_size=3).map(tuple)
 counts = st.dictionaries(text, small, max_size=4)
+spans = st.builds(
+    RaceSpan,
+    file=text,
+    function=text,
+    first_line=small,
+    target=text,
+    read_line=small,
+    await_lines=st.lists(small, max_size=3).map(tuple),
+    write_line=small,
+    via=text,
+    guarded=st.booleans(),
+)
 
 strategies: dict[type[Event], st.SearchStrategy[Any]] = {
     Hello: st.builds(
@@ -431,6 +479,38 @@ strategies: dict[type[Event], st.SearchStrategy[Any]] = {
             max_size=3,
         ).map(tuple),
         cost=finite,
+    ),
+    RaceWindows: st.builds(
+        RaceWindows,
+        t=finite,
+        windows=st.lists(spans, max_size=3).map(tuple),
+        files=small,
+        functions=small,
+        cost=finite,
+        skipped=small,
+    ),
+    RaceWindow: st.builds(
+        RaceWindow,
+        t=finite,
+        loop=ints,
+        window=spans,
+        tasks=names,
+        count=small,
+        lines=st.lists(small, max_size=3).map(tuple),
+        inspected=small,
+    ),
+    LostUpdate: st.builds(
+        LostUpdate,
+        t=finite,
+        target=text,
+        task=text,
+        read=frames,
+        version_read=small,
+        other_task=text,
+        other_write=frames,
+        write=frames,
+        version_now=small,
+        repeats=small,
     ),
 }
 any_event = st.one_of(*strategies.values())

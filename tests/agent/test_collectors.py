@@ -29,7 +29,7 @@ LAUNCHER = Path(loopscope.agent.__file__).parent / "_launch.py"
         ("lag,blocks", {"lag", "blocks"}),
         (" census , lifecycle ", {"census", "lifecycle"}),
         (["lifecycle"], {"lifecycle"}),
-        ("-lifecycle,-census", {"lag", "blocks", "tasks"}),
+        ("-lifecycle,-census", {"lag", "blocks", "tasks", "races"}),
     ],
 )
 def test_parse_collectors(spec: str | list[str] | None, expected: set[str]) -> None:
@@ -87,7 +87,7 @@ def test_the_environment_chooses_when_install_is_not_told(
         try:
             started = await _loop_started(client)
             assert isinstance(started, LoopStarted)
-            assert started.features == ("lifecycle",)
+            assert started.features == ("lifecycle", "races")
             assert loop.get_task_factory() is not None
             assert "select" not in vars(loop._selector)  # type: ignore[attr-defined]
         finally:

@@ -23,6 +23,7 @@ from ._guard import Guard
 from ._lag import LagCollector
 from ._lifecycle import LifecycleCollector
 from ._paths import default_socket_path
+from ._races import RaceCollector, RaceScanner, connect_watch_hub, library_dirs
 from ._server import Outbox, Server
 from ._tasklist import TaskListCollector
 from ._unawaited import UnawaitedHook
@@ -33,7 +34,7 @@ COLLECTORS_ENV = "LOOPSCOPE_COLLECTORS"
 # The collectors that can be turned off, all on by default. ``blocks`` is the watchdog thread
 # and the selector wrapper; ``lag`` the heartbeat (utilisation comes from the selector wrapper,
 # kept while either of the two is on).
-COLLECTORS = ("lag", "blocks", "census", "lifecycle", "tasks")
+COLLECTORS = ("lag", "blocks", "census", "lifecycle", "tasks", "races")
 _AGENT_DIR = os.path.dirname(os.path.abspath(__file__))
 _MARK = "__loopscope_agent__"  # attribute of our _set_running_loop that names its agent
 
@@ -85,6 +86,9 @@ class Agent:
         )
         # Process-wide, so the agent's rather than a loop's; on and off with the lifecycle.
         self._unawaited = UnawaitedHook(self.emit, self.guard)
+        stdlib, sites = _library_paths()
+        self._scanner = RaceScanner(self.emit, self.guard, library_dirs(stdlib, sites, _AGENT_DIR))
+        self._unwatch: Callable[[], None] | None = None
         self._lock = threading.Lock()
         self._observers: dict[int, _LoopObserver] = {}
         self._hook: _RunningLoopHook | None = None
@@ -101,6 +105,9 @@ class Agent:
             self._watchdog.start()
         if "lifecycle" in self.collectors:
             self._unawaited.install()
+        if "races" in self.collectors:
+            self._scanner.start()
+            self._unwatch = connect_watch_hub(self.emit, self.guard)
         self._hook = _RunningLoopHook(self)
         self._hook.install()
         atexit.register(self.uninstall)
@@ -111,6 +118,7 @@ class Agent:
         Idempotent; callable from any thread, including the server's (a client's detach)."""
         if self._deactivate(report=True):
             self._watchdog.stop()
+            self._scanner.stop()
             self._server.stop()
 
     def _after_fork_in_child(self) -> None:
@@ -129,6 +137,8 @@ class Agent:
             self._observers.clear()
         atexit.unregister(self.uninstall)
         self._unawaited.remove()
+        if self._unwatch is not None:
+            self._unwatch()
         if self._hook is not None:
             self._hook.remove()
         for observer in observers:
@@ -174,9 +184,7 @@ class Agent:
             observer.stop(self.guard)
 
     def _hello(self) -> Hello:
-        paths = sysconfig.get_paths()
-        stdlib = dict.fromkeys(paths[k] for k in ("stdlib", "platstdlib") if k in paths)
-        sites = dict.fromkeys(_site_paths(paths))
+        stdlib, sites = _library_paths()
         return Hello(
             t=time.time(),
             protocol=PROTOCOL_VERSION,
@@ -246,6 +254,7 @@ class _LoopObserver:
                 loop, self.loop_id, agent.emit, guard, idle_clock=idle_clock
             ),
             "tasks": lambda: TaskListCollector(loop, self.loop_id, agent.emit, guard),
+            "races": lambda: RaceCollector(loop, self.loop_id, agent.emit, guard, agent._scanner),
         }
         for name, make in makers.items():
             if name not in enabled:
@@ -444,6 +453,13 @@ def _loop_in_stack(frame: Any) -> asyncio.AbstractEventLoop | None:
                 return candidate
         frame = frame.f_back
     return None
+
+
+def _library_paths() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(standard library directories, installed packages' directories) of this interpreter."""
+    paths = sysconfig.get_paths()
+    stdlib = dict.fromkeys(paths[k] for k in ("stdlib", "platstdlib") if k in paths)
+    return tuple(stdlib), tuple(dict.fromkeys(_site_paths(paths)))
 
 
 def _site_paths(paths: dict[str, str]) -> list[str]:

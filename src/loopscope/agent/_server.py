@@ -21,7 +21,7 @@ from typing import Any
 
 from ._guard import Guard
 from ._paths import ensure_private_dir
-from .events import Event, Hello, LoopStarted, LoopStopped, encode
+from .events import Event, Hello, LoopStarted, LoopStopped, RaceWindows, encode
 
 MAX_LINE = 64 * 1024  # longest message a client may send
 MAX_PENDING = 32 * 1024 * 1024  # bytes queued for a client that does not read: then it is dropped
@@ -125,6 +125,10 @@ class Server:
         # are sent to every new client before it.
         self._live: dict[int, bytes] = {}
         self._aged_out: dict[int, bytes] = {}
+        # RaceWindows lines (the source scan, sent once) likewise: id(line) -> line while in the
+        # backlog, then kept here for every new client (bounded).
+        self._scans: dict[int, bytes] = {}
+        self._aged_scans: deque[bytes] = deque(maxlen=200)
         self._listener: socket.socket | None = None
         self._inode: tuple[int, int] | None = None
         self._client: socket.socket | None = None
@@ -222,6 +226,8 @@ class Server:
             elif isinstance(event, LoopStopped):
                 self._live.pop(event.loop, None)
                 self._aged_out.pop(event.loop, None)
+            elif isinstance(event, RaceWindows):
+                self._scans[id(line)] = line
             if len(backlog) == backlog.maxlen:
                 self._age_out(backlog.popleft()[1])
             backlog.append((now, line))
@@ -236,6 +242,10 @@ class Server:
 
     def _age_out(self, line: bytes) -> None:
         self._backlog_bytes -= len(line)
+        scan = self._scans.pop(id(line), None)
+        if scan is not None:
+            self._aged_scans.append(scan)
+            return
         for loop, started in self._live.items():
             if started is line:
                 self._aged_out[loop] = line
@@ -255,6 +265,8 @@ class Server:
         self._inbuf = b""
         out = bytearray((encode(self._hello()) + "\n").encode())
         for line in self._aged_out.values():
+            out += line
+        for line in self._aged_scans:
             out += line
         for _, line in self._backlog:
             out += line

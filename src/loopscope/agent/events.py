@@ -110,6 +110,24 @@ class TaskError:
     created: tuple[Frame, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class RaceSpan:
+    """A race window found in the source: in an ``async def``, a read of ``target``, then an
+    ``await``, then a write of ``target`` that uses what was read (see docs/findings.md)."""
+
+    file: str
+    function: str  # qualified name, as the source spells it ("Account.withdraw")
+    first_line: int  # the function's first line, decorators included (its code's co_firstlineno)
+    target: str  # as written: "self.balance", "STOCK[item]", "counter"
+    read_line: int
+    await_lines: tuple[int, ...]  # the awaits that can run between the read and the write
+    write_line: int
+    # "value": the written value derives from the read; "condition": the write is under a test of
+    # the read (check-then-act)
+    via: str = "value"
+    guarded: bool = False  # read and write both inside one ``async with <lock-like>:``
+
+
 # The primitive a pending task waits on, as the census classifies it.
 AWAIT_KINDS = (
     "sleep",
@@ -330,6 +348,49 @@ class TaskList(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class RaceWindows(Event):
+    """Race windows found by scanning application modules' source; sent for each batch of
+    newly scanned files."""
+
+    kind: ClassVar[str] = "race_windows"
+    windows: tuple[RaceSpan, ...]
+    files: int  # files scanned in this batch
+    functions: int  # async functions analysed in them
+    cost: float  # seconds the scan worked (on the agent's own thread, pauses not counted)
+    skipped: int = 0  # files not scanned: too big, unreadable, or not Python source
+
+
+@dataclass(frozen=True, slots=True)
+class RaceWindow(Event):
+    """Two or more tasks seen suspended inside the same race window, on the same object."""
+
+    kind: ClassVar[str] = "race_window"
+    loop: int
+    window: RaceSpan
+    tasks: tuple[str, ...]  # names of the tasks inside (bounded)
+    count: int  # tasks inside the window at once (of those inspected)
+    lines: tuple[int, ...]  # the await lines they are suspended at, one per task listed
+    inspected: int  # tasks inspected in the pass (fewer than the loop's when it sampled)
+
+
+@dataclass(frozen=True, slots=True)
+class LostUpdate(Event):
+    """A watched value (`loopscope.watch`) written by a task from a stale read: another task
+    wrote it after this task read it."""
+
+    kind: ClassVar[str] = "lost_update"
+    target: str  # "Account.balance", "stock['apples']"
+    task: str  # the task whose write loses the other's update
+    read: Frame  # where it read the value
+    version_read: int
+    other_task: str  # the task that wrote in between
+    other_write: Frame
+    write: Frame  # where the stale write happened
+    version_now: int  # the value's version the stale write replaced
+    repeats: int = 0  # more lost updates at the same place, folded into this one
+
+
+@dataclass(frozen=True, slots=True)
 class Notice(Event):
     """Something the agent or a source wants the user to know (a hook disabled, ...)."""
 
@@ -372,6 +433,9 @@ EVENT_TYPES: dict[str, type[Event]] = {
         TaskErrors,
         NeverAwaited,
         TaskList,
+        RaceWindows,
+        RaceWindow,
+        LostUpdate,
         Notice,
         SourceState,
         TargetExited,

@@ -17,8 +17,11 @@ from loopscope.events import (
     Lifecycle,
     LoopStarted,
     LoopStopped,
+    LostUpdate,
     NeverAwaited,
     Notice,
+    RaceWindow,
+    RaceWindows,
     SourceState,
     TargetExited,
     TaskErrors,
@@ -29,6 +32,7 @@ from loopscope.model._contention import ContentionState
 from loopscope.model._errors import ErrorState
 from loopscope.model._lag import LagState
 from loopscope.model._leak import GrowthState
+from loopscope.model._races import RaceState
 from loopscope.model._tasklist import TaskListState
 from loopscope.model._tasks import TaskState
 from loopscope.model.snapshot import ExitInfo, LoopInfo, Snapshot, SourceInfo, TargetInfo
@@ -61,6 +65,7 @@ class Model:
         self._growth = GrowthState(LAG_SERIES_SECONDS)
         self._errors = ErrorState()
         self._task_list = TaskListState()
+        self._races = RaceState()
 
     def apply(self, event: Event) -> None:
         t = event.t
@@ -88,6 +93,12 @@ class Model:
             self._tasks.lifecycle(event)
         elif isinstance(event, Block):
             self._blocks.apply(event)
+        elif isinstance(event, RaceWindow):
+            self._races.observed(event)
+        elif isinstance(event, RaceWindows):
+            self._races.scanned(event)
+        elif isinstance(event, LostUpdate):
+            self._races.lost(event)
         elif isinstance(event, Hello):
             self._target = TargetInfo(
                 pid=event.pid,
@@ -175,4 +186,5 @@ class Model:
             never_awaited=self._errors.unawaited_view(),
             never_awaited_dropped=self._errors.dropped_unawaited,
             task_list=self._task_list.view(),
+            races=self._races.view(),
         )

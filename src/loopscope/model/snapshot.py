@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from loopscope.events import FinishedTask, Frame, TaskInfo
+from loopscope.events import FinishedTask, Frame, RaceSpan, TaskInfo
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,3 +274,41 @@ class Snapshot:
     never_awaited: tuple[NeverAwaitedView, ...] = field(default=())  # most frequent first
     never_awaited_dropped: int = 0  # "never awaited" warnings the agent did not report
     task_list: TaskListView = field(default=TaskListView())
+    races: RaceView = field(default_factory=lambda: RaceView(windows=(), lost_updates=()))
+
+
+@dataclass(frozen=True, slots=True)
+class RaceWindowView:
+    """A race window found in the source, with what the runtime saw of it."""
+
+    span: RaceSpan
+    observations: int  # passes that caught 2+ tasks inside it on one object
+    max_tasks: int  # most tasks caught inside it at once
+    tasks: tuple[str, ...]  # names of some of the tasks caught inside, latest first
+    first_t: float | None
+    last_t: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class LostUpdateView:
+    """Lost updates of one watched value at one place (read line, write line)."""
+
+    target: str
+    read: Frame
+    write: Frame
+    other_write: Frame  # where the update that was lost was written (the latest seen)
+    count: int
+    tasks: tuple[str, ...]  # tasks whose writes were stale, a few
+    other_tasks: tuple[str, ...]  # tasks whose updates were lost, a few
+    version_read: int  # of the latest report
+    version_now: int
+    first_t: float
+    last_t: float
+
+
+@dataclass(frozen=True, slots=True)
+class RaceView:
+    windows: tuple[RaceWindowView, ...]  # observed ones first (most observations), then the rest
+    lost_updates: tuple[LostUpdateView, ...]  # most first
+    files_scanned: int = 0
+    functions_scanned: int = 0

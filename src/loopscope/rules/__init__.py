@@ -5,12 +5,18 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from loopscope.model.snapshot import Snapshot
-from loopscope.rules import blocking, contention, exception, leak
+from loopscope.rules import blocking, contention, exception, leak, race
 from loopscope.rules.finding import Finding, Location, severity_rank
 
 Rule = Callable[[Snapshot], list[Finding]]
 
-RULES: Sequence[Rule] = (blocking.check, contention.check, leak.check, exception.check)
+RULES: Sequence[Rule] = (
+    blocking.check,
+    race.check,
+    contention.check,
+    leak.check,
+    exception.check,
+)
 
 
 def evaluate(snapshot: Snapshot) -> tuple[Finding, ...]:
