@@ -5,13 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from recordings import GOLDEN, in_arrival_order, scenario
+from recordings import GOLDEN, in_arrival_order, scenario, write
 
 from loopscope.record.reader import Recording
 from loopscope.record.writer import RecordedSource, Recorder
 from loopscope.session import Session, View
 from loopscope.sources.base import ListSource
-from loopscope.sources.replay import SPEEDS, ReplayClock, ReplaySession, replay_all
+from loopscope.sources.replay import (
+    SPEEDS,
+    TASK_LIST_S,
+    ReplayClock,
+    ReplaySession,
+    replay_all,
+)
+from tui.screens_scenario import task_list
 
 
 class FakeMonotonic:
@@ -123,3 +130,24 @@ def test_ended_once_the_clock_reaches_the_end(speed_steps: int) -> None:
         mono.now += recording.info.duration / clock.speed + 0.001
         assert replay.ended
         assert replay.view().snapshot.exited is not None
+
+
+def test_a_jump_forward_decodes_only_the_latest_task_lists(tmp_path: Path) -> None:
+    # A task list every 2 s for 10 minutes: a jump to the end decodes the last TASK_LIST_S of
+    # them (they are what shows). The view shows the tasks playing through would show; its
+    # ended tasks are the newest of those, from that stretch.
+    lists = [task_list(1000.0 + 2.0 * i) for i in range(300)]
+    path = tmp_path / "lists.lsrec"
+    rows = write(path, lists)
+    end = rows[-1][0]
+    with Recording.open(path) as recording:
+        skipped = list(recording.rows(skip={"task_list": end - TASK_LIST_S}))
+        assert [r.event for r in skipped] == lists[-int(TASK_LIST_S / 2) - 1 :]
+        clock = ReplayClock(recording.info.start, recording.info.end, playing=False)
+        clock.seek(end)
+        jumped = ReplaySession(recording, clock).view()
+    live = _live_view(rows, end).snapshot.task_list
+    shown = jumped.snapshot.task_list
+    assert (shown.t, shown.total, shown.tasks) == (live.t, live.total, live.tasks)
+    assert 0 < len(shown.finished) < len(live.finished)
+    assert shown.finished == live.finished[: len(shown.finished)]

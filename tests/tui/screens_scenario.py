@@ -7,10 +7,9 @@ import linecache
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from dashboard_scenario import T0, exited_events, live_events
-
 from builders import APP
 from loopscope.events import AwaitFrame, Event, FinishedTask, Frame, TaskInfo, TaskList
+from tui.dashboard_scenario import T0, exited_events, live_events
 
 ASYNCIO = "/usr/lib/python3.11/asyncio"
 REPORT = f"{APP}/report.py"

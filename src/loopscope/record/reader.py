@@ -12,7 +12,7 @@ import json
 import math
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,16 +85,23 @@ class Recording:
     def close(self) -> None:
         self._db.close()
 
-    def rows(self, *, after: int = 0, until: float | None = None) -> Iterator[Row]:
+    def rows(
+        self,
+        *,
+        after: int = 0,
+        until: float | None = None,
+        skip: Mapping[str, float] | None = None,
+    ) -> Iterator[Row]:
         """The events after sequence number ``after``, in order, up to (not past) the first one
-        received after ``until``."""
+        received after ``until``; ``skip`` maps kinds of event to a time before which events of
+        that kind are passed over without being decoded."""
         last_ts = self.info.start
         while True:
             fetched = 0
             cursor = self._db.cursor()
             try:
                 cursor.execute(
-                    "SELECT seq, ts, payload FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+                    "SELECT seq, ts, kind, payload FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
                     (after, _BATCH),
                 )
                 while True:
@@ -102,7 +109,7 @@ class Recording:
                     found = cursor.fetchone()
                     if found is None:
                         break
-                    seq, ts, payload = found
+                    seq, ts, kind, payload = found
                     # Pages missing from a truncated file read as zeros: rows out of order.
                     if not (isinstance(seq, int) and seq > after):
                         raise sqlite3.DatabaseError("events out of order")
@@ -114,6 +121,8 @@ class Recording:
                         return
                     last_ts = ts
                     after = seq
+                    if skip and isinstance(kind, str) and ts < skip.get(kind, -math.inf):
+                        continue
                     yield Row(seq, ts, _event(seq, ts, payload))
             except sqlite3.Error as e:
                 self.damaged = f"the recording is damaged after event {after} ({e})"

@@ -21,6 +21,10 @@ from loopscope.session import Session, View
 
 SPEEDS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 CHECKPOINT_S = 300.0  # recorded seconds between copies of the model kept for seeking back
+# Task lists are the costliest events to decode and only the latest ones show: a jump forward
+# decodes just those of the last TASK_LIST_S before the new time (the ended-tasks list then
+# starts there).
+TASK_LIST_S = 30.0
 
 
 class ReplaySource:
@@ -171,7 +175,8 @@ class ReplaySession:
         with self._lock:
             if t < self._t:
                 self._restore(t)
-            for row in self.recording.rows(after=self._after, until=t):
+            skip = {"task_list": t - TASK_LIST_S}
+            for row in self.recording.rows(after=self._after, until=t, skip=skip):
                 self._model.apply(row.event)
                 self._after = row.seq
                 last = self._checkpoints[-1][0] if self._checkpoints else self.clock.start
