@@ -133,8 +133,10 @@ class _Print:
         "id",
         "instances",
         "key",
+        "last_task",
         "live",
         "parent",
+        "tasks",
     )
 
     def __init__(
@@ -151,6 +153,18 @@ class _Print:
         self.ended = 0
         self.dur_sum = 0.0
         self.dur_n = 0
+        self.tasks = 0  # distinct tasks the calls were made in
+        self.last_task: weakref.ref[Any] | None = None
+
+    def made_in(self, task: Any) -> None:
+        """A new call of this fingerprint, made in ``task``."""
+        last = self.last_task
+        if last is None or last() is not task:
+            self.tasks += 1
+            try:
+                self.last_task = weakref.ref(task)
+            except TypeError:
+                self.last_task = None
 
     def same_objects(self) -> bool:
         """Whether the objects this fingerprint names by identity are (still) the same ones."""
@@ -163,8 +177,9 @@ class _Print:
         """Start a new life: the objects named by identity are other ones now."""
         self.anchors = _anchors(anchors)
         self.parent = parent
-        self.instances = self.ended = self.dur_n = 0
+        self.instances = self.ended = self.dur_n = self.tasks = 0
         self.dur_sum = 0.0
+        self.last_task = None
 
 
 def _anchors(objects: list[Any]) -> tuple[weakref.ref[Any], ...] | None:
@@ -261,7 +276,8 @@ class DuplicatesCollector:
                 continue
             found += 1
             waiter = getattr(task, "_fut_waiter", None)
-            self._walk(task, id(waiter) if waiter is not None else id(task), now, seen, present)
+            work = id(_shared(waiter)) if waiter is not None else id(task)
+            self._walk(task, work, now, seen, present)
         ended = self._check_ended(present, now, population is None)
         self._present = present
 
@@ -314,8 +330,8 @@ class DuplicatesCollector:
                     new = instance is None or instance.ref() is not obj
                     if new:
                         if instance is not None:  # a finished coroutine's id, reused
-                            self._forget(key, instance)
-                        instance = self._remember(obj, frame, info, parent, now)
+                            self._end(key, instance, now)
+                        instance = self._remember(obj, frame, info, parent, task, now)
                     else:
                         assert instance is not None
                         if key not in present:
@@ -339,7 +355,13 @@ class DuplicatesCollector:
                 return
 
     def _remember(
-        self, coro: Any, frame: types.FrameType, info: _Code, parent: str, now: float
+        self,
+        coro: Any,
+        frame: types.FrameType,
+        info: _Code,
+        parent: str,
+        task: Any,
+        now: float,
     ) -> _Instance:
         """A new coroutine object: its fingerprint, remembered while it is in flight."""
         text = ArgText()
@@ -357,6 +379,7 @@ class DuplicatesCollector:
                 prints.move_to_end(key)
                 if not fingerprint.same_objects():
                     fingerprint.renew(text.identities, parent)
+            fingerprint.made_in(task)
         instance = _Instance(weakref.ref(coro), fingerprint, now)
         if len(self._instances) < MAX_INSTANCES:
             self._instances[id(coro)] = instance
@@ -379,7 +402,6 @@ class DuplicatesCollector:
                     break
                 check.append(keys.pop())
         ended: set[_Print] = set()
-        interval = self._interval
         for key in check:
             instance = instances.get(key)
             if instance is None or key in present:
@@ -387,25 +409,26 @@ class DuplicatesCollector:
             coro = instance.ref()
             if coro is not None and coro.cr_frame is not None:
                 continue  # still in flight, unseen by a sampled pass
-            fingerprint = self._forget(key, instance)
-            if fingerprint is None:
-                continue
-            fingerprint.ended += 1
-            if instance.passes >= 2:
-                # It began within a pass interval before it was first seen, and ended between
-                # the last pass that saw it and this one: take the middle of both.
-                fingerprint.dur_sum += (
-                    instance.last - instance.first + (now - instance.last + interval) / 2
-                )
-                fingerprint.dur_n += 1
-            ended.add(fingerprint)
+            fingerprint = self._end(key, instance, now)
+            if fingerprint is not None:
+                ended.add(fingerprint)
         return ended
 
-    def _forget(self, key: int, instance: _Instance) -> _Print | None:
+    def _end(self, key: int, instance: _Instance, now: float) -> _Print | None:
+        """Forget a coroutine that has finished; its fingerprint."""
         del self._instances[key]
         fingerprint = instance.print
-        if fingerprint is not None:
-            fingerprint.live -= 1
+        if fingerprint is None:
+            return None
+        fingerprint.live -= 1
+        fingerprint.ended += 1
+        if instance.passes >= 2:
+            # It began within a pass interval before it was first seen, and ended between
+            # the last pass that saw it and this one: take the middle of both.
+            fingerprint.dur_sum += (
+                instance.last - instance.first + (now - instance.last + self._interval) / 2
+            )
+            fingerprint.dur_n += 1
         return fingerprint
 
     def _groups(
@@ -440,12 +463,33 @@ class DuplicatesCollector:
                     starts=round(starts * scale),
                     instances=fingerprint.instances,
                     ended=fingerprint.ended,
+                    tasks=fingerprint.tasks,
                     duration=fingerprint.dur_sum / fingerprint.dur_n
                     if fingerprint.dur_n
                     else None,
                 )
             )
         return tuple(out)
+
+
+def _shared(waiter: Any) -> Any:
+    """The future whose result ``waiter`` passes on, if it is a wrapper of one (what
+    ``asyncio.shield(f)`` or ``asyncio.gather(f)`` returns); else ``waiter``. Callers that
+    share one computation through such wrappers wait on one future, then."""
+    children = getattr(waiter, "_children", None)  # gather
+    if isinstance(children, list) and len(children) == 1:
+        return children[0]
+    # shield(inner): the outer future's done callback closes over inner.
+    for entry in getattr(waiter, "_callbacks", None) or ():
+        callback = entry[0] if isinstance(entry, tuple) else entry
+        for cell in getattr(callback, "__closure__", None) or ():
+            try:
+                inner = cell.cell_contents
+            except ValueError:  # an empty cell
+                continue
+            if inner is not waiter and asyncio.isfuture(inner):
+                return inner
+    return waiter
 
 
 # -------------------------------------------------------------------------------------------------

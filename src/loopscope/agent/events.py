@@ -107,6 +107,7 @@ class DuplicateGroup:
     starts: int  # of which started since the previous pass (scaled when sampled)
     instances: int  # distinct calls seen since the fingerprint was first seen (not scaled)
     ended: int  # of which seen to finish
+    tasks: int  # distinct tasks those calls were made in (a loop in one task counts once)
     duration: float | None  # mean duration of those seen in flight over several passes
 
 

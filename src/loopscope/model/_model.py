@@ -11,6 +11,7 @@ from collections.abc import Callable
 from loopscope.events import (
     Block,
     Census,
+    Duplicates,
     Event,
     Hello,
     Lag,
@@ -22,6 +23,7 @@ from loopscope.events import (
     TargetExited,
 )
 from loopscope.model._blocks import BlockState, CodeMap
+from loopscope.model._duplicates import DuplicateState
 from loopscope.model._lag import LagState
 from loopscope.model._tasks import TaskState
 from loopscope.model.snapshot import ExitInfo, LoopInfo, Snapshot, SourceInfo, TargetInfo
@@ -50,6 +52,7 @@ class Model:
         self._lag = LagState(LAG_SERIES_SECONDS, RECENT_SECONDS)
         self._tasks = TaskState(LAG_SERIES_SECONDS, RECENT_SECONDS)
         self._blocks = BlockState(RECENT_SECONDS, source_line)
+        self._duplicates = DuplicateState()
 
     def apply(self, event: Event) -> None:
         t = event.t
@@ -75,6 +78,8 @@ class Model:
             self._tasks.lifecycle(event)
         elif isinstance(event, Block):
             self._blocks.apply(event)
+        elif isinstance(event, Duplicates):
+            self._duplicates.apply(event)
         elif isinstance(event, Hello):
             self._target = TargetInfo(
                 pid=event.pid,
@@ -146,4 +151,5 @@ class Model:
             resources=self._tasks.resources(),
             blocks=self._blocks.view(now),
             notices=tuple(self._notices),
+            duplicates=self._duplicates.view(),
         )

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from loopscope.model.snapshot import Snapshot
-from loopscope.rules import blocking
+from loopscope.rules import blocking, duplicate
 from loopscope.rules.finding import Finding, Location, severity_rank
 
 Rule = Callable[[Snapshot], list[Finding]]
 
-RULES: Sequence[Rule] = (blocking.check,)
+RULES: Sequence[Rule] = (blocking.check, duplicate.check)
 
 
 def evaluate(snapshot: Snapshot) -> tuple[Finding, ...]:
