@@ -35,6 +35,7 @@ import datetime
 import decimal
 import enum
 import fractions
+import gc
 import os
 import pathlib
 import queue
@@ -65,7 +66,7 @@ ARGS_LIMIT = 160  # characters of argument text sent
 # measured in the previous pass.
 BUDGET = 0.0006
 MIN_SAMPLE = 32
-FIRST_SAMPLE = 64
+FIRST_SAMPLE = 32  # the first pass also fills the caches
 MAX_SAMPLE = 20_000
 CHECKS = 512  # remembered coroutines checked for their end per pass, at least
 
@@ -250,7 +251,17 @@ class DuplicatesCollector:
     def _pass(self) -> None:
         if self._stopped:
             return
-        event = self.take()
+        # A pass allocates a few objects per new coroutine; with many tasks alive, a full
+        # collection they happen to trigger would take several milliseconds inside the pass.
+        # The collection is put off until the pass ends (the program's next allocation).
+        collecting = gc.isenabled()
+        if collecting:
+            gc.disable()
+        try:
+            event = self.take()
+        finally:
+            if collecting:
+                gc.enable()
         if not self._stopped:
             self._emit(event)
             self._handle = self._loop.call_later(self._interval, self._tick)
