@@ -475,9 +475,7 @@ class DuplicatesCollector:
                     instances=fingerprint.instances,
                     ended=fingerprint.ended,
                     tasks=fingerprint.tasks,
-                    duration=fingerprint.dur_sum / fingerprint.dur_n
-                    if fingerprint.dur_n
-                    else None,
+                    duration=fingerprint.dur_sum / fingerprint.dur_n if fingerprint.dur_n else None,
                 )
             )
         return tuple(out)
@@ -669,4 +667,3 @@ class ArgText:
         except Exception:
             name = "?"
         return f"<{name}{detail} #{id(value):x}>"
-
