@@ -29,7 +29,7 @@ LAUNCHER = Path(loopscope.agent.__file__).parent / "_launch.py"
         ("lag,blocks", {"lag", "blocks"}),
         (" census , lifecycle ", {"census", "lifecycle"}),
         (["lifecycle"], {"lifecycle"}),
-        ("-lifecycle,-census", {"lag", "blocks"}),
+        ("-lifecycle,-census", {"lag", "blocks", "duplicates"}),
     ],
 )
 def test_parse_collectors(spec: str | list[str] | None, expected: set[str]) -> None:
@@ -78,7 +78,7 @@ def test_the_environment_chooses_when_install_is_not_told(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = str(tmp_path / "a.sock")
-    monkeypatch.setenv(COLLECTORS_ENV, "-lag,-blocks,-census")
+    monkeypatch.setenv(COLLECTORS_ENV, "-lag,-blocks,-census,-duplicates")
 
     async def main() -> None:
         loop = asyncio.get_running_loop()

@@ -430,7 +430,7 @@ class DuplicatesCollector:
 
     def _end(self, key: int, instance: _Instance, now: float) -> _Print | None:
         """Forget a coroutine that has finished; its fingerprint."""
-        del self._instances[key]
+        self._instances.pop(key, None)
         fingerprint = instance.print
         if fingerprint is None:
             return None
@@ -449,7 +449,10 @@ class DuplicatesCollector:
         self, seen: dict[_Print, dict[int, bool]], ended: set[_Print], scale: float
     ) -> tuple[DuplicateGroup, ...]:
         ranked: list[tuple[float, _Print, int, int]] = []
+        prints = self._prints
         for fingerprint, by_waiter in seen.items():
+            if prints.get(fingerprint.key) is fingerprint:
+                prints.move_to_end(fingerprint.key)  # in use: the last to be forgotten
             in_flight = len(by_waiter)
             starts = sum(by_waiter.values())
             fingerprint.instances += starts
