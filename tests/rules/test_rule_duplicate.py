@@ -79,7 +79,7 @@ def test_in_flight_finding_names_the_function_and_the_fix() -> None:
     assert "single-flight" in found.fix.lower() and "TTL" in found.fix
     evidence = found.evidence
     assert evidence["peak_in_flight"] == 12 and evidence["concurrent_passes"] == 3
-    assert evidence["calls"] == 36 and evidence["wasted_s"] > 0
+    assert evidence["calls"] == 36 and evidence["wasted_call_seconds"] > 0
     assert found.to_json()["evidence"]["args"] == "self=<PriceService #7f>, symbol='ACME'"
 
 
@@ -125,6 +125,7 @@ def test_recurring_thresholds(
         found = only(findings)
         assert (found.code, found.severity) == ("LS402", expected)
         assert "is computed again and again" in found.title
+        assert found.fix.startswith("Cache `fetch_price(symbol)` at prices.py:12: ")
 
 
 def test_the_outermost_repeated_call_is_reported() -> None:

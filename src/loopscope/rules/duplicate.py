@@ -50,7 +50,7 @@ def check(snapshot: Snapshot) -> list[Finding]:
     for (_, _, _, code), groups in by_place.items():
         groups.sort(key=lambda g: (-g.wasted_s, -g.peak))
         out.append(_finding(groups, code, view.observed_s))
-    out.sort(key=lambda f: -f.evidence["wasted_s"])
+    out.sort(key=lambda f: -f.evidence["wasted_call_seconds"])
     return out
 
 
@@ -90,11 +90,11 @@ def _finding(groups: list[DuplicateView], code: str, observed: float) -> Finding
         "calls": group.instances,
         "ended": group.ended,
         "tasks": group.tasks,
-        "starts_per_s": round(group.starts_per_s, 2),
+        "starts_per_second": round(group.starts_per_s, 2),
         "in_flight_mean": round(group.in_flight_mean, 3),
         "duration_s": None if group.duration is None else round(group.duration, 4),
-        "busy_s": round(group.busy_s, 3),
-        "wasted_s": round(sum(g.wasted_s for g in groups), 3),
+        "call_seconds": round(sum(g.busy_s for g in groups), 2),
+        "wasted_call_seconds": round(sum(g.wasted_s for g in groups), 2),
         "argument_sets": len(groups),
         "top_args": [g.args for g in groups[:TOP_ARGS]],
         "observed_s": round(observed, 2),
@@ -108,7 +108,7 @@ def _finding(groups: list[DuplicateView], code: str, observed: float) -> Finding
         title=title,
         location=Location(group.file, group.line, group.function),
         evidence=evidence,
-        fix=_fix(group, where),
+        fix=_fix(group, code, where),
     )
 
 
@@ -121,9 +121,15 @@ def _bounded(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _fix(group: DuplicateView, where: str) -> str:
+def _fix(group: DuplicateView, code: str, where: str) -> str:
     names = [n for n in _NAME.findall(group.args) if n not in ("self", "cls")]
     signature = f"{_short(group.function)}({', '.join(names)})"
+    if code == RECURRING:
+        return (
+            f"Cache `{signature}` at {where}: keep its result for as long as it stays valid (a "
+            f"TTL cache, or `async_lru`'s `@alru_cache(ttl=...)`, which also makes concurrent "
+            f"callers share one call) instead of computing it again for every caller."
+        )
     return (
         f"Cache or single-flight `{signature}` at {where}: keep one `asyncio.Future` per key in "
         f"a dict so that concurrent callers await the call already in flight instead of "
