@@ -139,6 +139,7 @@ class _Print:
         "last_task",
         "live",
         "parent",
+        "sent_peak",
         "tasks",
     )
 
@@ -158,6 +159,7 @@ class _Print:
         self.dur_n = 0
         self.tasks = 0  # distinct tasks the calls were made in
         self.last_task: weakref.ref[Any] | None = None
+        self.sent_peak = 0  # most calls in flight sent while none was seen to end
 
     def made_in(self, task: Any) -> None:
         """A new call of this fingerprint, made in ``task``."""
@@ -180,7 +182,7 @@ class _Print:
         """Start a new life: the objects named by identity are other ones now."""
         self.anchors = _anchors(anchors)
         self.parent = parent
-        self.instances = self.ended = self.dur_n = self.tasks = 0
+        self.instances = self.ended = self.dur_n = self.tasks = self.sent_peak = 0
         self.dur_sum = 0.0
         self.last_task = None
 
@@ -456,8 +458,15 @@ class DuplicatesCollector:
             in_flight = len(by_waiter)
             starts = sum(by_waiter.values())
             fingerprint.instances += starts
-            if in_flight >= 2 or fingerprint.instances >= 2:
-                ranked.append((in_flight - 1 + starts, fingerprint, in_flight, starts))
+            if in_flight < 2 and fingerprint.instances < 2:
+                continue
+            # Until one of its calls is seen to end, a fingerprint may be a pool of long-lived
+            # identical tasks (and a sampled pass keeps finding ones it had not seen): it is
+            # sent only when more of its calls are in flight than ever before.
+            if not fingerprint.ended and in_flight <= fingerprint.sent_peak:
+                continue
+            fingerprint.sent_peak = max(fingerprint.sent_peak, in_flight)
+            ranked.append((in_flight - 1 + starts, fingerprint, in_flight, starts))
         for fingerprint in ended:
             if fingerprint not in seen and fingerprint.instances >= 2:
                 ranked.append((0.0, fingerprint, 0, 0))
