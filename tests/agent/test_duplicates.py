@@ -262,6 +262,22 @@ def test_consumers_of_a_queue_are_not_fingerprinted() -> None:
     asyncio.run(main())
 
 
+def test_calls_waiting_for_a_signal_in_their_own_frame_are_not_work() -> None:
+    async def main() -> None:
+        ready = asyncio.Event()
+
+        async def wait_until_ready(service: str) -> None:
+            await ready.wait()
+
+        tasks = started([wait_until_ready("db") for _ in range(8)])
+        await settled(tasks)
+        census = collector(asyncio.get_running_loop())
+        assert group(census.take(), "wait_until_ready") is None
+        await finish(tasks)
+
+    asyncio.run(main())
+
+
 async def build_report(period: str) -> str:
     await asyncio.sleep(0.001)
     return period

@@ -1,13 +1,13 @@
 # expect: clean
 # The quote service of duplicate_price_stampede.py, done right: concurrent requests for a
-# symbol share one upstream call (single flight), and a price is reused for a second (TTL cache).
+# symbol share one upstream call (single flight), and a price is reused for five seconds (TTL cache).
 import asyncio
 import random
 import time
 
 SYMBOLS = ("ACME", "GLOBEX", "INITECH")
 UPSTREAM_LATENCY = 0.25
-TTL = 1.0
+TTL = 5.0
 
 _in_flight: dict[str, asyncio.Future[float]] = {}
 _cache: dict[str, tuple[float, float]] = {}  # symbol -> (time fetched, price)

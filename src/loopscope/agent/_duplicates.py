@@ -356,7 +356,9 @@ class DuplicatesCollector:
                             instance.last = now
                             instance.passes += 1
                     present.add(key)
-                    if instance.print is not None:
+                    awaited = obj.cr_await
+                    idle = type(awaited) is types.CoroutineType and awaited.cr_code in _IDLE
+                    if instance.print is not None and not idle:
                         fingerprint = instance.print
                         by_waiter = seen.get(fingerprint)
                         if by_waiter is None:
@@ -514,6 +516,20 @@ def _shared(waiter: Any) -> Any:
             if inner is not waiter and asyncio.isfuture(inner):
                 return inner
     return waiter
+
+
+# Waiting here, in the application's own frame, is waiting for a signal or for work, not doing
+# work: identical calls waiting so (``await ready.wait()`` in ``wait_until_ready()``) are not
+# counted at that pass. (A wait deeper down, in a library - a connection pool's Condition - is
+# part of the work.)
+_IDLE = frozenset(
+    (
+        asyncio.Event.wait.__code__,
+        asyncio.Condition.wait.__code__,
+        asyncio.Condition.wait_for.__code__,
+        asyncio.Queue.get.__code__,
+    )
+)
 
 
 # -------------------------------------------------------------------------------------------------
