@@ -1,6 +1,7 @@
 # expect: clean
 # The quote service of duplicate_price_stampede.py, done right: concurrent requests for a
-# symbol share one upstream call (single flight), and a price is reused for five seconds (TTL cache).
+# symbol share one upstream call (single flight), and a price is reused for five seconds (a TTL
+# cache).
 import asyncio
 import random
 import time
