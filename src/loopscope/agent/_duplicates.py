@@ -606,6 +606,11 @@ class ArgText:
         cls = type(value)
         if value is None or cls is bool or cls is float or cls is complex:
             return repr(value)
+        # The common cases first: short strings and small integers of the exact types.
+        if cls is str and len(value) <= STR_LIMIT:
+            return repr(value)
+        if cls is int and -(1 << 63) <= value < (1 << 63):
+            return repr(value)
         if self.left <= 0:
             return self._identity(value)
         if isinstance(value, enum.Enum):
