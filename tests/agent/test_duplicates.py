@@ -304,6 +304,29 @@ def test_recurring_calls_from_several_tasks() -> None:
     asyncio.run(main())
 
 
+def test_calls_repeated_by_one_task_count_one_task() -> None:
+    async def main() -> None:
+        census = collector(asyncio.get_running_loop())
+        calls: list[Duplicates] = []
+
+        async def poller() -> None:
+            for _ in range(5):
+                await build_report("daily")  # a millisecond each: passes see it in flight
+
+        async def watch() -> None:
+            while not polling.done():
+                calls.append(census.take())
+                await asyncio.sleep(0)
+
+        polling = asyncio.create_task(poller())
+        await watch()
+        found = [g for e in calls if (g := group(e, "build_report")) is not None]
+        assert found and found[-1].instances >= 2
+        assert all(g.tasks == 1 for g in found)
+
+    asyncio.run(main())
+
+
 class Request:
     pass
 
