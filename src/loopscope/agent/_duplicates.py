@@ -16,14 +16,16 @@ text of its arguments. Calls with the same fingerprint compute the same thing.
   different objects are then never duplicates; the same object passed twice is.
 - Identical calls that wait on the same future are one computation shared (a single-flight
   cache): they count once. A call that takes a queue, a stream, a socket or an async iterator
-  consumes work rather than computing a value: it is not fingerprinted.
+  consumes work rather than computing a value: it is not fingerprinted; one whose own frame
+  waits on an Event, a Condition or a Queue is waiting, not working, and is not counted.
 - A fingerprint recurs when new coroutine objects keep showing up with it. An identity in a
   fingerprint only means the same object while that object lives (CPython reuses the ids of
   freed objects): a fingerprint whose objects are gone starts a new life.
 
 Each pass emits one `Duplicates` event with the groups worth looking at (several identical calls
-in flight, or a fingerprint seen with more than one call), bounded; the rules decide what is
-duplicate *work* (calls that finish, not long-lived loops).
+in flight, or a fingerprint seen with more than one call; until one of its calls ends, only at a
+new peak), bounded; the rules decide what is duplicate *work* (calls that finish, not long-lived
+loops).
 """
 
 from __future__ import annotations
