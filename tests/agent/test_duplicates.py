@@ -233,12 +233,16 @@ def test_calls_sharing_one_future_count_once() -> None:
         async def awaited_price(symbol: str) -> float:
             return await shared
 
+        async def timed_price(symbol: str) -> float:
+            return await asyncio.wait_for(asyncio.shield(shared), 60)
+
         tasks = started([cached_price("ACME") for _ in range(6)])
+        tasks += started([timed_price("ACME") for _ in range(6)])
         tasks += started([gathered_price("ACME") for _ in range(6)])
         tasks += started([awaited_price("ACME") for _ in range(6)])
         await settled(tasks)
         result = collector(asyncio.get_running_loop()).take()
-        for name in ("cached_price", "gathered_price", "awaited_price"):
+        for name in ("cached_price", "gathered_price", "awaited_price", "timed_price"):
             found = group(result, name)
             assert found is None or found.in_flight == 1, found
         await finish([*tasks, shared])  # type: ignore[list-item]
@@ -485,11 +489,17 @@ async def worker(jobs):
         await jobs.get()
 
 
+async def single_flight(shared, symbol):
+    return await asyncio.wait_for(asyncio.shield(shared), 60)
+
+
 async def main():
     service = Service()
     jobs = asyncio.Queue()
+    shared = asyncio.ensure_future(asyncio.sleep(60))
     tasks = [asyncio.create_task(service.quote("ACME")) for _ in range(5)]
     tasks += [asyncio.create_task(worker(jobs)) for _ in range(3)]
+    tasks += [asyncio.create_task(single_flight(shared, "ACME")) for _ in range(4)]
     for _ in range(1000):
         await asyncio.sleep(0.001)
         if all(t._fut_waiter is not None for t in tasks):
@@ -498,9 +508,9 @@ async def main():
     collector = module.DuplicatesCollector(loop := asyncio.get_running_loop(), id(loop),
                                            out.append, Guard(out.append))
     print(events.encode(collector.take()), flush=True)
-    for t in tasks:
+    for t in tasks + [shared]:
         t.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    await asyncio.gather(*tasks, shared, return_exceptions=True)
 
 asyncio.run(main())
 """
@@ -528,6 +538,8 @@ def test_fingerprints_on_every_interpreter(target_python: str, tmp_path: Path) -
     assert quote.in_flight == 5 and quote.args.startswith("self=<Service #")
     assert fetch.parent == quote.id
     assert "worker" not in by_function
+    shared = by_function.get("single_flight")  # one computation, awaited four times
+    assert shared is None or shared.in_flight == 1, shared
 
 
 def test_runs_in_the_agent_and_detach_leaves_nothing(target_python: str, tmp_path: Path) -> None:

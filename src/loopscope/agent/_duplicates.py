@@ -333,13 +333,14 @@ class DuplicatesCollector:
         codes = self._codes
         instances = self._instances
         parent = ""
+        working: list[tuple[_Print, bool]] = []  # (fingerprint, whether the call is new)
         obj: Any = task.get_coro()
         for _ in range(MAX_DEPTH):
             cls = type(obj)
             if cls is types.CoroutineType:
                 frame = obj.cr_frame
                 if frame is None:  # finished
-                    return
+                    break
                 code = frame.f_code
                 info = codes.get(id(code))
                 if info is None or info.code is not code:
@@ -358,23 +359,30 @@ class DuplicatesCollector:
                             instance.last = now
                             instance.passes += 1
                     present.add(key)
-                    awaited = obj.cr_await
-                    idle = type(awaited) is types.CoroutineType and awaited.cr_code in _IDLE
-                    if instance.print is not None and not idle:
-                        fingerprint = instance.print
-                        by_waiter = seen.get(fingerprint)
-                        if by_waiter is None:
-                            by_waiter = seen[fingerprint] = {}
-                        before = by_waiter.get(waiter)
-                        by_waiter[waiter] = new if before is None else before and new
-                        parent = fingerprint.id
+                    if instance.print is not None:
+                        parent = instance.print.id
+                        awaited = obj.cr_await
+                        if not (type(awaited) is types.CoroutineType and awaited.cr_code in _IDLE):
+                            working.append((instance.print, new))
+                elif code is _WAIT_FOR:
+                    # wait_for(fut) waits on a future of its own (3.10, 3.11): the calls that
+                    # share fut are the ones to count as one.
+                    inner = frame.f_locals.get("fut")
+                    if asyncio.isfuture(inner):
+                        waiter = id(_shared(inner))
                 obj = obj.cr_await
             elif cls is types.GeneratorType:
                 obj = obj.gi_yieldfrom
             else:
                 obj = _step(obj)[1]
             if obj is None:
-                return
+                break
+        for fingerprint, new in working:
+            by_waiter = seen.get(fingerprint)
+            if by_waiter is None:
+                by_waiter = seen[fingerprint] = {}
+            before = by_waiter.get(waiter)
+            by_waiter[waiter] = new if before is None else before and new
 
     def _remember(
         self,
@@ -519,6 +527,8 @@ def _shared(waiter: Any) -> Any:
                 return inner
     return waiter
 
+
+_WAIT_FOR = asyncio.wait_for.__code__
 
 # Waiting here, in the application's own frame, is waiting for a signal or for work, not doing
 # work: identical calls waiting so (``await ready.wait()`` in ``wait_until_ready()``) are not
