@@ -8,6 +8,8 @@ from loopscope.events import (
     AwaitSite,
     Block,
     Census,
+    DuplicateGroup,
+    Duplicates,
     Frame,
     Hello,
     Lag,
@@ -175,4 +177,51 @@ def lifecycle(
         failed=failed,
         cancelled=0,
         created_by=created_by if created_by is not None else {},
+    )
+
+
+def duplicate_group(
+    function: str = "fetch_price",
+    args: str = "symbol='ACME'",
+    *,
+    in_flight: int = 1,
+    starts: int = 0,
+    instances: int = 1,
+    ended: int = 0,
+    tasks: int | None = None,
+    duration: float | None = None,
+    parent: str = "",
+    line: int = 12,
+    file: str = "prices.py",
+    id: str | None = None,
+) -> DuplicateGroup:
+    """One fingerprint as a duplicates pass reports it."""
+    return DuplicateGroup(
+        id=id if id is not None else f"{function}({args})",
+        parent=parent,
+        file=f"{APP}/{file}",
+        line=line,
+        function=function,
+        args=args,
+        in_flight=in_flight,
+        starts=starts,
+        instances=instances,
+        ended=ended,
+        tasks=instances if tasks is None else tasks,
+        duration=duration,
+    )
+
+
+def duplicates(
+    t: float, groups: Iterable[DuplicateGroup] = (), *, loop: int = 1, window: float = 0.5
+) -> Duplicates:
+    return Duplicates(
+        t=t,
+        loop=loop,
+        window=window,
+        total=100,
+        inspected=100,
+        groups=tuple(groups),
+        tracked=10,
+        cost=0.0003,
     )

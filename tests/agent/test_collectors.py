@@ -29,7 +29,7 @@ LAUNCHER = Path(loopscope.agent.__file__).parent / "_launch.py"
         ("lag,blocks", {"lag", "blocks"}),
         (" census , lifecycle ", {"census", "lifecycle"}),
         (["lifecycle"], {"lifecycle"}),
-        ("-lifecycle,-census", {"lag", "blocks", "tasks", "races"}),
+        ("-lifecycle,-census", set(COLLECTORS) - {"lifecycle", "census"}),
     ],
 )
 def test_parse_collectors(spec: str | list[str] | None, expected: set[str]) -> None:
@@ -78,7 +78,7 @@ def test_the_environment_chooses_when_install_is_not_told(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = str(tmp_path / "a.sock")
-    monkeypatch.setenv(COLLECTORS_ENV, "-lag,-blocks,-census,-tasks")
+    monkeypatch.setenv(COLLECTORS_ENV, "lifecycle")
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -87,7 +87,7 @@ def test_the_environment_chooses_when_install_is_not_told(
         try:
             started = await _loop_started(client)
             assert isinstance(started, LoopStarted)
-            assert started.features == ("lifecycle", "races")
+            assert started.features == ("lifecycle",)
             assert loop.get_task_factory() is not None
             assert "select" not in vars(loop._selector)  # type: ignore[attr-defined]
         finally:

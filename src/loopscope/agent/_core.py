@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from ._blocks import BusyTracker, SelectorProbe, Watchdog
 from ._census import CensusCollector
+from ._duplicates import DuplicatesCollector
 from ._guard import Guard
 from ._lag import LagCollector
 from ._lifecycle import LifecycleCollector
@@ -34,7 +35,7 @@ COLLECTORS_ENV = "LOOPSCOPE_COLLECTORS"
 # The collectors that can be turned off, all on by default. ``blocks`` is the watchdog thread
 # and the selector wrapper; ``lag`` the heartbeat (utilisation comes from the selector wrapper,
 # kept while either of the two is on).
-COLLECTORS = ("lag", "blocks", "census", "lifecycle", "tasks", "races")
+COLLECTORS = ("lag", "blocks", "census", "lifecycle", "tasks", "races", "duplicates")
 _AGENT_DIR = os.path.dirname(os.path.abspath(__file__))
 _MARK = "__loopscope_agent__"  # attribute of our _set_running_loop that names its agent
 
@@ -255,6 +256,7 @@ class _LoopObserver:
             ),
             "tasks": lambda: TaskListCollector(loop, self.loop_id, agent.emit, guard),
             "races": lambda: RaceCollector(loop, self.loop_id, agent.emit, guard, agent._scanner),
+            "duplicates": lambda: DuplicatesCollector(loop, self.loop_id, agent.emit, guard),
         }
         for name, make in makers.items():
             if name not in enabled:

@@ -128,6 +128,25 @@ class RaceSpan:
     guarded: bool = False  # read and write both inside one ``async with <lock-like>:``
 
 
+@dataclass(frozen=True, slots=True)
+class DuplicateGroup:
+    """Identical calls of one application coroutine function: the same code and the same
+    arguments (a fingerprint), in flight at once or made again and again."""
+
+    id: str  # the fingerprint's id, stable within one target
+    parent: str  # id of the fingerprint of the calling coroutine, "" at the top of a task
+    file: str
+    line: int  # the function's first line
+    function: str
+    args: str  # a bounded text of the arguments ("symbol='ACME', days=7")
+    in_flight: int  # distinct identical calls in flight at this pass (scaled when sampled)
+    starts: int  # of which started since the previous pass (scaled when sampled)
+    instances: int  # distinct calls seen since the fingerprint was first seen (not scaled)
+    ended: int  # of which seen to finish
+    tasks: int  # distinct tasks those calls were made in (a loop in one task counts once)
+    duration: float | None  # mean duration of those seen in flight over several passes
+
+
 # The primitive a pending task waits on, as the census classifies it.
 AWAIT_KINDS = (
     "sleep",
@@ -391,6 +410,21 @@ class LostUpdate(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class Duplicates(Event):
+    """Fingerprints of the application coroutines in flight on a loop at ``t``: the groups of
+    identical calls, and those that recur."""
+
+    kind: ClassVar[str] = "duplicates"
+    loop: int
+    window: float  # seconds since the previous pass
+    total: int  # live tasks on the loop
+    inspected: int  # tasks whose await chain was walked (counts are scaled to total)
+    groups: tuple[DuplicateGroup, ...]  # most wasteful first, bounded
+    tracked: int  # fingerprints remembered
+    cost: float  # loop-thread seconds this pass took
+
+
+@dataclass(frozen=True, slots=True)
 class Notice(Event):
     """Something the agent or a source wants the user to know (a hook disabled, ...)."""
 
@@ -436,6 +470,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         RaceWindows,
         RaceWindow,
         LostUpdate,
+        Duplicates,
         Notice,
         SourceState,
         TargetExited,

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from loopscope.events import (
     Block,
     Census,
+    Duplicates,
     Event,
     Hello,
     Lag,
@@ -29,6 +30,7 @@ from loopscope.events import (
 )
 from loopscope.model._blocks import BlockState, CodeMap
 from loopscope.model._contention import ContentionState
+from loopscope.model._duplicates import DuplicateState
 from loopscope.model._errors import ErrorState
 from loopscope.model._lag import LagState
 from loopscope.model._leak import GrowthState
@@ -66,6 +68,7 @@ class Model:
         self._errors = ErrorState()
         self._task_list = TaskListState()
         self._races = RaceState()
+        self._duplicates = DuplicateState()
 
     def apply(self, event: Event) -> None:
         t = event.t
@@ -99,6 +102,8 @@ class Model:
             self._races.scanned(event)
         elif isinstance(event, LostUpdate):
             self._races.lost(event)
+        elif isinstance(event, Duplicates):
+            self._duplicates.apply(event)
         elif isinstance(event, Hello):
             self._target = TargetInfo(
                 pid=event.pid,
@@ -187,4 +192,5 @@ class Model:
             never_awaited_dropped=self._errors.dropped_unawaited,
             task_list=self._task_list.view(),
             races=self._races.view(),
+            duplicates=self._duplicates.view(),
         )

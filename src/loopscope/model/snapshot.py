@@ -275,6 +275,7 @@ class Snapshot:
     never_awaited_dropped: int = 0  # "never awaited" warnings the agent did not report
     task_list: TaskListView = field(default=TaskListView())
     races: RaceView = field(default_factory=lambda: RaceView(windows=(), lost_updates=()))
+    duplicates: DuplicatesView = field(default_factory=lambda: DuplicatesView())
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,8 +308,43 @@ class LostUpdateView:
 
 
 @dataclass(frozen=True, slots=True)
+class DuplicateView:
+    """One fingerprint (an application coroutine function and its arguments) over the session:
+    identical calls in flight at once, and the same call made again and again."""
+
+    id: str
+    parent: str  # id of the calling coroutine's fingerprint ("" at the top of a task)
+    file: str
+    line: int  # the function's first line
+    function: str
+    args: str  # bounded text of the arguments
+    peak: int  # most identical calls in flight at once
+    concurrent_passes: int  # passes that saw two or more in flight at once
+    passes: int  # passes that saw one or more in flight
+    instances: int  # distinct calls seen
+    ended: int  # of which seen to finish
+    tasks: int  # distinct tasks the calls were made in
+    duration: float | None  # mean duration of calls, where seen over several passes
+    busy_s: float  # seconds of calls in flight, summed over calls (estimated from the passes)
+    wasted_s: float  # of which repeated: busy_s * (1 - 1/instances)
+    starts_per_s: float  # new calls seen per second of observation (a lower bound)
+    in_flight_mean: float  # calls in flight on average (busy_s / observed_s)
+    first_t: float
+    last_t: float
+
+
+@dataclass(frozen=True, slots=True)
 class RaceView:
     windows: tuple[RaceWindowView, ...]  # observed ones first (most observations), then the rest
     lost_updates: tuple[LostUpdateView, ...]  # most first
     files_scanned: int = 0
     functions_scanned: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class DuplicatesView:
+    groups: tuple[DuplicateView, ...] = ()  # most wasted time first, bounded
+    observed_s: float = 0.0  # seconds the duplicates collector observed (longest of the loops)
+    passes: int = 0
+    cost_max: float = 0.0  # loop-thread seconds of the costliest pass
+    cost_mean: float = 0.0

@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from loopscope.model.snapshot import Snapshot
-from loopscope.rules import blocking, contention, exception, leak, race
+from loopscope.rules import blocking, contention, duplicate, exception, leak, race
 from loopscope.rules.finding import Finding, Location, severity_rank
 
 Rule = Callable[[Snapshot], list[Finding]]
 
 RULES: Sequence[Rule] = (
     blocking.check,
+    duplicate.check,
     race.check,
     contention.check,
     leak.check,

@@ -1,0 +1,717 @@
+"""Duplicate work: identical calls in flight at once, and the same call made again and again.
+
+A pass runs on the loop thread about twice a second. It walks the await chain of each task of
+the loop (a sample of them when there are many, as the census does) and gives every
+*application* coroutine on it (not asyncio's, the standard library's, an installed package's or
+loopscope's) a **fingerprint**: its code (file, first line, qualified name) and a bounded, safe
+text of its arguments. Calls with the same fingerprint compute the same thing.
+
+- A fingerprint is computed once per coroutine object (it is remembered while the coroutine is
+  in flight), so a long-lived coroutine costs a dictionary look-up per pass.
+- The arguments are read from the frame (``co_varnames[:co_argcount + co_kwonlyargcount]``,
+  ``*args``, ``**kwargs`` and the closure's free variables) and rendered by `ArgText`, which never
+  calls an object's own ``__repr__``: plain values (numbers, strings, bytes, small containers of
+  them, enums, dataclass fields, a few standard value types) are written out, bounded; anything
+  else - ``self``, a request object, a big list - by its type and identity. Two requests that pass
+  different objects are then never duplicates; the same object passed twice is.
+- Identical calls that wait on the same future are one computation shared (a single-flight
+  cache): they count once. A call that takes a queue, a stream, a socket or an async iterator
+  consumes work rather than computing a value: it is not fingerprinted; one whose own frame
+  waits on an Event, a Condition or a Queue is waiting, not working, and is not counted.
+- A fingerprint recurs when new coroutine objects keep showing up with it. An identity in a
+  fingerprint only means the same object while that object lives (CPython reuses the ids of
+  freed objects): a fingerprint whose objects are gone starts a new life.
+
+Each pass emits one `Duplicates` event with the groups worth looking at (several identical calls
+in flight, or a fingerprint seen with more than one call; until one of its calls ends, only at a
+new peak), bounded; the rules decide what is duplicate *work* (calls that finish, not long-lived
+loops).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import datetime
+import decimal
+import enum
+import fractions
+import gc
+import os
+import pathlib
+import queue
+import random
+import site
+import socket
+import sysconfig
+import time
+import types
+import uuid
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+from ._census import _ASYNCIO_DIR, _OWN_DIR, _OWN_PACKAGE, _candidates, _step
+from ._guard import Guard
+from ._loops import on_loop_thread
+from .events import DuplicateGroup, Duplicates, Event
+
+MAX_GROUPS = 10  # groups per event
+MAX_PRINTS = 2000  # fingerprints remembered; the least recently seen are forgotten
+MAX_INSTANCES = 20_000  # coroutine objects remembered
+MAX_DEPTH = 64  # await chain levels followed
+ARGS_LIMIT = 160  # characters of argument text sent
+
+# A pass aims to spend about this much loop time walking await chains (fingerprinting a
+# coroutine it has not seen costs some microseconds; looking one up it knows, well under one);
+# the sample follows from the cost per task measured in the previous pass. Taking the sample and
+# forgetting finished coroutines add about 0.1-0.3 ms with 10,000 tasks.
+WALK_BUDGET = 0.0004
+MIN_SAMPLE = 16
+FIRST_SAMPLE = 32  # the first pass also fills the caches
+MAX_SAMPLE = 20_000
+CHECKS = 256  # remembered coroutines, unseen by a sampled pass, checked for their end per pass
+
+# The argument text: what `ArgText` writes out before it falls back on identities.
+TEXT_BUDGET = 400
+STR_LIMIT = 48  # strings up to this long are written out whole
+HASH_LIMIT = 1 << 16  # longer ones, up to this, as a prefix, their length and hash
+ITEMS_LIMIT = 8  # containers up to this many items are written out
+DEPTH_LIMIT = 2  # containers nested deeper are written as identities
+
+_CO_VARARGS = 0x04
+_CO_VARKEYWORDS = 0x08
+
+
+def _library_dirs() -> tuple[str, ...]:
+    """Where the standard library and installed packages live (not application code)."""
+    paths = sysconfig.get_paths()
+    dirs = [paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths]
+    with contextlib.suppress(AttributeError):  # an old virtualenv's site.py lacks it
+        dirs += site.getsitepackages()
+    user = site.getusersitepackages() if site.ENABLE_USER_SITE else None
+    if user:
+        dirs.append(user)
+    out = {os.path.join(d, "") for d in dirs if d}
+    out |= {os.path.join(os.path.realpath(d), "") for d in dirs if d}
+    out.add(_ASYNCIO_DIR)
+    if _OWN_DIR is not None:
+        out.add(_OWN_DIR)
+    return tuple(sorted(out))
+
+
+_LIBRARY_DIRS = _library_dirs()
+
+
+class _Code:
+    """What the collector needs to know about a code object, computed once per code object."""
+
+    __slots__ = ("app", "code", "file", "function", "line", "names")
+
+    def __init__(self, code: types.CodeType, module: str) -> None:
+        self.code = code  # keeps id(code) from being reused while cached
+        self.file = code.co_filename
+        self.line = code.co_firstlineno
+        self.function: str = getattr(code, "co_qualname", code.co_name)
+        own = module == _OWN_PACKAGE or module.startswith(_OWN_PACKAGE + ".")
+        self.app = not (own or self.file.startswith(_LIBRARY_DIRS) or self.file.startswith("<"))
+        n = code.co_argcount + code.co_kwonlyargcount
+        if code.co_flags & _CO_VARARGS:
+            n += 1
+        if code.co_flags & _CO_VARKEYWORDS:
+            n += 1
+        self.names: tuple[str, ...] = code.co_varnames[:n] + code.co_freevars
+
+
+class _Print:
+    """One fingerprint, and what has been seen of it."""
+
+    __slots__ = (
+        "anchors",
+        "args",
+        "code",
+        "dur_n",
+        "dur_sum",
+        "ended",
+        "id",
+        "instances",
+        "key",
+        "last_task",
+        "live",
+        "parent",
+        "sent_peak",
+        "tasks",
+    )
+
+    def __init__(
+        self, key: tuple[int, str], code: _Code, args: str, anchors: list[Any], parent: str
+    ) -> None:
+        self.key = key
+        self.code = code
+        self.args = args
+        self.id = format(hash((code.file, code.line, code.function, args)) & (1 << 48) - 1, "012x")
+        self.parent = parent
+        self.anchors: tuple[weakref.ref[Any], ...] | None = _anchors(anchors)
+        self.live = 0  # coroutine objects with this fingerprint remembered, in flight
+        self.instances = 0  # distinct calls seen (shared waits counted once)
+        self.ended = 0
+        self.dur_sum = 0.0
+        self.dur_n = 0
+        self.tasks = 0  # distinct tasks the calls were made in
+        self.last_task: weakref.ref[Any] | None = None
+        self.sent_peak = 0  # most calls in flight sent while none was seen to end
+
+    def made_in(self, task: Any) -> None:
+        """A new call of this fingerprint, made in ``task``."""
+        last = self.last_task
+        if last is None or last() is not task:
+            self.tasks += 1
+            try:
+                self.last_task = weakref.ref(task)
+            except TypeError:
+                self.last_task = None
+
+    def same_objects(self) -> bool:
+        """Whether the objects this fingerprint names by identity are (still) the same ones."""
+        if self.live:
+            return True  # ids cannot be reused while a call holding the objects is in flight
+        anchors = self.anchors
+        return anchors is not None and all(ref() is not None for ref in anchors)
+
+    def renew(self, anchors: list[Any], parent: str) -> None:
+        """Start a new life: the objects named by identity are other ones now."""
+        self.anchors = _anchors(anchors)
+        self.parent = parent
+        self.instances = self.ended = self.dur_n = self.tasks = self.sent_peak = 0
+        self.dur_sum = 0.0
+        self.last_task = None
+
+
+def _anchors(objects: list[Any]) -> tuple[weakref.ref[Any], ...] | None:
+    """Weak references to the objects named by identity; None if one cannot have any."""
+    try:
+        return tuple(weakref.ref(o) for o in objects)
+    except TypeError:
+        return None
+
+
+class _Instance:
+    __slots__ = ("first", "last", "passes", "print", "ref")
+
+    def __init__(self, ref: weakref.ref[Any], fingerprint: _Print | None, now: float) -> None:
+        self.ref = ref
+        self.print = fingerprint  # None: not fingerprinted (a consumer)
+        self.first = self.last = now
+        self.passes = 1
+
+
+class DuplicatesCollector:
+    """Emits one `Duplicates` event per pass, every ``interval`` seconds."""
+
+    name = "duplicates"
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        loop_id: int,
+        emit: Callable[[Event], None],
+        guard: Guard,
+        interval: float = 0.5,
+    ) -> None:
+        self._loop = loop
+        self._loop_id = loop_id
+        self._emit = emit
+        self._interval = interval
+        self._tick = guard.wrap(self.name, self._pass)
+        self._handle: asyncio.TimerHandle | None = None
+        self._stopped = False
+        self._codes: dict[int, _Code] = {}
+        self._prints: OrderedDict[tuple[int, str], _Print] = OrderedDict()
+        self._instances: dict[int, _Instance] = {}
+        self._present: set[int] = set()  # ids of the coroutines seen at the last pass
+        self._unchecked: list[int] = []
+        self._sample = FIRST_SAMPLE
+        self._random = random.Random()
+        self._last = time.monotonic()
+
+    def start(self) -> None:
+        """Schedule the first pass; call on the loop thread."""
+        if not self._stopped:
+            self._last = time.monotonic()
+            self._handle = self._loop.call_later(self._interval, self._tick)
+
+    def stop(self) -> None:
+        """Stop taking passes; callable from any thread (a pending pass then does nothing)."""
+        self._stopped = True
+        handle, self._handle = self._handle, None
+        if handle is not None and on_loop_thread(self._loop):
+            handle.cancel()
+        self._codes = {}
+        self._prints = OrderedDict()
+        self._instances = {}
+        self._present = set()
+        self._unchecked = []
+
+    def _pass(self) -> None:
+        if self._stopped:
+            return
+        # A pass allocates a few objects per new coroutine; with many tasks alive, a full
+        # collection they happen to trigger would take several milliseconds inside the pass.
+        # The collection is put off until the pass ends (the program's next allocation).
+        collecting = gc.isenabled()
+        if collecting:
+            gc.disable()
+        try:
+            event = self.take()
+        finally:
+            if collecting:
+                gc.enable()
+        if not self._stopped:
+            self._emit(event)
+            self._handle = self._loop.call_later(self._interval, self._tick)
+
+    def take(self) -> Duplicates:
+        """One pass over the loop's tasks, now; call on the loop thread."""
+        started = time.perf_counter()
+        now = time.monotonic()
+        window, self._last = now - self._last, now
+        loop = self._loop
+        candidates, population = _candidates(loop, self._sample, self._random)
+        # fingerprint -> {what its calls wait on: whether all calls waiting on it are new}
+        seen: dict[_Print, dict[int, bool]] = {}
+        present: set[int] = set()
+        found = 0
+        walk_started = time.perf_counter()
+        for task in candidates:
+            if task is None:
+                continue
+            try:
+                if task.get_loop() is not loop or task.done():
+                    continue
+            except AttributeError:  # not a Task
+                continue
+            found += 1
+            waiter = getattr(task, "_fut_waiter", None)
+            work = id(_shared(waiter)) if waiter is not None else id(task)
+            self._walk(task, work, now, seen, present)
+        walk_cost = time.perf_counter() - walk_started
+        ended = self._check_ended(present, now, population is None)
+        self._present = present
+
+        if population is None:
+            total, scale = found, 1.0
+        else:
+            total = round(found * population / len(candidates))
+            scale = total / found if found else 1.0
+        groups = self._groups(seen, ended, scale)
+        cost = time.perf_counter() - started
+        if found:
+            per_task = max(walk_cost / found, 1e-7)
+            self._sample = int(max(MIN_SAMPLE, min(MAX_SAMPLE, WALK_BUDGET / per_task)))
+        return Duplicates(
+            t=time.time(),
+            loop=self._loop_id,
+            window=window,
+            total=total,
+            inspected=found,
+            groups=groups,
+            tracked=len(self._prints),
+            cost=cost,
+        )
+
+    def _walk(
+        self,
+        task: Any,
+        waiter: int,
+        now: float,
+        seen: dict[_Print, dict[int, bool]],
+        present: set[int],
+    ) -> None:
+        """Note the application coroutines on ``task``'s await chain."""
+        codes = self._codes
+        instances = self._instances
+        parent = ""
+        working: list[tuple[_Print, bool]] = []  # (fingerprint, whether the call is new)
+        obj: Any = task.get_coro()
+        for _ in range(MAX_DEPTH):
+            cls = type(obj)
+            if cls is types.CoroutineType:
+                frame = obj.cr_frame
+                if frame is None:  # finished
+                    break
+                code = frame.f_code
+                info = codes.get(id(code))
+                if info is None or info.code is not code:
+                    info = codes[id(code)] = _Code(code, frame.f_globals.get("__name__") or "")
+                if info.app:
+                    key = id(obj)
+                    instance = instances.get(key)
+                    new = instance is None or instance.ref() is not obj
+                    if new:
+                        if instance is not None:  # a finished coroutine's id, reused
+                            self._end(key, instance, now)
+                        instance = self._remember(obj, frame, info, parent, task, now)
+                    else:
+                        assert instance is not None
+                        if key not in present:
+                            instance.last = now
+                            instance.passes += 1
+                    present.add(key)
+                    if instance.print is not None:
+                        parent = instance.print.id
+                        awaited = obj.cr_await
+                        if not (type(awaited) is types.CoroutineType and awaited.cr_code in _IDLE):
+                            working.append((instance.print, new))
+                elif code is _WAIT_FOR:
+                    # wait_for(fut) waits on a future of its own (3.10, 3.11): the calls that
+                    # share fut are the ones to count as one.
+                    inner = frame.f_locals.get("fut")
+                    if asyncio.isfuture(inner):
+                        waiter = id(_shared(inner))
+                obj = obj.cr_await
+            elif cls is types.GeneratorType:
+                obj = obj.gi_yieldfrom
+            else:
+                obj = _step(obj)[1]
+            if obj is None:
+                break
+        for fingerprint, new in working:
+            by_waiter = seen.get(fingerprint)
+            if by_waiter is None:
+                by_waiter = seen[fingerprint] = {}
+            before = by_waiter.get(waiter)
+            by_waiter[waiter] = new if before is None else before and new
+
+    def _remember(
+        self,
+        coro: Any,
+        frame: types.FrameType,
+        info: _Code,
+        parent: str,
+        task: Any,
+        now: float,
+    ) -> _Instance:
+        """A new coroutine object: its fingerprint, remembered while it is in flight."""
+        text = ArgText()
+        args = text.arguments(frame, info.names)
+        fingerprint: _Print | None = None
+        if not text.consumer:
+            key = (id(info), args)
+            prints = self._prints
+            fingerprint = prints.get(key)
+            if fingerprint is None or fingerprint.code is not info:
+                fingerprint = prints[key] = _Print(key, info, args, text.identities, parent)
+                if len(prints) > MAX_PRINTS:
+                    prints.popitem(last=False)
+            else:
+                prints.move_to_end(key)
+                if not fingerprint.same_objects():
+                    fingerprint.renew(text.identities, parent)
+            fingerprint.made_in(task)
+        instance = _Instance(weakref.ref(coro), fingerprint, now)
+        if len(self._instances) < MAX_INSTANCES:
+            self._instances[id(coro)] = instance
+            if fingerprint is not None:
+                fingerprint.live += 1
+        return instance
+
+    def _check_ended(self, present: set[int], now: float, complete: bool) -> set[_Print]:
+        """Forget the remembered coroutines that have finished; the fingerprints that had one
+        finish. Those seen at the last pass but not at this one are all checked; of the others
+        (unseen when the pass sampled), a few each pass."""
+        instances = self._instances
+        check = list(self._present - present)
+        if not complete or len(instances) > len(present) + len(check):
+            keys = self._unchecked
+            if not keys:
+                keys.extend(instances)
+            check += keys[-CHECKS:]
+            del keys[-CHECKS:]
+        ended: set[_Print] = set()
+        for key in check:
+            instance = instances.get(key)
+            if instance is None or key in present:
+                continue
+            coro = instance.ref()
+            if coro is not None and coro.cr_frame is not None:
+                continue  # still in flight, unseen by a sampled pass
+            fingerprint = self._end(key, instance, now)
+            if fingerprint is not None:
+                ended.add(fingerprint)
+        return ended
+
+    def _end(self, key: int, instance: _Instance, now: float) -> _Print | None:
+        """Forget a coroutine that has finished; its fingerprint."""
+        self._instances.pop(key, None)
+        fingerprint = instance.print
+        if fingerprint is None:
+            return None
+        fingerprint.live -= 1
+        fingerprint.ended += 1
+        if instance.passes >= 2:
+            # It began within a pass interval before it was first seen, and ended between
+            # the last pass that saw it and this one: take the middle of both.
+            fingerprint.dur_sum += (
+                instance.last - instance.first + (now - instance.last + self._interval) / 2
+            )
+            fingerprint.dur_n += 1
+        return fingerprint
+
+    def _groups(
+        self, seen: dict[_Print, dict[int, bool]], ended: set[_Print], scale: float
+    ) -> tuple[DuplicateGroup, ...]:
+        ranked: list[tuple[float, _Print, int, int]] = []
+        prints = self._prints
+        for fingerprint, by_waiter in seen.items():
+            if prints.get(fingerprint.key) is fingerprint:
+                prints.move_to_end(fingerprint.key)  # in use: the last to be forgotten
+            in_flight = len(by_waiter)
+            starts = sum(by_waiter.values())
+            fingerprint.instances += starts
+            if in_flight < 2 and fingerprint.instances < 2:
+                continue
+            # Until one of its calls is seen to end, a fingerprint may be a pool of long-lived
+            # identical tasks (and a sampled pass keeps finding ones it had not seen): it is
+            # sent only when more of its calls are in flight than ever before.
+            if not fingerprint.ended and in_flight <= fingerprint.sent_peak:
+                continue
+            fingerprint.sent_peak = max(fingerprint.sent_peak, in_flight)
+            ranked.append((in_flight - 1 + starts, fingerprint, in_flight, starts))
+        for fingerprint in ended:
+            if fingerprint not in seen and fingerprint.instances >= 2:
+                ranked.append((0.0, fingerprint, 0, 0))
+        ranked.sort(key=lambda r: (-r[0], -r[1].instances))
+        out = []
+        for _, fingerprint, in_flight, starts in ranked[:MAX_GROUPS]:
+            code = fingerprint.code
+            args = fingerprint.args
+            if len(args) > ARGS_LIMIT:
+                args = args[: ARGS_LIMIT - 1] + "…"
+            out.append(
+                DuplicateGroup(
+                    id=fingerprint.id,
+                    parent=fingerprint.parent,
+                    file=code.file,
+                    line=code.line,
+                    function=code.function,
+                    args=args,
+                    in_flight=round(in_flight * scale),
+                    starts=round(starts * scale),
+                    instances=fingerprint.instances,
+                    ended=fingerprint.ended,
+                    tasks=fingerprint.tasks,
+                    duration=fingerprint.dur_sum / fingerprint.dur_n if fingerprint.dur_n else None,
+                )
+            )
+        return tuple(out)
+
+
+def _shared(waiter: Any) -> Any:
+    """The future whose result ``waiter`` passes on, if it is a wrapper of one (what
+    ``asyncio.shield(f)`` or ``asyncio.gather(f)`` returns); else ``waiter``. Callers that
+    share one computation through such wrappers wait on one future, then."""
+    children = getattr(waiter, "_children", None)  # gather
+    if isinstance(children, list) and len(children) == 1:
+        return children[0]
+    # shield(inner): the outer future's done callback closes over inner.
+    for entry in getattr(waiter, "_callbacks", None) or ():
+        callback = entry[0] if isinstance(entry, tuple) else entry
+        for cell in getattr(callback, "__closure__", None) or ():
+            try:
+                inner = cell.cell_contents
+            except ValueError:  # an empty cell
+                continue
+            if inner is not waiter and asyncio.isfuture(inner):
+                return inner
+    return waiter
+
+
+_WAIT_FOR = asyncio.wait_for.__code__
+
+# Waiting here, in the application's own frame, is waiting for a signal or for work, not doing
+# work: identical calls waiting so (``await ready.wait()`` in ``wait_until_ready()``) are not
+# counted at that pass. (A wait deeper down, in a library - a connection pool's Condition - is
+# part of the work.)
+_IDLE = frozenset(
+    (
+        asyncio.Event.wait.__code__,
+        asyncio.Condition.wait.__code__,
+        asyncio.Condition.wait_for.__code__,
+        asyncio.Queue.get.__code__,
+    )
+)
+
+
+# -------------------------------------------------------------------------------------------------
+# The argument text
+
+# Arguments of these types feed a call with work rather than say what it computes.
+_CONSUMED: tuple[type, ...] = (
+    asyncio.Queue,
+    queue.Queue,
+    asyncio.StreamReader,
+    asyncio.StreamWriter,
+    asyncio.BaseTransport,
+    socket.socket,
+)
+# Standard value types whose repr is their value, bounded (exact types only: a subclass may
+# have a repr of its own).
+_VALUE_TYPES = frozenset(
+    {
+        datetime.date,
+        datetime.datetime,
+        datetime.time,
+        datetime.timedelta,
+        datetime.timezone,
+        decimal.Decimal,
+        fractions.Fraction,
+        uuid.UUID,
+        pathlib.PurePosixPath,
+        pathlib.PureWindowsPath,
+        pathlib.PosixPath,
+        pathlib.WindowsPath,
+        range,
+        slice,
+    }
+)
+_UNBOUND = "<unbound>"
+
+
+class ArgText:
+    """Renders arguments as text that is the same for equal plain values and tells apart every
+    other object by identity, within a budget, without running the program's code."""
+
+    __slots__ = ("consumer", "identities", "left")
+
+    def __init__(self, budget: int = TEXT_BUDGET) -> None:
+        self.left = budget
+        self.identities: list[Any] = []  # the objects named by identity
+        self.consumer = False  # an argument is a source of work (a queue, a stream...)
+
+    def arguments(self, frame: types.FrameType, names: tuple[str, ...]) -> str:
+        """``name=value, ...`` for the call ``frame`` runs."""
+        if not names:
+            return ""
+        local_vars = frame.f_locals
+        parts = []
+        for name in names:
+            try:
+                value = local_vars[name]
+            except KeyError:  # deleted, or a free variable not yet bound
+                parts.append(f"{name}={_UNBOUND}")
+                continue
+            parts.append(f"{name}={self.of(value)}")
+        return ", ".join(parts)
+
+    def of(self, value: Any, depth: int = 0) -> str:
+        """The text of one value."""
+        try:
+            text = self._of(value, depth)
+        except Exception:
+            text = self._identity(value)
+        self.left -= len(text)
+        return text
+
+    def _of(self, value: Any, depth: int) -> str:
+        cls = type(value)
+        if value is None or cls is bool or cls is float or cls is complex:
+            return repr(value)
+        # The common cases first: short strings and small integers of the exact types.
+        if cls is str and len(value) <= STR_LIMIT:
+            return repr(value)
+        if cls is int and -(1 << 63) <= value < (1 << 63):
+            return repr(value)
+        if self.left <= 0:
+            return self._identity(value)
+        if isinstance(value, enum.Enum):
+            return f"{cls.__qualname__}.{value._name_}"
+        if isinstance(value, int):
+            bits = int.bit_length(value)
+            if bits <= 64:
+                return int.__repr__(value)
+            return f"<int {bits} bits #{int.__hash__(value) & 0xFFFFFFFF:x}>"
+        if isinstance(value, float):
+            return float.__repr__(value)
+        if isinstance(value, str):
+            n = str.__len__(value)
+            if n <= STR_LIMIT:
+                return str.__repr__(value)
+            if n <= HASH_LIMIT:
+                head = str.__repr__(str.__getitem__(value, slice(0, STR_LIMIT // 2)))
+                return f"{head}…<len {n} #{str.__hash__(value) & 0xFFFFFFFF:x}>"
+            return self._identity(value)
+        if isinstance(value, bytes):
+            n = bytes.__len__(value)
+            if n <= STR_LIMIT:
+                return bytes.__repr__(value)
+            if n <= HASH_LIMIT:
+                head = bytes.__repr__(bytes.__getitem__(value, slice(0, STR_LIMIT // 2)))
+                return f"{head}…<len {n} #{bytes.__hash__(value) & 0xFFFFFFFF:x}>"
+            return self._identity(value)
+        if isinstance(value, (tuple, list, dict, set, frozenset)):
+            return self._container(value, cls, depth)
+        if cls in _VALUE_TYPES:
+            text = repr(value)
+            return text if len(text) <= STR_LIMIT * 2 else self._identity(value)
+        if isinstance(value, type):
+            return f"<class {type.__getattribute__(value, '__qualname__')}>"
+        if cls is types.FunctionType:
+            return f"<function {value.__qualname__}>"
+        if cls is types.MethodType:
+            return f"<method {value.__func__.__qualname__} of {self.of(value.__self__, depth)}>"
+        if isinstance(value, _CONSUMED) or hasattr(cls, "__anext__"):
+            self.consumer = True
+            return self._identity(value)
+        if dataclasses.is_dataclass(cls) and depth < DEPTH_LIMIT:
+            fields = ", ".join(
+                f"{f.name}={self.of(object.__getattribute__(value, f.name), depth + 1)}"
+                for f in dataclasses.fields(cls)
+                if f.repr
+            )
+            return f"{cls.__qualname__}({fields})"
+        return self._identity(value)
+
+    def _container(self, value: Any, cls: type, depth: int) -> str:
+        if isinstance(value, tuple):
+            n = tuple.__len__(value)
+            items: Any = tuple.__iter__(value)
+        elif isinstance(value, list):
+            n = list.__len__(value)
+            items = list.__iter__(value)
+        elif isinstance(value, dict):
+            n = dict.__len__(value)
+            items = dict.items(value)
+        elif isinstance(value, set):
+            n = set.__len__(value)
+            items = set.__iter__(value)
+        else:
+            n = frozenset.__len__(value)
+            items = frozenset.__iter__(value)
+        # Beyond the bounds, the identity: two different big lists must not look the same.
+        if n > ITEMS_LIMIT or depth >= DEPTH_LIMIT:
+            return self._identity(value, f" len {n}")
+        if isinstance(value, dict):
+            texts = [f"{self.of(k, depth + 1)}: {self.of(v, depth + 1)}" for k, v in items]
+            body = "{" + ", ".join(texts) + "}"
+        else:
+            texts = [self.of(item, depth + 1) for item in items]
+            if isinstance(value, (set, frozenset)):
+                texts.sort()  # equal sets may iterate in different orders
+                body = "{" + ", ".join(texts) + "}"
+            elif isinstance(value, list):
+                body = "[" + ", ".join(texts) + "]"
+            else:
+                body = "(" + ", ".join(texts) + ("," if n == 1 else "") + ")"
+        if cls in (tuple, list, dict, set):
+            return body
+        return f"{cls.__qualname__}{body}"
+
+    def _identity(self, value: Any, detail: str = "") -> str:
+        self.identities.append(value)
+        try:
+            name = type(value).__qualname__
+        except Exception:
+            name = "?"
+        return f"<{name}{detail} #{id(value):x}>"
