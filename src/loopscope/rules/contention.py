@@ -17,10 +17,14 @@ CONTENDED_KINDS = frozenset(("lock", "semaphore", "queue_put"))
 _CONTENDED_TYPES = frozenset(("Lock", "Semaphore", "BoundedSemaphore"))
 
 # Reported when at least MIN_WAITERS wait at SUSTAINED_CENSUSES censuses in a row spanning at
-# least SUSTAINED_S, or a wait lasted LONG_WAIT_S (as seen at two censuses or more).
+# least SUSTAINED_S, one of them for SUSTAINED_WAIT_S or more; or a wait lasted LONG_WAIT_S (as
+# seen at two censuses or more). A busy lock that every census finds with waiters, each of them
+# through within milliseconds, queues nobody for long: a wait is only seen to last when the same
+# waiter is still there at the next census.
 MIN_WAITERS = 3
 SUSTAINED_CENSUSES = 4
 SUSTAINED_S = 1.5
+SUSTAINED_WAIT_S = 0.25
 LONG_WAIT_S = 1.0
 LONG_WAIT_CENSUSES = 2
 # An error when a wait lasted this long, or this many tasks waited at once for a Lock (a
@@ -36,7 +40,7 @@ def check(snapshot: Snapshot) -> list[Finding]:
             continue
         run = sustained(resource)
         long_wait = resource.wait_max >= LONG_WAIT_S and resource.censuses >= LONG_WAIT_CENSUSES
-        if run >= SUSTAINED_S or long_wait:
+        if (run >= SUSTAINED_S and resource.wait_max >= SUSTAINED_WAIT_S) or long_wait:
             findings.append(_finding(resource, run))
     return findings
 
