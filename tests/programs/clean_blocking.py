@@ -4,6 +4,7 @@ sync HTTP client run in threads, waits are asyncio.sleep."""
 
 import asyncio
 import http.server
+import itertools
 import math
 import threading
 import time
@@ -35,7 +36,7 @@ def fetch_rate(port: int) -> float:
         return float(r.read())
 
 
-async def handle(port: int) -> float:
+async def handle(port: int, request_id: int) -> float:
     await asyncio.sleep(0.05)  # the printer, waited for without blocking
     rate = await asyncio.to_thread(fetch_rate, port)
     return rate * await asyncio.to_thread(price_portfolio, 20_000)
@@ -45,8 +46,9 @@ async def main() -> None:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Slow)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     port = server.server_address[1]
+    ids = itertools.count()
     while True:
-        await asyncio.gather(*(handle(port) for _ in range(4)))
+        await asyncio.gather(*(handle(port, next(ids)) for _ in range(4)))
         await asyncio.sleep(0.02)
 
 

@@ -35,6 +35,7 @@ import contextlib
 import dataclasses
 import datetime
 import decimal
+import dis
 import enum
 import fractions
 import gc
@@ -108,7 +109,7 @@ _LIBRARY_DIRS = _library_dirs()
 class _Code:
     """What the collector needs to know about a code object, computed once per code object."""
 
-    __slots__ = ("app", "code", "file", "function", "line", "names")
+    __slots__ = ("app", "code", "file", "function", "line", "names", "writes")
 
     def __init__(self, code: types.CodeType, module: str) -> None:
         self.code = code  # keeps id(code) from being reused while cached
@@ -123,6 +124,54 @@ class _Code:
         if code.co_flags & _CO_VARKEYWORDS:
             n += 1
         self.names: tuple[str, ...] = code.co_varnames[:n] + code.co_freevars
+        self.writes = self.app and writes_shared_state(code, frozenset(code.co_varnames[:n]))
+
+
+_SIMPLE_LOADS = ("LOAD_FAST", "LOAD_CONST", "LOAD_SMALL_INT", "LOAD_NAME", "LOAD_GLOBAL")
+
+
+def writes_shared_state(code: types.CodeType, params: frozenset[str]) -> bool:
+    """Whether the function writes state it does not own: a global, or an attribute or item of
+    one of its arguments (``self`` included), of a global or of a closure's variable.
+
+    Such a call is an update (withdraw, reserve, connect), not a computation whose result could
+    be cached: identical updates in flight are not repeated work. Read from the bytecode, once
+    per code object: the object a store goes to is the one loaded just before it (or before its
+    key); where that is not a plain load (an augmented assignment's stack shuffling), the store
+    is taken to write shared state."""
+
+    def owned(ins: dis.Instruction, last: bool) -> bool:
+        if ins.opname.startswith("LOAD_FAST"):
+            name = ins.argval
+            if isinstance(name, tuple):  # LOAD_FAST_LOAD_FAST (3.13+): two names
+                name = name[-1] if last else name[0]
+            return name not in params
+        return False  # a global, a closure's variable, an attribute: shared (or not known)
+
+    try:
+        instructions = list(dis.get_instructions(code))
+    except Exception:
+        return False
+    for i, ins in enumerate(instructions):
+        op = ins.opname
+        if op in ("STORE_GLOBAL", "DELETE_GLOBAL"):
+            return True
+        if op in ("STORE_ATTR", "DELETE_ATTR"):
+            if i < 1 or not owned(instructions[i - 1], last=True):
+                return True
+        elif op in ("STORE_SUBSCR", "DELETE_SUBSCR"):
+            key = instructions[i - 1] if i >= 1 else None
+            if key is not None and key.opname.startswith("LOAD_FAST") and isinstance(
+                key.argval, tuple
+            ):
+                container = key  # container and key loaded by one instruction
+            elif key is not None and key.opname.startswith(_SIMPLE_LOADS) and i >= 2:
+                container = instructions[i - 2]
+            else:
+                return True
+            if not owned(container, last=False):
+                return True
+    return False
 
 
 class _Print:
@@ -198,13 +247,22 @@ def _anchors(objects: list[Any]) -> tuple[weakref.ref[Any], ...] | None:
 
 
 class _Instance:
-    __slots__ = ("first", "last", "passes", "print", "ref")
+    __slots__ = ("first", "last", "passes", "print", "ref", "update")
 
-    def __init__(self, ref: weakref.ref[Any], fingerprint: _Print | None, now: float) -> None:
+    def __init__(
+        self,
+        ref: weakref.ref[Any],
+        fingerprint: _Print | None,
+        now: float,
+        update: frozenset[str] | None = None,
+    ) -> None:
         self.ref = ref
-        self.print = fingerprint  # None: not fingerprinted (a consumer)
+        self.print = fingerprint  # None: not fingerprinted (a consumer, or part of an update)
         self.first = self.last = now
         self.passes = 1
+        # The argument values of the update (a call that writes shared state) this call is, or
+        # is part of; None if neither.
+        self.update = update
 
 
 class DuplicatesCollector:
@@ -333,6 +391,7 @@ class DuplicatesCollector:
         codes = self._codes
         instances = self._instances
         parent = ""
+        update: frozenset[str] | None = None  # see _Instance.update
         working: list[tuple[_Print, bool]] = []  # (fingerprint, whether the call is new)
         obj: Any = task.get_coro()
         for _ in range(MAX_DEPTH):
@@ -352,13 +411,15 @@ class DuplicatesCollector:
                     if new:
                         if instance is not None:  # a finished coroutine's id, reused
                             self._end(key, instance, now)
-                        instance = self._remember(obj, frame, info, parent, task, now)
+                        instance = self._remember(obj, frame, info, parent, task, now, update)
                     else:
                         assert instance is not None
                         if key not in present:
                             instance.last = now
                             instance.passes += 1
                     present.add(key)
+                    if instance.update is not None:
+                        update = instance.update
                     if instance.print is not None:
                         parent = instance.print.id
                         awaited = obj.cr_await
@@ -392,12 +453,24 @@ class DuplicatesCollector:
         parent: str,
         task: Any,
         now: float,
+        update: frozenset[str] | None = None,
     ) -> _Instance:
-        """A new coroutine object: its fingerprint, remembered while it is in flight."""
+        """A new coroutine object: its fingerprint, remembered while it is in flight.
+
+        ``update``: the argument values of the update the chain is in, if any. A call that
+        writes shared state is an update; a call made inside one with nothing but the update's
+        own inputs (``withdraw(self, amount)`` awaiting ``self.audit(amount)``) is part of it.
+        Neither is fingerprinted."""
         text = ArgText()
         args = text.arguments(frame, info.names)
+        values = frozenset(text.values)
+        part = update is not None and values <= update
+        if info.writes:
+            update = values
+        elif not part:
+            update = None
         fingerprint: _Print | None = None
-        if not text.consumer:
+        if not text.consumer and update is None:
             key = (id(info), args)
             prints = self._prints
             fingerprint = prints.get(key)
@@ -410,7 +483,7 @@ class DuplicatesCollector:
                 if not fingerprint.same_objects():
                     fingerprint.renew(text.identities, parent)
             fingerprint.made_in(task)
-        instance = _Instance(weakref.ref(coro), fingerprint, now)
+        instance = _Instance(weakref.ref(coro), fingerprint, now, update)
         if len(self._instances) < MAX_INSTANCES:
             self._instances[id(coro)] = instance
             if fingerprint is not None:
@@ -583,12 +656,13 @@ class ArgText:
     """Renders arguments as text that is the same for equal plain values and tells apart every
     other object by identity, within a budget, without running the program's code."""
 
-    __slots__ = ("consumer", "identities", "left")
+    __slots__ = ("consumer", "identities", "left", "values")
 
     def __init__(self, budget: int = TEXT_BUDGET) -> None:
         self.left = budget
         self.identities: list[Any] = []  # the objects named by identity
         self.consumer = False  # an argument is a source of work (a queue, a stream...)
+        self.values: list[str] = []  # the text of each argument given to `arguments`
 
     def arguments(self, frame: types.FrameType, names: tuple[str, ...]) -> str:
         """``name=value, ...`` for the call ``frame`` runs."""
@@ -602,7 +676,9 @@ class ArgText:
             except KeyError:  # deleted, or a free variable not yet bound
                 parts.append(f"{name}={_UNBOUND}")
                 continue
-            parts.append(f"{name}={self.of(value)}")
+            text = self.of(value)
+            self.values.append(text)
+            parts.append(f"{name}={text}")
         return ", ".join(parts)
 
     def of(self, value: Any, depth: int = 0) -> str:
