@@ -9,6 +9,7 @@ dropped, or no answer within `REQUEST_TIMEOUT`. Neither imports loopscope.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -66,7 +67,8 @@ asyncio.run(main())
 LOAD = r"""
 import asyncio, json, os, sys, time
 
-PORT, CLIENTS, THINK, TIMEOUT = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+PORT, CLIENTS = int(sys.argv[1]), int(sys.argv[2])
+THINK, TIMEOUT = float(sys.argv[3]), float(sys.argv[4])
 stats = {"ok": 0, "failed": 0, "max_latency": 0.0, "errors": []}
 
 
@@ -241,10 +243,8 @@ def open_files(pid: int) -> dict[int, str]:
     out = {}
     directory = f"/proc/{pid}/fd"
     for name in os.listdir(directory):
-        try:
+        with contextlib.suppress(FileNotFoundError):  # closed while we looked
             out[int(name)] = os.readlink(f"{directory}/{name}")
-        except FileNotFoundError:  # closed while we looked
-            pass
     return out
 
 
