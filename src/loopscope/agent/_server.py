@@ -21,7 +21,7 @@ from typing import Any
 
 from ._guard import Guard
 from ._paths import ensure_private_dir
-from .events import Event, Hello, LoopStarted, LoopStopped, encode
+from .events import Event, Hello, LoopStarted, LoopStopped, Notice, encode
 
 MAX_LINE = 64 * 1024  # longest message a client may send
 MAX_PENDING = 32 * 1024 * 1024  # bytes queued for a client that does not read: then it is dropped
@@ -39,6 +39,7 @@ TICK = 0.5
 _PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 # A program that restored SIGPIPE's default action must not die of a client hanging up.
 _SEND_FLAGS = getattr(socket, "MSG_NOSIGNAL", 0)
+_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
 
 
 class Outbox:
@@ -128,6 +129,9 @@ class Server:
         self._listener: socket.socket | None = None
         self._inode: tuple[int, int] | None = None
         self._client: socket.socket | None = None
+        # The client asked (``{"op": "detach_on_close"}``) for the agent to uninstall itself
+        # when its connection ends, however it ends: a client that is killed leaves no agent.
+        self._detach_on_close = False
         self._inbuf = b""
         self._outbuf = bytearray()
         self._stop = threading.Event()
@@ -202,6 +206,8 @@ class Server:
         # The client before the listener: a client that left makes room for the next one.
         if client is not None and client in readable:
             self._read(client)
+            if self._stop.is_set():  # a detach: no new client now
+                return False
         if listener in readable:
             self._accept()
         if client is not None and client is self._client and client in writable:
@@ -247,7 +253,19 @@ class Server:
             conn, _ = self._listener.accept()
         except (BlockingIOError, InterruptedError, ConnectionAbortedError):
             return
-        if self._client is not None or not _peer_allowed(conn):
+        if not _peer_allowed(conn):
+            conn.close()
+            return
+        if self._client is not None:
+            # Say why before hanging up; a fresh connection's buffer has room for one line.
+            busy = Notice(
+                t=time.time(),
+                level="error",
+                message=f"another client is connected to the loopscope agent in process "
+                f"{os.getpid()}; it serves one client at a time",
+            )
+            with contextlib.suppress(OSError):
+                conn.send((encode(busy) + "\n").encode(), _SEND_FLAGS | _DONTWAIT)
             conn.close()
             return
         conn.setblocking(False)
@@ -286,8 +304,13 @@ class Server:
             message: Any = json.loads(line)
         except (ValueError, RecursionError):
             return
-        if isinstance(message, dict) and message.get("op") == "detach":
+        if not isinstance(message, dict):
+            return
+        op = message.get("op")
+        if op == "detach":
             self._on_detach()
+        elif op == "detach_on_close":
+            self._detach_on_close = True
 
     def _write(self, client: socket.socket) -> None:
         try:
@@ -305,6 +328,9 @@ class Server:
         self._inbuf = b""
         if client is not None:
             client.close()
+        if self._detach_on_close and not self._stop.is_set():
+            self._detach_on_close = False
+            self._on_detach()
 
     def _flush_on_exit(self) -> None:
         """Send what is queued (a detaching client sees the last events), briefly."""
