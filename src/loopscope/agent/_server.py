@@ -288,16 +288,17 @@ class Server:
         if not data:
             self._drop_client()
             return
-        buf = self._inbuf + data
-        *lines, rest = buf.split(b"\n")
-        if len(rest) > MAX_LINE or any(len(line) > MAX_LINE for line in lines):
-            self._drop_client()
-            return
+        *lines, rest = (self._inbuf + data).split(b"\n")
         self._inbuf = rest
-        for line in lines:
+        for line in lines:  # in order, up to one too long
+            if len(line) > MAX_LINE:
+                self._drop_client()
+                return
             self._command(line)
             if self._stop.is_set():
                 return
+        if len(rest) > MAX_LINE:
+            self._drop_client()
 
     def _command(self, line: bytes) -> None:
         try:
