@@ -7,6 +7,7 @@ See docs/protocol.md for the protocol.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import select
@@ -40,6 +41,9 @@ _PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 # A program that restored SIGPIPE's default action must not die of a client hanging up.
 _SEND_FLAGS = getattr(socket, "MSG_NOSIGNAL", 0)
 _DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
+_OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+_RESOURCE_WAIT = 0.1
+_JOIN_TIMEOUT = 5.0  # the flush on exit takes at most 1 s
 
 
 class Outbox:
@@ -155,7 +159,8 @@ class Server:
         if threading.current_thread() is self._thread:
             return
         if self._thread.is_alive():
-            self._thread.join()
+            # Bounded: at the program's exit (atexit) a wedged server must not hold it up.
+            self._thread.join(_JOIN_TIMEOUT)
         else:
             self._close()
 
@@ -253,6 +258,14 @@ class Server:
             conn, _ = self._listener.accept()
         except (BlockingIOError, InterruptedError, ConnectionAbortedError):
             return
+        except OSError as e:
+            if e.errno not in _OUT_OF_RESOURCES:
+                raise
+            # The program ran out of file descriptors (or memory): the connection waits in the
+            # backlog until it can be taken. Meanwhile the listener stays readable, so wait a
+            # little rather than spin.
+            self._stop.wait(_RESOURCE_WAIT)
+            return
         if not _peer_allowed(conn):
             conn.close()
             return
@@ -268,10 +281,16 @@ class Server:
                 conn.send((encode(busy) + "\n").encode(), _SEND_FLAGS | _DONTWAIT)
             conn.close()
             return
+        try:
+            hello = (encode(self._hello()) + "\n").encode()
+        except Exception as e:  # e.g. a program that put something odd in sys.argv
+            conn.close()
+            self._guard.failed("hello", e)
+            return
         conn.setblocking(False)
         self._client = conn
         self._inbuf = b""
-        out = bytearray((encode(self._hello()) + "\n").encode())
+        out = bytearray(hello)
         for line in self._aged_out.values():
             out += line
         for _, line in self._backlog:
