@@ -3,8 +3,11 @@ says: fuzzing its message reader, then garbage sent to a real agent in a real ta
 
 from __future__ import annotations
 
+import contextlib
 import json
+import select
 import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -71,10 +74,19 @@ class _Reader:
 
     def feed(self, data: bytes) -> None:
         """Send ``data`` and end; the server reads until it detaches or drops the client."""
-        self.theirs.sendall(data)
-        self.theirs.shutdown(socket.SHUT_WR)
+
+        def send() -> None:
+            with contextlib.suppress(OSError):  # the reader hung up first
+                self.theirs.sendall(data)
+                self.theirs.shutdown(socket.SHUT_WR)
+
+        sender = threading.Thread(target=send)  # more than a socket buffer holds may be sent
+        sender.start()
         while self.server._client is not None and not self.server._stop.is_set():
+            select.select([self.ours], [], [], 1.0)
             self.server._read(self.ours)
+        self.theirs.shutdown(socket.SHUT_RDWR)  # wakes a sender the reader left behind
+        sender.join()
 
     def close(self) -> None:
         self.theirs.close()
