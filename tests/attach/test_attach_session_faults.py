@@ -21,6 +21,7 @@ from attach_targets import SERVICE, PlainTarget
 from clirun import assert_no_loopscope_traceback, loopscope
 from loopscope.attach import attach
 from loopscope.attach._command import AttachSource
+from loopscope.record._format import RecordingError
 from loopscope.record.reader import Recording
 from loopscope.record.writer import RecordedSource, RecordingControl
 from loopscope.session import Session
@@ -128,6 +129,15 @@ def _assert_recording_replays(path: Path, state: Path, last: str = "target_exite
     assert [f["location"]["function"] for f in findings if f["family"] == "blocking"] == [
         "render_report"
     ]
+
+
+def _recorded_kinds(path: Path) -> set[str]:
+    """The kinds of event written to the recording so far (read while it is written)."""
+    try:
+        with Recording.open(path) as rec:
+            return {e.kind for e in rec.events()}
+    except RecordingError:  # not created yet
+        return set()
 
 
 # -- the target goes away ----------------------------------------------------------------------
@@ -240,15 +250,30 @@ def test_dashboard_says_within_a_second_and_keeps_the_data(tmp_path: Path, how: 
 # -- loopscope goes away -----------------------------------------------------------------------
 
 
-def test_loopscope_killed_takes_its_agent_with_it(tmp_path: Path) -> None:
+def test_loopscope_killed_takes_its_agent_with_it_and_its_recording_reads(
+    tmp_path: Path,
+) -> None:
     target = PlainTarget(_python(), tmp_path)
+    path = tmp_path / "killed.lsrec"
     client = None
     try:
-        client = _popen("attach", "--headless", "--json", str(target.pid), state=tmp_path / "state")
+        client = _popen(
+            "attach", "--headless", "--json", "--record", str(path), str(target.pid),
+            state=tmp_path / "state",
+        )  # fmt: skip
         _Stream(client.stderr).wait_for("findings 1")
         assert not _agent_gone(target)
+        _wait(lambda: "block" in _recorded_kinds(path), "a block written to the recording")
         client.send_signal(signal.SIGKILL)
         client.wait()
+        # What was recorded up to the kill reads, replays and reports.
+        with Recording.open(path) as rec:
+            assert not rec.info.complete
+            kinds = {e.kind for e in rec.events()}
+        assert {"hello", "loop_started", "block"} <= kinds
+        report = loopscope("report", "--json", str(path), state=tmp_path / "r")
+        assert report.returncode == 0, report.stderr
+        assert "render_report" in report.stdout
         # The agent sees its client's connection end and removes itself, as on a normal quit.
         _wait(lambda: _agent_gone(target), "the agent to remove itself")
         assert target.ask("ping") == {"pong": True}
