@@ -197,3 +197,28 @@ def test_garbage_from_a_client_leaves_the_agent_serving(target_python: str, tmp_
         assert target.read() == {"pong": True}
     finally:
         assert target.finish() == 0
+
+
+def test_a_hello_that_cannot_be_built_turns_away_only_that_client(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    import loopscope.agent
+
+    path = str(tmp_path / "a.sock")
+    agent = loopscope.agent.install(socket_path=path)
+    try:
+        monkeypatch.setattr(sys, "argv", [object()])  # a program may put anything there
+        turned_away = Client(path)
+        assert turned_away.read_until_eof() == []
+        turned_away.close()
+        monkeypatch.undo()
+        served = Client(path)
+        served.wait_for(lambda e: isinstance(e, Hello))
+        notice = served.wait_for(lambda e: e.kind == "notice")  # the failure, from the backlog
+        assert "hello" in notice.message and "TypeError" in notice.message  # type: ignore[attr-defined]
+        served.close()
+        assert agent.active
+    finally:
+        agent.uninstall()
