@@ -16,6 +16,7 @@ import pytest
 from agent_harness import SRC, Client, Target, wait_until
 
 from loopscope.agent import _paths
+from loopscope.events import Notice, decode
 
 NOBODY = 65534
 
@@ -138,8 +139,16 @@ def test_a_second_client_is_closed(tmp_path: Path) -> None:
         second = socket.socket(socket.AF_UNIX)
         second.connect(target.socket_path)
         second.settimeout(10)
-        assert second.recv(4096) == b""
+        said = b""
+        while data := second.recv(4096):  # one notice saying why, then end of file
+            said += data
         second.close()
+        notice = decode(said)
+        assert isinstance(notice, Notice) and notice.level == "error"
+        assert notice.message == (
+            f"another client is connected to the loopscope agent in process {target.proc.pid}; "
+            "it serves one client at a time"
+        )
         target.send("sleep")
         target.read()
         first.wait_for(lambda e: e.kind == "block")  # the first one is still served

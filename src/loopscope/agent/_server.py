@@ -7,6 +7,7 @@ See docs/protocol.md for the protocol.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import select
@@ -21,7 +22,7 @@ from typing import Any
 
 from ._guard import Guard
 from ._paths import ensure_private_dir
-from .events import Event, Hello, LoopStarted, LoopStopped, RaceWindows, encode
+from .events import Event, Hello, LoopStarted, LoopStopped, Notice, RaceWindows, encode
 
 MAX_LINE = 64 * 1024  # longest message a client may send
 MAX_PENDING = 32 * 1024 * 1024  # bytes queued for a client that does not read: then it is dropped
@@ -39,6 +40,10 @@ TICK = 0.5
 _PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 # A program that restored SIGPIPE's default action must not die of a client hanging up.
 _SEND_FLAGS = getattr(socket, "MSG_NOSIGNAL", 0)
+_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
+_OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+_RESOURCE_WAIT = 0.1
+_JOIN_TIMEOUT = 5.0  # the flush on exit takes at most 1 s
 
 
 class Outbox:
@@ -132,6 +137,9 @@ class Server:
         self._listener: socket.socket | None = None
         self._inode: tuple[int, int] | None = None
         self._client: socket.socket | None = None
+        # The client asked (``{"op": "detach_on_close"}``) for the agent to uninstall itself
+        # when its connection ends, however it ends: a client that is killed leaves no agent.
+        self._detach_on_close = False
         self._inbuf = b""
         self._outbuf = bytearray()
         self._stop = threading.Event()
@@ -155,7 +163,8 @@ class Server:
         if threading.current_thread() is self._thread:
             return
         if self._thread.is_alive():
-            self._thread.join()
+            # Bounded: at the program's exit (atexit) a wedged server must not hold it up.
+            self._thread.join(_JOIN_TIMEOUT)
         else:
             self._close()
 
@@ -206,6 +215,8 @@ class Server:
         # The client before the listener: a client that left makes room for the next one.
         if client is not None and client in readable:
             self._read(client)
+            if self._stop.is_set():  # a detach: no new client now
+                return False
         if listener in readable:
             self._accept()
         if client is not None and client is self._client and client in writable:
@@ -257,13 +268,39 @@ class Server:
             conn, _ = self._listener.accept()
         except (BlockingIOError, InterruptedError, ConnectionAbortedError):
             return
-        if self._client is not None or not _peer_allowed(conn):
+        except OSError as e:
+            if e.errno not in _OUT_OF_RESOURCES:
+                raise
+            # The program ran out of file descriptors (or memory): the connection waits in the
+            # backlog until it can be taken. Meanwhile the listener stays readable, so wait a
+            # little rather than spin.
+            self._stop.wait(_RESOURCE_WAIT)
+            return
+        if not _peer_allowed(conn):
             conn.close()
+            return
+        if self._client is not None:
+            # Say why before hanging up; a fresh connection's buffer has room for one line.
+            busy = Notice(
+                t=time.time(),
+                level="error",
+                message=f"another client is connected to the loopscope agent in process "
+                f"{os.getpid()}; it serves one client at a time",
+            )
+            with contextlib.suppress(OSError):
+                conn.send((encode(busy) + "\n").encode(), _SEND_FLAGS | _DONTWAIT)
+            conn.close()
+            return
+        try:
+            hello = (encode(self._hello()) + "\n").encode()
+        except Exception as e:  # e.g. a program that put something odd in sys.argv
+            conn.close()
+            self._guard.failed("hello", e)
             return
         conn.setblocking(False)
         self._client = conn
         self._inbuf = b""
-        out = bytearray((encode(self._hello()) + "\n").encode())
+        out = bytearray(hello)
         for line in self._aged_out.values():
             out += line
         for line in self._aged_scans:
@@ -282,24 +319,30 @@ class Server:
         if not data:
             self._drop_client()
             return
-        buf = self._inbuf + data
-        *lines, rest = buf.split(b"\n")
-        if len(rest) > MAX_LINE or any(len(line) > MAX_LINE for line in lines):
-            self._drop_client()
-            return
+        *lines, rest = (self._inbuf + data).split(b"\n")
         self._inbuf = rest
-        for line in lines:
+        for line in lines:  # in order, up to one too long
+            if len(line) > MAX_LINE:
+                self._drop_client()
+                return
             self._command(line)
             if self._stop.is_set():
                 return
+        if len(rest) > MAX_LINE:
+            self._drop_client()
 
     def _command(self, line: bytes) -> None:
         try:
             message: Any = json.loads(line)
         except (ValueError, RecursionError):
             return
-        if isinstance(message, dict) and message.get("op") == "detach":
+        if not isinstance(message, dict):
+            return
+        op = message.get("op")
+        if op == "detach":
             self._on_detach()
+        elif op == "detach_on_close":
+            self._detach_on_close = True
 
     def _write(self, client: socket.socket) -> None:
         try:
@@ -317,6 +360,9 @@ class Server:
         self._inbuf = b""
         if client is not None:
             client.close()
+        if self._detach_on_close and not self._stop.is_set():
+            self._detach_on_close = False
+            self._on_detach()
 
     def _flush_on_exit(self) -> None:
         """Send what is queued (a detaching client sees the last events), briefly."""

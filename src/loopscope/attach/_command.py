@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from loopscope.attach._errors import AttachError
 from loopscope.attach._ladder import DEFAULT_TIMEOUT, METHODS, Attached, attach
 from loopscope.attach._proc import ProcessInfo, exists, inspect, python_processes
-from loopscope.events import Event, TargetExited
+from loopscope.events import Event, SourceState, TargetExited
 from loopscope.record._format import RecordingError
 from loopscope.record.writer import RecordedSource, RecordingControl, check_target
 from loopscope.runner import log_dir
@@ -212,7 +212,7 @@ def _attach(ns: argparse.Namespace, headless: Headless) -> int:
         )
     from loopscope import cli
 
-    source = AttachSource(attached)
+    source = AttachSource(attached, detach_on_close=not ns.keep_agent)
     recorded = RecordedSource(source)
     recording = RecordingControl(
         recorded,
@@ -295,26 +295,42 @@ def _program_name(info: ProcessInfo) -> str:
 
 
 class AttachSource:
-    """The events of the agent in an attached process, then `TargetExited` if it ends."""
+    """The events of the agent in an attached process, then `TargetExited` if it ends (or
+    replaces its program with exec, which takes the agent with it)."""
 
-    def __init__(self, attached: Attached) -> None:
+    def __init__(self, attached: Attached, *, detach_on_close: bool = False) -> None:
         self.pid = attached.info.pid
+        self._program = (attached.info.exe, attached.info.cmdline)
         self.agent = AgentSource(
             attached.socket_path, connect_timeout=5.0, alive=lambda: exists(self.pid)
         )
+        self._detach_on_close = detach_on_close
         self.exited = False
+        self.replaced: str | None = None  # the command the process exec'd, if it did
+        self.lost = False  # the agent hung up on its own, and the process runs on
         self._closed = threading.Event()
         self._detaching = False
 
     def events(self) -> Iterator[Event]:
-        yield from self.agent.events()
+        for event in self.agent.events():
+            if self._detach_on_close and isinstance(event, SourceState) and event.state == "live":
+                # Should this process be killed, the agent goes too, as on a normal quit.
+                self.agent.detach_on_close()
+            yield event
+        if self.agent.refused is not None:
+            return
         deadline = time.monotonic() + _EXIT_SEEN
         while not self._closed.is_set() and not self._detaching:
             if not exists(self.pid):
                 self.exited = True
                 yield TargetExited(t=time.time(), exit_code=None, reason="exited")
                 return
+            self.replaced = _replaced(self.pid, self._program)
+            if self.replaced is not None:
+                yield TargetExited(t=time.time(), exit_code=None, reason="exec'd a new program")
+                return
             if time.monotonic() > deadline:
+                self.lost = True
                 return
             self._closed.wait(0.02)
 
@@ -326,6 +342,21 @@ class AttachSource:
     def close(self) -> None:
         self._closed.set()
         self.agent.close()
+
+
+def _replaced(pid: int, program: tuple[str, tuple[str, ...]]) -> str | None:
+    """The command line of the program ``pid`` runs now, if it is not ``program`` (exe and
+    command line): the process exec'd. None when it is the same, or cannot be read."""
+    try:
+        exe = os.readlink(f"/proc/{pid}/exe")
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return None
+    cmdline = tuple(a.decode(errors="replace") for a in raw.split(b"\0") if a)
+    if (exe, cmdline) == program:
+        return None
+    return " ".join(cmdline) or exe
 
 
 class _Stopper:
@@ -347,8 +378,20 @@ def _report_end(source: AttachSource, session: Session, attached: Attached, *, k
     pid = attached.info.pid
     if source.exited:
         _say(f"process {pid} exited")
+    elif source.replaced is not None:
+        _say(
+            f"process {pid} exec'd a new program ({source.replaced}): the program loopscope "
+            "watched, and its agent, are gone"
+        )
     elif not source.agent.connected:
         _say(f"could not connect to the agent in process {pid} at {attached.socket_path}")
+        return 1
+    elif source.agent.refused is not None:
+        _say(f"{source.agent.refused}. Quit that client first, or wait for it to finish.")
+        return 1
+    elif source.lost:
+        gone = "" if os.path.exists(attached.socket_path) else ", and its socket is gone"
+        _say(f"the agent in process {pid} hung up{gone}; the process still runs")
         return 1
     elif keep:
         _say(f"left the agent listening in process {pid} at {attached.socket_path}")

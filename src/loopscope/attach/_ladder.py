@@ -55,6 +55,14 @@ def attach(
             "no-agent",
             f"no loopscope agent listens in process {pid}, and --no-inject forbids starting one.",
         )
+    opted_out = remote_debug_disabled(pid)
+    if opted_out is not None:
+        raise AttachError(
+            "disabled",
+            f"process {pid} was started with {opted_out}: it asked that no debugger run code "
+            "in it, so loopscope injects nothing. Observe it from outside instead (loopscope "
+            f"attach --no-inject {pid} uses py-spy), or restart it without that setting.",
+        )
     traced_by = tracer(pid)
     if traced_by:
         raise AttachError(
@@ -103,6 +111,36 @@ def attach(
         "no-route",
         f"no way to inject the agent into process {pid}: " + "; ".join(skipped) + ".",
     )
+
+
+def remote_debug_disabled(pid: int) -> str | None:
+    """How the program asked not to have a debugger run code in it (Python 3.14's
+    ``PYTHON_DISABLE_REMOTE_DEBUG`` or ``-X disable_remote_debug``; loopscope honours them on
+    every version), or None. Read from its initial environment and command line."""
+    base = f"/proc/{pid}"
+    try:
+        with open(f"{base}/environ", "rb") as f:
+            environ = f.read().split(b"\0")
+        with open(f"{base}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+    except OSError:
+        return None  # gone, or not ours to read: the next steps say so
+    if any(v.startswith(b"PYTHON_DISABLE_REMOTE_DEBUG=") and v[28:] for v in environ):
+        return "PYTHON_DISABLE_REMOTE_DEBUG set"
+    options = {b"disable_remote_debug", b"disable-remote-debug"}
+    args = argv[1:]
+    i = 0
+    while i < len(args) and args[i].startswith(b"-") and args[i] not in (b"-m", b"-c", b"-"):
+        arg = args[i]
+        if arg in (b"-X", b"-W"):  # an option whose value is the next argument
+            value = args[i + 1] if i + 1 < len(args) and arg == b"-X" else b""
+            i += 2
+        else:
+            value = arg[2:] if arg.startswith(b"-X") else b""
+            i += 1
+        if value.split(b"=", 1)[0] in options:
+            return f"-X {value.decode(errors='replace')}"
+    return None
 
 
 def _connectable(path: str) -> bool:

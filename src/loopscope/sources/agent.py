@@ -51,6 +51,8 @@ class AgentSource:
         self.connected = False
         self._last_error = ""
         self._detached = False
+        # Why the agent hung up without a hello (it serves one client at a time), if it did.
+        self.refused: str | None = None
 
     @classmethod
     def for_pid(cls, pid: int, *, connect_timeout: float = 15.0) -> AgentSource:
@@ -77,11 +79,26 @@ class AgentSource:
         yield SourceState(
             t=time.time(), source=SOURCE_NAME, state="live", detail=str(self.socket_path)
         )
+        greeted = False
+        notice = None
         try:
-            yield from self._read(sock)
+            for event in self._read(sock):
+                if event.kind == "hello":
+                    greeted = True
+                elif not greeted and isinstance(event, Notice):
+                    notice = event.message
+                yield event
         finally:
             self._drop(sock)
-        if self._closed.is_set():
+        if not greeted and not self._closed.is_set() and (notice or self._alive()):
+            self.refused = notice or (
+                "the agent closed the connection before saying hello (it serves one client "
+                "at a time: another may be connected)"
+            )
+            yield SourceState(
+                t=time.time(), source=SOURCE_NAME, state="unavailable", detail=self.refused
+            )
+        elif self._closed.is_set():
             yield SourceState(t=time.time(), source=SOURCE_NAME, state="ended", detail="closed")
         elif self._detached:
             yield SourceState(t=time.time(), source=SOURCE_NAME, state="ended", detail="detached")
@@ -108,6 +125,11 @@ class AgentSource:
         """Ask the agent to uninstall itself. False when not connected."""
         self._detached = self._send({"op": "detach"})
         return self._detached
+
+    def detach_on_close(self) -> bool:
+        """Ask the agent to uninstall itself when this connection ends, however it ends (this
+        process killed included). False when not connected."""
+        return self._send({"op": "detach_on_close"})
 
     def _send(self, message: dict[str, object]) -> bool:
         with self._lock:
