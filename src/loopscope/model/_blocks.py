@@ -127,9 +127,13 @@ class Attribution:
     cause: str
 
 
-def attribute(block: Block, code: CodeMap, source_line: SourceLine) -> Attribution:
-    located = _locate_block(block.stacks, code)
-    cause = _cause(block, located, code, source_line)
+def attribute(
+    block: Block, code: CodeMap, source_line: SourceLine, outside: Sequence[Stack] = ()
+) -> Attribution:
+    """Where ``block`` is and why. ``outside``: stacks sampled from outside the process during
+    a block the agent could not sample (a C call holding the GIL), which then locate it."""
+    located = _locate_block(outside or block.stacks, code)
+    cause = "gil" if outside else _cause(block, located, code, source_line)
     return Attribution(located.location, located.samples, located.lines, located.stack, cause)
 
 
@@ -315,8 +319,9 @@ class BlockState:
         self._ends: deque[float] = deque(maxlen=_MAX_ENDS)
         self._hot: dict[tuple[str, str], _Hot] = {}
 
-    def apply(self, block: Block) -> None:
-        a = attribute(block, self.code, self._source_line)
+    def apply(self, block: Block, outside: Sequence[Stack] = ()) -> None:
+        """Add ``block``; ``outside`` as for `attribute`."""
+        a = attribute(block, self.code, self._source_line, outside)
         self._count += 1
         self._total += block.duration
         self._max = max(self._max, block.duration)
@@ -330,7 +335,7 @@ class BlockState:
                 cpu=block.cpu,
                 samples=block.samples,
                 location=a.location,
-                stacks=tuple((s.count, s.frames) for s in block.stacks),
+                stacks=tuple((s.count, s.frames) for s in (outside or block.stacks)),
                 runq=block.runq,
             )
         )

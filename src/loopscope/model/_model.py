@@ -12,6 +12,8 @@ from loopscope.events import (
     Block,
     Census,
     Event,
+    ExternalSamples,
+    ExternalTasks,
     Hello,
     Lag,
     Lifecycle,
@@ -22,7 +24,9 @@ from loopscope.events import (
     TargetExited,
 )
 from loopscope.model._blocks import BlockState, CodeMap
+from loopscope.model._external import ExternalState
 from loopscope.model._lag import LagState
+from loopscope.model._monitor import MonitorState
 from loopscope.model._tasks import TaskState
 from loopscope.model.snapshot import ExitInfo, LoopInfo, Snapshot, SourceInfo, TargetInfo
 
@@ -50,6 +54,8 @@ class Model:
         self._lag = LagState(LAG_SERIES_SECONDS, RECENT_SECONDS)
         self._tasks = TaskState(LAG_SERIES_SECONDS, RECENT_SECONDS)
         self._blocks = BlockState(RECENT_SECONDS, source_line)
+        self._external = ExternalState(LAG_SERIES_SECONDS, RECENT_SECONDS)
+        self._monitor = MonitorState()
 
     def apply(self, event: Event) -> None:
         t = event.t
@@ -74,7 +80,13 @@ class Model:
         elif isinstance(event, Lifecycle):
             self._tasks.lifecycle(event)
         elif isinstance(event, Block):
-            self._blocks.apply(event)
+            for block, outside in self._external.block(event):
+                self._blocks.apply(block, outside)
+        elif isinstance(event, ExternalSamples):
+            for block, outside in self._external.samples(event, self._blocks.code):
+                self._blocks.apply(block, outside)
+        elif isinstance(event, ExternalTasks):
+            self._monitor.apply(event)
         elif isinstance(event, Hello):
             self._target = TargetInfo(
                 pid=event.pid,
@@ -92,6 +104,7 @@ class Model:
             ]
             for loop in stopped:
                 self._forget_loop(loop, t)
+            self._external.loop_started(event.loop, event.thread_id)
             self._loops[event.loop] = LoopInfo(
                 loop=event.loop,
                 thread_name=event.thread_name,
@@ -120,6 +133,8 @@ class Model:
             self._notices.append(
                 event.message if event.level == "info" else f"{event.level}: {event.message}"
             )
+        for block, outside in self._external.expire(t):
+            self._blocks.apply(block, outside)
 
     def _forget_loop(self, loop: int, t: float) -> None:
         self._lag.loop_stopped(loop)
@@ -146,4 +161,6 @@ class Model:
             resources=self._tasks.resources(),
             blocks=self._blocks.view(now),
             notices=tuple(self._notices),
+            external=self._external.view(now),
+            monitor=self._monitor.view(),
         )

@@ -29,11 +29,24 @@ from pathlib import Path
 from typing import Any
 
 from loopscope.attach._proc import exists as process_exists
-from loopscope.events import Block, Event, Frame, Notice, SourceState, Stack
+from loopscope.events import (
+    Block,
+    Event,
+    ExternalSamples,
+    Frame,
+    Notice,
+    SourceState,
+    Stack,
+)
 
 SOURCE_NAME = "py-spy"
 DEFAULT_INTERVAL = 0.02  # seconds from one dump's start to the next (50 Hz at most)
 DEFAULT_THRESHOLD = 0.02  # blocks shorter than this are not reported (as the agent's default)
+# With --native py-spy stops the process for each dump (~10-20 ms): at 10 Hz that stalls the
+# loop for 10-20% of the time, so it is for a short look, not for watching a service.
+NATIVE_INTERVAL = 0.1
+DEFAULT_WINDOW = 0.25  # seconds of samples per ExternalSamples event
+_MAX_WINDOW_STACKS = 50
 _DUMP_TIMEOUT = 5.0
 _MAX_FAILURES = 50  # consecutive failed dumps of a live process before the source gives up
 # Failed dumps before a first good one that make it give up: on a busy target a dump fails now
@@ -70,6 +83,17 @@ class Sample:
     thread_id: int
     callback: tuple[Frame, ...]
     active: bool  # on CPU: running and holding the GIL
+    idle: bool = False  # waiting for events (in the selector): the loop is not busy
+    native_id: int = 0  # the OS thread id
+
+    @property
+    def state(self) -> str:
+        """As `ExternalSamples.states`: idle, the loop's own work, on CPU, waiting."""
+        if self.idle:
+            return "i"
+        if not self.callback:
+            return "l"
+        return "c" if self.active else "w"
 
 
 def loop_sample(t: float, threads: Any) -> Sample | None:
@@ -100,14 +124,29 @@ def loop_sample(t: float, threads: Any) -> Sample | None:
     # stack py-spy read while it changed (--nonblocking reads a running process).
     stdlib = str(thread["frames"][cut].get("filename", "")).replace("\\", "/")
     stdlib = stdlib[: stdlib.rindex("/asyncio/") + 1]
-    if callback and (
-        _waits_for_events(callback[0]) or not any(_own(f.file, stdlib) for f in callback)
-    ):
-        callback = ()
     # py-spy's "active" (running, by the OS's thread state and its list of idle functions)
     # is True for a thread in time.sleep on 3.10; holding the GIL tells it apart there.
     on_cpu = bool(thread.get("active")) and bool(thread.get("owns_gil", True))
-    return Sample(t, _int(thread.get("thread_id")), callback, on_cpu)
+    python_frames = [f for f in callback if not _native(f)]
+    # Waiting in the selector; a loop written in C (uvloop) waits with no Python frame above.
+    idle = (bool(python_frames) and _waits_for_events(python_frames[0])) or (
+        not python_frames and not on_cpu
+    )
+    if callback and (idle or not any(_own(f.file, stdlib) for f in python_frames)):
+        callback = ()
+    return Sample(
+        t,
+        _int(thread.get("thread_id")),
+        callback,
+        on_cpu,
+        idle=idle,
+        native_id=_int(thread.get("os_thread_id")),
+    )
+
+
+def _native(frame: Frame) -> bool:
+    """A C frame from ``--native``: py-spy names its shared object, not a Python file."""
+    return not frame.file.endswith((".py", ".pyw")) and not frame.file.startswith("<")
 
 
 def _is_dispatch(frame: dict[str, Any]) -> bool:
@@ -207,8 +246,72 @@ def _same_callback(a: Sample, b: Sample) -> bool:
     return bool(a.callback) and bool(b.callback) and a.callback[-1] == b.callback[-1]
 
 
+class SampleWindow:
+    """Samples of one thread gathered into `ExternalSamples` events, one per ``window`` s."""
+
+    def __init__(self, window: float = DEFAULT_WINDOW, *, native: bool = False) -> None:
+        self.window = window
+        self.native = native
+        self._samples: list[Sample] = []
+        self._start: float | None = None
+
+    def add(self, sample: Sample) -> ExternalSamples | None:
+        """Add ``sample``; the window it closes, if any. A change of thread closes one too."""
+        out = None
+        if self._samples and (
+            sample.thread_id != self._samples[0].thread_id
+            or sample.t - (self._start or sample.t) >= self.window
+        ):
+            out = self.flush()
+        if self._start is None:
+            self._start = sample.t
+        self._samples.append(sample)
+        return out
+
+    def flush(self) -> ExternalSamples | None:
+        samples, self._samples = self._samples, []
+        start, self._start = self._start, None
+        if not samples or start is None:
+            return None
+        index: dict[tuple[Frame, ...], int] = {}
+        counts: list[int] = []
+        which: list[int] = []
+        for s in samples:
+            if not s.callback:
+                which.append(-1)
+                continue
+            i = index.get(s.callback)
+            if i is None:
+                if len(index) >= _MAX_WINDOW_STACKS:
+                    which.append(-1)
+                    continue
+                i = index[s.callback] = len(index)
+                counts.append(0)
+            counts[i] += 1
+            which.append(i)
+        end = samples[-1].t
+        return ExternalSamples(
+            t=end,
+            source=SOURCE_NAME,
+            thread_id=samples[0].thread_id,
+            native_id=samples[0].native_id,
+            window=end - start,
+            stacks=tuple(Stack(counts[i], frames) for frames, i in index.items()),
+            offsets_ms=tuple(round((s.t - start) * 1000) for s in samples),
+            which=tuple(which),
+            states="".join(s.state for s in samples),
+            native=self.native,
+        )
+
+
 class PySpySource:
-    """Blocks of process ``pid``'s loop thread, from ``py-spy dump`` every ``interval`` s.
+    """Process ``pid``'s loop thread from ``py-spy dump`` every ``interval`` s: its samples as
+    `ExternalSamples` events (one per ``window`` s) and, with ``blocks`` (no agent to report
+    them), runs of samples stuck in one callback as `Block` events.
+
+    ``native`` adds C frames (``py-spy dump --native``), which py-spy can read only while it
+    stops the process: each dump pauses the target for its duration. Without it, dumps read the
+    running process (``--nonblocking``) and the target is never stopped.
 
     Without a py-spy binary, or when py-spy cannot read the process (no ptrace rights), it
     yields ``SourceState(state="unavailable")`` with the reason, and ends.
@@ -219,14 +322,22 @@ class PySpySource:
         pid: int,
         *,
         binary: str | None = None,
-        interval: float = DEFAULT_INTERVAL,
+        interval: float | None = None,
         threshold: float = DEFAULT_THRESHOLD,
         alive: Callable[[], bool] | None = None,
+        blocks: bool = True,
+        native: bool = False,
+        window: float = DEFAULT_WINDOW,
     ) -> None:
         self.pid = pid
         self.binary = binary if binary is not None else find_pyspy()
+        if interval is None:
+            interval = NATIVE_INTERVAL if native else DEFAULT_INTERVAL
         self.interval = interval
         self.threshold = threshold
+        self.blocks = blocks
+        self.native = native
+        self.window = window
         self._alive = alive or (lambda: process_exists(pid))
         self._closed = threading.Event()
         self.samples = 0  # dumps that gave a loop thread sample
@@ -240,22 +351,33 @@ class PySpySource:
                 "'pip install py-spy'",
             )
             return
-        finder = BlockFinder(self.threshold)
+        finder = BlockFinder(self.threshold) if self.blocks else None
+        windows = SampleWindow(self.window, native=self.native)
+
+        def ending() -> Iterator[Event]:
+            if finder is not None:
+                yield from _some(finder.flush())
+            last = windows.flush()
+            if last is not None:
+                yield last
+
         failures = 0
         said_no_loop = False
         loopless = 0
         next_at = time.monotonic()
         while not self._closed.is_set():
+            started = time.time()
             ok, result = self._dump()
-            t = time.time()
+            # The stack was read some time during the dump: its middle is the best guess.
+            t = (started + time.time()) / 2
             if not ok:
                 failures += 1
                 if not self._alive():
-                    yield from _some(finder.flush())
+                    yield from ending()
                     yield self._state("ended", "the program exited")
                     return
                 if failures >= (_MAX_FAILURES if self.live else _FIRST_TRIES):
-                    yield from _some(finder.flush())
+                    yield from ending()
                     yield self._state("unavailable" if not self.live else "lost", result)
                     return
                 # A dump fails now and then when the stack changes while py-spy reads it; that
@@ -264,10 +386,11 @@ class PySpySource:
                 failures = 0
                 if not self.live:
                     self.live = True
+                    mode = "--native, stops the program for each dump" if self.native else ""
                     yield self._state(
                         "live",
-                        f"{Path(self.binary).name} dump every "
-                        f"{self.interval * 1000:g} ms, pid {self.pid}",
+                        f"{Path(self.binary).name} dump every {self.interval * 1000:g} ms"
+                        + (f" ({mode})" if mode else ""),
                     )
                 sample = loop_sample(t, result)
                 # (a stack read while it changed can lack the loop's frames: count a few first)
@@ -282,21 +405,29 @@ class PySpySource:
                     )
                 if sample is not None:
                     self.samples += 1
-                    yield from _some(finder.add(sample))
+                    window = windows.add(sample)
+                    if window is not None:
+                        yield window
+                    if finder is not None:
+                        yield from _some(finder.add(sample))
             next_at = max(next_at + self.interval, time.monotonic())
             self._closed.wait(max(0.0, next_at - time.monotonic()))
-        yield from _some(finder.flush())
+        yield from ending()
         yield self._state("ended", "closed")
 
     def close(self) -> None:
         self._closed.set()
 
+    def command(self) -> list[str]:
+        assert self.binary is not None
+        mode = "--native" if self.native else "--nonblocking"
+        return [self.binary, "dump", "--json", mode, "--pid", str(self.pid)]
+
     def _dump(self) -> tuple[bool, Any]:
         """(True, the parsed dump) or (False, why it failed)."""
-        assert self.binary is not None
         try:
             done = subprocess.run(
-                [self.binary, "dump", "--json", "--nonblocking", "--pid", str(self.pid)],
+                self.command(),
                 capture_output=True,
                 text=True,
                 timeout=_DUMP_TIMEOUT,
