@@ -23,6 +23,9 @@ from loopscope.record.writer import RecordedSource, RecordingControl, check_targ
 from loopscope.runner import log_dir
 from loopscope.session import Session
 from loopscope.sources.agent import AgentSource
+from loopscope.sources.base import Source
+from loopscope.sources.merge import MergedSource
+from loopscope.sources.pyspy import NATIVE_INTERVAL, PySpySource
 
 COMMANDS = ("attach", "ps")
 _END_TIMEOUT = 5.0  # how long a detaching agent gets to send its last events and go
@@ -71,6 +74,18 @@ def add_parsers(commands: Any) -> None:
         help="never inject an agent: connect to one already listening, else observe the "
         "program from outside with py-spy (blocks of its loop thread; exit code 1 when py-spy "
         "cannot be used, with the reason; LOOPSCOPE_PYSPY names the py-spy binary to use)",
+    )
+    attach_parser.add_argument(
+        "--no-pyspy",
+        action="store_true",
+        help="do not sample the program with py-spy beside the agent (py-spy names the code "
+        "of blocks the agent cannot sample: C calls holding the GIL)",
+    )
+    attach_parser.add_argument(
+        "--native",
+        action="store_true",
+        help="py-spy also reads C frames; it must then stop the program for each sample "
+        f"(about 10-20 ms, {1 / NATIVE_INTERVAL:g} times a second): for a short look only",
     )
     attach_parser.add_argument(
         "--keep-agent",
@@ -213,7 +228,7 @@ def _attach(ns: argparse.Namespace, headless: Headless) -> int:
     from loopscope import cli
 
     source = AttachSource(attached)
-    recorded = RecordedSource(source)
+    recorded = RecordedSource(_beside_agent(source, ns))
     recording = RecordingControl(
         recorded,
         directory=log_dir().parent / "recordings",  # beside run's logs and recordings
@@ -256,6 +271,16 @@ def _attach(ns: argparse.Namespace, headless: Headless) -> int:
         session.close()
         cli.finish_recordings(recording)
     return _report_end(source, session, attached, keep=ns.keep_agent)
+
+
+def _beside_agent(source: AttachSource, ns: argparse.Namespace) -> Source:
+    """The agent's events, with py-spy's samples of the loop thread unless --no-pyspy."""
+    if getattr(ns, "no_pyspy", False):
+        return source
+    pid = source.pid
+    native = getattr(ns, "native", False)
+    pyspy = PySpySource(pid, blocks=False, native=native, alive=lambda: exists(pid))
+    return MergedSource(source, [pyspy])
 
 
 def _observe_outside(ns: argparse.Namespace, headless: Headless) -> int:

@@ -127,13 +127,24 @@ class Attribution:
     cause: str
 
 
+@dataclass(frozen=True, slots=True)
+class Outside:
+    """Stacks sampled from outside the process (py-spy) during a block the agent could not
+    sample, and the cause they show ("gil": on CPU holding the GIL), if they show one."""
+
+    stacks: tuple[Stack, ...]
+    cause: str | None = None
+
+
 def attribute(
-    block: Block, code: CodeMap, source_line: SourceLine, outside: Sequence[Stack] = ()
+    block: Block, code: CodeMap, source_line: SourceLine, outside: Outside | None = None
 ) -> Attribution:
-    """Where ``block`` is and why. ``outside``: stacks sampled from outside the process during
-    a block the agent could not sample (a C call holding the GIL), which then locate it."""
-    located = _locate_block(outside or block.stacks, code)
-    cause = "gil" if outside else _cause(block, located, code, source_line)
+    """Where ``block`` is and why; ``outside`` stacks, when there are any, locate it."""
+    stacks = outside.stacks if outside is not None and outside.stacks else block.stacks
+    located = _locate_block(stacks, code)
+    cause = outside.cause if outside is not None and outside.stacks else None
+    if cause is None:
+        cause = _cause(block, located, code, source_line)
     return Attribution(located.location, located.samples, located.lines, located.stack, cause)
 
 
@@ -319,9 +330,10 @@ class BlockState:
         self._ends: deque[float] = deque(maxlen=_MAX_ENDS)
         self._hot: dict[tuple[str, str], _Hot] = {}
 
-    def apply(self, block: Block, outside: Sequence[Stack] = ()) -> None:
+    def apply(self, block: Block, outside: Outside | None = None) -> None:
         """Add ``block``; ``outside`` as for `attribute`."""
         a = attribute(block, self.code, self._source_line, outside)
+        stacks = outside.stacks if outside is not None and outside.stacks else block.stacks
         self._count += 1
         self._total += block.duration
         self._max = max(self._max, block.duration)
@@ -335,7 +347,7 @@ class BlockState:
                 cpu=block.cpu,
                 samples=block.samples,
                 location=a.location,
-                stacks=tuple((s.count, s.frames) for s in (outside or block.stacks)),
+                stacks=tuple((s.count, s.frames) for s in stacks),
                 runq=block.runq,
             )
         )

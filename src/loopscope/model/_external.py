@@ -2,8 +2,11 @@
 stacks of blocks the agent could not sample.
 
 The agent's watchdog samples the loop thread from inside, so it cannot take a sample while a C
-call holds the GIL: it reports such a block with ``samples == 0``. py-spy reads the process's
-memory and sees the Python frame that made the call. Both clocks are the host's wall clock
+call holds the GIL: it reports such a block with no sample, or with the one it took when the
+call returned (its thread got the GIL back), wherever the loop thread was then. Its samples are
+otherwise a few milliseconds apart, so a block with far fewer is one in which the GIL was held.
+py-spy reads the process's memory and sees the Python frame that made the call, and whether the
+thread ran and held the GIL. Both clocks are the host's wall clock
 (``time.time()``), so a block is matched with the samples taken inside its time span on the
 loop's thread. A block the agent sent before py-spy's samples of its span arrived is held back
 until they arrive, or for `HOLD_SECONDS` at most.
@@ -15,12 +18,18 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 
 from loopscope.events import Block, ExternalSamples, Frame, Stack
-from loopscope.model._blocks import CodeMap
+from loopscope.model._blocks import CodeMap, Outside
 from loopscope.model.snapshot import ExternalView, SampledFrame
 
 # How long a block without samples waits for py-spy's samples of its span; py-spy sends a
 # window of samples every 250 ms, so this covers a slow dump or two.
 HOLD_SECONDS = 2.0
+# A block the agent sampled less often than this (seconds per sample; it samples every few
+# ms) is one in which its watchdog could not get the GIL.
+STARVED = 0.04
+# The share of py-spy's samples of such a block with the thread on CPU holding the GIL from
+# which its cause is "gil": C code that does not release it.
+GIL_HELD = 0.5
 KEEP_SECONDS = 30.0  # samples kept for matching with blocks that arrive late
 _MAX_SAMPLES = 20_000
 _MAX_HOT = 50
@@ -46,6 +55,11 @@ class _Hot:
     stack: tuple[Frame, ...] = ()
 
 
+def starved(block: Block) -> bool:
+    """Whether the agent's watchdog could hardly sample ``block``: the GIL was held."""
+    return block.samples == 0 or block.duration / block.samples >= STARVED
+
+
 class ExternalState:
     def __init__(self, series_seconds: float, recent_seconds: float) -> None:
         self._series_seconds = series_seconds
@@ -62,13 +76,15 @@ class ExternalState:
         self._windows: deque[tuple[float, int, int, int]] = deque(maxlen=_MAX_SAMPLES)
         self._hot: dict[tuple[str, str], _Hot] = {}
         self._attributed = 0
+        self._sampled: set[int] = set()  # threads sampled
 
     def loop_started(self, loop: int, thread_id: int) -> None:
         self._threads[loop] = thread_id
 
-    def samples(self, event: ExternalSamples, code: CodeMap) -> list[tuple[Block, list[Stack]]]:
+    def samples(self, event: ExternalSamples, code: CodeMap) -> list[tuple[Block, Outside | None]]:
         """Take a window of samples; the held blocks it completes, with their stacks."""
         self._source = event.source
+        self._sampled.add(event.thread_id)
         self._native = self._native or event.native
         start = event.t - event.window
         busy = on_cpu = n = 0
@@ -99,20 +115,21 @@ class ExternalState:
         self._held = [b for b in self._held if b.t + b.duration > self._latest]
         return [(b, self._stacks_of(b)) for b in ready]
 
-    def block(self, block: Block) -> list[tuple[Block, list[Stack]]]:
+    def block(self, block: Block) -> list[tuple[Block, Outside | None]]:
         """The blocks to add now, each with the outside stacks that locate it: ``block`` itself,
         or nothing while it waits for samples of its span."""
-        if block.samples > 0 or self._latest is None:
-            return [(block, [])]
+        # (py-spy's own blocks, without an agent, carry its thread's id as their loop)
+        if not starved(block) or self._latest is None or block.loop in self._sampled:
+            return [(block, None)]
         end = block.t + block.duration
         if self._latest >= end:
             return [(block, self._stacks_of(block))]
         if end - self._latest > HOLD_SECONDS or len(self._held) >= _MAX_HELD:
-            return [(block, [])]  # py-spy has stopped sending samples
+            return [(block, None)]  # py-spy has stopped sending samples
         self._held.append(block)
         return []
 
-    def expire(self, now: float) -> list[tuple[Block, list[Stack]]]:
+    def expire(self, now: float) -> list[tuple[Block, Outside | None]]:
         """Held blocks whose samples did not come in time: added with what there is."""
         if not self._held:
             return []
@@ -122,10 +139,12 @@ class ExternalState:
         self._held = [b for b in self._held if b.t + b.duration + HOLD_SECONDS >= now]
         return [(b, self._stacks_of(b)) for b in late]
 
-    def _stacks_of(self, block: Block) -> list[Stack]:
+    def _stacks_of(self, block: Block) -> Outside | None:
+        """py-spy's samples of the loop's thread in the block's span, if it took any."""
         thread = self._threads.get(block.loop)
         end = block.t + block.duration
         counts: Counter[tuple[Frame, ...]] = Counter()
+        on_cpu = 0
         for s in self._samples:
             if (
                 block.t <= s.t <= end
@@ -134,9 +153,15 @@ class ExternalState:
                 and (thread is None or s.thread_id == thread)
             ):
                 counts[s.frames] += 1
-        if counts:
-            self._attributed += 1
-        return [Stack(n, frames) for frames, n in counts.most_common()]
+                on_cpu += s.state == "c"
+        if not counts:
+            return None
+        self._attributed += 1
+        n = sum(counts.values())
+        return Outside(
+            tuple(Stack(k, frames) for frames, k in counts.most_common()),
+            "gil" if on_cpu / n >= GIL_HELD else None,
+        )
 
     def _add_hot(self, frames: tuple[Frame, ...], on_cpu: bool, code: CodeMap) -> None:
         where = code.locate(frames)

@@ -1,0 +1,78 @@
+"""Several sources read as one: the events of each, in the order they arrive."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Iterator, Sequence
+
+from loopscope.events import Event, Notice
+from loopscope.sources.base import Source
+
+_JOIN_TIMEOUT = 5.0
+
+
+class _End:
+    """A reading thread's last item."""
+
+
+class MergedSource:
+    """The events of ``primary`` and of each of ``extras``, each source read on its own thread.
+
+    The primary source decides how long this lasts: when it ends, the extras are closed and
+    their last events (a final window of samples, their "ended" state) are passed on. An extra
+    that ends early (py-spy not allowed, say) leaves the others running. A source that raises
+    ends with a `Notice` saying so; the others go on.
+    """
+
+    def __init__(self, primary: Source, extras: Sequence[Source] = ()) -> None:
+        self.primary = primary
+        self.extras = tuple(extras)
+
+    def events(self) -> Iterator[Event]:
+        items: queue.Queue[Event | _End] = queue.Queue()
+        sources = (self.primary, *self.extras)
+        threads = [
+            threading.Thread(
+                target=self._read, args=(s, items), name=f"loopscope-source-{i}", daemon=True
+            )
+            for i, s in enumerate(sources)
+        ]
+        for thread in threads:
+            thread.start()
+        running = len(threads)
+        primary_done = False
+        while running:
+            item = items.get()
+            if isinstance(item, _End):
+                running -= 1
+                if item is self._primary_end and not primary_done:
+                    primary_done = True
+                    for extra in self.extras:
+                        extra.close()
+                continue
+            yield item
+        for thread in threads:
+            thread.join(_JOIN_TIMEOUT)
+
+    _primary_end = _End()
+
+    def _read(self, source: Source, items: queue.Queue[Event | _End]) -> None:
+        try:
+            for event in source.events():
+                items.put(event)
+        except Exception as e:  # one failing source must not end the others
+            items.put(
+                Notice(
+                    t=time.time(),
+                    level="error",
+                    message=f"a source failed: {type(e).__name__}: {e}",
+                )
+            )
+        finally:
+            items.put(self._primary_end if source is self.primary else _End())
+
+    def close(self) -> None:
+        for source in (self.primary, *self.extras):
+            source.close()
