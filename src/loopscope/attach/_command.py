@@ -23,7 +23,6 @@ from loopscope.record.writer import RecordedSource, RecordingControl, check_targ
 from loopscope.runner import log_dir
 from loopscope.session import Session
 from loopscope.sources.agent import AgentSource
-from loopscope.sources.base import Source
 from loopscope.sources.merge import MergedSource
 from loopscope.sources.pyspy import NATIVE_INTERVAL, PySpySource
 
@@ -228,7 +227,10 @@ def _attach(ns: argparse.Namespace, headless: Headless) -> int:
     from loopscope import cli
 
     source = AttachSource(attached)
-    recorded = RecordedSource(_beside_agent(source, ns))
+    pyspy = _pyspy_beside(source, ns)
+    recorded = RecordedSource(
+        source if pyspy is None else MergedSource([source, pyspy], leader=source)
+    )
     recording = RecordingControl(
         recorded,
         directory=log_dir().parent / "recordings",  # beside run's logs and recordings
@@ -270,17 +272,19 @@ def _attach(ns: argparse.Namespace, headless: Headless) -> int:
         session.wait(_END_TIMEOUT)
         session.close()
         cli.finish_recordings(recording)
+    if pyspy is not None and pyspy.reason:
+        doing = "py-spy stopped sampling" if pyspy.live else "no sampling with py-spy"
+        _say(f"{doing}: {pyspy.reason}")
     return _report_end(source, session, attached, keep=ns.keep_agent)
 
 
-def _beside_agent(source: AttachSource, ns: argparse.Namespace) -> Source:
-    """The agent's events, with py-spy's samples of the loop thread unless --no-pyspy."""
+def _pyspy_beside(source: AttachSource, ns: argparse.Namespace) -> PySpySource | None:
+    """py-spy sampling the loop thread beside the agent, unless --no-pyspy."""
     if getattr(ns, "no_pyspy", False):
-        return source
+        return None
     pid = source.pid
     native = getattr(ns, "native", False)
-    pyspy = PySpySource(pid, blocks=False, native=native, alive=lambda: exists(pid))
-    return MergedSource(source, [pyspy])
+    return PySpySource(pid, blocks=False, native=native, alive=lambda: exists(pid))
 
 
 def _observe_outside(ns: argparse.Namespace, headless: Headless) -> int:

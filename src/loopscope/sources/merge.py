@@ -18,21 +18,22 @@ class _End:
 
 
 class MergedSource:
-    """The events of ``primary`` and of each of ``extras``, each source read on its own thread.
+    """The events of each of ``sources``, each read on its own thread; it ends when they all
+    have ended.
 
-    The primary source decides how long this lasts: when it ends, the extras are closed and
-    their last events (a final window of samples, their "ended" state) are passed on. An extra
-    that ends early (py-spy not allowed, say) leaves the others running. A source that raises
-    ends with a `Notice` saying so; the others go on.
+    A ``leader`` (one of ``sources``) decides how long this lasts: when it ends, the others are
+    closed and their last events (a final window of samples, their "ended" state) are passed
+    on. A source that ends early (py-spy not allowed, say) leaves the others running. A source
+    that raises ends with a `Notice` saying so; the others go on.
     """
 
-    def __init__(self, primary: Source, extras: Sequence[Source] = ()) -> None:
-        self.primary = primary
-        self.extras = tuple(extras)
+    def __init__(self, sources: Sequence[Source], *, leader: Source | None = None) -> None:
+        self.sources = tuple(sources)
+        self.leader = leader
 
     def events(self) -> Iterator[Event]:
         items: queue.Queue[Event | _End] = queue.Queue()
-        sources = (self.primary, *self.extras)
+        sources = self.sources
         threads = [
             threading.Thread(
                 target=self._read, args=(s, items), name=f"loopscope-source-{i}", daemon=True
@@ -42,21 +43,20 @@ class MergedSource:
         for thread in threads:
             thread.start()
         running = len(threads)
-        primary_done = False
         while running:
             item = items.get()
             if isinstance(item, _End):
                 running -= 1
-                if item is self._primary_end and not primary_done:
-                    primary_done = True
-                    for extra in self.extras:
-                        extra.close()
+                if item is self._leader_end:
+                    for source in self.sources:
+                        if source is not self.leader:
+                            source.close()
                 continue
             yield item
         for thread in threads:
             thread.join(_JOIN_TIMEOUT)
 
-    _primary_end = _End()
+    _leader_end = _End()
 
     def _read(self, source: Source, items: queue.Queue[Event | _End]) -> None:
         try:
@@ -71,8 +71,8 @@ class MergedSource:
                 )
             )
         finally:
-            items.put(self._primary_end if source is self.primary else _End())
+            items.put(self._leader_end if source is self.leader else _End())
 
     def close(self) -> None:
-        for source in (self.primary, *self.extras):
+        for source in self.sources:
             source.close()

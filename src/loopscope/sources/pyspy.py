@@ -342,8 +342,15 @@ class PySpySource:
         self._closed = threading.Event()
         self.samples = 0  # dumps that gave a loop thread sample
         self.live = False
+        self.reason = ""  # why it could not sample, or stopped, if it did
 
     def events(self) -> Iterator[Event]:
+        for event in self._events():
+            if isinstance(event, SourceState) and event.state in ("unavailable", "lost"):
+                self.reason = event.detail
+            yield event
+
+    def _events(self) -> Iterator[Event]:
         if self.binary is None:
             yield self._state(
                 "unavailable",
