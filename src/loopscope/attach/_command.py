@@ -146,14 +146,15 @@ def run(ns: argparse.Namespace, *, headless: Headless) -> int:
 
 def _ps(as_json: bool) -> int:
     processes = python_processes()
+    monitors = {p.pid: _aiomonitor_port(p) for p in processes}
     if as_json:
-        print(json.dumps([_ps_row(p) for p in processes], indent=2))
+        print(json.dumps([_ps_row(p, monitors[p.pid]) for p in processes], indent=2))
         return 0
     from rich.console import Console
     from rich.table import Table
 
     table = Table(box=None, header_style="bold", pad_edge=False)
-    for column in ("PID", "PYTHON", "ASYNCIO", "AGENT", "PORTS", "COMMAND"):
+    for column in ("PID", "PYTHON", "ASYNCIO", "AGENT", "PORTS", "AIOMONITOR", "COMMAND"):
         table.add_column(column, no_wrap=column != "COMMAND", overflow="fold")
     for p in processes:
         table.add_row(
@@ -162,6 +163,7 @@ def _ps(as_json: bool) -> int:
             {True: "yes", False: "no", None: "?"}[p.asyncio],
             "listening" if p.agent_socket else "-",
             ",".join(map(str, p.ports)) or "-",
+            f"on :{monitors[p.pid]}" if monitors[p.pid] else "-",
             p.command,
         )
     console = Console(highlight=False)
@@ -172,13 +174,24 @@ def _ps(as_json: bool) -> int:
     return 0
 
 
-def _ps_row(p: ProcessInfo) -> dict[str, Any]:
+def _aiomonitor_port(p: ProcessInfo) -> int | None:
+    """The port of the aiomonitor web UI that process ``p`` runs, if it runs one."""
+    if not p.ports or p.asyncio is False:
+        return None
+    from loopscope.sources.aiomonitor import find
+
+    endpoint = find(p.pid)
+    return None if endpoint is None else endpoint.port
+
+
+def _ps_row(p: ProcessInfo, aiomonitor: int | None = None) -> dict[str, Any]:
     return {
         "pid": p.pid,
         "python": p.python_text if p.python else None,
         "asyncio": p.asyncio,
         "agent_socket": p.agent_socket,
         "ports": list(p.ports),
+        "aiomonitor_port": aiomonitor,
         "uid": p.uid,
         "exe": p.exe,
         "cmdline": list(p.cmdline),
