@@ -41,7 +41,8 @@ def unprivileged_pyspy(tmp_path: Path) -> str:
         pytest.skip("setpriv is not installed")
     wrapper = tmp_path / "py-spy-as-nobody"
     wrapper.write_text(
-        f'#!/bin/sh\nexec {setpriv} --reuid=65534 --regid=65534 --clear-groups {find_pyspy()} "$@"\n'
+        f"#!/bin/sh\nexec {setpriv} --reuid=65534 --regid=65534 --clear-groups "
+        f'{find_pyspy()} "$@"\n'
     )
     wrapper.chmod(0o755)
     return str(wrapper)
