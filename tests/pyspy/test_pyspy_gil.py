@@ -114,3 +114,17 @@ def test_with_pyspy_the_c_call_holding_the_gil_is_named(
     (finding,) = [f for f in _gil_findings(report) if f["location"]]
     assert finding["location"]["file"].endswith("service.py")
     assert finding["evidence"]["samples"] > 0
+
+
+def test_run_with_pyspy_names_the_c_call_holding_the_gil(tmp_path: Path) -> None:
+    program = tmp_path / "service.py"
+    program.write_text(TARGET)
+    out = loopscope(
+        "run", "--pyspy", "--headless", "--duration", "6", "--json", str(program),
+        state=tmp_path / "state",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert_no_loopscope_traceback(out.stderr)
+    located = {f["location"]["function"] for f in _gil_findings(json.loads(out.stdout))
+               if f["location"]}  # fmt: skip
+    assert located == {"check_input"}, out.stdout

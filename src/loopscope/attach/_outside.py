@@ -15,7 +15,7 @@ from loopscope.events import PROTOCOL_VERSION, Event, Hello, SourceState, Target
 from loopscope.sources.aiomonitor import AiomonitorSource
 from loopscope.sources.base import Source
 from loopscope.sources.merge import MergedSource
-from loopscope.sources.pyspy import PySpySource
+from loopscope.sources.pyspy import OUTSIDE_INTERVAL, PySpySource
 
 _END_TIMEOUT = 5.0  # how long py-spy gets to stop after the session ends
 AGENT_ABSENT = (
@@ -32,7 +32,12 @@ class OutsideSource:
         self.pid = info.pid
         self._info = info
         alive = lambda: exists(self.pid)  # noqa: E731
-        self.pyspy = PySpySource(info.pid, alive=alive, native=native) if pyspy else None
+        interval = None if native else OUTSIDE_INTERVAL  # (--native has its own)
+        self.pyspy = (
+            PySpySource(info.pid, alive=alive, native=native, interval=interval)
+            if pyspy
+            else None
+        )
         self.aiomonitor = AiomonitorSource(info.pid, alive=alive)
         self.exited = False
         self.reason = ""  # why nothing could observe the process, if so

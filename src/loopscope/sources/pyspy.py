@@ -40,7 +40,13 @@ from loopscope.events import (
 )
 
 SOURCE_NAME = "py-spy"
-DEFAULT_INTERVAL = 0.02  # seconds from one dump's start to the next (50 Hz at most)
+# Seconds from one dump's start to the next. Beside the agent, py-spy only needs to catch blocks
+# the agent cannot sample (C code holding the GIL, at least the ~100 ms that matter) and the busy
+# share: 20 Hz, about a quarter of a core for py-spy (benchmarks/pyspy_cost.py). Without the
+# agent its samples are the only way to find blocks at all, which takes two samples per block:
+# 50 Hz, to find those of 40 ms and more.
+DEFAULT_INTERVAL = 0.05
+OUTSIDE_INTERVAL = 0.02
 DEFAULT_THRESHOLD = 0.02  # blocks shorter than this are not reported (as the agent's default)
 # With --native py-spy stops the process for each dump (~10-20 ms): at 10 Hz that stalls the
 # loop for 10-20% of the time, so it is for a short look, not for watching a service.
@@ -52,6 +58,7 @@ _MAX_FAILURES = 50  # consecutive failed dumps of a live process before the sour
 # Failed dumps before a first good one that make it give up: on a busy target a dump fails now
 # and then (see below), so one failure is not enough to say that py-spy cannot be used.
 _FIRST_TRIES = 5
+_FIRST_SECONDS = 3.0  # ... and for this long, unless the error says it is hopeless
 _MAX_STACKS = 20  # distinct stacks sent per block
 _MAX_TRACKED_STACKS = 1000  # distinct stacks counted per block
 _MAX_DETAIL = 300
@@ -369,6 +376,7 @@ class PySpySource:
                 yield last
 
         failures = 0
+        first_try = time.monotonic()
         said_no_loop = False
         loopless = 0
         next_at = time.monotonic()
@@ -383,7 +391,12 @@ class PySpySource:
                     yield from ending()
                     yield self._state("ended", "the program exited")
                     return
-                if failures >= (_MAX_FAILURES if self.live else _FIRST_TRIES):
+                # A program that just started has no interpreter for py-spy to find yet; one
+                # it may not read, or a py-spy that cannot run, will not change.
+                hopeless = "ermission" in result or result.startswith("cannot run")
+                if failures >= (_MAX_FAILURES if self.live else _FIRST_TRIES) and (
+                    self.live or hopeless or time.monotonic() - first_try > _FIRST_SECONDS
+                ):
                     yield from ending()
                     yield self._state("unavailable" if not self.live else "lost", result)
                     return
