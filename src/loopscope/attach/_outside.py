@@ -18,10 +18,7 @@ from loopscope.sources.merge import MergedSource
 from loopscope.sources.pyspy import OUTSIDE_INTERVAL, PySpySource
 
 _END_TIMEOUT = 5.0  # how long py-spy gets to stop after the session ends
-AGENT_ABSENT = (
-    "not injected (--no-inject): no lag, task or await figures without it; "
-    "attach without --no-inject to get them"
-)
+AGENT_ABSENT = "not injected (--no-inject): no lag or await sites"
 
 
 class OutsideSource:

@@ -178,6 +178,15 @@ class ExternalState:
         hot.samples += 1
         hot.on_cpu += on_cpu
 
+    def _series(self) -> tuple[tuple[float, float], ...]:
+        """The busy share per second: a window of a few samples says little on its own."""
+        seconds: dict[int, list[int]] = {}
+        for t, n, busy, _ in self._windows:
+            sums = seconds.setdefault(int(t), [0, 0])
+            sums[0] += n
+            sums[1] += busy
+        return tuple((s + 1.0, busy / n) for s, (n, busy) in sorted(seconds.items()))
+
     def view(self, now: float) -> ExternalView | None:
         if not self._source:
             return None
@@ -190,7 +199,7 @@ class ExternalState:
             native=self._native,
             busy=sum(w[2] for w in recent) / n if n else None,
             on_cpu=sum(w[3] for w in recent) / n if n else None,
-            series=tuple((t, busy / count) for t, count, busy, _ in self._windows),
+            series=self._series(),
             hot=tuple(
                 SampledFrame(
                     file=h.file,

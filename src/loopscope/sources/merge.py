@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 
-from loopscope.events import Event, Notice
+from loopscope.events import Event, Notice, TargetExited
 from loopscope.sources.base import Source
 
 _JOIN_TIMEOUT = 5.0
@@ -23,7 +23,7 @@ class MergedSource:
 
     A ``leader`` (one of ``sources``) decides how long this lasts: when it ends, the others are
     closed and their last events (a final window of samples, their "ended" state) are passed
-    on. A source that ends early (py-spy not allowed, say) leaves the others running. A source
+    on. The target's exit (`TargetExited`) comes last. A source that ends early (py-spy not allowed, say) leaves the others running. A source
     that raises ends with a `Notice` saying so; the others go on.
     """
 
@@ -43,8 +43,12 @@ class MergedSource:
         for thread in threads:
             thread.start()
         running = len(threads)
+        exited: list[TargetExited] = []
         while running:
             item = items.get()
+            if isinstance(item, TargetExited):
+                exited.append(item)  # the program's end is the last thing said
+                continue
             if isinstance(item, _End):
                 running -= 1
                 if item is self._leader_end:
@@ -53,6 +57,7 @@ class MergedSource:
                             source.close()
                 continue
             yield item
+        yield from exited
         for thread in threads:
             thread.join(_JOIN_TIMEOUT)
 

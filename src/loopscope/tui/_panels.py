@@ -236,7 +236,7 @@ def tasks_detail(tasks: TaskView, monitor: MonitorView | None = None) -> Text:
         live = Text("running: ", style="dim")
         live.append_text(_pairs(*((g.coroutine, g.count) for g in monitor.live[:3])))
         lines.append(live)
-        ended = Text(f"terminated: {count(monitor.terminated_total)} ", style="dim")
+        ended = Text(f"terminated ({count(monitor.terminated_total)}): ", style="dim")
         ended.append_text(_pairs(*((g.coroutine, g.count) for g in monitor.terminated[:3])))
         lines.append(ended)
     kinds = sorted(((k, n) for k, n in tasks.by_kind.items() if n), key=lambda kn: (-kn[1], kn[0]))
