@@ -7,6 +7,7 @@ so cannot tell the cause."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,10 @@ import pytest
 
 from attach.attach_targets import PlainTarget
 from clirun import assert_no_loopscope_traceback, loopscope
-from loopscope.sources.pyspy import find_pyspy
+from loopscope.events import ExternalSamples
+from loopscope.model import Model
+from loopscope.sources.pyspy import PySpySource, find_pyspy
+from pythons import find_pythons
 
 pytestmark = [
     pytest.mark.timeout(120),
@@ -128,3 +132,35 @@ def test_run_with_pyspy_names_the_c_call_holding_the_gil(tmp_path: Path) -> None
     located = {f["location"]["function"] for f in _gil_findings(json.loads(out.stdout))
                if f["location"]}  # fmt: skip
     assert located == {"check_input"}, out.stdout
+
+
+def test_native_stacks_show_the_c_code_and_locate_the_application_function(
+    tmp_path: Path,
+) -> None:
+    python = find_pythons()["3.12"]
+    if python is None:
+        pytest.skip("Python 3.12 is not installed")
+    t = PlainTarget(python, tmp_path, source=TARGET)
+    model = Model()
+    native_seen = False
+    try:
+        assert t.read(timeout=60) == {"ready": True}
+        source = PySpySource(t.pid, native=True, blocks=False)
+        deadline = time.monotonic() + 60
+        for event in source.events():
+            model.apply(event)
+            if isinstance(event, ExternalSamples):
+                assert event.native
+                frames = [f for s in event.stacks for f in s.frames]
+                native_seen = native_seen or (
+                    any(f.function == "check_input" for f in frames)
+                    and any(not f.file.endswith(".py") for f in frames)
+                )
+            external = model.snapshot().external
+            if native_seen and external is not None and external.hot:
+                break
+            assert time.monotonic() < deadline, "py-spy --native never saw the regex"
+        source.close()
+    finally:
+        t.close()
+    assert external is not None and external.hot[0].function == "check_input"

@@ -44,6 +44,8 @@ _SLEEP_CALL = re.compile(r"\bsleep\s*\(")
 # Without a Hello (no agent), recognise the usual layouts of an installed Python.
 _STDLIB_GUESS = re.compile(r"[/\\]lib[/\\]python3\.\d+[/\\]", re.IGNORECASE)
 _SITE_GUESS = re.compile(r"[/\\](?:site|dist)-packages[/\\]")
+# C frames, as py-spy --native names them: a shared object, a C source file, or an address.
+_NATIVE = re.compile(r"(?:\.so(?:\.[\d.]+)?|\.c|\.h|\.cc|\.cpp|\.dylib|\.dll)$|^0x[0-9a-f]+$")
 
 MAX_HOT = 50
 MAX_RECENT = 100
@@ -68,8 +70,10 @@ class CodeMap:
         self._known = bool(self._stdlib)
 
     def kind(self, file: str) -> str:
-        """One of "loopscope", "site", "stdlib", "app"."""
+        """One of "loopscope", "site", "stdlib", "native", "app"."""
         path = file.replace("\\", "/")
+        if _NATIVE.search(path):
+            return "native"  # a C frame (py-spy --native): never the application's code
         if any(m in path for m in _LOOPSCOPE_MARKERS):
             return "loopscope"
         # Site directories usually live inside the standard library's directory: test first.

@@ -23,8 +23,9 @@ class MergedSource:
 
     A ``leader`` (one of ``sources``) decides how long this lasts: when it ends, the others are
     closed and their last events (a final window of samples, their "ended" state) are passed
-    on. The target's exit (`TargetExited`) comes last. A source that ends early (py-spy not allowed, say) leaves the others running. A source
-    that raises ends with a `Notice` saying so; the others go on.
+    on. The target's exit (`TargetExited`) comes last. A source that ends early (py-spy not
+    allowed, say) leaves the others running. A source that raises ends with a `Notice` saying
+    so; the others go on.
     """
 
     def __init__(self, sources: Sequence[Source], *, leader: Source | None = None) -> None:
