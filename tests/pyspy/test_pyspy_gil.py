@@ -105,8 +105,8 @@ def test_the_agent_alone_cannot_name_a_c_call_holding_the_gil(
     assert all(f["location"] is None for f in _gil_findings(report)), report
     blocking = [f for f in report["findings"] if f["code"] == "LS101"]
     assert sum(f["evidence"]["count"] for f in blocking) >= 3, report
-    for f in blocking:  # starved: a sample or two per block, where 100 ms give dozens
-        assert f["evidence"]["samples"] <= 2 * f["evidence"]["count"], f
+    for f in blocking:  # starved: a few samples per block, where 100 ms give dozens
+        assert f["evidence"]["samples"] <= 5 * f["evidence"]["count"], f
 
 
 def test_with_pyspy_the_c_call_holding_the_gil_is_named(

@@ -22,11 +22,13 @@ from loopscope.model._blocks import CodeMap, Outside
 from loopscope.model.snapshot import ExternalView, SampledFrame
 
 # How long a block without samples waits for py-spy's samples of its span; py-spy sends a
-# window of samples every 250 ms, so this covers a slow dump or two.
-HOLD_SECONDS = 2.0
-# A block the agent sampled less often than this (seconds per sample; it samples every few
-# ms) is one in which its watchdog could not get the GIL.
-STARVED = 0.04
+# window of samples every second, so this covers a window and a slow dump or two.
+HOLD_SECONDS = 2.5
+# A block the agent sampled less often than this (seconds per sample; it samples every 2 ms,
+# every 5 ms at worst when the loop thread runs Python code, which hands the GIL over every
+# 5 ms) is one in which its watchdog could not get the GIL. (On a machine so loaded that the
+# watchdog thread waits for a core that long, a CPU block can pass for one too.)
+STARVED = 0.02
 # The share of py-spy's samples of such a block with the thread on CPU holding the GIL from
 # which its cause is "gil": C code that does not release it.
 GIL_HELD = 0.5

@@ -51,7 +51,10 @@ DEFAULT_THRESHOLD = 0.02  # blocks shorter than this are not reported (as the ag
 # With --native py-spy stops the process for each dump (~10-20 ms): at 10 Hz that stalls the
 # loop for 10-20% of the time, so it is for a short look, not for watching a service.
 NATIVE_INTERVAL = 0.1
-DEFAULT_WINDOW = 0.25  # seconds of samples per ExternalSamples event
+# Seconds of samples per ExternalSamples event: a stack seen again in the same window is sent
+# once, which keeps recordings small (the model needs them within HOLD_SECONDS).
+DEFAULT_WINDOW = 1.0
+MAX_DEPTH = 48  # frames kept of a callback's stack, innermost first
 _MAX_WINDOW_STACKS = 50
 _DUMP_TIMEOUT = 5.0
 _MAX_FAILURES = 50  # consecutive failed dumps of a live process before the source gives up
@@ -125,7 +128,7 @@ def loop_sample(t: float, threads: Any) -> Sample | None:
         Frame(str(f.get("filename", "?")), _int(f.get("line")), str(f.get("name", "?")))
         for f in thread["frames"][:cut]
         if isinstance(f, dict)
-    )
+    )[:MAX_DEPTH]
     # The loop's own work (waiting in the selector, scheduling callbacks) is no block; neither
     # is a callback with no frame outside the standard library, which is asyncio's own or a
     # stack py-spy read while it changed (--nonblocking reads a running process).
