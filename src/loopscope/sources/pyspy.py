@@ -412,8 +412,7 @@ class PySpySource:
                     mode = "--native, stops the program for each dump" if self.native else ""
                     yield self._state(
                         "live",
-                        f"{Path(self.binary).name} dump every {self.interval * 1000:g} ms"
-                        + (f" ({mode})" if mode else ""),
+                        f"dump every {self.interval * 1000:g} ms" + (f" ({mode})" if mode else ""),
                     )
                 sample = loop_sample(t, result)
                 # (a stack read while it changed can lack the loop's frames: count a few first)
