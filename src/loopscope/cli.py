@@ -268,7 +268,14 @@ def _request_without_recording(ns: argparse.Namespace) -> _RunRequest:
     if ns.log is not None and ns.log.is_dir():
         raise UsageError(f"--log {ns.log}: is a directory")
     return _RunRequest(
-        spec, ns.headless, ns.duration, ns.json, ns.log, spec.command, spec.label, pyspy=ns.pyspy
+        spec,
+        ns.headless,
+        ns.duration,
+        ns.json,
+        ns.log,
+        spec.command,
+        spec.label,
+        pyspy=getattr(ns, "pyspy", False),
     )
 
 
