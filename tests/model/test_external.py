@@ -3,7 +3,7 @@ without the agent they give the loop's busy share and hot frames."""
 
 from __future__ import annotations
 
-from loopscope.events import Block, ExternalSamples, Frame, LoopStarted, Stack
+from loopscope.events import Block, ExternalSamples, Frame, LoopStarted, SourceState, Stack
 from loopscope.model import Model
 from loopscope.model._external import HOLD_SECONDS
 from loopscope.rules import blocking
@@ -15,6 +15,7 @@ CHECK = (Frame("/usr/lib/python3.12/re/__init__.py", 167, "match"), Frame(APP, 1
 
 
 def _loop(model: Model) -> None:
+    model.apply(SourceState(t=0.0, source="py-spy", state="live", detail="record"))
     model.apply(LoopStarted(t=0.0, loop=LOOP, thread_id=THREAD, thread_name="MainThread",
                             loop_class="asyncio.unix_events._UnixSelectorEventLoop",
                             features=("blocks",)))  # fmt: skip
@@ -75,6 +76,29 @@ def test_a_block_whose_samples_never_come_is_added_after_a_while_unlocated() -> 
     model.apply(_samples(11.0 + HOLD_SECONDS + 1, 2, "i"))
     assert model.snapshot().blocks.count == 3
     assert _located(model) == {None: "gil"}
+
+
+def test_blocks_wait_for_a_sampler_that_has_not_sent_samples_yet() -> None:
+    model = Model()
+    _loop(model)  # py-spy is live: its first window comes a second later
+    model.apply(_gil_block(10.05))
+    assert model.snapshot().blocks.count == 0
+    model.apply(_samples(10.0, 16))
+    assert _located(model) == {"check_input": "gil"}
+
+
+def test_held_blocks_are_added_when_the_sampler_ends() -> None:
+    model = Model()
+    _loop(model)
+    model.apply(_gil_block(10.05))
+    model.apply(SourceState(t=10.3, source="py-spy", state="ended", detail="closed"))
+    assert _located(model) == {None: "gil"}
+
+
+def test_without_a_sampler_blocks_are_added_at_once() -> None:
+    model = Model()
+    model.apply(_gil_block(10.05))
+    assert model.snapshot().blocks.count == 1
 
 
 def test_a_block_sampled_by_the_agent_keeps_its_own_stacks() -> None:

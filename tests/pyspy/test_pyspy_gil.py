@@ -80,7 +80,7 @@ def target(target_python: str, tmp_path: Path) -> Iterator[PlainTarget]:
     t.close()
 
 
-def _attach(target: PlainTarget, tmp_path: Path, *options: str) -> dict[str, Any]:
+def _attach(target: PlainTarget, tmp_path: Path, *options: str, with_stderr: bool = False) -> Any:
     out = loopscope(
         "attach", *options, "--headless", "--duration", "4", "--json", str(target.pid),
         state=tmp_path / "state",
@@ -88,7 +88,8 @@ def _attach(target: PlainTarget, tmp_path: Path, *options: str) -> dict[str, Any
     assert out.returncode == 0, out.stderr
     assert_no_loopscope_traceback(out.stderr)
     assert target.proc.poll() is None
-    return json.loads(out.stdout)  # type: ignore[no-any-return]
+    report = json.loads(out.stdout)
+    return (report, out.stderr) if with_stderr else report
 
 
 def _gil_findings(report: dict[str, Any]) -> list[dict[str, Any]]:
@@ -112,9 +113,9 @@ def test_the_agent_alone_cannot_name_a_c_call_holding_the_gil(
 def test_with_pyspy_the_c_call_holding_the_gil_is_named(
     target: PlainTarget, tmp_path: Path
 ) -> None:
-    report = _attach(target, tmp_path)
+    report, stderr = _attach(target, tmp_path, with_stderr=True)
     located = {f["location"]["function"] for f in _gil_findings(report) if f["location"]}
-    assert located == {"check_input"}, report
+    assert located == {"check_input"}, (report, stderr)
     (finding,) = [f for f in _gil_findings(report) if f["location"]]
     assert finding["location"]["file"].endswith("service.py")
     assert finding["evidence"]["samples"] > 0

@@ -238,7 +238,8 @@ class ExternalSamples(Event):
     Samples are in time order: the i-th was taken ``offsets_ms[i]`` ms after the window's start
     (``t - window``), showed ``stacks[which[i]]`` (``-1``: no application callback running) and
     was in state ``states[i]``: ``"i"`` idle (the loop waits for events), ``"l"`` the loop's own
-    work, ``"c"`` a callback on CPU holding the GIL, ``"w"`` a callback off CPU (sleep, I/O).
+    work, ``"c"`` a callback on CPU holding the GIL, ``"w"`` a callback off CPU (sleep, I/O),
+    ``"b"`` a callback, on CPU or not unknown (``py-spy record`` does not say).
     """
 
     kind: ClassVar[str] = "external_samples"

@@ -74,22 +74,34 @@ class ExternalState:
         self._native = False
         self._count = 0
         self._busy_samples = 0
-        # (t, samples, busy, on CPU in a callback) per window
+        # (t, samples, busy, on CPU in a callback or -1 when unknown) per window
         self._windows: deque[tuple[float, int, int, int]] = deque(maxlen=_MAX_SAMPLES)
         self._hot: dict[tuple[str, str], _Hot] = {}
         self._attributed = 0
         self._sampled: set[int] = set()  # threads sampled
+        self._sampling = False
+        self._code = CodeMap()
 
     def loop_started(self, loop: int, thread_id: int) -> None:
         self._threads[loop] = thread_id
 
+    def sampler(self, live: bool) -> list[tuple[Block, Outside | None]]:
+        """py-spy is sampling (its samples are worth waiting for), or no longer: then the held
+        blocks, with what samples there are."""
+        self._sampling = live
+        if live:
+            return []
+        held, self._held = self._held, []
+        return [(b, self._stacks_of(b)) for b in held]
+
     def samples(self, event: ExternalSamples, code: CodeMap) -> list[tuple[Block, Outside | None]]:
         """Take a window of samples; the held blocks it completes, with their stacks."""
+        self._code = code
         self._source = event.source
         self._sampled.add(event.thread_id)
         self._native = self._native or event.native
         start = event.t - event.window
-        busy = on_cpu = n = 0
+        busy = on_cpu = known = n = 0
         for offset, which, state in zip(event.offsets_ms, event.which, event.states, strict=False):
             frames = event.stacks[which].frames if 0 <= which < len(event.stacks) else ()
             t = start + offset / 1000
@@ -99,12 +111,13 @@ class ExternalState:
                 busy += 1
             if state == "c" and frames:
                 on_cpu += 1
+            known += state in "cw"
             if frames and state != "i":
                 self._add_hot(frames, state == "c", code)
         self._count += n
         self._busy_samples += busy
         if n:
-            self._windows.append((event.t, n, busy, on_cpu))
+            self._windows.append((event.t, n, busy, on_cpu if known else -1))
         if self._latest is None or event.t > self._latest:
             self._latest = event.t
         horizon = self._latest - KEEP_SECONDS
@@ -121,12 +134,14 @@ class ExternalState:
         """The blocks to add now, each with the outside stacks that locate it: ``block`` itself,
         or nothing while it waits for samples of its span."""
         # (py-spy's own blocks, without an agent, carry its thread's id as their loop)
-        if not starved(block) or self._latest is None or block.loop in self._sampled:
+        if not starved(block) or block.loop in self._sampled:
+            return [(block, None)]
+        if self._latest is None and not self._sampling:
             return [(block, None)]
         end = block.t + block.duration
-        if self._latest >= end:
+        if self._latest is not None and self._latest >= end:
             return [(block, self._stacks_of(block))]
-        if end - self._latest > HOLD_SECONDS or len(self._held) >= _MAX_HELD:
+        if not self._sampling or len(self._held) >= _MAX_HELD:
             return [(block, None)]  # py-spy has stopped sending samples
         self._held.append(block)
         return []
@@ -146,23 +161,28 @@ class ExternalState:
         thread = self._threads.get(block.loop)
         end = block.t + block.duration
         counts: Counter[tuple[Frame, ...]] = Counter()
-        on_cpu = 0
+        on_cpu = known = 0
         for s in self._samples:
             if (
                 block.t <= s.t <= end
                 and s.frames
                 and s.state != "i"
                 and (thread is None or s.thread_id == thread)
+                # (a stack only in the standard library names no code of the program's)
+                and any(self._code.kind(f.file) in ("app", "site") for f in s.frames)
             ):
                 counts[s.frames] += 1
                 on_cpu += s.state == "c"
+                known += s.state in "cw"
         if not counts:
             return None
         self._attributed += 1
-        n = sum(counts.values())
+        # Without the thread's CPU state (py-spy record), the starved watchdog says it: the
+        # thread held the GIL while py-spy saw it in this code.
+        gil = on_cpu / known >= GIL_HELD if known else True
         return Outside(
             tuple(Stack(k, frames) for frames, k in counts.most_common()),
-            "gil" if on_cpu / n >= GIL_HELD else None,
+            "gil" if gil else None,
         )
 
     def _add_hot(self, frames: tuple[Frame, ...], on_cpu: bool, code: CodeMap) -> None:
@@ -194,13 +214,14 @@ class ExternalState:
             return None
         recent = [w for w in self._windows if now - self._recent_seconds < w[0] <= now]
         n = sum(w[1] for w in recent)
+        timed = [w for w in recent if w[3] >= 0]  # windows that tell the thread's CPU state
         hot = sorted(self._hot.values(), key=lambda h: (-h.samples, h.file, h.function))
         return ExternalView(
             source=self._source,
             samples=self._count,
             native=self._native,
             busy=sum(w[2] for w in recent) / n if n else None,
-            on_cpu=sum(w[3] for w in recent) / n if n else None,
+            on_cpu=sum(w[3] for w in timed) / sum(w[1] for w in timed) if timed else None,
             series=self._series(),
             hot=tuple(
                 SampledFrame(

@@ -124,6 +124,9 @@ class Model:
             if any(i.running for i in self._loops.values()):
                 self._forget_loop(event.loop, t)
         elif isinstance(event, SourceState):
+            if event.source == "py-spy":
+                for block, outside in self._external.sampler(event.state == "live"):
+                    self._blocks.apply(block, outside)
             self._sources[event.source] = SourceInfo(
                 name=event.source, state=event.state, detail=event.detail
             )

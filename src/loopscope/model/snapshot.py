@@ -181,7 +181,7 @@ class SampledFrame:
     function: str
     samples: int
     share: float  # of the busy samples of the session
-    on_cpu: float  # share of its samples in which the thread ran and held the GIL
+    on_cpu: float  # share of its samples in which the thread ran and held the GIL (0: unknown)
     stack: tuple[Frame, ...]  # a representative stack, innermost first
 
 
@@ -193,7 +193,9 @@ class ExternalView:
     samples: int  # in the session
     native: bool  # the stacks include C frames
     busy: float | None  # share of samples in the last RECENT_SECONDS not waiting for events
-    on_cpu: float | None  # share of samples in the last RECENT_SECONDS running callbacks on CPU
+    # share of samples in the last RECENT_SECONDS running callbacks on CPU (None: py-spy record,
+    # which does not say)
+    on_cpu: float | None
     series: tuple[tuple[float, float], ...]  # (t, busy share) per window, oldest first
     hot: tuple[SampledFrame, ...]  # most samples first
     attributed: int  # blocks without samples of their own named from these samples

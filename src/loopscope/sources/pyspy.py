@@ -15,11 +15,15 @@ then names the blocking function and its cause as it does for the agent's blocks
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -40,13 +44,13 @@ from loopscope.events import (
 )
 
 SOURCE_NAME = "py-spy"
-# Seconds from one dump's start to the next. Beside the agent, py-spy only needs to catch blocks
-# the agent cannot sample (C code holding the GIL, at least the ~100 ms that matter) and the busy
-# share: 20 Hz, about a quarter of a core for py-spy (benchmarks/pyspy_cost.py). Without the
-# agent its samples are the only way to find blocks at all, which takes two samples per block:
-# 50 Hz, to find those of 40 ms and more.
-DEFAULT_INTERVAL = 0.05
-OUTSIDE_INTERVAL = 0.02
+# Seconds between samples: 50 Hz. Without the agent the samples are repeated `py-spy dump`s,
+# which tell whether the thread is on CPU, but cost py-spy about 10 ms of CPU each (half a core
+# at 50 Hz); they are the only way to find blocks there, which takes two samples per block.
+# Beside the agent, one `py-spy record` per window samples at this rate for a few percent of a
+# core (benchmarks/pyspy_cost.py).
+DEFAULT_INTERVAL = 0.02
+OUTSIDE_INTERVAL = DEFAULT_INTERVAL
 DEFAULT_THRESHOLD = 0.02  # blocks shorter than this are not reported (as the agent's default)
 # With --native py-spy stops the process for each dump (~10-20 ms): at 10 Hz that stalls the
 # loop for 10-20% of the time, so it is for a short look, not for watching a service.
@@ -95,14 +99,18 @@ class Sample:
     active: bool  # on CPU: running and holding the GIL
     idle: bool = False  # waiting for events (in the selector): the loop is not busy
     native_id: int = 0  # the OS thread id
+    cpu_known: bool = True  # False: py-spy did not say whether the thread ran (``record``)
 
     @property
     def state(self) -> str:
-        """As `ExternalSamples.states`: idle, the loop's own work, on CPU, waiting."""
+        """As `ExternalSamples.states`: idle, the loop's own work, on CPU, waiting, or in a
+        callback whether on CPU or not is unknown."""
         if self.idle:
             return "i"
         if not self.callback:
             return "l"
+        if not self.cpu_known:
+            return "b"
         return "c" if self.active else "w"
 
 
@@ -256,6 +264,61 @@ def _same_callback(a: Sample, b: Sample) -> bool:
     return bool(a.callback) and bool(b.callback) and a.callback[-1] == b.callback[-1]
 
 
+def trace_samples(trace: Any, launched: float, period: float, pid: int) -> Iterator[Sample]:
+    """The loop thread's samples, one per ``period`` s, from a ``py-spy record --format
+    chrometrace --idle --threads`` trace of process ``pid`` started at wall time ``launched``
+    (its times count from there). The trace marks where each thread's stack changes (frames
+    begin and end): the stack at any moment is the one last set."""
+    if not isinstance(trace, list):
+        return
+    stacks: dict[int, list[dict[str, Any]]] = {}
+    native_ids: dict[int, int] = {}
+    changes: list[tuple[int, int, tuple[dict[str, Any], ...]]] = []  # (ts, tid, stack)
+    events = sorted(
+        (e for e in trace if isinstance(e, dict) and isinstance(e.get("ts"), (int, float))),
+        key=lambda e: e["ts"],
+    )
+    for e in events:
+        tid = _int(e.get("tid"))
+        name = str(e.get("name", ""))
+        raw = e.get("args")
+        args: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        if name.startswith("thread (") and not args.get("filename"):
+            native_ids[tid] = _int(_digits(name[len("thread (") :]))
+            continue
+        stack = stacks.setdefault(tid, [])
+        if e.get("ph") == "B":
+            stack.append(
+                {"name": name, "filename": args.get("filename", ""), "line": args.get("line", 0)}
+            )
+        elif e.get("ph") == "E" and stack:
+            stack.pop()
+        changes.append((int(e["ts"]), tid, tuple(reversed(stack))))
+    if not changes:
+        return
+    current: dict[int, tuple[dict[str, Any], ...]] = {}
+    i = 0
+    step = max(1, round(period * 1e6))
+    for ts in range(changes[0][0], changes[-1][0], step):
+        while i < len(changes) and changes[i][0] <= ts:
+            _, tid, frames = changes[i]
+            current[tid] = frames
+            i += 1
+        threads = [
+            {"thread_id": tid, "os_thread_id": native_ids.get(tid, 0), "pid": pid,
+             "active": True, "owns_gil": True, "frames": list(frames_now)}
+            for tid, frames_now in current.items()
+        ]  # fmt: skip
+        sample = loop_sample(launched + ts / 1e6, threads)
+        if sample is not None:
+            yield dataclasses.replace(sample, cpu_known=False, active=False)
+
+
+def _digits(text: str) -> int:
+    digits = "".join(itertools.takewhile(str.isdigit, text))
+    return int(digits) if digits else 0
+
+
 class SampleWindow:
     """Samples of one thread gathered into `ExternalSamples` events, one per ``window`` s."""
 
@@ -353,6 +416,9 @@ class PySpySource:
         self.samples = 0  # dumps that gave a loop thread sample
         self.live = False
         self.reason = ""  # why it could not sample, or stopped, if it did
+        # Without blocks to find (beside the agent), one long-lived `py-spy record` per window
+        # costs a twentieth of repeated dumps; it does not say whether a thread is on CPU.
+        self.record = not blocks and not native
 
     def events(self) -> Iterator[Event]:
         for event in self._events():
@@ -367,6 +433,9 @@ class PySpySource:
                 "py-spy not found beside this Python or on PATH: install it with "
                 "'pip install py-spy'",
             )
+            return
+        if self.record:
+            yield from self._record_events()
             return
         finder = BlockFinder(self.threshold) if self.blocks else None
         windows = SampleWindow(self.window, native=self.native)
@@ -397,9 +466,7 @@ class PySpySource:
                 # A program that just started has no interpreter for py-spy to find yet; one
                 # it may not read, or a py-spy that cannot run, will not change.
                 hopeless = "ermission" in result or result.startswith("cannot run")
-                if failures >= (_MAX_FAILURES if self.live else _FIRST_TRIES) and (
-                    self.live or hopeless or time.monotonic() - first_try > _FIRST_SECONDS
-                ):
+                if _give_up(self.live, failures, hopeless, first_try):
                     yield from ending()
                     yield self._state("unavailable" if not self.live else "lost", result)
                     return
@@ -440,6 +507,92 @@ class PySpySource:
     def close(self) -> None:
         self._closed.set()
 
+    def _record_events(self) -> Iterator[Event]:
+        """Back-to-back ``py-spy record`` windows, each read whole when it ends."""
+        assert self.binary is not None
+        rate = max(1, round(1 / self.interval))
+        failures = 0
+        first_try = time.monotonic()
+        with tempfile.TemporaryDirectory(prefix="loopscope-pyspy-") as tmp:
+            output = Path(tmp) / "trace.json"
+            while not self._closed.is_set():
+                launched = time.time()
+                ok, result = self._record(output, rate)
+                if self._closed.is_set() and not ok:
+                    break
+                if not ok:
+                    failures += 1
+                    if not self._alive():
+                        yield self._state("ended", "the program exited")
+                        return
+                    hopeless = "ermission" in result or result.startswith("cannot run")
+                    if _give_up(self.live, failures, hopeless, first_try):
+                        yield self._state("unavailable" if not self.live else "lost", result)
+                        return
+                    self._closed.wait(self.interval)
+                    continue
+                failures = 0
+                if not self.live:
+                    self.live = True
+                    yield self._state(
+                        "live", f"record {rate} samples/s in {self.window:g} s windows"
+                    )
+                windows = SampleWindow(self.window + 1.0)
+                for sample in trace_samples(result, launched, 1 / rate, self.pid):
+                    self.samples += 1
+                    window = windows.add(sample)
+                    if window is not None:
+                        yield window
+                last = windows.flush()
+                if last is not None:
+                    yield last
+        yield self._state("ended", "closed")
+
+    def _record(self, output: Path, rate: int) -> tuple[bool, Any]:
+        """(True, the parsed chrometrace) of one window, or (False, why it failed)."""
+        assert self.binary is not None
+        command = [
+            self.binary, "record", "--nonblocking", "--idle", "--threads", "--full-filenames",
+            "--format", "chrometrace", "--rate", str(rate), "--duration", f"{self.window:g}",
+            "--pid", str(self.pid), "--output", str(output),
+        ]  # fmt: skip
+        output.unlink(missing_ok=True)
+        try:
+            process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+                env={**os.environ, "RUST_BACKTRACE": "0"},
+            )
+        except OSError as e:
+            return False, f"cannot run {self.binary}: {e.strerror or e}"
+        try:
+            deadline = time.monotonic() + self.window + _DUMP_TIMEOUT
+            while process.poll() is None:
+                if self._closed.is_set():
+                    # py-spy writes what it has on SIGINT, as at the end of its duration
+                    process.send_signal(signal.SIGINT)
+                    process.wait(_DUMP_TIMEOUT)
+                    break
+                if time.monotonic() > deadline:
+                    return False, f"py-spy record did not end within {self.window:g} s"
+                self._closed.wait(0.05)
+            stderr = process.stderr.read() if process.stderr is not None else ""
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            if process.stderr is not None:
+                process.stderr.close()
+        if process.returncode not in (0, -signal.SIGINT) or not output.exists():
+            return False, _why(stderr, process.returncode or 0)
+        try:
+            return True, json.loads(output.read_text())
+        except ValueError:
+            return False, "py-spy wrote a trace that is not JSON"
+
     def command(self) -> list[str]:
         assert self.binary is not None
         mode = "--native" if self.native else "--nonblocking"
@@ -468,6 +621,13 @@ class PySpySource:
 
     def _state(self, state: str, detail: str) -> SourceState:
         return SourceState(t=time.time(), source=SOURCE_NAME, state=state, detail=detail)
+
+
+def _give_up(live: bool, failures: int, hopeless: bool, first_try: float) -> bool:
+    """Whether ``failures`` failed samples in a row mean that py-spy cannot sample."""
+    if live:
+        return failures >= _MAX_FAILURES
+    return hopeless or (failures >= _FIRST_TRIES and time.monotonic() - first_try > _FIRST_SECONDS)
 
 
 def _why(stderr: str, code: int) -> str:
