@@ -3,12 +3,19 @@ and py-spy's own CPU time, side by side in one run.
 
 The target is the ``http`` workload of ``benchmarks/overhead.py`` (an HTTP-like server whose
 loop is saturated by 32 keep-alive clients in a separate process), without the agent. Each
-variant runs in a fresh process: plain, then the py-spy source (``py-spy dump --nonblocking``,
-exactly as ``loopscope attach`` runs it) at each ``--interval``, in an order reversed every other
-round so that drift in the machine's speed falls on all alike. py-spy's CPU time is what the
-dumps it ran used (the children of this process, less the target's own).
+variant runs in a fresh process: plain, then the py-spy source exactly as loopscope runs it, in
+an order reversed every other round so that drift in the machine's speed falls on all alike:
 
-    .venv/bin/python benchmarks/pyspy_cost.py [--rounds 6] [--seconds 4] [--interval 0.02 ...]
+- ``record:S``: back-to-back ``py-spy record --nonblocking`` windows sampling every S seconds,
+  as beside the agent (``attach``, ``run --pyspy``); the default ``record:0.02``;
+- ``dump:S``: ``py-spy dump --nonblocking`` every S seconds, as without the agent
+  (``attach --no-inject``).
+
+py-spy's CPU time is what the py-spy processes used (the children of this process, less the
+target's own).
+
+    .venv/bin/python benchmarks/pyspy_cost.py [--rounds 6] [--seconds 4] \
+        [--variant record:0.02 --variant dump:0.02 ...]
 """
 
 from __future__ import annotations
@@ -32,10 +39,10 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def measure(interval: float | None, args: argparse.Namespace) -> tuple[float, float, float, int]:
+def measure(variant: str | None, args: argparse.Namespace) -> tuple[float, float, float, int]:
     """(responses per second, responses per CPU second of the target, py-spy CPU seconds per
-    second, samples taken) of one run: the target alone if ``interval`` is None, else with the
-    py-spy source dumping every ``interval`` seconds."""
+    second, samples taken) of one run: the target alone if ``variant`` is None, else with the
+    py-spy source as ``variant`` says ("record:0.02", "dump:0.05")."""
     from loopscope.sources.pyspy import PySpySource
 
     before = _children_cpu()
@@ -47,9 +54,11 @@ def measure(interval: float | None, args: argparse.Namespace) -> tuple[float, fl
     )  # fmt: skip
     source = None
     reader = None
-    if interval is not None:
+    if variant is not None:
         time.sleep(min(0.5, args.warmup / 2))  # let the interpreter start before py-spy looks
-        source = PySpySource(process.pid, interval=interval, blocks=False)
+        mode, interval = variant.split(":")
+        # (the dump mode finds blocks too: it is the mode without the agent)
+        source = PySpySource(process.pid, interval=float(interval), blocks=mode == "dump")
         events = source.events()
 
         def read() -> None:
@@ -90,23 +99,24 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--python", default=sys.executable, help="the interpreter measured")
     parser.add_argument(
-        "--interval",
-        type=float,
+        "--variant",
         action="append",
-        help="seconds between py-spy dumps (repeatable; default: the source's default)",
+        metavar="MODE:S",
+        help="record:S or dump:S, S seconds between samples (repeatable; default: record at "
+        "the source's default interval)",
     )
     args = parser.parse_args()
     from loopscope.sources.pyspy import DEFAULT_INTERVAL
 
-    intervals: list[float | None] = [None, *(args.interval or [DEFAULT_INTERVAL])]
+    intervals: list[str | None] = [None, *(args.variant or [f"record:{DEFAULT_INTERVAL:g}"])]
     print(
         f"{os.cpu_count()} CPUs; {args.rounds} rounds x {args.seconds:g} s (after "
         f"{args.warmup:g} s warm-up); http with {args.clients} clients; "
-        f"default interval {DEFAULT_INTERVAL * 1000:g} ms"
+        f"default: record every {DEFAULT_INTERVAL * 1000:g} ms"
     )
-    rates: dict[float | None, list[float]] = {i: [] for i in intervals}
-    per_cpu: dict[float | None, list[float]] = {i: [] for i in intervals}
-    cpus: dict[float | None, list[float]] = {i: [] for i in intervals}
+    rates: dict[str | None, list[float]] = {i: [] for i in intervals}
+    per_cpu: dict[str | None, list[float]] = {i: [] for i in intervals}
+    cpus: dict[str | None, list[float]] = {i: [] for i in intervals}
     for round_ in range(args.rounds):
         cells = []
         for interval in intervals if round_ % 2 == 0 else intervals[::-1]:
@@ -114,7 +124,7 @@ def main() -> None:
             rates[interval].append(rate)
             per_cpu[interval].append(rate_cpu)
             cpus[interval].append(cpu)
-            label = "plain" if interval is None else f"py-spy {interval * 1000:g} ms"
+            label = "plain" if interval is None else interval
             extra = "" if interval is None else f" (py-spy {cpu:.0%} of a core, {samples} samples)"
             cells.append(f"{label} {rate:>8,.0f}/s{extra}")
         print(f"round {round_ + 1}  " + "   ".join(cells), flush=True)
@@ -127,7 +137,7 @@ def main() -> None:
         rate = statistics.median(rates[interval])
         rate_cpu = statistics.median(per_cpu[interval])
         print(
-            f"py-spy every {interval * 1000:g} ms ({1 / interval:g} Hz): {rate:>8,.0f}/s "
+            f"py-spy {interval}: {rate:>8,.0f}/s "
             f"(slowdown {(1 - rate / plain) * 100:.1f}%), {rate_cpu:,.0f} per CPU s "
             f"(loss {(1 - rate_cpu / plain_cpu) * 100:.1f}%), py-spy "
             f"{statistics.median(cpus[interval]):.0%} of a core (medians)"
