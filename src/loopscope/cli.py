@@ -117,7 +117,7 @@ _PYSPY = _Option(
     {
         "action": "store_true",
         "help": "also sample the program with py-spy, which names the code of blocks the "
-        "agent cannot sample (C calls holding the GIL); costs py-spy about a quarter of a core",
+        "agent cannot sample (C calls holding the GIL); py-spy takes a few percent of a core",
     },
 )
 _RUN_OPTIONS = (_PYTHON, _HEADLESS, _DURATION, _JSON, _LOG, _RECORD, _PYSPY)
