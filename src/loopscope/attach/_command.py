@@ -71,13 +71,14 @@ def add_parsers(commands: Any) -> None:
         "--no-inject",
         action="store_true",
         help="never inject an agent: connect to one already listening, else observe the "
-        "program from outside with py-spy (blocks of its loop thread; exit code 1 when py-spy "
-        "cannot be used, with the reason; LOOPSCOPE_PYSPY names the py-spy binary to use)",
+        "program from outside with py-spy (its loop thread) and, if it runs aiomonitor, its "
+        "HTTP API (its tasks); exit code 1 when neither can be used, with the reason "
+        "(LOOPSCOPE_PYSPY names the py-spy binary to use)",
     )
     attach_parser.add_argument(
         "--no-pyspy",
         action="store_true",
-        help="do not sample the program with py-spy beside the agent (py-spy names the code "
+        help="do not sample the program with py-spy (beside the agent, py-spy names the code "
         "of blocks the agent cannot sample: C calls holding the GIL)",
     )
     attach_parser.add_argument(

@@ -28,7 +28,9 @@ class OutsideSource:
     def __init__(self, info: ProcessInfo, *, pyspy: bool = True, native: bool = False) -> None:
         self.pid = info.pid
         self._info = info
-        alive = lambda: exists(self.pid)  # noqa: E731
+        def alive() -> bool:
+            return exists(self.pid)
+
         interval = None if native else OUTSIDE_INTERVAL  # (--native has its own)
         self.pyspy = (
             PySpySource(info.pid, alive=alive, native=native, interval=interval)
