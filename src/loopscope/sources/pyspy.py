@@ -534,9 +534,7 @@ class PySpySource:
                 failures = 0
                 if not self.live:
                     self.live = True
-                    yield self._state(
-                        "live", f"record {rate} samples/s in {self.window:g} s windows"
-                    )
+                    yield self._state("live", f"record, {rate} samples/s")
                 windows = SampleWindow(self.window + 1.0)
                 for sample in trace_samples(result, launched, 1 / rate, self.pid):
                     self.samples += 1
