@@ -28,14 +28,13 @@ class OutsideSource:
     def __init__(self, info: ProcessInfo, *, pyspy: bool = True, native: bool = False) -> None:
         self.pid = info.pid
         self._info = info
+
         def alive() -> bool:
             return exists(self.pid)
 
         interval = None if native else OUTSIDE_INTERVAL  # (--native has its own)
         self.pyspy = (
-            PySpySource(info.pid, alive=alive, native=native, interval=interval)
-            if pyspy
-            else None
+            PySpySource(info.pid, alive=alive, native=native, interval=interval) if pyspy else None
         )
         self.aiomonitor = AiomonitorSource(info.pid, alive=alive)
         self.exited = False
