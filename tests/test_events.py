@@ -21,6 +21,8 @@ from loopscope.events import (
     DuplicateGroup,
     Duplicates,
     Event,
+    ExternalSamples,
+    ExternalTasks,
     FinishedTask,
     Frame,
     Hello,
@@ -40,6 +42,7 @@ from loopscope.events import (
     TargetExited,
     TaskError,
     TaskErrors,
+    TaskGroup,
     TaskInfo,
     TaskList,
     decode,
@@ -283,6 +286,26 @@ ONE_OF_EACH: list[Event] = [
         ),
         tracked=57,
         cost=0.0004,
+    ),
+    ExternalSamples(
+        t=10.0,
+        source="py-spy",
+        thread_id=140675002538880,
+        native_id=7369,
+        window=0.25,
+        stacks=(Stack(2, (FRAME,)),),
+        offsets_ms=(10, 30, 50),
+        which=(0, -1, 0),
+        states="cic",
+    ),
+    ExternalTasks(
+        t=11.0,
+        source="aiomonitor",
+        endpoint="127.0.0.1:20102",
+        total=3,
+        live=(TaskGroup("handle", 2, 1.5, "app.py:12", ("Task-3", "Task-4")),),
+        terminated_total=1,
+        terminated=(TaskGroup("fetch", 1, 0.0),),
     ),
 ]
 
@@ -580,6 +603,36 @@ strategies: dict[type[Event], st.SearchStrategy[Any]] = {
         ).map(tuple),
         tracked=small,
         cost=finite,
+    ),
+    ExternalSamples: st.builds(
+        ExternalSamples,
+        t=finite,
+        source=text,
+        thread_id=ints,
+        native_id=ints,
+        window=finite,
+        stacks=st.lists(stacks, max_size=3).map(tuple),
+        offsets_ms=st.lists(small, max_size=5).map(tuple),
+        which=st.lists(small, max_size=5).map(tuple),
+        states=text,
+        native=st.booleans(),
+    ),
+    ExternalTasks: st.builds(
+        ExternalTasks,
+        t=finite,
+        source=text,
+        endpoint=text,
+        total=small,
+        live=st.lists(
+            st.builds(
+                TaskGroup, coroutine=text, count=small, oldest=finite, created_at=text, names=names
+            ),
+            max_size=3,
+        ).map(tuple),
+        terminated_total=small,
+        terminated=st.lists(
+            st.builds(TaskGroup, coroutine=text, count=small, oldest=finite), max_size=3
+        ).map(tuple),
     ),
 }
 any_event = st.one_of(*strategies.values())

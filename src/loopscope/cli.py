@@ -40,6 +40,7 @@ from loopscope.runner import (
     log_dir,
 )
 from loopscope.session import Session
+from loopscope.sources.base import Source
 
 # How long the session may take to see the program's exit after loopscope stopped it.
 _END_TIMEOUT = 5.0
@@ -111,7 +112,15 @@ _RECORD = _Option(
         "and 'export'",
     },
 )
-_RUN_OPTIONS = (_PYTHON, _HEADLESS, _DURATION, _JSON, _LOG, _RECORD)
+_PYSPY = _Option(
+    ("--pyspy",),
+    {
+        "action": "store_true",
+        "help": "also sample the program with py-spy, which names the code of blocks the "
+        "agent cannot sample (C calls holding the GIL); py-spy takes a few percent of a core",
+    },
+)
+_RUN_OPTIONS = (_PYTHON, _HEADLESS, _DURATION, _JSON, _LOG, _RECORD, _PYSPY)
 _DEMO_OPTIONS = (_HEADLESS, _DURATION, _JSON, _RECORD)
 
 
@@ -220,6 +229,7 @@ class _RunRequest:
     how: str  # how the program was started, for the UI's header
     label: str  # what to call the program in messages
     record: Path | None = None  # where to record the session
+    pyspy: bool = False  # sample the program with py-spy beside the agent
 
 
 def _request_from_args(ns: argparse.Namespace) -> _RunRequest:
@@ -257,7 +267,16 @@ def _request_without_recording(ns: argparse.Namespace) -> _RunRequest:
         check_python(ns.python)
     if ns.log is not None and ns.log.is_dir():
         raise UsageError(f"--log {ns.log}: is a directory")
-    return _RunRequest(spec, ns.headless, ns.duration, ns.json, ns.log, spec.command, spec.label)
+    return _RunRequest(
+        spec,
+        ns.headless,
+        ns.duration,
+        ns.json,
+        ns.log,
+        spec.command,
+        spec.label,
+        pyspy=getattr(ns, "pyspy", False),
+    )
 
 
 def run(request: _RunRequest) -> int:
@@ -265,7 +284,7 @@ def run(request: _RunRequest) -> int:
     try:
         _say(f"started {request.how} (pid {program.pid}); its output goes to {program.log_path}")
         source = RunSource(program)
-        recorded = RecordedSource(source)
+        recorded = RecordedSource(_with_pyspy(source, program) if request.pyspy else source)
         recording = RecordingControl(
             recorded,
             directory=log_dir().parent / "recordings",  # beside the logs
@@ -296,6 +315,14 @@ def run(request: _RunRequest) -> int:
         _say(f"reading the agent's events failed: {session.error}")
         return 1
     return 0
+
+
+def _with_pyspy(source: RunSource, program: Program) -> Source:
+    from loopscope.sources.merge import MergedSource
+    from loopscope.sources.pyspy import PySpySource
+
+    pyspy = PySpySource(program.pid, blocks=False, alive=lambda: program.alive())
+    return MergedSource([source, pyspy], leader=source)
 
 
 def finish_recordings(recording: RecordingControl) -> None:

@@ -19,13 +19,15 @@ pytestmark = [
     pytest.mark.skipif(find_pyspy() is None, reason="py-spy is not installed"),
 ]
 
-# The loop blocks in a CPU burn, then in time.sleep, every 150 ms; a ticker keeps it busy.
+# The loop blocks in a CPU burn, then in time.sleep, every 150 ms; a ticker keeps it busy. The
+# blocks last 150 ms: on a loaded machine a py-spy dump takes longer than its 20 ms period, and
+# a block needs two samples.
 TARGET = r"""
 import asyncio, time
 
 
 def render_report():
-    end = time.perf_counter() + 0.06
+    end = time.perf_counter() + 0.15
     n = 0
     while time.perf_counter() < end:
         n += 1
@@ -33,7 +35,7 @@ def render_report():
 
 
 def slow_io():
-    time.sleep(0.06)
+    time.sleep(0.15)
 
 
 async def ticker():
@@ -71,7 +73,7 @@ def test_cpu_and_sleep_blockers_are_named_without_an_agent(
     target: PlainTarget, tmp_path: Path
 ) -> None:
     out = loopscope(
-        "attach", "--no-inject", "--headless", "--duration", "3", "--json", str(target.pid),
+        "attach", "--no-inject", "--headless", "--duration", "4", "--json", str(target.pid),
         state=tmp_path / "state",
     )  # fmt: skip
     assert out.returncode == 0, out.stderr

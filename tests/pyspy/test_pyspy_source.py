@@ -233,3 +233,43 @@ def test_a_first_failed_dump_is_not_the_end(tmp_path: Path) -> None:
     assert [(e.state, e.detail) for e in rest if isinstance(e, SourceState)] == [
         ("ended", "closed")
     ]
+
+
+def _trace(*changes: tuple[int, str, list[tuple[str, str, int]]]) -> list[dict[str, Any]]:
+    """A chrometrace as `py-spy record --format chrometrace --idle --threads` writes it: the
+    thread's root, then at each change of stack the frames that end and those that begin."""
+    events: list[dict[str, Any]] = [
+        {"ph": "B", "name": "thread (100): MainThread", "ts": 0, "tid": 7, "pid": 100,
+         "args": {"filename": "", "line": 0}}
+    ]  # fmt: skip
+    stack: list[tuple[str, str, int]] = []
+    for ts, _, frames in changes:
+        outer_first = list(reversed(frames))
+        keep = 0
+        while keep < min(len(stack), len(outer_first)) and stack[keep] == outer_first[keep]:
+            keep += 1
+        for name, file, line in reversed(stack[keep:]):
+            events.append({"ph": "E", "name": name, "ts": ts, "tid": 7, "pid": 100,
+                           "args": {"filename": file, "line": line}})  # fmt: skip
+        for name, file, line in outer_first[keep:]:
+            events.append({"ph": "B", "name": name, "ts": ts, "tid": 7, "pid": 100,
+                           "args": {"filename": file, "line": line}})  # fmt: skip
+        stack = outer_first
+    return events
+
+
+def test_samples_from_a_recorded_trace_every_period_with_the_stack_then_current() -> None:
+    busy = _busy("check_input", 13)
+    # (at its end the trace closes every frame)
+    trace = _trace((0, "idle", IDLE), (40_000, "busy", busy), (100_000, "idle", IDLE),
+                   (140_000, "end", []))  # fmt: skip
+    samples = list(pyspy.trace_samples(trace, 1000.0, 0.02, 100))
+    assert [round(s.t - 1000.0, 3) for s in samples] == [0.0, 0.02, 0.04, 0.06, 0.08, 0.1, 0.12]
+    assert "".join(s.state for s in samples) == "iibbbii"  # on CPU or not: record does not say
+    assert samples[2].callback == (Frame(APP, 13, "check_input"), Frame(APP, 20, "handler"))
+    assert samples[2].thread_id == 7 and samples[2].native_id == 100
+
+
+@pytest.mark.parametrize("trace", [None, {}, [], [{"ph": "B"}], [{"ts": "x"}]])
+def test_a_trace_without_samples(trace: Any) -> None:
+    assert list(pyspy.trace_samples(trace, 0.0, 0.02, 1)) == []

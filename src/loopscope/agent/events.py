@@ -425,6 +425,55 @@ class Duplicates(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class ExternalSamples(Event):
+    """One thread's stacks sampled from outside the process (py-spy) over one window; ``t`` is
+    the window's end. Made by the client, not by the agent.
+
+    Samples are in time order: the i-th was taken ``offsets_ms[i]`` ms after the window's start
+    (``t - window``), showed ``stacks[which[i]]`` (``-1``: no application callback running) and
+    was in state ``states[i]``: ``"i"`` idle (the loop waits for events), ``"l"`` the loop's own
+    work, ``"c"`` a callback on CPU holding the GIL, ``"w"`` a callback off CPU (sleep, I/O),
+    ``"b"`` a callback, on CPU or not unknown (``py-spy record`` does not say).
+    """
+
+    kind: ClassVar[str] = "external_samples"
+    source: str  # "py-spy"
+    thread_id: int  # the sampled thread's Python ident (threading.get_ident(); py-spy thread_id)
+    native_id: int  # its OS thread id (threading.get_native_id(); py-spy os_thread_id)
+    window: float
+    stacks: tuple[Stack, ...]  # distinct callback stacks (above the loop's dispatch), with counts
+    offsets_ms: tuple[int, ...]
+    which: tuple[int, ...]
+    states: str
+    native: bool = False  # the stacks include native (C) frames
+
+
+@dataclass(frozen=True, slots=True)
+class TaskGroup:
+    """Tasks running one coroutine function, as a task monitor lists them."""
+
+    coroutine: str
+    count: int
+    oldest: float  # seconds the oldest of them has run; 0 when unknown
+    created_at: str = ""  # "file.py:12" where the monitor recorded it, else ""
+    names: tuple[str, ...] = ()  # a few of their task names
+
+
+@dataclass(frozen=True, slots=True)
+class ExternalTasks(Event):
+    """The task list of a task monitor inside the target (aiomonitor's HTTP API) at ``t``. Made
+    by the client, not by the agent."""
+
+    kind: ClassVar[str] = "external_tasks"
+    source: str  # "aiomonitor"
+    endpoint: str  # "127.0.0.1:20102"
+    total: int  # live tasks of the monitored loop
+    live: tuple[TaskGroup, ...]  # by coroutine, most tasks first, bounded
+    terminated_total: int  # terminated tasks the monitor remembers (needs its task factory)
+    terminated: tuple[TaskGroup, ...]  # the most recently terminated, by coroutine, bounded
+
+
+@dataclass(frozen=True, slots=True)
 class Notice(Event):
     """Something the agent or a source wants the user to know (a hook disabled, ...)."""
 
@@ -471,6 +520,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
         RaceWindow,
         LostUpdate,
         Duplicates,
+        ExternalSamples,
+        ExternalTasks,
         Notice,
         SourceState,
         TargetExited,

@@ -23,6 +23,8 @@ from loopscope.record.writer import RecordedSource, RecordingControl, check_targ
 from loopscope.runner import log_dir
 from loopscope.session import Session
 from loopscope.sources.agent import AgentSource
+from loopscope.sources.merge import MergedSource
+from loopscope.sources.pyspy import NATIVE_INTERVAL, PySpySource
 
 COMMANDS = ("attach", "ps")
 _END_TIMEOUT = 5.0  # how long a detaching agent gets to send its last events and go
@@ -69,8 +71,21 @@ def add_parsers(commands: Any) -> None:
         "--no-inject",
         action="store_true",
         help="never inject an agent: connect to one already listening, else observe the "
-        "program from outside with py-spy (blocks of its loop thread; exit code 1 when py-spy "
-        "cannot be used, with the reason; LOOPSCOPE_PYSPY names the py-spy binary to use)",
+        "program from outside with py-spy (its loop thread) and, if it runs aiomonitor, its "
+        "HTTP API (its tasks); exit code 1 when neither can be used, with the reason "
+        "(LOOPSCOPE_PYSPY names the py-spy binary to use)",
+    )
+    attach_parser.add_argument(
+        "--no-pyspy",
+        action="store_true",
+        help="do not sample the program with py-spy (beside the agent, py-spy names the code "
+        "of blocks the agent cannot sample: C calls holding the GIL)",
+    )
+    attach_parser.add_argument(
+        "--native",
+        action="store_true",
+        help="py-spy also reads C frames; it must then stop the program for each sample "
+        f"(about 10-20 ms, {1 / NATIVE_INTERVAL:g} times a second): for a short look only",
     )
     attach_parser.add_argument(
         "--keep-agent",
@@ -132,14 +147,15 @@ def run(ns: argparse.Namespace, *, headless: Headless) -> int:
 
 def _ps(as_json: bool) -> int:
     processes = python_processes()
+    monitors = {p.pid: _aiomonitor_port(p) for p in processes}
     if as_json:
-        print(json.dumps([_ps_row(p) for p in processes], indent=2))
+        print(json.dumps([_ps_row(p, monitors[p.pid]) for p in processes], indent=2))
         return 0
     from rich.console import Console
     from rich.table import Table
 
     table = Table(box=None, header_style="bold", pad_edge=False)
-    for column in ("PID", "PYTHON", "ASYNCIO", "AGENT", "PORTS", "COMMAND"):
+    for column in ("PID", "PYTHON", "ASYNCIO", "AGENT", "PORTS", "AIOMONITOR", "COMMAND"):
         table.add_column(column, no_wrap=column != "COMMAND", overflow="fold")
     for p in processes:
         table.add_row(
@@ -148,6 +164,7 @@ def _ps(as_json: bool) -> int:
             {True: "yes", False: "no", None: "?"}[p.asyncio],
             "listening" if p.agent_socket else "-",
             ",".join(map(str, p.ports)) or "-",
+            f"on :{monitors[p.pid]}" if monitors[p.pid] else "-",
             p.command,
         )
     console = Console(highlight=False)
@@ -158,13 +175,24 @@ def _ps(as_json: bool) -> int:
     return 0
 
 
-def _ps_row(p: ProcessInfo) -> dict[str, Any]:
+def _aiomonitor_port(p: ProcessInfo) -> int | None:
+    """The port of the aiomonitor web UI that process ``p`` runs, if it runs one."""
+    if not p.ports or p.asyncio is False:
+        return None
+    from loopscope.sources.aiomonitor import find
+
+    endpoint = find(p.pid)
+    return None if endpoint is None else endpoint.port
+
+
+def _ps_row(p: ProcessInfo, aiomonitor: int | None = None) -> dict[str, Any]:
     return {
         "pid": p.pid,
         "python": p.python_text if p.python else None,
         "asyncio": p.asyncio,
         "agent_socket": p.agent_socket,
         "ports": list(p.ports),
+        "aiomonitor_port": aiomonitor,
         "uid": p.uid,
         "exe": p.exe,
         "cmdline": list(p.cmdline),
@@ -213,7 +241,10 @@ def _attach(ns: argparse.Namespace, headless: Headless) -> int:
     from loopscope import cli
 
     source = AttachSource(attached, detach_on_close=not ns.keep_agent)
-    recorded = RecordedSource(source)
+    pyspy = _pyspy_beside(source, ns)
+    recorded = RecordedSource(
+        source if pyspy is None else MergedSource([source, pyspy], leader=source)
+    )
     recording = RecordingControl(
         recorded,
         directory=log_dir().parent / "recordings",  # beside run's logs and recordings
@@ -255,7 +286,19 @@ def _attach(ns: argparse.Namespace, headless: Headless) -> int:
         session.wait(_END_TIMEOUT)
         session.close()
         cli.finish_recordings(recording)
+    if pyspy is not None and pyspy.reason:
+        doing = "py-spy stopped sampling" if pyspy.live else "no sampling with py-spy"
+        _say(f"{doing}: {pyspy.reason}")
     return _report_end(source, session, attached, keep=ns.keep_agent)
+
+
+def _pyspy_beside(source: AttachSource, ns: argparse.Namespace) -> PySpySource | None:
+    """py-spy sampling the loop thread beside the agent, unless --no-pyspy."""
+    if getattr(ns, "no_pyspy", False):
+        return None
+    pid = source.pid
+    native = getattr(ns, "native", False)
+    return PySpySource(pid, blocks=False, native=native, alive=lambda: exists(pid))
 
 
 def _observe_outside(ns: argparse.Namespace, headless: Headless) -> int:

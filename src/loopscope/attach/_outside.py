@@ -1,5 +1,6 @@
-"""``loopscope attach --no-inject PID`` when no agent listens: observe the process from outside
-with py-spy (blocks of its loop thread), nothing injected into it."""
+"""``loopscope attach --no-inject PID`` when no agent listens: observe the process from outside,
+nothing injected into it: py-spy (blocks, busy share and hot frames of its loop thread) and,
+if the program runs one, aiomonitor's HTTP API (its tasks)."""
 
 from __future__ import annotations
 
@@ -11,33 +12,47 @@ from typing import Any
 
 from loopscope.attach._proc import ProcessInfo, exists
 from loopscope.events import PROTOCOL_VERSION, Event, Hello, SourceState, TargetExited
-from loopscope.sources.pyspy import PySpySource
+from loopscope.sources.aiomonitor import AiomonitorSource
+from loopscope.sources.base import Source
+from loopscope.sources.merge import MergedSource
+from loopscope.sources.pyspy import OUTSIDE_INTERVAL, PySpySource
 
 _END_TIMEOUT = 5.0  # how long py-spy gets to stop after the session ends
-AGENT_ABSENT = (
-    "not injected (--no-inject): no lag, task or await figures without it; "
-    "attach without --no-inject to get them"
-)
+AGENT_ABSENT = "not injected (--no-inject): no lag or await sites"
 
 
 class OutsideSource:
-    """The agent marked absent, py-spy's events, then `TargetExited` if the process ends."""
+    """The agent marked absent, the events of py-spy (unless ``pyspy`` is False) and of the
+    program's aiomonitor, then `TargetExited` if the process ends."""
 
-    def __init__(self, info: ProcessInfo) -> None:
+    def __init__(self, info: ProcessInfo, *, pyspy: bool = True, native: bool = False) -> None:
         self.pid = info.pid
         self._info = info
-        self.pyspy = PySpySource(info.pid, alive=lambda: exists(self.pid))
+
+        def alive() -> bool:
+            return exists(self.pid)
+
+        interval = None if native else OUTSIDE_INTERVAL  # (--native has its own)
+        self.pyspy = (
+            PySpySource(info.pid, alive=alive, native=native, interval=interval) if pyspy else None
+        )
+        self.aiomonitor = AiomonitorSource(info.pid, alive=alive)
         self.exited = False
-        self.reason = ""  # why py-spy could not observe the process (or went on), if it failed
+        self.reason = ""  # why nothing could observe the process, if so
         self._closed = threading.Event()
+        sources: list[Source] = [self.aiomonitor]
+        if self.pyspy is not None:
+            sources.insert(0, self.pyspy)
+        self._merged = MergedSource(sources)
 
     def events(self) -> Iterator[Event]:
         yield self._hello()
         yield SourceState(t=time.time(), source="agent", state="unavailable", detail=AGENT_ABSENT)
-        for event in self.pyspy.events():
-            if isinstance(event, SourceState) and event.state in ("unavailable", "lost"):
-                self.reason = event.detail
-            yield event
+        yield from self._merged.events()
+        if not self.aiomonitor.live and (self.pyspy is None or not self.pyspy.live):
+            self.reason = self.pyspy.reason if self.pyspy is not None else "no aiomonitor found"
+        elif self.pyspy is not None and self.pyspy.live and self.pyspy.reason:
+            self.reason = self.pyspy.reason
         if not self._closed.is_set() and not exists(self.pid):
             self.exited = True
             yield TargetExited(t=time.time(), exit_code=None, reason="exited")
@@ -69,18 +84,21 @@ class OutsideSource:
 
     def close(self) -> None:
         self._closed.set()
-        self.pyspy.close()
+        self._merged.close()
 
 
 def observe(ns: Any, headless: Any, info: ProcessInfo, say: Any) -> int:
-    """Run the session on py-spy alone; the exit code (1 when py-spy could not be used)."""
+    """Run the session on py-spy and aiomonitor; the exit code (1 when neither could be
+    used, or py-spy stopped)."""
     from loopscope.session import Session
 
+    pyspy = not getattr(ns, "no_pyspy", False)
     say(
         f"no loopscope agent in process {info.pid} and --no-inject: observing it from outside "
-        "with py-spy (blocks of its loop thread only)"
+        + ("with py-spy (its loop thread) and " if pyspy else "with ")
+        + "aiomonitor if it runs one (its tasks)"
     )
-    source = OutsideSource(info)
+    source = OutsideSource(info, pyspy=pyspy, native=getattr(ns, "native", False))
     session = Session(source, clock=time.time)
     session.start()
     try:
@@ -94,14 +112,22 @@ def observe(ns: Any, headless: Any, info: ProcessInfo, say: Any) -> int:
         else:
             from loopscope.tui import make_app
 
-            make_app(session, how=f"pid {info.pid} from outside: py-spy, no agent").run()
+            make_app(session, how=f"pid {info.pid} from outside, no agent").run()
     finally:
         source.close()
         session.wait(_END_TIMEOUT)
         session.close()
+    if source.aiomonitor.endpoint is not None and source.aiomonitor.live:
+        say(
+            f"read the tasks of process {info.pid} from aiomonitor on :"
+            f"{source.aiomonitor.endpoint.port}"
+        )
     if source.reason:
-        doing = "stopped observing" if source.pyspy.live else "could not observe"
-        say(f"{doing} process {info.pid} with py-spy: {source.reason}")
+        if source.pyspy is None:
+            say(f"could not observe process {info.pid}: --no-pyspy, and {source.reason}")
+        else:
+            doing = "stopped observing" if source.pyspy.live else "could not observe"
+            say(f"{doing} process {info.pid} with py-spy: {source.reason}")
         return 1
     if source.exited:
         say(f"process {info.pid} exited")

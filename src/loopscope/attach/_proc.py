@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from dataclasses import dataclass
 
 from loopscope.attach._errors import AttachError
@@ -188,15 +189,56 @@ def _agent_socket(inodes: set[int]) -> str | None:
 
 
 def _listening_ports(pid: int, inodes: set[int]) -> tuple[int, ...]:
-    ports: set[int] = set()
+    return tuple(sorted({port for _, port in _tcp_sockets(pid, inodes, LISTEN)}))
+
+
+LISTEN = "0A"
+ESTABLISHED = "01"
+
+
+def listening(pid: int) -> list[tuple[str, int]]:
+    """The (address, port) pairs of the TCP sockets process ``pid`` itself listens on, from
+    its own file descriptors: another process may listen on the same port (``SO_REUSEPORT``)."""
+    return sorted(set(_tcp_sockets(pid, _socket_inodes(pid), LISTEN)), key=lambda a: a[1])
+
+
+def serves(pid: int, port: int, peer_port: int) -> bool:
+    """Whether the connection from local port ``peer_port`` to ``port`` was accepted by process
+    ``pid`` (its socket is one of the process's file descriptors)."""
+    inodes = _socket_inodes(pid)
+    return any(True for _ in _tcp_sockets(pid, inodes, ESTABLISHED, (port, peer_port)))
+
+
+def _tcp_sockets(
+    pid: int, inodes: set[int], state: str, ports: tuple[int, int] | None = None
+) -> list[tuple[str, int]]:
+    """(address, port) of the process's TCP sockets in ``state`` ("0A": listening), those
+    between local and remote ``ports`` only when given."""
+    out: list[tuple[str, int]] = []
+    if not inodes:
+        return out
     for table in ("tcp", "tcp6"):
         try:
             with open(f"/proc/{pid}/net/{table}") as f:
                 next(f)
                 for line in f:
                     row = line.split()
-                    if len(row) >= 10 and row[3] == "0A" and int(row[9]) in inodes:
-                        ports.add(int(row[1].rsplit(":", 1)[1], 16))
+                    if len(row) < 10 or row[3] != state or int(row[9]) not in inodes:
+                        continue
+                    address, port = _address(row[1])
+                    if ports is not None and (port, _address(row[2])[1]) != ports:
+                        continue
+                    out.append((address, port))
         except (OSError, StopIteration, ValueError):
             continue
-    return tuple(sorted(ports))
+    return out
+
+
+def _address(hex_address: str) -> tuple[str, int]:
+    """``0100007F:4E66`` -> ("127.0.0.1", 20070), as /proc/net/tcp{,6} write them."""
+    host, port = hex_address.rsplit(":", 1)
+    raw = bytes.fromhex(host)
+    # The kernel prints each 32-bit word in host byte order (little-endian here).
+    words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+    family = socket.AF_INET if len(words) == 4 else socket.AF_INET6
+    return socket.inet_ntop(family, words), int(port, 16)

@@ -83,6 +83,8 @@ _SLEEP_CALL = re.compile(r"\bsleep\s*\(")
 # Without a Hello (no agent), recognise the usual layouts of an installed Python.
 _STDLIB_GUESS = re.compile(r"[/\\]lib[/\\]python3\.\d+[/\\]", re.IGNORECASE)
 _SITE_GUESS = re.compile(r"[/\\](?:site|dist)-packages[/\\]")
+# C frames, as py-spy --native names them: a shared object, a C source file, or an address.
+_NATIVE = re.compile(r"(?:\.so(?:\.[\d.]+)?|\.c|\.h|\.cc|\.cpp|\.dylib|\.dll)$|^0x[0-9a-f]+$")
 
 MAX_HOT = 50
 MAX_RECENT = 100
@@ -107,8 +109,10 @@ class CodeMap:
         self._known = bool(self._stdlib)
 
     def kind(self, file: str) -> str:
-        """One of "loopscope", "site", "stdlib", "app"."""
+        """One of "loopscope", "site", "stdlib", "native", "app"."""
         path = file.replace("\\", "/")
+        if _NATIVE.search(path):
+            return "native"  # a C frame (py-spy --native): never the application's code
         if any(m in path for m in _LOOPSCOPE_MARKERS):
             return "loopscope"
         # Site directories usually live inside the standard library's directory: test first.
@@ -167,9 +171,24 @@ class Attribution:
     io: str | None = None  # for sync I/O, its kind where it shows: see io_kind
 
 
-def attribute(block: Block, code: CodeMap, source_line: SourceLine) -> Attribution:
-    located = _locate_block(block.stacks, code)
-    cause = _cause(block, located, code, source_line)
+@dataclass(frozen=True, slots=True)
+class Outside:
+    """Stacks sampled from outside the process (py-spy) during a block the agent could not
+    sample, and the cause they show ("gil": on CPU holding the GIL), if they show one."""
+
+    stacks: tuple[Stack, ...]
+    cause: str | None = None
+
+
+def attribute(
+    block: Block, code: CodeMap, source_line: SourceLine, outside: Outside | None = None
+) -> Attribution:
+    """Where ``block`` is and why; ``outside`` stacks, when there are any, locate it."""
+    stacks = outside.stacks if outside is not None and outside.stacks else block.stacks
+    located = _locate_block(stacks, code)
+    cause = outside.cause if outside is not None and outside.stacks else None
+    if cause is None:
+        cause = _cause(block, located, code, source_line)
     io = io_kind(located.location, located.stack, code, source_line) if cause == "io" else None
     return Attribution(
         located.location, located.samples, located.lines, located.stack, cause, io
@@ -395,8 +414,10 @@ class BlockState:
         self._ends: deque[float] = deque(maxlen=_MAX_ENDS)
         self._hot: dict[tuple[str, str], _Hot] = {}
 
-    def apply(self, block: Block) -> None:
-        a = attribute(block, self.code, self._source_line)
+    def apply(self, block: Block, outside: Outside | None = None) -> None:
+        """Add ``block``; ``outside`` as for `attribute`."""
+        a = attribute(block, self.code, self._source_line, outside)
+        stacks = outside.stacks if outside is not None and outside.stacks else block.stacks
         self._count += 1
         self._total += block.duration
         self._max = max(self._max, block.duration)
@@ -410,7 +431,7 @@ class BlockState:
                 cpu=block.cpu,
                 samples=block.samples,
                 location=a.location,
-                stacks=tuple((s.count, s.frames) for s in block.stacks),
+                stacks=tuple((s.count, s.frames) for s in stacks),
                 runq=block.runq,
                 io=a.io,
             )

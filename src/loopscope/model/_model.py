@@ -13,6 +13,8 @@ from loopscope.events import (
     Census,
     Duplicates,
     Event,
+    ExternalSamples,
+    ExternalTasks,
     Hello,
     Lag,
     Lifecycle,
@@ -32,8 +34,10 @@ from loopscope.model._blocks import BlockState, CodeMap
 from loopscope.model._contention import ContentionState
 from loopscope.model._duplicates import DuplicateState
 from loopscope.model._errors import ErrorState
+from loopscope.model._external import ExternalState
 from loopscope.model._lag import LagState
 from loopscope.model._leak import GrowthState
+from loopscope.model._monitor import MonitorState
 from loopscope.model._races import RaceState
 from loopscope.model._tasklist import TaskListState
 from loopscope.model._tasks import TaskState
@@ -69,6 +73,8 @@ class Model:
         self._task_list = TaskListState()
         self._races = RaceState()
         self._duplicates = DuplicateState()
+        self._external = ExternalState(LAG_SERIES_SECONDS, RECENT_SECONDS)
+        self._monitor = MonitorState()
 
     def apply(self, event: Event) -> None:
         t = event.t
@@ -95,7 +101,8 @@ class Model:
         elif isinstance(event, Lifecycle):
             self._tasks.lifecycle(event)
         elif isinstance(event, Block):
-            self._blocks.apply(event)
+            for block, outside in self._external.block(event):
+                self._blocks.apply(block, outside)
         elif isinstance(event, RaceWindow):
             self._races.observed(event)
         elif isinstance(event, RaceWindows):
@@ -104,6 +111,11 @@ class Model:
             self._races.lost(event)
         elif isinstance(event, Duplicates):
             self._duplicates.apply(event)
+        elif isinstance(event, ExternalSamples):
+            for block, outside in self._external.samples(event, self._blocks.code):
+                self._blocks.apply(block, outside)
+        elif isinstance(event, ExternalTasks):
+            self._monitor.apply(event)
         elif isinstance(event, Hello):
             self._target = TargetInfo(
                 pid=event.pid,
@@ -122,6 +134,7 @@ class Model:
             ]
             for loop in stopped:
                 self._forget_loop(loop, t)
+            self._external.loop_started(event.loop, event.thread_id)
             self._loops[event.loop] = LoopInfo(
                 loop=event.loop,
                 thread_name=event.thread_name,
@@ -141,6 +154,9 @@ class Model:
             if any(i.running for i in self._loops.values()):
                 self._forget_loop(event.loop, t)
         elif isinstance(event, SourceState):
+            if event.source == "py-spy":
+                for block, outside in self._external.sampler(event.state == "live"):
+                    self._blocks.apply(block, outside)
             self._sources[event.source] = SourceInfo(
                 name=event.source, state=event.state, detail=event.detail
             )
@@ -156,6 +172,8 @@ class Model:
             )
         elif isinstance(event, TaskList):
             self._task_list.apply(event)
+        for block, outside in self._external.expire(t):
+            self._blocks.apply(block, outside)
 
     def _forget_loop(self, loop: int, t: float) -> None:
         self._lag.loop_stopped(loop)
@@ -193,4 +211,6 @@ class Model:
             task_list=self._task_list.view(),
             races=self._races.view(),
             duplicates=self._duplicates.view(),
+            external=self._external.view(now),
+            monitor=self._monitor.view(),
         )

@@ -254,6 +254,58 @@ class TaskListView:
 
 
 @dataclass(frozen=True, slots=True)
+class SampledFrame:
+    """An application location where samples taken from outside (py-spy) found the loop
+    thread busy: the innermost application frame of the running callback."""
+
+    file: str
+    line: int  # the line most of its samples are at
+    function: str
+    samples: int
+    share: float  # of the busy samples of the session
+    on_cpu: float  # share of its samples in which the thread ran and held the GIL (0: unknown)
+    stack: tuple[Frame, ...]  # a representative stack, innermost first
+
+
+@dataclass(frozen=True, slots=True)
+class ExternalView:
+    """The loop thread as sampled from outside the process (py-spy)."""
+
+    source: str
+    samples: int  # in the session
+    native: bool  # the stacks include C frames
+    busy: float | None  # share of samples in the last RECENT_SECONDS not waiting for events
+    # share of samples in the last RECENT_SECONDS running callbacks on CPU (None: py-spy record,
+    # which does not say)
+    on_cpu: float | None
+    series: tuple[tuple[float, float], ...]  # (t, busy share) per window, oldest first
+    hot: tuple[SampledFrame, ...]  # most samples first
+    attributed: int  # blocks without samples of their own named from these samples
+
+
+@dataclass(frozen=True, slots=True)
+class TaskGroupView:
+    coroutine: str
+    count: int
+    oldest: float  # seconds; 0 unknown
+    created_at: str
+    names: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorView:
+    """The task list of a task monitor in the target (aiomonitor), as last read."""
+
+    source: str
+    endpoint: str
+    t: float
+    total: int
+    live: tuple[TaskGroupView, ...]
+    terminated_total: int
+    terminated: tuple[TaskGroupView, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     t: float  # the model's clock when the snapshot was taken
     started: float | None  # time of the first event
@@ -276,6 +328,8 @@ class Snapshot:
     task_list: TaskListView = field(default=TaskListView())
     races: RaceView = field(default_factory=lambda: RaceView(windows=(), lost_updates=()))
     duplicates: DuplicatesView = field(default_factory=lambda: DuplicatesView())
+    external: ExternalView | None = field(default=None)  # py-spy's samples, when it runs
+    monitor: MonitorView | None = field(default=None)  # aiomonitor's task list, when read
 
 
 @dataclass(frozen=True, slots=True)

@@ -200,6 +200,21 @@ def lag_chart(
     )
 
 
+def busy_chart(
+    points: Sequence[tuple[float, float]], *, end: float, span: float, height: int | None = None
+) -> TimeChart:
+    """A busy share (0..1) over time, on a fixed 0-100% scale."""
+    return TimeChart(
+        points,
+        end=end,
+        span=span,
+        ceiling=1.0,
+        height=height,
+        style=lambda v: _RED if v >= 0.9 else _YELLOW if v >= 0.5 else _GREEN,
+        label=(8, "100%", "0"),
+    )
+
+
 def trend(
     points: Sequence[tuple[float, float]], *, end: float, span: float, height: int = 1
 ) -> TimeChart:

@@ -11,8 +11,10 @@ from rich.text import Text
 
 from loopscope.model.snapshot import (
     AwaitSiteView,
+    ExternalView,
     HotFrame,
     LagView,
+    MonitorView,
     Snapshot,
     TaskView,
 )
@@ -78,9 +80,12 @@ def header(snapshot: Snapshot | None, *, paused: bool, how: str, log_path: str |
     second = Text()
     for source in snapshot.sources if snapshot is not None else ():
         second.append(source.name)
-        second.append(f" {source.state}", style=SOURCE_STYLE.get(source.state, ""))
-        if source.detail:
-            second.append(f" ({source.detail})", style="dim")
+        if source.state == "live" and source.detail.startswith("on :"):
+            second.append(f" {source.detail}", style=SOURCE_STYLE["live"])  # aiomonitor on :PORT
+        else:
+            second.append(f" {source.state}", style=SOURCE_STYLE.get(source.state, ""))
+            if source.detail:
+                second.append(f" ({source.detail})", style="dim")
         second.append(" · ")
     if log_path:
         second.append("output ", style="dim")
@@ -156,6 +161,31 @@ def lag_stats(lag: LagView) -> Text:
     return _lines([first, second])
 
 
+def external_stats(external: ExternalView, cwd: str) -> Text:
+    """Without the agent's lag: the loop thread's busy share and where it was busy, from the
+    samples py-spy took."""
+    first = Text()
+    first.append("busy ", style="dim")
+    busy = external.busy
+    first.append(
+        percent(busy) if busy is not None else DASH, style="red" if (busy or 0) >= 0.9 else ""
+    )
+    first.append("  on CPU ", style="dim")
+    first.append(percent(external.on_cpu) if external.on_cpu is not None else DASH)
+    first.append(f"  ({external.source}, {count(external.samples)} samples)", style="dim")
+    lines = [first]
+    if external.hot:
+        hot = Text("hot: ", style="dim")
+        for i, frame in enumerate(external.hot[:3]):
+            if i:
+                hot.append(" · ", style="dim")
+            hot.append(frame.function.rsplit(".", 1)[-1])
+            hot.append(f" {location(frame.file, frame.line, cwd)}", style="dim")
+            hot.append(f" {percent(frame.share)}", style="bold")
+        lines.append(hot)
+    return _lines(lines)
+
+
 def _lag_value_style(seconds: float | None) -> str:
     if seconds is None:
         return "dim"
@@ -199,8 +229,16 @@ def _label_columns(grid: Table) -> None:
     grid.add_column(justify="right", no_wrap=True, width=6)
 
 
-def tasks_detail(tasks: TaskView) -> Text:
+def tasks_detail(tasks: TaskView, monitor: MonitorView | None = None) -> Text:
     lines: list[Text] = []
+    if monitor is not None:
+        # aiomonitor tells the coroutines, not the states or what the tasks wait on.
+        live = Text("running: ", style="dim")
+        live.append_text(_pairs(*((g.coroutine, g.count) for g in monitor.live[:3])))
+        lines.append(live)
+        ended = Text(f"terminated ({count(monitor.terminated_total)}): ", style="dim")
+        ended.append_text(_pairs(*((g.coroutine, g.count) for g in monitor.terminated[:3])))
+        lines.append(ended)
     kinds = sorted(((k, n) for k, n in tasks.by_kind.items() if n), key=lambda kn: (-kn[1], kn[0]))
     if kinds:
         waits = Text("waiting on: ", style="dim")

@@ -21,7 +21,7 @@ from loopscope.model import LAG_SERIES_SECONDS, RECENT_SECONDS
 from loopscope.rules.finding import Finding
 from loopscope.session import View
 from loopscope.tui import _panels
-from loopscope.tui._charts import lag_chart, trend
+from loopscope.tui._charts import busy_chart, lag_chart, trend
 from loopscope.tui._format import clip
 from loopscope.tui._panels import Row
 from loopscope.tui._panels import cwd_of as _cwd
@@ -68,6 +68,19 @@ class LagPanel(Widget):
         if self.view is None:
             return Text("waiting for data…", style="dim")
         snapshot = self.view.snapshot
+        external = snapshot.external
+        if snapshot.lag.heartbeats == 0 and external is not None and external.series:
+            # No agent: the busy share py-spy sees stands in for the lag.
+            stats = _panels.external_stats(external, _cwd(snapshot))
+            return Group(
+                busy_chart(
+                    list(external.series),
+                    end=snapshot.t,
+                    span=LAG_SERIES_SECONDS,
+                    height=max(1, self.content_size.height - len(stats.plain.splitlines())),
+                ),
+                stats,
+            )
         stats = _panels.lag_stats(snapshot.lag)
         chart = lag_chart(
             _panels.lag_points(snapshot.lag),
@@ -91,7 +104,9 @@ class TasksPanel(Widget):
         snapshot = self.view.snapshot
         tasks = snapshot.tasks
         line = trend(_panels.task_points(tasks), end=snapshot.t, span=LAG_SERIES_SECONDS)
-        return Group(_panels.tasks_summary(tasks, line), _panels.tasks_detail(tasks))
+        return Group(
+            _panels.tasks_summary(tasks, line), _panels.tasks_detail(tasks, snapshot.monitor)
+        )
 
 
 @dataclass(frozen=True)
