@@ -1,0 +1,168 @@
+"""Blocking the loop: CPU work and synchronous I/O inside ``async def`` handlers.
+
+``/login`` hashes the password (PBKDF2, ~30 ms of CPU), ``/report`` renders a sales report
+(~50 ms of pure-Python CPU), ``/config`` reads a file and waits for a slow disk with
+``time.sleep``, ``/partner-rates`` calls a partner's HTTP API with ``urllib``. Each runs on
+the loop thread, so while it runs no other request moves.
+
+Fixed: the hashing and the file read go to a thread (``asyncio.to_thread``: hashlib releases
+the GIL), the pure-Python report to a process pool (in a thread it would still hold the GIL
+and starve the loop), the sleep becomes ``await asyncio.sleep`` and the HTTP call uses
+aiohttp's client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import multiprocessing
+import os
+import signal
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import AsyncIterator
+from concurrent.futures import ProcessPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import aiohttp
+from aiohttp import web
+
+PASSWORD_ROUNDS = 100_000  # ~30 ms of CPU on a current machine
+REPORT_ROUNDS = 200  # ~50 ms of CPU
+PARTNER_DELAY = 0.04  # the partner's API answers in 40 ms
+SALT = b"loopscope-demo"
+
+# (order id, sku, quantity, unit price)
+_orders = [(i, f"SKU-{i % 97:03d}", 1 + i % 5, round(3.5 + (i % 40) * 1.25, 2)) for i in range(400)]
+
+
+def hash_password(password: str) -> str:
+    """PBKDF2: deliberately slow, and CPU-bound."""
+    return hashlib.pbkdf2_hmac("sha256", password.encode(), SALT, PASSWORD_ROUNDS).hex()
+
+
+def render_report() -> bytes:
+    """The sales report, computed from scratch on every request."""
+    totals: dict[str, float] = {}
+    digest = hashlib.sha256()
+    for round_ in range(REPORT_ROUNDS):
+        for order_id, sku, qty, price in _orders:
+            amount = qty * price * (1 + round_ % 3 / 100)
+            totals[sku] = totals.get(sku, 0.0) + amount
+            digest.update(f"{order_id}:{amount:.4f}".encode())
+    top = sorted(totals.items(), key=lambda kv: kv[1], reverse=True)[:5]
+    return json.dumps({"top": top, "checksum": digest.hexdigest()}).encode()
+
+
+def load_config(path: str) -> bytes:
+    """Reads the configuration from a slow network disk, synchronously."""
+    with open(path, "rb") as f:
+        data = f.read()
+    time.sleep(0.03)  # the network disk's latency
+    return data
+
+
+def fetch_partner_rates(url: str) -> bytes:
+    """The partner's exchange rates, with a synchronous HTTP client."""
+    with urllib.request.urlopen(url, timeout=10) as response:
+        body: bytes = response.read()
+    return body
+
+
+class _Partner(BaseHTTPRequestHandler):
+    """The partner's API: another service, on its own threads, that answers in 40 ms."""
+
+    def do_GET(self) -> None:
+        time.sleep(PARTNER_DELAY)
+        body = json.dumps({"EURUSD": 1.08, "GBPUSD": 1.27}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def install(app: web.Application, fixed: bool) -> None:
+    fd, config_path = tempfile.mkstemp(prefix="demo-config-", suffix=".json")
+    with os.fdopen(fd, "wb") as f:
+        f.write(json.dumps({"currency": "EUR", "tax": 0.2}).encode())
+    partner = ThreadingHTTPServer(("127.0.0.1", 0), _Partner)
+    partner.daemon_threads = True
+    threading.Thread(target=partner.serve_forever, name="partner-api", daemon=True).start()
+    partner_url = f"http://127.0.0.1:{partner.server_address[1]}/rates"
+    session: list[aiohttp.ClientSession] = []
+    # A new interpreter, not a fork of this multi-threaded process; started now, not on the
+    # first request.
+    renderer = None
+    if fixed:
+        renderer = ProcessPoolExecutor(2, multiprocessing.get_context("spawn"), _worker_start)
+    if renderer is not None:
+        renderer.submit(int).result()
+
+    async def lifetime(app: web.Application) -> AsyncIterator[None]:
+        if fixed:
+            session.append(aiohttp.ClientSession())
+        yield
+        for s in session:
+            await s.close()
+        await asyncio.to_thread(partner.shutdown)  # waits for its poll loop to notice
+        partner.server_close()
+        if renderer is not None:
+            await asyncio.to_thread(renderer.shutdown, cancel_futures=True)
+        with contextlib.suppress(OSError):
+            os.unlink(config_path)
+
+    async def login(request: web.Request) -> web.Response:
+        password = f"secret-{id(request) % 1000}"
+        if fixed:
+            digest = await asyncio.to_thread(hash_password, password)
+        else:
+            digest = hash_password(password)
+        return web.json_response({"token": digest[:16]})
+
+    async def report(request: web.Request) -> web.Response:
+        if renderer is not None:
+            loop = asyncio.get_running_loop()
+            body = await loop.run_in_executor(renderer, render_report)
+        else:
+            body = render_report()
+        return web.Response(body=body, content_type="application/json")
+
+    async def config_(request: web.Request) -> web.Response:
+        if fixed:
+            await asyncio.sleep(0.03)
+            body = await asyncio.to_thread(_read, config_path)
+        else:
+            body = load_config(config_path)
+        return web.Response(body=body, content_type="application/json")
+
+    async def partner_rates(request: web.Request) -> web.Response:
+        if fixed:
+            async with session[0].get(partner_url) as response:
+                body = await response.read()
+        else:
+            body = fetch_partner_rates(partner_url)
+        return web.Response(body=body, content_type="application/json")
+
+    app.cleanup_ctx.append(lifetime)
+    app.router.add_post("/login", login)
+    app.router.add_get("/report", report)
+    app.router.add_get("/config", config_)
+    app.router.add_get("/partner-rates", partner_rates)
+
+
+def _worker_start() -> None:
+    # Ctrl-C reaches the whole process group: the service decides when its worker stops.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
