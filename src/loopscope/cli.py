@@ -113,8 +113,8 @@ _RECORD = _Option(
 )
 _RUN_OPTIONS = (_PYTHON, _HEADLESS, _DURATION, _JSON, _LOG, _RECORD)
 _DEMO_OPTIONS = (_HEADLESS, _DURATION, _JSON, _RECORD)
-# How many lines of the demo's log hold the load generator's final figures, at most.
-_LOADGEN_LINES = 20
+# How far from the end of the demo's log the load generator's final figures may be.
+_LOADGEN_LINES = 200
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -62,7 +62,7 @@ def load_config(path: str) -> bytes:
     """Reads the configuration from a slow network disk, synchronously."""
     with open(path, "rb") as f:
         data = f.read()
-    time.sleep(0.03)  # the network disk's latency
+    time.sleep(0.06)  # the network disk's latency
     return data
 
 
@@ -98,13 +98,7 @@ def install(app: web.Application, fixed: bool) -> None:
     threading.Thread(target=partner.serve_forever, name="partner-api", daemon=True).start()
     partner_url = f"http://127.0.0.1:{partner.server_address[1]}/rates"
     session: list[aiohttp.ClientSession] = []
-    # A new interpreter, not a fork of this multi-threaded process; started now, not on the
-    # first request.
-    renderer = None
-    if fixed:
-        renderer = ProcessPoolExecutor(2, multiprocessing.get_context("spawn"), _worker_start)
-    if renderer is not None:
-        renderer.submit(int).result()
+    renderer = _start_renderer() if fixed else None
 
     async def lifetime(app: web.Application) -> AsyncIterator[None]:
         if fixed:
@@ -137,7 +131,7 @@ def install(app: web.Application, fixed: bool) -> None:
 
     async def config_(request: web.Request) -> web.Response:
         if fixed:
-            await asyncio.sleep(0.03)
+            await asyncio.sleep(0.06)
             body = await asyncio.to_thread(_read, config_path)
         else:
             body = load_config(config_path)
@@ -158,9 +152,20 @@ def install(app: web.Application, fixed: bool) -> None:
     app.router.add_get("/partner-rates", partner_rates)
 
 
-def _worker_start() -> None:
-    # Ctrl-C reaches the whole process group: the service decides when its worker stops.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+def _start_renderer(workers: int = 2) -> ProcessPoolExecutor:
+    """Worker processes for the report: new interpreters (not forks of this multi-threaded
+    process), started now rather than on the first requests, and deaf to Ctrl-C, which reaches
+    the whole process group: the service decides when they stop. (A SIGINT that is ignored
+    when a process starts stays ignored in the new interpreter.)"""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        renderer = ProcessPoolExecutor(workers, multiprocessing.get_context("spawn"))
+        # Each worker starts when a task finds the others busy.
+        for waiting in [renderer.submit(time.sleep, 0.2) for _ in range(workers)]:
+            waiting.result()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    return renderer
 
 
 def _read(path: str) -> bytes:

@@ -39,14 +39,14 @@ class Scenario:
     requests: tuple[Request, ...]
     clients: int = 16  # concurrent clients (--load)
     think: float = 0.02  # seconds a client waits between two requests
-    rate: float | None = None  # requests a second, all clients together (None: no limit)
+    rate: float | None = 250  # requests a second, all clients together (None: no limit)
     bursty: bool = False  # clients send in bursts (one second in three) instead of evenly
 
 
 _ITEMS = Request("GET", "/items/{}", 4)  # a well-behaved endpoint, in every scenario
 _LOGIN = Request("POST", "/login", 1.5)
 _REPORT = Request("GET", "/report", 0.5)
-_CONFIG = Request("GET", "/config", 0.5)
+_CONFIG = Request("GET", "/config", 1)
 _RATES = Request("GET", "/partner-rates", 0.5)
 _BUY = Request("POST", "/buy/{}", 3, ITEMS)
 _DASHBOARD = Request("GET", "/dashboard/{}", 2, REGIONS)
@@ -113,15 +113,19 @@ SCENARIOS: dict[str, Scenario] = {
             modules=("executor",),
             family=("executor",),
             functions=("make_thumbnail", "resize_image"),
-            requests=(_ITEMS, Request("GET", "/thumbnail/{}", 6), Request("GET", "/lookup", 1)),
+            requests=(
+                Request("GET", "/items/{}", 2),
+                Request("GET", "/thumbnail/{}", 8),
+                Request("GET", "/lookup", 1),
+            ),
             clients=32,
-            rate=100,
+            rate=150,
         ),
         Scenario(
             name="variability",
             summary="cyclic garbage and a big heap: full GC pauses under bursty load",
             modules=("variability",),
-            family=("gc", "variability"),
+            family=("gc", "variability"),  # the GC pauses, and the jitter they cause
             functions=("parse_order",),
             requests=(_ITEMS, Request("POST", "/order", 3)),
             clients=24,

@@ -1,9 +1,9 @@
 """Executor backlog: slow work floods the default executor, and everything else using it waits.
 
 ``make_thumbnail`` hands ``resize_image`` (100 ms in an image library that releases the GIL)
-to the loop's default executor, which has ``min(32, cpus + 4)`` threads. At 75 thumbnails a
-second the queue grows without bound, and ``loop.getaddrinfo`` — which asyncio and aiohttp's
-client run in that same executor — waits behind it: DNS lookups take seconds.
+to the loop's default executor, which has ``min(32, cpus + 4)`` threads. At 100 thumbnails a
+second the queue grows as long as the load lasts, and ``loop.getaddrinfo`` (which asyncio and
+aiohttp's client run in that same executor) waits behind it: DNS lookups take a second.
 
 Fixed: thumbnails get their own bounded thread pool, and a semaphore admits only as many as it
 has threads, so waiting happens in asyncio (visible, cancellable) and the default executor

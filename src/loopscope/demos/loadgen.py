@@ -167,8 +167,8 @@ async def run(load: Load, every: float, stop: asyncio.Event) -> None:
         connector=connector, timeout=aiohttp.ClientTimeout(total=30)
     ) as session:
         clients = [asyncio.create_task(load.client(session)) for _ in range(load.clients)]
-        all_done = asyncio.ensure_future(asyncio.gather(*clients))
-        stopped = asyncio.ensure_future(stop.wait())
+        all_done: asyncio.Future[Any] = asyncio.gather(*clients)
+        stopped: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
         while not all_done.done() and not stop.is_set():
             await asyncio.wait(
                 {all_done, stopped}, timeout=every, return_when=asyncio.FIRST_COMPLETED

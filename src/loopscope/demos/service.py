@@ -75,7 +75,7 @@ def make_app(scenario: catalog.Scenario, fixed: bool) -> tuple[web.Application, 
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # its imports warn about their own dependencies
-    import aiomonitor
+    import aiomonitor  # type: ignore[import-untyped]
 
 
 def start_monitor(loop: asyncio.AbstractEventLoop, locals_: dict[str, Any]) -> Any:
@@ -96,6 +96,7 @@ async def main(
     clients: int,
     duration: float,
     max_requests: int,
+    every: float,
 ) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -127,6 +128,8 @@ async def main(
         str(duration),
         "--max-requests",
         str(max_requests),
+        "--every",
+        str(every),
     )
     load_done = asyncio.ensure_future(loadgen.wait())
     stopped = asyncio.ensure_future(stop.wait())
@@ -162,6 +165,9 @@ def cli(argv: list[str] | None = None) -> int:
     parser.add_argument("--load", type=int, help="concurrent clients (default: the scenario's)")
     parser.add_argument("--duration", type=float, default=120.0, help="seconds of load")
     parser.add_argument("--max-requests", type=int, default=1_000_000, help="requests at most")
+    parser.add_argument(
+        "--every", type=float, default=5.0, help="seconds between the load generator's lines"
+    )
     args = parser.parse_args(argv)
     scenario = catalog.SCENARIOS.get(args.scenario)
     if scenario is None:
@@ -171,7 +177,7 @@ def cli(argv: list[str] | None = None) -> int:
     # the demo is about.
     app, lag = make_app(scenario, args.fixed)
     return asyncio.run(
-        main(scenario, args.fixed, app, lag, clients, args.duration, args.max_requests)
+        main(scenario, args.fixed, app, lag, clients, args.duration, args.max_requests, args.every)
     )
 
 
