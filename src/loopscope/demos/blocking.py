@@ -5,10 +5,10 @@
 ``time.sleep``, ``/partner-rates`` calls a partner's HTTP API with ``urllib``. Each runs on
 the loop thread, so while it runs no other request moves.
 
-Fixed: the hashing and the file read go to a thread (``asyncio.to_thread``: hashlib releases
-the GIL), the pure-Python report to a process pool (in a thread it would still hold the GIL
-and starve the loop), the sleep becomes ``await asyncio.sleep`` and the HTTP call uses
-aiohttp's client.
+Fixed: the hashing goes to a pool of threads (hashlib releases the GIL), the file read to a
+thread (``asyncio.to_thread``), the pure-Python report to a process pool (in a thread it would
+still hold the GIL and starve the loop), the sleep becomes ``await asyncio.sleep`` and the HTTP
+call uses aiohttp's client.
 """
 
 from __future__ import annotations
@@ -20,20 +20,20 @@ import json
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from collections.abc import AsyncIterator
-from concurrent.futures import ProcessPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
 import aiohttp
 from aiohttp import web
 
 PASSWORD_ROUNDS = 100_000  # ~30 ms of CPU on a current machine
 REPORT_ROUNDS = 200  # ~50 ms of CPU
-PARTNER_DELAY = 0.04  # the partner's API answers in 40 ms
+HASHING_THREADS = 4
 SALT = b"loopscope-demo"
 
 # (order id, sku, quantity, unit price)
@@ -73,31 +73,22 @@ def fetch_partner_rates(url: str) -> bytes:
     return body
 
 
-class _Partner(BaseHTTPRequestHandler):
-    """The partner's API: another service, on its own threads, that answers in 40 ms."""
-
-    def do_GET(self) -> None:
-        time.sleep(PARTNER_DELAY)
-        body = json.dumps({"EURUSD": 1.08, "GBPUSD": 1.27}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 def install(app: web.Application, fixed: bool) -> None:
     fd, config_path = tempfile.mkstemp(prefix="demo-config-", suffix=".json")
     with os.fdopen(fd, "wb") as f:
         f.write(json.dumps({"currency": "EUR", "tax": 0.2}).encode())
-    partner = ThreadingHTTPServer(("127.0.0.1", 0), _Partner)
-    partner.daemon_threads = True
-    threading.Thread(target=partner.serve_forever, name="partner-api", daemon=True).start()
-    partner_url = f"http://127.0.0.1:{partner.server_address[1]}/rates"
+    partner = subprocess.Popen(
+        [sys.executable, "-m", "loopscope.demos.partner"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert partner.stdout is not None
+    partner_url = f"http://127.0.0.1:{int(partner.stdout.readline())}/rates"
     session: list[aiohttp.ClientSession] = []
+    hasher = (
+        _warm(ThreadPoolExecutor(HASHING_THREADS, "hashing"), HASHING_THREADS) if fixed else None
+    )
     renderer = _start_renderer() if fixed else None
 
     async def lifetime(app: web.Application) -> AsyncIterator[None]:
@@ -106,8 +97,10 @@ def install(app: web.Application, fixed: bool) -> None:
         yield
         for s in session:
             await s.close()
-        await asyncio.to_thread(partner.shutdown)  # waits for its poll loop to notice
-        partner.server_close()
+        partner.terminate()
+        await asyncio.to_thread(partner.wait)
+        if hasher is not None:
+            hasher.shutdown(wait=False, cancel_futures=True)
         if renderer is not None:
             await asyncio.to_thread(renderer.shutdown, cancel_futures=True)
         with contextlib.suppress(OSError):
@@ -115,8 +108,9 @@ def install(app: web.Application, fixed: bool) -> None:
 
     async def login(request: web.Request) -> web.Response:
         password = f"secret-{id(request) % 1000}"
-        if fixed:
-            digest = await asyncio.to_thread(hash_password, password)
+        if hasher is not None:
+            loop = asyncio.get_running_loop()
+            digest = await loop.run_in_executor(hasher, hash_password, password)
         else:
             digest = hash_password(password)
         return web.json_response({"token": digest[:16]})
@@ -150,6 +144,14 @@ def install(app: web.Application, fixed: bool) -> None:
     app.router.add_get("/report", report)
     app.router.add_get("/config", config_)
     app.router.add_get("/partner-rates", partner_rates)
+
+
+def _warm(pool: ThreadPoolExecutor, threads: int) -> ThreadPoolExecutor:
+    """Starts all the pool's threads now: a thread started on a request makes the loop wait
+    until it runs, which on a busy machine can take a while."""
+    for waiting in [pool.submit(time.sleep, 0.05) for _ in range(threads)]:
+        waiting.result()
+    return pool
 
 
 def _start_renderer(workers: int = 2) -> ProcessPoolExecutor:

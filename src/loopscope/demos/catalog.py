@@ -46,8 +46,8 @@ class Scenario:
 _ITEMS = Request("GET", "/items/{}", 4)  # a well-behaved endpoint, in every scenario
 _LOGIN = Request("POST", "/login", 1.5)
 _REPORT = Request("GET", "/report", 0.5)
-_CONFIG = Request("GET", "/config", 1)
-_RATES = Request("GET", "/partner-rates", 0.5)
+_CONFIG = Request("GET", "/config", 1.5)
+_RATES = Request("GET", "/partner-rates", 1.5)
 _BUY = Request("POST", "/buy/{}", 3, ITEMS)
 _DASHBOARD = Request("GET", "/dashboard/{}", 2, REGIONS)
 _QUOTE = Request("GET", "/quote/{}", 2, SYMBOLS)

@@ -23,8 +23,8 @@ INITIAL_STOCK = 1_000_000
 
 
 async def save_order(item: str, quantity: int) -> None:
-    """The order row goes to the database: a few milliseconds' round trip."""
-    await asyncio.sleep(random.uniform(0.005, 0.015))
+    """The order row goes to the database: a round trip of a few tens of milliseconds."""
+    await asyncio.sleep(random.uniform(0.02, 0.04))
 
 
 class Inventory:
