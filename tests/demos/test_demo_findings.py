@@ -55,9 +55,16 @@ def _report(name: str, fixed: bool, state: Path) -> dict[str, Any]:
     return _reports[key]
 
 
-def _names_scenario_function(finding: dict[str, Any], scenario: catalog.Scenario) -> bool:
+def _function_names(finding: dict[str, Any]) -> set[str]:
+    """The finding's function as named ("Node.__init__", "install.<locals>.login") and bare."""
     location = finding["location"]
-    return bool(location) and location["function"].rsplit(".", 1)[-1] in scenario.functions
+    if not location:
+        return set()
+    return {location["function"], location["function"].rsplit(".", 1)[-1]}
+
+
+def _names_scenario_function(finding: dict[str, Any], scenario: catalog.Scenario) -> bool:
+    return bool(_function_names(finding) & set(scenario.functions))
 
 
 @pytest.mark.timeout(90)
@@ -68,7 +75,7 @@ def test_demo_shows_its_family(name: str, family: str, tmp_path: Path) -> None:
     found = [f for f in _report(name, False, tmp_path)["findings"] if f["family"] == family]
     assert found, f"no {family} finding in the '{name}' demo"
     if family in LOCATED:
-        named = {f["location"]["function"].rsplit(".", 1)[-1] for f in found if f["location"]}
+        named = {name for f in found for name in _function_names(f)}
         assert named & set(scenario.functions), (named, scenario.functions)
 
 

@@ -31,6 +31,8 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 import aiohttp
 from aiohttp import web
 
+from loopscope.demos.base import started
+
 PASSWORD_ROUNDS = 100_000  # ~30 ms of CPU on a current machine
 REPORT_ROUNDS = 200  # ~50 ms of CPU
 HASHING_THREADS = 4
@@ -87,7 +89,7 @@ def install(app: web.Application, fixed: bool) -> None:
     partner_url = f"http://127.0.0.1:{int(partner.stdout.readline())}/rates"
     session: list[aiohttp.ClientSession] = []
     hasher = (
-        _warm(ThreadPoolExecutor(HASHING_THREADS, "hashing"), HASHING_THREADS) if fixed else None
+        started(ThreadPoolExecutor(HASHING_THREADS, "hashing"), HASHING_THREADS) if fixed else None
     )
     renderer = _start_renderer() if fixed else None
 
@@ -144,14 +146,6 @@ def install(app: web.Application, fixed: bool) -> None:
     app.router.add_get("/report", report)
     app.router.add_get("/config", config_)
     app.router.add_get("/partner-rates", partner_rates)
-
-
-def _warm(pool: ThreadPoolExecutor, threads: int) -> ThreadPoolExecutor:
-    """Starts all the pool's threads now: a thread started on a request makes the loop wait
-    until it runs, which on a busy machine can take a while."""
-    for waiting in [pool.submit(time.sleep, 0.05) for _ in range(threads)]:
-        waiting.result()
-    return pool
 
 
 def _start_renderer(workers: int = 2) -> ProcessPoolExecutor:

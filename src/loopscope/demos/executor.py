@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
 
-from loopscope.demos.base import Damage, add_damage
+from loopscope.demos.base import Damage, add_damage, started
 
 RESIZE_SECONDS = 0.1
 THUMBNAIL_THREADS = 16
@@ -32,7 +32,11 @@ def resize_image(number: int) -> bytes:
 
 class Thumbnails:
     def __init__(self, fixed: bool) -> None:
-        self.pool = ThreadPoolExecutor(THUMBNAIL_THREADS, "thumbnails") if fixed else None
+        self.pool = None
+        if fixed:
+            self.pool = started(
+                ThreadPoolExecutor(THUMBNAIL_THREADS, "thumbnails"), THUMBNAIL_THREADS
+            )
         self.slots = asyncio.Semaphore(THUMBNAIL_THREADS)
         self.longest_lookup = 0.0
 
@@ -45,9 +49,9 @@ class Thumbnails:
 
     async def resolve_partner(self) -> str:
         """A DNS lookup, as any HTTP client does: asyncio runs it in the default executor."""
-        started = time.monotonic()
+        asked = time.monotonic()
         infos = await asyncio.get_running_loop().getaddrinfo("localhost", 443)
-        self.longest_lookup = max(self.longest_lookup, time.monotonic() - started)
+        self.longest_lookup = max(self.longest_lookup, time.monotonic() - asked)
         return str(infos[0][4][0])
 
     def damage(self) -> Damage:
