@@ -22,6 +22,7 @@ from typing import Any, Protocol, TextIO
 
 from loopscope import __version__
 from loopscope.attach import _command as attach_command
+from loopscope.demos import catalog
 from loopscope.record import commands as record_commands
 from loopscope.record._format import RecordingError
 from loopscope.record.writer import (
@@ -167,7 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
         usage="loopscope demo [NAME] [--fixed] [--load N] [options]  |  loopscope demo --list",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    demo.add_argument("name", nargs="?", metavar="NAME", help="the demo (default: shop)")
+    demo.add_argument(
+        "name", nargs="?", metavar="NAME", help=f"the demo (default: {catalog.DEFAULT})"
+    )
     demo.add_argument("--list", action="store_true", help="list the demos and exit")
     demo.add_argument(
         "--fixed", action="store_true", help="run the corrected handlers, under the same load"
@@ -275,8 +278,6 @@ def _request_without_recording(ns: argparse.Namespace) -> _RunRequest:
 
 
 def _demo_spec(ns: argparse.Namespace) -> ProgramSpec:
-    from loopscope.demos import catalog
-
     name = ns.name or catalog.DEFAULT
     if name not in catalog.SCENARIOS:
         raise UsageError(f"demo: no demo named '{name}'; the demos are: {catalog.names()}")
@@ -291,8 +292,6 @@ def _demo_spec(ns: argparse.Namespace) -> ProgramSpec:
 
 
 def _list_demos() -> int:
-    from loopscope.demos import catalog
-
     width = max(len(name) for name in catalog.SCENARIOS)
     for scenario in catalog.SCENARIOS.values():
         default = " (default)" if scenario.name == catalog.DEFAULT else ""

@@ -19,7 +19,7 @@ from clirun import assert_no_loopscope_traceback, loopscope
 from loopscope.demos import catalog
 from loopscope.rules import RULES
 
-DURATION = "6"
+DURATION = "8"
 # The variability rule judges the loop's lag as a whole: it names no function.
 LOCATED = {"blocking", "race", "duplicate", "contention", "executor", "gc"}
 

@@ -64,7 +64,7 @@ def load_config(path: str) -> bytes:
     """Reads the configuration from a slow network disk, synchronously."""
     with open(path, "rb") as f:
         data = f.read()
-    time.sleep(0.06)  # the network disk's latency
+    time.sleep(0.1)  # the network disk's latency
     return data
 
 
@@ -127,7 +127,7 @@ def install(app: web.Application, fixed: bool) -> None:
 
     async def config_(request: web.Request) -> web.Response:
         if fixed:
-            await asyncio.sleep(0.06)
+            await asyncio.sleep(0.1)
             body = await asyncio.to_thread(_read, config_path)
         else:
             body = load_config(config_path)

@@ -57,7 +57,7 @@ class Thumbnails:
     def damage(self) -> Damage:
         ms = self.longest_lookup * 1000
         text = f"the slowest DNS lookup took {ms:.0f} ms"
-        return Damage(f"STARVED: {text}", ms) if ms >= 100 else Damage(f"no backlog: {text}", 0)
+        return Damage(f"STARVED: {text}", ms) if ms >= 200 else Damage(f"no backlog: {text}", 0)
 
 
 def install(app: web.Application, fixed: bool) -> None:

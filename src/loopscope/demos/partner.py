@@ -1,5 +1,5 @@
 """The partner's rates API for the ``blocking`` demo: another service, in its own process, that
-answers in 40 ms. Prints its port, then serves until its stdin closes (its parent is gone) or
+answers in 100 ms. Prints its port, then serves until its stdin closes (its parent is gone) or
 SIGTERM; Ctrl-C, which reaches the whole process group, is left to the parent."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-DELAY = 0.04
+DELAY = 0.1
 
 
 class Partner(BaseHTTPRequestHandler):
