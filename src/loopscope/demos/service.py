@@ -16,6 +16,8 @@ import asyncio
 import contextlib
 import importlib
 import signal
+import socket
+import subprocess
 import sys
 import time
 import warnings
@@ -93,10 +95,8 @@ async def main(
     fixed: bool,
     app: web.Application,
     lag: LoopLag,
-    clients: int,
-    duration: float,
-    max_requests: int,
-    every: float,
+    sock: socket.socket,
+    loadgen: subprocess.Popen[bytes],
 ) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -105,33 +105,18 @@ async def main(
 
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
+    await web.SockSite(runner, sock).start()
     variant = "fixed" if fixed else "as shipped"
-    print(f"demo '{scenario.name}' ({variant}) listening on 127.0.0.1:{port}", flush=True)
+    print(
+        f"demo '{scenario.name}' ({variant}) listening on 127.0.0.1:{sock.getsockname()[1]}",
+        flush=True,
+    )
     monitor = start_monitor(loop, {"app": app})
     print("aiomonitor started (its ports are the other ones this process listens on)", flush=True)
     lag_task = asyncio.create_task(lag.run(), name="lag-watch")
 
     started = time.monotonic()
-    loadgen = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "loopscope.demos.loadgen",
-        scenario.name,
-        "--port",
-        str(port),
-        "--load",
-        str(clients),
-        "--duration",
-        str(duration),
-        "--max-requests",
-        str(max_requests),
-        "--every",
-        str(every),
-    )
-    load_done = asyncio.ensure_future(loadgen.wait())
+    load_done = asyncio.ensure_future(asyncio.to_thread(loadgen.wait))
     stopped = asyncio.ensure_future(stop.wait())
     await asyncio.wait({load_done, stopped}, return_when=asyncio.FIRST_COMPLETED)
     if not load_done.done():
@@ -151,6 +136,15 @@ async def main(
     await asyncio.to_thread(monitor.close)  # joins its thread
     print(f"demo '{scenario.name}' served for {time.monotonic() - started:.1f} s", flush=True)
     return 0
+
+
+def start_loadgen(
+    scenario: catalog.Scenario, port: int, clients: int, args: argparse.Namespace
+) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "loopscope.demos.loadgen", scenario.name]
+    command += ["--port", str(port), "--load", str(clients), "--duration", str(args.duration)]
+    command += ["--max-requests", str(args.max_requests), "--every", str(args.every)]
+    return subprocess.Popen(command, stdin=subprocess.DEVNULL)
 
 
 def cli(argv: list[str] | None = None) -> int:
@@ -175,10 +169,17 @@ def cli(argv: list[str] | None = None) -> int:
     clients = args.load or scenario.clients
     # Built before the loop starts: set-up work (a big catalogue, a process pool) is not what
     # the demo is about.
+    # So is starting the load generator (forking a big process takes a while): it connects to
+    # a socket that is already listening, and is answered once the loop runs.
     app, lag = make_app(scenario, args.fixed)
-    return asyncio.run(
-        main(scenario, args.fixed, app, lag, clients, args.duration, args.max_requests, args.every)
-    )
+    sock = socket.create_server(("127.0.0.1", 0), backlog=512)
+    loadgen = start_loadgen(scenario, sock.getsockname()[1], clients, args)
+    try:
+        return asyncio.run(main(scenario, args.fixed, app, lag, sock, loadgen))
+    finally:
+        if loadgen.poll() is None:
+            loadgen.kill()
+            loadgen.wait()
 
 
 if __name__ == "__main__":
