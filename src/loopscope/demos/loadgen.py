@@ -28,6 +28,7 @@ import aiohttp
 from loopscope.demos import catalog
 
 STATE_TIMEOUT = 1.0
+READY_TIMEOUT = 30.0
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -79,6 +80,7 @@ class Load:
     def __init__(self, scenario: catalog.Scenario, base: str, args: argparse.Namespace) -> None:
         self.scenario = scenario
         self.base = base
+        self.duration = args.duration
         self.started = time.monotonic()
         self.deadline = self.started + args.duration
         self.budget = args.max_requests
@@ -121,6 +123,20 @@ class Load:
                 await asyncio.sleep(0.05)  # the service is gone or failing: do not spin
             elif not self.scenario.bursty:
                 await asyncio.sleep(self.scenario.think * random.uniform(0.5, 1.5))
+
+    async def ready(self, session: aiohttp.ClientSession, timeout: float) -> bool:
+        """Waits until the service answers (it may still be starting); the load's time starts
+        then."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
+                async with session.get(self.base + "/state") as response:
+                    if response.status == 200:
+                        self.started = time.monotonic()
+                        self.deadline = self.started + self.duration
+                        return True
+            await asyncio.sleep(0.1)
+        return False
 
     async def damage(self, session: aiohttp.ClientSession) -> list[dict[str, Any]]:
         """What the service says its bug did so far; [] when it does not answer in time."""
@@ -166,6 +182,11 @@ async def run(load: Load, every: float, stop: asyncio.Event) -> None:
     async with aiohttp.ClientSession(
         connector=connector, timeout=aiohttp.ClientTimeout(total=30)
     ) as session:
+        if not await load.ready(session, READY_TIMEOUT):
+            print(
+                f"load generator: no answer from {load.base} in {READY_TIMEOUT:.0f} s", flush=True
+            )
+            return
         clients = [asyncio.create_task(load.client(session)) for _ in range(load.clients)]
         all_done: asyncio.Future[Any] = asyncio.gather(*clients)
         stopped: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
