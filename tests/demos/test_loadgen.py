@@ -64,6 +64,12 @@ def test_load_is_bounded_in_count() -> None:
     assert int(summary(result.stdout).group(1)) == 40
 
 
+def test_load_is_bounded_in_rate() -> None:
+    result, _ = service("race", "--fixed", "--rate", "20", "--duration", "2")
+    assert result.returncode == 0, result.stderr
+    assert 5 <= int(summary(result.stdout).group(1)) <= 2 * 20 + 1
+
+
 @pytest.mark.parametrize(
     ("scenario", "harm"),
     [

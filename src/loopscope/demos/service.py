@@ -144,6 +144,8 @@ def start_loadgen(
     command = [sys.executable, "-m", "loopscope.demos.loadgen", scenario.name]
     command += ["--port", str(port), "--load", str(clients), "--duration", str(args.duration)]
     command += ["--max-requests", str(args.max_requests), "--every", str(args.every)]
+    if args.rate is not None:
+        command += ["--rate", str(args.rate)]
     return subprocess.Popen(command, stdin=subprocess.DEVNULL)
 
 
@@ -157,6 +159,9 @@ def cli(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--fixed", action="store_true", help="serve the corrected handlers")
     parser.add_argument("--load", type=int, help="concurrent clients (default: the scenario's)")
+    parser.add_argument(
+        "--rate", type=float, help="requests a second at most (default: the scenario's)"
+    )
     parser.add_argument("--duration", type=float, default=120.0, help="seconds of load")
     parser.add_argument("--max-requests", type=int, default=1_000_000, help="requests at most")
     parser.add_argument(
