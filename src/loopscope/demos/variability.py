@@ -1,8 +1,8 @@
 """Timing variability: full garbage collections of a big heap, under bursty load.
 
-The service keeps a product catalogue of a few hundred thousand objects. ``parse_order``
-turns each order into a tree whose nodes point back at their parents: reference cycles, which
-only the garbage collector can free. Held across an ``await`` while the order is saved, they
+The service keeps a catalogue of 400,000 products (800,000 objects the garbage collector
+tracks). ``parse_order`` turns each order into a tree whose nodes point back at their parents:
+reference cycles, which only the garbage collector can free. Held across an ``await`` while the order is saved, they
 survive into older generations, and every so often a full collection walks the whole heap,
 catalogue included, stopping the loop for tens of milliseconds: most requests are fast, a few
 are very slow, and the bursts make it worse.
@@ -21,7 +21,21 @@ from aiohttp import web
 
 from loopscope.demos.base import Damage, add_damage
 
-CATALOGUE_SIZE = 300_000
+CATALOGUE_SIZE = 400_000
+
+
+class Product:
+    """One entry of the catalogue: two objects the collector tracks (a plain dict of strings and
+    numbers would be invisible to it)."""
+
+    __slots__ = ("name", "related", "sku")
+
+    def __init__(self, sku: int) -> None:
+        self.sku = sku
+        self.name = f"product {sku}"
+        self.related: list[int] = []
+
+
 ORDER_LINES = 400
 
 
@@ -82,7 +96,7 @@ class GcPauses:
 
 
 def install(app: web.Application, fixed: bool) -> None:
-    catalogue = [{"sku": n, "name": f"product {n}"} for n in range(CATALOGUE_SIZE)]
+    catalogue = [Product(n) for n in range(CATALOGUE_SIZE)]
     if fixed:
         gc.freeze()  # the catalogue lives as long as the service: the collector can skip it
     pauses = GcPauses()
