@@ -2,10 +2,10 @@
 
 The service keeps a catalogue of 400,000 products (800,000 objects the garbage collector
 tracks). ``parse_order`` turns each order into a tree whose nodes point back at their parents:
-reference cycles, which only the garbage collector can free. Held across an ``await`` while the order is saved, they
-survive into older generations, and every so often a full collection walks the whole heap,
-catalogue included, stopping the loop for tens of milliseconds: most requests are fast, a few
-are very slow, and the bursts make it worse.
+reference cycles, which only the garbage collector can free. Held across an ``await`` while
+the order is saved, they survive into older generations, and every so often a full collection
+walks the whole heap, catalogue included, stopping the loop for tens of milliseconds or more:
+most requests are fast, a few are very slow, and the bursts make it worse.
 
 Fixed: the tree has no back-references (plain reference counting frees it) and the catalogue,
 built once at start, is moved out of the collector's sight with ``gc.freeze()``.
