@@ -22,6 +22,7 @@ from typing import Any, Protocol, TextIO
 
 from loopscope import __version__
 from loopscope.attach import _command as attach_command
+from loopscope.demos import catalog
 from loopscope.record import commands as record_commands
 from loopscope.record._format import RecordingError
 from loopscope.record.writer import (
@@ -122,6 +123,8 @@ _PYSPY = _Option(
 )
 _RUN_OPTIONS = (_PYTHON, _HEADLESS, _DURATION, _JSON, _LOG, _RECORD, _PYSPY)
 _DEMO_OPTIONS = (_HEADLESS, _DURATION, _JSON, _RECORD)
+# How far from the end of the demo's log the load generator's final figures may be.
+_LOADGEN_LINES = 200
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -162,11 +165,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser(
         "demo",
-        help="watch a bundled demo service under load whose handlers block the loop",
-        description="Run loopscope's demo: a small asyncio HTTP service on 127.0.0.1 with its "
-        "own load generator, whose /report handler burns CPU on the event loop and whose "
-        "/config handler calls time.sleep. Within seconds the lag climbs and loopscope names "
-        "both functions.",
+        help="watch a bundled demo service under load, with a bug that shows only under load",
+        description=textwrap.fill(
+            "Run one of loopscope's demos: an aiohttp service on 127.0.0.1 (with aiomonitor) "
+            "and its own load generator, whose handlers block the loop, race, recompute the "
+            "same thing, queue on a lock, flood the executor or pause for the GC. --fixed runs "
+            "the corrected handlers under the same load. The load generator's latency and "
+            "damage figures go to the program's log; loopscope prints the last ones at the end.",
+            width=78,
+        ),
+        usage="loopscope demo [NAME] [--fixed] [--load N] [options]  |  loopscope demo --list",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    demo.add_argument(
+        "name", nargs="?", metavar="NAME", help=f"the demo (default: {catalog.DEFAULT})"
+    )
+    demo.add_argument("--list", action="store_true", help="list the demos and exit")
+    demo.add_argument(
+        "--fixed", action="store_true", help="run the corrected handlers, under the same load"
+    )
+    demo.add_argument(
+        "--load", type=int, metavar="N", help="concurrent clients (default: the demo's own)"
     )
     for option in _DEMO_OPTIONS:
         demo.add_argument(*option.flags, **option.kwargs)
@@ -240,17 +259,15 @@ def _request_from_args(ns: argparse.Namespace) -> _RunRequest:
 
 
 def _request_without_recording(ns: argparse.Namespace) -> _RunRequest:
+    demo = _demo_spec(ns) if ns.command == "demo" else None
     if (ns.duration is not None or ns.json) and not ns.headless:
         raise UsageError(f"{ns.command}: --duration and --json need --headless")
     if ns.duration is not None and not ns.duration > 0:
         raise UsageError(f"{ns.command}: --duration must be a positive number of seconds")
     if not ns.headless and not (sys.stdin.isatty() and sys.stdout.isatty()):
         raise UsageError(f"{ns.command}: the dashboard needs a terminal; use --headless")
-    if ns.command == "demo":
-        from loopscope.demos import service
-
-        spec = ProgramSpec(python=sys.executable, script=service.__file__)
-        return _RunRequest(spec, ns.headless, ns.duration, ns.json, None, "demo", "the demo")
+    if demo is not None:
+        return _RunRequest(demo, ns.headless, ns.duration, ns.json, None, "demo", "the demo")
 
     python = ns.python or sys.executable
     if ns.module is not None:
@@ -277,6 +294,28 @@ def _request_without_recording(ns: argparse.Namespace) -> _RunRequest:
         spec.label,
         pyspy=getattr(ns, "pyspy", False),
     )
+
+
+def _demo_spec(ns: argparse.Namespace) -> ProgramSpec:
+    name = ns.name or catalog.DEFAULT
+    if name not in catalog.SCENARIOS:
+        raise UsageError(f"demo: no demo named '{name}'; the demos are: {catalog.names()}")
+    if ns.load is not None and ns.load < 1:
+        raise UsageError("demo: --load must be at least 1")
+    args = [
+        name,
+        *(["--fixed"] if ns.fixed else []),
+        *(["--load", str(ns.load)] if ns.load else []),
+    ]
+    return ProgramSpec(python=sys.executable, module="loopscope.demos.service", args=tuple(args))
+
+
+def _list_demos() -> int:
+    width = max(len(name) for name in catalog.SCENARIOS)
+    for scenario in catalog.SCENARIOS.values():
+        default = " (default)" if scenario.name == catalog.DEFAULT else ""
+        print(f"{scenario.name:<{width}}  {scenario.summary}{default}")
+    return 0
 
 
 def run(request: _RunRequest) -> int:
@@ -309,6 +348,8 @@ def run(request: _RunRequest) -> int:
     finally:
         program.stop()
     _report_exit(program, request)
+    if request.how == "demo":
+        _say_load_figures(program)
     if not source.agent.connected and program.stopped_by_loopscope:
         _say(f"the agent in {request.label} never answered: nothing could be observed")
     if session.error is not None:
@@ -323,6 +364,19 @@ def _with_pyspy(source: RunSource, program: Program) -> Source:
 
     pyspy = PySpySource(program.pid, blocks=False, alive=lambda: program.alive())
     return MergedSource([source, pyspy], leader=source)
+
+
+def _say_load_figures(program: Program) -> None:
+    """The demo's load generator's final figures (latency, errors, damage), from its log."""
+    tail = program.log_tail(_LOADGEN_LINES)
+    start = next((i for i, line in enumerate(tail) if line.startswith("load generator done")), None)
+    if start is None:
+        return
+    _say(f"demo {tail[start]}")
+    for line in tail[start + 1 :]:
+        if not line.startswith("  "):
+            break
+        print(f"    {line.strip()}", file=sys.stderr)
 
 
 def finish_recordings(recording: RecordingControl) -> None:
@@ -458,6 +512,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return attach_command.run(ns, headless=_headless)
             if ns.command in record_commands.COMMANDS:
                 return record_commands.main(ns)
+            if ns.command == "demo" and ns.list:
+                return _list_demos()
             return run(_request_from_args(ns))
     except (UsageError, RunError, RecordingError, record_commands.CommandError) as e:
         print(f"loopscope: {e}", file=sys.stderr)

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from clirun import assert_no_loopscope_traceback, loopscope
-from loopscope.demos import service as demo_service
+from loopscope.demos import catalog as demo_catalog
 
 BURN = """\
 import asyncio
@@ -174,9 +174,9 @@ def test_run_rich_text_report(tmp_path: Path) -> None:
 def test_demo_names_its_blocking_function(tmp_path: Path) -> None:
     result = loopscope("demo", "--headless", "--duration", "5", "--json", state=tmp_path)
     assert result.returncode == 0, result.stderr
-    service = Path(demo_service.__file__)
+    handlers = Path(demo_catalog.__file__).with_name("blocking.py")
     finding = _blocking(_report(result.stdout), "render_report")
-    _assert_names(finding, service, "render_report")
+    _assert_names(finding, handlers, "render_report")
 
 
 def _start_headless(app: Path, state: Path, *extra: str) -> subprocess.Popen[str]:

@@ -1,205 +1,190 @@
-"""A small shop service under load, with handlers that block the event loop.
+"""The demo service: an aiohttp web service with aiomonitor, under its own load.
 
-An asyncio server speaking just enough HTTP/1.1 on 127.0.0.1 (an ephemeral port). Most handlers
-behave: they await a simulated database, update a cart under a Lock, or hand jobs to workers
-through a Queue. Two do not: ``/report`` renders a report with ~50 ms of CPU work on the loop
-thread, and ``/config`` reads its configuration with a blocking ``time.sleep``. Under load every
-other request waits behind them.
+    python -m loopscope.demos.service [SCENARIO] [--fixed] [--load N] [--duration S]
 
-The service starts its own load generator (``loadgen.py``, a separate process talking to it over
-loopback) and ends when the load generator is done, or on SIGINT/SIGTERM.
-
-Standard library only, so it runs on any interpreter:
-
-    python -m loopscope.demos.service [--duration S] [--clients N]
+serves the handlers of one scenario (see ``catalog.py``; ``--fixed`` serves their corrected
+versions) on 127.0.0.1 on a port the system picks, starts aiomonitor (also on ports the system
+picks: its telnet console and web UI), and starts the load generator (``loadgen.py``, a
+separate process). It ends when the load generator is done, or on SIGINT/SIGTERM, after
+giving the load generator a moment to print its final figures.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
-import json
-import random
+import contextlib
+import importlib
 import signal
+import socket
+import subprocess
 import sys
 import time
-from pathlib import Path
+import warnings
+from typing import Any
 
-REPORT_ROUNDS = 200  # ~50 ms of CPU on a current machine
+from aiohttp import web
 
-# (order id, sku, quantity, unit price)
-_orders = [(i, f"SKU-{i % 97:03d}", 1 + i % 5, round(3.5 + (i % 40) * 1.25, 2)) for i in range(400)]
+from loopscope.demos import catalog
+from loopscope.demos.base import DAMAGE, Damage, add_damage
 
-
-def render_report() -> bytes:
-    """The sales report, computed from scratch on every request, on the loop thread."""
-    totals: dict[str, float] = {}
-    digest = hashlib.sha256()
-    for round_ in range(REPORT_ROUNDS):
-        for order_id, sku, qty, price in _orders:
-            amount = qty * price * (1 + round_ % 3 / 100)
-            totals[sku] = totals.get(sku, 0.0) + amount
-            digest.update(f"{order_id}:{amount:.4f}".encode())
-    top = sorted(totals.items(), key=lambda kv: kv[1], reverse=True)[:5]
-    return json.dumps({"top": top, "checksum": digest.hexdigest()}).encode()
+# After a stop signal, how long the load generator has to print its final figures.
+LOADGEN_GRACE = 1.5
 
 
-def load_config() -> bytes:
-    """Reads the configuration "from a slow disk", synchronously."""
-    time.sleep(0.03)
-    return json.dumps({"currency": "EUR", "tax": 0.2}).encode()
+async def item(request: web.Request) -> web.Response:
+    """A well-behaved handler: one short database round trip."""
+    await asyncio.sleep(0.005)
+    number = int(request.match_info["number"])
+    return web.json_response({"item": number, "stock": number * 7 % 13})
 
 
-class Shop:
-    def __init__(self, workers: int = 4) -> None:
-        self.cart: dict[str, int] = {}
-        self.cart_lock = asyncio.Lock()
-        self.jobs: asyncio.Queue[dict[str, int]] = asyncio.Queue(maxsize=64)
-        self.done_jobs = 0
-        self.requests = 0
-        self._connections: set[asyncio.Task[None]] = set()
-        self._workers = [
-            asyncio.create_task(self._worker(), name=f"job-worker-{n}") for n in range(workers)
-        ]
+async def state(request: web.Request) -> web.Response:
+    """What each scenario's bug did so far, for the load generator."""
+    damage = [tell() for tell in request.app[DAMAGE]]
+    return web.json_response({"damage": [{"text": d.text, "harm": d.harm} for d in damage]})
 
-    async def fetch_item(self, item: int) -> bytes:
-        await asyncio.sleep(random.uniform(0.002, 0.01))  # the database round trip
-        return json.dumps({"item": item, "stock": item * 7 % 13}).encode()
 
-    async def add_to_cart(self, sku: str) -> bytes:
-        async with self.cart_lock:
-            count = self.cart.get(sku, 0)
-            await asyncio.sleep(0.001)  # write-through to the session store
-            self.cart[sku] = count + 1
-            return json.dumps({"sku": sku, "count": count + 1}).encode()
+class LoopLag:
+    """The service's own view of its loop: how late a 50 ms timer fires, at worst."""
 
-    async def submit_job(self, size: int) -> bytes:
-        await self.jobs.put({"size": size})
-        return json.dumps({"queued": self.jobs.qsize()}).encode()
+    def __init__(self) -> None:
+        self.worst = 0.0
 
-    async def _worker(self) -> None:
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
-            job = await self.jobs.get()
-            await asyncio.sleep(0.002 * job["size"])
-            self.done_jobs += 1
-            self.jobs.task_done()
+            due = loop.time() + 0.05
+            await asyncio.sleep(0.05)
+            self.worst = max(self.worst, loop.time() - due)
 
-    async def handle(self, method: str, path: str) -> tuple[int, bytes]:
-        self.requests += 1
-        if path == "/report":
-            return 200, render_report()
-        if path == "/config":
-            return 200, load_config()
-        if path.startswith("/items/"):
-            return 200, await self.fetch_item(int(path.rsplit("/", 1)[1] or 0))
-        if path.startswith("/cart/") and method == "POST":
-            return 200, await self.add_to_cart(path.rsplit("/", 1)[1])
-        if path == "/jobs" and method == "POST":
-            return 200, await self.submit_job(random.randint(1, 5))
-        if path == "/health":
-            return 200, b'{"ok": true}'
-        return 404, b'{"error": "not found"}'
-
-    async def serve_connection(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._connections.add(task)
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                lines = head.decode("latin-1").split("\r\n")
-                method, path, _ = lines[0].split(" ", 2)
-                length = 0
-                for line in lines[1:]:
-                    name, _, value = line.partition(":")
-                    if name.strip().lower() == "content-length":
-                        length = int(value)
-                if length:
-                    await reader.readexactly(length)
-                try:
-                    status, body = await self.handle(method, path)
-                except ValueError:
-                    status, body = 400, b'{"error": "bad request"}'
-                reason = b"OK" if status == 200 else b"Error"
-                writer.write(
-                    b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n" % (status, reason)
-                    + b"Content-Length: %d\r\n\r\n" % len(body)
-                    + body
-                )
-                await writer.drain()
-        except (
-            asyncio.IncompleteReadError,
-            ConnectionError,
-            ValueError,
-            asyncio.LimitOverrunError,
-        ):
-            pass
-        except asyncio.CancelledError:
-            pass  # shutting down: end the connection quietly
-        finally:
-            self._connections.discard(task)
-            writer.close()
-
-    async def close(self) -> None:
-        if self._connections:  # the clients are gone, so these end on their own
-            await asyncio.wait(set(self._connections), timeout=1.0)
-        for connection in set(self._connections):
-            connection.cancel()
-        for worker in self._workers:
-            worker.cancel()
-        await asyncio.gather(*self._workers, return_exceptions=True)
+    def damage(self) -> Damage:
+        ms = self.worst * 1000
+        return Damage(f"event loop late by up to {ms:.0f} ms", ms if ms >= 50 else 0)
 
 
-async def main(duration: float, clients: int) -> int:
+def make_app(scenario: catalog.Scenario, fixed: bool) -> tuple[web.Application, LoopLag]:
+    app = web.Application()
+    app[DAMAGE] = []
+    app.router.add_get("/items/{number}", item)
+    app.router.add_get("/state", state)
+    lag = LoopLag()
+    add_damage(app, lag.damage)
+    for name in scenario.modules:
+        importlib.import_module(f"loopscope.demos.{name}").install(app, fixed)
+    return app, lag
+
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # its imports warn about their own dependencies
+    import aiomonitor  # type: ignore[import-untyped]
+
+
+def start_monitor(loop: asyncio.AbstractEventLoop, locals_: dict[str, Any]) -> Any:
+    """aiomonitor on ports the system picks; without its task factory hook, which slows task
+    creation many times over."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # aiohttp's advice on its web UI's keys
+        return aiomonitor.start_monitor(
+            loop, port=0, webui_port=0, console_port=0, hook_task_factory=False, locals=locals_
+        )
+
+
+async def main(
+    scenario: catalog.Scenario,
+    fixed: bool,
+    app: web.Application,
+    lag: LoopLag,
+    sock: socket.socket,
+    loadgen: subprocess.Popen[bytes],
+) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
 
-    shop = Shop()
-    server = await asyncio.start_server(shop.serve_connection, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    print(f"demo service listening on 127.0.0.1:{port}", flush=True)
-
-    loadgen = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(Path(__file__).with_name("loadgen.py")),
-        "--port",
-        str(port),
-        "--clients",
-        str(clients),
-        "--duration",
-        str(duration),
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
+    await runner.setup()
+    await web.SockSite(runner, sock).start()
+    variant = "fixed" if fixed else "as shipped"
+    print(
+        f"demo '{scenario.name}' ({variant}) listening on 127.0.0.1:{sock.getsockname()[1]}",
+        flush=True,
     )
-    load_done = asyncio.ensure_future(loadgen.wait())
+    monitor = start_monitor(loop, {"app": app})
+    print("aiomonitor started (its ports are the other ones this process listens on)", flush=True)
+    lag_task = asyncio.create_task(lag.run(), name="lag-watch")
+
+    started = time.monotonic()
+    load_done = asyncio.ensure_future(asyncio.to_thread(loadgen.wait))
     stopped = asyncio.ensure_future(stop.wait())
     await asyncio.wait({load_done, stopped}, return_when=asyncio.FIRST_COMPLETED)
     if not load_done.done():
-        loadgen.terminate()
-        await load_done
+        # A stop signal: the load generator (in the same process group) got it too and is
+        # printing its figures, for which it asks this service: keep serving a moment.
+        with contextlib.suppress(ProcessLookupError):
+            loadgen.send_signal(signal.SIGINT)
+        done, _ = await asyncio.wait({load_done}, timeout=LOADGEN_GRACE)
+        if not done:
+            with contextlib.suppress(ProcessLookupError):
+                loadgen.kill()
+            await load_done
     stopped.cancel()
+    lag_task.cancel()
 
-    server.close()
-    await shop.close()
-    await server.wait_closed()
-    print(f"demo service served {shop.requests} requests, ran {shop.done_jobs} jobs", flush=True)
+    await runner.cleanup()
+    await asyncio.to_thread(monitor.close)  # joins its thread
+    print(f"demo '{scenario.name}' served for {time.monotonic() - started:.1f} s", flush=True)
     return 0
+
+
+def start_loadgen(
+    scenario: catalog.Scenario, port: int, clients: int, args: argparse.Namespace
+) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "loopscope.demos.loadgen", scenario.name]
+    command += ["--port", str(port), "--load", str(clients), "--duration", str(args.duration)]
+    command += ["--max-requests", str(args.max_requests), "--every", str(args.every)]
+    if args.rate is not None:
+        command += ["--rate", str(args.rate)]
+    return subprocess.Popen(command, stdin=subprocess.DEVNULL)
 
 
 def cli(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m loopscope.demos.service",
-        description="A demo asyncio service under load whose handlers block the loop.",
+        description="A demo aiohttp service with a bug that shows under load, and its load.",
     )
     parser.add_argument(
-        "--duration", type=float, default=120.0, help="seconds of load (default 120)"
+        "scenario", nargs="?", default=catalog.DEFAULT, help=f"one of: {catalog.names()}"
     )
-    parser.add_argument("--clients", type=int, default=32, help="concurrent clients (default 32)")
+    parser.add_argument("--fixed", action="store_true", help="serve the corrected handlers")
+    parser.add_argument("--load", type=int, help="concurrent clients (default: the scenario's)")
+    parser.add_argument(
+        "--rate", type=float, help="requests a second at most (default: the scenario's)"
+    )
+    parser.add_argument("--duration", type=float, default=120.0, help="seconds of load")
+    parser.add_argument("--max-requests", type=int, default=1_000_000, help="requests at most")
+    parser.add_argument(
+        "--every", type=float, default=5.0, help="seconds between the load generator's lines"
+    )
     args = parser.parse_args(argv)
-    return asyncio.run(main(args.duration, args.clients))
+    scenario = catalog.SCENARIOS.get(args.scenario)
+    if scenario is None:
+        parser.exit(2, f"unknown demo '{args.scenario}'; the demos are: {catalog.names()}\n")
+    clients = args.load or scenario.clients
+    # Built before the loop starts: set-up work (a big catalogue, a process pool) is not what
+    # the demo is about.
+    # So is starting the load generator (forking a big process takes a while): it connects to
+    # a socket that is already listening, and is answered once the loop runs.
+    app, lag = make_app(scenario, args.fixed)
+    sock = socket.create_server(("127.0.0.1", 0), backlog=512)
+    loadgen = start_loadgen(scenario, sock.getsockname()[1], clients, args)
+    try:
+        return asyncio.run(main(scenario, args.fixed, app, lag, sock, loadgen))
+    finally:
+        if loadgen.poll() is None:
+            loadgen.kill()
+            loadgen.wait()
 
 
 if __name__ == "__main__":
