@@ -15,6 +15,7 @@ from loopscope.agent._duplicates import writes_shared_state
 
 STOCK = {}
 TOTAL = 0
+STATS = {"computed": 0}
 
 
 class Account:
@@ -36,13 +37,13 @@ async def reserve(item, n):
     STOCK[item] = STOCK[item] - n
 
 
-async def take(item):
-    STOCK[item] -= 1
+async def take(item, n):
+    STOCK[item] -= n
 
 
-async def count():
+async def count(n):
     global TOTAL
-    TOTAL += 1
+    TOTAL += n
 
 
 def make_closure():
@@ -63,6 +64,10 @@ async def render(rows):
 
 
 async def compute(region, year):
+    global TOTAL
+    TOTAL += 1
+    STATS["computed"] += 1
+    compute.calls -= 2
     total = 0
     for n in range(year):
         total += n
@@ -94,7 +99,7 @@ WRITES = {
     "take": True,
     "count": True,
     "remember": True,
-    # local containers and objects the call made are its own
+    # local containers and objects the call made are its own, and counters are statistics
     "render": False,
     "compute": False,
 }

@@ -128,6 +128,23 @@ class _Code:
 
 
 _SIMPLE_LOADS = ("LOAD_FAST", "LOAD_CONST", "LOAD_SMALL_INT", "LOAD_NAME", "LOAD_GLOBAL")
+_SHUFFLES = frozenset({"SWAP", "COPY", "ROT_TWO", "ROT_THREE", "ROT_FOUR", "DUP_TOP"})
+_CONSTANTS = ("LOAD_CONST", "LOAD_SMALL_INT")
+
+
+def _counts(instructions: list[dis.Instruction], store: int) -> bool:
+    """Whether the store at ``store`` bumps a counter: ``x += 1``, ``stats[k] -= 2`` (an
+    in-place operation with a constant, the value then shuffled into place)."""
+    i = store - 1
+    while i >= 0 and instructions[i].opname in _SHUFFLES:
+        i -= 1
+    if i < 1:
+        return False
+    op = instructions[i]
+    in_place = op.opname.startswith("INPLACE_") or (
+        op.opname == "BINARY_OP" and op.argrepr.endswith("=")
+    )
+    return in_place and instructions[i - 1].opname in _CONSTANTS
 
 
 def writes_shared_state(code: types.CodeType, params: frozenset[str]) -> bool:
@@ -135,10 +152,11 @@ def writes_shared_state(code: types.CodeType, params: frozenset[str]) -> bool:
     one of its arguments (``self`` included), of a global or of a closure's variable.
 
     Such a call is an update (withdraw, reserve, connect), not a computation whose result could
-    be cached: identical updates in flight are not repeated work. Read from the bytecode, once
-    per code object: the object a store goes to is the one loaded just before it (or before its
-    key); where that is not a plain load (an augmented assignment's stack shuffling), the store
-    is taken to write shared state."""
+    be cached: identical updates in flight are not repeated work. Bumping a counter by a
+    constant (``self.runs += 1``: statistics) does not make a call an update. Read from the
+    bytecode, once per code object: the object a store goes to is the one loaded just before it
+    (or before its key); where that is not a plain load (an augmented assignment's stack
+    shuffling), the store is taken to write shared state."""
 
     def owned(ins: dis.Instruction, last: bool) -> bool:
         if ins.opname.startswith("LOAD_FAST"):
@@ -154,6 +172,8 @@ def writes_shared_state(code: types.CodeType, params: frozenset[str]) -> bool:
         return False
     for i, ins in enumerate(instructions):
         op = ins.opname
+        if op in ("STORE_GLOBAL", "STORE_ATTR", "STORE_SUBSCR") and _counts(instructions, i):
+            continue
         if op in ("STORE_GLOBAL", "DELETE_GLOBAL"):
             return True
         if op in ("STORE_ATTR", "DELETE_ATTR"):

@@ -172,7 +172,9 @@ class RaceScanner:
 
     def application(self, file: str) -> bool:
         """Whether ``file`` is the application's: not the standard library's, not an installed
-        package's, not loopscope's."""
+        package's, not loopscope's (except its demos, which are applications to observe)."""
+        if _DEMOS in file:
+            return True
         if any(file.startswith(d) for d in self._library):
             return False
         if any(marker in file for marker in _NOT_APPLICATION):
@@ -181,6 +183,9 @@ class RaceScanner:
         package = sys.modules.get("loopscope")
         init = getattr(package, "__file__", None)
         return not (isinstance(init, str) and file.startswith(os.path.dirname(init) + os.sep))
+
+
+_DEMOS = f"{os.sep}loopscope{os.sep}demos{os.sep}"
 
 
 def library_dirs(stdlib: Iterable[str], sites: Iterable[str], agent_dir: str) -> list[str]:

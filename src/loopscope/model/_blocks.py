@@ -115,6 +115,8 @@ class CodeMap:
             return "native"  # a C frame (py-spy --native): never the application's code
         if any(m in path for m in _LOOPSCOPE_MARKERS):
             return "loopscope"
+        if "/loopscope/demos/" in path:
+            return "app"  # the bundled demos are applications to observe, wherever installed
         # Site directories usually live inside the standard library's directory: test first.
         if self._prefix(path, self._site) is not None or _SITE_GUESS.search(path):
             return "site"
