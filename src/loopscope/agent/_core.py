@@ -19,6 +19,8 @@ from typing import Any, Protocol
 
 from ._blocks import BusyTracker, SelectorProbe, Watchdog
 from ._census import CensusCollector
+from ._executor import ExecutorCollector
+from ._gc import GcCollector, GcMonitor
 from ._guard import Guard
 from ._lag import LagCollector
 from ._lifecycle import LifecycleCollector
@@ -30,8 +32,9 @@ SOCKET_ENV = "LOOPSCOPE_SOCKET"
 COLLECTORS_ENV = "LOOPSCOPE_COLLECTORS"
 # The collectors that can be turned off, all on by default. ``blocks`` is the watchdog thread
 # and the selector wrapper; ``lag`` the heartbeat (utilisation comes from the selector wrapper,
-# kept while either of the two is on).
-COLLECTORS = ("lag", "blocks", "census", "lifecycle")
+# kept while either of the two is on). ``gc`` is one process-wide gc callback, flushed by a timer
+# of each loop; ``executor`` samples each loop's default executor.
+COLLECTORS = ("lag", "blocks", "census", "lifecycle", "gc", "executor")
 _AGENT_DIR = os.path.dirname(os.path.abspath(__file__))
 _MARK = "__loopscope_agent__"  # attribute of our _set_running_loop that names its agent
 
@@ -81,6 +84,7 @@ class Agent:
             skip_dirs=(_AGENT_DIR,),
             skip_files=(runpy.__file__,),
         )
+        self.gc_monitor = GcMonitor(self.emit, self.guard)
         self._lock = threading.Lock()
         self._observers: dict[int, _LoopObserver] = {}
         self._hook: _RunningLoopHook | None = None
@@ -238,6 +242,8 @@ class _LoopObserver:
             "lifecycle": lambda: LifecycleCollector(
                 loop, self.loop_id, agent.emit, guard, idle_clock=idle_clock
             ),
+            "gc": lambda: GcCollector(loop, agent.gc_monitor, guard),
+            "executor": lambda: ExecutorCollector(loop, self.loop_id, agent.emit, guard),
         }
         for name, make in makers.items():
             if name not in enabled:
