@@ -29,7 +29,7 @@ LAUNCHER = Path(loopscope.agent.__file__).parent / "_launch.py"
         ("lag,blocks", {"lag", "blocks"}),
         (" census , lifecycle ", {"census", "lifecycle"}),
         (["lifecycle"], {"lifecycle"}),
-        ("-lifecycle,-census", {"lag", "blocks"}),
+        ("-lifecycle,-census", set(COLLECTORS) - {"lifecycle", "census"}),
     ],
 )
 def test_parse_collectors(spec: str | list[str] | None, expected: set[str]) -> None:
