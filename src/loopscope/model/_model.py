@@ -12,6 +12,8 @@ from loopscope.events import (
     Block,
     Census,
     Event,
+    ExecutorSample,
+    GcWindow,
     Hello,
     Lag,
     Lifecycle,
@@ -24,6 +26,7 @@ from loopscope.events import (
 from loopscope.model._blocks import BlockState, CodeMap
 from loopscope.model._lag import LagState
 from loopscope.model._tasks import TaskState
+from loopscope.model._timing import TimingState
 from loopscope.model.snapshot import ExitInfo, LoopInfo, Snapshot, SourceInfo, TargetInfo
 
 LAG_SERIES_SECONDS = 60.0  # how far back the lag and task series go
@@ -50,6 +53,7 @@ class Model:
         self._lag = LagState(LAG_SERIES_SECONDS, RECENT_SECONDS)
         self._tasks = TaskState(LAG_SERIES_SECONDS, RECENT_SECONDS)
         self._blocks = BlockState(RECENT_SECONDS, source_line)
+        self._timing = TimingState(lambda: self._blocks.code)
 
     def apply(self, event: Event) -> None:
         t = event.t
@@ -69,12 +73,19 @@ class Model:
 
         if isinstance(event, Lag):
             self._lag.apply(event)
+            self._timing.lag(event)
         elif isinstance(event, Census):
             self._tasks.census(event)
         elif isinstance(event, Lifecycle):
             self._tasks.lifecycle(event)
+            self._timing.lifecycle(event)
         elif isinstance(event, Block):
             self._blocks.apply(event)
+            self._timing.block(event)
+        elif isinstance(event, GcWindow):
+            self._timing.gc(event)
+        elif isinstance(event, ExecutorSample):
+            self._timing.executor(event)
         elif isinstance(event, Hello):
             self._target = TargetInfo(
                 pid=event.pid,
@@ -124,6 +135,7 @@ class Model:
     def _forget_loop(self, loop: int, t: float) -> None:
         self._lag.loop_stopped(loop)
         self._tasks.loop_stopped(loop, t)
+        self._timing.loop_stopped(loop)
 
     def snapshot(self, now: float | None = None) -> Snapshot:
         """The state at ``now`` (default: the time of the latest event). Once the target has
@@ -146,4 +158,7 @@ class Model:
             resources=self._tasks.resources(),
             blocks=self._blocks.view(now),
             notices=tuple(self._notices),
+            gc=self._timing.gc_view(),
+            executor=self._timing.executor_view(),
+            timeline=self._timing.timeline(now),
         )
