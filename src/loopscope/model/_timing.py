@@ -25,7 +25,7 @@ from loopscope.model.snapshot import (
 )
 
 TIMELINE_SECONDS = 300  # seconds of timeline kept and shown
-MAX_LONGEST = 20  # gc pauses kept, the longest of the session
+MAX_LONGEST = 50  # gc pauses kept, the longest of the session
 MAX_SITES = 20
 # Names and sites are few in a sane program; these bound a program that makes them up.
 _MAX_KEYS = 2_000
@@ -93,6 +93,7 @@ class TimingState:
         self._collected = 0
         self._uncollectable = 0
         self._longest: list[GcPauseView] = []
+        self._listed = 0.0
         self._gc_sites: dict[tuple[str, int, str], list[float]] = {}  # -> [pauses, seconds]
         self._threshold: tuple[int, ...] = ()
         self._frozen = 0
@@ -174,6 +175,7 @@ class TimingState:
             if not (math.isfinite(p.duration) and math.isfinite(p.t)):
                 continue
             listed += p.duration
+            self._listed += p.duration
             b = self._bin(p.t)
             if b is not None:
                 b.gc_pause += p.duration
@@ -245,6 +247,7 @@ class TimingState:
             collected=self._collected,
             uncollectable=self._uncollectable,
             longest=tuple(self._longest),
+            listed=self._listed,
             sites=tuple(
                 GcSiteView(file, line, function, int(n), seconds)
                 for (file, line, function), (n, seconds) in sites[:MAX_SITES]

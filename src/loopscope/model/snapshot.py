@@ -226,6 +226,7 @@ class GcView:
     collected: int = 0
     uncollectable: int = 0
     longest: tuple[GcPauseView, ...] = ()  # the longest collections, longest first, bounded
+    listed: float = 0.0  # seconds of the collections the agent listed (at least 1 ms each)
     sites: tuple[GcSiteView, ...] = ()  # most time first
     threshold: tuple[int, ...] = ()  # latest gc.get_threshold()
     frozen: int = 0  # latest gc.get_freeze_count()

@@ -5,12 +5,18 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from loopscope.model.snapshot import Snapshot
-from loopscope.rules import blocking
+from loopscope.rules import blocking, executor, gc_pauses, saturation, variability
 from loopscope.rules.finding import Finding, Location, severity_rank
 
 Rule = Callable[[Snapshot], list[Finding]]
 
-RULES: Sequence[Rule] = (blocking.check,)
+RULES: Sequence[Rule] = (
+    blocking.check,
+    saturation.check,
+    gc_pauses.check,
+    executor.check,
+    variability.check,
+)
 
 
 def evaluate(snapshot: Snapshot) -> tuple[Finding, ...]:

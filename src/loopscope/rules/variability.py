@@ -1,0 +1,217 @@
+"""LS901: loop lag is uneven (p99 far above p50), and what the spikes go with (see
+docs/findings.md)."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from loopscope.model.snapshot import Snapshot, TimeBin
+from loopscope.rules import blocking, executor, gc_pauses, saturation
+from loopscope.rules._timing import lag_percentiles, recent, seconds, short
+from loopscope.rules.finding import Finding, Location
+
+CODE = "LS901"
+FAMILY = "variability"
+
+# Reported when, over at least MIN_SECONDS of lag measured in the window, the lag p99 reached
+# MIN_P99_S and was at least RATIO times the p50, with spikes (seconds whose lag reached
+# MIN_P99_S) in at least MIN_SPIKE_SECONDS distinct seconds.
+MIN_SECONDS = 4
+MIN_P99_S = 0.01
+RATIO = 5.0
+MIN_SPIKE_SECONDS = 3
+# A cause goes with the spikes when it is present in at least this share of the spike seconds,
+# and in this much larger a share of them than of the calm seconds.
+WITH_SPIKES = 0.6
+LIFT = 0.3
+# A second has a burst of task creation when it created at least this many tasks, and this
+# many times the median second.
+MIN_BURST = 100
+BURST_FACTOR = 4.0
+# A collection or block explains a spike when it is at least this share of the spike's lag.
+EXPLAINS = 0.5
+# An error when the lag p99 reached this and no other finding explains it.
+ERROR_P99_S = 0.25
+
+
+@dataclass(frozen=True, slots=True)
+class _Cause:
+    name: str  # evidence key
+    label: str  # for the title
+    code: str | None  # the finding that covers it, when that finding is reported
+    present: Callable[[TimeBin, TimeBin | None, float], bool]  # bin, the one before, median
+
+
+def _gc(b: TimeBin, before: TimeBin | None, _median: float) -> bool:
+    near = max(b.gc_max, before.gc_max if before else 0.0)
+    return near > 0 and near >= EXPLAINS * b.lag_max
+
+
+def _blocks(b: TimeBin, before: TimeBin | None, _median: float) -> bool:
+    near = max(b.blocked, before.blocked if before else 0.0)
+    return near > 0 and near >= EXPLAINS * b.lag_max
+
+
+def _executor(b: TimeBin, before: TimeBin | None, _median: float) -> bool:
+    return bool(b.executor_busy) or bool(before and before.executor_busy)
+
+
+def _burst(b: TimeBin, before: TimeBin | None, median: float) -> bool:
+    created = max(b.created or 0, (before.created or 0) if before else 0)
+    return created >= MIN_BURST and created >= BURST_FACTOR * median
+
+
+def _busy(b: TimeBin, _before: TimeBin | None, _median: float) -> bool:
+    return b.busy is not None and b.busy >= saturation.BUSY
+
+
+CAUSES = (
+    _Cause("gc", "garbage collection pauses", gc_pauses.CODE, _gc),
+    _Cause("blocks", "blocks", blocking.CODE, _blocks),
+    _Cause("executor", "executor threads at work (the GIL)", executor.CODE, _executor),
+    _Cause("task_bursts", "bursts of task creation", None, _burst),
+    _Cause("saturation", "a saturated loop", saturation.CODE, _busy),
+)
+_RULES: dict[str, Callable[[Snapshot], list[Finding]]] = {
+    gc_pauses.CODE: gc_pauses.check,
+    blocking.CODE: blocking.check,
+    executor.CODE: executor.check,
+    saturation.CODE: saturation.check,
+}
+
+
+def check(snapshot: Snapshot) -> list[Finding]:
+    bins = [b for b in recent(snapshot) if b.heartbeats]
+    if len(bins) < MIN_SECONDS:
+        return []
+    p50, p99, top = lag_percentiles(bins)
+    if p50 is None or p99 is None or p99 < MIN_P99_S or p99 < RATIO * p50:
+        return []
+    before = {b.t: b for b in snapshot.timeline}
+    spikes = [b for b in bins if b.lag_max >= MIN_P99_S]
+    calm = [b for b in bins if b.lag_max < MIN_P99_S]
+    if len(spikes) < MIN_SPIKE_SECONDS:
+        return []
+    created = [b.created for b in bins if b.created is not None]
+    median = statistics.median(created) if created else 0.0
+    shares: dict[str, float] = {}
+    found: list[tuple[float, _Cause]] = []
+    for cause in CAUSES:
+        with_spikes = _share(spikes, cause, before, median)
+        without = _share(calm, cause, before, median) if calm else 0.0
+        shares[cause.name] = round(with_spikes, 3)
+        if with_spikes >= WITH_SPIKES and with_spikes - without >= LIFT:
+            found.append((with_spikes, cause))
+    found.sort(key=lambda item: -item[0])
+    reported = [c for _, c in found if c.code is not None and _RULES[c.code](snapshot)]
+    if reported:
+        severity = "info"
+    elif found:
+        severity = "error" if p99 >= ERROR_P99_S else "warning"
+    else:
+        # No cause seen: on a machine short of cores, other processes make such spikes.
+        severity = "info"
+    main = found[0][1] if found else None
+    location, what = _location(snapshot, main)
+    title = (
+        f"Loop lag is uneven: p99 {p99 * 1000:.0f} ms against p50 {p50 * 1000:.1f} ms, "
+        f"spikes in {len(spikes)} of {len(bins)} s"
+    )
+    if main is not None:
+        title += f", with {main.label}"
+        if what:
+            title += f" (`{short(what)}`)"
+    evidence = {
+        "lag_p50_s": seconds(p50),
+        "lag_p99_s": seconds(p99),
+        "lag_max_s": seconds(top),
+        "ratio": round(p99 / p50, 1) if p50 > 0 else None,
+        "seconds": len(bins),
+        "spike_seconds": len(spikes),
+        "with_spikes": shares,
+        "goes_with": [c.name for _, c in found],
+        "see": [c.code for c in reported if c.code is not None],
+        "first_t": spikes[0].t,
+        "last_t": spikes[-1].t + 1.0,
+    }
+    return [
+        Finding(
+            code=CODE,
+            family=FAMILY,
+            severity=severity,
+            title=title,
+            location=location,
+            evidence=evidence,
+            fix=_fix(main, what),
+        )
+    ]
+
+
+def _share(bins: Sequence[TimeBin], cause: _Cause, before: dict[float, TimeBin], m: float) -> float:
+    if not bins:
+        return 0.0
+    return sum(cause.present(b, before.get(b.t - 1.0), m) for b in bins) / len(bins)
+
+
+def _location(snapshot: Snapshot, cause: _Cause | None) -> tuple[Location | None, str | None]:
+    """The code behind the cause, where one is known, and the name to show."""
+    if cause is None:
+        return None, None
+    if cause.name == "gc":
+        site = gc_pauses._site(snapshot.gc)
+        if site is not None:
+            return Location(site.file, site.line, site.function), site.function
+    elif cause.name in ("blocks", "saturation"):
+        hot = [h for h in snapshot.blocks.hot if h.file]
+        if hot:
+            h = max(hot, key=lambda h: h.total)
+            return Location(h.file, h.line, h.function), h.function
+    elif cause.name == "executor":
+        loc, work = executor._location(snapshot)
+        return loc, work or (loc.function if loc else None)
+    elif cause.name == "task_bursts" and snapshot.tasks.top_created:
+        name = snapshot.tasks.top_created[0][0]
+        return _frame_named(snapshot, name), name
+    return None, None
+
+
+def _frame_named(snapshot: Snapshot, name: str) -> Location | None:
+    """A code location of the coroutine function ``name``: where its tasks wait or block."""
+    for s in snapshot.await_sites:
+        if s.function == name:
+            return Location(s.file, s.line, s.function)
+    for h in snapshot.blocks.hot:
+        for f in h.stack:
+            if f.function == name:
+                return Location(f.file, f.line, f.function)
+    return None
+
+
+def _fix(cause: _Cause | None, what: str | None) -> str:
+    fn = f"`{short(what)}`" if what else "it"
+    if cause is None:
+        return (
+            "Nothing loopscope sees goes with the spikes: callbacks just under the block "
+            "threshold (run with a lower one to catch them), or other processes competing for "
+            "the CPU (check the machine's load; give the service its own cores)."
+        )
+    if cause.name == "task_bursts":
+        return (
+            f"Tasks are created in bursts ({fn}): each burst queues all of their first steps at "
+            "once, and everything else waits behind them. Spread the burst (create them in "
+            "batches with `await asyncio.sleep(0)` between, or feed a fixed pool of workers "
+            "from an `asyncio.Queue`), and bound how many run at once with a Semaphore."
+        )
+    if cause.name == "executor":
+        return (
+            f"The spikes come while executor threads run ({fn}). Python code in a thread holds "
+            "the GIL and the loop waits for it (up to the switch interval, 5 ms, at a time): "
+            "run CPU-bound Python in a ProcessPoolExecutor, or use code that releases the GIL."
+        )
+    if cause.name == "gc":
+        return "Make collections shorter or rarer: see the gc finding (LS301) for how."
+    if cause.name == "blocks":
+        return "Move the blocking code off the loop: see the blocking findings (LS101)."
+    return "The loop is saturated: see LS201 for how to spread or shed the load."
