@@ -76,6 +76,7 @@ class Model:
             self._timing.lag(event)
         elif isinstance(event, Census):
             self._tasks.census(event)
+            self._timing.census(event)
         elif isinstance(event, Lifecycle):
             self._tasks.lifecycle(event)
             self._timing.lifecycle(event)
@@ -161,4 +162,5 @@ class Model:
             gc=self._timing.gc_view(),
             executor=self._timing.executor_view(),
             timeline=self._timing.timeline(now),
+            functions_seen=self._timing.functions_seen(),
         )

@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from loopscope.events import Block, ExecutorSample, GcWindow, Lag, Lifecycle
+from loopscope.events import Block, Census, ExecutorSample, Frame, GcWindow, Lag, Lifecycle
 from loopscope.model._blocks import CodeMap
 from loopscope.model._lag import merge, percentile
 from loopscope.model.snapshot import (
@@ -110,6 +110,7 @@ class TimingState:
         self._run = 0.0
         self._submitters: Counter[tuple[str, int, str]] = Counter()
         self._work: dict[tuple[str, int, str], Counter[str]] = {}
+        self._functions: dict[str, Frame] = {}
 
     # -- events ----------------------------------------------------------------------------
 
@@ -154,6 +155,15 @@ class TimingState:
         b = self._bin(event.t - event.window / 2)
         if b is not None:
             b.created = (b.created or 0) + event.created
+
+    def census(self, event: Census) -> None:
+        functions = self._functions
+        for site in event.sites:
+            if site.function not in functions and len(functions) < _MAX_KEYS:
+                functions[site.function] = Frame(site.file, site.line, site.function)
+
+    def functions_seen(self) -> tuple[Frame, ...]:
+        return tuple(self._functions.values())
 
     def gc(self, event: GcWindow) -> None:
         if not (math.isfinite(event.pause) and math.isfinite(event.max)):

@@ -189,6 +189,9 @@ class Snapshot:
     gc: GcView = field(default_factory=lambda: GcView())
     executor: ExecutorView = field(default_factory=lambda: ExecutorView())
     timeline: tuple[TimeBin, ...] = field(default=())  # the last TIMELINE_SECONDS, oldest first
+    # Every await site seen in the session, once per function (the first seen): where the code
+    # of a coroutine named elsewhere (by `TaskView.top_created`) is.
+    functions_seen: tuple[Frame, ...] = field(default=())
 
 
 # -- timing: gc pauses, the default executor, a per-second timeline ----------------------------

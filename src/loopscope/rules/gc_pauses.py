@@ -15,9 +15,10 @@ LONG_PAUSE_S = 0.02
 MIN_LONG = 3
 # ... or when collecting took this share of the time (many medium pauses), over at least
 # MIN_SESSION_S of session.
-MIN_SHARE = 0.03
+MIN_SHARE = 0.05
 MIN_SESSION_S = 2.0
-# An error when one collection took this long, or collecting this share of the time.
+# An error when one collection took this long, or collecting this share of the time; only
+# information when fewer than MIN_LONG collections were long and none explains a lag spike.
 ERROR_MAX_S = 0.25
 ERROR_SHARE = 0.10
 # A lag spike (a second whose lag reached LONG_PAUSE_S) is explained by a collection at least
@@ -40,7 +41,12 @@ def check(snapshot: Snapshot) -> list[Finding]:
     if len(long) < MIN_LONG and not (share >= MIN_SHARE and duration >= MIN_SESSION_S):
         return []
     spikes, explained = _spikes(recent(snapshot))
-    severity = "error" if gc.max >= ERROR_MAX_S or share >= ERROR_SHARE else "warning"
+    if gc.max >= ERROR_MAX_S or share >= ERROR_SHARE:
+        severity = "error"
+    elif len(long) < MIN_LONG and not explained:
+        severity = "info"  # collections take time, but no lag spike shows it
+    else:
+        severity = "warning"
     site = _site(gc)
     location = Location(site.file, site.line, site.function) if site else None
     full = gc.collections[2] if len(gc.collections) > 2 else 0

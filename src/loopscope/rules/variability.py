@@ -3,7 +3,6 @@ docs/findings.md)."""
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -23,14 +22,16 @@ MIN_P99_S = 0.01
 RATIO = 5.0
 MIN_SPIKE_SECONDS = 3
 # A cause goes with the spikes when it is present in at least this share of the spike seconds,
-# and in this much larger a share of them than of the calm seconds.
+# and in this much larger a share of them than of the calm seconds (a cause present all the
+# time, like a steady rate of task creation, tells nothing about the spikes).
 WITH_SPIKES = 0.6
 LIFT = 0.3
-# A second has a burst of task creation when it created at least this many tasks, and this
-# many times the median second.
-MIN_BURST = 100
-BURST_FACTOR = 4.0
-# A collection or block explains a spike when it is at least this share of the spike's lag.
+# Task creation goes with a spike when the second (or the one before) created this many tasks:
+# tasks created together queue their first steps together (a burst), and the 1 s timeline
+# cannot tell a burst from a steady rate, so the lift over calm seconds decides.
+MIN_CREATED = 200
+# A collection or block goes with a second when it is at least this share of the second's lag
+# (and of MIN_P99_S).
 EXPLAINS = 0.5
 # An error when the lag p99 reached this and no other finding explains it.
 ERROR_P99_S = 0.25
@@ -41,38 +42,38 @@ class _Cause:
     name: str  # evidence key
     label: str  # for the title
     code: str | None  # the finding that covers it, when that finding is reported
-    present: Callable[[TimeBin, TimeBin | None, float], bool]  # bin, the one before, median
+    present: Callable[[TimeBin, TimeBin | None], bool]  # the second, the one before
 
 
-def _gc(b: TimeBin, before: TimeBin | None, _median: float) -> bool:
+def _gc(b: TimeBin, before: TimeBin | None) -> bool:
     near = max(b.gc_max, before.gc_max if before else 0.0)
-    return near > 0 and near >= EXPLAINS * b.lag_max
+    return near >= EXPLAINS * max(b.lag_max, MIN_P99_S)
 
 
-def _blocks(b: TimeBin, before: TimeBin | None, _median: float) -> bool:
+def _blocks(b: TimeBin, before: TimeBin | None) -> bool:
     near = max(b.blocked, before.blocked if before else 0.0)
-    return near > 0 and near >= EXPLAINS * b.lag_max
+    return near >= EXPLAINS * max(b.lag_max, MIN_P99_S)
 
 
-def _executor(b: TimeBin, before: TimeBin | None, _median: float) -> bool:
+def _executor(b: TimeBin, before: TimeBin | None) -> bool:
     return bool(b.executor_busy) or bool(before and before.executor_busy)
 
 
-def _burst(b: TimeBin, before: TimeBin | None, median: float) -> bool:
-    created = max(b.created or 0, (before.created or 0) if before else 0)
-    return created >= MIN_BURST and created >= BURST_FACTOR * median
+def _created(b: TimeBin, before: TimeBin | None) -> bool:
+    return max(b.created or 0, (before.created or 0) if before else 0) >= MIN_CREATED
 
 
-def _busy(b: TimeBin, _before: TimeBin | None, _median: float) -> bool:
+def _busy(b: TimeBin, _before: TimeBin | None) -> bool:
     return b.busy is not None and b.busy >= saturation.BUSY
 
 
+# In order of preference when several go with the spikes equally often.
 CAUSES = (
+    _Cause("saturation", "a saturated loop", saturation.CODE, _busy),
     _Cause("gc", "garbage collection pauses", gc_pauses.CODE, _gc),
+    _Cause("task_creation", "many tasks created at once", None, _created),
     _Cause("blocks", "blocks", blocking.CODE, _blocks),
     _Cause("executor", "executor threads at work (the GIL)", executor.CODE, _executor),
-    _Cause("task_bursts", "bursts of task creation", None, _burst),
-    _Cause("saturation", "a saturated loop", saturation.CODE, _busy),
 )
 _RULES: dict[str, Callable[[Snapshot], list[Finding]]] = {
     gc_pauses.CODE: gc_pauses.check,
@@ -94,13 +95,11 @@ def check(snapshot: Snapshot) -> list[Finding]:
     calm = [b for b in bins if b.lag_max < MIN_P99_S]
     if len(spikes) < MIN_SPIKE_SECONDS:
         return []
-    created = [b.created for b in bins if b.created is not None]
-    median = statistics.median(created) if created else 0.0
     shares: dict[str, float] = {}
     found: list[tuple[float, _Cause]] = []
     for cause in CAUSES:
-        with_spikes = _share(spikes, cause, before, median)
-        without = _share(calm, cause, before, median) if calm else 0.0
+        with_spikes = _share(spikes, cause, before)
+        without = _share(calm, cause, before)
         shares[cause.name] = round(with_spikes, 3)
         if with_spikes >= WITH_SPIKES and with_spikes - without >= LIFT:
             found.append((with_spikes, cause))
@@ -149,10 +148,10 @@ def check(snapshot: Snapshot) -> list[Finding]:
     ]
 
 
-def _share(bins: Sequence[TimeBin], cause: _Cause, before: dict[float, TimeBin], m: float) -> float:
+def _share(bins: Sequence[TimeBin], cause: _Cause, before: dict[float, TimeBin]) -> float:
     if not bins:
         return 0.0
-    return sum(cause.present(b, before.get(b.t - 1.0), m) for b in bins) / len(bins)
+    return sum(cause.present(b, before.get(b.t - 1.0)) for b in bins) / len(bins)
 
 
 def _location(snapshot: Snapshot, cause: _Cause | None) -> tuple[Location | None, str | None]:
@@ -171,20 +170,22 @@ def _location(snapshot: Snapshot, cause: _Cause | None) -> tuple[Location | None
     elif cause.name == "executor":
         loc, work = executor._location(snapshot)
         return loc, work or (loc.function if loc else None)
-    elif cause.name == "task_bursts" and snapshot.tasks.top_created:
+    elif cause.name == "task_creation" and snapshot.tasks.top_created:
         name = snapshot.tasks.top_created[0][0]
         return _frame_named(snapshot, name), name
     return None, None
 
 
 def _frame_named(snapshot: Snapshot, name: str) -> Location | None:
-    """A code location of the coroutine function ``name``: where its tasks wait or block."""
-    for s in snapshot.await_sites:
-        if s.function == name:
-            return Location(s.file, s.line, s.function)
-    for h in snapshot.blocks.hot:
-        for f in h.stack:
-            if f.function == name:
+    """A code location of the coroutine function ``name``: where its tasks waited or blocked.
+    (Python 3.10 names functions without their class: the last part of ``name`` matches.)"""
+    frames = [
+        *snapshot.functions_seen,
+        *(f for h in snapshot.blocks.hot for f in h.stack),
+    ]
+    for wanted in (name, short(name)):
+        for f in frames:
+            if f.function == wanted:
                 return Location(f.file, f.line, f.function)
     return None
 
@@ -197,7 +198,7 @@ def _fix(cause: _Cause | None, what: str | None) -> str:
             "threshold (run with a lower one to catch them), or other processes competing for "
             "the CPU (check the machine's load; give the service its own cores)."
         )
-    if cause.name == "task_bursts":
+    if cause.name == "task_creation":
         return (
             f"Tasks are created in bursts ({fn}): each burst queues all of their first steps at "
             "once, and everything else waits behind them. Spread the burst (create them in "
