@@ -15,8 +15,10 @@ CODE = "LS901"
 FAMILY = "variability"
 
 # Reported when, over at least MIN_SECONDS of lag measured in the window, the lag p99 reached
-# MIN_P99_S and was at least RATIO times the p50, with spikes (seconds whose lag reached
-# MIN_P99_S) in at least MIN_SPIKE_SECONDS distinct seconds.
+# MIN_P99_S and was at least RATIO times the p50, with spikes (seconds whose lag reached the
+# p99: the heartbeats that make it) in at least MIN_SPIKE_SECONDS distinct seconds. The other
+# seconds are the calm ones, even when their lag reached MIN_P99_S: on a busy machine other
+# processes make small spikes everywhere, and only the largest tell what goes with them.
 MIN_SECONDS = 4
 MIN_P99_S = 0.01
 RATIO = 5.0
@@ -67,11 +69,12 @@ def _busy(b: TimeBin, _before: TimeBin | None) -> bool:
     return b.busy is not None and b.busy >= saturation.BUSY
 
 
-# In order of preference when several go with the spikes equally often.
+# In order of preference when several go with the spikes equally often: creating many tasks at
+# once allocates, so collections come with the bursts, but the bursts are the cause.
 CAUSES = (
     _Cause("saturation", "a saturated loop", saturation.CODE, _busy),
-    _Cause("gc", "garbage collection pauses", gc_pauses.CODE, _gc),
     _Cause("task_creation", "many tasks created at once", None, _created),
+    _Cause("gc", "garbage collection pauses", gc_pauses.CODE, _gc),
     _Cause("blocks", "blocks", blocking.CODE, _blocks),
     _Cause("executor", "executor threads at work (the GIL)", executor.CODE, _executor),
 )
@@ -91,8 +94,8 @@ def check(snapshot: Snapshot) -> list[Finding]:
     if p50 is None or p99 is None or p99 < MIN_P99_S or p99 < RATIO * p50:
         return []
     before = {b.t: b for b in snapshot.timeline}
-    spikes = [b for b in bins if b.lag_max >= MIN_P99_S]
-    calm = [b for b in bins if b.lag_max < MIN_P99_S]
+    spikes = [b for b in bins if b.lag_max >= p99]
+    calm = [b for b in bins if b.lag_max < p99]
     if len(spikes) < MIN_SPIKE_SECONDS:
         return []
     shares: dict[str, float] = {}
