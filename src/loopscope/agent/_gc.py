@@ -93,7 +93,6 @@ class GcMonitor:
         listed = self._long
         off = self._off
         started = [0.0]
-        trigger: list[Any] = [None]  # the frame that was running when the collection started
         get_frame = sys._getframe
         guard = self._guard
         name = self.name
@@ -105,10 +104,6 @@ class GcMonitor:
                 return
             try:
                 if phase == "start":
-                    try:
-                        trigger[0] = get_frame(1)
-                    except ValueError:  # triggered from a thread with no Python frame
-                        trigger[0] = None
                     started[0] = clock()
                     return
                 began = started[0]
@@ -121,8 +116,12 @@ class GcMonitor:
                 totals[_PAUSE] += pause
                 if pause > longest[0]:
                     longest[0] = pause
-                frame, trigger[0] = trigger[0], None
                 if pause >= MIN_PAUSE:
+                    # The collection ran inside the frame that allocated: it is still ours.
+                    try:
+                        frame = get_frame(1)
+                    except ValueError:  # triggered from a thread with no Python frame
+                        frame = None
                     listed.append((began, pause, generation, collected, _stack(frame)))
             except Exception as e:
                 off[0] = True
