@@ -159,6 +159,17 @@ ONE_OF_EACH: list[Event] = [
         wait_max=0.0,
         run=0.0,
     ),
+    Block(
+        t=12.0,
+        loop=1,
+        duration=0.09,
+        task=None,
+        cpu=0.002,
+        samples=0,
+        stacks=(),
+        runq=0.0,
+        gc=0.085,
+    ),
 ]
 
 
@@ -270,6 +281,7 @@ strategies: dict[type[Event], st.SearchStrategy[Any]] = {
         stacks=st.lists(stacks, max_size=3).map(tuple),
         precise=st.booleans(),
         runq=st.none() | finite,
+        gc=finite,
     ),
     Census: st.builds(
         Census,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from builders import app, await_site, block, census, hello, lag, lifecycle, stdlib
@@ -166,3 +168,17 @@ def test_functions_seen_remember_every_await_site() -> None:
     ).snapshot()
     assert [f.function for f in s.functions_seen] == ["deliver", "broadcast"]
     assert s.functions_seen[0].line == 20
+
+
+@pytest.mark.parametrize(("gc", "cause"), [(0.03, "gc"), (0.02, "cpu")])
+def test_a_block_mostly_spent_collecting_is_a_gc_block(gc: float, cause: str) -> None:
+    b = block(1.0, 0.05, [app(24, "remember_requests")])
+    s = model(dataclasses.replace(b, gc=gc)).snapshot()
+    (hot,) = s.blocks.hot
+    assert hot.cause == cause
+    assert s.blocks.recent[0].cause == cause
+
+
+def test_a_collection_with_no_stack_sampled_is_still_gc() -> None:
+    b = dataclasses.replace(block(1.0, 0.08), gc=0.079)
+    assert model(b).snapshot().blocks.hot[0].cause == "gc"

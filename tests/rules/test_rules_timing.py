@@ -3,6 +3,7 @@ executor backlog (LS601) and lag variability (LS901), each threshold from both s
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 
 import pytest
@@ -11,7 +12,7 @@ from builders import app, await_site, block, census, hello, lag, lifecycle, stdl
 from loopscope.events import Event, ExecutorSample, GcPause, GcWindow, Submitter, lag_bucket
 from loopscope.model import Model
 from loopscope.model.snapshot import Snapshot
-from loopscope.rules import evaluate, executor, gc_pauses, saturation, variability
+from loopscope.rules import blocking, evaluate, executor, gc_pauses, saturation, variability
 from loopscope.rules.finding import FAMILIES, Finding
 
 CALM = [0.0003] * 25  # a quarter second of heartbeats on an idle loop
@@ -410,3 +411,10 @@ def test_every_finding_uses_a_known_family_and_json() -> None:
     for f in findings:
         assert f.family in FAMILIES
         assert f.to_json()["evidence"] == f.evidence
+
+
+def test_blocks_that_were_garbage_collections_are_left_to_ls301() -> None:
+    gc_blocks = [dataclasses.replace(block(1.0 + i, 0.08, [ALLOC[0]]), gc=0.075) for i in range(4)]
+    cpu_blocks = [block(1.0 + i, 0.08, [ALLOC[0]]) for i in range(4)]
+    assert blocking.check(session(gc_blocks, until=10.0)) == []
+    assert blocking.check(session(cpu_blocks, until=10.0))

@@ -98,6 +98,8 @@ class Agent:
         self._server.start()
         self.active = True
         if "blocks" in self.collectors:
+            if "gc" in self.collectors:
+                self._watchdog.gc_time = self.gc_monitor.collected_between
             self._watchdog.start()
         self._hook = _RunningLoopHook(self)
         self._hook.install()
@@ -115,6 +117,7 @@ class Agent:
         """The child of a fork has none of our threads: put the program back as it was and
         leave the parent's socket alone."""
         self._lock = threading.Lock()  # another thread may have held it at the fork
+        self.gc_monitor.after_fork()
         self._deactivate(report=False)
 
     def _deactivate(self, *, report: bool) -> bool:
@@ -219,6 +222,8 @@ class _LoopObserver:
                 unavailable.append(
                     f"exact block durations: {why_not}; estimated from the heartbeat"
                 )
+        if "executor" in enabled and not hasattr(loop, "_default_executor"):
+            unavailable.append("executor: loop does not expose its default executor")
         probe = self.probe
         idle_clock = (lambda: probe.idle) if probe is not None else None
         blocks = "blocks" in enabled

@@ -54,6 +54,8 @@ class GcMonitor:
         self._totals: list[Any] = [0, 0, 0, 0, 0, 0.0]
         self._max = [0.0]  # the longest collection since the last window was sent
         self._long: deque[tuple[float, float, int, int, tuple[Frame, ...]]] = deque(maxlen=256)
+        # (start, duration) of the latest listed collections, for `collected_between`.
+        self._recent: deque[tuple[float, float]] = deque(maxlen=64)
         self._off = [False]
         self._callback = self._make_callback()
         self._wall_offset = time.time() - time.perf_counter()
@@ -82,6 +84,18 @@ class GcMonitor:
                 while self._callback in gc.callbacks:
                     gc.callbacks.remove(self._callback)
 
+    def after_fork(self) -> None:
+        """In the child of a fork: another thread may have held the lock at the fork."""
+        self._lock = threading.Lock()
+
+    def collected_between(self, start: float, end: float) -> float:
+        """Seconds of listed collections inside [start, end] (perf_counter times); thread-safe
+        (the watchdog asks, about a block that has just ended)."""
+        total = 0.0
+        for began, pause in list(self._recent):  # one C-level copy
+            total += max(0.0, min(end, began + pause) - max(start, began))
+        return total
+
     @property
     def installed(self) -> bool:
         return self._callback in gc.callbacks
@@ -91,6 +105,7 @@ class GcMonitor:
         totals = self._totals
         longest = self._max
         listed = self._long
+        recent = self._recent
         off = self._off
         started = [0.0]
         get_frame = sys._getframe
@@ -123,6 +138,7 @@ class GcMonitor:
                     except ValueError:  # triggered from a thread with no Python frame
                         frame = None
                     listed.append((began, pause, generation, collected, _stack(frame)))
+                    recent.append((began, pause))
             except Exception as e:
                 off[0] = True
                 guard.failed(name, e)

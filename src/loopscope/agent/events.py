@@ -196,6 +196,9 @@ class Block(Event):
     # core) during the block, where measurable (Linux). The thread could use the CPU only in
     # ``duration - runq``.
     runq: float | None = None
+    # Seconds of garbage collection inside the block (collections of at least 1 ms, from the
+    # agent's gc collector; 0 when none, or when the gc collector is off).
+    gc: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
