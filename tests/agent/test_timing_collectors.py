@@ -17,7 +17,7 @@ from agent_harness import LAUNCHER, TIMEOUT, Client, _readable, wait_until
 from loopscope.agent._executor import ExecutorCollector
 from loopscope.agent._gc import GcCollector, GcMonitor
 from loopscope.agent._guard import Guard
-from loopscope.events import Event, ExecutorSample, GcWindow, LoopStarted, Notice
+from loopscope.events import Block, Event, ExecutorSample, GcWindow, LoopStarted, Notice
 
 # Driven line by line on stdin; answers with JSON lines on stdout.
 TARGET = r"""
@@ -37,9 +37,9 @@ def say(**message):
     print(json.dumps(message), flush=True)
 
 
-def collect_now():
+def collect_now(size=200_000):
     # A heap of containers makes a full collection take milliseconds.
-    HEAP[:] = [[i] for i in range(200_000)]
+    HEAP[:] = [[i] for i in range(size)]
     before = time.time()
     gc.collect()
     say(before=before, after=time.time())
@@ -79,7 +79,7 @@ async def main():
 
     def command(words):
         if words[0] == "collect":
-            collect_now()
+            collect_now(*map(int, words[1:]))
         elif words[0] == "flood":
             loop.create_task(flood(int(words[1])))
         elif words[0] == "state":
@@ -187,6 +187,23 @@ def test_gc_pauses_are_timed_on_the_wall_clock(target_python: str, tmp_path: Pat
         assert pause.t + pause.duration <= times["after"] + 0.005
         assert pause.stack and pause.stack[0].function.endswith("collect_now")
         assert pause.stack[0].file == target.script
+    finally:
+        client.close()
+        assert target.finish() == 0
+
+
+def test_a_block_spent_collecting_says_so(target_python: str, tmp_path: Path) -> None:
+    target = TimingTarget(target_python, tmp_path)
+    client = Client(target.socket_path)
+    try:
+        client.wait_for(lambda e: isinstance(e, LoopStarted))
+        target.send("collect 1000000")  # a full collection of a million lists: tens of ms
+        target.read()
+        stalled = client.wait_for(
+            lambda e: isinstance(e, Block) and e.gc > 0, what="a block with a collection in it"
+        )
+        assert isinstance(stalled, Block)
+        assert 0.01 < stalled.gc <= stalled.duration + 0.001
     finally:
         client.close()
         assert target.finish() == 0
