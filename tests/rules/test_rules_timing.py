@@ -322,6 +322,11 @@ def spiky(
     ]
 
 
+def bursts(*at: int) -> list[Event]:
+    """A thousand ``deliver`` tasks created in each second of ``at``."""
+    return [lifecycle(t + 1.0, created=1000, created_by={"deliver": 1000}) for t in at]
+
+
 @pytest.mark.parametrize(
     ("spike", "spiky_seconds", "calm_seconds", "reported"),
     [
@@ -334,14 +339,49 @@ def spiky(
 def test_variability_thresholds(
     spike: float, spiky_seconds: int, calm_seconds: int, reported: bool
 ) -> None:
-    s = session(seconds(1, calm_seconds), spiky(1 + calm_seconds, spiky_seconds, spike))
+    first = 1 + calm_seconds
+    s = session(
+        seconds(1, calm_seconds),
+        spiky(first, spiky_seconds, spike),
+        bursts(*range(first, first + spiky_seconds)),
+    )
     assert bool(variability.check(s)) is reported
 
 
 def test_variability_needs_p99_well_above_p50() -> None:
     # Every heartbeat late by 4 ms: p99 15 ms is not 5 times p50.
-    assert variability.check(session(spiky(1, 6, 0.015, [0.004] * 25))) == []
-    assert variability.check(session(spiky(1, 6, 0.015, [0.002] * 25)))
+    assert variability.check(session(spiky(1, 6, 0.015, [0.004] * 25), bursts(*range(1, 7)))) == []
+    assert variability.check(session(spiky(1, 6, 0.015, [0.002] * 25), bursts(*range(1, 7))))
+
+
+@pytest.mark.parametrize(
+    ("in_spikes", "in_calm", "reported"),
+    [
+        ((4, 5, 6), (), True),
+        # A burst goes with its own second and the next one.
+        ((5,), (), True),  # 2 of 3 spike seconds: at least 60%
+        ((6,), (), False),  # 1 of 3
+        ((4, 5, 6), (0,), True),  # 100% of spike seconds against 50% of calm ones
+        ((4, 5, 6), (1, 2), False),  # against 75%: too little lift
+    ],
+)
+def test_variability_cause_thresholds(
+    in_spikes: tuple[int, ...], in_calm: tuple[int, ...], reported: bool
+) -> None:
+    s = session(seconds(0, 4), spiky(4, 3, 0.03), bursts(*in_spikes, *in_calm))
+    assert bool(variability.check(s)) is reported
+
+
+@pytest.mark.parametrize(
+    ("in_spikes", "reported"),
+    [
+        ((1, 3, 5, 7), True),  # 8 of 9 spike seconds (each burst and the second after it)
+        ((1, 4, 7), False),  # 6 of 9: with no calm seconds to compare with, not enough
+    ],
+)
+def test_variability_cause_with_no_calm_seconds(in_spikes: tuple[int, ...], reported: bool) -> None:
+    s = session(spiky(1, 9, 0.03), bursts(*in_spikes))
+    assert bool(variability.check(s)) is reported
 
 
 def test_variability_from_bursts_of_task_creation_names_the_coroutine() -> None:
@@ -360,12 +400,10 @@ def test_variability_from_bursts_of_task_creation_names_the_coroutine() -> None:
     assert "deliver" in f.title and "Semaphore" in f.fix
 
 
-def test_variability_from_steady_creation_has_no_cause() -> None:
+def test_variability_without_a_cause_is_not_reported() -> None:
     # Tasks are created at the same rate in calm seconds: nothing to tell from them.
     steady = [lifecycle(t + 1.0, created=1000, created_by={"deliver": 1000}) for t in range(1, 9)]
-    s = session(seconds(1, 4), spiky(5, 4, 0.03), steady)
-    f = only(variability.check(s))
-    assert f.evidence["goes_with"] == [] and f.severity == "info" and f.location is None
+    assert variability.check(session(seconds(1, 4), spiky(5, 4, 0.03), steady)) == []
 
 
 def test_variability_explained_by_gc_defers_to_ls301() -> None:

@@ -28,6 +28,10 @@ MIN_SPIKE_SECONDS = 3
 # time, like a steady rate of task creation, tells nothing about the spikes).
 WITH_SPIKES = 0.6
 LIFT = 0.3
+# With fewer than MIN_CALM calm seconds there is nothing to compare with: a cause must then be
+# present in ALWAYS of the spike seconds.
+MIN_CALM = 2
+ALWAYS = 0.8
 # Task creation goes with a spike when the second (or the one before) created this many tasks:
 # tasks created together queue their first steps together (a burst), and the 1 s timeline
 # cannot tell a burst from a steady rate, so the lift over calm seconds decides.
@@ -104,27 +108,29 @@ def check(snapshot: Snapshot) -> list[Finding]:
         with_spikes = _share(spikes, cause, before)
         without = _share(calm, cause, before)
         shares[cause.name] = round(with_spikes, 3)
-        if with_spikes >= WITH_SPIKES and with_spikes - without >= LIFT:
+        if len(calm) < MIN_CALM:
+            goes = with_spikes >= ALWAYS
+        else:
+            goes = with_spikes >= WITH_SPIKES and with_spikes - without >= LIFT
+        if goes:
             found.append((with_spikes, cause))
+    if not found:
+        # No cause seen: on a machine short of cores other processes make such spikes, and
+        # nothing here tells them from the program's own.
+        return []
     found.sort(key=lambda item: -item[0])
     reported = [c for _, c in found if c.code is not None and _RULES[c.code](snapshot)]
-    if reported:
-        severity = "info"
-    elif found:
-        severity = "error" if p99 >= ERROR_P99_S else "warning"
-    else:
-        # No cause seen: on a machine short of cores, other processes make such spikes.
-        severity = "info"
-    main = found[0][1] if found else None
+    # Another finding already says what to do: this one only adds the jitter it makes.
+    severity = "info" if reported else "error" if p99 >= ERROR_P99_S else "warning"
+    main = found[0][1]
     location, what = _location(snapshot, main)
     title = (
         f"Loop lag is uneven: p99 {p99 * 1000:.0f} ms against p50 {p50 * 1000:.1f} ms, "
         f"spikes in {len(spikes)} of {len(bins)} s"
     )
-    if main is not None:
-        title += f", with {main.label}"
-        if what:
-            title += f" (`{short(what)}`)"
+    title += f", with {main.label}"
+    if what:
+        title += f" (`{short(what)}`)"
     evidence = {
         "lag_p50_s": seconds(p50),
         "lag_p99_s": seconds(p99),
@@ -157,10 +163,8 @@ def _share(bins: Sequence[TimeBin], cause: _Cause, before: dict[float, TimeBin])
     return sum(cause.present(b, before.get(b.t - 1.0)) for b in bins) / len(bins)
 
 
-def _location(snapshot: Snapshot, cause: _Cause | None) -> tuple[Location | None, str | None]:
+def _location(snapshot: Snapshot, cause: _Cause) -> tuple[Location | None, str | None]:
     """The code behind the cause, where one is known, and the name to show."""
-    if cause is None:
-        return None, None
     if cause.name == "gc":
         site = gc_pauses._site(snapshot.gc)
         if site is not None:
@@ -193,14 +197,8 @@ def _frame_named(snapshot: Snapshot, name: str) -> Location | None:
     return None
 
 
-def _fix(cause: _Cause | None, what: str | None) -> str:
+def _fix(cause: _Cause, what: str | None) -> str:
     fn = f"`{short(what)}`" if what else "it"
-    if cause is None:
-        return (
-            "Nothing loopscope sees goes with the spikes: callbacks just under the block "
-            "threshold (run with a lower one to catch them), or other processes competing for "
-            "the CPU (check the machine's load; give the service its own cores)."
-        )
     if cause.name == "task_creation":
         return (
             f"Tasks are created in bursts ({fn}): each burst queues all of their first steps at "
