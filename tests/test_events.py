@@ -124,7 +124,9 @@ ONE_OF_EACH: list[Event] = [
         max=0.081,
         collected=5000,
         uncollectable=0,
-        pauses=(GcPause(t=9.5, duration=0.081, generation=2, collected=4000, stack=(FRAME,)),),
+        pauses=(
+            GcPause(t=9.5, duration=0.081, generation=2, collected=4000, stack=(FRAME,), cpu=0.079),
+        ),
         threshold=(700, 10, 10),
         frozen=12,
     ),
@@ -341,6 +343,7 @@ strategies: dict[type[Event], st.SearchStrategy[Any]] = {
                 generation=small,
                 collected=small,
                 stack=st.lists(frames, max_size=3).map(tuple),
+                cpu=st.none() | finite,
             ),
             max_size=3,
         ).map(tuple),

@@ -186,6 +186,7 @@ def test_gc_pauses_are_timed_on_the_wall_clock(target_python: str, tmp_path: Pat
         # It ended inside the call of gc.collect() too: the same clock as the target's.
         assert pause.t + pause.duration <= times["after"] + 0.005
         assert pause.stack and pause.stack[0].function.endswith("collect_now")
+        assert pause.cpu is not None and 0 < pause.cpu <= pause.duration + 0.005
         assert pause.stack[0].file == target.script
     finally:
         client.close()

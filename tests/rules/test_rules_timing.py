@@ -117,13 +117,14 @@ def gc_window(
     t: float,
     pauses: Sequence[tuple[float, float]] = (),
     *,
+    cpu: float | None = None,
     pause: float | None = None,
     full: int | None = None,
     stack: Sequence = (),  # type: ignore[type-arg]
     uncollectable: int = 0,
 ) -> GcWindow:
     listed = tuple(
-        GcPause(t=start, duration=d, generation=2, collected=10, stack=tuple(stack))
+        GcPause(t=start, duration=d, generation=2, collected=10, stack=tuple(stack), cpu=cpu)
         for start, d in pauses
     )
     return GcWindow(
@@ -157,6 +158,15 @@ def test_gc_long_pause_thresholds(pauses: list[float], reported: bool) -> None:
         until=60.0,
     )
     assert bool(gc_pauses.check(s)) is reported
+
+
+@pytest.mark.parametrize(("cpu", "reported"), [(None, True), (0.02, True), (0.019, False)])
+def test_gc_long_pauses_count_by_their_cpu_time_where_known(
+    cpu: float | None, reported: bool
+) -> None:
+    # 86 ms of wall time: on a busy machine most of it may be waiting for a core.
+    windows = [gc_window(t + 1.5, [(t + 1.0, 0.086)], cpu=cpu) for t in range(3)]
+    assert bool(gc_pauses.check(session(windows, seconds(1, 3), until=60.0))) is reported
 
 
 @pytest.mark.parametrize(("share", "reported"), [(0.0501, True), (0.0499, False)])

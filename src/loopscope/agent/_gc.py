@@ -53,7 +53,9 @@ class GcMonitor:
         # callback only, read by `flush` as differences.
         self._totals: list[Any] = [0, 0, 0, 0, 0, 0.0]
         self._max = [0.0]  # the longest collection since the last window was sent
-        self._long: deque[tuple[float, float, int, int, tuple[Frame, ...]]] = deque(maxlen=256)
+        self._long: deque[tuple[float, float, int, int, tuple[Frame, ...], float | None]] = deque(
+            maxlen=256
+        )
         # (start, duration) of the latest listed collections, for `collected_between`.
         self._recent: deque[tuple[float, float]] = deque(maxlen=64)
         self._off = [False]
@@ -108,6 +110,8 @@ class GcMonitor:
         recent = self._recent
         off = self._off
         started = [0.0]
+        cpu_started: list[float | None] = [None]
+        cpu_clock = time.thread_time  # a system call: only for full collections, which are rare
         get_frame = sys._getframe
         guard = self._guard
         name = self.name
@@ -119,6 +123,7 @@ class GcMonitor:
                 return
             try:
                 if phase == "start":
+                    cpu_started[0] = cpu_clock() if info["generation"] == 2 else None
                     started[0] = clock()
                     return
                 began = started[0]
@@ -137,7 +142,9 @@ class GcMonitor:
                         frame = get_frame(1)
                     except ValueError:  # triggered from a thread with no Python frame
                         frame = None
-                    listed.append((began, pause, generation, collected, _stack(frame)))
+                    cpu_began = cpu_started[0]
+                    cpu = None if cpu_began is None else cpu_clock() - cpu_began
+                    listed.append((began, pause, generation, collected, _stack(frame), cpu))
                     recent.append((began, pause))
             except Exception as e:
                 off[0] = True
@@ -176,9 +183,14 @@ class GcMonitor:
                 uncollectable=totals[_UNCOLLECTABLE] - last[_UNCOLLECTABLE],
                 pauses=tuple(
                     GcPause(
-                        t=began + offset, duration=pause, generation=gen, collected=n, stack=stack
+                        t=began + offset,
+                        duration=pause,
+                        generation=gen,
+                        collected=n,
+                        stack=stack,
+                        cpu=cpu,
                     )
-                    for began, pause, gen, n, stack in listed[:MAX_PAUSES]
+                    for began, pause, gen, n, stack, cpu in listed[:MAX_PAUSES]
                 ),
                 threshold=tuple(gc.get_threshold()),
                 frozen=gc.get_freeze_count(),

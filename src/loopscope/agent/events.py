@@ -244,6 +244,9 @@ class GcPause:
     # The stack that triggered it (an allocation there), innermost first, a few frames: where
     # the program allocates, statistically.
     stack: tuple[Frame, ...] = ()
+    # CPU seconds the collecting thread used, for full (generation 2) collections: on a busy
+    # machine a collection's wall time includes time the thread waited for a core.
+    cpu: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -194,7 +194,8 @@ class TimingState:
             location = code.locate(p.stack)
             if location is not None and code.kind(location.file) != "app":
                 location = None
-            self._longest.append(GcPauseView(p.t, p.duration, p.generation, location))
+            cpu = p.cpu if p.cpu is not None and math.isfinite(p.cpu) else None
+            self._longest.append(GcPauseView(p.t, p.duration, p.generation, location, cpu))
             if location is not None:
                 key = (location.file, location.line, location.function)
                 if key in self._gc_sites or len(self._gc_sites) < _MAX_KEYS:

@@ -203,6 +203,7 @@ class GcPauseView:
     duration: float
     generation: int
     location: Frame | None  # the application frame that triggered it, where known
+    cpu: float | None = None  # CPU seconds it took, where measured (full collections)
 
 
 @dataclass(frozen=True, slots=True)

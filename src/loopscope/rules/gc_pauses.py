@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from loopscope.model.snapshot import GcSiteView, GcView, Snapshot, TimeBin
+from loopscope.model.snapshot import GcPauseView, GcSiteView, GcView, Snapshot, TimeBin
 from loopscope.rules._timing import recent, seconds, short, where
 from loopscope.rules.finding import Finding, Location
 
 CODE = "LS301"
 FAMILY = "gc"
 
-# A collection this long is felt as lag (the same as the agent's block threshold).
+# A collection this long is felt as lag (the same as the agent's block threshold). Where its CPU
+# time is known (full collections), that is what counts: on a machine short of cores a short
+# collection can take long in wall time, waiting for a core, and that is not the collector's.
 LONG_PAUSE_S = 0.02
 # Reported when at least this many collections were long...
 MIN_LONG = 3
@@ -35,13 +37,13 @@ def check(snapshot: Snapshot) -> list[Finding]:
     gc = snapshot.gc
     if not gc.windows:
         return []
-    long = [p for p in gc.longest if p.duration >= LONG_PAUSE_S]
+    long = [p for p in gc.longest if _work(p) >= LONG_PAUSE_S]
     duration = snapshot.duration_s
     share = gc.pause / duration if duration > 0 else 0.0
     if len(long) < MIN_LONG and not (share >= MIN_SHARE and duration >= MIN_SESSION_S):
         return []
     spikes, explained = _spikes(recent(snapshot))
-    if gc.max >= ERROR_MAX_S or share >= ERROR_SHARE:
+    if max(map(_work, gc.longest), default=0.0) >= ERROR_MAX_S or share >= ERROR_SHARE:
         severity = "error"
     elif len(long) < MIN_LONG and not explained:
         severity = "info"  # collections take time, but no lag spike shows it
@@ -86,6 +88,11 @@ def check(snapshot: Snapshot) -> list[Finding]:
             fix=_fix(gc, site),
         )
     ]
+
+
+def _work(pause: GcPauseView) -> float:
+    """How long the collection took, by its CPU time where known."""
+    return pause.duration if pause.cpu is None else min(pause.duration, pause.cpu)
 
 
 def _spikes(bins: list[TimeBin]) -> tuple[int, int]:
