@@ -466,3 +466,17 @@ def test_blocks_that_were_garbage_collections_are_left_to_ls301() -> None:
     cpu_blocks = [block(1.0 + i, 0.08, [ALLOC[0]]) for i in range(4)]
     assert blocking.check(session(gc_blocks, until=10.0)) == []
     assert blocking.check(session(cpu_blocks, until=10.0))
+
+
+@pytest.mark.parametrize(("n", "severity"), [(3, "info"), (2, None)])
+def test_variability_from_blocks_defers_to_ls101(n: int, severity: str | None) -> None:
+    # Blocks are spikes: only as many as LS101 reports explain them (it wants 3).
+    stalls = [block(4.2 + i, 0.03, [HANDLER]) for i in range(0, 2 * n, 2)][:n]
+    s = session(seconds(0, 4), spiky(4, 3, 0.03), seconds(7, 1), spiky(8, 1, 0.03), stalls)
+    findings = variability.check(s)
+    if severity is None:
+        assert findings == []
+    else:
+        f = only(findings)
+        assert f.severity == severity and f.evidence["see"] == ["LS101"]
+        assert f.location is not None and f.location.function == "handle_request"

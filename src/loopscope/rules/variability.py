@@ -112,7 +112,9 @@ def check(snapshot: Snapshot) -> list[Finding]:
             goes = with_spikes >= ALWAYS
         else:
             goes = with_spikes >= WITH_SPIKES and with_spikes - without >= LIFT
-        if goes:
+        # A block is a spike: blocks explain spikes only as far as LS101 reports them (a few
+        # short ones, on a busy machine, are the machine's).
+        if goes and (cause.name != "blocks" or blocking.check(snapshot)):
             found.append((with_spikes, cause))
     if not found:
         # No cause seen: on a machine short of cores other processes make such spikes, and
