@@ -368,11 +368,12 @@ def test_variability_needs_p99_well_above_p50() -> None:
     ("in_spikes", "in_calm", "reported"),
     [
         ((4, 5, 6), (), True),
-        # A burst goes with its own second and the next one.
+        # A burst goes with the spike in its own second and the next one; a calm second is
+        # judged on its own.
         ((5,), (), True),  # 2 of 3 spike seconds: at least 60%
         ((6,), (), False),  # 1 of 3
-        ((4, 5, 6), (0,), True),  # 100% of spike seconds against 50% of calm ones
-        ((4, 5, 6), (1, 2), False),  # against 75%: too little lift
+        ((4, 5, 6), (0, 1), True),  # 100% of spike seconds against 50% of calm ones
+        ((4, 5, 6), (1, 2, 3), False),  # against 75%: too little lift
     ],
 )
 def test_variability_cause_thresholds(

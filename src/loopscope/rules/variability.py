@@ -15,14 +15,16 @@ CODE = "LS901"
 FAMILY = "variability"
 
 # Reported when, over at least MIN_SECONDS of lag measured in the window, the lag p99 reached
-# MIN_P99_S and was at least RATIO times the p50, with spikes (seconds whose lag reached the
-# p99: the heartbeats that make it) in at least MIN_SPIKE_SECONDS distinct seconds. The other
-# seconds are the calm ones, even when their lag reached MIN_P99_S: on a busy machine other
-# processes make small spikes everywhere, and only the largest tell what goes with them.
+# MIN_P99_S and was at least RATIO times the p50, with spikes (seconds whose lag reached
+# SPIKE_SHARE of the p99, and MIN_P99_S) in at least MIN_SPIKE_SECONDS distinct seconds. The
+# other seconds are the calm ones, even when their lag reached MIN_P99_S: on a busy machine
+# other processes make small spikes everywhere, and only the large ones tell what goes with
+# them.
 MIN_SECONDS = 4
 MIN_P99_S = 0.01
 RATIO = 5.0
 MIN_SPIKE_SECONDS = 3
+SPIKE_SHARE = 0.5
 # A cause goes with the spikes when it is present in at least this share of the spike seconds,
 # and in this much larger a share of them than of the calm seconds (a cause present all the
 # time, like a steady rate of task creation, tells nothing about the spikes).
@@ -98,15 +100,18 @@ def check(snapshot: Snapshot) -> list[Finding]:
     if p50 is None or p99 is None or p99 < MIN_P99_S or p99 < RATIO * p50:
         return []
     before = {b.t: b for b in snapshot.timeline}
-    spikes = [b for b in bins if b.lag_max >= p99]
-    calm = [b for b in bins if b.lag_max < p99]
+    level = max(MIN_P99_S, SPIKE_SHARE * p99)
+    spikes = [b for b in bins if b.lag_max >= level]
+    calm = [b for b in bins if b.lag_max < level]
     if len(spikes) < MIN_SPIKE_SECONDS:
         return []
     shares: dict[str, float] = {}
     found: list[tuple[float, _Cause]] = []
     for cause in CAUSES:
         with_spikes = _share(spikes, cause, before)
-        without = _share(calm, cause, before)
+        # A calm second is judged on its own: the second before it, if a spike's, would lend
+        # it the spike's cause.
+        without = _share(calm, cause, {})
         shares[cause.name] = round(with_spikes, 3)
         if len(calm) < MIN_CALM:
             goes = with_spikes >= ALWAYS
