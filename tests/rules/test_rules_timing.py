@@ -360,16 +360,16 @@ def test_variability_thresholds(
 
 def test_variability_needs_p99_well_above_p50() -> None:
     # Every heartbeat late by 4 ms: p99 15 ms is not 5 times p50.
-    assert variability.check(session(spiky(1, 6, 0.015, [0.004] * 25), bursts(*range(1, 7)))) == []
-    assert variability.check(session(spiky(1, 6, 0.015, [0.002] * 25), bursts(*range(1, 7))))
+    assert variability.check(session(spiky(1, 6, 0.015, [0.004] * 25), bursts(1, 3, 5))) == []
+    assert variability.check(session(spiky(1, 6, 0.015, [0.002] * 25), bursts(1, 3, 5)))
 
 
 @pytest.mark.parametrize(
     ("in_spikes", "in_calm", "reported"),
     [
         ((4, 5, 6), (), True),
-        # A burst goes with the spike in its own second and the next one; a calm second is
-        # judged on its own.
+        # Busy threads go with the spike in their own second and the next one; a calm second
+        # is judged on its own.
         ((5,), (), True),  # 2 of 3 spike seconds: at least 60%
         ((6,), (), False),  # 1 of 3
         ((4, 5, 6), (0, 1), True),  # 100% of spike seconds against 50% of calm ones
@@ -379,7 +379,26 @@ def test_variability_needs_p99_well_above_p50() -> None:
 def test_variability_cause_thresholds(
     in_spikes: tuple[int, ...], in_calm: tuple[int, ...], reported: bool
 ) -> None:
-    s = session(seconds(0, 4), spiky(4, 3, 0.03), bursts(*in_spikes, *in_calm))
+    threads = [sample(t + 0.5, busy=2, waits=[0.001]) for t in (*in_spikes, *in_calm)]
+    s = session(seconds(0, 4), spiky(4, 3, 0.03), threads)
+    assert bool(variability.check(s)) is reported
+
+
+@pytest.mark.parametrize(
+    ("created", "reported"),
+    [
+        ({4: 1000, 5: 1000, 6: 1000}, True),
+        ({4: 199, 5: 199, 6: 199}, False),  # too few to be a burst
+        # As many in every second: a steady rate, no burst.
+        ({t: 1000 for t in range(7)}, False),
+        # 1.5 times the median second: a burst.
+        ({**{t: 1000 for t in range(4)}, 4: 1500, 5: 1500, 6: 1500}, True),
+        ({**{t: 1000 for t in range(4)}, 4: 1499, 5: 1499, 6: 1499}, False),
+    ],
+)
+def test_variability_task_creation_thresholds(created: dict[int, int], reported: bool) -> None:
+    made = [lifecycle(t + 1.0, created=n, created_by={"deliver": n}) for t, n in created.items()]
+    s = session(seconds(0, 4), spiky(4, 3, 0.03), made)
     assert bool(variability.check(s)) is reported
 
 

@@ -3,6 +3,7 @@ docs/findings.md)."""
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -34,10 +35,11 @@ LIFT = 0.3
 # present in ALWAYS of the spike seconds.
 MIN_CALM = 2
 ALWAYS = 0.8
-# Task creation goes with a spike when the second (or the one before) created this many tasks:
-# tasks created together queue their first steps together (a burst), and the 1 s timeline
-# cannot tell a burst from a steady rate, so the lift over calm seconds decides.
+# Task creation goes with a spike when the second (or the one before) created this many tasks,
+# and BURST times the median second of the window: tasks created together queue their first
+# steps together (a burst); a steady rate tells nothing.
 MIN_CREATED = 200
+BURST = 1.5
 # A collection or block goes with a second when it is at least this share of the second's lag
 # (and of MIN_P99_S).
 EXPLAINS = 0.5
@@ -50,28 +52,30 @@ class _Cause:
     name: str  # evidence key
     label: str  # for the title
     code: str | None  # the finding that covers it, when that finding is reported
-    present: Callable[[TimeBin, TimeBin | None], bool]  # the second, the one before
+    # The second, the one before, the median tasks created per second of the window.
+    present: Callable[[TimeBin, TimeBin | None, float], bool]
 
 
-def _gc(b: TimeBin, before: TimeBin | None) -> bool:
+def _gc(b: TimeBin, before: TimeBin | None, _median: float) -> bool:
     near = max(b.gc_max, before.gc_max if before else 0.0)
     return near >= EXPLAINS * max(b.lag_max, MIN_P99_S)
 
 
-def _blocks(b: TimeBin, before: TimeBin | None) -> bool:
+def _blocks(b: TimeBin, before: TimeBin | None, _median: float) -> bool:
     near = max(b.blocked, before.blocked if before else 0.0)
     return near >= EXPLAINS * max(b.lag_max, MIN_P99_S)
 
 
-def _executor(b: TimeBin, before: TimeBin | None) -> bool:
+def _executor(b: TimeBin, before: TimeBin | None, _median: float) -> bool:
     return bool(b.executor_busy) or bool(before and before.executor_busy)
 
 
-def _created(b: TimeBin, before: TimeBin | None) -> bool:
-    return max(b.created or 0, (before.created or 0) if before else 0) >= MIN_CREATED
+def _created(b: TimeBin, before: TimeBin | None, median: float) -> bool:
+    created = max(b.created or 0, (before.created or 0) if before else 0)
+    return created >= MIN_CREATED and created >= BURST * median
 
 
-def _busy(b: TimeBin, _before: TimeBin | None) -> bool:
+def _busy(b: TimeBin, _before: TimeBin | None, _median: float) -> bool:
     return b.busy is not None and b.busy >= saturation.BUSY
 
 
@@ -94,6 +98,9 @@ _RULES: dict[str, Callable[[Snapshot], list[Finding]]] = {
 
 def check(snapshot: Snapshot) -> list[Finding]:
     bins = [b for b in recent(snapshot) if b.heartbeats]
+    # Seconds only partly measured (the first and the last, mostly) would skew the comparison.
+    full = statistics.median(b.heartbeats for b in bins) if bins else 0
+    bins = [b for b in bins if b.heartbeats >= full / 2]
     if len(bins) < MIN_SECONDS:
         return []
     p50, p99, top = lag_percentiles(bins)
@@ -105,13 +112,14 @@ def check(snapshot: Snapshot) -> list[Finding]:
     calm = [b for b in bins if b.lag_max < level]
     if len(spikes) < MIN_SPIKE_SECONDS:
         return []
+    created = statistics.median(b.created or 0 for b in bins)
     shares: dict[str, float] = {}
     found: list[tuple[float, _Cause]] = []
     for cause in CAUSES:
-        with_spikes = _share(spikes, cause, before)
+        with_spikes = _share(spikes, cause, before, created)
         # A calm second is judged on its own: the second before it, if a spike's, would lend
         # it the spike's cause.
-        without = _share(calm, cause, {})
+        without = _share(calm, cause, {}, created)
         shares[cause.name] = round(with_spikes, 3)
         if len(calm) < MIN_CALM:
             goes = with_spikes >= ALWAYS
@@ -164,10 +172,12 @@ def check(snapshot: Snapshot) -> list[Finding]:
     ]
 
 
-def _share(bins: Sequence[TimeBin], cause: _Cause, before: dict[float, TimeBin]) -> float:
+def _share(
+    bins: Sequence[TimeBin], cause: _Cause, before: dict[float, TimeBin], created: float
+) -> float:
     if not bins:
         return 0.0
-    return sum(cause.present(b, before.get(b.t - 1.0)) for b in bins) / len(bins)
+    return sum(cause.present(b, before.get(b.t - 1.0), created) for b in bins) / len(bins)
 
 
 def _location(snapshot: Snapshot, cause: _Cause) -> tuple[Location | None, str | None]:
