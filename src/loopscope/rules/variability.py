@@ -79,8 +79,8 @@ def _busy(b: TimeBin, _before: TimeBin | None, _median: float) -> bool:
     return b.busy is not None and b.busy >= saturation.BUSY
 
 
-# In order of preference when several go with the spikes equally often: creating many tasks at
-# once allocates, so collections come with the bursts, but the bursts are the cause.
+# In order of preference when several go with the spikes: creating many tasks at once
+# allocates, so collections come with the bursts, and both make blocks; the bursts are the cause.
 CAUSES = (
     _Cause("saturation", "a saturated loop", saturation.CODE, _busy),
     _Cause("task_creation", "many tasks created at once", None, _created),
@@ -133,7 +133,8 @@ def check(snapshot: Snapshot) -> list[Finding]:
         # No cause seen: on a machine short of cores other processes make such spikes, and
         # nothing here tells them from the program's own.
         return []
-    found.sort(key=lambda item: -item[0])
+    # The leading cause is the first in CAUSES's order: a block is a spike, so blocks go with
+    # spikes more often than what makes them (bursts of tasks, collections) does.
     reported = [c for _, c in found if c.code is not None and _RULES[c.code](snapshot)]
     # Another finding already says what to do: this one only adds the jitter it makes.
     severity = "info" if reported else "error" if p99 >= ERROR_P99_S else "warning"
