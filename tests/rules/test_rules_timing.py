@@ -391,7 +391,7 @@ def test_variability_cause_thresholds(
         ({4: 199, 5: 199, 6: 199}, False),  # too few to be a burst
         # As many in every second: a steady rate, no burst.
         ({t: 1000 for t in range(7)}, False),
-        # 1.5 times the median second: a burst.
+        # 1.5 times the quiet level (the first quartile of the seconds): a burst.
         ({**{t: 1000 for t in range(4)}, 4: 1500, 5: 1500, 6: 1500}, True),
         ({**{t: 1000 for t in range(4)}, 4: 1499, 5: 1499, 6: 1499}, False),
     ],

@@ -36,8 +36,8 @@ LIFT = 0.3
 MIN_CALM = 2
 ALWAYS = 0.8
 # Task creation goes with a spike when the second (or the one before) created this many tasks,
-# and BURST times the median second of the window: tasks created together queue their first
-# steps together (a burst); a steady rate tells nothing.
+# and BURST times the quiet level of the window (the first quartile of its seconds): tasks
+# created together queue their first steps together (a burst); a steady rate tells nothing.
 MIN_CREATED = 200
 BURST = 1.5
 # A collection or block goes with a second when it is at least this share of the second's lag
@@ -52,7 +52,7 @@ class _Cause:
     name: str  # evidence key
     label: str  # for the title
     code: str | None  # the finding that covers it, when that finding is reported
-    # The second, the one before, the median tasks created per second of the window.
+    # The second, the one before, the quiet level of task creation in the window.
     present: Callable[[TimeBin, TimeBin | None, float], bool]
 
 
@@ -70,9 +70,9 @@ def _executor(b: TimeBin, before: TimeBin | None, _median: float) -> bool:
     return bool(b.executor_busy) or bool(before and before.executor_busy)
 
 
-def _created(b: TimeBin, before: TimeBin | None, median: float) -> bool:
+def _created(b: TimeBin, before: TimeBin | None, quiet: float) -> bool:
     created = max(b.created or 0, (before.created or 0) if before else 0)
-    return created >= MIN_CREATED and created >= BURST * median
+    return created >= MIN_CREATED and created >= BURST * quiet
 
 
 def _busy(b: TimeBin, _before: TimeBin | None, _median: float) -> bool:
@@ -112,7 +112,8 @@ def check(snapshot: Snapshot) -> list[Finding]:
     calm = [b for b in bins if b.lag_max < level]
     if len(spikes) < MIN_SPIKE_SECONDS:
         return []
-    created = statistics.median(b.created or 0 for b in bins)
+    rates = sorted(b.created or 0 for b in bins)
+    created = rates[(len(rates) - 1) // 4]  # the first quartile: the quiet level
     shares: dict[str, float] = {}
     found: list[tuple[float, _Cause]] = []
     for cause in CAUSES:
