@@ -69,7 +69,8 @@ class GcMonitor:
         with self._lock:
             self._users += 1
             if self._users == 1:
-                self._off[0] = False
+                # A callback that failed once stays off: the guard disabled it for good.
+                self._off[0] = not self._guard.enabled(self.name)
                 self._last_totals = list(self._totals)
                 self._window_start = time.perf_counter()
                 self._long.clear()
