@@ -49,7 +49,7 @@ def check(snapshot: Snapshot) -> list[Finding]:
         "wait_p99_s": seconds(ex.wait_p99),
         "wait_max_s": seconds(ex.wait_max),
         "oldest_s": seconds(ex.oldest),
-        "submitted_per_s": round(ex.submitted / duration, 1),
+        "submitted_per_second": round(ex.submitted / duration, 1),
         "run_mean_s": seconds(ex.run / ex.started) if ex.started else None,
         "work": work,
         "submitters": [

@@ -65,7 +65,7 @@ def _finding(
         "lag_max_s": seconds(top),
         "ready_max": max(ready) if ready else None,
         "blocked_share": round(blocked_share, 3),
-        "created_per_s": round(sum(created) / len(created), 1) if created else None,
+        "created_per_second": round(sum(created) / len(created), 1) if created else None,
         "top_created": top_created,
         "hot_frames": [where(h) for h in hot],
         "first_t": saturated[0].t,
