@@ -222,7 +222,8 @@ class _LoopObserver:
                 unavailable.append(
                     f"exact block durations: {why_not}; estimated from the heartbeat"
                 )
-        if "executor" in enabled and not hasattr(loop, "_default_executor"):
+        executor_hidden = not hasattr(loop, "_default_executor")  # uvloop keeps it in C
+        if "executor" in enabled and executor_hidden:
             unavailable.append("executor: loop does not expose its default executor")
         probe = self.probe
         idle_clock = (lambda: probe.idle) if probe is not None else None
@@ -251,7 +252,7 @@ class _LoopObserver:
             "executor": lambda: ExecutorCollector(loop, self.loop_id, agent.emit, guard),
         }
         for name, make in makers.items():
-            if name not in enabled:
+            if name not in enabled or (name == "executor" and executor_hidden):
                 continue
             try:
                 collector = make()
