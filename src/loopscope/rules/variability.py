@@ -115,7 +115,7 @@ def check(snapshot: Snapshot) -> list[Finding]:
     rates = sorted(b.created or 0 for b in bins)
     created = rates[(len(rates) - 1) // 4]  # the first quartile: the quiet level
     shares: dict[str, float] = {}
-    found: list[tuple[float, _Cause]] = []
+    found: list[_Cause] = []
     for cause in CAUSES:
         with_spikes = _share(spikes, cause, before, created)
         # A calm second is judged on its own: the second before it, if a spike's, would lend
@@ -129,17 +129,18 @@ def check(snapshot: Snapshot) -> list[Finding]:
         # A block is a spike: blocks explain spikes only as far as LS101 reports them (a few
         # short ones, on a busy machine, are the machine's).
         if goes and (cause.name != "blocks" or blocking.check(snapshot)):
-            found.append((with_spikes, cause))
+            found.append(cause)
     if not found:
         # No cause seen: on a machine short of cores other processes make such spikes, and
         # nothing here tells them from the program's own.
         return []
     # The leading cause is the first in CAUSES's order: a block is a spike, so blocks go with
     # spikes more often than what makes them (bursts of tasks, collections) does.
-    reported = [c for _, c in found if c.code is not None and _RULES[c.code](snapshot)]
-    # Another finding already says what to do: this one only adds the jitter it makes.
-    severity = "info" if reported else "error" if p99 >= ERROR_P99_S else "warning"
-    main = found[0][1]
+    main = found[0]
+    reported = [c for c in found if c.code is not None and _RULES[c.code](snapshot)]
+    # When the finding of the leading cause is reported it already says what to do: this one
+    # only adds the jitter it makes.
+    severity = "info" if main in reported else "error" if p99 >= ERROR_P99_S else "warning"
     location, what = _location(snapshot, main)
     title = (
         f"Loop lag is uneven: p99 {p99 * 1000:.0f} ms against p50 {p50 * 1000:.1f} ms, "
@@ -156,7 +157,7 @@ def check(snapshot: Snapshot) -> list[Finding]:
         "seconds": len(bins),
         "spike_seconds": len(spikes),
         "with_spikes": shares,
-        "goes_with": [c.name for _, c in found],
+        "goes_with": [c.name for c in found],
         "see": [c.code for c in reported if c.code is not None],
         "first_t": spikes[0].t,
         "last_t": spikes[-1].t + 1.0,
