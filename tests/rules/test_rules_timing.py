@@ -93,6 +93,18 @@ def test_saturation_without_blocks_has_no_location() -> None:
     assert f.location is None
 
 
+def test_saturation_without_blocks_names_the_coroutine_it_runs() -> None:
+    s = session(
+        seconds(1, 5, busy=0.99),
+        lifecycle(5.0, created=9000, created_by={"handle_request": 9000}),
+        census(3.0, sites=[await_site(21, "handle_request", "sleep", 90, 0.001)]),
+    )
+    f = only(saturation.check(s))
+    assert f.location is not None
+    assert (f.location.function, f.location.line) == ("handle_request", 21)
+    assert "handle_request" in f.title
+
+
 def test_saturation_is_an_error_when_lag_suffers_too() -> None:
     slow = [0.001] * 20 + [0.15] * 5
     assert only(saturation.check(session(seconds(1, 4, slow, busy=0.96)))).severity == "error"

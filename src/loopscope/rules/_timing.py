@@ -28,6 +28,20 @@ def lag_percentiles(bins: Sequence[TimeBin]) -> tuple[float | None, float | None
     return percentile(buckets, 0.5, top), percentile(buckets, 0.99, top), top
 
 
+def function_named(snapshot: Snapshot, name: str) -> Location | None:
+    """A code location of the (coroutine) function ``name``: where its tasks waited or blocked.
+    (Python 3.10 names functions without their class: the last part of ``name`` matches.)"""
+    frames = [
+        *snapshot.functions_seen,
+        *(f for h in snapshot.blocks.hot for f in h.stack),
+    ]
+    for wanted in (name, short(name)):
+        for f in frames:
+            if f.function == wanted:
+                return Location(f.file, f.line, f.function)
+    return None
+
+
 def where(frame: Frame | HotFrame | Location | GcSiteView) -> str:
     """``render (app.py:42)``."""
     return f"{short(frame.function)} ({os.path.basename(frame.file)}:{frame.line})"

@@ -4,7 +4,14 @@
 from __future__ import annotations
 
 from loopscope.model.snapshot import HotFrame, Snapshot, TimeBin
-from loopscope.rules._timing import lag_percentiles, recent, seconds, short, where
+from loopscope.rules._timing import (
+    function_named,
+    lag_percentiles,
+    recent,
+    seconds,
+    short,
+    where,
+)
 from loopscope.rules.finding import Finding, Location
 
 CODE = "LS201"
@@ -55,7 +62,9 @@ def _finding(
     location = Location(hot[0].file, hot[0].line, hot[0].function) if hot else None
     what = f"; most of its time in `{short(hot[0].function)}`" if hot else ""
     if not hot and top_created:
-        what = f"; it runs mostly `{short(str(top_created[0][0]))}` tasks"
+        name = str(top_created[0][0])
+        location = function_named(snapshot, name)
+        what = f"; it runs mostly `{short(name)}` tasks"
     evidence = {
         "busy_share": round(busy, 3),
         "seconds": len(saturated),

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from loopscope.model.snapshot import Snapshot, TimeBin
 from loopscope.rules import blocking, executor, gc_pauses, saturation
-from loopscope.rules._timing import lag_percentiles, recent, seconds, short
+from loopscope.rules._timing import function_named, lag_percentiles, recent, seconds, short
 from loopscope.rules.finding import Finding, Location
 
 CODE = "LS901"
@@ -199,22 +199,8 @@ def _location(snapshot: Snapshot, cause: _Cause) -> tuple[Location | None, str |
         return loc, work or (loc.function if loc else None)
     elif cause.name == "task_creation" and snapshot.tasks.top_created:
         name = snapshot.tasks.top_created[0][0]
-        return _frame_named(snapshot, name), name
+        return function_named(snapshot, name), name
     return None, None
-
-
-def _frame_named(snapshot: Snapshot, name: str) -> Location | None:
-    """A code location of the coroutine function ``name``: where its tasks waited or blocked.
-    (Python 3.10 names functions without their class: the last part of ``name`` matches.)"""
-    frames = [
-        *snapshot.functions_seen,
-        *(f for h in snapshot.blocks.hot for f in h.stack),
-    ]
-    for wanted in (name, short(name)):
-        for f in frames:
-            if f.function == wanted:
-                return Location(f.file, f.line, f.function)
-    return None
 
 
 def _fix(cause: _Cause, what: str | None) -> str:
