@@ -1,16 +1,16 @@
 # expect: clean
 """The twin of variability_bursts.py: the same deliveries, spread evenly over time.
 
-About as many deliveries to 1,000 subscribers a second, but they start in
-small batches every 10 ms instead of 1,000 at once, so no callback waits behind a burst.
+About as many deliveries to 2,000 subscribers a second, but they start in
+small batches every 10 ms instead of 2,000 at once, so no callback waits behind a burst.
 Run it with `python clean_bursts.py`.
 """
 
 import asyncio
 import zlib
 
-SUBSCRIBERS = 1000
-BATCH = 20
+SUBSCRIBERS = 2000
+BATCH = 40
 
 
 async def deliver(subscriber, message):

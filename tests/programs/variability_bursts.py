@@ -1,5 +1,5 @@
 # expect: variability deliver
-"""A notification service that fans each message out to 1,000 subscribers at once.
+"""A notification service that fans each message out to 2,000 subscribers at once.
 
 Campaigns come every three seconds; during one, a message goes out every eighth of a second,
 and a task is created per subscriber, all in one go. The loop is idle most of the time, but
@@ -10,7 +10,7 @@ the 99th percentile. Run it with `python variability_bursts.py`.
 import asyncio
 import zlib
 
-SUBSCRIBERS = 1000
+SUBSCRIBERS = 2000
 MESSAGES_PER_CAMPAIGN = 8
 
 
