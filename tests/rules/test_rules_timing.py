@@ -1,5 +1,5 @@
 """The timing rules on snapshots of hand-built sessions: saturation (LS201), gc pauses (LS301),
-executor backlog (LS601) and lag variability (LS901), each threshold from both sides."""
+executor backlog (LS611) and lag variability (LS901), each threshold from both sides."""
 
 from __future__ import annotations
 
@@ -233,7 +233,7 @@ def test_gc_mentions_uncollectable_objects() -> None:
     assert "gc.garbage" in only(gc_pauses.check(session(windows, until=10.0))).fix
 
 
-# -- LS601 executor backlog ------------------------------------------------------------------
+# -- LS611 executor backlog ------------------------------------------------------------------
 
 
 def sample(
@@ -300,7 +300,7 @@ def test_executor_finding_names_the_submitting_code() -> None:
         for i in range(6)
     ]
     f = only(executor.check(session(samples)))
-    assert (f.code, f.family, f.severity) == ("LS601", "executor", "warning")
+    assert (f.code, f.family, f.severity) == ("LS611", "executor", "warning")
     assert f.location is not None
     assert (f.location.file, f.location.line, f.location.function) == (
         "/srv/app/db.py",
@@ -487,7 +487,7 @@ def test_every_finding_uses_a_known_family_and_json() -> None:
         spiky(7, 4, 0.05),
     )
     findings = evaluate(s)
-    assert {f.code for f in findings} >= {"LS201", "LS301", "LS601"}
+    assert {f.code for f in findings} >= {"LS201", "LS301", "LS611"}
     for f in findings:
         assert f.family in FAMILIES
         assert f.to_json()["evidence"] == f.evidence

@@ -1,4 +1,4 @@
-"""LS601: work queues in the loop's default executor (see docs/findings.md)."""
+"""LS611: work queues in the loop's default executor (see docs/findings.md)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from loopscope.model.snapshot import ExecutorView, Snapshot
 from loopscope.rules._timing import seconds, short
 from loopscope.rules.finding import Finding, Location
 
-CODE = "LS601"
+CODE = "LS611"
 FAMILY = "executor"
 
 # Reported when work was queued with every worker busy in at least this many samples (the agent
