@@ -275,6 +275,9 @@ class Watchdog:
         self._skip_cache: dict[str, bool] = {}
         # perf_counter() -> time.time()
         self._wall_offset = time.time() - time.perf_counter()
+        # Seconds of garbage collection in a span of perf_counter() time (set by the agent when
+        # its gc collector runs): a collection on the loop thread is a block of its own kind.
+        self.gc_time: Callable[[float, float], float] | None = None
 
     def start(self) -> None:
         self._thread.start()
@@ -406,6 +409,7 @@ class Watchdog:
                 for frames, n in stacks.most_common(MAX_STACKS)
             ),
             precise=target.precise,
+            gc=self.gc_time(start, end) if self.gc_time is not None else 0.0,
         )
 
     def _stack(self, frame: FrameType | None) -> tuple[Frame, ...]:

@@ -20,6 +20,8 @@ from typing import Any, Protocol
 from ._blocks import BusyTracker, SelectorProbe, Watchdog
 from ._census import CensusCollector
 from ._duplicates import DuplicatesCollector
+from ._executor import ExecutorCollector
+from ._gc import GcCollector, GcMonitor
 from ._guard import Guard
 from ._lag import LagCollector
 from ._lifecycle import LifecycleCollector
@@ -34,8 +36,19 @@ SOCKET_ENV = "LOOPSCOPE_SOCKET"
 COLLECTORS_ENV = "LOOPSCOPE_COLLECTORS"
 # The collectors that can be turned off, all on by default. ``blocks`` is the watchdog thread
 # and the selector wrapper; ``lag`` the heartbeat (utilisation comes from the selector wrapper,
-# kept while either of the two is on).
-COLLECTORS = ("lag", "blocks", "census", "lifecycle", "tasks", "races", "duplicates")
+# kept while either of the two is on). ``gc`` is one process-wide gc callback, flushed by a timer
+# of each loop; ``executor`` samples each loop's default executor.
+COLLECTORS = (
+    "lag",
+    "blocks",
+    "census",
+    "lifecycle",
+    "tasks",
+    "races",
+    "duplicates",
+    "gc",
+    "executor",
+)
 _AGENT_DIR = os.path.dirname(os.path.abspath(__file__))
 _MARK = "__loopscope_agent__"  # attribute of our _set_running_loop that names its agent
 
@@ -90,6 +103,7 @@ class Agent:
         stdlib, sites = _library_paths()
         self._scanner = RaceScanner(self.emit, self.guard, library_dirs(stdlib, sites, _AGENT_DIR))
         self._unwatch: Callable[[], None] | None = None
+        self.gc_monitor = GcMonitor(self.emit, self.guard)
         self._lock = threading.Lock()
         self._observers: dict[int, _LoopObserver] = {}
         self._hook: _RunningLoopHook | None = None
@@ -103,6 +117,8 @@ class Agent:
         self._server.start()
         self.active = True
         if "blocks" in self.collectors:
+            if "gc" in self.collectors:
+                self._watchdog.gc_time = self.gc_monitor.collected_between
             self._watchdog.start()
         if "lifecycle" in self.collectors:
             self._unawaited.install()
@@ -126,6 +142,7 @@ class Agent:
         """The child of a fork has none of our threads: put the program back as it was and
         leave the parent's socket alone."""
         self._lock = threading.Lock()  # another thread may have held it at the fork
+        self.gc_monitor.after_fork()
         self._deactivate(report=False)
 
     def _deactivate(self, *, report: bool) -> bool:
@@ -231,6 +248,9 @@ class _LoopObserver:
                 unavailable.append(
                     f"exact block durations: {why_not}; estimated from the heartbeat"
                 )
+        executor_hidden = not hasattr(loop, "_default_executor")  # uvloop keeps it in C
+        if "executor" in enabled and executor_hidden:
+            unavailable.append("executor: loop does not expose its default executor")
         probe = self.probe
         idle_clock = (lambda: probe.idle) if probe is not None else None
         blocks = "blocks" in enabled
@@ -257,9 +277,11 @@ class _LoopObserver:
             "tasks": lambda: TaskListCollector(loop, self.loop_id, agent.emit, guard),
             "races": lambda: RaceCollector(loop, self.loop_id, agent.emit, guard, agent._scanner),
             "duplicates": lambda: DuplicatesCollector(loop, self.loop_id, agent.emit, guard),
+            "gc": lambda: GcCollector(loop, agent.gc_monitor, guard),
+            "executor": lambda: ExecutorCollector(loop, self.loop_id, agent.emit, guard),
         }
         for name, make in makers.items():
-            if name not in enabled:
+            if name not in enabled or (name == "executor" and executor_hidden):
                 continue
             try:
                 collector = make()

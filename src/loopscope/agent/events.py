@@ -251,6 +251,9 @@ class Block(Event):
     # core) during the block, where measurable (Linux). The thread could use the CPU only in
     # ``duration - runq``.
     runq: float | None = None
+    # Seconds of garbage collection inside the block (collections of at least 1 ms, from the
+    # agent's gc collector; 0 when none, or when the gc collector is off).
+    gc: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -474,6 +477,70 @@ class ExternalTasks(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class GcPause:
+    """One garbage collection long enough to be listed."""
+
+    t: float  # start (wall clock)
+    duration: float
+    generation: int
+    collected: int = 0
+    # The stack that triggered it (an allocation there), innermost first, a few frames: where
+    # the program allocates, statistically.
+    stack: tuple[Frame, ...] = ()
+    # CPU seconds the collecting thread used, for full (generation 2) collections: on a busy
+    # machine a collection's wall time includes time the thread waited for a core.
+    cpu: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GcWindow(Event):
+    """Garbage collections over one window (``t`` is its end); sent only for windows with at
+    least one collection. Process-wide: a collection runs on whichever thread triggered it."""
+
+    kind: ClassVar[str] = "gc"
+    window: float  # seconds covered
+    collections: tuple[int, ...]  # per generation (0, 1, 2)
+    pause: float  # seconds spent collecting, in total
+    max: float  # the longest collection
+    collected: int  # unreachable objects found
+    uncollectable: int
+    pauses: tuple[GcPause, ...]  # the longest collections (at least 1 ms), longest first, bounded
+    threshold: tuple[int, ...] = ()  # gc.get_threshold() at the window's end
+    frozen: int = 0  # gc.get_freeze_count(): objects moved out of the collector's reach
+
+
+@dataclass(frozen=True, slots=True)
+class Submitter:
+    """Application code that submitted work to an executor, and the work it submitted most."""
+
+    file: str
+    line: int
+    function: str
+    count: int  # work items submitted from here in the window
+    work: str = ""  # qualified name of the function most submitted from here
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutorSample(Event):
+    """The loop's default executor at ``t``, and its work over the window before."""
+
+    kind: ClassVar[str] = "executor"
+    loop: int
+    window: float
+    max_workers: int
+    workers: int  # worker threads alive
+    busy: int  # workers running a work item
+    queued: int  # work items waiting for a worker
+    oldest: float | None  # seconds the oldest waiting item has waited, where known
+    submitted: int  # work items submitted in the window (seen through the agent's wrapper)
+    started: int  # work items a worker took up in the window
+    wait_buckets: tuple[int, ...]  # their queue waits, per lag_bucket(), trailing zeros dropped
+    wait_max: float
+    run: float  # seconds workers spent running work items that ended in the window
+    submitters: tuple[Submitter, ...] = ()  # most items first, bounded
+
+
+@dataclass(frozen=True, slots=True)
 class Notice(Event):
     """Something the agent or a source wants the user to know (a hook disabled, ...)."""
 
@@ -522,6 +589,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
         Duplicates,
         ExternalSamples,
         ExternalTasks,
+        GcWindow,
+        ExecutorSample,
         Notice,
         SourceState,
         TargetExited,

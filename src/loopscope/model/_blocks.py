@@ -19,6 +19,8 @@ from loopscope.model.snapshot import BlockRecord, BlockView, HotFrame
 # which the thread was waiting, for what its code shows (sleep, I/O).
 CPU_LEANING = 0.5
 OFF_CPU = 0.3
+# A block is a garbage collection's (cause "gc") when collections took this share of it.
+GC_SHARE = 0.5
 
 # Frames in these modules mean a thread waiting off-CPU is doing I/O.
 IO_MODULES = frozenset(
@@ -305,6 +307,8 @@ def _cause(block: Block, located: _Located, code: CodeMap, source_line: SourceLi
     if its share of the CPU time is high enough once the other locations that show they wait
     are taken to have used none.
     """
+    if block.gc >= GC_SHARE * block.duration > 0:
+        return "gc"  # the collector held the GIL: the code around it only allocated
     if block.samples == 0:
         return "gil"  # no sample could be taken: the thread held the GIL throughout
     share = cpu_share(block)

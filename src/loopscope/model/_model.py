@@ -13,8 +13,10 @@ from loopscope.events import (
     Census,
     Duplicates,
     Event,
+    ExecutorSample,
     ExternalSamples,
     ExternalTasks,
+    GcWindow,
     Hello,
     Lag,
     Lifecycle,
@@ -30,7 +32,7 @@ from loopscope.events import (
     TaskErrors,
     TaskList,
 )
-from loopscope.model._blocks import BlockState, CodeMap
+from loopscope.model._blocks import BlockState, CodeMap, Outside
 from loopscope.model._contention import ContentionState
 from loopscope.model._duplicates import DuplicateState
 from loopscope.model._errors import ErrorState
@@ -41,6 +43,7 @@ from loopscope.model._monitor import MonitorState
 from loopscope.model._races import RaceState
 from loopscope.model._tasklist import TaskListState
 from loopscope.model._tasks import TaskState
+from loopscope.model._timing import TimingState
 from loopscope.model.snapshot import ExitInfo, LoopInfo, Snapshot, SourceInfo, TargetInfo
 
 LAG_SERIES_SECONDS = 60.0  # how far back the lag and task series go
@@ -75,6 +78,7 @@ class Model:
         self._duplicates = DuplicateState()
         self._external = ExternalState(LAG_SERIES_SECONDS, RECENT_SECONDS)
         self._monitor = MonitorState()
+        self._timing = TimingState(lambda: self._blocks.code)
 
     def apply(self, event: Event) -> None:
         t = event.t
@@ -94,15 +98,18 @@ class Model:
 
         if isinstance(event, Lag):
             self._lag.apply(event)
+            self._timing.lag(event)
         elif isinstance(event, Census):
             self._tasks.census(event)
             self._contention.census(event)
             self._growth.census(event)
+            self._timing.census(event)
         elif isinstance(event, Lifecycle):
             self._tasks.lifecycle(event)
+            self._timing.lifecycle(event)
         elif isinstance(event, Block):
             for block, outside in self._external.block(event):
-                self._blocks.apply(block, outside)
+                self._block(block, outside)
         elif isinstance(event, RaceWindow):
             self._races.observed(event)
         elif isinstance(event, RaceWindows):
@@ -113,9 +120,13 @@ class Model:
             self._duplicates.apply(event)
         elif isinstance(event, ExternalSamples):
             for block, outside in self._external.samples(event, self._blocks.code):
-                self._blocks.apply(block, outside)
+                self._block(block, outside)
         elif isinstance(event, ExternalTasks):
             self._monitor.apply(event)
+        elif isinstance(event, GcWindow):
+            self._timing.gc(event)
+        elif isinstance(event, ExecutorSample):
+            self._timing.executor(event)
         elif isinstance(event, Hello):
             self._target = TargetInfo(
                 pid=event.pid,
@@ -156,7 +167,7 @@ class Model:
         elif isinstance(event, SourceState):
             if event.source == "py-spy":
                 for block, outside in self._external.sampler(event.state == "live"):
-                    self._blocks.apply(block, outside)
+                    self._block(block, outside)
             self._sources[event.source] = SourceInfo(
                 name=event.source, state=event.state, detail=event.detail
             )
@@ -173,7 +184,12 @@ class Model:
         elif isinstance(event, TaskList):
             self._task_list.apply(event)
         for block, outside in self._external.expire(t):
-            self._blocks.apply(block, outside)
+            self._block(block, outside)
+
+    def _block(self, block: Block, outside: Outside | None) -> None:
+        """A block, once py-spy's samples, if it waited for them, have come."""
+        self._blocks.apply(block, outside)
+        self._timing.block(block)
 
     def _forget_loop(self, loop: int, t: float) -> None:
         self._lag.loop_stopped(loop)
@@ -181,6 +197,7 @@ class Model:
         self._contention.loop_stopped(loop)
         self._growth.loop_stopped(loop)
         self._task_list.loop_stopped(loop)
+        self._timing.loop_stopped(loop)
 
     def snapshot(self, now: float | None = None) -> Snapshot:
         """The state at ``now`` (default: the time of the latest event). Once the target has
@@ -213,4 +230,8 @@ class Model:
             duplicates=self._duplicates.view(),
             external=self._external.view(now),
             monitor=self._monitor.view(),
+            gc=self._timing.gc_view(),
+            executor=self._timing.executor_view(),
+            timeline=self._timing.timeline(now),
+            functions_seen=self._timing.functions_seen(),
         )

@@ -134,7 +134,7 @@ class BlockRecord:
     loop: int
     duration: float
     task: str | None
-    cause: str  # "cpu" | "sleep" | "io" | "gil" | "unknown"
+    cause: str  # "cpu" | "sleep" | "io" | "gil" | "gc" | "unknown"
     cpu: float | None
     samples: int
     location: Frame | None  # innermost application frame of the dominant stack
@@ -330,6 +330,12 @@ class Snapshot:
     duplicates: DuplicatesView = field(default_factory=lambda: DuplicatesView())
     external: ExternalView | None = field(default=None)  # py-spy's samples, when it runs
     monitor: MonitorView | None = field(default=None)  # aiomonitor's task list, when read
+    gc: GcView = field(default_factory=lambda: GcView())
+    executor: ExecutorView = field(default_factory=lambda: ExecutorView())
+    timeline: tuple[TimeBin, ...] = field(default=())  # the last TIMELINE_SECONDS, oldest first
+    # Every await site seen in the session, once per function (the first seen): where the code
+    # of a coroutine named elsewhere (by `TaskView.top_created`) is.
+    functions_seen: tuple[Frame, ...] = field(default=())
 
 
 @dataclass(frozen=True, slots=True)
@@ -402,3 +408,100 @@ class DuplicatesView:
     passes: int = 0
     cost_max: float = 0.0  # loop-thread seconds of the costliest pass
     cost_mean: float = 0.0
+
+
+# -- timing: gc pauses, the default executor, a per-second timeline ----------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class GcPauseView:
+    t: float  # start
+    duration: float
+    generation: int
+    location: Frame | None  # the application frame that triggered it, where known
+    cpu: float | None = None  # CPU seconds it took, where measured (full collections)
+
+
+@dataclass(frozen=True, slots=True)
+class GcSiteView:
+    """Application code that was running when listed collections (at least 1 ms) started:
+    where the program allocates, statistically."""
+
+    file: str
+    line: int
+    function: str
+    pauses: int
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class GcView:
+    """Garbage collections over the session (from the agent's gc collector)."""
+
+    windows: int = 0  # gc windows received; 0: no gc data
+    seconds: float = 0.0  # time the windows cover (those with no collection are not sent)
+    collections: tuple[int, ...] = (0, 0, 0)  # per generation
+    pause: float = 0.0  # seconds collecting, in total
+    max: float = 0.0
+    collected: int = 0
+    uncollectable: int = 0
+    longest: tuple[GcPauseView, ...] = ()  # the longest collections, longest first, bounded
+    listed: float = 0.0  # seconds of the collections the agent listed (at least 1 ms each)
+    sites: tuple[GcSiteView, ...] = ()  # most time first
+    threshold: tuple[int, ...] = ()  # latest gc.get_threshold()
+    frozen: int = 0  # latest gc.get_freeze_count()
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitterView:
+    file: str
+    line: int
+    function: str
+    count: int  # work items submitted from here in the session
+    work: str  # the function most submitted from here
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutorView:
+    """The default executors of the observed loops, merged, over the session."""
+
+    samples: int = 0  # 0: no default executor seen
+    # At the latest sample:
+    max_workers: int = 0
+    workers: int = 0
+    busy: int = 0
+    queued: int = 0
+    oldest: float | None = None
+    # Over the session:
+    backlog_samples: int = 0  # samples with work queued while every possible worker was busy
+    queued_max: int = 0
+    queued_mean: float = 0.0
+    submitted: int = 0
+    started: int = 0
+    wait_p50: float | None = None  # queue wait of the items taken up
+    wait_p99: float | None = None
+    wait_max: float | None = None
+    run: float = 0.0  # seconds of work run
+    submitters: tuple[SubmitterView, ...] = ()  # most items first
+
+
+@dataclass(frozen=True, slots=True)
+class TimeBin:
+    """One second of the session (``t`` its start): what the loops and the process did in it,
+    so that rules can tell what happens at the same time as what."""
+
+    t: float
+    heartbeats: int = 0
+    lag_buckets: tuple[int, ...] = ()  # heartbeats per lag_bucket(), all loops
+    lag_max: float = 0.0
+    busy: float | None = None  # loop utilisation, where measured
+    ready: int | None = None  # the longest ready queue seen
+    blocks: int = 0  # blocks that started in it
+    blocked: float = 0.0  # their seconds
+    gc_pause: float = 0.0  # seconds collecting
+    gc_max: float = 0.0  # the longest collection
+    gc_full: int = 0  # oldest-generation collections
+    executor_queued: int | None = None  # the most work items seen queued
+    executor_busy: int | None = None  # the most workers seen busy
+    executor_workers: int | None = None  # max_workers
+    created: int | None = None  # tasks created

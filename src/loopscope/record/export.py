@@ -25,6 +25,7 @@ from loopscope.events import (
     Census,
     Event,
     Frame,
+    GcWindow,
     Hello,
     Lag,
     Lifecycle,
@@ -37,6 +38,8 @@ from loopscope.model._lag import percentile
 FORMATS = ("perfetto", "speedscope")
 SPEEDSCOPE_SCHEMA = "https://www.speedscope.app/file-format-schema.json"
 _NO_SAMPLE = Frame(file="", line=0, function="(no stack sampled: a C call holding the GIL?)")
+# The track of garbage collections: process-wide, so a thread of its own, apart from the loops'.
+_GC_TID = 1_000_000
 
 
 @dataclass
@@ -110,6 +113,7 @@ def perfetto(events: Iterable[Event]) -> dict[str, Any]:
     out: list[dict[str, Any]] = []
     name = " ".join(trace.hello.argv) if trace.hello is not None else "target"
     out.append(_meta("process_name", pid, 0, f"{name} (pid {pid})"))
+    gc_track = False
     for event in trace.events:
         if isinstance(event, Block):
             loop = trace.loop(event.loop)
@@ -153,6 +157,31 @@ def perfetto(events: Iterable[Event]) -> dict[str, Any]:
                         {"busy_pct": event.busy * 100},
                     )
                 )
+        elif isinstance(event, GcWindow):
+            for p in event.pauses:
+                if not (math.isfinite(p.t) and math.isfinite(p.duration * 1e6)):
+                    continue
+                gc_args: dict[str, Any] = {
+                    "duration_ms": round(p.duration * 1000, 3),
+                    "collected": p.collected,
+                }
+                if p.cpu is not None and math.isfinite(p.cpu * 1000):
+                    gc_args["cpu_ms"] = round(p.cpu * 1000, 3)
+                out.append(
+                    {
+                        "name": f"gc: generation {p.generation}",
+                        "cat": "gc",
+                        "ph": "X",
+                        "pid": pid,
+                        "tid": _GC_TID,
+                        "ts": us(p.t),
+                        "dur": round(p.duration * 1e6, 3),
+                        "args": gc_args,
+                    }
+                )
+            if event.pauses and not gc_track:
+                gc_track = True
+                out.append(_meta("thread_name", pid, _GC_TID, "garbage collector"))
         elif isinstance(event, Census):
             states: dict[str, float] = {"total": event.total, **event.by_state}
             out.append(_counter(f"tasks ({trace.loop(event.loop).name})", pid, us(event.t), states))

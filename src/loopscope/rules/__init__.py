@@ -5,7 +5,18 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from loopscope.model.snapshot import Snapshot
-from loopscope.rules import blocking, contention, duplicate, exception, leak, race
+from loopscope.rules import (
+    blocking,
+    contention,
+    duplicate,
+    exception,
+    executor,
+    gc_pauses,
+    leak,
+    race,
+    saturation,
+    variability,
+)
 from loopscope.rules.finding import Finding, Location, severity_rank
 
 Rule = Callable[[Snapshot], list[Finding]]
@@ -17,6 +28,10 @@ RULES: Sequence[Rule] = (
     contention.check,
     leak.check,
     exception.check,
+    saturation.check,
+    gc_pauses.check,
+    executor.check,
+    variability.check,
 )
 
 

@@ -31,7 +31,14 @@ from loopscope.tui._format import (
 )
 
 SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
-CAUSE_LABEL = {"cpu": "cpu", "sleep": "sleep", "io": "i/o", "gil": "gil", "unknown": "?"}
+CAUSE_LABEL = {
+    "cpu": "cpu",
+    "sleep": "sleep",
+    "io": "i/o",
+    "gil": "gil",
+    "gc": "gc",
+    "unknown": "?",
+}
 SOURCE_STYLE = {"live": "green", "unavailable": "dim", "lost": "red", "ended": "yellow"}
 
 Row = tuple[str, tuple[Text, ...]]  # (row key, cells in full: the table fits them)
