@@ -41,6 +41,10 @@ async def take(item, n):
     STOCK[item] -= n
 
 
+async def take_one(item):
+    STOCK[item] -= 1
+
+
 async def count(n):
     global TOTAL
     TOTAL += n
@@ -86,6 +90,7 @@ def check(f):
 
 print(json.dumps({f.__qualname__.split(".")[-1]: check(f) for f in [
     Account.withdraw, Account.deposit, Account.forget, Account.reset_history, reserve, take,
+    take_one,
     count, make_closure(), render, compute,
 ]}))
 '''
@@ -97,9 +102,11 @@ WRITES = {
     "reset_history": True,
     "reserve": True,
     "take": True,
+    "take_one": True,  # a counter, but the call returns nothing: done for that effect
     "count": True,
     "remember": True,
-    # local containers and objects the call made are its own, and counters are statistics
+    # local containers and objects the call made are its own, and counters bumped by a call
+    # that returns a value are statistics
     "render": False,
     "compute": False,
 }

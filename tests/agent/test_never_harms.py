@@ -81,7 +81,13 @@ def snapshot(loop):
         "profile": repr(sys.getprofile()),
         "trace": repr(sys.gettrace()),
         "switchinterval": sys.getswitchinterval(),
-        "gc_callbacks": [id(c) for c in gc.callbacks],
+        # The program's own (the agent's, there while it runs, is not the program's).
+        "gc_callbacks": [
+            id(c) for c in gc.callbacks if "loopscope" not in (getattr(c, "__module__", "") or "")
+        ],
+        "agent_gc_callbacks": sum(
+            "loopscope" in (getattr(c, "__module__", "") or "") for c in gc.callbacks
+        ),
         "debug": loop.get_debug(),
         "slow_callback_duration": loop.slow_callback_duration,
         "threads": sorted(t.name for t in threading.enumerate()),
@@ -267,6 +273,7 @@ def test_detach_leaves_the_programs_own_objects(
                 "gc_callbacks", "debug", "slow_callback_duration"):  # fmt: skip
         assert after[key] == (during if before is None else before)[key], key
     assert not after["selector_select_patched"]
+    assert during["agent_gc_callbacks"] == 1 and after["agent_gc_callbacks"] == 0
     assert not os.path.exists(program.socket_path)
     if before is not None:
         assert after["set_running_loop"] == before["set_running_loop"]

@@ -84,7 +84,9 @@ def test_demo_shows_its_family(name: str, family: str, tmp_path: Path) -> None:
 def test_fixed_demo_does_not(name: str, family: str, tmp_path: Path) -> None:
     """Only findings naming the functions the fix changed count: on a loaded machine the
     process can be kept off the CPU for a hundred milliseconds (starting an executor thread,
-    say), and such a block lands wherever the loop was, which is not what the fix is about."""
+    say), and such a block lands wherever the loop was, which is not what the fix is about.
+    Information is not a finding of a problem: the fixed demos keep their buggy code beside
+    the fix (LS503 still points at the unused race window in the source)."""
     _needs_rule(family)
     scenario = catalog.SCENARIOS[name]
     report = _report(name, True, tmp_path)
@@ -92,6 +94,7 @@ def test_fixed_demo_does_not(name: str, family: str, tmp_path: Path) -> None:
         f
         for f in report["findings"]
         if f["family"] == family
+        and f["severity"] != "info"
         and (family not in LOCATED or _names_scenario_function(f, scenario))
     ]
     assert not wrong, json.dumps(wrong, indent=1)

@@ -153,7 +153,8 @@ def writes_shared_state(code: types.CodeType, params: frozenset[str]) -> bool:
 
     Such a call is an update (withdraw, reserve, connect), not a computation whose result could
     be cached: identical updates in flight are not repeated work. Bumping a counter by a
-    constant (``self.runs += 1``: statistics) does not make a call an update. Read from the
+    constant (``self.runs += 1``: statistics) does not make a call that returns a value an
+    update; one that returns nothing is done for that effect (``STOCK[item] -= 1``). Read from the
     bytecode, once per code object: the object a store goes to is the one loaded just before it
     (or before its key); where that is not a plain load (an augmented assignment's stack
     shuffling), the store is taken to write shared state."""
@@ -170,9 +171,11 @@ def writes_shared_state(code: types.CodeType, params: frozenset[str]) -> bool:
         instructions = list(dis.get_instructions(code))
     except Exception:
         return False
+    counts = False
     for i, ins in enumerate(instructions):
         op = ins.opname
         if op in ("STORE_GLOBAL", "STORE_ATTR", "STORE_SUBSCR") and _counts(instructions, i):
+            counts = True
             continue
         if op in ("STORE_GLOBAL", "DELETE_GLOBAL"):
             return True
@@ -190,6 +193,18 @@ def writes_shared_state(code: types.CodeType, params: frozenset[str]) -> bool:
             else:
                 return True
             if not owned(container, last=False):
+                return True
+    return counts and not _returns_value(instructions)
+
+
+def _returns_value(instructions: list[dis.Instruction]) -> bool:
+    """Whether the function returns something other than None somewhere."""
+    for i, ins in enumerate(instructions):
+        if ins.opname == "RETURN_CONST" and ins.argval is not None:
+            return True
+        if ins.opname == "RETURN_VALUE":
+            before = instructions[i - 1] if i else None
+            if before is None or not (before.opname == "LOAD_CONST" and before.argval is None):
                 return True
     return False
 
