@@ -20,7 +20,7 @@ def test_program(expect: Expectation, tmp_path: Path) -> None:
         "run",
         "--headless",
         "--duration",
-        str(DURATION_S),
+        str(max(DURATION_S, expect.seconds)),
         "--json",
         "--log",
         str(tmp_path / "program.log"),

@@ -1,4 +1,5 @@
 # expect: clean
+# seconds: 10
 """The twin of variability_bursts.py: the same deliveries, spread evenly over time.
 
 About as many deliveries to 2,000 subscribers a second, but they start in

@@ -1,4 +1,6 @@
 # expect: variability deliver
+# also: gc
+# seconds: 10
 """A notification service that fans each message out to 2,000 subscribers at once.
 
 Campaigns come every three seconds; during one, a message goes out every eighth of a second,
