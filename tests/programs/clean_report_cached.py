@@ -1,4 +1,5 @@
 # expect: clean
+# seconds: 8
 # The reporting endpoint of duplicate_report_recompute.py, done right: the daily report is built
 # once and kept for a minute (a TTL cache); requests in between reuse it.
 import asyncio

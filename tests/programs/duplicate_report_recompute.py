@@ -1,4 +1,5 @@
 # expect: duplicate build_report
+# seconds: 8
 # A reporting endpoint that rebuilds the same daily report for every request. Requests come one
 # after another (a dashboard polled by a few users in turn), never two at once, but each one
 # recomputes the identical `build_report("daily")` - 50-100 ms of work in a thread - though the

@@ -1,5 +1,5 @@
 # expect: variability deliver
-# also: gc
+# also: gc blocking
 # seconds: 10
 """A notification service that fans each message out to 2,000 subscribers at once.
 
