@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from attach_targets import PlainTarget
 
+from capabilities import needs
 from clirun import assert_no_loopscope_traceback, loopscope
 from loopscope.attach import AttachError, attach
 from loopscope.attach._routes import ROUTES
@@ -165,7 +166,7 @@ def _python_39() -> str:
     return str(found[-1])
 
 
-@pytest.mark.skipif(os.getuid() != 0, reason="needs root to become another user")
+@needs("other-uid")
 def test_permission_denied_says_which_rights_are_needed(service: PlainTarget) -> None:
     # Import everything as root, then become nobody and attach to root's process.
     code = (
@@ -196,6 +197,7 @@ def test_pyinjector_unavailable_is_said(service: PlainTarget, tmp_path: Path) ->
     _fails(out, "cannot inject with pyinjector: building", "/bin/false exited with code 1")
 
 
+@needs("gdb")
 def test_auto_falls_back_to_the_next_route_and_says_so(
     service: PlainTarget, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -237,6 +239,7 @@ def test_no_inject_without_an_agent_or_pyspy(service: PlainTarget, tmp_path: Pat
     assert service.ask("state")["modules"] == []
 
 
+@needs("ptrace")
 def test_asyncio_not_imported(tmp_path: Path) -> None:
     proc = _start(NO_ASYNCIO, tmp_path)
     try:
@@ -247,6 +250,7 @@ def test_asyncio_not_imported(tmp_path: Path) -> None:
     _fails(out, "has not imported asyncio", "Nothing was installed")
 
 
+@needs("ptrace")
 def test_target_that_never_reaches_a_safe_point(tmp_path: Path) -> None:
     proc = _start(STUCK, tmp_path)
     try:
@@ -259,6 +263,7 @@ def test_target_that_never_reaches_a_safe_point(tmp_path: Path) -> None:
     _fails(out, "did not run the bootstrap within 1 s", "--timeout")
 
 
+@needs("ptrace")
 def test_target_exits_during_attach(tmp_path: Path) -> None:
     proc = _start(STUCK, tmp_path)
     attach = None
@@ -281,6 +286,7 @@ def test_target_exits_during_attach(tmp_path: Path) -> None:
     assert_no_loopscope_traceback(stderr)
 
 
+@needs("ptrace")
 def test_target_that_exits_while_watched_ends_the_session(tmp_path: Path) -> None:
     flag = tmp_path / "flag"
     # Runs until the flag file appears, then blocks once more and exits.
@@ -321,6 +327,7 @@ def test_target_that_exits_while_watched_ends_the_session(tmp_path: Path) -> Non
     assert functions == ["render_report"], report
 
 
+@needs("ptrace")
 def test_loop_that_starts_after_attach_is_observed(tmp_path: Path) -> None:
     flag = tmp_path / "flag"
     proc = _start(LATE_LOOP.replace("FLAG", repr(str(flag))), tmp_path)
@@ -344,6 +351,7 @@ def test_loop_that_starts_after_attach_is_observed(tmp_path: Path) -> None:
     assert functions == ["render_report"], report
 
 
+@needs("ptrace")
 def test_existing_agent_is_used_and_kept(service: PlainTarget, tmp_path: Path) -> None:
     first = loopscope(
         "attach", "--headless", "--duration", "0.5", "--keep-agent", str(service.pid),
