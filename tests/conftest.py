@@ -25,11 +25,6 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
-def pytest_runtest_setup(item: pytest.Item) -> None:
-    for mark in item.iter_markers("needs"):
-        capabilities.require(*mark.args)
-
-
 # What the run covered: the attach routes and target Pythons of the tests selected, and what
 # became of each test (ran, or skipped and why), for the summary at the end.
 
@@ -45,14 +40,17 @@ class _Covered:
 _covered = _Covered()
 
 
-def pytest_collection_finish(session: pytest.Session) -> None:
-    for item in session.items:
-        routes = {
-            name
-            for mark in item.iter_markers("needs")
-            for name in mark.args
-            if name in capabilities.ROUTES
-        }
+@pytest.hookimpl(trylast=True)  # after -k and -m deselected what will not run
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Skip a test that needs what this machine lacks, saying what and why; note the routes
+    and target Python of each test for the summary."""
+    for item in items:
+        needed = [name for mark in item.iter_markers("needs") for name in mark.args]
+        lacking = [(name, why) for name in needed if (why := capabilities.missing(name))]
+        if lacking:
+            name, why = lacking[0]
+            item.add_marker(pytest.mark.skip(reason=f"needs {name}: {why}"))
+        routes = {name for name in needed if name in capabilities.ROUTES}
         callspec = getattr(item, "callspec", None)
         python = callspec.params.get("target_python") if callspec is not None else None
         if routes or python:
@@ -85,8 +83,10 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         return
     write = terminalreporter.write_line
     terminalreporter.write_sep("=", "what this run covered")
-    for name, why in capabilities.FOUND.items():
-        write(f"  machine: {name:<13} " + ("yes" if why is None else f"no: {why}"))
+    for name in capabilities.PROBES:
+        if name in capabilities.FOUND:
+            why = capabilities.FOUND[name]
+            write(f"  machine: {name:<13} " + ("yes" if why is None else f"no: {why}"))
     tested = False
     for route in capabilities.ROUTES:
         nodeids = [n for n, (routes, _) in _covered.tests.items() if route in routes]
