@@ -8,17 +8,16 @@ machine lacks it. The end of the run lists what was exercised and what was skipp
 
 from __future__ import annotations
 
-import contextlib
 import os
 import platform
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
-from loopscope.attach._routes import gdb_cannot_call
+from loopscope.attach._routes import gdb_cannot_call, throwaway_process
 from loopscope.sources.pyspy import find_pyspy
 
 # The attach routes the tests inject with, and the outside observer, in the order the end of
@@ -26,30 +25,12 @@ from loopscope.sources.pyspy import find_pyspy
 ROUTES = ("ptrace", "gdb", "pyinjector", "py-spy")
 
 
-@contextlib.contextmanager
-def _throwaway() -> Iterator[int]:
-    """A plain Python process that waits, with its libraries loaded: its pid."""
-    child = subprocess.Popen(
-        [sys.executable, "-I", "-S", "-c", "import sys; print(flush=True); sys.stdin.read()"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        assert child.stdout is not None
-        child.stdout.readline()
-        yield child.pid
-    finally:
-        child.kill()
-        child.communicate()
-
-
 def _ptrace() -> str | None:
     if not sys.platform.startswith("linux") or platform.machine() != "x86_64":
         return f"the ptrace route is built for Linux on x86-64 (this is {platform.machine()})"
     from loopscope.attach._ptrace import PtraceError, Tracer
 
-    with _throwaway() as pid:
+    with throwaway_process() as pid:
         try:
             with Tracer(pid):
                 pass
@@ -78,7 +59,7 @@ def _pyspy() -> str | None:
     pyspy = find_pyspy()
     if pyspy is None:
         return "py-spy is not installed"
-    with _throwaway() as pid:
+    with throwaway_process() as pid:
         try:
             out = subprocess.run(
                 [pyspy, "dump", "--pid", str(pid)], capture_output=True, text=True, timeout=30

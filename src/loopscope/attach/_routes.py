@@ -28,6 +28,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
@@ -272,6 +273,15 @@ def gdb_cannot_call(gdb: str) -> str | None:
     """Why ``gdb`` cannot call a function in a process on this machine (some virtual machines
     refuse the register writes a call needs), or None when it can. Tried once per loopscope
     process, on a throwaway child, so that a target is never touched by a gdb that cannot."""
+    trial = ["-ex", f"echo {_MARK}\\n", "-ex", "print ((int (*)(void))getpid)()"]
+    with throwaway_process() as pid:
+        stdout, stderr = _run_gdb(_gdb_argv(gdb, pid, trial), merge_stderr=True)
+    return gdb_call_problem(stdout + stderr, pid)
+
+
+@contextlib.contextmanager
+def throwaway_process() -> Iterator[int]:
+    """A plain Python process that waits, its libraries loaded, to try a tool on: its pid."""
     child = subprocess.Popen(
         [sys.executable, "-I", "-S", "-c", "import sys; print(flush=True); sys.stdin.read()"],
         stdin=subprocess.PIPE,
@@ -280,13 +290,11 @@ def gdb_cannot_call(gdb: str) -> str | None:
     )
     try:
         assert child.stdout is not None
-        child.stdout.readline()  # its libraries are loaded
-        trial = ["-ex", f"echo {_MARK}\\n", "-ex", "print ((int (*)(void))getpid)()"]
-        stdout, stderr = _run_gdb(_gdb_argv(gdb, child.pid, trial), merge_stderr=True)
+        child.stdout.readline()  # started, with its libraries loaded
+        yield child.pid
     finally:
         child.kill()
         child.communicate()
-    return gdb_call_problem(stdout + stderr, child.pid)
 
 
 def gdb_call_problem(output: str, pid: int) -> str | None:
