@@ -160,7 +160,10 @@ def test_a_gdb_that_fails_in_the_target_leaves_it_running_as_it_was(
                 attach(target.pid, method="gdb", timeout=5)
             monkeypatch.undo()
             assert raised.value.reason == "failed", raised.value.message
-            assert "gdb could not queue the bootstrap" in raised.value.message
+            assert (
+                "gdb could not queue the bootstrap: The program being debugged was signaled "
+                "while in a function called from GDB." in raised.value.message
+            ), raised.value.message
             # Its registers were restored and gdb detached: the loop runs on as it was, and
             # the half-done injection queued nothing.
             for _ in range(3):

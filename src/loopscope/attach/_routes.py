@@ -243,8 +243,18 @@ class GdbRoute:
             raise _exited(info)
         if "ptrace: Operation not permitted" in text:
             raise AttachError("permission", permission_message(info.pid))
-        last = [line for line in text.splitlines() if line.strip()][-1:] or ["no output"]
-        raise _failed(self.name, info, f"gdb could not queue the bootstrap: {last[0]}")
+        raise _failed(self.name, info, f"gdb could not queue the bootstrap: {_gdb_error(text)}")
+
+
+def _gdb_error(text: str) -> str:
+    """The error that stopped gdb's command file (the line after gdb says where it stopped),
+    else its last line that is not about detaching."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for i, line in enumerate(lines[:-1]):
+        if line.endswith("Error in sourced command file:"):
+            return lines[i + 1]
+    said = [line for line in lines if not line.startswith("[Inferior ")]
+    return said[-1] if said else "no output"
 
 
 def _gdb_argv(gdb: str, pid: int, commands: list[str]) -> list[str]:
