@@ -96,7 +96,7 @@ def _untouched(service: PlainTarget) -> None:
 
 @needs("gdb-installed")
 def test_a_gdb_that_cannot_call_functions_makes_the_route_unavailable(
-    service: PlainTarget, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = _refusing_gdb(tmp_path / "bin")
     monkeypatch.setenv("PATH", f"{path}:{_path()}")
