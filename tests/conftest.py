@@ -71,7 +71,14 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 def _line(name: str, nodeids: list[str]) -> str:
     ran = [n for n in nodeids if n in _covered.ran]
     failed = [n for n in ran if n in _covered.failed]
-    skipped = Counter(_covered.skipped[n] for n in nodeids if n in _covered.skipped)
+    # "needs gdb: why" says why once, in the machine lines above
+    skipped = Counter(
+        _covered.skipped[n].split(": ", 1)[0]
+        if _covered.skipped[n].startswith("needs ")
+        else _covered.skipped[n]
+        for n in nodeids
+        if n in _covered.skipped
+    )
     parts = [f"ran {len(ran)}" + (f" ({len(failed)} failed)" if failed else "")]
     parts += [f"skipped {count}: {why}" for why, count in skipped.most_common()]
     return f"  {name:<18} " + "; ".join(parts)
