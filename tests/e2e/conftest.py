@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from programruns import ProgramRuns
+
 
 def _running_from(directory: Path) -> list[str]:
     """Command lines of live processes that mention ``directory`` (zombies excluded)."""
@@ -34,3 +36,9 @@ def no_program_left_behind(tmp_path: Path) -> Iterator[None]:
     while (left := _running_from(tmp_path)) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not left, f"programs left running: {left}"
+
+
+@pytest.fixture(scope="session")
+def program_runs(tmp_path_factory: pytest.TempPathFactory) -> ProgramRuns:
+    """Each problem program's run, made once a session and shared by the tests that judge it."""
+    return ProgramRuns(tmp_path_factory.mktemp("program-runs"))

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from clirun import assert_no_loopscope_traceback, loopscope
+from programruns import ProgramRuns
 
 PROGRAMS = Path(__file__).resolve().parents[1] / "programs"
 PROBLEMS = sorted(PROGRAMS.glob("duplicate_*.py"))
@@ -18,7 +17,6 @@ CLEAN = [
     PROGRAMS / f"clean_{name}.py"
     for name in ("price_singleflight", "report_cached", "distinct_requests", "worker_pool")
 ]
-DURATION = "8"
 
 
 def expectation(program: Path) -> list[str]:
@@ -26,17 +24,6 @@ def expectation(program: Path) -> list[str]:
     first = program.read_text().splitlines()[0]
     assert first.startswith("# expect: "), first
     return first.removeprefix("# expect: ").split()
-
-
-def run(program: Path, tmp_path: Path) -> dict[str, Any]:
-    result = loopscope(
-        "run", "--headless", "--duration", DURATION, "--json", str(program), state=tmp_path
-    )
-    assert result.returncode == 0, result.stderr
-    assert_no_loopscope_traceback(result.stderr)
-    report = json.loads(result.stdout)
-    assert isinstance(report, dict)
-    return report
 
 
 def test_every_problem_and_twin_says_what_to_expect() -> None:
@@ -48,19 +35,18 @@ def test_every_problem_and_twin_says_what_to_expect() -> None:
         assert expectation(program) == ["clean"]
 
 
-@pytest.mark.timeout(60)
 @pytest.mark.parametrize("program", PROBLEMS, ids=lambda p: p.stem)
-def test_problem_programs_are_found(program: Path, tmp_path: Path) -> None:
+def test_problem_programs_are_found(program: Path, program_runs: ProgramRuns) -> None:
     family, function = expectation(program)
-    report = run(program, tmp_path)
+    run = program_runs(program)
     found = [
         f
-        for f in report["findings"]
+        for f in run.findings
         if f["family"] == family
         and f["location"]
         and f["location"]["function"].rpartition(".")[2] == function
     ]
-    assert found, json.dumps(report["findings"], indent=1)
+    assert found, run.shown()
     finding = found[0]
     assert Path(finding["location"]["file"]).resolve() == program.resolve()
     assert finding["code"] in ("LS401", "LS402")
@@ -68,9 +54,7 @@ def test_problem_programs_are_found(program: Path, tmp_path: Path) -> None:
     assert f"`{function}(" in finding["fix"]
 
 
-@pytest.mark.timeout(60)
 @pytest.mark.parametrize("program", CLEAN, ids=lambda p: p.stem)
-def test_clean_twins_have_no_warning(program: Path, tmp_path: Path) -> None:
-    report = run(program, tmp_path)
-    loud = [f for f in report["findings"] if f["severity"] in ("warning", "error")]
+def test_clean_twins_have_no_warning(program: Path, program_runs: ProgramRuns) -> None:
+    loud = [f for f in program_runs(program).findings if f["severity"] in ("warning", "error")]
     assert loud == [], json.dumps(loud, indent=1)

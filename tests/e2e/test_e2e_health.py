@@ -6,21 +6,19 @@ rules are tested on their own programs)."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from clirun import assert_no_loopscope_traceback, loopscope
+from programruns import ProgramRuns
 
 PROGRAMS = Path(__file__).resolve().parents[1] / "programs"
-# problem program -> (its clean twin, the finding's code, seconds to run it)
+# problem program -> (its clean twin, the finding's code)
 CASES = {
-    "contention_lock.py": ("clean_lock.py", "LS601", 5),
-    "leak_tasks.py": ("clean_tasks.py", "LS701", 8),
-    "exception_unretrieved.py": ("clean_unretrieved.py", "LS801", 4),
-    "exception_never_awaited.py": ("clean_never_awaited.py", "LS802", 4),
+    "contention_lock.py": ("clean_lock.py", "LS601"),
+    "leak_tasks.py": ("clean_tasks.py", "LS701"),
+    "exception_unretrieved.py": ("clean_unretrieved.py", "LS801"),
+    "exception_never_awaited.py": ("clean_never_awaited.py", "LS802"),
 }
 FAMILIES = ("contention", "leak", "exception")
 
@@ -31,35 +29,14 @@ def _expect(program: Path) -> list[str]:
     return first.removeprefix("# expect: ").split()
 
 
-def _run(program: Path, tmp_path: Path, seconds: int) -> tuple[Path, dict[str, Any]]:
-    # A copy under tmp_path, so that the e2e fixture checks that no program outlives the run.
-    copy = tmp_path / program.name
-    shutil.copy(program, copy)
-    result = loopscope(
-        "run",
-        "--headless",
-        "--duration",
-        str(seconds),
-        "--json",
-        "--log",
-        str(tmp_path / "program.log"),
-        str(copy),
-        state=tmp_path,
-    )
-    assert result.returncode == 0, result.stderr
-    assert_no_loopscope_traceback(result.stderr)
-    report = json.loads(result.stdout)
-    assert isinstance(report, dict)
-    return copy, report
-
-
 @pytest.mark.parametrize("problem", sorted(CASES))
-def test_the_problem_program_gets_its_finding(problem: str, tmp_path: Path) -> None:
-    _, code, seconds = CASES[problem]
-    family, function = _expect(PROGRAMS / problem)
-    path, report = _run(PROGRAMS / problem, tmp_path, seconds)
-    found = [f for f in report["findings"] if f["family"] == family and f["code"] == code]
-    assert found, json.dumps(report["findings"], indent=1)
+def test_the_problem_program_gets_its_finding(problem: str, program_runs: ProgramRuns) -> None:
+    _, code = CASES[problem]
+    path = PROGRAMS / problem
+    family, function = _expect(path)
+    run = program_runs(path)
+    found = [f for f in run.findings if f["family"] == family and f["code"] == code]
+    assert found, run.shown()
     finding = found[0]
     assert finding["severity"] in ("warning", "error")
     location = finding["location"]
@@ -71,13 +48,12 @@ def test_the_problem_program_gets_its_finding(problem: str, tmp_path: Path) -> N
 
 
 @pytest.mark.parametrize("problem", sorted(CASES))
-def test_the_clean_twin_gets_no_warning(problem: str, tmp_path: Path) -> None:
-    twin, _, seconds = CASES[problem]
+def test_the_clean_twin_gets_no_warning(problem: str, program_runs: ProgramRuns) -> None:
+    twin, _ = CASES[problem]
     assert _expect(PROGRAMS / twin) == ["clean"]
-    _, report = _run(PROGRAMS / twin, tmp_path, seconds)
     serious = [
         f
-        for f in report["findings"]
+        for f in program_runs(PROGRAMS / twin).findings
         if f["family"] in FAMILIES and f["severity"] in ("warning", "error")
     ]
     assert serious == [], json.dumps(serious, indent=1)

@@ -4,24 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from clirun import assert_no_loopscope_traceback, loopscope
+from programruns import ProgramRuns
 
 PROGRAMS = Path(__file__).resolve().parents[1] / "programs"
-
-
-def _run(program: str, tmp_path: Path) -> dict[str, Any]:
-    result = loopscope(
-        "run", "--headless", "--duration", "4", "--json", str(PROGRAMS / program), state=tmp_path
-    )
-    assert result.returncode == 0, result.stderr
-    assert_no_loopscope_traceback(result.stderr)
-    report = json.loads(result.stdout)
-    assert isinstance(report, dict)
-    return report
 
 
 def _expected(program: str) -> list[str]:
@@ -40,16 +28,14 @@ def _expected(program: str) -> list[str]:
     ],
 )
 def test_a_race_program_gets_a_race_finding_naming_its_function(
-    program: str, code: str, tmp_path: Path
+    program: str, code: str, program_runs: ProgramRuns
 ) -> None:
     family, function = _expected(program)
-    report = _run(program, tmp_path)
+    run = program_runs(PROGRAMS / program)
     found = [
-        f
-        for f in report["findings"]
-        if f["family"] == family and f["severity"] in ("warning", "error")
+        f for f in run.findings if f["family"] == family and f["severity"] in ("warning", "error")
     ]
-    assert found, json.dumps(report["findings"], indent=1)
+    assert found, run.shown()
     finding = found[0]
     assert finding["code"] == code
     assert finding["location"]["function"] == function
@@ -61,8 +47,7 @@ def test_a_race_program_gets_a_race_finding_naming_its_function(
     "program",
     ["clean_balance.py", "clean_inventory.py", "clean_reconnect.py", "clean_watched.py"],
 )
-def test_a_clean_twin_gets_nothing_above_info(program: str, tmp_path: Path) -> None:
+def test_a_clean_twin_gets_nothing_above_info(program: str, program_runs: ProgramRuns) -> None:
     assert _expected(program) == ["clean"]
-    report = _run(program, tmp_path)
-    serious = [f for f in report["findings"] if f["severity"] != "info"]
+    serious = [f for f in program_runs(PROGRAMS / program).findings if f["severity"] != "info"]
     assert serious == [], json.dumps(serious, indent=1)

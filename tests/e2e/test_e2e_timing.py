@@ -6,21 +6,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from clirun import assert_no_loopscope_traceback, loopscope
+from programruns import ProgramRuns
 
 PROGRAMS = Path(__file__).resolve().parents[1] / "programs"
 FAMILIES = ("saturation", "gc", "executor", "variability")
 
-# program, twin, seconds to watch (enough for the rules' sustained windows)
+# program, twin (each runs as long as its header says: enough for the rules' sustained windows)
 CASES = [
-    ("gc_churn.py", "clean_gc.py", 6),
-    ("executor_backlog.py", "clean_executor.py", 5),
-    ("saturation_cpu.py", "clean_saturation.py", 6),
-    ("variability_bursts.py", "clean_bursts.py", 10),
+    ("gc_churn.py", "clean_gc.py"),
+    ("executor_backlog.py", "clean_executor.py"),
+    ("saturation_cpu.py", "clean_saturation.py"),
+    ("variability_bursts.py", "clean_bursts.py"),
 ]
 
 
@@ -30,25 +29,13 @@ def _expectation(program: Path) -> list[str]:
     return first.removeprefix("# expect: ").split()
 
 
-def _run(program: Path, seconds: int, state: Path) -> dict[str, Any]:
-    result = loopscope(
-        "run", "--headless", "--duration", str(seconds), "--json", str(program), state=state
-    )
-    assert result.returncode == 0, result.stderr
-    assert_no_loopscope_traceback(result.stderr)
-    report = json.loads(result.stdout)
-    assert isinstance(report, dict)
-    return report
-
-
-@pytest.mark.timeout(90)
-@pytest.mark.parametrize(("program", "seconds"), [(p, s) for p, _, s in CASES], ids=str)
-def test_problem_program_gets_its_finding(program: str, seconds: int, tmp_path: Path) -> None:
+@pytest.mark.parametrize("program", [p for p, _ in CASES], ids=str)
+def test_problem_program_gets_its_finding(program: str, program_runs: ProgramRuns) -> None:
     path = PROGRAMS / program
     family, function = _expectation(path)
-    report = _run(path, seconds, tmp_path)
-    findings = [f for f in report["findings"] if f["family"] == family]
-    assert findings, json.dumps(report["findings"], indent=1)
+    run = program_runs(path)
+    findings = [f for f in run.findings if f["family"] == family]
+    assert findings, run.shown()
     named = [
         f
         for f in findings
@@ -62,15 +49,13 @@ def test_problem_program_gets_its_finding(program: str, seconds: int, tmp_path: 
     assert finding["fix"]
 
 
-@pytest.mark.timeout(90)
-@pytest.mark.parametrize(("program", "seconds"), [(t, s) for _, t, s in CASES], ids=str)
-def test_clean_twin_gets_none(program: str, seconds: int, tmp_path: Path) -> None:
+@pytest.mark.parametrize("program", [t for _, t in CASES], ids=str)
+def test_clean_twin_gets_none(program: str, program_runs: ProgramRuns) -> None:
     path = PROGRAMS / program
     assert _expectation(path) == ["clean"]
-    report = _run(path, seconds, tmp_path)
     serious = [
         f
-        for f in report["findings"]
+        for f in program_runs(path).findings
         if f["family"] in FAMILIES and f["severity"] in ("warning", "error")
     ]
     assert not serious, json.dumps(serious, indent=1)

@@ -1,4 +1,5 @@
 # expect: clean
+# seconds: 8
 # An order service under load: many requests in flight at once, all running the same handler
 # and the same database call, but each for a different order. Nothing is computed twice.
 import asyncio

@@ -1,4 +1,5 @@
 # expect: clean
+# seconds: 6
 """The twin of gc_churn.py: the same index and the same requests remembered, done right.
 
 The index is frozen once built (`gc.freeze()`), so collections no longer walk it, and request

@@ -1,4 +1,5 @@
 # expect: clean
+# seconds: 8
 # The quote service of duplicate_price_stampede.py, done right: concurrent requests for a
 # symbol share one upstream call (single flight), and a price is reused for five seconds (a TTL
 # cache).

@@ -1,4 +1,5 @@
 # expect: clean
+# seconds: 6
 """The twin of saturation_cpu.py: the same requests, at a load the loop can carry.
 
 Requests arrive at a steady 400 a second, a fraction of what one loop can serve, so the loop

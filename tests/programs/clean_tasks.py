@@ -1,4 +1,5 @@
 # expect: clean
+# seconds: 8
 """The twin of leak_tasks.py: each connection stops its heartbeat watcher when it ends."""
 
 import asyncio

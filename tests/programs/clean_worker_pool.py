@@ -1,4 +1,5 @@
 # expect: clean
+# seconds: 8
 # A worker pool: eight identical workers share one job queue and loop forever. They all run
 # `worker(jobs)` with the same argument, but each job they take is different work.
 import asyncio

@@ -1,4 +1,5 @@
 # expect: duplicate fetch_price
+# seconds: 8
 # A quote service: every request for a symbol calls the upstream price API itself. Requests for
 # the few popular symbols arrive faster than the API answers, so many identical
 # `fetch_price(symbol)` calls are in flight at once, each paying the full upstream latency.

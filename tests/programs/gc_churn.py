@@ -1,4 +1,5 @@
 # expect: gc remember_requests
+# seconds: 6
 """A service that keeps a large in-memory index and remembers its recent requests.
 
 Each request and its response refer to each other (a reference cycle), so they are freed only

@@ -1,4 +1,5 @@
 # expect: leak watch_connection
+# seconds: 8
 """A task leak: each connection starts a heartbeat watcher that nobody stops when the
 connection ends, so the live tasks grow by one per connection."""
 

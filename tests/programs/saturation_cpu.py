@@ -1,4 +1,5 @@
 # expect: saturation handle_request
+# seconds: 6
 """A service whose requests each take a fraction of a millisecond of CPU, at a load that
 leaves its loop no idle time.
 
