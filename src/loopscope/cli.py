@@ -24,6 +24,7 @@ from loopscope import __version__
 from loopscope.attach import _command as attach_command
 from loopscope.demos import catalog
 from loopscope.record import commands as record_commands
+from loopscope.record import diff as diff_command
 from loopscope.record._format import RecordingError
 from loopscope.record.writer import (
     RecordedSource,
@@ -191,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
         demo.add_argument(*option.flags, **option.kwargs)
     attach_command.add_parsers(commands)
     record_commands.add_parsers(commands)
+    diff_command.add_parser(commands)
     return parser
 
 
@@ -512,10 +514,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return attach_command.run(ns, headless=_headless)
             if ns.command in record_commands.COMMANDS:
                 return record_commands.main(ns)
+            if ns.command in diff_command.COMMANDS:
+                return diff_command.main(ns)
             if ns.command == "demo" and ns.list:
                 return _list_demos()
             return run(_request_from_args(ns))
-    except (UsageError, RunError, RecordingError, record_commands.CommandError) as e:
+    except (
+        UsageError,
+        RunError,
+        RecordingError,
+        record_commands.CommandError,
+        diff_command.DiffError,
+    ) as e:
         print(f"loopscope: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
