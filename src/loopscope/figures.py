@@ -23,8 +23,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from loopscope.events import Event, Lag
+from loopscope.events import Block, Event, Hello, Lag
+from loopscope.model._blocks import CodeMap
 from loopscope.model._lag import merge, percentile
+from loopscope.model.flame import FlameTree, add_block
 from loopscope.model.snapshot import HotFrame, Snapshot
 from loopscope.record.reader import Recording
 from loopscope.session import Session, View
@@ -109,17 +111,34 @@ class _Tee:
         self._source.close()
 
 
-def read_recording(recording: Recording) -> tuple[View, LagTotals]:
-    """The view at the end of ``recording`` (what `report` shows) and its lag over the whole of
-    it, in one pass."""
-    totals = LagTotals()
+@dataclass
+class Totals:
+    """What a whole recording adds up to beyond its last snapshot: every lag window, and every
+    block's stacks merged into one flame tree (weighted by seconds blocked)."""
 
-    def seen(event: Event) -> None:
+    lag: LagTotals = field(default_factory=LagTotals)
+    blocks: FlameTree = field(default_factory=lambda: FlameTree(root="all blocks"))
+
+    def add(self, event: Event) -> None:
         if isinstance(event, Lag):
-            totals.add(event)
+            self.lag.add(event)
+        elif isinstance(event, Block):
+            add_block(
+                self.blocks,
+                event.duration,
+                [(s.count, s.frames) for s in event.stacks],
+                [s.seconds for s in event.stacks],
+            )
+        elif isinstance(event, Hello):
+            self.blocks.code = CodeMap(event.stdlib_paths, event.site_paths)
 
+
+def read_recording(recording: Recording) -> tuple[View, Totals]:
+    """The view at the end of ``recording`` (what `report` shows) and its totals, in one
+    pass."""
+    totals = Totals()
     end = recording.info.end
-    session = Session(_Tee(ReplaySource(recording), seen), clock=lambda: end)
+    session = Session(_Tee(ReplaySource(recording), totals.add), clock=lambda: end)
     session.feed_all()
     return session.view(), totals
 

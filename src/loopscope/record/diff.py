@@ -83,7 +83,7 @@ def _load_recording(path: Path) -> Side:
     from loopscope import report
 
     with Recording.open(path) as recording:
-        view, lag = figures_.read_recording(recording)
+        view, totals = figures_.read_recording(recording)
         damaged = recording.damaged
     data = report.report_json(view)
     return Side(
@@ -92,7 +92,7 @@ def _load_recording(path: Path) -> Side:
         target=data["target"],
         duration_s=data["duration_s"],
         findings=data["findings"],
-        figures=figures_.figures(view.snapshot, lag),
+        figures=figures_.figures(view.snapshot, totals.lag),
         damaged=damaged,
     )
 
@@ -286,7 +286,12 @@ def regressions(diff: dict[str, Any], threshold: float) -> list[str]:
                 f"lag p99 rose from {duration(p99['before'])} to {duration(p99['after'])} "
                 f"({_pct(p99)})"
             )
+    # A location or route seen on one side only is not compared: one that blocks enough to
+    # matter after has a blocking finding of its own (a new finding), and a single short block
+    # of a busy machine must not fail a build.
     for block in diff.get("blocks", []):
+        if block["status"] != "both":
+            continue
         figs = block["figures"]
         # Per minute where known: the two sessions need not be equally long.
         key, unit = ("per_min_s", " a minute") if "per_min_s" in figs else ("total_s", "")
@@ -298,6 +303,8 @@ def regressions(diff: dict[str, Any], threshold: float) -> list[str]:
                 f"({_pct(rate)})"
             )
     for route in diff.get("routes", []):
+        if route["status"] != "both":
+            continue
         blocked = route["figures"].get("blocked_s")
         if blocked is not None and _rose(blocked, threshold):
             out.append(
@@ -310,10 +317,8 @@ def regressions(diff: dict[str, Any], threshold: float) -> list[str]:
 
 
 def _rose(change: dict[str, Any], threshold: float) -> bool:
-    """Whether the figure rose by more than ``threshold`` percent; one that was not there
-    before (a new location, a new route) rose from 0."""
+    """Whether the figure rose by more than ``threshold`` percent (from 0: any rise)."""
     before, after = change["before"], change["after"]
-    before = 0.0 if before is None else before
     if not (_is_number(before) and _is_number(after)) or after <= before:
         return False
     return before <= 0 or (after - before) / before * 100.0 > threshold
