@@ -321,7 +321,7 @@ def _rose(change: dict[str, Any], threshold: float) -> bool:
     before, after = change["before"], change["after"]
     if not (_is_number(before) and _is_number(after)) or after <= before:
         return False
-    return before <= 0 or (after - before) / before * 100.0 > threshold
+    return bool(before <= 0 or (after - before) / before * 100.0 > threshold)
 
 
 def _pct(change: dict[str, Any]) -> str:
