@@ -20,6 +20,7 @@ from typing import Any
 from loopscope.record._format import RecordingError
 from loopscope.record.reader import Recording
 from loopscope.rules.finding import SEVERITIES, Finding, severity_rank
+from loopscope.web import served
 
 COMMANDS = ("record", "replay", "report", "export")
 _PYTHON_NAME = re.compile(r"python(\d+(\.\d+)*)?")
@@ -212,7 +213,7 @@ def _record_pid(ns: argparse.Namespace, pid: int) -> int:
 
 
 def _replay(ns: argparse.Namespace) -> int:
-    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+    if not (sys.stdin.isatty() and sys.stdout.isatty()) and not served():
         raise CommandError("replay: the dashboard needs a terminal; use 'loopscope report'")
     from loopscope.sources.replay import ReplaySession
     from loopscope.tui.replay import make_replay_app
