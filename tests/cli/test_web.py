@@ -41,30 +41,26 @@ def _wait_for(predicate: object, timeout: float, what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    state = tmp_path_factory.mktemp("web")
-    log = state / "stderr.txt"
+def _start(args: list[str], state: Path, log: Path) -> subprocess.Popen[str]:
+    """``loopscope ARGS`` in the background, its stderr to ``log``."""
     env = dict(os.environ, XDG_STATE_HOME=str(state))
     env.pop("LOOPSCOPE_DEBUG", None)
     with log.open("w") as err:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "loopscope",
-                "demo",
-                "blocking",
-                "--web",
-                "--listen",
-                "127.0.0.1:0",
-            ],
+        return subprocess.Popen(
+            [sys.executable, "-m", "loopscope", *args],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=err,
             text=True,
             env=env,
         )
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    state = tmp_path_factory.mktemp("web")
+    log = state / "stderr.txt"
+    process = _start(["demo", "blocking", "--web", "--listen", "127.0.0.1:0"], state, log)
     try:
         _wait_for(lambda: "serving the dashboard on" in log.read_text(), 30, "the address")
         match = re.search(r"serving the dashboard on (http://127\.0\.0\.1:\d+/)", log.read_text())
@@ -162,23 +158,8 @@ def _alive(pid: int) -> bool:
 
 
 def test_replay_checks_the_file_before_serving(tmp_path: Path) -> None:
-    env = dict(os.environ, XDG_STATE_HOME=str(tmp_path))
     log = tmp_path / "stderr.txt"
-    with log.open("w") as err:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "loopscope",
-                "replay",
-                "missing-is-checked-first.lsrec",
-                "--web",
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-            env=env,
-        )
+    process = _start(["replay", "missing-is-checked-first.lsrec", "--web"], tmp_path, log)
     assert process.wait(30) == 2
     assert "no such file" in log.read_text()
 

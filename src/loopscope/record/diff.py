@@ -34,6 +34,9 @@ DEFAULT_THRESHOLD = 20.0  # percent
 # Lag p99 changes smaller than this never count as a regression: the histogram's buckets are
 # about 19% apart, and sub-millisecond lag is noise.
 LAG_FLOOR_S = 0.001
+# A location's blocked time per minute must also rise by this much (1% of the time) to count:
+# one startup block a few milliseconds longer on a busy machine is no regression.
+BLOCKED_FLOOR_PER_MIN_S = 0.6
 _MAX_JSON_BYTES = 64 * 1024 * 1024
 
 
@@ -66,17 +69,21 @@ class Side:
 def load(path: Path) -> Side:
     """Read one side. Raises RecordingError (the messages `report` gives) or DiffError."""
     try:
+        return _load_recording(path)
+    except RecordingError:
+        if not _other_file(path):
+            raise
+    return _load_report(path)
+
+
+def _other_file(path: Path) -> bool:
+    """Whether ``path`` can be read and is not an SQLite file (so perhaps a report)."""
+    try:
         with path.open("rb") as f:
             head = f.read(len(SQLITE_MAGIC))
-    except FileNotFoundError:
-        raise RecordingError(f"no such file: {path}") from None
-    except IsADirectoryError:
-        raise RecordingError(f"{path} is a directory, not a recording") from None
-    except OSError as e:
-        raise RecordingError(f"cannot read {path}: {e.strerror}") from None
-    if head == SQLITE_MAGIC or not head:
-        return _load_recording(path)
-    return _load_report(path)
+    except OSError:
+        return False
+    return bool(head) and head != SQLITE_MAGIC
 
 
 def _load_recording(path: Path) -> Side:
@@ -296,7 +303,8 @@ def regressions(diff: dict[str, Any], threshold: float) -> list[str]:
         # Per minute where known: the two sessions need not be equally long.
         key, unit = ("per_min_s", " a minute") if "per_min_s" in figs else ("total_s", "")
         rate = figs.get(key)
-        if rate is not None and _rose(rate, threshold):
+        floor = BLOCKED_FLOOR_PER_MIN_S if key == "per_min_s" else 0.0
+        if rate is not None and _rose(rate, threshold) and rate["after"] - rate["before"] >= floor:
             out.append(
                 f"blocked time at {_where(block.get('location') or {})} rose from "
                 f"{_value(key, rate['before'])} to {_value(key, rate['after'])}{unit} "
