@@ -7,13 +7,14 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from dashboard_scenario import later_blocks
 from helpers import dashboard, fed_session, in_loop, shown, until
 from rich.console import Console
 from screens_scenario import primed_sources, screens_live_events
 from textual.pilot import Pilot
 
-from builders import app, site, stdlib
-from loopscope.events import Frame
+from builders import app, block, site, stdlib
+from loopscope.events import Event, Frame
 from loopscope.model.flame import FlameTree, fold
 from loopscope.model.snapshot import TaskListView
 from loopscope.tui._flame import Icicle, by_count, find, keys_of, layout, move, render_row
@@ -156,19 +157,33 @@ def _flame(keys: tuple[str, ...], then: tuple[str, ...] = ()) -> Callable[[Pilot
     return before
 
 
+def _with_more_blocks() -> list[Event]:
+    """The screens' scenario, plus blocks in export_csv and in a hash under a login handler."""
+    t = later_blocks()[-1].t + 0.5
+    login = [stdlib("hashlib.py", 9, "pbkdf2_hmac"), app(30, "hash_password"), app(50, "login")]
+    return sorted(
+        [*screens_live_events(), *later_blocks(), block(t, 0.3, login, task="Task-91")],
+        key=lambda e: e.t,
+    )
+
+
 FLAMES = {
-    "blocks": _flame(("3", "f")),
-    "blocks-zoomed": _flame(("3", "f"), ("down", "down", "right", "enter")),
-    "awaits": _flame(("4", "f"), ("down", "down")),
-    "awaits-by-time": _flame(("4", "f"), ("w",)),
+    "blocks": (_with_more_blocks, _flame(("3", "f"))),
+    "blocks-zoomed": (
+        _with_more_blocks,
+        _flame(("3", "f"), ("down", "down", "down", "right", "enter")),
+    ),
+    "awaits": (screens_live_events, _flame(("4", "f"), ("down", "down"))),
+    "awaits-by-time": (screens_live_events, _flame(("4", "f"), ("w",))),
 }
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 @pytest.mark.parametrize("name", list(FLAMES))
 def test_flame_screen(snap_compare: Callable[..., bool], name: str, size: tuple[int, int]) -> None:
-    app_ = dashboard(fed_session(screens_live_events()))
-    assert snap_compare(app_, terminal_size=size, run_before=FLAMES[name])
+    events, before = FLAMES[name]
+    app_ = dashboard(fed_session(events()))
+    assert snap_compare(app_, terminal_size=size, run_before=before)
 
 
 @in_loop
