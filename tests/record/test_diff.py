@@ -123,7 +123,7 @@ def test_unrelated_programs_are_named_and_still_compared(
     )
     code, diff, stderr = _diff(str(before), str(other), state=state)
     assert code == 0
-    assert "ran different programs (service.py and app.py)" in stderr
+    assert "ran different programs (service and app)" in stderr
     assert "different programs" in diff["unrelated"]
     assert "slow_thing" in {b["location"]["function"] for b in diff["blocks"]}
     assert diff["loop"]["lag_p99_s"]["after"] is not None
@@ -257,3 +257,20 @@ def test_routes_and_processes_are_compared_key_by_key() -> None:
     assert routes["GET /a"]["figures"]["blocked_s"]["change_pct"] == 100.0
     assert routes["GET /b"]["status"] == "new"
     assert diff["regressions"] == ["blocked time of route GET /a rose from 1.00s to 2.00s (+100%)"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "name"),
+    [
+        (["/srv/app/service.py", "blocking"], "service"),
+        (["/x/agent/_launch.py", "-m", "loopscope.demos.service", "blocking"], "service"),
+        (["/x/agent/_launch.py", "app.py", "--port", "1"], "app"),
+        (["/srv/pkg/__main__.py"], "pkg"),
+        (["-m", "blocking"], None),  # between the launcher and the program: cannot be told
+        ([], None),
+    ],
+)
+def test_the_program_is_named_whenever_the_agent_said_hello(argv: list[str], name: str) -> None:
+    from loopscope.record.diff import _program
+
+    assert _program({"argv": argv}) == name
