@@ -19,7 +19,8 @@ processes. `loopscope diff` compares whatever numbers they hold, key by key.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+import os
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +33,7 @@ from loopscope.record.reader import Recording
 from loopscope.session import Session, View
 from loopscope.sources.replay import ReplaySource
 
+_LAUNCHER = "_launch.py"  # loopscope's launcher of programs (agent/_launch.py)
 # Lag windows kept for the chart of lag over time; beyond this, neighbours are merged.
 _MAX_POINTS = 20_000
 
@@ -185,3 +187,27 @@ def _round(value: float | None) -> float | None:
     if value is None or not math.isfinite(value):
         return None
     return round(value, 6)
+
+
+def program_argv(argv: Sequence[str]) -> list[str]:
+    """The program's command line, without loopscope's launcher in front where the agent said
+    hello before the launcher handed over to the program."""
+    if argv and os.path.basename(argv[0]) == _LAUNCHER:
+        return list(argv[1:])
+    return list(argv)
+
+
+def program_name(argv: Sequence[str]) -> str | None:
+    """The program's name from its command line: a script's name without ``.py`` (its directory's
+    for a ``__main__.py``), or a module's last component; None when it cannot be told."""
+    if argv and os.path.basename(argv[0]) == _LAUNCHER:
+        argv = program_argv(argv)
+        if len(argv) >= 2 and argv[0] == "-m":
+            return argv[1].rsplit(".", 1)[-1]
+    if not argv or argv[0] in ("", "-m", "-c"):
+        return None
+    path = argv[0].replace("\\", "/").rstrip("/")
+    name = os.path.basename(path)
+    if name == "__main__.py":
+        name = os.path.basename(os.path.dirname(path)) or name
+    return name[:-3] if name.endswith(".py") else name

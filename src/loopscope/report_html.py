@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from loopscope import __version__
-from loopscope.figures import LagSample, Totals, figures
+from loopscope.figures import LagSample, Totals, figures, program_argv, program_name
 from loopscope.model.flame import FlameNode
 from loopscope.report import duration, evidence_line
 from loopscope.rules.finding import Finding
@@ -80,12 +80,9 @@ def render(
     figs = figures(snapshot, totals.lag)
     target = snapshot.target
     cwd = target.cwd if target is not None else ""
-    program = (
-        " ".join([short_path(target.argv[0], cwd), *target.argv[1:]])
-        if target is not None and target.argv
-        else "(unknown program)"
-    )
-    name = os.path.basename(target.argv[0]) if target is not None and target.argv else source
+    argv = program_argv(target.argv) if target is not None else []
+    program = " ".join([short_path(argv[0], cwd), *argv[1:]]) if argv else "(unknown program)"
+    name = (program_name(target.argv) if target is not None else None) or source
     title = f"loopscope report: {name}"
     parts = [
         "<!DOCTYPE html>",

@@ -38,7 +38,6 @@ LAG_FLOOR_S = 0.001
 # one startup block a few milliseconds longer on a busy machine is no regression.
 BLOCKED_FLOOR_PER_MIN_S = 0.6
 _MAX_JSON_BYTES = 64 * 1024 * 1024
-_LAUNCHER = "_launch.py"  # loopscope's launcher of programs (agent/_launch.py)
 
 
 class DiffError(Exception):
@@ -171,23 +170,10 @@ def _unrelated(before: dict[str, Any] | None, after: dict[str, Any] | None) -> s
 
 
 def _program(target: dict[str, Any] | None) -> str | None:
-    """The program's name from its command line: a script's name without ``.py`` (its directory's
-    for a ``__main__.py``), or a module's last component; None when it cannot be told."""
     argv = (target or {}).get("argv")
     if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
         return None
-    if argv and os.path.basename(argv[0]) == _LAUNCHER:
-        # The agent said hello before loopscope's launcher handed over to the program.
-        argv = argv[1:]
-        if len(argv) >= 2 and argv[0] == "-m":
-            return str(argv[1]).rsplit(".", 1)[-1]
-    if not argv or argv[0] in ("", "-m", "-c"):
-        return None
-    path = str(argv[0]).replace("\\", "/").rstrip("/")
-    name = os.path.basename(path)
-    if name == "__main__.py":
-        name = os.path.basename(os.path.dirname(path)) or name
-    return name[:-3] if name.endswith(".py") else name
+    return figures_.program_name(argv)
 
 
 def _finding_key(f: dict[str, Any]) -> tuple[str, str, str]:
