@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean gdb
+.PHONY: demo test lint bench clean gdb chromium
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || \
@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/loopscope demo
 
-test: $(STAMP) gdb lint
+test: $(STAMP) gdb chromium lint
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
@@ -35,6 +35,16 @@ gdb:
 		if [ "$$(id -u)" != 0 ]; then echo "not root: install gdb yourself (sudo apt-get install gdb)"; \
 		else apt-get install -y -qq gdb >/dev/null 2>&1 || \
 		  { apt-get update -qq && apt-get install -y -qq gdb >/dev/null; }; fi; }
+
+# The tests of `report --html` and of `--web` open the pages in a headless Chromium; without it
+# they are skipped, so a failed install does not stop `make test`.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+		echo "installing chromium (for the tests of the HTML report and the web UI)"; \
+		if [ "$$(id -u)" != 0 ]; then echo "not root: install chromium yourself (sudo apt-get install chromium)"; \
+		else apt-get install -y -qq chromium >/dev/null 2>&1 || \
+		  { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } || \
+		  echo "could not install chromium: its tests will be skipped"; fi; }
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -20,10 +20,11 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Protocol, TextIO
 
-from loopscope import __version__
+from loopscope import __version__, web
 from loopscope.attach import _command as attach_command
 from loopscope.demos import catalog
 from loopscope.record import commands as record_commands
+from loopscope.record import diff as diff_command
 from loopscope.record._format import RecordingError
 from loopscope.record.writer import (
     RecordedSource,
@@ -191,6 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
         demo.add_argument(*option.flags, **option.kwargs)
     attach_command.add_parsers(commands)
     record_commands.add_parsers(commands)
+    diff_command.add_parser(commands)
+    for name in web.COMMANDS:
+        web.add_options(commands.choices[name])
     return parser
 
 
@@ -215,6 +219,7 @@ def _split_program(
 ) -> tuple[list[str], str | None, str | None, list[str]]:
     """(loopscope's options, script, module, the program's arguments)."""
     takes_value = {flag for o in _RUN_OPTIONS if o.takes_value for flag in o.flags}
+    takes_value.add("--listen")
     i = 0
     while i < len(argv):
         arg = argv[i]
@@ -264,7 +269,11 @@ def _request_without_recording(ns: argparse.Namespace) -> _RunRequest:
         raise UsageError(f"{ns.command}: --duration and --json need --headless")
     if ns.duration is not None and not ns.duration > 0:
         raise UsageError(f"{ns.command}: --duration must be a positive number of seconds")
-    if not ns.headless and not (sys.stdin.isatty() and sys.stdout.isatty()):
+    if (
+        not ns.headless
+        and not (sys.stdin.isatty() and sys.stdout.isatty())
+        and not (getattr(ns, "web", False) or web.served())
+    ):
         raise UsageError(f"{ns.command}: the dashboard needs a terminal; use --headless")
     if demo is not None:
         return _RunRequest(demo, ns.headless, ns.duration, ns.json, None, "demo", "the demo")
@@ -471,6 +480,42 @@ def _report_exit(program: Program, request: _RunRequest) -> None:
         print(f"    {line}", file=sys.stderr)
 
 
+# -- --web -----------------------------------------------------------------------------------
+
+
+def _serve_web(argv: list[str], ns: argparse.Namespace) -> int:
+    """Check the command as the terminal would, then serve it, without --web, to browsers."""
+    if ns.headless if "headless" in ns else False:
+        raise UsageError(f"{ns.command}: --web serves the dashboard; it cannot be --headless")
+    if getattr(ns, "record", None) is not None:
+        raise UsageError(
+            f"{ns.command}: --web runs a session per page, which cannot share one --record "
+            "file; press r in the page to record, or use 'loopscope record'"
+        )
+    command_at = next(i for i, a in enumerate(argv) if not a.startswith("-"))
+    program_at = None
+    if ns.command in ("run", "demo"):
+        if ns.command == "demo" and ns.list:
+            return _list_demos()
+        _request_from_args(ns)  # the checks of the program and options, once, here
+        if ns.command == "run":
+            head, _, _, _ = _split_program(argv[command_at + 1 :])
+            program_at = command_at + 1 + len(head)
+    elif ns.command == "replay":
+        from loopscope.record.reader import Recording
+
+        Recording.open(ns.file).close()
+    elif ns.command == "attach":
+        try:
+            os.kill(ns.pid, 0)
+        except ProcessLookupError:
+            raise UsageError(f"attach: no such process: {ns.pid}") from None
+        except PermissionError:
+            pass  # the session says what it can do
+    child = web.child_argv(argv, program_at)
+    return web.serve(child, ns.listen, title="loopscope " + " ".join(child[command_at:]))
+
+
 # -- plumbing --------------------------------------------------------------------------------
 
 
@@ -508,14 +553,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with _exit_on_termination():
             ns = parse(args)
+            if getattr(ns, "web", False):
+                return _serve_web(args, ns)
+            if getattr(ns, "listen", None) is not None:
+                raise UsageError(f"{ns.command}: --listen needs --web")
             if ns.command in attach_command.COMMANDS:
                 return attach_command.run(ns, headless=_headless)
             if ns.command in record_commands.COMMANDS:
                 return record_commands.main(ns)
+            if ns.command in diff_command.COMMANDS:
+                return diff_command.main(ns)
             if ns.command == "demo" and ns.list:
                 return _list_demos()
             return run(_request_from_args(ns))
-    except (UsageError, RunError, RecordingError, record_commands.CommandError) as e:
+    except (
+        UsageError,
+        RunError,
+        RecordingError,
+        record_commands.CommandError,
+        diff_command.DiffError,
+        web.WebError,
+    ) as e:
         print(f"loopscope: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -25,6 +25,7 @@ from loopscope.session import Session
 from loopscope.sources.agent import AgentSource
 from loopscope.sources.merge import MergedSource
 from loopscope.sources.pyspy import NATIVE_INTERVAL, PySpySource
+from loopscope.web import served
 
 COMMANDS = ("attach", "ps")
 _END_TIMEOUT = 5.0  # how long a detaching agent gets to send its last events and go
@@ -215,7 +216,7 @@ def _attach(ns: argparse.Namespace, headless: Headless) -> int:
         return _usage(f"{ns.command}: --duration must be a positive number of seconds")
     if not ns.timeout > 0:
         return _usage(f"{ns.command}: --timeout must be a positive number of seconds")
-    if not ns.headless and not (sys.stdin.isatty() and sys.stdout.isatty()):
+    if not ns.headless and not (sys.stdin.isatty() and sys.stdout.isatty()) and not served():
         return _usage(f"{ns.command}: the dashboard needs a terminal; use --headless")
     if ns.record is not None:
         check_target(ns.record)  # before attaching: a bad FILE leaves the process untouched

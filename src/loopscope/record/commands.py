@@ -13,12 +13,14 @@ import re
 import shutil
 import sys
 import textwrap
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from loopscope.record._format import RecordingError
 from loopscope.record.reader import Recording
-from loopscope.rules.finding import SEVERITIES, severity_rank
+from loopscope.rules.finding import SEVERITIES, Finding, severity_rank
+from loopscope.web import served
 
 COMMANDS = ("record", "replay", "report", "export")
 _PYTHON_NAME = re.compile(r"python(\d+(\.\d+)*)?")
@@ -91,8 +93,16 @@ def add_parsers(commands: Any) -> None:
         description="Print the findings of a recording: the same the live session reached.",
     )
     report.add_argument("file", type=Path, metavar="FILE")
-    report.add_argument(
+    output = report.add_mutually_exclusive_group()
+    output.add_argument(
         "--json", action="store_true", help="print one JSON object (target, duration_s, findings)"
+    )
+    output.add_argument(
+        "--html",
+        type=Path,
+        metavar="OUT",
+        help="write one self-contained HTML page to OUT: the findings, the lag over time, the "
+        "blocking stacks as a flame graph (opens offline; no script, no external resource)",
     )
     report.add_argument(
         "--fail-on",
@@ -203,7 +213,7 @@ def _record_pid(ns: argparse.Namespace, pid: int) -> int:
 
 
 def _replay(ns: argparse.Namespace) -> int:
-    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+    if not (sys.stdin.isatty() and sys.stdout.isatty()) and not served():
         raise CommandError("replay: the dashboard needs a terminal; use 'loopscope report'")
     from loopscope.sources.replay import ReplaySession
     from loopscope.tui.replay import make_replay_app
@@ -223,6 +233,8 @@ def _report(ns: argparse.Namespace) -> int:
     from loopscope import report
     from loopscope.sources.replay import replay_all
 
+    if ns.html is not None:
+        return _report_html(ns)
     with Recording.open(ns.file) as recording:
         view = replay_all(recording)
         info = recording.info
@@ -244,11 +256,47 @@ def _report(ns: argparse.Namespace) -> int:
         console.print(report.summary_line(view), markup=False)
         console.print()
         console.print(report.render_findings(view))
+    return _failed(ns, view.findings)
+
+
+def _failed(ns: argparse.Namespace, findings: Sequence[Finding]) -> int:
+    """1 when ``--fail-on`` names a severity some finding reaches, else 0."""
     if ns.fail_on is not None:
-        worst = max((severity_rank(f.severity) for f in view.findings), default=-1)
+        worst = max((severity_rank(f.severity) for f in findings), default=-1)
         if worst >= severity_rank(ns.fail_on):
             return 1
     return 0
+
+
+def _report_html(ns: argparse.Namespace) -> int:
+    from loopscope import figures, report_html
+
+    out = Path(ns.html)
+    if out.is_dir():
+        raise CommandError(f"report: --html {out} is a directory")
+    with Recording.open(ns.file) as recording:
+        view, totals = figures.read_recording(recording)
+        info = recording.info
+        damaged = recording.damaged
+    notes = []
+    if damaged is not None:
+        _say(f"{ns.file}: {damaged}; reporting what could be read")
+        notes.append(f"{damaged}; this report shows what could be read")
+    if not info.complete:
+        notes.append("the recorder stopped before the end")
+    page = report_html.render(
+        view,
+        totals,
+        source=ns.file.name,
+        recorded=f"{info.count} events over {info.duration:.1f} s",
+        notes=notes,
+    )
+    try:
+        out.write_text(page, encoding="utf-8")
+    except OSError as e:
+        raise CommandError(f"report: cannot write {out}: {e.strerror}") from None
+    _say(f"wrote {out} ({len(view.findings)} findings); open it in a browser")
+    return _failed(ns, view.findings)
 
 
 def _export(ns: argparse.Namespace) -> int:

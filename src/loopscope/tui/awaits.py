@@ -3,9 +3,12 @@ Queue... with its waiters), and the highlighted site in full with the listed tas
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from rich.console import RenderableType
 from textual import on
 from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Footer, Static
 
@@ -14,6 +17,7 @@ from loopscope.session import View
 from loopscope.tui import _details
 from loopscope.tui._panels import Row, cwd_of
 from loopscope.tui._screen import SubScreen
+from loopscope.tui.flame import FlameScreen
 from loopscope.tui.widgets import MAX_ROWS, AwaitTable, Column, SnapshotTable
 
 
@@ -34,6 +38,7 @@ class ResourceTable(SnapshotTable):
 
 class AwaitsScreen(SubScreen):
     CSS_PATH = "awaits.tcss"
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("f", "flame", "Flame", show=False)]
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
 
     def __init__(self, *, how: str = "", log_path: str | None = None) -> None:
@@ -51,6 +56,10 @@ class AwaitsScreen(SubScreen):
                 box.border_title = "Await site"
                 yield Static(id="site-text")
         yield Footer()
+
+    def action_flame(self) -> None:
+        """The awaits as a flame graph (key f)."""
+        self.app.push_screen(FlameScreen("awaits", how=self._how, log_path=self._log_path))
 
     def on_mount(self) -> None:
         self.query_one(AwaitTable).focus()

@@ -16,6 +16,7 @@ from loopscope.session import View
 from loopscope.tui import _details
 from loopscope.tui._panels import Row, cwd_of
 from loopscope.tui._screen import SubScreen
+from loopscope.tui.flame import FlameScreen
 from loopscope.tui.widgets import MAX_ROWS, Column, SnapshotTable
 
 
@@ -52,6 +53,7 @@ class BlockTable(SnapshotTable):
 
 class BlocksScreen(SubScreen):
     CSS_PATH = "blocks.tcss"
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("f", "flame", "Flame", show=False)]
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
 
     def __init__(self, *, how: str = "", log_path: str | None = None) -> None:
@@ -67,6 +69,10 @@ class BlocksScreen(SubScreen):
                 box.border_title = "Block"
                 yield Static(id="block-text")
         yield Footer()
+
+    def action_flame(self) -> None:
+        """The blocks as a flame graph (key f)."""
+        self.app.push_screen(FlameScreen("blocks", how=self._how, log_path=self._log_path))
 
     def on_mount(self) -> None:
         self.query_one(BlockTable).focus()
