@@ -23,6 +23,7 @@ from typing import Any, Protocol, TextIO
 from loopscope import __version__
 from loopscope.attach import _command as attach_command
 from loopscope.demos import catalog
+from loopscope.fleet import serve as serve_command
 from loopscope.record import commands as record_commands
 from loopscope.record._format import RecordingError
 from loopscope.record.writer import (
@@ -191,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
         demo.add_argument(*option.flags, **option.kwargs)
     attach_command.add_parsers(commands)
     record_commands.add_parsers(commands)
+    serve_command.add_parsers(commands)
     return parser
 
 
@@ -512,6 +514,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return attach_command.run(ns, headless=_headless)
             if ns.command in record_commands.COMMANDS:
                 return record_commands.main(ns)
+            if ns.command in serve_command.COMMANDS:
+                return serve_command.run(ns)
             if ns.command == "demo" and ns.list:
                 return _list_demos()
             return run(_request_from_args(ns))
