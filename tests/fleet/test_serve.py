@@ -31,7 +31,7 @@ pytestmark = pytest.mark.timeout(150)
 T = TypeVar("T")
 
 # A tiny ASGI app: /block holds the loop for 60 ms with time.sleep, in `slow_handler`.
-APP = r'''
+APP = r"""
 import time
 
 
@@ -54,7 +54,7 @@ async def app(scope, receive, send):
         slow_handler()
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": b"ok"})
-'''
+"""
 
 
 def _free_port() -> int:
@@ -122,9 +122,20 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Uvicorn]:
     with open(where / "uvicorn.log", "wb") as log:
         proc = subprocess.Popen(
             [
-                sys.executable, "-m", "uvicorn", "tinyapp:app", "--workers", "2",
-                "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
-                "--loop", "asyncio",
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "tinyapp:app",
+                "--workers",
+                "2",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+                "--loop",
+                "asyncio",
             ],
             cwd=where,
             stdin=subprocess.DEVNULL,
@@ -237,9 +248,17 @@ def serve(server: Uvicorn, otlp: Otlp, tmp_path_factory: pytest.TempPathFactory)
     with open(log, "w") as stderr:
         proc = subprocess.Popen(
             [
-                sys.executable, "-m", "loopscope", "serve", "--children",
-                "--listen", f"127.0.0.1:{port}",
-                "--otlp", f"http://127.0.0.1:{otlp.port}", "--otlp-interval", "1",
+                sys.executable,
+                "-m",
+                "loopscope",
+                "serve",
+                "--children",
+                "--listen",
+                f"127.0.0.1:{port}",
+                "--otlp",
+                f"http://127.0.0.1:{otlp.port}",
+                "--otlp-interval",
+                "1",
                 str(server.pid),
             ],
             stdin=subprocess.DEVNULL,
@@ -254,9 +273,9 @@ def serve(server: Uvicorn, otlp: Otlp, tmp_path_factory: pytest.TempPathFactory)
         workers = server.workers()
         _poll(
             "every worker in /metrics",
-            lambda: True
-            if all(f'pid="{w}"' in (running.metrics() or "") for w in workers)
-            else None,
+            lambda: (
+                True if all(f'pid="{w}"' in (running.metrics() or "") for w in workers) else None
+            ),
         )
         yield running
     finally:
@@ -285,7 +304,8 @@ def prometheus(serve: Serve, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     with open(where / "prometheus.log", "wb") as log:
         proc = subprocess.Popen(
             [
-                binary, f"--config.file={where / 'prometheus.yml'}",
+                binary,
+                f"--config.file={where / 'prometheus.yml'}",
                 f"--storage.tsdb.path={where / 'data'}",
                 f"--web.listen-address=127.0.0.1:{port}",
             ],
@@ -356,7 +376,7 @@ def test_metrics_name_the_blocking_function_with_bounded_labels(
         if line.startswith(("python_asyncio_", "loopscope_findings")):
             assert 'pid="' in line and 'process="' in line, line
     assert "python_asyncio_block_duration_seconds_bucket{" in text
-    assert 'python_asyncio_tasks{' in text and 'state="' in text
+    assert "python_asyncio_tasks{" in text and 'state="' in text
     assert 'loopscope_findings{code="LS101"' in text
 
 

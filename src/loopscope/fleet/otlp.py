@@ -51,9 +51,7 @@ class OtlpExporter:
         )
         buckets = ExplicitBucketHistogramAggregation(boundaries=list(BOUNDS))
         self._provider = MeterProvider(
-            resource=Resource.create(
-                {"service.name": "loopscope", "service.version": __version__}
-            ),
+            resource=Resource.create({"service.name": "loopscope", "service.version": __version__}),
             metric_readers=[self._reader],
             views=[
                 View(instrument_name=DELAY, aggregation=buckets),

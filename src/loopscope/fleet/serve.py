@@ -128,8 +128,11 @@ def run(ns: argparse.Namespace) -> int:
         _say(f"serving metrics at http://{_host(str(host))}:{port}/metrics (and /healthz)")
         fleet.start()
         members = fleet.members()
-        if members and pattern is None and not ns.children and all(
-            m.state == FAILED for m in members
+        if (
+            members
+            and pattern is None
+            and not ns.children
+            and all(m.state == FAILED for m in members)
         ):
             _say("none of the given processes can be watched")
             return 1
