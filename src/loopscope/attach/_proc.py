@@ -88,7 +88,7 @@ def inspect(pid: int) -> ProcessInfo:
         cmdline=cmdline,
         python=python,
         asyncio=asyncio,
-        agent_socket=_agent_socket(inodes),
+        agent_socket=_agent_socket(inodes, pid),
         ports=_listening_ports(pid, inodes),
     )
 
@@ -169,8 +169,9 @@ def _socket_inodes(pid: int) -> set[int]:
     return inodes
 
 
-def _agent_socket(inodes: set[int]) -> str | None:
-    """The path of a listening Unix socket of the process that looks like an agent's."""
+def _agent_socket(inodes: set[int], pid: int) -> str | None:
+    """The path of a listening Unix socket of the process that looks like an agent's. A socket
+    named for another pid is a forked child's copy of its parent's: the parent's agent."""
     if not inodes:
         return None
     try:
@@ -184,6 +185,9 @@ def _agent_socket(inodes: set[int]) -> str | None:
         if len(row) >= 8 and int(row[6]) in inodes and row[3] == "00010000":
             path = row[7]
             if "loopscope" in path and path.endswith(".sock"):
+                name = os.path.basename(path)[: -len(".sock")]
+                if name.isdigit() and int(name) != pid:
+                    continue
                 return path
     return None
 
