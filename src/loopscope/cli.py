@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from loopscope import __version__
 from loopscope.attach import _command as attach_command
@@ -43,6 +43,9 @@ from loopscope.runner import (
 )
 from loopscope.session import Session
 from loopscope.sources.base import Source
+
+if TYPE_CHECKING:
+    from loopscope.fleet.follow import Children
 
 # How long the session may take to see the program's exit after loopscope stopped it.
 _END_TIMEOUT = 5.0
@@ -122,7 +125,15 @@ _PYSPY = _Option(
         "agent cannot sample (C calls holding the GIL); py-spy takes a few percent of a core",
     },
 )
-_RUN_OPTIONS = (_PYTHON, _HEADLESS, _DURATION, _JSON, _LOG, _RECORD, _PYSPY)
+_NO_CHILDREN = _Option(
+    ("--no-children",),
+    {
+        "action": "store_true",
+        "help": "with --headless: do not follow the program's Python child processes (by "
+        "default each one is attached when it appears, and reported on its own)",
+    },
+)
+_RUN_OPTIONS = (_PYTHON, _HEADLESS, _DURATION, _JSON, _LOG, _RECORD, _PYSPY, _NO_CHILDREN)
 _DEMO_OPTIONS = (_HEADLESS, _DURATION, _JSON, _RECORD)
 # How far from the end of the demo's log the load generator's final figures may be.
 _LOADGEN_LINES = 200
@@ -251,6 +262,7 @@ class _RunRequest:
     label: str  # what to call the program in messages
     record: Path | None = None  # where to record the session
     pyspy: bool = False  # sample the program with py-spy beside the agent
+    children: bool = False  # follow the program's Python child processes
 
 
 def _request_from_args(ns: argparse.Namespace) -> _RunRequest:
@@ -295,6 +307,7 @@ def _request_without_recording(ns: argparse.Namespace) -> _RunRequest:
         spec.command,
         spec.label,
         pyspy=getattr(ns, "pyspy", False),
+        children=not getattr(ns, "no_children", False),
     )
 
 
@@ -337,9 +350,15 @@ def run(request: _RunRequest) -> int:
             recording.start()
         session = Session(recorded, clock=time.time)
         session.start()
+        children = None
+        if request.headless and request.children:
+            from loopscope.fleet.follow import Children
+
+            children = Children(program.pid, log=_say)
+            children.start()
         try:
             if request.headless:
-                _headless(session, program, request)
+                _headless(session, program, request, children=children)
             else:
                 _interactive(session, program, request, recording)
         finally:
@@ -424,9 +443,11 @@ def _headless(
     request: _HeadlessOptions,
     *,
     interrupted: str = "stopping the program",
+    children: Children | None = None,
 ) -> None:
     """One summary line a second until the session ends, ``request.duration`` passes or Ctrl-C
-    (``interrupted`` says what loopscope does then); then ``program.stop()`` and the findings."""
+    (``interrupted`` says what loopscope does then); then ``program.stop()`` and the findings.
+    ``children``: the program's child processes followed, one line and findings each."""
     from rich.console import Console
 
     from loopscope import report
@@ -442,6 +463,8 @@ def _headless(
                 break
             if now >= next_line:
                 _print(report.summary_line(session.view()), lines)
+                for line in children.lines() if children is not None else ():
+                    _print(line, lines)
                 next_line += 1.0
             wake = next_line if deadline is None else min(next_line, deadline)
             session.wait(max(0.0, wake - time.monotonic()))
@@ -449,14 +472,23 @@ def _headless(
         _say(f"interrupted: {interrupted}")
     program.stop()
     session.wait(_END_TIMEOUT)
+    if children is not None:
+        children.close()
     view = session.view()
     _print(report.summary_line(view), lines)
+    for line in children.lines() if children is not None else ():
+        _print(line, lines)
     if request.json:
-        _print(json.dumps(report.report_json(view), indent=2), sys.stdout)
+        out = report.report_json(view)
+        if children is not None:
+            out["processes"] = children.json()
+        _print(json.dumps(out, indent=2), sys.stdout)
     else:
         console = Console(file=sys.stdout, highlight=False, soft_wrap=False)
         console.print()
         console.print(report.render_findings(view))
+        if children is not None:
+            console.print(children.render())
 
 
 def _report_exit(program: Program, request: _RunRequest) -> None:

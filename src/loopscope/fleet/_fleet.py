@@ -19,15 +19,23 @@ from loopscope.attach._command import AttachSource
 from loopscope.attach._errors import AttachError
 from loopscope.attach._ladder import DEFAULT_TIMEOUT, attach
 from loopscope.attach._proc import ProcessInfo, check_attachable, exists, inspect
-from loopscope.fleet._procs import ancestors, descendants, matching, parent, program_name
+from loopscope.fleet._procs import (
+    ancestors,
+    cmdline,
+    descendants,
+    matching,
+    parent,
+    program_name,
+)
 from loopscope.session import Session, View
 
 RESCAN_S = 2.0  # how often the patterns and the supervisors' children are looked for again
 REFRESH_S = 1.0  # how often each member's view (snapshot and findings) is taken
 _END_TIMEOUT = 5.0  # how long a detaching agent gets to send its last events and go
 _GONE_KEPT_S = 60.0  # a gone member stays listed this long
-# multiprocessing's helpers: they never run a loop, and are listed as such.
-_HELPERS = ("resource_tracker", "forkserver")
+_NO_ASYNCIO = "asyncio is not imported"
+# What `program_name` calls multiprocessing's processes, whose command lines name no program.
+_MULTIPROCESSING = ("spawn_worker", "forkserver", "resource_tracker")
 
 # A member's state.
 ATTACHING = "attaching"
@@ -43,7 +51,8 @@ class Target:
 
     pids: tuple[int, ...] = ()
     match: re.Pattern[str] | None = None
-    children: bool = False
+    children: bool = False  # the descendants of the pids and matches too
+    roots: tuple[int, ...] = ()  # processes whose descendants (only) are watched
 
 
 class Member:
@@ -112,7 +121,12 @@ class Fleet:
         added = []
         for pid in self._wanted():
             with self._lock:
-                if pid in self._members or self._stop.is_set():
+                if self._stop.is_set():
+                    break
+                known = self._members.get(pid)
+                if known is not None:
+                    if known.state == NO_LOOP and known.reason == _NO_ASYNCIO:
+                        self._recheck(known)  # a new process may import asyncio later
                     continue
                 member = self._admit(pid)
                 if member is None:
@@ -120,12 +134,25 @@ class Fleet:
                 self._members[pid] = member
             added.append(member)
             if member.state == ATTACHING:
-                thread = threading.Thread(
-                    target=self._attach, args=(member,), name=f"loopscope-attach-{pid}", daemon=True
-                )
-                self._threads.append(thread)
-                thread.start()
+                self._start_attach(member)
         return added
+
+    def _recheck(self, member: Member) -> None:
+        try:
+            info = inspect(member.pid)
+        except AttachError:
+            return
+        if info.asyncio:
+            member.info = info
+            member.set(ATTACHING)
+            self._start_attach(member)
+
+    def _start_attach(self, member: Member) -> None:
+        thread = threading.Thread(
+            target=self._attach, args=(member,), name=f"loopscope-attach-{member.pid}", daemon=True
+        )
+        self._threads.append(thread)
+        thread.start()
 
     def _wanted(self) -> list[int]:
         target = self._target
@@ -139,9 +166,9 @@ class Fleet:
                     f"again every {self._rescan:g} s"
                 )
             pids.extend(found)
-        if target.children:
-            for p in list(pids):
-                pids.extend(d for d in descendants(p) if d not in self._mine)
+        above = list(pids) if target.children else []
+        for p in [*above, *target.roots]:
+            pids.extend(d for d in descendants(p) if d not in self._mine)
         return sorted(set(pids))
 
     def _admit(self, pid: int) -> Member | None:
@@ -169,27 +196,33 @@ class Fleet:
             member = Member(pid, program_name(info), info)
             member.set(FAILED, message)
             return member
-        member = Member(pid, self._name(info), info)
-        if member.name in _HELPERS or info.asyncio is False:
-            what = "asyncio is not imported" if info.asyncio is False else "a helper process"
-            member.set(NO_LOOP, what)
-            self._log(f"process {pid} ({member.name}) has no event loop ({what}): listed only")
+        helper = _helper(info)
+        member = Member(pid, helper or self._name(info), info)
+        if helper is not None:
+            member.set(NO_LOOP, f"multiprocessing's {helper}")
+        elif info.asyncio is False:
+            member.set(NO_LOOP, _NO_ASYNCIO)
+        if member.state == NO_LOOP:
+            self._log(f"process {pid} ({member.name}) has no event loop ({member.reason})")
         return member
 
     def _name(self, info: ProcessInfo) -> str:
+        """The program's name; a multiprocessing child started by spawn or forkserver is named
+        for the program that started it ("uvicorn"), which its command line does not say."""
         name = program_name(info)
-        if name != "spawn_worker":
-            return name
-        # A multiprocessing child started by spawn or forkserver: named for its parent's
-        # program ("uvicorn"), which is what its command line does not say.
-        up = parent(info.pid)
-        with_parent = None if up is None else self._members.get(up)
-        if with_parent is not None:
-            return with_parent.name
-        try:
-            return program_name(inspect(up)) if up is not None else name
-        except AttachError:
-            return name
+        for _ in range(4):
+            if name not in _MULTIPROCESSING:
+                return name
+            up = parent(info.pid)
+            known = None if up is None else self._members.get(up)
+            if known is not None and known.info is not None and known.state != NO_LOOP:
+                return known.name
+            try:
+                info = inspect(up) if up is not None else info
+            except AttachError:
+                return name
+            name = program_name(info)
+        return name
 
     def _attach(self, member: Member) -> None:
         try:
@@ -292,3 +325,20 @@ def summary(members: Iterable[Member]) -> dict[str, int]:
     for m in members:
         out[m.state] = out.get(m.state, 0) + 1
     return out
+
+
+def _helper(info: ProcessInfo) -> str | None:
+    """Which of multiprocessing's helpers the process is ("resource_tracker", "forkserver"):
+    they never run a loop. A forkserver's children (workers) share its command line."""
+    name = program_name(info)
+    if name == "resource_tracker":
+        return name
+    if name == "forkserver" and not _forked_from_same(info):
+        return name
+    return None
+
+
+def _forked_from_same(info: ProcessInfo) -> bool:
+    """Whether the process's parent runs the same command line (it was forked from it)."""
+    up = parent(info.pid)
+    return up is not None and cmdline(up) == info.cmdline

@@ -74,6 +74,11 @@ def ancestors(pid: int) -> set[int]:
     return out
 
 
+def _is_launcher(path: str) -> bool:
+    p = Path(path)
+    return p.name == "_launch.py" and p.parent.name == "agent"
+
+
 def program_name(info: ProcessInfo) -> str:
     """A short name for the program a process runs: its script's stem or its module (the
     ``process`` label of the metrics); multiprocessing's own children are named for their
@@ -97,6 +102,8 @@ def program_name(info: ProcessInfo) -> str:
         if arg in ("-X", "-W"):  # an option with a value
             args = args[1:]
         elif not arg.startswith("-"):
+            if _is_launcher(arg):  # `loopscope run`'s: the program follows it
+                continue
             name = Path(arg).stem or name
             break
     return name
