@@ -35,7 +35,13 @@ class Headless(Protocol):
     """The command line's headless loop (`loopscope.cli._headless`)."""
 
     def __call__(
-        self, session: Session, program: Any, request: Any, *, interrupted: str = ...
+        self,
+        session: Session,
+        program: Any,
+        request: Any,
+        *,
+        interrupted: str = ...,
+        children: Any = ...,
     ) -> None: ...
 
 
@@ -116,6 +122,12 @@ def add_parsers(commands: Any) -> None:
         "--json",
         action="store_true",
         help="with --headless: print only the findings as one JSON object on stdout",
+    )
+    attach_parser.add_argument(
+        "--children",
+        action="store_true",
+        help="with --headless: also follow the process's Python children (a supervisor's "
+        "workers), each attached when it appears and reported on its own",
     )
     attach_parser.add_argument(
         "--record",
@@ -217,6 +229,10 @@ def _attach(ns: argparse.Namespace, headless: Headless) -> int:
         return _usage(f"{ns.command}: --timeout must be a positive number of seconds")
     if not ns.headless and not (sys.stdin.isatty() and sys.stdout.isatty()):
         return _usage(f"{ns.command}: the dashboard needs a terminal; use --headless")
+    if getattr(ns, "children", False) and not ns.headless:
+        return _usage(
+            f"{ns.command}: --children needs --headless (the dashboard shows one process)"
+        )
     if ns.record is not None:
         check_target(ns.record)  # before attaching: a bad FILE leaves the process untouched
     try:
@@ -234,10 +250,7 @@ def _attach(ns: argparse.Namespace, headless: Headless) -> int:
         return 2 if e.reason == "usage" else 1
     _say(f"{attached.how} (process {ns.pid}, Python {attached.info.python_text})")
     if attached.loops == 0:
-        _say(
-            f"no asyncio event loop is running in process {ns.pid} yet: the agent waits for "
-            "one to start, and loopscope shows it as soon as it does"
-        )
+        _say_no_loop(ns.pid, following=getattr(ns, "children", False))
     from loopscope import cli
 
     source = AttachSource(attached, detach_on_close=not ns.keep_agent)
@@ -266,6 +279,12 @@ def _attach(ns: argparse.Namespace, headless: Headless) -> int:
     session = Session(recorded, clock=time.time)
     session.start()
     stopper = _Stopper(source, keep=ns.keep_agent)
+    children = None
+    if getattr(ns, "children", False):
+        from loopscope.fleet.follow import Children
+
+        children = Children(ns.pid, log=_say, method=ns.method)
+        children.start()
     try:
         if ns.headless:
             leaving = "leaving" if ns.keep_agent else "detaching from"
@@ -274,6 +293,7 @@ def _attach(ns: argparse.Namespace, headless: Headless) -> int:
                 stopper,
                 _Options(ns.duration, ns.json),
                 interrupted=f"{leaving} process {ns.pid}, which keeps running",
+                children=children,
             )
         else:
             from loopscope.tui import make_app
@@ -283,6 +303,8 @@ def _attach(ns: argparse.Namespace, headless: Headless) -> int:
             ).run()
     finally:
         stopper.stop()
+        if children is not None:
+            children.close()
         session.wait(_END_TIMEOUT)
         session.close()
         cli.finish_recordings(recording)
@@ -290,6 +312,32 @@ def _attach(ns: argparse.Namespace, headless: Headless) -> int:
         doing = "py-spy stopped sampling" if pyspy.live else "no sampling with py-spy"
         _say(f"{doing}: {pyspy.reason}")
     return _report_end(source, session, attached, keep=ns.keep_agent)
+
+
+def _say_no_loop(pid: int, *, following: bool) -> None:
+    """No loop runs in ``pid`` (yet): say so, and whether its Python children may have one."""
+    from loopscope.fleet.follow import children_with_asyncio
+
+    found = children_with_asyncio(pid)
+    if not found:
+        _say(
+            f"no asyncio event loop is running in process {pid} yet: the agent waits for "
+            "one to start, and loopscope shows it as soon as it does"
+        )
+        return
+    listed = ", ".join(f"{child} ({name})" for child, name in found[:8])
+    more = f" and {len(found) - 8} more" if len(found) > 8 else ""
+    if following:
+        _say(
+            f"no asyncio event loop is running in process {pid}; its Python children that "
+            f"use asyncio are followed: {listed}{more}"
+        )
+    else:
+        _say(
+            f"no asyncio event loop is running in process {pid}, but its Python children use "
+            f"asyncio: {listed}{more}. To watch them too: loopscope attach --headless "
+            f"--children {pid}"
+        )
 
 
 def _pyspy_beside(source: AttachSource, ns: argparse.Namespace) -> PySpySource | None:

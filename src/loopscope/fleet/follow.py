@@ -38,7 +38,10 @@ class Children:
                 self._final[member.pid] = member.session.view()
 
     def _view(self, member: Member) -> View | None:
-        return self._final.get(member.pid, member.view)
+        final = self._final.get(member.pid)
+        if final is not None or member.session is None:
+            return final or member.view
+        return member.session.view()
 
     def lines(self) -> list[str]:
         """One summary line per child process."""
@@ -49,7 +52,7 @@ class Children:
             view = self._view(m)
             if view is None or m.state in (NO_LOOP, FAILED, ATTACHING):
                 out.append(f"  {_who(m)}: {_state(m)}")
-            elif not any(loop.running for loop in view.snapshot.loops) and m.state == LIVE:
+            elif not view.snapshot.loops:
                 out.append(f"  {_who(m)}: no event loop running")
             else:
                 gone = "" if m.state == LIVE else f" [{m.state}]"
@@ -111,5 +114,15 @@ def children_with_asyncio(pid: int) -> list[tuple[int, str]]:
         except AttachError:
             continue
         if info.python is not None and info.asyncio:
-            out.append((child, program_name(info)))
+            name = program_name(info)
+            if name in ("spawn_worker", "forkserver"):
+                name = _root_name(pid)
+            out.append((child, name))
     return out
+
+
+def _root_name(pid: int) -> str:
+    try:
+        return program_name(inspect(pid))
+    except AttachError:
+        return "python"
