@@ -356,6 +356,29 @@ def test_prometheus_has_the_loop_delay_of_each_worker(
     assert len(buckets) == 1 and float(buckets[0]["value"][1]) > 0
 
 
+DASHBOARD = Path(__file__).parents[2] / "docs" / "fleet" / "grafana-dashboard.json"
+
+
+def test_the_grafana_dashboards_queries_run_in_prometheus(
+    server: Uvicorn, serve: Serve, prometheus: str
+) -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    assert len(exprs) >= 8
+    workers = {str(w) for w in server.workers()}
+    for expr in exprs:
+        promql = expr.replace("$process", ".*").replace("$pid", ".*")
+        _query(prometheus, promql)  # asserts status "success": the query parses and runs
+    delay = next(e for e in exprs if "eventloop_delay" in e and "0.99" in e)
+    promql = delay.replace("$process", ".*").replace("$pid", ".*").replace("[1m]", "[30s]")
+
+    def p99() -> list[dict[str, Any]] | None:
+        found = _query(prometheus, promql)
+        return found if workers <= {r["metric"]["pid"] for r in found} else None
+
+    _poll("the dashboard's p99 delay of each worker", p99)
+
+
 def test_metrics_name_the_blocking_function_with_bounded_labels(
     server: Uvicorn, serve: Serve
 ) -> None:
