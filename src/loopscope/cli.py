@@ -354,7 +354,7 @@ def run(request: _RunRequest) -> int:
         if request.headless and request.children:
             from loopscope.fleet.follow import Children
 
-            children = Children(program.pid, log=_say)
+            children = Children(program.pid, log=_say, recording=recording)
             children.start()
         try:
             if request.headless:

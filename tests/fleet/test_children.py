@@ -110,6 +110,49 @@ def test_run_follows_the_workers_of_every_start_method(
     assert f"pid {late} workers:" in out.stderr
 
 
+def test_every_process_goes_into_one_recording(program: Path, tmp_path: Path) -> None:
+    recording = tmp_path / "workers.lsrec"
+    out = loopscope(
+        "run", "--headless", "--duration", "5", "--record", str(recording), str(program),
+        "spawn", state=tmp_path, cwd=program.parent,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    main_pid = int(re.search(r"\(pid (\d+)\)", out.stderr).group(1))  # type: ignore[union-attr]
+
+    out = loopscope("report", "--json", str(recording), state=tmp_path)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["target"]["pid"] == main_pid
+    looping = [p for p in report["processes"] if p["findings"]]
+    assert len(looping) >= 2, report["processes"]
+    for p in looping:
+        assert p["target"]["pid"] == p["pid"]  # each child's own events, its own hello
+        assert [f["location"]["function"] for f in p["findings"] if f["code"] == "LS101"] == [
+            "busy_in_child"
+        ]
+    child = looping[0]["pid"]
+
+    out = loopscope("report", "--json", "--pid", str(child), str(recording), state=tmp_path)
+    assert out.returncode == 0, out.stderr
+    alone = json.loads(out.stdout)
+    assert alone["target"]["pid"] == child and "processes" not in alone
+
+    out = loopscope("report", str(recording), state=tmp_path)
+    assert f"child process {child}: " in out.stdout
+
+    trace = tmp_path / "child.json"
+    out = loopscope(
+        "export", str(recording), "--format", "perfetto", "-o", str(trace), "--pid", str(child),
+        state=tmp_path,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert any(e["ph"] == "X" for e in json.loads(trace.read_text())["traceEvents"])
+
+    out = loopscope("report", "--pid", "1", str(recording), state=tmp_path)
+    assert out.returncode == 2
+    assert "holds no child process 1 (the child processes it holds: " in out.stderr
+
+
 def test_no_children_follows_none(program: Path, tmp_path: Path) -> None:
     out = loopscope(
         "run", "--headless", "--duration", "2", "--json", "--no-children", str(program), "spawn",

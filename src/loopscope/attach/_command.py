@@ -283,7 +283,7 @@ def _attach(ns: argparse.Namespace, headless: Headless) -> int:
     if getattr(ns, "children", False):
         from loopscope.fleet.follow import Children
 
-        children = Children(ns.pid, log=_say, method=ns.method)
+        children = Children(ns.pid, log=_say, method=ns.method, recording=recording)
         children.start()
     try:
         if ns.headless:

@@ -12,13 +12,14 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from loopscope.attach._command import AttachSource
 from loopscope.attach._errors import AttachError
 from loopscope.attach._ladder import DEFAULT_TIMEOUT, attach
 from loopscope.attach._proc import ProcessInfo, check_attachable, exists, inspect
+from loopscope.events import Event
 from loopscope.fleet._procs import (
     ancestors,
     cmdline,
@@ -28,6 +29,7 @@ from loopscope.fleet._procs import (
     program_name,
 )
 from loopscope.session import Session, View
+from loopscope.sources.base import Source
 
 RESCAN_S = 2.0  # how often the patterns and the supervisors' children are looked for again
 REFRESH_S = 1.0  # how often each member's view (snapshot and findings) is taken
@@ -93,8 +95,12 @@ class Fleet:
         rescan: float = RESCAN_S,
         refresh: float = REFRESH_S,
         clock: Callable[[], float] = time.time,
+        tap: Callable[[int, Event], None] | None = None,
     ) -> None:
+        """``tap(pid, event)``: called with each event of each process as it arrives (to
+        record it), on that process's reading thread."""
         self._target = target
+        self._tap = tap
         self._log = log
         self._method = method
         self._timeout = timeout
@@ -238,7 +244,10 @@ class Fleet:
             self._log(f"process {member.pid} ({member.name}): attaching failed: {member.reason}")
             return
         source = AttachSource(attached, detach_on_close=True)
-        session = Session(source, clock=self._clock)
+        tap = self._tap
+        session = Session(
+            source if tap is None else _Tapped(source, member.pid, tap), clock=self._clock
+        )
         with self._lock:
             if self._stop.is_set():
                 stopping = True
@@ -342,3 +351,20 @@ def _forked_from_same(info: ProcessInfo) -> bool:
     """Whether the process's parent runs the same command line (it was forked from it)."""
     up = parent(info.pid)
     return up is not None and cmdline(up) == info.cmdline
+
+
+class _Tapped:
+    """``source``'s events, each also handed to ``tap(pid, event)``."""
+
+    def __init__(self, source: Source, pid: int, tap: Callable[[int, Event], None]) -> None:
+        self._source = source
+        self._pid = pid
+        self._tap = tap
+
+    def events(self) -> Iterator[Event]:
+        for event in self._source.events():
+            self._tap(self._pid, event)
+            yield event
+
+    def close(self) -> None:
+        self._source.close()

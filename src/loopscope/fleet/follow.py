@@ -11,8 +11,10 @@ from rich.text import Text
 
 from loopscope.attach._errors import AttachError
 from loopscope.attach._proc import inspect
+from loopscope.events import Event
 from loopscope.fleet._fleet import ATTACHING, FAILED, LIVE, NO_LOOP, Fleet, Member, Target
 from loopscope.fleet._procs import descendants, program_name
+from loopscope.record.writer import RecordingControl
 from loopscope.session import View
 
 _RESCAN_S = 1.0
@@ -22,10 +24,31 @@ class Children:
     """The Python processes below ``pid``, each attached when it appears (a worker started
     later included) and marked gone when it exits."""
 
-    def __init__(self, pid: int, *, log: Callable[[str], None], method: str = "auto") -> None:
+    def __init__(
+        self,
+        pid: int,
+        *,
+        log: Callable[[str], None],
+        method: str = "auto",
+        recording: RecordingControl | None = None,
+    ) -> None:
+        """``recording``: each child's events go into its recording (when one runs), with the
+        child's pid."""
         self.pid = pid
-        self.fleet = Fleet(Target(roots=(pid,)), log=log, method=method, rescan=_RESCAN_S)
+        self._recording = recording
+        self.fleet = Fleet(
+            Target(roots=(pid,)),
+            log=log,
+            method=method,
+            rescan=_RESCAN_S,
+            tap=None if recording is None else self._record,
+        )
         self._final: dict[int, View] = {}
+
+    def _record(self, pid: int, event: Event) -> None:
+        recorder = None if self._recording is None else self._recording.recorder
+        if recorder is not None:
+            recorder.put(event, pid)
 
     def start(self) -> None:
         self.fleet.start()

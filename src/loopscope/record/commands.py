@@ -84,6 +84,7 @@ def add_parsers(commands: Any) -> None:
         "step and seek. At each moment it shows what the live dashboard showed then.",
     )
     replay.add_argument("file", type=Path, metavar="FILE")
+    replay.add_argument("--pid", type=int, metavar="PID", help=_PID_HELP)
 
     report = commands.add_parser(
         "report",
@@ -91,6 +92,12 @@ def add_parsers(commands: Any) -> None:
         description="Print the findings of a recording: the same the live session reached.",
     )
     report.add_argument("file", type=Path, metavar="FILE")
+    report.add_argument(
+        "--pid",
+        type=int,
+        metavar="PID",
+        help=_PID_HELP + " (default: the program, then each of its child processes recorded)",
+    )
     report.add_argument(
         "--json", action="store_true", help="print one JSON object (target, duration_s, findings)"
     )
@@ -113,6 +120,32 @@ def add_parsers(commands: Any) -> None:
     export.add_argument("file", type=Path, metavar="FILE")
     export.add_argument("--format", required=True, choices=("perfetto", "speedscope"))
     export.add_argument("-o", "--output", required=True, type=Path, metavar="OUT")
+    export.add_argument("--pid", type=int, metavar="PID", help=_PID_HELP)
+
+
+_PID_HELP = (
+    "a child process of the program, followed and recorded with it (see 'loopscope report "
+    "FILE' for their pids; default: the program's own process)"
+)
+
+
+def _process(recording: Recording, pid: int | None) -> Recording:
+    """``recording``, or the part of it of child process ``pid``; CommandError when it has no
+    such process."""
+    if pid is None:
+        return recording
+    pids = recording.pids()
+    if pid not in pids:
+        own = recording.info.meta.get("pid")
+        if pid == own:
+            return recording
+        have = ", ".join(map(str, pids)) or "none"
+        recording.close()
+        raise CommandError(
+            f"{recording.path} holds no child process {pid} (the child processes it holds: "
+            f"{have})"
+        )
+    return recording.of(pid)
 
 
 def main(ns: argparse.Namespace) -> int:
@@ -208,7 +241,7 @@ def _replay(ns: argparse.Namespace) -> int:
     from loopscope.sources.replay import ReplaySession
     from loopscope.tui.replay import make_replay_app
 
-    recording = Recording.open(ns.file)
+    recording = _process(Recording.open(ns.file), ns.pid)
     session = ReplaySession(recording)
     try:
         make_replay_app(session).run()
@@ -223,14 +256,22 @@ def _report(ns: argparse.Namespace) -> int:
     from loopscope import report
     from loopscope.sources.replay import replay_all
 
-    with Recording.open(ns.file) as recording:
+    with Recording.open(ns.file) as whole:
+        recording = _process(whole, ns.pid)
         view = replay_all(recording)
         info = recording.info
         damaged = recording.damaged
+        children = [] if ns.pid is not None else [(pid, whole.of(pid)) for pid in whole.pids()]
+        views = [(pid, replay_all(child)) for pid, child in children]
+        damaged = damaged or next((c.damaged for _, c in children if c.damaged), None)
     if damaged is not None:
         _say(f"{ns.file}: {damaged}; reporting what could be read")
+    everything = [view, *(v for _, v in views)]
     if ns.json:
-        print(json.dumps(report.report_json(view), indent=2))
+        out = report.report_json(view)
+        if views:
+            out["processes"] = [{"pid": pid, **report.report_json(v)} for pid, v in views]
+        print(json.dumps(out, indent=2))
     else:
         console = Console(file=sys.stdout, highlight=False, soft_wrap=False)
         how = info.meta.get("how")
@@ -244,8 +285,14 @@ def _report(ns: argparse.Namespace) -> int:
         console.print(report.summary_line(view), markup=False)
         console.print()
         console.print(report.render_findings(view))
+        for pid, child in views:
+            console.print()
+            console.print(f"child process {pid}: {report.summary_line(child)}", markup=False)
+            console.print(report.render_findings(child))
     if ns.fail_on is not None:
-        worst = max((severity_rank(f.severity) for f in view.findings), default=-1)
+        worst = max(
+            (severity_rank(f.severity) for v in everything for f in v.findings), default=-1
+        )
         if worst >= severity_rank(ns.fail_on):
             return 1
     return 0
@@ -257,7 +304,8 @@ def _export(ns: argparse.Namespace) -> int:
     out = Path(ns.output)
     if out.is_dir():
         raise CommandError(f"export: -o {out} is a directory")
-    with Recording.open(ns.file) as recording:
+    with Recording.open(ns.file) as whole:
+        recording = _process(whole, ns.pid)
         events = list(recording.events())
         damaged = recording.damaged
     if damaged is not None:
