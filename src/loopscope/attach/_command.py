@@ -368,21 +368,9 @@ def _let_go(source: AttachSource) -> None:
 def _program_name(info: ProcessInfo) -> str:
     """A short name for the process, for recording file names: its script's stem or its module,
     then its pid ("service-4242")."""
-    args = list(info.cmdline[1:])
-    name = os.path.basename(info.exe) or "python"
-    while args:
-        arg = args.pop(0)
-        if arg.startswith("-m"):
-            name = arg[2:] or (args[0] if args else name)
-            break
-        if arg == "-c":
-            break
-        if arg in ("-X", "-W"):  # an option with a value
-            args = args[1:]
-        elif not arg.startswith("-"):
-            name = Path(arg).stem or name
-            break
-    return f"{name}-{info.pid}"
+    from loopscope.fleet._procs import program_name
+
+    return f"{program_name(info)}-{info.pid}"
 
 
 class AttachSource:
