@@ -19,8 +19,10 @@ from loopscope.fleet._procs import descendants
 
 pytestmark = pytest.mark.timeout(120)
 
-# Workers whose loops block in `busy_in_child`: one that exits after 3 s, one that lives, one
-# started 3.5 s later; and a process pool's worker, which runs no loop.
+# Workers whose loops block in `busy_in_child`: one that exits after 4 s, one that lives, one
+# started 4.5 s later; and a process pool's worker, which runs no loop. (Attaching takes up to a
+# second or two on a loaded machine: the short one must be seen before it exits, the late one
+# before the run ends.)
 PROGRAM = r"""
 import asyncio, multiprocessing as mp, os, sys, time
 from concurrent.futures import ProcessPoolExecutor
@@ -50,14 +52,14 @@ def pool_pid():
 if __name__ == "__main__":
     print("main ran in", os.getpid(), flush=True)
     ctx = mp.get_context(sys.argv[1])
-    short = ctx.Process(target=worker, args=(3.0,))
+    short = ctx.Process(target=worker, args=(4.0,))
     first = ctx.Process(target=worker, args=(60.0,))
     short.start()
     first.start()
     print("short worker", short.pid, flush=True)
     with ProcessPoolExecutor(1, mp_context=ctx) as pool:
         print("pool worker", pool.submit(pool_pid).result(), flush=True)
-        time.sleep(3.5)
+        time.sleep(4.5)
         late = ctx.Process(target=worker, args=(60.0,))
         late.start()
         print("late worker", late.pid, flush=True)
@@ -84,7 +86,7 @@ def test_run_follows_the_workers_of_every_start_method(
     program: Path, method: str, tmp_path: Path
 ) -> None:
     out = loopscope(
-        "run", "--headless", "--duration", "7", "--json", str(program), method,
+        "run", "--headless", "--duration", "9", "--json", str(program), method,
         state=tmp_path, cwd=program.parent,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
@@ -101,6 +103,8 @@ def test_run_follows_the_workers_of_every_start_method(
     assert len(looping) == 3, report["processes"]
     for p in looping:
         assert p["process"] == "workers"
+        # Its own agent: a forked child also holds its parent's listening agent socket.
+        assert p["target"]["pid"] == p["pid"]
         blocking = [f for f in p["findings"] if f["code"] == "LS101"]
         assert blocking and blocking[0]["location"]["function"] == "busy_in_child", p
     assert processes[short]["state"] == "gone"
