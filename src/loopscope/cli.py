@@ -129,8 +129,9 @@ _NO_CHILDREN = _Option(
     ("--no-children",),
     {
         "action": "store_true",
-        "help": "with --headless: do not follow the program's Python child processes (by "
-        "default each one is attached when it appears, and reported on its own)",
+        "help": "do not follow the program's Python child processes (by default each one "
+        "is attached when it appears: 'p' in the dashboard lists them, --headless reports "
+        "on each)",
     },
 )
 _RUN_OPTIONS = (_PYTHON, _HEADLESS, _DURATION, _JSON, _LOG, _RECORD, _PYSPY, _NO_CHILDREN)
@@ -351,18 +352,22 @@ def run(request: _RunRequest) -> int:
         session = Session(recorded, clock=time.time)
         session.start()
         children = None
-        if request.headless and request.children:
+        if request.children:
             from loopscope.fleet.follow import Children
 
-            children = Children(program.pid, log=_say, recording=recording)
+            # (The dashboard lists what happens to each child: nothing is printed over it.)
+            say = _say if request.headless else (lambda message: None)
+            children = Children(program.pid, log=say, recording=recording)
             children.start()
         try:
             if request.headless:
                 _headless(session, program, request, children=children)
             else:
-                _interactive(session, program, request, recording)
+                _interactive(session, program, request, recording, children)
         finally:
             program.stop()
+            if children is not None:
+                children.close()
             session.wait(_END_TIMEOUT)
             session.close()
             finish_recordings(recording)
@@ -418,11 +423,20 @@ def _finish_recording(recorder: Recorder) -> None:
 
 
 def _interactive(
-    session: Session, program: Program, request: _RunRequest, recording: RecordingControl
+    session: Session,
+    program: Program,
+    request: _RunRequest,
+    recording: RecordingControl,
+    children: Children | None = None,
 ) -> None:
     from loopscope.tui import make_app
 
-    app = make_app(session, log_path=str(program.log_path), how=request.how, recording=recording)
+    views: Any = session
+    if children is not None:
+        from loopscope.fleet.views import FleetViews
+
+        views = FleetViews(session, program.pid, request.spec.name, children)
+    app = make_app(views, log_path=str(program.log_path), how=request.how, recording=recording)
     app.run()
 
 

@@ -1,0 +1,134 @@
+"""The program and its followed child processes as one source of views for the dashboard: one
+summary row per process, the findings of all of them (one row per finding, with the pids that
+have it), and the view of the process the dashboard shows."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Protocol
+
+from loopscope.fleet._fleet import LIVE
+from loopscope.fleet.follow import Children
+from loopscope.model import RECENT_SECONDS
+from loopscope.rules.finding import Finding, severity_rank
+from loopscope.session import View
+
+
+class Views(Protocol):
+    def view(self) -> View: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessRow:
+    pid: int
+    name: str
+    command: str
+    state: str  # "live", "gone", "no loop"... (the program itself: "live" or "exited")
+    lag_p99: float | None
+    busy: float | None
+    tasks: int | None
+    blocks_per_min: float | None
+    findings: int
+    main: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SharedFinding:
+    """A finding, and every process it is found in (the first one's evidence)."""
+
+    finding: Finding
+    pids: tuple[int, ...]
+
+
+class FleetViews:
+    """``main`` (the program's own session) and ``children``; `view` is the selected one's."""
+
+    def __init__(self, main: Views, pid: int, name: str, children: Children) -> None:
+        self._main = main
+        self.pid = pid
+        self.name = name
+        self.children = children
+        self._lock = threading.Lock()
+        self._selected: int | None = None  # None: the program itself
+
+    @property
+    def selected(self) -> int:
+        return self.pid if self._selected is None else self._selected
+
+    def select(self, pid: int) -> None:
+        """Show process ``pid`` (the program's own pid: the program)."""
+        with self._lock:
+            self._selected = None if pid == self.pid else pid
+
+    def view(self) -> View:
+        with self._lock:
+            selected = self._selected
+        if selected is not None:
+            member = next((m for m in self.children.fleet.members() if m.pid == selected), None)
+            if member is not None and member.session is not None:
+                return member.session.view()
+        return self._main.view()
+
+    def views(self) -> list[tuple[int, str, str, str, View | None]]:
+        """(pid, name, command, state, view) of the program, then of each child."""
+        main = self._main.view()
+        state = "exited" if main.snapshot.exited is not None else LIVE
+        command = " ".join(main.snapshot.target.argv) if main.snapshot.target else ""
+        out: list[tuple[int, str, str, str, View | None]] = [
+            (self.pid, self.name, command, state, main)
+        ]
+        for m in self.children.fleet.members():
+            view = m.session.view() if m.session is not None else None
+            out.append((m.pid, m.name, m.command, m.state, view))
+        return out
+
+    def processes(self) -> list[ProcessRow]:
+        """One summary row per process, the program first."""
+        rows = []
+        for pid, name, command, state, view in self.views():
+            if view is None:
+                rows.append(ProcessRow(pid, name, command, state, None, None, None, None, 0))
+                continue
+            snap = view.snapshot
+            rows.append(
+                ProcessRow(
+                    pid=pid,
+                    name=name,
+                    command=command,
+                    state=state,
+                    lag_p99=snap.lag.p99,
+                    busy=snap.lag.busy,
+                    tasks=snap.tasks.total if snap.loops else None,
+                    blocks_per_min=snap.blocks.recent_count * 60.0 / RECENT_SECONDS,
+                    findings=len(view.findings),
+                    main=pid == self.pid,
+                )
+            )
+        return rows
+
+    def findings(self) -> list[SharedFinding]:
+        """Every process's findings, one row per finding code and location, worst first."""
+        return shared(self.views())
+
+
+def shared(views: list[tuple[int, str, str, str, View | None]]) -> list[SharedFinding]:
+    """Findings alike (code and location) in several processes merged into one, with their
+    pids; the first process's finding stands for them."""
+    seen: dict[tuple[str, str, int, str], tuple[Finding, list[int]]] = {}
+    for pid, _name, _command, _state, view in views:
+        for finding in () if view is None else view.findings:
+            loc = finding.location
+            key = (
+                finding.code,
+                "" if loc is None else loc.file,
+                0 if loc is None else loc.line,
+                "" if loc is None else loc.function,
+            )
+            if key in seen:
+                seen[key][1].append(pid)
+            else:
+                seen[key] = (finding, [pid])
+    merged = [SharedFinding(f, tuple(pids)) for f, pids in seen.values()]
+    merged.sort(key=lambda s: (-severity_rank(s.finding.severity), -len(s.pids), s.finding.code))
+    return merged
