@@ -197,7 +197,7 @@ def test_attach_to_a_supervisor_suggests_children_then_follows_them(
     assert f"no asyncio event loop is running in process {pid}, but its Python children" in (
         out.stderr
     )
-    assert f"loopscope attach --headless --children {pid}" in out.stderr
+    assert f"loopscope attach --children {pid}" in out.stderr
 
     out = loopscope(
         "attach", "--headless", "--duration", "4", "--json", "--children", str(pid),
@@ -213,7 +213,7 @@ def test_attach_to_a_supervisor_suggests_children_then_follows_them(
     assert "detached from process" in out.stderr
 
 
-def test_children_needs_headless(tmp_path: Path) -> None:
+def test_children_without_a_terminal_needs_headless(tmp_path: Path) -> None:
     out = loopscope("attach", "--children", "1", state=tmp_path)
     assert out.returncode == 2
-    assert "needs --headless" in out.stderr or "needs a terminal" in out.stderr
+    assert "the dashboard needs a terminal; use --headless" in out.stderr

@@ -126,8 +126,8 @@ def add_parsers(commands: Any) -> None:
     attach_parser.add_argument(
         "--children",
         action="store_true",
-        help="with --headless: also follow the process's Python children (a supervisor's "
-        "workers), each attached when it appears and reported on its own",
+        help="also follow the process's Python children (a supervisor's workers), each "
+        "attached when it appears: 'p' in the dashboard lists them, --headless reports on each",
     )
     attach_parser.add_argument(
         "--record",
@@ -229,10 +229,6 @@ def _attach(ns: argparse.Namespace, headless: Headless) -> int:
         return _usage(f"{ns.command}: --timeout must be a positive number of seconds")
     if not ns.headless and not (sys.stdin.isatty() and sys.stdout.isatty()):
         return _usage(f"{ns.command}: the dashboard needs a terminal; use --headless")
-    if getattr(ns, "children", False) and not ns.headless:
-        return _usage(
-            f"{ns.command}: --children needs --headless (the dashboard shows one process)"
-        )
     if ns.record is not None:
         check_target(ns.record)  # before attaching: a bad FILE leaves the process untouched
     try:
@@ -283,7 +279,8 @@ def _attach(ns: argparse.Namespace, headless: Headless) -> int:
     if getattr(ns, "children", False):
         from loopscope.fleet.follow import Children
 
-        children = Children(ns.pid, log=_say, method=ns.method, recording=recording)
+        say = _say if ns.headless else (lambda message: None)  # nothing over the dashboard
+        children = Children(ns.pid, log=say, method=ns.method, recording=recording)
         children.start()
     try:
         if ns.headless:
@@ -298,8 +295,13 @@ def _attach(ns: argparse.Namespace, headless: Headless) -> int:
         else:
             from loopscope.tui import make_app
 
+            views: Any = session
+            if children is not None:
+                from loopscope.fleet.views import FleetViews
+
+                views = FleetViews(session, ns.pid, _program_name(attached.info), children)
             make_app(
-                session, how=f"attached to pid {ns.pid}: {attached.how}", recording=recording
+                views, how=f"attached to pid {ns.pid}: {attached.how}", recording=recording
             ).run()
     finally:
         stopper.stop()
@@ -335,8 +337,7 @@ def _say_no_loop(pid: int, *, following: bool) -> None:
     else:
         _say(
             f"no asyncio event loop is running in process {pid}, but its Python children use "
-            f"asyncio: {listed}{more}. To watch them too: loopscope attach --headless "
-            f"--children {pid}"
+            f"asyncio: {listed}{more}. To watch them too: loopscope attach --children {pid}"
         )
 
 
