@@ -1,12 +1,13 @@
-"""`loopscope serve` on many workers at once: its CPU and memory per process followed, the time
-of a /metrics scrape, and the agent's cost in each worker.
+"""Many workers at once: `loopscope serve`'s CPU and memory per process followed, the time of a
+/metrics scrape, the agent's cost in each worker, and the dashboard's CPU with the process list.
 
 A supervisor (multiprocessing, spawn) runs N workers, each a small asyncio service: a ticker
 every 5 ms and a 30 ms block every 2 s. For each N of ``--workers`` (side by side in one run):
 the workers' CPU over a window without loopscope; then `loopscope serve --children` attaches to
 all of them, and over the same window: serve's CPU (share of one core) and resident memory,
 each worker's CPU again (the agent's cost is the difference), and ``--scrapes`` scrapes of
-/metrics (wall time, size).
+/metrics (wall time, size). Then the dashboard (Textual, headless) follows the same workers
+with the process list on screen, and this process's CPU share is measured over the window.
 
     .venv/bin/python benchmarks/fleet.py [--workers 1,16] [--window 15] [--scrapes 20]
 """
@@ -111,6 +112,42 @@ def cpu_share(pids: list[int], window: float) -> list[float]:
     return [(cpu_seconds(p) - b) / window for p, b in zip(pids, before, strict=True)]
 
 
+def dashboard_cpu(supervisor: int, n: int, window: float) -> float:
+    """The share of a core this process takes while the dashboard follows the ``n`` workers of
+    ``supervisor`` with the process list on screen (Textual headless, 160x48)."""
+    import asyncio
+
+    from loopscope.fleet.follow import Children
+    from loopscope.fleet.views import FleetViews
+    from loopscope.session import Session
+    from loopscope.sources.base import ListSource
+    from loopscope.tui.app import LoopscopeApp
+
+    children = Children(supervisor, log=lambda message: None)
+    children.start()
+    main = Session(ListSource([]))  # the supervisor runs no loop: only its children show
+    main.feed_all()
+    views = FleetViews(main, supervisor, "supervisor", children)
+
+    def looping() -> bool:
+        return sum(1 for m in children.fleet.members() if m.has_loop) == n
+
+    async def run() -> float:
+        app = LoopscopeApp(views)
+        async with app.run_test(size=(160, 48)) as pilot:
+            await pilot.press("p")
+            await pilot.pause(2.0)
+            before = time.process_time()
+            await pilot.pause(window)
+            return (time.process_time() - before) / window
+
+    try:
+        wait_for(f"the dashboard to attach to {n} workers", looping)
+        return asyncio.run(run())
+    finally:
+        children.close()
+
+
 def measure(n: int, window: float, scrapes: int, where: Path) -> dict[str, float]:
     script = where / "supervisor.py"
     script.write_text(SUPERVISOR)
@@ -145,6 +182,17 @@ def measure(n: int, window: float, scrapes: int, where: Path) -> dict[str, float
         with_agent = cpu_share(workers, window)
         serve_cpu = (cpu_seconds(serve.pid) - serve_before) / window
         rss = rss_mib(serve.pid)
+        serve.send_signal(signal.SIGTERM)  # before the dashboard attaches in its turn
+        serve.wait(60)
+        serve = None
+        tui_cpu = dashboard_cpu(supervisor.pid, n, window)
+        serve = subprocess.Popen(
+            [sys.executable, "-m", "loopscope", "serve", "--children",
+             "--listen", f"127.0.0.1:{port}", str(supervisor.pid)],
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        wait_for(f"serve to attach to {n} workers again", all_live)
+        time.sleep(2.0)
         times, size = [], 0
         for _ in range(scrapes):
             t0 = time.perf_counter()
@@ -163,6 +211,7 @@ def measure(n: int, window: float, scrapes: int, where: Path) -> dict[str, float
             "metrics_kib": size / 1024,
             "worker_cpu_bare": statistics.mean(bare),
             "worker_cpu_with_agent": statistics.mean(with_agent),
+            "tui_cpu": tui_cpu,
         }
     finally:
         if serve is not None:
@@ -187,7 +236,7 @@ def main() -> None:
             rows.append(measure(n, args.window, args.scrapes, Path(tmp)))
     head = (
         "workers  attach all  serve CPU  per process  serve RSS  scrape median/max  "
-        "/metrics  worker CPU bare -> with agent"
+        "/metrics  worker CPU bare -> with agent  dashboard CPU"
     )
     print(head)
     for r in rows:
@@ -197,6 +246,7 @@ def main() -> None:
             f"  {r['scrape_ms_median']:>6.1f} / {r['scrape_ms_max']:>5.1f} ms"
             f"  {r['metrics_kib']:>4.0f} KiB"
             f"  {r['worker_cpu_bare'] * 100:>6.1f} % -> {r['worker_cpu_with_agent'] * 100:.1f} %"
+            f"  {r['tui_cpu'] * 100:>10.1f} %"
         )
 
 

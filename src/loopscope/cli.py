@@ -494,14 +494,15 @@ def _headless(
         _print(line, lines)
     if request.json:
         out = report.report_json(view)
-        if children is not None:
-            out["processes"] = children.json()
+        processes = [] if children is None else children.json()
+        if processes:  # the program's child processes followed, if it has any
+            out["processes"] = processes
         _print(json.dumps(out, indent=2), sys.stdout)
     else:
         console = Console(file=sys.stdout, highlight=False, soft_wrap=False)
         console.print()
         console.print(report.render_findings(view))
-        if children is not None:
+        if children is not None and children.fleet.members():
             console.print(children.render())
 
 

@@ -79,8 +79,9 @@ class FleetViews:
             (self.pid, self.name, command, state, main)
         ]
         for m in self.children.fleet.members():
-            view = m.session.view() if m.session is not None else None
-            out.append((m.pid, m.name, m.command, m.state, view))
+            # The fleet's newest view of each child (taken every second on its own thread):
+            # the list costs the UI one snapshot, however many processes there are.
+            out.append((m.pid, m.name, m.command, m.state, m.view))
         return out
 
     def processes(self) -> list[ProcessRow]:
