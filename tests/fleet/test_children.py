@@ -150,7 +150,20 @@ def test_every_process_goes_into_one_recording(program: Path, tmp_path: Path) ->
         state=tmp_path,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
-    assert any(e["ph"] == "X" for e in json.loads(trace.read_text())["traceEvents"])
+    slices = [e for e in json.loads(trace.read_text())["traceEvents"] if e["ph"] == "X"]
+    assert slices and {e["pid"] for e in slices} == {child}
+
+    everyone = tmp_path / "all.json"
+    out = loopscope(
+        "export", str(recording), "--format", "perfetto", "-o", str(everyone), state=tmp_path
+    )
+    assert out.returncode == 0, out.stderr
+    trace_events = json.loads(everyone.read_text())["traceEvents"]
+    blocked = {e["pid"] for e in trace_events if e["ph"] == "X" and e["cat"] == "block"}
+    assert {p["pid"] for p in looping} <= blocked  # every worker's blocks, side by side
+    names = {e["pid"] for e in trace_events if e["ph"] == "M" and e["name"] == "process_name"}
+    assert {main_pid, *(p["pid"] for p in looping)} <= names
+    assert min(e["ts"] for e in trace_events if "ts" in e) >= 0  # one clock for all
 
     out = loopscope("report", "--pid", "1", str(recording), state=tmp_path)
     assert out.returncode == 2

@@ -125,7 +125,8 @@ def add_parsers(commands: Any) -> None:
 
 _PID_HELP = (
     "a child process of the program, followed and recorded with it (see 'loopscope report "
-    "FILE' for their pids; default: the program's own process)"
+    "FILE' for their pids; default: the program's own process, and for export --format "
+    "perfetto every process, side by side)"
 )
 
 
@@ -308,10 +309,16 @@ def _export(ns: argparse.Namespace) -> int:
         recording = _process(whole, ns.pid)
         events = list(recording.events())
         damaged = recording.damaged
+        # A Perfetto trace shows processes side by side: all of them, unless --pid picks one.
+        children = [] if ns.pid is not None or ns.format != "perfetto" else whole.pids()
+        others = [list(whole.of(pid).events()) for pid in children]
+    start = min((e.t for evs in (events, *others) for e in evs if e.t == e.t), default=None)
     if damaged is not None:
         _say(f"{ns.file}: {damaged}; exporting what could be read")
     if ns.format == "perfetto":
-        data = export.perfetto(events)
+        data = export.perfetto(events, start=start if others else None)
+        for child in others:
+            data["traceEvents"].extend(export.perfetto(child, start=start)["traceEvents"])
         what = f"{sum(1 for e in data['traceEvents'] if e['ph'] == 'X')} blocks"
         hint = "open it in https://ui.perfetto.dev"
     else:
