@@ -5,40 +5,17 @@ have it), and the view of the process the dashboard shows."""
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
 from typing import Protocol
 
 from loopscope.fleet._fleet import LIVE
 from loopscope.fleet.follow import Children
+from loopscope.fleet.rows import ProcessRow, SharedFinding, shared
 from loopscope.model import RECENT_SECONDS
-from loopscope.rules.finding import Finding, severity_rank
 from loopscope.session import View
 
 
 class Views(Protocol):
     def view(self) -> View: ...
-
-
-@dataclass(frozen=True, slots=True)
-class ProcessRow:
-    pid: int
-    name: str
-    command: str
-    state: str  # "live", "gone", "no loop"... (the program itself: "live" or "exited")
-    lag_p99: float | None
-    busy: float | None
-    tasks: int | None
-    blocks_per_min: float | None
-    findings: int
-    main: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class SharedFinding:
-    """A finding, and every process it is found in (the first one's evidence)."""
-
-    finding: Finding
-    pids: tuple[int, ...]
 
 
 class FleetViews:
@@ -111,25 +88,3 @@ class FleetViews:
     def findings(self) -> list[SharedFinding]:
         """Every process's findings, one row per finding code and location, worst first."""
         return shared(self.views())
-
-
-def shared(views: list[tuple[int, str, str, str, View | None]]) -> list[SharedFinding]:
-    """Findings alike (code and location) in several processes merged into one, with their
-    pids; the first process's finding stands for them."""
-    seen: dict[tuple[str, str, int, str], tuple[Finding, list[int]]] = {}
-    for pid, _name, _command, _state, view in views:
-        for finding in () if view is None else view.findings:
-            loc = finding.location
-            key = (
-                finding.code,
-                "" if loc is None else loc.file,
-                0 if loc is None else loc.line,
-                "" if loc is None else loc.function,
-            )
-            if key in seen:
-                seen[key][1].append(pid)
-            else:
-                seen[key] = (finding, [pid])
-    merged = [SharedFinding(f, tuple(pids)) for f, pids in seen.values()]
-    merged.sort(key=lambda s: (-severity_rank(s.finding.severity), -len(s.pids), s.finding.code))
-    return merged

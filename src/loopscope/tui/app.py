@@ -14,7 +14,7 @@ from textual.worker import get_current_worker
 from loopscope.session import View
 
 if TYPE_CHECKING:
-    from loopscope.fleet.views import FleetViews
+    from loopscope.fleet.rows import Processes
 from loopscope.tui._screen import SubScreen, ViewScreen
 from loopscope.tui.dashboard import DashboardScreen
 from loopscope.tui.help import HelpScreen
@@ -138,9 +138,9 @@ class LoopscopeApp(App[None]):
         return True
 
     def _followed(self) -> bool:
-        from loopscope.fleet.views import FleetViews
+        from loopscope.fleet.rows import Processes
 
-        return isinstance(self._session, FleetViews)
+        return isinstance(self._session, Processes)
 
     def _open(self, name: str, select: str | None = None) -> None:
         """Show screen ``name`` ("dashboard", "tasks", "blocks" or "awaits") over the dashboard,
@@ -188,10 +188,10 @@ class LoopscopeApp(App[None]):
             return ProcessesScreen(self._processes(), how=self._how, log_path=self._log_path)
         raise ValueError(f"no screen {name!r}")
 
-    def _processes(self) -> FleetViews:
-        from loopscope.fleet.views import FleetViews
+    def _processes(self) -> Processes:
+        from loopscope.fleet.rows import Processes
 
-        if not isinstance(self._session, FleetViews):
+        if not isinstance(self._session, Processes):
             raise ValueError("one process only")
         return self._session
 

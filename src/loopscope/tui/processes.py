@@ -11,7 +11,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Footer
 
-from loopscope.fleet.views import FleetViews, ProcessRow
+from loopscope.fleet.rows import Processes, ProcessRow
 from loopscope.tui._format import DASH, duration, percent
 from loopscope.tui._screen import SubScreen
 
@@ -51,7 +51,7 @@ class ProcessesScreen(SubScreen):
         Binding("enter", "show_process", "Show on the dashboard", show=True),
     ]
 
-    def __init__(self, fleet: FleetViews, *, how: str = "", log_path: str | None = None) -> None:
+    def __init__(self, fleet: Processes, *, how: str = "", log_path: str | None = None) -> None:
         super().__init__(how=how, log_path=log_path)
         self.fleet = fleet
 
