@@ -127,7 +127,8 @@ async def _drive(followed: FleetViews) -> None:
         assert [r[2] for r in tracker] in ([], ["no loop"])
 
         shared = _rows(screen.query_one("#shared", DataTable))
-        blocking = [r for r in shared if r[1] == "LS101"]
+        # (On a loaded machine a block may also go unsampled: another LS101, of its own.)
+        blocking = [r for r in shared if r[1] == "LS101" and "busy_in_child" in r[2]]
         assert len(blocking) == 1, shared  # one row for both workers
         assert blocking[0][3] == "\u00d72"
         assert sorted(int(p) for p in blocking[0][4].split(", ")) == sorted(workers)
