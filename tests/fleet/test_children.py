@@ -81,6 +81,16 @@ def _pid_in_log(log: str, what: str) -> int:
     return int(found.group(1))
 
 
+def _blocking_functions(process: dict[str, Any]) -> list[str]:
+    """The functions its blocking findings name (on a loaded machine a block may also go
+    unsampled: a blocking finding without a function)."""
+    return [
+        f["location"]["function"]
+        for f in process["findings"]
+        if f["code"] == "LS101" and f["location"] is not None
+    ]
+
+
 @pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
 def test_run_follows_the_workers_of_every_start_method(
     program: Path, method: str, tmp_path: Path
@@ -105,8 +115,7 @@ def test_run_follows_the_workers_of_every_start_method(
         assert p["process"] == "workers"
         # Its own agent: a forked child also holds its parent's listening agent socket.
         assert p["target"]["pid"] == p["pid"]
-        blocking = [f for f in p["findings"] if f["code"] == "LS101"]
-        assert blocking and blocking[0]["location"]["function"] == "busy_in_child", p
+        assert "busy_in_child" in _blocking_functions(p), p
     assert processes[short]["state"] == "gone"
     # The pool's worker runs no loop, and is listed as such.
     assert processes[pool]["loop"] is False
@@ -131,9 +140,7 @@ def test_every_process_goes_into_one_recording(program: Path, tmp_path: Path) ->
     assert len(looping) >= 2, report["processes"]
     for p in looping:
         assert p["target"]["pid"] == p["pid"]  # each child's own events, its own hello
-        assert [f["location"]["function"] for f in p["findings"] if f["code"] == "LS101"] == [
-            "busy_in_child"
-        ]
+        assert "busy_in_child" in _blocking_functions(p), p
     child = looping[0]["pid"]
 
     out = loopscope("report", "--json", "--pid", str(child), str(recording), state=tmp_path)
