@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean gdb chromium
+.PHONY: demo test lint bench clean gdb chromium prometheus
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || \
@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/loopscope demo
 
-test: $(STAMP) gdb chromium lint
+test: $(STAMP) gdb chromium prometheus lint
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
@@ -45,6 +45,15 @@ chromium:
 		else apt-get install -y -qq chromium >/dev/null 2>&1 || \
 		  { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } || \
 		  echo "could not install chromium: its tests will be skipped"; fi; }
+
+# The tests of `loopscope serve` scrape it with a real Prometheus server (they skip without one).
+prometheus:
+	@command -v prometheus >/dev/null 2>&1 || { \
+		echo "installing prometheus (for the tests of loopscope serve)"; \
+		if [ "$$(id -u)" != 0 ]; then echo "not root: install prometheus yourself (sudo apt-get install prometheus)"; \
+		else apt-get install -y -qq prometheus >/dev/null 2>&1 || \
+		  { apt-get update -qq && apt-get install -y -qq prometheus >/dev/null; } || \
+		  echo "could not install prometheus: its tests will be skipped"; fi; }
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -18,11 +18,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from loopscope import __version__, web
 from loopscope.attach import _command as attach_command
 from loopscope.demos import catalog
+from loopscope.fleet import serve as serve_command
 from loopscope.record import commands as record_commands
 from loopscope.record import diff as diff_command
 from loopscope.record._format import RecordingError
@@ -43,6 +44,9 @@ from loopscope.runner import (
 )
 from loopscope.session import Session
 from loopscope.sources.base import Source
+
+if TYPE_CHECKING:
+    from loopscope.fleet.follow import Children
 
 # How long the session may take to see the program's exit after loopscope stopped it.
 _END_TIMEOUT = 5.0
@@ -122,7 +126,16 @@ _PYSPY = _Option(
         "agent cannot sample (C calls holding the GIL); py-spy takes a few percent of a core",
     },
 )
-_RUN_OPTIONS = (_PYTHON, _HEADLESS, _DURATION, _JSON, _LOG, _RECORD, _PYSPY)
+_NO_CHILDREN = _Option(
+    ("--no-children",),
+    {
+        "action": "store_true",
+        "help": "do not follow the program's Python child processes (by default each one "
+        "is attached when it appears: 'p' in the dashboard lists them, --headless reports "
+        "on each)",
+    },
+)
+_RUN_OPTIONS = (_PYTHON, _HEADLESS, _DURATION, _JSON, _LOG, _RECORD, _PYSPY, _NO_CHILDREN)
 _DEMO_OPTIONS = (_HEADLESS, _DURATION, _JSON, _RECORD)
 # How far from the end of the demo's log the load generator's final figures may be.
 _LOADGEN_LINES = 200
@@ -195,6 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     diff_command.add_parser(commands)
     for name in web.COMMANDS:
         web.add_options(commands.choices[name])
+    serve_command.add_parsers(commands)
     return parser
 
 
@@ -254,6 +268,7 @@ class _RunRequest:
     label: str  # what to call the program in messages
     record: Path | None = None  # where to record the session
     pyspy: bool = False  # sample the program with py-spy beside the agent
+    children: bool = False  # follow the program's Python child processes
 
 
 def _request_from_args(ns: argparse.Namespace) -> _RunRequest:
@@ -302,6 +317,7 @@ def _request_without_recording(ns: argparse.Namespace) -> _RunRequest:
         spec.command,
         spec.label,
         pyspy=getattr(ns, "pyspy", False),
+        children=not getattr(ns, "no_children", False),
     )
 
 
@@ -344,13 +360,23 @@ def run(request: _RunRequest) -> int:
             recording.start()
         session = Session(recorded, clock=time.time)
         session.start()
+        children = None
+        if request.children:
+            from loopscope.fleet.follow import Children
+
+            # (The dashboard lists what happens to each child: nothing is printed over it.)
+            say = _say if request.headless else (lambda message: None)
+            children = Children(program.pid, log=say, recording=recording)
+            children.start()
         try:
             if request.headless:
-                _headless(session, program, request)
+                _headless(session, program, request, children=children)
             else:
-                _interactive(session, program, request, recording)
+                _interactive(session, program, request, recording, children)
         finally:
             program.stop()
+            if children is not None:
+                children.close()
             session.wait(_END_TIMEOUT)
             session.close()
             finish_recordings(recording)
@@ -406,11 +432,20 @@ def _finish_recording(recorder: Recorder) -> None:
 
 
 def _interactive(
-    session: Session, program: Program, request: _RunRequest, recording: RecordingControl
+    session: Session,
+    program: Program,
+    request: _RunRequest,
+    recording: RecordingControl,
+    children: Children | None = None,
 ) -> None:
     from loopscope.tui import make_app
 
-    app = make_app(session, log_path=str(program.log_path), how=request.how, recording=recording)
+    views: Any = session
+    if children is not None:
+        from loopscope.fleet.views import FleetViews
+
+        views = FleetViews(session, program.pid, request.spec.name, children)
+    app = make_app(views, log_path=str(program.log_path), how=request.how, recording=recording)
     app.run()
 
 
@@ -431,9 +466,11 @@ def _headless(
     request: _HeadlessOptions,
     *,
     interrupted: str = "stopping the program",
+    children: Children | None = None,
 ) -> None:
     """One summary line a second until the session ends, ``request.duration`` passes or Ctrl-C
-    (``interrupted`` says what loopscope does then); then ``program.stop()`` and the findings."""
+    (``interrupted`` says what loopscope does then); then ``program.stop()`` and the findings.
+    ``children``: the program's child processes followed, one line and findings each."""
     from rich.console import Console
 
     from loopscope import report
@@ -449,6 +486,8 @@ def _headless(
                 break
             if now >= next_line:
                 _print(report.summary_line(session.view()), lines)
+                for line in children.lines() if children is not None else ():
+                    _print(line, lines)
                 next_line += 1.0
             wake = next_line if deadline is None else min(next_line, deadline)
             session.wait(max(0.0, wake - time.monotonic()))
@@ -456,14 +495,24 @@ def _headless(
         _say(f"interrupted: {interrupted}")
     program.stop()
     session.wait(_END_TIMEOUT)
+    if children is not None:
+        children.close()
     view = session.view()
     _print(report.summary_line(view), lines)
+    for line in children.lines() if children is not None else ():
+        _print(line, lines)
     if request.json:
-        _print(json.dumps(report.report_json(view), indent=2), sys.stdout)
+        out = report.report_json(view)
+        processes = [] if children is None else children.json()
+        if processes:  # the program's child processes followed, if it has any
+            out["processes"] = processes
+        _print(json.dumps(out, indent=2), sys.stdout)
     else:
         console = Console(file=sys.stdout, highlight=False, soft_wrap=False)
         console.print()
         console.print(report.render_findings(view))
+        if children is not None and children.fleet.members():
+            console.print(children.render())
 
 
 def _report_exit(program: Program, request: _RunRequest) -> None:
@@ -563,6 +612,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return record_commands.main(ns)
             if ns.command in diff_command.COMMANDS:
                 return diff_command.main(ns)
+            if ns.command in serve_command.COMMANDS:
+                return serve_command.run(ns)
             if ns.command == "demo" and ns.list:
                 return _list_demos()
             return run(_request_from_args(ns))

@@ -36,7 +36,13 @@ class Headless(Protocol):
     """The command line's headless loop (`loopscope.cli._headless`)."""
 
     def __call__(
-        self, session: Session, program: Any, request: Any, *, interrupted: str = ...
+        self,
+        session: Session,
+        program: Any,
+        request: Any,
+        *,
+        interrupted: str = ...,
+        children: Any = ...,
     ) -> None: ...
 
 
@@ -117,6 +123,12 @@ def add_parsers(commands: Any) -> None:
         "--json",
         action="store_true",
         help="with --headless: print only the findings as one JSON object on stdout",
+    )
+    attach_parser.add_argument(
+        "--children",
+        action="store_true",
+        help="also follow the process's Python children (a supervisor's workers), each "
+        "attached when it appears: 'p' in the dashboard lists them, --headless reports on each",
     )
     attach_parser.add_argument(
         "--record",
@@ -235,10 +247,7 @@ def _attach(ns: argparse.Namespace, headless: Headless) -> int:
         return 2 if e.reason == "usage" else 1
     _say(f"{attached.how} (process {ns.pid}, Python {attached.info.python_text})")
     if attached.loops == 0:
-        _say(
-            f"no asyncio event loop is running in process {ns.pid} yet: the agent waits for "
-            "one to start, and loopscope shows it as soon as it does"
-        )
+        _say_no_loop(ns.pid, following=getattr(ns, "children", False))
     from loopscope import cli
 
     source = AttachSource(attached, detach_on_close=not ns.keep_agent)
@@ -267,6 +276,13 @@ def _attach(ns: argparse.Namespace, headless: Headless) -> int:
     session = Session(recorded, clock=time.time)
     session.start()
     stopper = _Stopper(source, keep=ns.keep_agent)
+    children = None
+    if getattr(ns, "children", False):
+        from loopscope.fleet.follow import Children
+
+        say = _say if ns.headless else (lambda message: None)  # nothing over the dashboard
+        children = Children(ns.pid, log=say, method=ns.method, recording=recording)
+        children.start()
     try:
         if ns.headless:
             leaving = "leaving" if ns.keep_agent else "detaching from"
@@ -275,15 +291,23 @@ def _attach(ns: argparse.Namespace, headless: Headless) -> int:
                 stopper,
                 _Options(ns.duration, ns.json),
                 interrupted=f"{leaving} process {ns.pid}, which keeps running",
+                children=children,
             )
         else:
             from loopscope.tui import make_app
 
+            views: Any = session
+            if children is not None:
+                from loopscope.fleet.views import FleetViews
+
+                views = FleetViews(session, ns.pid, _program_name(attached.info), children)
             make_app(
-                session, how=f"attached to pid {ns.pid}: {attached.how}", recording=recording
+                views, how=f"attached to pid {ns.pid}: {attached.how}", recording=recording
             ).run()
     finally:
         stopper.stop()
+        if children is not None:
+            children.close()
         session.wait(_END_TIMEOUT)
         session.close()
         cli.finish_recordings(recording)
@@ -291,6 +315,31 @@ def _attach(ns: argparse.Namespace, headless: Headless) -> int:
         doing = "py-spy stopped sampling" if pyspy.live else "no sampling with py-spy"
         _say(f"{doing}: {pyspy.reason}")
     return _report_end(source, session, attached, keep=ns.keep_agent)
+
+
+def _say_no_loop(pid: int, *, following: bool) -> None:
+    """No loop runs in ``pid`` (yet): say so, and whether its Python children may have one."""
+    from loopscope.fleet.follow import children_with_asyncio
+
+    found = children_with_asyncio(pid)
+    if not found:
+        _say(
+            f"no asyncio event loop is running in process {pid} yet: the agent waits for "
+            "one to start, and loopscope shows it as soon as it does"
+        )
+        return
+    listed = ", ".join(f"{child} ({name})" for child, name in found[:8])
+    more = f" and {len(found) - 8} more" if len(found) > 8 else ""
+    if following:
+        _say(
+            f"no asyncio event loop is running in process {pid}; its Python children that "
+            f"use asyncio are followed: {listed}{more}"
+        )
+    else:
+        _say(
+            f"no asyncio event loop is running in process {pid}, but its Python children use "
+            f"asyncio: {listed}{more}. To watch them too: loopscope attach --children {pid}"
+        )
 
 
 def _pyspy_beside(source: AttachSource, ns: argparse.Namespace) -> PySpySource | None:
@@ -321,21 +370,9 @@ def _let_go(source: AttachSource) -> None:
 def _program_name(info: ProcessInfo) -> str:
     """A short name for the process, for recording file names: its script's stem or its module,
     then its pid ("service-4242")."""
-    args = list(info.cmdline[1:])
-    name = os.path.basename(info.exe) or "python"
-    while args:
-        arg = args.pop(0)
-        if arg.startswith("-m"):
-            name = arg[2:] or (args[0] if args else name)
-            break
-        if arg == "-c":
-            break
-        if arg in ("-X", "-W"):  # an option with a value
-            args = args[1:]
-        elif not arg.startswith("-"):
-            name = Path(arg).stem or name
-            break
-    return f"{name}-{info.pid}"
+    from loopscope.fleet._procs import program_name
+
+    return f"{program_name(info)}-{info.pid}"
 
 
 class AttachSource:

@@ -88,7 +88,7 @@ def inspect(pid: int) -> ProcessInfo:
         cmdline=cmdline,
         python=python,
         asyncio=asyncio,
-        agent_socket=_agent_socket(inodes),
+        agent_socket=_agent_socket(inodes, pid),
         ports=_listening_ports(pid, inodes),
     )
 
@@ -169,8 +169,10 @@ def _socket_inodes(pid: int) -> set[int]:
     return inodes
 
 
-def _agent_socket(inodes: set[int]) -> str | None:
-    """The path of a listening Unix socket of the process that looks like an agent's."""
+def _agent_socket(inodes: set[int], pid: int) -> str | None:
+    """The path of a listening Unix socket of the process that looks like an agent's. A socket
+    named for another pid, or one its parent holds too, is a forked child's copy of its
+    parent's: the parent's agent, not one of its own."""
     if not inodes:
         return None
     try:
@@ -184,8 +186,21 @@ def _agent_socket(inodes: set[int]) -> str | None:
         if len(row) >= 8 and int(row[6]) in inodes and row[3] == "00010000":
             path = row[7]
             if "loopscope" in path and path.endswith(".sock"):
+                name = os.path.basename(path)[: -len(".sock")]
+                if name.isdigit() and int(name) != pid:
+                    continue
+                if int(row[6]) in _socket_inodes(_parent(pid)):
+                    continue
                 return path
     return None
+
+
+def _parent(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(") ", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
 
 
 def _listening_ports(pid: int, inodes: set[int]) -> tuple[int, ...]:

@@ -6,12 +6,13 @@ stacks) and a cause; blocks are then aggregated into hot frames by function.
 
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from loopscope.events import Block, Frame, Stack
+from loopscope.events import Block, Frame, Stack, lag_bucket
 from loopscope.model.snapshot import BlockRecord, BlockView, HotFrame
 
 # The share of a block's runnable time (wall time less the time the thread waited for a core)
@@ -419,6 +420,7 @@ class BlockState:
         self._recent: deque[BlockRecord] = deque(maxlen=MAX_RECENT)
         self._ends: deque[float] = deque(maxlen=_MAX_ENDS)
         self._hot: dict[tuple[str, str], _Hot] = {}
+        self._durations: list[int] = []
 
     def apply(self, block: Block, outside: Outside | None = None) -> None:
         """Add ``block``; ``outside`` as for `attribute`."""
@@ -427,6 +429,11 @@ class BlockState:
         self._count += 1
         self._total += block.duration
         self._max = max(self._max, block.duration)
+        if math.isfinite(block.duration):
+            bucket = lag_bucket(max(0.0, block.duration))
+            if bucket >= len(self._durations):
+                self._durations.extend([0] * (bucket + 1 - len(self._durations)))
+            self._durations[bucket] += 1
         self._recent.append(
             BlockRecord(
                 t=block.t,
@@ -473,4 +480,5 @@ class BlockState:
             recent_count=sum(1 for end in self._ends if recent_from < end),
             recent=tuple(reversed(self._recent)),
             hot=tuple(h.freeze() for h in hot[:MAX_HOT]),
+            durations=tuple(self._durations),
         )

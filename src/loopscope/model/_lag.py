@@ -77,6 +77,8 @@ class LagState:
         self._ready: dict[int, int] = {}  # loop -> ready-queue length at its latest window
         self._session_max: float | None = None
         self._heartbeats = 0
+        self._session_buckets: list[int] = []
+        self._session_total = 0.0
 
     def apply(self, event: Lag) -> None:
         self._heartbeats += event.count
@@ -86,6 +88,9 @@ class LagState:
             self._ready[event.loop] = event.ready
         if not math.isfinite(event.max) or not math.isfinite(event.window):
             return  # damaged: counted, but no figure can be made from it
+        self._session_buckets = merge((self._session_buckets, event.buckets))
+        if math.isfinite(event.total):
+            self._session_total += event.total
         self._windows.append(event)
         pending = self._pending
         # Windows of different loops that end within half a window of each other form one
@@ -143,4 +148,6 @@ class LagState:
             ready=sum(self._ready.values()) if self._ready else None,
             session_max=self._session_max,
             heartbeats=self._heartbeats,
+            session_buckets=tuple(self._session_buckets),
+            session_total=self._session_total,
         )

@@ -93,6 +93,9 @@ class LagView:
     # Over the whole session:
     session_max: float | None
     heartbeats: int
+    # Over the whole session, for exporters of cumulative histograms (Prometheus, OTLP):
+    session_buckets: tuple[int, ...] = ()  # heartbeats per lag_bucket()
+    session_total: float = 0.0  # seconds of lag, summed
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +176,7 @@ class BlockView:
     recent_count: int  # blocks in the last RECENT_SECONDS
     recent: tuple[BlockRecord, ...]  # the latest blocks, newest first, bounded
     hot: tuple[HotFrame, ...]  # most total time first
+    durations: tuple[int, ...] = ()  # blocks in the session per lag_bucket() of their duration
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,9 @@
 time loopscope received it, which is what the live UI went by), ``kind`` (the event's kind, for
 queries) and ``payload`` (the event's wire JSON, exactly as ``events.encode`` writes it).
 ``meta`` holds JSON values by key: the schema version, what was recorded, when it ended.
+``process_events`` holds the events of the program's child processes that loopscope followed,
+in the same form plus the ``pid`` of the process each came from (a file without the table, or
+a reader that does not know it, sees the program's own process only).
 See docs/recording.md.
 """
 
@@ -27,6 +30,14 @@ CREATE TABLE events (
     payload TEXT NOT NULL
 );
 CREATE INDEX events_by_ts ON events (ts);
+CREATE TABLE process_events (
+    seq INTEGER PRIMARY KEY,
+    ts REAL NOT NULL,
+    pid INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    payload TEXT NOT NULL
+);
+CREATE INDEX process_events_by_pid ON process_events (pid, seq);
 """
 
 

@@ -86,6 +86,7 @@ def add_parsers(commands: Any) -> None:
         "step and seek. At each moment it shows what the live dashboard showed then.",
     )
     replay.add_argument("file", type=Path, metavar="FILE")
+    replay.add_argument("--pid", type=int, metavar="PID", help=_PID_HELP)
 
     report = commands.add_parser(
         "report",
@@ -93,6 +94,12 @@ def add_parsers(commands: Any) -> None:
         description="Print the findings of a recording: the same the live session reached.",
     )
     report.add_argument("file", type=Path, metavar="FILE")
+    report.add_argument(
+        "--pid",
+        type=int,
+        metavar="PID",
+        help=_PID_HELP + " (default: the program, then each of its child processes recorded)",
+    )
     output = report.add_mutually_exclusive_group()
     output.add_argument(
         "--json", action="store_true", help="print one JSON object (target, duration_s, findings)"
@@ -123,6 +130,33 @@ def add_parsers(commands: Any) -> None:
     export.add_argument("file", type=Path, metavar="FILE")
     export.add_argument("--format", required=True, choices=("perfetto", "speedscope"))
     export.add_argument("-o", "--output", required=True, type=Path, metavar="OUT")
+    export.add_argument("--pid", type=int, metavar="PID", help=_PID_HELP)
+
+
+_PID_HELP = (
+    "a child process of the program, followed and recorded with it (see 'loopscope report "
+    "FILE' for their pids; default: the program's own process, and for export --format "
+    "perfetto every process, side by side)"
+)
+
+
+def _process(recording: Recording, pid: int | None) -> Recording:
+    """``recording``, or the part of it of child process ``pid``; CommandError when it has no
+    such process."""
+    if pid is None:
+        return recording
+    pids = recording.pids()
+    if pid not in pids:
+        own = recording.info.meta.get("pid")
+        if pid == own:
+            return recording
+        have = ", ".join(map(str, pids)) or "none"
+        recording.close()
+        raise CommandError(
+            f"{recording.path} holds no child process {pid} (the child processes it holds: "
+            f"{have})"
+        )
+    return recording.of(pid)
 
 
 def main(ns: argparse.Namespace) -> int:
@@ -218,7 +252,7 @@ def _replay(ns: argparse.Namespace) -> int:
     from loopscope.sources.replay import ReplaySession
     from loopscope.tui.replay import make_replay_app
 
-    recording = Recording.open(ns.file)
+    recording = _process(Recording.open(ns.file), ns.pid)
     session = ReplaySession(recording)
     try:
         make_replay_app(session).run()
@@ -235,14 +269,22 @@ def _report(ns: argparse.Namespace) -> int:
 
     if ns.html is not None:
         return _report_html(ns)
-    with Recording.open(ns.file) as recording:
+    with Recording.open(ns.file) as whole:
+        recording = _process(whole, ns.pid)
         view = replay_all(recording)
         info = recording.info
         damaged = recording.damaged
+        children = [] if ns.pid is not None else [(pid, whole.of(pid)) for pid in whole.pids()]
+        views = [(pid, replay_all(child)) for pid, child in children]
+        damaged = damaged or next((c.damaged for _, c in children if c.damaged), None)
     if damaged is not None:
         _say(f"{ns.file}: {damaged}; reporting what could be read")
+    everything = [view, *(v for _, v in views)]
     if ns.json:
-        print(json.dumps(report.report_json(view), indent=2))
+        out = report.report_json(view)
+        if views:
+            out["processes"] = [{"pid": pid, **report.report_json(v)} for pid, v in views]
+        print(json.dumps(out, indent=2))
     else:
         console = Console(file=sys.stdout, highlight=False, soft_wrap=False)
         how = info.meta.get("how")
@@ -256,7 +298,11 @@ def _report(ns: argparse.Namespace) -> int:
         console.print(report.summary_line(view), markup=False)
         console.print()
         console.print(report.render_findings(view))
-    return _failed(ns, view.findings)
+        for pid, child in views:
+            console.print()
+            console.print(f"child process {pid}: {report.summary_line(child)}", markup=False)
+            console.print(report.render_findings(child))
+    return _failed(ns, [f for v in everything for f in v.findings])
 
 
 def _failed(ns: argparse.Namespace, findings: Sequence[Finding]) -> int:
@@ -305,13 +351,20 @@ def _export(ns: argparse.Namespace) -> int:
     out = Path(ns.output)
     if out.is_dir():
         raise CommandError(f"export: -o {out} is a directory")
-    with Recording.open(ns.file) as recording:
+    with Recording.open(ns.file) as whole:
+        recording = _process(whole, ns.pid)
         events = list(recording.events())
         damaged = recording.damaged
+        # A Perfetto trace shows processes side by side: all of them, unless --pid picks one.
+        children = [] if ns.pid is not None or ns.format != "perfetto" else whole.pids()
+        others = [list(whole.of(pid).events()) for pid in children]
+    start = min((e.t for evs in (events, *others) for e in evs if e.t == e.t), default=None)
     if damaged is not None:
         _say(f"{ns.file}: {damaged}; exporting what could be read")
     if ns.format == "perfetto":
-        data = export.perfetto(events)
+        data = export.perfetto(events, start=start if others else None)
+        for child in others:
+            data["traceEvents"].extend(export.perfetto(child, start=start)["traceEvents"])
         what = f"{sum(1 for e in data['traceEvents'] if e['ph'] == 'X')} blocks"
         hint = "open it in https://ui.perfetto.dev"
     else:

@@ -96,10 +96,11 @@ def _gather(events: Iterable[Event]) -> _Trace:
     return trace
 
 
-def perfetto(events: Iterable[Event]) -> dict[str, Any]:
-    """The recording as a Trace Event Format JSON object."""
+def perfetto(events: Iterable[Event], *, start: float | None = None) -> dict[str, Any]:
+    """The recording as a Trace Event Format JSON object; ``start``: the time its timestamps
+    count from (default: its first event), the same for several processes in one trace."""
     trace = _gather(events)
-    start = trace.start or 0.0
+    start = (trace.start or 0.0) if start is None else start
     pid = trace.hello.pid if trace.hello is not None else 1
     code = (
         CodeMap(trace.hello.stdlib_paths, trace.hello.site_paths)

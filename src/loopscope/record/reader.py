@@ -59,6 +59,7 @@ class Recording:
         self._db = db
         self.info = info
         self.damaged: str | None = None  # what went wrong reading the file part-way
+        self.pid: int | None = None  # the child process read (None: the program's own)
 
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> Recording:
@@ -78,6 +79,24 @@ class Recording:
 
     def __enter__(self) -> Recording:
         return self
+
+    def pids(self) -> list[int]:
+        """The child processes whose events the recording holds, by pid."""
+        try:
+            return [
+                int(pid)
+                for (pid,) in self._db.execute(
+                    "SELECT DISTINCT pid FROM process_events ORDER BY pid"
+                )
+            ]
+        except sqlite3.Error:  # an older recording, without the table
+            return []
+
+    def of(self, pid: int) -> Recording:
+        """The same recording, reading the events of child process ``pid`` (see `pids`)."""
+        child = Recording(self.path, self._db, self.info)
+        child.pid = pid
+        return child
 
     def __exit__(self, *exc: object) -> None:
         self.close()
@@ -100,10 +119,18 @@ class Recording:
             fetched = 0
             cursor = self._db.cursor()
             try:
-                cursor.execute(
-                    "SELECT seq, ts, kind, payload FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
-                    (after, _BATCH),
-                )
+                if self.pid is None:
+                    cursor.execute(
+                        "SELECT seq, ts, kind, payload FROM events WHERE seq > ? "
+                        "ORDER BY seq LIMIT ?",
+                        (after, _BATCH),
+                    )
+                else:
+                    cursor.execute(
+                        "SELECT seq, ts, kind, payload FROM process_events "
+                        "WHERE pid = ? AND seq > ? ORDER BY seq LIMIT ?",
+                        (self.pid, after, _BATCH),
+                    )
                 while True:
                     # Row by row, so that a file damaged part-way yields every row before it.
                     found = cursor.fetchone()
@@ -145,6 +172,9 @@ class Recording:
                 for ts, d in self._db.execute(
                     "SELECT ts, json_extract(payload, '$.duration') FROM events "
                     "WHERE kind = 'block' ORDER BY seq"
+                    if self.pid is None
+                    else "SELECT ts, json_extract(payload, '$.duration') FROM process_events "
+                    f"WHERE kind = 'block' AND pid = {int(self.pid)} ORDER BY seq"
                 )
                 if isinstance(ts, (int, float)) and isinstance(d, (int, float))
             ]

@@ -92,6 +92,7 @@ class RecordingWriter:
             self._db.execute("PRAGMA synchronous = NORMAL")
             self._db.executescript(SCHEMA)
             self._seq = 0
+            self._others = 0  # events of child processes written
             self.set_meta(
                 {
                     "format": FORMAT,
@@ -107,8 +108,8 @@ class RecordingWriter:
 
     @property
     def count(self) -> int:
-        """Events written."""
-        return self._seq
+        """Events written (the child processes' included)."""
+        return self._seq + self._others
 
     def set_meta(self, values: Mapping[str, Any]) -> None:
         with self._transaction():
@@ -117,17 +118,28 @@ class RecordingWriter:
                 [(k, json.dumps(v)) for k, v in values.items()],
             )
 
-    def append(self, rows: list[tuple[float, Event]]) -> None:
-        """Write ``(received at, event)`` rows in one transaction."""
+    def append(
+        self, rows: list[tuple[float, Event]] | list[tuple[float, Event, int | None]]
+    ) -> None:
+        """Write ``(received at, event)`` rows in one transaction; a row ``(received at, event,
+        pid)`` with a pid is an event of that child process."""
         if not rows:
             return
+        own = [(r[0], r[1]) for r in rows if len(r) < 3 or r[2] is None]
+        others = [r for r in rows if len(r) > 2 and r[2] is not None]
         first = self._seq + 1
-        encoded = [(first + i, ts, ev.kind, encode(ev)) for i, (ts, ev) in enumerate(rows)]
+        encoded = [(first + i, ts, ev.kind, encode(ev)) for i, (ts, ev) in enumerate(own)]
         with self._transaction():
             self._db.executemany(
                 "INSERT INTO events (seq, ts, kind, payload) VALUES (?, ?, ?, ?)", encoded
             )
-        self._seq += len(rows)
+            if others:
+                self._db.executemany(
+                    "INSERT INTO process_events (ts, pid, kind, payload) VALUES (?, ?, ?, ?)",
+                    [(r[0], r[2], r[1].kind, encode(r[1])) for r in others],
+                )
+        self._seq += len(own)
+        self._others += len(others)
 
     def close(self, meta: Mapping[str, Any] | None = None) -> None:
         """Mark the recording complete (with ``meta``) and close the file."""
@@ -194,12 +206,13 @@ class Recorder:
         except OSError:
             return 0
 
-    def put(self, event: Event) -> None:
-        """Queue ``event``, stamped with the time it arrived; from any thread."""
+    def put(self, event: Event, pid: int | None = None) -> None:
+        """Queue ``event``, stamped with the time it arrived; from any thread. ``pid``: the
+        child process it came from (None: the program's own)."""
         if self._closed or self.error is not None:
             return
         try:
-            self._queue.put_nowait((self._clock(), event))
+            self._queue.put_nowait((self._clock(), event, pid))
         except queue.Full:
             self.dropped += 1
 
@@ -221,7 +234,7 @@ class Recorder:
             self.error = f"recording to {self.path} failed: {type(e).__name__}: {e}"
 
     def _loop(self) -> None:
-        batch: list[tuple[float, Event]] = []
+        batch: list[tuple[float, Event, int | None]] = []
         next_flush = time.monotonic() + self._flush_interval
         stopping = False
         while not stopping:
@@ -240,7 +253,7 @@ class Recorder:
                 next_flush = time.monotonic() + self._flush_interval
         self._finish()
 
-    def _write(self, batch: list[tuple[float, Event]]) -> bool:
+    def _write(self, batch: list[tuple[float, Event, int | None]]) -> bool:
         try:
             self._writer.append(batch)
         except (sqlite3.Error, OSError) as e:

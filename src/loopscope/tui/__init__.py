@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from textual.app import App
 
-    from loopscope.session import Session
+    from loopscope.tui.app import Views
     from loopscope.tui.recording import RecordingControl
 
 
 def make_app(
-    session: Session,
+    session: Views,
     *,
     log_path: str | None = None,
     how: str = "",

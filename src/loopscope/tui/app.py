@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from typing import ClassVar, Protocol
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from textual import on, work
 from textual.app import App
@@ -12,6 +12,9 @@ from textual.message import Message
 from textual.worker import get_current_worker
 
 from loopscope.session import View
+
+if TYPE_CHECKING:
+    from loopscope.fleet.rows import Processes
 from loopscope.tui._screen import SubScreen, ViewScreen
 from loopscope.tui.dashboard import DashboardScreen
 from loopscope.tui.help import HelpScreen
@@ -42,6 +45,7 @@ class LoopscopeApp(App[None]):
         Binding("2,t", "open('tasks')", "Tasks"),
         Binding("3", "open('blocks')", "Blocks"),
         Binding("4,a", "open('awaits')", "Awaits"),
+        Binding("p", "open('processes')", "Processes"),
     ]
 
     class NewView(Message):
@@ -122,6 +126,23 @@ class LoopscopeApp(App[None]):
             self._show(self.latest)
 
     def action_open(self, name: str, select: str | None = None) -> None:
+        if name == "processes" and not self._followed():
+            self.notify("loopscope follows one process here", timeout=3)
+            return
+        self._open(name, select)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # The process list is there (and in the footer) only when loopscope follows several.
+        if action == "open" and parameters[:1] == ("processes",):
+            return self._followed()
+        return True
+
+    def _followed(self) -> bool:
+        from loopscope.fleet.rows import Processes
+
+        return isinstance(self._session, Processes)
+
+    def _open(self, name: str, select: str | None = None) -> None:
         """Show screen ``name`` ("dashboard", "tasks", "blocks" or "awaits") over the dashboard,
         in place of any other; ``select``: the row to highlight there ("file:line:function" of a
         location)."""
@@ -161,7 +182,24 @@ class LoopscopeApp(App[None]):
             return BlocksScreen(how=self._how, log_path=self._log_path)
         if name == "awaits":
             return AwaitsScreen(how=self._how, log_path=self._log_path)
+        if name == "processes":
+            from loopscope.tui.processes import ProcessesScreen
+
+            return ProcessesScreen(self._processes(), how=self._how, log_path=self._log_path)
         raise ValueError(f"no screen {name!r}")
+
+    def _processes(self) -> Processes:
+        from loopscope.fleet.rows import Processes
+
+        if not isinstance(self._session, Processes):
+            raise ValueError("one process only")
+        return self._session
+
+    def show_process(self, pid: int) -> None:
+        """Show process ``pid`` (the program or one of its children) on every screen."""
+        self._processes().select(pid)
+        self.action_open("dashboard")
+        self.post_message(self.NewView(self._session.view()))
 
     def action_close_screen(self) -> None:
         if len(self.screen_stack) > 1 and self.screen is not self.dashboard:
@@ -190,6 +228,8 @@ class LoopscopeApp(App[None]):
         ):
             if binding.action == "dismiss":
                 continue
+            if binding.action == "open('processes')" and not self._followed():
+                continue
             description = _DESCRIPTIONS.get(binding.action, binding.description)
             out.append((self.get_key_display(binding), description))
         return out + _NAVIGATION_KEYS
@@ -209,6 +249,7 @@ _DESCRIPTIONS = {
     "open('tasks')": "tasks: every listed task, sortable, filterable; ended tasks",
     "open('blocks')": "blocks: each block, its stacks as a call tree, the blocking source",
     "open('awaits')": "awaits: where tasks wait, and the locks, queues... they wait on",
+    "open('processes')": "processes: the program and its workers, one row each; enter shows one",
     "app.close_screen": "back to the dashboard (or the screen before)",
     "filter": "tasks: filter by name, coroutine or await site (escape clears)",
     "next_sort": "tasks: sort by the next column (or click a column header)",
