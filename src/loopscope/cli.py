@@ -604,7 +604,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ns = parse(args)
             if getattr(ns, "web", False):
                 return _serve_web(args, ns)
-            if getattr(ns, "listen", None) is not None:
+            if ns.command in web.COMMANDS and getattr(ns, "listen", None) is not None:
                 raise UsageError(f"{ns.command}: --listen needs --web")
             if ns.command in attach_command.COMMANDS:
                 return attach_command.run(ns, headless=_headless)
