@@ -12,6 +12,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Footer, Static
 
+from loopscope.model.location import Location
 from loopscope.model.snapshot import AwaitSiteView, ResourceView
 from loopscope.session import View
 from loopscope.tui import _details
@@ -80,7 +81,7 @@ class AwaitsScreen(SubScreen):
         if self.select is None or self.view is None or not self.query(AwaitTable):
             return
         for i, site in enumerate(self.view.snapshot.await_sites[:MAX_ROWS]):
-            if f"{site.file}:{site.line}:{site.function}" == self.select:
+            if Location.of(site).key == self.select:
                 table = self.query_one(AwaitTable)
                 if table.is_valid_row_index(i):
                     table.move_cursor(row=i)
@@ -108,10 +109,7 @@ class AwaitsScreen(SubScreen):
         table = self.query_one(AwaitTable)
         key = table._cursor_key()
         for site in self.view.snapshot.await_sites[:MAX_ROWS]:
-            if (
-                key is not None
-                and key.value == f"{site.file}:{site.line}:{site.function}:{site.kind}"
-            ):
+            if key is not None and key.value == f"{Location.of(site).key}:{site.kind}":
                 return site
         return None
 

@@ -11,6 +11,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import DataTable, Footer, Static
 
+from loopscope.model.location import Location
 from loopscope.model.snapshot import BlockRecord
 from loopscope.session import View
 from loopscope.tui import _details
@@ -95,7 +96,7 @@ class BlocksScreen(SubScreen):
         table = self.query_one(BlockTable)
         for i, (key, block) in enumerate(table.blocks.items()):
             loc = block.location
-            where = f"{loc.file}:{loc.line}:{loc.function}" if loc is not None else ""
+            where = Location.of(loc).key if loc is not None else ""
             if self.select in (key, where):
                 if table.is_valid_row_index(i):
                     table.move_cursor(row=i)

@@ -11,6 +11,7 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from loopscope.model.location import Location
 from loopscope.model.snapshot import Snapshot
 from loopscope.rules.finding import Finding
 from loopscope.tui._details import source_preview
@@ -43,12 +44,12 @@ class FindingScreen(ModalScreen[None]):
         loc, snapshot = self.finding.location, self._snapshot
         if loc is None or snapshot is None:
             return None
-        key = f"{loc.file}:{loc.line}:{loc.function}"
+        key = loc.key
         if any(h.file == loc.file and h.line == loc.line for h in snapshot.blocks.hot):
             return "blocks", key
         for site in snapshot.await_sites:
             if site.file == loc.file and site.line == loc.line:
-                return "awaits", f"{site.file}:{site.line}:{site.function}"
+                return "awaits", Location.of(site).key
         if self.finding.family == "blocking":
             return "blocks", key
         return None
