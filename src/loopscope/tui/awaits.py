@@ -60,7 +60,7 @@ class AwaitsScreen(SubScreen):
 
     def action_flame(self) -> None:
         """The awaits as a flame graph (key f)."""
-        self.app.push_screen(FlameScreen("awaits", how=self._how, log_path=self._log_path))
+        self.open(FlameScreen("awaits", how=self._how, log_path=self._log_path))
 
     def on_mount(self) -> None:
         self.query_one(AwaitTable).focus()

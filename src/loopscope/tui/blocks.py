@@ -73,7 +73,7 @@ class BlocksScreen(SubScreen):
 
     def action_flame(self) -> None:
         """The blocks as a flame graph (key f)."""
-        self.app.push_screen(FlameScreen("blocks", how=self._how, log_path=self._log_path))
+        self.open(FlameScreen("blocks", how=self._how, log_path=self._log_path))
 
     def on_mount(self) -> None:
         self.query_one(BlockTable).focus()

@@ -8,6 +8,7 @@ from typing import ClassVar
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
+from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
@@ -24,6 +25,14 @@ class FindingScreen(ModalScreen[None]):
         Binding("escape", "dismiss", "Close"),
         Binding("g", "goto", "Go to evidence"),
     ]
+
+    class OpenEvidence(Message):
+        """Asks for the screen that shows the finding's evidence (key g)."""
+
+        def __init__(self, screen: str, key: str) -> None:
+            super().__init__()
+            self.screen = screen  # "blocks" or "awaits"
+            self.key = key  # the `Location.key` of the row to highlight there
 
     def __init__(self, finding: Finding, snapshot: Snapshot | None) -> None:
         super().__init__()
@@ -59,8 +68,4 @@ class FindingScreen(ModalScreen[None]):
         if target is None:
             self.notify("This finding has no blocks or await site to show.", severity="warning")
             return
-        from loopscope.tui.app import LoopscopeApp
-
-        app = self.app
-        if isinstance(app, LoopscopeApp):
-            app.action_open(*target)
+        self.post_message(self.OpenEvidence(*target))

@@ -144,6 +144,7 @@ class FilterInput(Input):
 
 class TasksScreen(SubScreen):
     CSS_PATH = "tasks.tcss"
+    HELP_WITH = (TaskTable,)
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
     BINDINGS: ClassVar[list[BindingType]] = [Binding("slash", "filter", "Filter")]
 
@@ -185,9 +186,7 @@ class TasksScreen(SubScreen):
 
     @on(TaskTable.Chosen)
     def _task_chosen(self, event: TaskTable.Chosen) -> None:
-        self.app.push_screen(
-            TaskDetailScreen(event.task_id, how=self._how, log_path=self._log_path)
-        )
+        self.open(TaskDetailScreen(event.task_id, how=self._how, log_path=self._log_path))
 
     @on(DataTable.RowSelected, "#finished")
     def _ended_chosen(self, event: DataTable.RowSelected) -> None:
