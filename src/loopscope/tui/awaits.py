@@ -15,7 +15,7 @@ from textual.widgets import DataTable, Footer, Static
 from loopscope.model.location import Location
 from loopscope.model.snapshot import AwaitSiteView, ResourceView
 from loopscope.session import View
-from loopscope.tui import _details
+from loopscope.tui import _awaits
 from loopscope.tui._panels import Row, cwd_of
 from loopscope.tui._screen import SubScreen
 from loopscope.tui.flame import FlameScreen
@@ -34,7 +34,7 @@ class ResourceTable(SnapshotTable):
     )
 
     def rows_of(self, view: View) -> list[Row]:
-        return _details.resource_rows(view.snapshot.resources[:MAX_ROWS])
+        return _awaits.resource_rows(view.snapshot.resources[:MAX_ROWS])
 
 
 class AwaitsScreen(SubScreen):
@@ -124,7 +124,7 @@ class AwaitsScreen(SubScreen):
         shown: tuple[object, ...] = (
             (resource, listed)
             if resource is not None
-            else (site, tuple(_details.tasks_at(site, listed)), cwd_of(snapshot))
+            else (site, tuple(_awaits.tasks_at(site, listed)), cwd_of(snapshot))
         )
         if shown == self._shown:
             return
@@ -133,8 +133,8 @@ class AwaitsScreen(SubScreen):
         text: RenderableType
         if resource is not None:
             box.border_title = "Resource"
-            text = _details.resource_detail(resource, listed)
+            text = _awaits.resource_detail(resource, listed)
         else:
             box.border_title = "Await site"
-            text = _details.site_detail(site, listed, cwd=cwd_of(snapshot))
+            text = _awaits.site_detail(site, listed, cwd=cwd_of(snapshot))
         self.put_text("#site-text", text)

@@ -14,7 +14,7 @@ from textual.widgets import DataTable, Footer, Static
 from loopscope.model.location import Location
 from loopscope.model.snapshot import BlockRecord
 from loopscope.session import View
-from loopscope.tui import _details
+from loopscope.tui import _blocks
 from loopscope.tui._panels import Row, cwd_of
 from loopscope.tui._screen import SubScreen
 from loopscope.tui.flame import FlameScreen
@@ -43,8 +43,8 @@ class BlockTable(SnapshotTable):
     def rows_of(self, view: View) -> list[Row]:
         snapshot = view.snapshot
         recent = snapshot.blocks.recent[:MAX_ROWS]
-        self.blocks = {_details.block_key(b): b for b in recent}
-        return _details.block_rows(recent, snapshot.started, cwd_of(snapshot))
+        self.blocks = {_blocks.block_key(b): b for b in recent}
+        return _blocks.block_rows(recent, snapshot.started, cwd_of(snapshot))
 
     @property
     def highlighted(self) -> BlockRecord | None:
@@ -117,5 +117,5 @@ class BlocksScreen(SubScreen):
         if shown == self._shown:
             return
         self._shown = shown
-        text = _details.block_detail(block, started=snapshot.started, cwd=cwd_of(snapshot))
+        text = _blocks.block_detail(block, started=snapshot.started, cwd=cwd_of(snapshot))
         self.put_text("#block-text", text)
