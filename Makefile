@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean gdb
+.PHONY: demo test lint bench clean gdb pythons
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || \
@@ -17,14 +17,14 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/loopscope demo
 
-test: $(STAMP) gdb lint
+test: $(STAMP) gdb pythons lint
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
 
-bench: $(STAMP) gdb
+bench: $(STAMP) gdb pythons
 	$(BIN)/python benchmarks/overhead.py
 	$(BIN)/python benchmarks/attach.py --rounds 5
 
@@ -35,6 +35,10 @@ gdb:
 		if [ "$$(id -u)" != 0 ]; then echo "not root: install gdb yourself (sudo apt-get install gdb)"; \
 		else apt-get install -y -qq gdb >/dev/null 2>&1 || \
 		  { apt-get update -qq && apt-get install -y -qq gdb >/dev/null; }; fi; }
+
+# Target Pythons 3.14 and 3.15: a cached Debian unstable root (see tools/pythons.sh).
+pythons:
+	@sh tools/pythons.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache
