@@ -82,7 +82,7 @@ def _in_sid_root(version: str) -> str | None:
 
 _WRAPPER = """#!/bin/sh
 # python{version} of {root}, run there as in a container: a mount namespace of its own whose root
-# is that directory (pivot_root), so the host's paths are not the target's. Made by tests/pythons.py.
+# is that directory (pivot_root): the host's paths are not the target's. By tests/pythons.py.
 exec unshare --mount --propagation private -- /bin/sh -c '
 root=$1; shift
 wd=$(pwd -P)

@@ -35,6 +35,7 @@ import loopscope.agent
 from loopscope.agent._loader import private_name
 from loopscope.agent.events import AGENT_VERSION
 from loopscope.attach._errors import AttachError
+from loopscope.attach._root import in_another_root, target_path
 
 _BOOTSTRAP = r"""
 import sys, threading
@@ -129,23 +130,44 @@ class Installed:
 _PEERCRED = struct.Struct("3i")
 
 
+def _boot_dir(pid: int) -> str | None:
+    """Where to make the bootstrap's socket: the target's /tmp if it has a root of its own."""
+    try:
+        other = in_another_root(pid)
+    except OSError:
+        return None
+    return target_path(pid, "/tmp") if other else None
+
+
 class BootstrapServer:
     """The private one-shot socket the bootstrap connects back to. Use as a context manager."""
 
     def __init__(self, pid: int, *, target_uid: int | None = None) -> None:
         self.pid = pid
         self.token = secrets.token_hex(16)
-        self._dir = tempfile.mkdtemp(prefix="loopscope-boot-")  # 0700
-        self.path = os.path.join(self._dir, f"{secrets.token_hex(8)}.sock")
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._listener.bind(self.path)
-        os.chmod(self.path, 0o600)
-        if target_uid is not None and target_uid != os.geteuid() and os.geteuid() == 0:
-            # root attaching to another user's process: that user must be able to connect
-            os.chown(self._dir, target_uid, -1)
-            os.chown(self.path, target_uid, -1)
+        self._dir: str | None = None
+        # The socket lives where the target can reach it: in its own /tmp when it has another
+        # root (a container), else in a private directory here; an abstract socket (same
+        # network namespace only) when neither can be made.
+        try:
+            directory = tempfile.mkdtemp(prefix="loopscope-boot-", dir=_boot_dir(pid))  # 0700
+            self.path = os.path.join(directory, f"{secrets.token_hex(8)}.sock")
+            self._listener.bind(self.path)
+            self._dir = directory
+        except OSError:
+            self.path = f"\0loopscope-boot-{self.token}"
+            self._listener.bind(self.path)
+        if self._dir is not None:
+            os.chmod(self.path, 0o600)
+            if target_uid is not None and target_uid != os.geteuid() and os.geteuid() == 0:
+                # root attaching to another user's process: that user must be able to connect
+                os.chown(self._dir, target_uid, -1)
+                os.chown(self.path, target_uid, -1)
         self._listener.listen(4)
-        self.code = bootstrap_code(self.path, self.token)
+        # the name the target knows the socket by
+        seen = self.path.removeprefix(f"/proc/{pid}/root") if self._dir else self.path
+        self.code = bootstrap_code(seen, self.token)
 
     def __enter__(self) -> BootstrapServer:
         return self
@@ -155,10 +177,11 @@ class BootstrapServer:
 
     def close(self) -> None:
         self._listener.close()
-        with contextlib.suppress(OSError):
-            os.unlink(self.path)
-        with contextlib.suppress(OSError):
-            os.rmdir(self._dir)
+        if self._dir is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+            with contextlib.suppress(OSError):
+                os.rmdir(self._dir)
 
     def serve(
         self,

@@ -12,11 +12,13 @@ import socket
 from dataclasses import dataclass
 
 from loopscope.attach._errors import AttachError
+from loopscope.attach._root import in_another_root, target_path
 
 # A path inside a CPython installation names its version: lib/python3.12/..., libpython3.12.so
 _VERSION_IN_PATH = re.compile(r"(?:lib)?python(3)\.(\d+)[/.dmu]")
 _ASYNCIO_EXTENSION = re.compile(r"/_asyncio\.cpython-3\d+")
-SUPPORTED = ((3, 10), (3, 14))  # oldest and newest minor version the agent runs on
+_DYNLOAD = re.compile(r"(/\S*/lib-dynload)/")
+SUPPORTED = ((3, 10), (3, 15))  # oldest and newest minor version the agent runs on
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +31,7 @@ class ProcessInfo:
     asyncio: bool | None  # whether asyncio's C extension is loaded; None when it cannot be told
     agent_socket: str | None  # the Unix socket a loopscope agent listens on in the process
     ports: tuple[int, ...]  # TCP ports it listens on (aiomonitor's among them, if it runs one)
+    other_root: bool = False  # it lives in another root (a container): its files are its own
 
     @property
     def python_text(self) -> str:
@@ -79,8 +82,13 @@ def inspect(pid: int) -> ProcessInfo:
     except PermissionError:
         raise AttachError("permission", permission_message(pid)) from None
     python = _python_version(exe, maps)
-    asyncio = None if python is None else bool(_ASYNCIO_EXTENSION.search(maps))
+    asyncio = None if python is None else _asyncio_loaded(pid, maps)
     inodes = _socket_inodes(pid)
+    agent_socket = _agent_socket(pid, inodes)
+    try:
+        other_root = in_another_root(pid)
+    except OSError:
+        other_root = False
     return ProcessInfo(
         pid=pid,
         uid=uid,
@@ -88,8 +96,9 @@ def inspect(pid: int) -> ProcessInfo:
         cmdline=cmdline,
         python=python,
         asyncio=asyncio,
-        agent_socket=_agent_socket(inodes),
+        agent_socket=None if agent_socket is None else target_path(pid, agent_socket),
         ports=_listening_ports(pid, inodes),
+        other_root=other_root,
     )
 
 
@@ -169,12 +178,29 @@ def _socket_inodes(pid: int) -> set[int]:
     return inodes
 
 
-def _agent_socket(inodes: set[int]) -> str | None:
-    """The path of a listening Unix socket of the process that looks like an agent's."""
+def _asyncio_loaded(pid: int, maps: str) -> bool | None:
+    """Whether asyncio's C extension is mapped; None when the interpreter has it built in (as
+    Debian's do), so that its absence says nothing."""
+    if _ASYNCIO_EXTENSION.search(maps):
+        return True
+    dynload = _DYNLOAD.search(maps)
+    if dynload is None:
+        return None
+    try:
+        names = os.listdir(target_path(pid, dynload.group(1)))
+    except OSError:
+        return None
+    return False if any(n.startswith("_asyncio.") for n in names) else None
+
+
+def _agent_socket(pid: int, inodes: set[int]) -> str | None:
+    """The path, as the process names it, of a listening Unix socket of the process that looks
+    like an agent's."""
     if not inodes:
         return None
     try:
-        with open("/proc/net/unix") as f:
+        # the process's own network namespace: a container may have one of its own
+        with open(f"/proc/{pid}/net/unix") as f:
             next(f)
             rows = [line.split() for line in f]
     except OSError:

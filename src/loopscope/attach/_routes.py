@@ -32,6 +32,7 @@ from typing import Protocol
 
 from loopscope.attach._errors import AttachError
 from loopscope.attach._proc import ProcessInfo, exists, permission_message
+from loopscope.attach._root import target_path
 
 _C_SOURCE = Path(__file__).with_name("_inject.c")
 _PLACEHOLDER = b"@@LOOPSCOPE-BOOTSTRAP@@"
@@ -215,6 +216,8 @@ class GdbRoute:
             "-iex", "set auto-solib-add off",
             # Interrupted inside a called function, gdb restores the target's registers.
             "-iex", "set unwindonsignal on",
+            # the target's own libraries, where it has another root (a container)
+            "-iex", f"set sysroot {target_path(info.pid, '/')}",
             "-p", str(info.pid),
             "-ex", "sharedlibrary libpython",
             "-ex", "sharedlibrary libc\\.",
