@@ -96,3 +96,24 @@ def _readable(path: str) -> bool:
             return True
     except OSError:
         return False
+
+
+def own_interpreter(pid: int) -> str | None:
+    """The path by which process ``pid`` itself names its executable (its interpreter), checked
+    to be the very file it runs; None when it cannot be told.
+
+    The kernel names it relative to loopscope's root when that reaches it (a chroot inside
+    loopscope's file tree), else relative to the target's (a container)."""
+    try:
+        exe = os.readlink(f"/proc/{pid}/exe")
+        root = os.readlink(f"/proc/{pid}/root")
+        running = os.stat(f"/proc/{pid}/exe")
+    except OSError:
+        return None
+    if root != "/" and exe.startswith(root + "/"):
+        exe = exe[len(root) :]
+    try:
+        st = os.stat(target_path(pid, exe))
+    except (OSError, ValueError):
+        return None
+    return exe if (st.st_dev, st.st_ino) == (running.st_dev, running.st_ino) else None
