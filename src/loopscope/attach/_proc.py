@@ -64,7 +64,11 @@ def inspect(pid: int) -> ProcessInfo:
     """What /proc tells about ``pid``; AttachError when there is no such process or it may not
     be looked at."""
     if pid <= 0 or not exists(pid):
-        raise AttachError("no-process", f"there is no process with pid {pid}.")
+        raise AttachError(
+            "no-process",
+            f"there is no process with pid {pid} here. (A process in a container has another "
+            "pid inside it than outside: give the pid that `loopscope ps` shows.)",
+        )
     base = f"/proc/{pid}"
     try:
         with open(f"{base}/status") as f:
