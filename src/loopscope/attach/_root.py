@@ -117,3 +117,15 @@ def own_interpreter(pid: int) -> str | None:
     except (OSError, ValueError):
         return None
     return exe if (st.st_dev, st.st_ino) == (running.st_dev, running.st_ino) else None
+
+
+def namespace_pid(pid: int) -> int:
+    """The pid of process ``pid`` in its own (innermost) PID namespace."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("NSpid:"):
+                    return int(line.split()[-1])
+    except (OSError, ValueError):
+        pass
+    return pid

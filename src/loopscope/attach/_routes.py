@@ -32,7 +32,7 @@ from typing import Protocol
 
 from loopscope.attach._errors import AttachError
 from loopscope.attach._proc import ProcessInfo, exists, permission_message
-from loopscope.attach._root import own_interpreter, target_path
+from loopscope.attach._root import namespace_pid, own_interpreter, target_path
 
 _C_SOURCE = Path(__file__).with_name("_inject.c")
 _PLACEHOLDER = b"@@LOOPSCOPE-BOOTSTRAP@@"
@@ -125,9 +125,15 @@ def _remote_exec_helper(info: ProcessInfo, script: str) -> None:
     exe = own_interpreter(info.pid)
     if exe is None:
         raise _failed("remote-exec", info, "its interpreter cannot be found any more")
-    argv = [exe, "-I", "-S", "-c", _REMOTE_EXEC, str(info.pid), script]
     if info.other_root:
-        argv = ["chroot", f"/proc/{info.pid}/root", *argv]
+        # Inside the target's namespaces and root, as `docker exec` runs a command: its own
+        # libraries, its /proc, and its pid as its namespace numbers it.
+        argv = [
+            "nsenter", f"--target={info.pid}", "--mount", "--pid", "--root", "--wd", "--",
+            exe, "-I", "-S", "-c", _REMOTE_EXEC, str(namespace_pid(info.pid)), script,
+        ]  # fmt: skip
+    else:
+        argv = [exe, "-I", "-S", "-c", _REMOTE_EXEC, str(info.pid), script]
     try:
         done = subprocess.run(
             argv, capture_output=True, text=True, timeout=_GDB_TIMEOUT, stdin=subprocess.DEVNULL

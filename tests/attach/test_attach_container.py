@@ -1,0 +1,148 @@
+"""Targets in a container: another root (its own /usr, whose libc is not the host's), a /tmp of
+its own, its own network and PID namespaces. Python 3.14/3.15 from the Debian unstable root that
+`make pythons` caches; the container is made with unshare and pivot_root, as container runtimes
+do. loopscope must read the target's files, make its sockets and find its agent through
+/proc/PID/root, by the host's pid."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from attach_targets import PlainTarget
+
+from clirun import assert_no_loopscope_traceback, loopscope
+from loopscope.attach._elf import exported, resolve
+from loopscope.attach._root import in_another_root, mapped_file, mappings
+from pythons import find_pythons, missing_reason, sid_root
+
+pytestmark = pytest.mark.timeout(120)
+
+# Started as `container service.py`: the program's text goes in by -c (the host's /tmp is not
+# the container's). unshare --fork stays the parent; the interpreter is pid 1 inside.
+CONTAINER = """#!/bin/sh
+exec unshare --mount --net --pid --fork --propagation private -- /bin/sh -c '
+root=$1; program=$2
+mount --rbind "$root" "$root" && mount -t tmpfs tmpfs "$root/tmp" &&
+mount --rbind /dev "$root/dev" && mount -t proc proc "$root/proc" || exit 126
+cd "$root" && pivot_root . . && umount -l . && cd / || exit 126
+exec /usr/bin/python{version} -c "$program"
+' sh {root} "$(cat "$1")"
+"""
+
+VERSION = "3.15"
+
+
+class ContainerTarget(PlainTarget):
+    def __init__(self, directory: Path) -> None:
+        launcher = directory / "container"
+        launcher.write_text(CONTAINER.format(version=VERSION, root=sid_root()))
+        launcher.chmod(0o755)
+        super().__init__(str(launcher), directory)  # waits for the program's "ready"
+        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text()
+        self.pid = int(children.split()[0])  # the interpreter, by the host's pid
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.pid, 9)  # pid 1 of its namespace: only SIGKILL from outside ends it
+        super().close()
+
+
+@pytest.fixture(scope="module")
+def container(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ContainerTarget]:
+    if find_pythons().get(VERSION) is None:
+        pytest.skip(missing_reason(VERSION))
+    target = ContainerTarget(tmp_path_factory.mktemp("container"))
+    yield target
+    target.close()
+
+
+def test_ps_lists_it_by_the_hosts_pid(container: ContainerTarget, tmp_path: Path) -> None:
+    out = loopscope("ps", "--json", state=tmp_path)
+    assert out.returncode == 0, out.stderr
+    row = next(r for r in json.loads(out.stdout) if r["pid"] == container.pid)
+    assert row["python"] == VERSION and row["other_root"] is True
+    assert row["exe"] == f"/usr/bin/python{VERSION}"
+
+
+@pytest.mark.parametrize("method", ["ptrace", "remote-exec"])
+def test_attach_detach_across_roots(
+    container: ContainerTarget, method: str, tmp_path: Path
+) -> None:
+    out = loopscope(
+        "attach", "--headless", "--duration", "2.5", "--json", "--method", method,
+        str(container.pid), state=tmp_path / "state",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert_no_loopscope_traceback(out.stderr)
+    assert f"agent injected with {method}" in out.stderr
+    assert "its agent removed itself" in out.stderr
+    report = json.loads(out.stdout)
+    blocking = [f for f in report["findings"] if f["family"] == "blocking"]
+    assert [f["location"]["function"] for f in blocking] == ["render_report"], report
+    # the agent's socket was in the container's own /tmp, and is gone
+    sockets = Path(f"/proc/{container.pid}/root/tmp/loopscope-{os.getuid()}")
+    deadline = time.monotonic() + 5
+    while sockets.exists() and any(sockets.iterdir()):
+        assert time.monotonic() < deadline, list(sockets.iterdir())
+        time.sleep(0.01)
+    state = container.ask("state")
+    assert [t for t in state["threads"] if t.startswith("loopscope")] == []
+    assert container.ask("ping") == {"pong": True}
+
+
+# A plain chroot inside the host's tree (the host's /tmp shared); the program's path as $1.
+CHROOT = """#!/bin/sh
+exec unshare --mount -- /bin/sh -c '
+mount --rbind /tmp "$1/tmp" && mount --rbind /proc "$1/proc" && mount --rbind /dev "$1/dev" &&
+exec chroot "$1" /usr/bin/python{version} "$2"' sh {root} "$1"
+"""
+
+
+SHOW = """\
+import ctypes, sys
+print(ctypes.cast(ctypes.CDLL(None).getpid, ctypes.c_void_p).value, flush=True)
+sys.stdin.read()
+"""
+
+
+@pytest.mark.parametrize("launcher", ["container", "chroot"])
+def test_functions_are_found_in_the_targets_own_libc(tmp_path: Path, launcher: str) -> None:
+    """The kernel names a container's files by the container's paths, which the host has too
+    with other contents; a chroot's (inside the host's tree) by the host's paths. Either way the
+    addresses loopscope computes are those the program itself sees."""
+    version = VERSION if launcher == "container" else "3.14"
+    if find_pythons().get(version) is None:
+        pytest.skip(missing_reason(version))
+    script = tmp_path / "launch"
+    template = CONTAINER if launcher == "container" else CHROOT
+    script.write_text(template.format(version=version, root=sid_root()))
+    script.chmod(0o755)
+    (tmp_path / "show.py").write_text(SHOW)
+    proc = subprocess.Popen([str(script), str(tmp_path / "show.py")], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        theirs = int(proc.stdout.readline())
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        pid = int(children[0]) if children else proc.pid
+        assert in_another_root(pid)
+        libc = next(m for m in mappings(pid) if "/libc.so" in m.path)
+        if launcher == "container":
+            assert libc.path.startswith("/usr/lib/")  # a name the host's libc has too
+            host = os.stat(libc.path)
+            assert host.st_ino != libc.inode
+            wrong = exported(libc.path, ["getpid"])["getpid"] + libc.start - libc.offset
+            assert wrong != theirs  # what reading the host's file would have given
+        else:
+            assert libc.path.startswith(str(sid_root()))
+        assert mapped_file(pid, libc) is not None
+        assert resolve(pid, ["getpid"])["getpid"] == theirs
+    finally:
+        proc.kill()
+        proc.communicate()
