@@ -17,6 +17,9 @@ from loopscope.attach._root import in_another_root, target_path
 # A path inside a CPython installation names its version: lib/python3.12/..., libpython3.12.so
 _VERSION_IN_PATH = re.compile(r"(?:lib)?python(3)\.(\d+)[/.dmu]")
 _ASYNCIO_EXTENSION = re.compile(r"/_asyncio\.cpython-3\d+")
+# Pythons that are not CPython, by the names of their executables or libraries
+_OTHER_PYTHONS = re.compile(r"(?:^|/)(?:lib)?(pypy|graalpy)[\d.-]*(?:c\.so|\n)", re.IGNORECASE)
+_OTHER_NAMES = {"pypy": "PyPy", "graalpy": "GraalPy"}
 _DYNLOAD = re.compile(r"(/\S*/lib-dynload)/")
 SUPPORTED = ((3, 10), (3, 15))  # oldest and newest minor version the agent runs on
 
@@ -32,6 +35,7 @@ class ProcessInfo:
     agent_socket: str | None  # the Unix socket a loopscope agent listens on in the process
     ports: tuple[int, ...]  # TCP ports it listens on (aiomonitor's among them, if it runs one)
     other_root: bool = False  # it lives in another root (a container): its files are its own
+    other_python: str | None = None  # a Python that is not CPython ("PyPy"), which is not supported
 
     @property
     def python_text(self) -> str:
@@ -86,6 +90,10 @@ def inspect(pid: int) -> ProcessInfo:
     except PermissionError:
         raise AttachError("permission", permission_message(pid)) from None
     python = _python_version(exe, maps)
+    other_python = None
+    if python is None:
+        found = _OTHER_PYTHONS.search(os.path.basename(exe) + "\n" + maps)
+        other_python = None if found is None else _OTHER_NAMES[found.group(1).lower()]
     asyncio = None if python is None else _asyncio_loaded(pid, maps)
     inodes = _socket_inodes(pid)
     agent_socket = _agent_socket(pid, inodes)
@@ -103,11 +111,18 @@ def inspect(pid: int) -> ProcessInfo:
         agent_socket=None if agent_socket is None else target_path(pid, agent_socket),
         ports=_listening_ports(pid, inodes),
         other_root=other_root,
+        other_python=other_python,
     )
 
 
 def check_attachable(info: ProcessInfo) -> None:
     """AttachError unless ``info`` is a CPython loopscope can inject its agent into."""
+    if info.other_python is not None:
+        raise AttachError(
+            "unsupported",
+            f"process {info.pid} ({info.command[:80]}) runs {info.other_python}, not CPython: "
+            "loopscope's agent and its injection routes know CPython only.",
+        )
     if info.python is None:
         raise AttachError(
             "not-python",
@@ -118,7 +133,8 @@ def check_attachable(info: ProcessInfo) -> None:
     if not low <= info.python <= high:
         raise AttachError(
             "unsupported",
-            f"process {info.pid} runs Python {info.python_text}; loopscope's agent supports "
+            f"process {info.pid} ({info.command[:80]}) runs Python {info.python_text}; "
+            "loopscope's agent supports "
             f"CPython {low[0]}.{low[1]} to {high[0]}.{high[1]}.",
         )
 
