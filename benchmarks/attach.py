@@ -3,8 +3,8 @@
 For each Python found (3.10-3.15; 3.14 and 3.15 in another root, as in a container, see
 tests/pythons.py) and each injection route (``remote-exec`` on 3.14+ only: with loopscope on
 another version, the target's own interpreter makes the ``sys.remote_exec`` call), a target started
-from the plain interpreter (no loopscope in its environment) runs a loaded asyncio loop: an HTTP-
-like server and clients on loopback in the same loop, plus a 1 ms heartbeat that records the
+from the plain interpreter (no loopscope in its environment) runs a loaded asyncio loop: an
+HTTP-like server and clients on loopback in the same loop, plus a 1 ms heartbeat that records the
 longest gap between its runs (the stall). Each round attaches (``loopscope.attach.attach``),
 connects to the agent, waits for the first ``lag`` event (time to first data), reads the target's
 longest stall over that window, detaches and waits for the agent's socket to go. The ``none`` rows
