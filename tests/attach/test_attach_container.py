@@ -24,24 +24,41 @@ from pythons import find_pythons, missing_reason, sid_root
 pytestmark = pytest.mark.timeout(120)
 
 # Started as `container service.py`: the program's text goes in by -c (the host's /tmp is not
-# the container's). unshare --fork stays the parent; the interpreter is pid 1 inside.
+# the container's). unshare --fork stays the parent; the interpreter is pid 1 inside. {bind} is
+# a host directory mounted at the same place inside (read-only), for an interpreter from the host.
 CONTAINER = """#!/bin/sh
 exec unshare --mount --net --pid --fork --propagation private -- /bin/sh -c '
-root=$1; program=$2
+root=$1; program=$2; bind=$3
 mount --rbind "$root" "$root" && mount -t tmpfs tmpfs "$root/tmp" &&
 mount --rbind /dev "$root/dev" && mount -t proc proc "$root/proc" || exit 126
+if [ -n "$bind" ]; then
+    mkdir -p "$root$bind" && mount --rbind -o ro "$bind" "$root$bind" || exit 126
+fi
 cd "$root" && pivot_root . . && umount -l . && cd / || exit 126
-exec /usr/bin/python{version} -c "$program"
-' sh {root} "$(cat "$1")"
+exec {python} -c "$program"
+' sh {root} "$(cat "$1")" "{bind}"
 """
 
 VERSION = "3.15"
 
 
+def _in_container(version: str) -> tuple[str, str]:
+    """(the interpreter's path inside the container, the host directory to mount there): 3.14
+    and 3.15 are the root's own; others are pyenv's, mounted in (its root's newer libc runs
+    them), as a container that mounts a host's virtualenv."""
+    if version in ("3.14", "3.15"):
+        return f"/usr/bin/python{version}", ""
+    python = find_pythons().get(version)
+    assert python is not None
+    return python, str(Path(python).resolve().parents[1])
+
+
 class ContainerTarget(PlainTarget):
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, version: str) -> None:
+        self.version = version
+        python, bind = _in_container(version)
         launcher = directory / "container"
-        launcher.write_text(CONTAINER.format(version=VERSION, root=sid_root()))
+        launcher.write_text(CONTAINER.format(python=python, bind=bind, root=sid_root()))
         launcher.chmod(0o755)
         super().__init__(str(launcher), directory)  # waits for the program's "ready"
         children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text()
@@ -53,11 +70,16 @@ class ContainerTarget(PlainTarget):
         super().close()
 
 
-@pytest.fixture(scope="module")
-def container(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ContainerTarget]:
-    if find_pythons().get(VERSION) is None:
+@pytest.fixture(scope="module", params=["3.15", "3.11"], ids=lambda v: f"py{v}")
+def container(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ContainerTarget]:
+    version: str = request.param
+    if find_pythons().get(version) is None:
+        pytest.skip(missing_reason(version))
+    if find_pythons().get(VERSION) is None:  # the root
         pytest.skip(missing_reason(VERSION))
-    target = ContainerTarget(tmp_path_factory.mktemp("container"))
+    target = ContainerTarget(tmp_path_factory.mktemp("container"), version)
     yield target
     target.close()
 
@@ -66,14 +88,16 @@ def test_ps_lists_it_by_the_hosts_pid(container: ContainerTarget, tmp_path: Path
     out = loopscope("ps", "--json", state=tmp_path)
     assert out.returncode == 0, out.stderr
     row = next(r for r in json.loads(out.stdout) if r["pid"] == container.pid)
-    assert row["python"] == VERSION and row["other_root"] is True
-    assert row["exe"] == f"/usr/bin/python{VERSION}"
+    assert row["python"] == container.version and row["other_root"] is True
+    assert row["exe"] == _in_container(container.version)[0]
 
 
 @pytest.mark.parametrize("method", ["ptrace", "remote-exec"])
 def test_attach_detach_across_roots(
     container: ContainerTarget, method: str, tmp_path: Path
 ) -> None:
+    if method == "remote-exec" and container.version < "3.14":
+        pytest.skip("sys.remote_exec is Python 3.14's")
     out = loopscope(
         "attach", "--headless", "--duration", "2.5", "--json", "--method", method,
         str(container.pid), state=tmp_path / "state",
@@ -121,7 +145,8 @@ def test_functions_are_found_in_the_targets_own_libc(tmp_path: Path, launcher: s
         pytest.skip(missing_reason(version))
     script = tmp_path / "launch"
     template = CONTAINER if launcher == "container" else CHROOT
-    script.write_text(template.format(version=version, root=sid_root()))
+    python, bind = _in_container(version)
+    script.write_text(template.format(python=python, bind=bind, version=version, root=sid_root()))
     script.chmod(0o755)
     (tmp_path / "show.py").write_text(SHOW)
     proc = subprocess.Popen([str(script), str(tmp_path / "show.py")], stdin=subprocess.PIPE,
