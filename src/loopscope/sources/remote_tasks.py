@@ -11,6 +11,7 @@ they wait on) and an `ExternalTasks` (tasks by coroutine), as a task monitor wou
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -34,7 +35,7 @@ _MAX_NAMES = 5
 # Run by the target's own interpreter (-I -S). Frames come innermost first; 3.15 gives a frame's
 # line as location.lineno, 3.14 as lineno.
 _HELPER = r"""
-import json, sys, time
+import json, select, sys, time
 import _remote_debugging as rd
 
 pid, interval = int(sys.argv[1]), float(sys.argv[2])
@@ -79,7 +80,9 @@ while True:
               flush=True)
     except BrokenPipeError:
         break
-    time.sleep(max(0.0, interval - (time.time() - started)))
+    # stdin ends when loopscope stops reading (nsenter's child outlives a signal to nsenter)
+    if select.select([sys.stdin], [], [], max(0.0, interval - (time.time() - started)))[0]:
+        break
 """
 
 # What a task waits on, from the qualified name of the innermost asyncio function it is in.
@@ -163,7 +166,7 @@ class RemoteTasksSource:
         try:
             self._process = subprocess.Popen(
                 argv,
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,
                 text=True,
@@ -201,13 +204,17 @@ class RemoteTasksSource:
         """Stop reading: the helper is ended, and `events` ends after it (whichever thread)."""
         self._closed.set()
         process = self._process
-        if process is not None and process.poll() is None:
-            process.terminate()
+        if process is not None and process.stdin is not None:
+            with contextlib.suppress(OSError):
+                process.stdin.close()  # the helper ends at once, and its output with it
 
     def _stop(self) -> None:
         process = self._process
         if process is None:
             return
+        if process.stdin is not None:
+            with contextlib.suppress(OSError):
+                process.stdin.close()
         if process.poll() is None:
             process.terminate()
             try:
