@@ -105,7 +105,9 @@ def helper_passes(pid: int, passes: int) -> list[float]:
         if len(took) == passes:
             break
     helper.stdin.close()  # the helper's signal to end
-    helper.communicate()
+    helper.stdout.read()
+    helper.stdout.close()
+    helper.wait()
     return took
 
 
