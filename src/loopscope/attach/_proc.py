@@ -12,7 +12,7 @@ import socket
 from dataclasses import dataclass
 
 from loopscope.attach._errors import AttachError
-from loopscope.attach._root import in_another_root, target_path
+from loopscope.attach._root import in_another_root, own_interpreter, target_path
 
 # A path inside a CPython installation names its version: lib/python3.12/..., libpython3.12.so
 _VERSION_IN_PATH = re.compile(r"(?:lib)?python(3)\.(\d+)[/.dmu]")
@@ -94,7 +94,7 @@ def inspect(pid: int) -> ProcessInfo:
     if python is None:
         found = _OTHER_PYTHONS.search(os.path.basename(exe) + "\n" + maps)
         other_python = None if found is None else _OTHER_NAMES[found.group(1).lower()]
-    asyncio = None if python is None else _asyncio_loaded(pid, maps)
+    asyncio = None if python is None else _asyncio_loaded(pid, maps, python)
     inodes = _socket_inodes(pid)
     agent_socket = _agent_socket(pid, inodes)
     try:
@@ -198,19 +198,23 @@ def _socket_inodes(pid: int) -> set[int]:
     return inodes
 
 
-def _asyncio_loaded(pid: int, maps: str) -> bool | None:
+def _asyncio_loaded(pid: int, maps: str, python: tuple[int, int]) -> bool | None:
     """Whether asyncio's C extension is mapped; None when the interpreter has it built in (as
     Debian's do), so that its absence says nothing."""
     if _ASYNCIO_EXTENSION.search(maps):
         return True
-    dynload = _DYNLOAD.search(maps)
-    if dynload is None:
-        return None
-    try:
-        names = os.listdir(target_path(pid, dynload.group(1)))
-    except OSError:
-        return None
-    return False if any(n.startswith("_asyncio.") for n in names) else None
+    directories = [m.group(1) for m in [_DYNLOAD.search(maps)] if m is not None]
+    exe = own_interpreter(pid)
+    if exe is not None:  # <prefix>/bin/python3.X -> <prefix>/lib/python3.X/lib-dynload
+        prefix = os.path.dirname(os.path.dirname(exe))
+        directories.append(f"{prefix}/lib/python{python[0]}.{python[1]}/lib-dynload")
+    for directory in directories:
+        try:
+            names = os.listdir(target_path(pid, directory))
+        except (OSError, ValueError):
+            continue
+        return False if any(n.startswith("_asyncio.") for n in names) else None
+    return False
 
 
 def _agent_socket(pid: int, inodes: set[int]) -> str | None:
