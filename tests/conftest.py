@@ -1,7 +1,11 @@
 from __future__ import annotations
 
+from collections import Counter
+from dataclasses import dataclass, field
+
 import pytest
 
+import capabilities
 from pythons import SUPPORTED, find_pythons, missing_reason
 
 
@@ -12,3 +16,89 @@ def target_python(request: pytest.FixtureRequest) -> str:
     if path is None:
         pytest.skip(missing_reason(request.param))
     return path
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "needs(*capabilities): skip unless this machine has them (see tests/capabilities.py)",
+    )
+
+
+# What the run covered: the attach routes and target Pythons of the tests selected, and what
+# became of each test (ran, or skipped and why), for the summary at the end.
+
+
+@dataclass
+class _Covered:
+    tests: dict[str, tuple[set[str], str | None]] = field(default_factory=dict)
+    ran: set[str] = field(default_factory=set)
+    failed: set[str] = field(default_factory=set)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+_covered = _Covered()
+
+
+@pytest.hookimpl(trylast=True)  # after -k and -m deselected what will not run
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Skip a test that needs what this machine lacks, saying what and why; note the routes
+    and target Python of each test for the summary."""
+    for item in items:
+        needed = [name for mark in item.iter_markers("needs") for name in mark.args]
+        lacking = [(name, why) for name in needed if (why := capabilities.missing(name))]
+        if lacking:
+            name, why = lacking[0]
+            item.add_marker(pytest.mark.skip(reason=f"needs {name}: {why}"))
+        routes = {name for name in needed if name in capabilities.ROUTES}
+        callspec = getattr(item, "callspec", None)
+        python = callspec.params.get("target_python") if callspec is not None else None
+        if routes or python:
+            _covered.tests[item.nodeid] = (routes, python)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.nodeid not in _covered.tests:
+        return
+    if report.skipped and isinstance(report.longrepr, tuple):
+        _covered.skipped[report.nodeid] = report.longrepr[2].removeprefix("Skipped: ")
+    elif report.when == "call":
+        _covered.ran.add(report.nodeid)
+    if report.failed:
+        _covered.failed.add(report.nodeid)
+
+
+def _line(name: str, nodeids: list[str]) -> str:
+    ran = [n for n in nodeids if n in _covered.ran]
+    failed = [n for n in ran if n in _covered.failed]
+    # "needs gdb: why" says why once, in the machine lines above
+    skipped = Counter(
+        _covered.skipped[n].split(": ", 1)[0]
+        if _covered.skipped[n].startswith("needs ")
+        else _covered.skipped[n]
+        for n in nodeids
+        if n in _covered.skipped
+    )
+    parts = [f"ran {len(ran)}" + (f" ({len(failed)} failed)" if failed else "")]
+    parts += [f"skipped {count}: {why}" for why, count in skipped.most_common()]
+    return f"  {name:<18} " + "; ".join(parts)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Which attach routes and target Pythons the run exercised, which it skipped, and why."""
+    if not _covered.tests and not capabilities.FOUND:
+        return
+    write = terminalreporter.write_line
+    terminalreporter.write_sep("=", "what this run covered")
+    for name in capabilities.PROBES:
+        if name in capabilities.FOUND:
+            why = capabilities.FOUND[name]
+            write(f"  machine: {name:<13} " + ("yes" if why is None else f"no: {why}"))
+    for route in capabilities.ROUTES:
+        nodeids = [n for n, (routes, _) in _covered.tests.items() if route in routes]
+        if nodeids:
+            write(_line(f"route {route}", nodeids))
+    for version in SUPPORTED:
+        nodeids = [n for n, (_, python) in _covered.tests.items() if python == version]
+        if nodeids:
+            write(_line(f"target Python {version}", nodeids))

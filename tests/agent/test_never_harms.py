@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from agent_harness import LAUNCHER, SRC, Client, wait_until
 
+from capabilities import needs
 from loopscope.attach import attach
 from loopscope.events import Block, Lag, LoopStarted, Notice
 
@@ -155,6 +156,8 @@ say(returned=True)
 """
 
 MODES = ("launcher", "in-code", "injected")
+# Injecting needs ptrace rights on this machine.
+MODE_PARAMS = [pytest.param(m, marks=needs("ptrace")) if m == "injected" else m for m in MODES]
 
 
 class Program:
@@ -237,7 +240,7 @@ def programs() -> Iterator[list[Program]]:
         program.close()
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", MODE_PARAMS)
 def test_detach_leaves_the_programs_own_objects(
     target_python: str, tmp_path: Path, mode: str, programs: list[Program]
 ) -> None:
@@ -288,7 +291,7 @@ def test_detach_leaves_the_programs_own_objects(
     assert program.stderr() == ""
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", MODE_PARAMS)
 def test_the_program_exits_promptly_with_the_agent_installed(
     target_python: str, tmp_path: Path, mode: str, programs: list[Program]
 ) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from agent_harness import SRC, Client, Target, wait_until
 
+from capabilities import needs
 from loopscope.agent import _paths
 from loopscope.events import Notice, decode
 
@@ -36,7 +37,7 @@ s.settimeout(10)
 print("data" if s.recv(4096) else "eof")
 """
 
-pytestmark = pytest.mark.skipif(os.getuid() != 0, reason="needs root to become another user")
+pytestmark = needs("other-uid")
 
 
 def _as_other_user(path: str) -> str:

@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 from attach_targets import PlainTarget
 
+from capabilities import needs
 from loopscope.record.reader import Recording
 from pythons import find_pythons
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), needs("ptrace")]
 _ESCAPES = re.compile(rb"\x1b\[[0-9;?<>=]*[A-Za-z~]|\x1b[()][A-Z0-9]|\x1b[=>]")
 
 

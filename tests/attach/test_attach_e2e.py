@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from attach_targets import PlainTarget
 
+from capabilities import needs, route_params
 from clirun import assert_no_loopscope_traceback, loopscope
 from loopscope.attach import attach
 from loopscope.sources.agent import AgentSource
@@ -47,7 +48,7 @@ def _default_route(python: str) -> str:
     return "remote-exec" if _version(python) >= (3, 14) else "ptrace"
 
 
-@pytest.mark.parametrize("method", ["ptrace", "gdb", "pyinjector", "remote-exec"])
+@pytest.mark.parametrize("method", route_params("ptrace", "gdb", "pyinjector", "remote-exec"))
 def test_attach_headless_names_the_blocking_function(
     target_python: str, target: PlainTarget, method: str, tmp_path: Path
 ) -> None:
@@ -70,6 +71,7 @@ def test_attach_headless_names_the_blocking_function(
     _assert_left_as_it_was(target)
 
 
+@needs("ptrace")
 def test_twenty_attach_detach_cycles(target_python: str, target: PlainTarget) -> None:
     for _ in range(20):
         attached = attach(target.pid, timeout=10)
@@ -105,6 +107,7 @@ asyncio.run(main())
 """
 
 
+@needs("ptrace")
 def test_a_loop_idle_in_its_selector_is_woken(target_python: str, tmp_path: Path) -> None:
     script = tmp_path / "idle.py"
     script.write_text(IDLE)

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from attach_targets import PlainTarget
 
+from capabilities import needs
 from clirun import assert_no_loopscope_traceback, loopscope
 from loopscope.attach import AttachError, attach
 from loopscope.attach._proc import tracer
@@ -187,7 +188,7 @@ def _python_39() -> str:
     return str(found[-1])
 
 
-@pytest.mark.skipif(os.getuid() != 0, reason="needs root to become another user")
+@needs("other-uid")
 def test_permission_denied_says_which_rights_are_needed(service: PlainTarget) -> None:
     # Import everything as root, then become nobody and attach to root's process.
     code = (
@@ -218,6 +219,7 @@ def test_pyinjector_unavailable_is_said(service: PlainTarget, tmp_path: Path) ->
     _fails(out, "cannot inject with pyinjector: building", "/bin/false exited with code 1")
 
 
+@needs("gdb")
 def test_auto_falls_back_to_the_next_route_and_says_so(
     service: PlainTarget, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -259,6 +261,7 @@ def test_no_inject_without_an_agent_or_pyspy(service: PlainTarget, tmp_path: Pat
     assert service.ask("state")["modules"] == []
 
 
+@needs("ptrace")
 def test_asyncio_not_imported(tmp_path: Path) -> None:
     proc = _start(NO_ASYNCIO, tmp_path)
     try:
@@ -269,6 +272,7 @@ def test_asyncio_not_imported(tmp_path: Path) -> None:
     _fails(out, "has not imported asyncio", "Nothing was installed")
 
 
+@needs("ptrace")
 def test_target_that_never_reaches_a_safe_point(tmp_path: Path) -> None:
     proc = _start(STUCK, tmp_path)
     try:
@@ -281,6 +285,7 @@ def test_target_that_never_reaches_a_safe_point(tmp_path: Path) -> None:
     _fails(out, "did not run the bootstrap within 1 s", "--timeout")
 
 
+@needs("ptrace")
 def test_target_exits_during_attach(tmp_path: Path) -> None:
     proc = _start(STUCK, tmp_path)
     attach = None
@@ -303,6 +308,7 @@ def test_target_exits_during_attach(tmp_path: Path) -> None:
     assert_no_loopscope_traceback(stderr)
 
 
+@needs("ptrace")
 def test_target_that_exits_while_watched_ends_the_session(tmp_path: Path) -> None:
     flag = tmp_path / "flag"
     # Runs until the flag file appears, then blocks once more and exits.
@@ -343,6 +349,7 @@ def test_target_that_exits_while_watched_ends_the_session(tmp_path: Path) -> Non
     assert functions == ["render_report"], report
 
 
+@needs("ptrace")
 def test_loop_that_starts_after_attach_is_observed(tmp_path: Path) -> None:
     flag = tmp_path / "flag"
     proc = _start(LATE_LOOP.replace("FLAG", repr(str(flag))), tmp_path)
@@ -366,6 +373,7 @@ def test_loop_that_starts_after_attach_is_observed(tmp_path: Path) -> None:
     assert functions == ["render_report"], report
 
 
+@needs("ptrace")
 def test_existing_agent_is_used_and_kept(service: PlainTarget, tmp_path: Path) -> None:
     first = loopscope(
         "attach", "--headless", "--duration", "0.5", "--keep-agent", str(service.pid),

@@ -9,13 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from capabilities import needs
 from clirun import assert_no_loopscope_traceback, loopscope
 from loaded import LoadedServer
 from loopscope.attach import attach
 from loopscope.sources.agent import AgentSource
 from pythons import find_pythons
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.timeout(180), needs("ptrace")]
 
 # 50 injections take about 20 s here (about 0.35 s each: inject, first lag window, detach).
 CYCLES = int(os.environ.get("LOOPSCOPE_TEST_ATTACH_CYCLES", "50"))

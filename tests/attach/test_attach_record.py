@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from attach_targets import PlainTarget
 
+from capabilities import needs
 from clirun import assert_no_loopscope_traceback, loopscope
 from loopscope import cli
 from loopscope.record._format import RecordingError
@@ -61,6 +62,7 @@ def _assert_still_running_undisturbed(target: PlainTarget) -> None:
     assert target.finish() == (0, "")
 
 
+@needs("ptrace")
 def test_record_pid_records_until_the_duration_and_detaches(
     target: PlainTarget, tmp_path: Path
 ) -> None:
@@ -87,6 +89,7 @@ def test_record_pid_records_until_the_duration_and_detaches(
     _assert_still_running_undisturbed(target)
 
 
+@needs("ptrace")
 def test_attach_headless_record_keeps_what_came_before_the_target_exited(
     tmp_path: Path,
 ) -> None:
@@ -146,6 +149,7 @@ def test_record_of_no_such_process_leaves_an_older_recording_alone(tmp_path: Pat
     assert path.read_bytes() == before
 
 
+@needs("ptrace")
 def test_ctrl_c_in_headless_attach_detaches_and_the_program_goes_on(tmp_path: Path) -> None:
     target = PlainTarget(_python("3.12"), tmp_path)
     attach = None
@@ -169,6 +173,7 @@ def test_ctrl_c_in_headless_attach_detaches_and_the_program_goes_on(tmp_path: Pa
             attach.wait()
 
 
+@needs("ptrace")
 def test_a_recording_that_cannot_start_after_attaching_still_detaches(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from attach_targets import SERVICE, PlainTarget
 
+from capabilities import needs
 from clirun import assert_no_loopscope_traceback, loopscope
 from loopscope.attach import attach
 from loopscope.attach._command import AttachSource
@@ -30,7 +31,7 @@ from loopscope.tui.app import LoopscopeApp
 from loopscope.tui.widgets import HeaderBar
 from pythons import find_pythons
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), needs("ptrace")]
 # How soon loopscope must say that the target is gone. The connection drops the instant the
 # process dies; the rest is polling (20 ms) and, on a loaded test machine, scheduling.
 SAYS_SO_WITHIN = 1.0

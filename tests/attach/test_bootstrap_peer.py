@@ -12,8 +12,7 @@ import sys
 import threading
 from pathlib import Path
 
-import pytest
-
+from capabilities import needs
 from loopscope.attach._bootstrap import BootstrapServer
 from loopscope.attach._errors import AttachError
 
@@ -97,7 +96,7 @@ def test_the_token_is_random_and_not_in_the_socket_name() -> None:
         assert one.token in one.code or "base64" in one.code  # it travels only in the bootstrap
 
 
-@pytest.mark.skipif(os.getuid() != 0, reason="needs root to become another user")
+@needs("other-uid")
 def test_another_user_cannot_reach_the_bootstrap_socket() -> None:
     code = (
         "import os, socket, sys\n"

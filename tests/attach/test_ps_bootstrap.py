@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from attach_targets import PlainTarget
 
+from capabilities import needs
 from clirun import loopscope
 from loopscope.attach import inspect
 from loopscope.attach._bootstrap import bootstrap_code
@@ -84,6 +85,7 @@ def test_ps_lists_python_processes_with_what_it_can_tell(
             proc.stdout.close()
 
 
+@needs("ptrace")
 def test_ps_shows_a_listening_agent_and_the_table(service: PlainTarget, tmp_path: Path) -> None:
     out = loopscope(
         "attach", "--headless", "--duration", "0.3", "--keep-agent", str(service.pid),

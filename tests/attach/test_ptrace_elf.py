@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import ctypes
 import os
-import platform
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from attach_targets import PlainTarget
 
+from capabilities import needs
 from clirun import loopscope
 from loopscope.attach._elf import resolve
 from loopscope.attach._ptrace import PtraceError, Tracer
@@ -19,7 +19,7 @@ from pythons import find_pythons
 
 pytestmark = [
     pytest.mark.timeout(60),
-    pytest.mark.skipif(platform.machine() != "x86_64", reason="the ptrace route is x86-64 only"),
+    needs("ptrace"),
 ]
 
 

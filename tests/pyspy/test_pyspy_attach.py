@@ -9,14 +9,15 @@ from pathlib import Path
 import pytest
 
 from attach.attach_targets import PlainTarget
+from capabilities import needs
 from clirun import assert_no_loopscope_traceback, loopscope
 from loopscope.events import SourceState
-from loopscope.sources.pyspy import PySpySource, find_pyspy
+from loopscope.sources.pyspy import PySpySource
 from pythons import find_pythons
 
 pytestmark = [
     pytest.mark.timeout(120),
-    pytest.mark.skipif(find_pyspy() is None, reason="py-spy is not installed"),
+    needs("py-spy"),
 ]
 
 # The loop blocks in a CPU burn, then in time.sleep, every 150 ms; a ticker keeps it busy. The

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from attach.attach_targets import PlainTarget
+from capabilities import needs, require
 from clirun import assert_no_loopscope_traceback, loopscope
 from loopscope.model import Model
 from loopscope.sources.pyspy import PySpySource, find_pyspy
@@ -19,7 +20,6 @@ from pythons import find_pythons
 
 pytestmark = [
     pytest.mark.timeout(120),
-    pytest.mark.skipif(find_pyspy() is None, reason="py-spy is not installed"),
 ]
 
 
@@ -36,6 +36,7 @@ def target(tmp_path: Path) -> Iterator[PlainTarget]:
 @pytest.fixture
 def unprivileged_pyspy(tmp_path: Path) -> str:
     """The real py-spy, run as user nobody: the kernel denies it ptrace rights over the target."""
+    require("py-spy", "other-uid")
     setpriv = shutil.which("setpriv")
     if setpriv is None:
         pytest.skip("setpriv is not installed")
@@ -60,6 +61,7 @@ def _attach(target: PlainTarget, tmp_path: Path, pyspy: str, *options: str) -> t
     return out.returncode, out.stderr
 
 
+@needs("ptrace")
 def test_without_a_pyspy_binary_the_agent_goes_on_alone(
     target: PlainTarget, tmp_path: Path
 ) -> None:
@@ -68,6 +70,7 @@ def test_without_a_pyspy_binary_the_agent_goes_on_alone(
     assert f"no sampling with py-spy: cannot run {tmp_path / 'no-such-py-spy'}" in stderr
 
 
+@needs("ptrace")
 def test_without_ptrace_rights_the_agent_goes_on_alone(
     target: PlainTarget, tmp_path: Path, unprivileged_pyspy: str
 ) -> None:

@@ -3,21 +3,20 @@ would help, exits with code 1, and the program is untouched."""
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
 import pytest
 
 from attach.attach_targets import PlainTarget
+from capabilities import needs
 from clirun import assert_no_loopscope_traceback, loopscope
 from loopscope.sources.pyspy import find_pyspy
 from pythons import find_pythons
 
 pytestmark = [
     pytest.mark.timeout(120),
-    pytest.mark.skipif(find_pyspy() is None, reason="py-spy is not installed"),
-    pytest.mark.skipif(os.getuid() != 0, reason="needs root to run py-spy as another user"),
+    needs("py-spy", "other-uid"),
     pytest.mark.skipif(shutil.which("setpriv") is None, reason="setpriv is not installed"),
 ]
 

@@ -15,15 +15,16 @@ from typing import Any
 import pytest
 
 from attach.attach_targets import PlainTarget
+from capabilities import needs
 from clirun import assert_no_loopscope_traceback, loopscope
 from loopscope.events import ExternalSamples
 from loopscope.model import Model
-from loopscope.sources.pyspy import PySpySource, find_pyspy
+from loopscope.sources.pyspy import PySpySource
 from pythons import find_pythons
 
 pytestmark = [
     pytest.mark.timeout(120),
-    pytest.mark.skipif(find_pyspy() is None, reason="py-spy is not installed"),
+    needs("py-spy"),
 ]
 
 # The regex's length is chosen at start so that one match takes 100-300 ms on this machine.
@@ -98,6 +99,7 @@ def _gil_findings(report: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+@needs("ptrace")
 def test_the_agent_alone_cannot_name_a_c_call_holding_the_gil(
     target: PlainTarget, tmp_path: Path
 ) -> None:
@@ -110,6 +112,7 @@ def test_the_agent_alone_cannot_name_a_c_call_holding_the_gil(
         assert f["evidence"]["samples"] <= 5 * f["evidence"]["count"], f
 
 
+@needs("ptrace")
 def test_with_pyspy_the_c_call_holding_the_gil_is_named(
     target: PlainTarget, tmp_path: Path
 ) -> None:

@@ -81,7 +81,11 @@ def attach(
             if why_not is not None:
                 skipped.append(f"{name}: {why_not}")
                 if method != "auto":
-                    raise AttachError("no-route", f"cannot inject with {name}: {why_not}.")
+                    raise AttachError(
+                        "no-route",
+                        f"cannot inject with {name}: {why_not}. Without --method, loopscope "
+                        "tries each route in turn.",
+                    )
                 progress(f"not using {name}: {why_not}")
                 continue
             progress(f"injecting the agent into process {pid} with {name}")

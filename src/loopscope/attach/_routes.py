@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import hashlib
 import os
 import platform
@@ -27,6 +28,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
@@ -263,9 +265,10 @@ class GdbRoute:
     name = "gdb"
 
     def unavailable(self, info: ProcessInfo) -> str | None:
-        if shutil.which("gdb") is None:
+        gdb = shutil.which("gdb")
+        if gdb is None:
             return "gdb is not installed (e.g. apt-get install gdb)"
-        return None
+        return gdb_cannot_call(gdb)
 
     def inject(self, info: ProcessInfo, code: str) -> None:
         # The bootstrap goes into a fresh anonymous mapping (mmap is a plain system call), not
@@ -274,33 +277,34 @@ class GdbRoute:
         # pending call reads it later.
         data = code.encode() + b"\0"
         size = (len(data) + 4095) // 4096 * 4096
-        fd, path = tempfile.mkstemp(prefix="loopscope-gdb-", suffix=".bin")
-        with os.fdopen(fd, "wb") as f:
+        directory = tempfile.mkdtemp(prefix="loopscope-gdb-")
+        path = os.path.join(directory, "bootstrap.bin")
+        with open(path, "wb") as f:
             f.write(data)
-        argv = [
-            "gdb", "-nx", "-batch", "-q",
-            "-iex", "set debuginfod enabled off",
-            "-iex", "set auto-load off",
-            "-iex", "set auto-solib-add off",
-            # Interrupted inside a called function, gdb restores the target's registers.
-            "-iex", "set unwindonsignal on",
-            # the target's own libraries, where it has another root (a container)
-            "-iex", f"set sysroot {target_path(info.pid, '/')}",
-            "-p", str(info.pid),
-            "-ex", "sharedlibrary libpython",
-            "-ex", "sharedlibrary libc\\.",
-            "-ex", "set $loopscope_buf = ((void *(*)(void *, unsigned long, int, int, int, long))"
-            f"mmap)(0, {size}, 3, 34, -1, 0)",
-            "-ex", f"restore {path} binary $loopscope_buf",
-            "-ex", "call ((int (*)(void *, void *))Py_AddPendingCall)"
-            "((void *)&PyRun_SimpleString, $loopscope_buf)",
-            "-ex", "detach",
-        ]  # fmt: skip
+        # A command file, not -ex commands: gdb stops reading it at the first error, so a step
+        # that failed (a call gdb could not make, a write that did not complete) is never
+        # followed by the next, and Py_AddPendingCall is only called with a page that holds the
+        # whole bootstrap. gdb then quits, which detaches it.
+        script = os.path.join(directory, "inject.gdb")
+        with open(script, "w") as f:
+            f.write(
+                "set $loopscope_buf = ((void *(*)(void *, unsigned long, int, int, int, long))"
+                f"mmap)(0, {size}, 3, 34, -1, 0)\n"
+                "if $loopscope_buf == (void *) -1\n"
+                "  echo mmap failed in the process\\n\n"
+                "  detach\n"
+                "  quit 1\n"
+                "end\n"
+                f"restore {path} binary $loopscope_buf\n"
+                "call ((int (*)(void *, void *))Py_AddPendingCall)"
+                "((void *)&PyRun_SimpleString, $loopscope_buf)\n"
+                "detach\n"
+            )
+        argv = _gdb_argv("gdb", info.pid, ["-ex", "sharedlibrary libpython", "-x", script])
         try:
             stdout, stderr = _run_gdb(argv)
         finally:
-            with contextlib.suppress(OSError):
-                os.unlink(path)
+            shutil.rmtree(directory, ignore_errors=True)
         text = stdout + stderr
         if re.search(r"^\$1 = 0$", stdout, re.MULTILINE):
             return
@@ -308,22 +312,97 @@ class GdbRoute:
             raise _exited(info)
         if "ptrace: Operation not permitted" in text:
             raise AttachError("permission", permission_message(info.pid))
-        last = [line for line in text.splitlines() if line.strip()][-1:] or ["no output"]
-        raise _failed(self.name, info, f"gdb could not queue the bootstrap: {last[0]}")
+        raise _failed(self.name, info, f"gdb could not queue the bootstrap: {_gdb_error(text)}")
 
 
-def _run_gdb(argv: list[str]) -> tuple[str, str]:
+def _gdb_error(text: str) -> str:
+    """The error that stopped gdb's command file (the line after gdb says where it stopped),
+    else its last line that is not about detaching."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for i, line in enumerate(lines[:-1]):
+        if line.endswith("Error in sourced command file:"):
+            return lines[i + 1]
+    said = [line for line in lines if not line.startswith("[Inferior ")]
+    return said[-1] if said else "no output"
+
+
+def _gdb_argv(gdb: str, pid: int, commands: list[str]) -> list[str]:
+    """gdb attached to ``pid`` with libc's symbols loaded, then running ``commands``."""
+    return [
+        gdb, "-nx", "-batch", "-q",
+        "-iex", "set debuginfod enabled off",
+        "-iex", "set auto-load off",
+        "-iex", "set auto-solib-add off",
+        "-iex", "set print frame-info short-location",
+        # Interrupted inside a called function (a signal, a crash in it), gdb restores the
+        # target's registers and abandons the call instead of leaving the target in its frame.
+        "-iex", "set unwindonsignal on",
+        "-iex", "set unwind-on-terminating-exception on",
+        # the target's own libraries, where it has another root (a container)
+        "-iex", f"set sysroot {target_path(pid, '/')}",
+        "-p", str(pid),
+        "-ex", "sharedlibrary libc\\.",
+        *commands,
+    ]  # fmt: skip
+
+
+_MARK = "@@loopscope-call@@"
+
+
+@functools.cache
+def gdb_cannot_call(gdb: str) -> str | None:
+    """Why ``gdb`` cannot call a function in a process on this machine (some virtual machines
+    refuse the register writes a call needs), or None when it can. Tried once per loopscope
+    process, on a throwaway child, so that a target is never touched by a gdb that cannot."""
+    trial = ["-ex", f"echo {_MARK}\\n", "-ex", "print ((int (*)(void))getpid)()"]
+    with throwaway_process() as pid:
+        stdout, stderr = _run_gdb(_gdb_argv(gdb, pid, trial), merge_stderr=True)
+    return gdb_call_problem(stdout + stderr, pid)
+
+
+@contextlib.contextmanager
+def throwaway_process() -> Iterator[int]:
+    """A plain Python process that waits, its libraries loaded, to try a tool on: its pid."""
+    child = subprocess.Popen(
+        [sys.executable, "-I", "-S", "-c", "import sys; print(flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert child.stdout is not None
+        child.stdout.readline()  # started, with its libraries loaded
+        yield child.pid
+    finally:
+        child.kill()
+        child.communicate()
+
+
+def gdb_call_problem(output: str, pid: int) -> str | None:
+    """What gdb's ``output`` (stdout and stderr together) from `gdb_cannot_call`'s trial says:
+    None when its call of ``getpid()`` in process ``pid`` answered ``pid``, else the reason."""
+    head, marked, tail = output.partition(_MARK)
+    if marked and re.search(rf"^\$1 = {pid}$", tail, re.MULTILINE):
+        return None
+    if "ptrace: Operation not permitted" in head:
+        return "gdb cannot trace a process on this machine: ptrace: Operation not permitted"
+    lines = [line.strip() for line in (tail if marked else output).splitlines() if line.strip()]
+    said = lines[0].rstrip(".") if lines else "gdb gave no answer"
+    return f"gdb cannot call functions in a process on this machine: {said}"
+
+
+def _run_gdb(argv: list[str], *, merge_stderr: bool = False) -> tuple[str, str]:
     """Run gdb; past the timeout, interrupt it (SIGINT: it unwinds a call in progress and
     detaches as it exits) rather than kill it, which would leave the target mid-call."""
     process = subprocess.Popen(
         argv,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE,
         text=True,
     )
     try:
-        return process.communicate(timeout=_GDB_TIMEOUT)
+        stdout, stderr = process.communicate(timeout=_GDB_TIMEOUT)
     except subprocess.TimeoutExpired:
         process.send_signal(signal.SIGINT)
         try:
@@ -331,7 +410,8 @@ def _run_gdb(argv: list[str]) -> tuple[str, str]:
         except subprocess.TimeoutExpired:
             process.kill()
             stdout, stderr = process.communicate()
-        return stdout, stderr + f"\ngdb did not finish within {_GDB_TIMEOUT:g} s"
+        stderr = (stderr or "") + f"\ngdb did not finish within {_GDB_TIMEOUT:g} s"
+    return stdout, stderr or ""
 
 
 ROUTES: dict[str, Route] = {
