@@ -29,7 +29,7 @@ pytestmark = pytest.mark.timeout(120)
 CONTAINER = """#!/bin/sh
 exec unshare --mount --net --pid --fork --propagation private -- /bin/sh -c '
 root=$1; program=$2; bind=$3
-mount --rbind "$root" "$root" && mount -t tmpfs tmpfs "$root/tmp" &&
+mount --rbind "$root" "$root" && mount -t tmpfs -o {tmp} tmpfs "$root/tmp" &&
 mount --rbind /dev "$root/dev" && mount -t proc proc "$root/proc" || exit 126
 if [ -n "$bind" ]; then
     mkdir -p "$root$bind" && mount --rbind -o ro "$bind" "$root$bind" || exit 126
@@ -54,11 +54,11 @@ def _in_container(version: str) -> tuple[str, str]:
 
 
 class ContainerTarget(PlainTarget):
-    def __init__(self, directory: Path, version: str) -> None:
+    def __init__(self, directory: Path, version: str, tmp: str = "rw") -> None:
         self.version = version
         python, bind = _in_container(version)
         launcher = directory / "container"
-        launcher.write_text(CONTAINER.format(python=python, bind=bind, root=sid_root()))
+        launcher.write_text(CONTAINER.format(python=python, bind=bind, tmp=tmp, root=sid_root()))
         launcher.chmod(0o755)
         super().__init__(str(launcher), directory)  # waits for the program's "ready"
         children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text()
@@ -146,7 +146,9 @@ def test_functions_are_found_in_the_targets_own_libc(tmp_path: Path, launcher: s
     script = tmp_path / "launch"
     template = CONTAINER if launcher == "container" else CHROOT
     python, bind = _in_container(version)
-    script.write_text(template.format(python=python, bind=bind, version=version, root=sid_root()))
+    script.write_text(
+        template.format(python=python, bind=bind, tmp="rw", version=version, root=sid_root())
+    )
     script.chmod(0o755)
     (tmp_path / "show.py").write_text(SHOW)
     proc = subprocess.Popen([str(script), str(tmp_path / "show.py")], stdin=subprocess.PIPE,
@@ -171,3 +173,22 @@ def test_functions_are_found_in_the_targets_own_libc(tmp_path: Path, launcher: s
     finally:
         proc.kill()
         proc.communicate()
+
+
+def test_a_container_that_cannot_be_reached_is_told(tmp_path: Path) -> None:
+    """A read-only /tmp and a network namespace of its own: the bootstrap has nowhere to
+    connect back to. One paragraph, exit code 1, nothing injected."""
+    if find_pythons().get(VERSION) is None:
+        pytest.skip(missing_reason(VERSION))
+    target = ContainerTarget(tmp_path, VERSION, tmp="ro")
+    try:
+        out = loopscope(
+            "attach", "--headless", "--duration", "1", str(target.pid), state=tmp_path / "state"
+        )  # fmt: skip
+        assert out.returncode == 1, out.stderr
+        assert_no_loopscope_traceback(out.stderr)
+        assert f"process {target.pid} cannot be reached" in out.stderr
+        assert "injecting" not in out.stderr
+        assert target.ask("state")["modules"] == []
+    finally:
+        target.close()

@@ -130,6 +130,14 @@ class Installed:
 _PEERCRED = struct.Struct("3i")
 
 
+def _same_network(pid: int) -> bool:
+    """Whether ``pid`` shares loopscope's network namespace (abstract sockets reach it)."""
+    try:
+        return os.stat(f"/proc/{pid}/ns/net").st_ino == os.stat("/proc/self/ns/net").st_ino
+    except OSError:
+        return True  # cannot tell: try
+
+
 def _boot_dir(pid: int) -> str | None:
     """Where to make the bootstrap's socket: the target's /tmp if it has a root of its own."""
     try:
@@ -155,7 +163,16 @@ class BootstrapServer:
             self.path = os.path.join(directory, f"{secrets.token_hex(8)}.sock")
             self._listener.bind(self.path)
             self._dir = directory
-        except OSError:
+        except OSError as e:
+            if not _same_network(pid):
+                self._listener.close()
+                raise AttachError(
+                    "unreachable",
+                    f"process {pid} cannot be reached: it runs in a container whose /tmp "
+                    f"loopscope cannot write to ({e.strerror}), and in another network namespace, "
+                    "so it cannot connect back to loopscope. Run loopscope inside the container, "
+                    "or give the container a writable /tmp.",
+                ) from None
             self.path = f"\0loopscope-boot-{self.token}"
             self._listener.bind(self.path)
         if self._dir is not None:
