@@ -129,3 +129,29 @@ def namespace_pid(pid: int) -> int:
     except (OSError, ValueError):
         pass
     return pid
+
+
+def own_interpreter_argv(pid: int, other_root: bool, code: str, *args: str) -> list[str] | None:
+    """The command that runs ``code`` (``-c``, isolated: ``-I -S``) with process ``pid``'s own
+    interpreter, given the target's pid as its first argument, then ``args``; None when the
+    interpreter cannot be found. For a target with a root of its own it runs inside the target's
+    mount and PID namespaces and root, as ``docker exec`` runs a command: the interpreter's own
+    libraries, the target's /proc, and the pid the target's namespace knows."""
+    exe = own_interpreter(pid)
+    if exe is None:
+        return None
+    if not other_root:
+        return [exe, "-I", "-S", "-c", code, str(pid), *args]
+    return [
+        "nsenter", f"--target={pid}", "--mount", "--pid", "--root", "--wd", "--",
+        exe, "-I", "-S", "-c", code, str(namespace_pid(pid)), *args,
+    ]  # fmt: skip
+
+
+def own_interpreter_unavailable(pid: int, other_root: bool) -> str | None:
+    """Why `own_interpreter_argv` cannot be used on ``pid``, or None."""
+    if own_interpreter(pid) is None:
+        return f"cannot find the interpreter that process {pid} runs"
+    if other_root and os.geteuid() != 0:
+        return "running the target's interpreter in its own root (a container) needs root"
+    return None

@@ -34,7 +34,11 @@ from typing import Protocol
 
 from loopscope.attach._errors import AttachError
 from loopscope.attach._proc import ProcessInfo, exists, permission_message
-from loopscope.attach._root import namespace_pid, own_interpreter, target_path
+from loopscope.attach._root import (
+    own_interpreter_argv,
+    own_interpreter_unavailable,
+    target_path,
+)
 
 _C_SOURCE = Path(__file__).with_name("_inject.c")
 _PLACEHOLDER = b"@@LOOPSCOPE-BOOTSTRAP@@"
@@ -64,11 +68,7 @@ class RemoteExecRoute:
             return f"needs the target on Python 3.14+ (it runs {info.python_text})"
         if _own_remote_exec(info):
             return None
-        if own_interpreter(info.pid) is None:
-            return f"cannot find the interpreter that process {info.pid} runs"
-        if info.other_root and os.geteuid() != 0:
-            return "running the target's interpreter in its own root (a container) needs root"
-        return None
+        return own_interpreter_unavailable(info.pid, info.other_root)
 
     def inject(self, info: ProcessInfo, code: str) -> None:
         # The file is read by the target at its safe point, by the name it knows it by.
@@ -124,18 +124,9 @@ except BaseException as e:
 
 def _remote_exec_helper(info: ProcessInfo, script: str) -> None:
     """``sys.remote_exec(pid, script)`` by the target's own interpreter, run in its root."""
-    exe = own_interpreter(info.pid)
-    if exe is None:
+    argv = own_interpreter_argv(info.pid, info.other_root, _REMOTE_EXEC, script)
+    if argv is None:
         raise _failed("remote-exec", info, "its interpreter cannot be found any more")
-    if info.other_root:
-        # Inside the target's namespaces and root, as `docker exec` runs a command: its own
-        # libraries, its /proc, and its pid as its namespace numbers it.
-        argv = [
-            "nsenter", f"--target={info.pid}", "--mount", "--pid", "--root", "--wd", "--",
-            exe, "-I", "-S", "-c", _REMOTE_EXEC, str(namespace_pid(info.pid)), script,
-        ]  # fmt: skip
-    else:
-        argv = [exe, "-I", "-S", "-c", _REMOTE_EXEC, str(info.pid), script]
     try:
         done = subprocess.run(
             argv, capture_output=True, text=True, timeout=_GDB_TIMEOUT, stdin=subprocess.DEVNULL

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import subprocess
 import threading
 import time
@@ -23,7 +22,7 @@ from typing import Any
 
 from loopscope.attach._proc import ProcessInfo
 from loopscope.attach._proc import exists as process_exists
-from loopscope.attach._root import namespace_pid, own_interpreter
+from loopscope.attach._root import own_interpreter_argv, own_interpreter_unavailable
 from loopscope.events import AwaitSite, Census, Event, ExternalTasks, SourceState, TaskGroup
 
 SOURCE_NAME = "remote_debugging"
@@ -116,26 +115,14 @@ _KINDS = {
 def helper_argv(info: ProcessInfo, interval: float) -> list[str] | None:
     """The command that runs the helper with the target's own interpreter, or None when it
     cannot be found."""
-    exe = own_interpreter(info.pid)
-    if exe is None:
-        return None
-    if info.other_root:
-        return [
-            "nsenter", f"--target={info.pid}", "--mount", "--pid", "--root", "--wd", "--",
-            exe, "-I", "-S", "-c", _HELPER, str(namespace_pid(info.pid)), str(interval),
-        ]  # fmt: skip
-    return [exe, "-I", "-S", "-c", _HELPER, str(info.pid), str(interval)]
+    return own_interpreter_argv(info.pid, info.other_root, _HELPER, str(interval))
 
 
 def unavailable(info: ProcessInfo) -> str | None:
     """Why this source cannot read ``info``'s process, or None."""
     if info.python is None or info.python < (3, 14):
         return f"needs the target on Python 3.14+ (it runs {info.python_text})"
-    if own_interpreter(info.pid) is None:
-        return f"cannot find the interpreter that process {info.pid} runs"
-    if info.other_root and os.geteuid() != 0:
-        return "running the target's interpreter in its own root (a container) needs root"
-    return None
+    return own_interpreter_unavailable(info.pid, info.other_root)
 
 
 class RemoteTasksSource:
