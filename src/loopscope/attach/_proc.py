@@ -108,7 +108,7 @@ def inspect(pid: int) -> ProcessInfo:
         cmdline=cmdline,
         python=python,
         asyncio=asyncio,
-        agent_socket=None if agent_socket is None else target_path(pid, agent_socket),
+        agent_socket=_reachable(pid, agent_socket),
         ports=_listening_ports(pid, inodes),
         other_root=other_root,
         other_python=other_python,
@@ -196,6 +196,14 @@ def _socket_inodes(pid: int) -> set[int]:
         if target.startswith("socket:["):
             inodes.add(int(target[8:-1]))
     return inodes
+
+
+def _reachable(pid: int, socket_path: str | None) -> str | None:
+    """The path at which loopscope connects to the process's socket ``socket_path`` (named as
+    the process names it; an abstract one, "@...", as it is)."""
+    if socket_path is None or not socket_path.startswith("/"):
+        return socket_path
+    return target_path(pid, socket_path)
 
 
 def _asyncio_loaded(pid: int, maps: str, python: tuple[int, int]) -> bool | None:
