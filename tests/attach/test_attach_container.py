@@ -192,3 +192,24 @@ def test_a_container_that_cannot_be_reached_is_told(tmp_path: Path) -> None:
         assert target.ask("state")["modules"] == []
     finally:
         target.close()
+
+
+def test_an_agent_left_listening_is_found_again(container: ContainerTarget, tmp_path: Path) -> None:
+    """Its socket is in the container's /tmp and its network namespace's socket table."""
+    first = loopscope(
+        "attach", "--headless", "--duration", "1", "--keep-agent", str(container.pid),
+        state=tmp_path / "one",
+    )  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    assert "left the agent listening" in first.stderr
+    out = loopscope("ps", "--json", state=tmp_path)
+    row = next(r for r in json.loads(out.stdout) if r["pid"] == container.pid)
+    assert str(row["agent_socket"]).startswith(f"/proc/{container.pid}/root/tmp/")
+    again = loopscope(
+        "attach", "--headless", "--duration", "1", str(container.pid), state=tmp_path / "two"
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert_no_loopscope_traceback(again.stderr)
+    assert "connected to the agent already listening" in again.stderr
+    assert "its agent removed itself" in again.stderr
+    assert [t for t in container.ask("state")["threads"] if t.startswith("loopscope")] == []
