@@ -55,7 +55,7 @@ if ! timeout 900 debootstrap --variant=minbase --include="$PACKAGES" sid "$ROOT.
     fail "debootstrap failed (see $CACHE/debootstrap.log)"
 fi
 versions=$(for v in 3.14 3.15; do chroot "$ROOT.partial" "/usr/bin/python$v" -c \
-    'import sys; print(sys.version.split()[0])'; done | tr "\\n" " ")
+    'import sys; print(sys.version.split()[0])'; done | paste -sd " ")
 [ -n "$versions" ] || { rm -rf "$ROOT.partial"; fail "the interpreters in the new root do not run"; }
 echo "Python $versions" >"$ROOT.partial/.complete"
 rm -rf "$ROOT"
