@@ -1,6 +1,7 @@
 """``loopscope attach --no-inject PID`` when no agent listens: observe the process from outside,
-nothing injected into it: py-spy (blocks, busy share and hot frames of its loop thread) and,
-if the program runs one, aiomonitor's HTTP API (its tasks)."""
+nothing injected into it: py-spy (blocks, busy share and hot frames of its loop thread), on
+3.14+ the target's own interpreter reading its tasks and await sites with
+``_remote_debugging``, and, if the program runs one, aiomonitor's HTTP API (its tasks)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from loopscope.sources.aiomonitor import AiomonitorSource
 from loopscope.sources.base import Source
 from loopscope.sources.merge import MergedSource
 from loopscope.sources.pyspy import OUTSIDE_INTERVAL, PySpySource
+from loopscope.sources.remote_tasks import RemoteTasksSource
+from loopscope.sources.remote_tasks import unavailable as remote_unavailable
 
 _END_TIMEOUT = 5.0  # how long py-spy gets to stop after the session ends
 AGENT_ABSENT = "not injected (--no-inject): no lag or await sites"
@@ -37,19 +40,27 @@ class OutsideSource:
             PySpySource(info.pid, alive=alive, native=native, interval=interval) if pyspy else None
         )
         self.aiomonitor = AiomonitorSource(info.pid, alive=alive)
+        self.remote_tasks = (
+            RemoteTasksSource(info, alive=alive) if remote_unavailable(info) is None else None
+        )
         self.exited = False
         self.reason = ""  # why nothing could observe the process, if so
         self._closed = threading.Event()
         sources: list[Source] = [self.aiomonitor]
         if self.pyspy is not None:
             sources.insert(0, self.pyspy)
+        if self.remote_tasks is not None:
+            sources.append(self.remote_tasks)
         self._merged = MergedSource(sources)
 
     def events(self) -> Iterator[Event]:
         yield self._hello()
         yield SourceState(t=time.time(), source="agent", state="unavailable", detail=AGENT_ABSENT)
         yield from self._merged.events()
-        if not self.aiomonitor.live and (self.pyspy is None or not self.pyspy.live):
+        tasks_live = self.aiomonitor.live or (
+            self.remote_tasks is not None and self.remote_tasks.live
+        )
+        if not tasks_live and (self.pyspy is None or not self.pyspy.live):
             self.reason = self.pyspy.reason if self.pyspy is not None else "no aiomonitor found"
         elif self.pyspy is not None and self.pyspy.live and self.pyspy.reason:
             self.reason = self.pyspy.reason
@@ -96,7 +107,11 @@ def observe(ns: Any, headless: Any, info: ProcessInfo, say: Any) -> int:
     say(
         f"no loopscope agent in process {info.pid} and --no-inject: observing it from outside "
         + ("with py-spy (its loop thread) and " if pyspy else "with ")
-        + "aiomonitor if it runs one (its tasks)"
+        + (
+            "its own interpreter's _remote_debugging (its tasks and await sites)"
+            if remote_unavailable(info) is None
+            else "aiomonitor if it runs one (its tasks)"
+        )
     )
     source = OutsideSource(info, pyspy=pyspy, native=getattr(ns, "native", False))
     session = Session(source, clock=time.time)
@@ -122,6 +137,8 @@ def observe(ns: Any, headless: Any, info: ProcessInfo, say: Any) -> int:
             f"read the tasks of process {info.pid} from aiomonitor on :"
             f"{source.aiomonitor.endpoint.port}"
         )
+    if source.remote_tasks is not None and source.remote_tasks.live:
+        say(f"read the tasks of process {info.pid} with its own interpreter (_remote_debugging)")
     if source.reason:
         if source.pyspy is None:
             say(f"could not observe process {info.pid}: --no-pyspy, and {source.reason}")
