@@ -117,7 +117,9 @@ async def _churn(seconds: float, warmup: float, batch: int = 200) -> tuple[int, 
 # -- The load generator (a process of its own, never instrumented) ----------------------------
 
 
-async def _load(port: int, rate: float, seconds: float, warmup: float, conns: int) -> dict[str, Any]:
+async def _load(
+    port: int, rate: float, seconds: float, warmup: float, conns: int
+) -> dict[str, Any]:
     """Open loop at ``rate`` (closed loop when 0); prints ``measuring`` and ``done`` as the
     measured window starts and ends, returns the window's answers and latencies."""
     loop = asyncio.get_running_loop()
@@ -155,7 +157,10 @@ async def _load(port: int, rate: float, seconds: float, warmup: float, conns: in
                 answered[0] += 1
 
     readers = (
-        [asyncio.create_task(read(r, d, s)) for (r, _), d, s in zip(pairs, dues, sents)]
+        [
+            asyncio.create_task(read(r, d, s))
+            for (r, _), d, s in zip(pairs, dues, sents, strict=True)
+        ]
         if rate > 0
         else []
     )
@@ -389,7 +394,7 @@ def _report(
         idle = [a["idle"] for a in rows[v]]
         cells.append(f"{statistics.median(idle):.3f} ({min(idle):.3f}..{max(idle):.3f})")
         for key in [*keys, *(f"p99_{r}" for r in args.rates), "saturation", "churn"]:
-            ratios = [a[key] / p[key] for a, p in zip(rows[v], plain) if p[key]]
+            ratios = [a[key] / p[key] for a, p in zip(rows[v], plain, strict=True) if p[key]]
             if key == "churn":  # tasks per CPU second: higher is cheaper
                 ratios = [1 / x for x in ratios if x]
             if not ratios:
@@ -403,8 +408,8 @@ def _report(
         spread = [
             max(p[k] for p in plain) / min(p[k] for p in plain) - 1 for k in keys if k in plain[0]
         ]
-        print(f"\nplain runs' own spread (max/min - 1) of CPU per request: "
-              + ", ".join(f"{r}/s {s * 100:.1f}%" for r, s in zip(args.rates, spread)))  # fmt: skip
+        cells = [f"{r}/s {s * 100:.1f}%" for r, s in zip(args.rates, spread, strict=True)]
+        print("\nplain runs' own spread (max/min - 1) of CPU per request: " + ", ".join(cells))
     print("churn is CPU per task (agent/plain); saturation is requests per second (agent/plain)")
 
 
