@@ -91,6 +91,21 @@ async def _target() -> None:
     await asyncio.gather(*sleepers, return_exceptions=True)
 
 
+async def _saturated(seconds: float, warmup: float, conns: int) -> dict[str, float]:
+    """The server saturated by closed-loop clients in a child process, as one program (what
+    ``benchmarks/pyspy_cost.py`` measures): requests answered in the measured window."""
+    server = await asyncio.start_server(_serve, "127.0.0.1", 0)
+    load = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "--role", "load", "--rate", "0", "--port",
+        str(server.sockets[0].getsockname()[1]), "--seconds", str(seconds), "--warmup",
+        str(warmup), "--conns", str(conns),
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, _ = await load.communicate()
+    server.close()
+    return {"ops": json.loads(out.strip().splitlines()[-1])["answered"], "seconds": seconds}
+
+
 async def _churn(seconds: float, warmup: float, batch: int = 200) -> tuple[int, float]:
     """(tasks created in the measured window, CPU seconds the process used meanwhile)."""
 
@@ -440,11 +455,17 @@ def main() -> None:
         "value: all (the default), lag,blocks, -lifecycle, ... (write --collectors=-lifecycle)",
     )
     parser.add_argument("--role", choices=["target", "churn", "load"], help=argparse.SUPPRESS)
+    # The saturated server as one program, for benchmarks/pyspy_cost.py.
+    parser.add_argument("--workload", choices=["http"], help=argparse.SUPPRESS)
+    parser.add_argument("--clients", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--rate", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.collectors = args.collectors or ["all"]
-    if args.role == "target":
+    if args.workload == "http":
+        result = asyncio.run(_saturated(args.seconds, args.warmup, args.clients or args.conns))
+        print(json.dumps(result), flush=True)
+    elif args.role == "target":
         asyncio.run(_target())
     elif args.role == "churn":
         ops, cpu = asyncio.run(_churn(args.seconds, args.warmup))

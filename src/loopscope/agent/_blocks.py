@@ -35,6 +35,10 @@ MAX_STACKS = 32
 # milliseconds.
 _MIN_ON_CPU = 0.001
 _MIN_RUNQ_SPAN = 0.002
+# A loop idle for this share of the time since the watchdog last looked, and waiting now, lets
+# the watchdog sleep until its select() returns (at the latest after _DEEP_SLEEP seconds).
+_QUIET_IDLE = 0.98
+_DEEP_SLEEP = 1.0
 
 # perf_counter(), thread CPU seconds, seconds waiting in the run queue
 _SchedStat = tuple[float, float, float]
@@ -67,8 +71,17 @@ class SelectorProbe:
         self.since: float | None = None
         self.completed: deque[tuple[float, float, float]] = deque(maxlen=256)
         self.idle = 0.0  # seconds spent inside select() so far
+        self.longest = 0.0  # the longest busy period since `take_longest` was last called
+        # Set by the watchdog while it sleeps through the loop's idleness: the loop thread
+        # sets it (once) as select() returns.
+        self.wake: threading.Event | None = None
         self._installed = False
         self._wrapper = self._make_wrapper(selector.select, threshold, guard)
+
+    def take_longest(self) -> float:
+        """The longest busy period that ended since the last call (from the loop thread)."""
+        longest, self.longest = self.longest, 0.0
+        return longest
 
     @staticmethod
     def usable(loop: asyncio.AbstractEventLoop) -> str | None:
@@ -110,7 +123,10 @@ class SelectorProbe:
                 since = probe.since
                 if since is not None:
                     probe.since = None
-                    if entered - since >= threshold:
+                    busy = entered - since
+                    if busy > probe.longest:
+                        probe.longest = busy
+                    if busy >= threshold:
                         completed.append((since, entered, cpu_clock()))
             except Exception as e:
                 guard.failed(probe.hook, e)
@@ -121,6 +137,10 @@ class SelectorProbe:
                     left = clock()
                     probe.idle += left - entered
                     probe.since = left
+                    # After `since`: the watchdog sets `wake` before it looks at `since` again.
+                    if probe.wake is not None:
+                        wake, probe.wake = probe.wake, None
+                        wake.set()
                 except Exception as e:
                     guard.failed(probe.hook, e)
 
@@ -156,6 +176,27 @@ class _Target:
         except (AttributeError, OSError):
             self.cpu_clock = None
         self.reset(None)
+        # (perf_counter, the probe's idle seconds) at the watchdog's last look, to tell a loop
+        # that stayed idle since.
+        self.idle_seen: tuple[float, float] | None = None
+        self.waiting_seen = False
+
+    def quiet(self, now: float) -> bool:
+        """Whether the loop waits in select() now and did for nearly all the time since the
+        last look: the watchdog may then sleep until select() returns."""
+        tracker = self.tracker
+        if not isinstance(tracker, SelectorProbe):
+            return False
+        waiting_seen, self.waiting_seen = self.waiting_seen, tracker.since is None
+        seen, self.idle_seen = self.idle_seen, (now, tracker.idle)
+        if tracker.since is not None or seen is None or now <= seen[0]:
+            return False
+        # The idle clock moves as select() returns: unmoved, one select() call has lasted
+        # since the last look (which saw it waiting too, else when it started is unknown).
+        idle = tracker.idle - seen[1]
+        if idle == 0.0:
+            return waiting_seen
+        return idle / (now - seen[0]) >= _QUIET_IDLE
 
     def reset(self, since: float | None) -> None:
         self.since = since
@@ -270,6 +311,7 @@ class Watchdog:
         self._targets: dict[int, _Target] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._wake = threading.Event()  # set by stop(), add(), and a quiet loop waking up
         self._thread = threading.Thread(target=self._run, name="loopscope-watchdog", daemon=True)
         self._frames: dict[tuple[Any, int], Frame] = {}
         self._skip_cache: dict[str, bool] = {}
@@ -284,6 +326,7 @@ class Watchdog:
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join()
         with self._lock:
@@ -305,6 +348,7 @@ class Watchdog:
         run-queue wait (without it, blocks have none)."""
         with self._lock:
             self._targets[loop_id] = _Target(loop, loop_id, thread_id, tracker, precise, native_id)
+        self._wake.set()
 
     def remove(self, loop_id: int) -> None:
         """Stop watching a loop, first reporting a block it has finished."""
@@ -320,7 +364,22 @@ class Watchdog:
             wait = poll()
             if not self._guard.enabled(self.name):
                 return
-            self._stop.wait(self._poll_interval if wait is None else wait)
+            self._wake.wait(self._poll_interval if wait is None else wait)
+            self._wake.clear()
+
+    def _sleep_through(self, targets: list[_Target]) -> float | None:
+        """With every loop quiet, ask each to wake this thread as its select() returns; how
+        long to sleep then (None: not every loop is waiting any more)."""
+        probes = [t.tracker for t in targets if isinstance(t.tracker, SelectorProbe)]
+        for probe in probes:
+            probe.wake = self._wake
+        # The loop thread sets `since` before it looks at `wake`: either it saw ours, or we see
+        # its `since`.
+        if any(probe.since is not None for probe in probes):
+            for probe in probes:
+                probe.wake = None
+            return None
+        return _DEEP_SLEEP
 
     def _poll(self) -> float | None:
         """Look at every loop once; how long to wait before the next look (None: the poll
@@ -331,6 +390,15 @@ class Watchdog:
         now = time.perf_counter()
         wait = self._poll_interval
         in_block = []
+        # Each wake-up of this thread costs the loop a GIL handover: while every loop sleeps in
+        # select(), sleep until one of them returns from it.
+        quiet = [target.quiet(now) for target in targets]
+        if all(quiet):
+            deep = self._sleep_through(targets)
+            if deep is not None:
+                for target in targets:
+                    self._report_completed(target)
+                return deep
         for target in targets:
             tracker = target.tracker
             self._report_completed(target)
