@@ -39,6 +39,10 @@ _MIN_RUNQ_SPAN = 0.002
 # the watchdog sleep until its select() returns (at the latest after _DEEP_SLEEP seconds).
 _QUIET_IDLE = 0.98
 _DEEP_SLEEP = 1.0
+# Seconds without a busy period of half the threshold after which the watchdog looks only every
+# _CALM_LOOKS thresholds.
+_CALM_AFTER = 1.0
+_CALM_LOOKS = 2.0
 
 # perf_counter(), thread CPU seconds, seconds waiting in the run queue
 _SchedStat = tuple[float, float, float]
@@ -179,6 +183,8 @@ class _Target:
         # (perf_counter, the probe's idle seconds) at the watchdog's last look, to tell a loop
         # that stayed idle since.
         self.idle_seen: tuple[float, float] | None = None
+        # perf_counter() when a busy period was last seen at half the threshold or more
+        self.stirred = time.perf_counter()
         self.waiting_seen = False
 
     def quiet(self, now: float) -> bool:
@@ -388,7 +394,8 @@ class Watchdog:
         with self._lock:
             targets = list(self._targets.values())
         now = time.perf_counter()
-        wait = self._poll_interval
+        calm = all(now - target.stirred >= _CALM_AFTER for target in targets)
+        wait = _CALM_LOOKS * self.threshold if calm else self._poll_interval
         in_block = []
         # Each wake-up of this thread costs the loop a GIL handover: while every loop sleeps in
         # select(), sleep until one of them returns from it.
@@ -414,8 +421,17 @@ class Watchdog:
             # too; a busy period that ends below the threshold is forgotten with its samples.
             if now - since >= self.threshold / 2:
                 in_block.append(target)
-            else:
+            elif not calm:
                 wait = min(wait, since + self.threshold / 2 - now)
+            else:
+                # Calm: no busy period near the threshold for a while, as on a loop under an
+                # even load, whose busy periods are each a new one at every look. Each look
+                # costs the loop a GIL handover, so look every few thresholds, not at each
+                # period's half-threshold: a block is still measured exactly (by the loop
+                # thread), and sampled from a little later in its course.
+                wait = min(wait, max(since + self.threshold / 2 - now, wait))
+            if now - since >= self.threshold / 2:
+                target.stirred = now
         if in_block:
             frames = sys._current_frames()
             for target in in_block:
