@@ -43,6 +43,8 @@ _DEEP_SLEEP = 1.0
 # _CALM_LOOKS thresholds.
 _CALM_AFTER = 1.0
 _CALM_LOOKS = 2.0
+# The GIL switch interval while a loop is blocked, and the time between samples then.
+_BLOCK_SWITCH = 0.0005
 
 # perf_counter(), thread CPU seconds, seconds waiting in the run queue
 _SchedStat = tuple[float, float, float]
@@ -301,7 +303,7 @@ class Watchdog:
         *,
         threshold: float = 0.02,
         poll: float | None = None,
-        sample_interval: float = 0.002,
+        sample_interval: float = 0.001,
         skip_files: Collection[str] = (),
         skip_dirs: Collection[str] = (),
     ) -> None:
@@ -318,6 +320,7 @@ class Watchdog:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._wake = threading.Event()  # set by stop(), add(), and a quiet loop waking up
+        self._switch: float | None = None  # the program's switch interval while a loop blocks
         self._thread = threading.Thread(target=self._run, name="loopscope-watchdog", daemon=True)
         self._frames: dict[tuple[Any, int], Frame] = {}
         self._skip_cache: dict[str, bool] = {}
@@ -335,6 +338,7 @@ class Watchdog:
         self._wake.set()
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join()
+        self._restore_switch()
         with self._lock:
             targets = list(self._targets.values())
         for target in targets:
@@ -366,12 +370,15 @@ class Watchdog:
 
     def _run(self) -> None:
         poll = self._guard.wrap(self.name, self._poll, fallback=None)
-        while not self._stop.is_set():
-            wait = poll()
-            if not self._guard.enabled(self.name):
-                return
-            self._wake.wait(self._poll_interval if wait is None else wait)
-            self._wake.clear()
+        try:
+            while not self._stop.is_set():
+                wait = poll()
+                if not self._guard.enabled(self.name):
+                    return
+                self._wake.wait(self._poll_interval if wait is None else wait)
+                self._wake.clear()
+        finally:
+            self._restore_switch()
 
     def _sleep_through(self, targets: list[_Target]) -> float | None:
         """With every loop quiet, ask each to wake this thread as its select() returns; how
@@ -403,6 +410,7 @@ class Watchdog:
         if all(quiet):
             deep = self._sleep_through(targets)
             if deep is not None:
+                self._restore_switch()
                 for target in targets:
                     self._report_completed(target)
                 return deep
@@ -433,6 +441,7 @@ class Watchdog:
             if now - since >= self.threshold / 2:
                 target.stirred = now
         if in_block:
+            self._hand_over_often()
             frames = sys._current_frames()
             for target in in_block:
                 frame = frames.get(target.thread_id)
@@ -457,7 +466,26 @@ class Watchdog:
                     if target.tracker.since != target.since:
                         target.runq_first = None  # not read inside the period
             wait = self._sample_interval
+        else:
+            self._restore_switch()
         return wait
+
+    def _hand_over_often(self) -> None:
+        """While a loop is blocked, have threads hand the GIL over every _BLOCK_SWITCH seconds
+        instead of the interpreter's switch interval (5 ms by default): a thread burning Python
+        code holds the GIL that long each time, and this thread needs it for every sample. Put
+        back by `_restore_switch` as soon as no loop is blocked."""
+        if self._switch is None:
+            current = sys.getswitchinterval()
+            if current > _BLOCK_SWITCH:
+                self._switch = current
+                sys.setswitchinterval(_BLOCK_SWITCH)
+
+    def _restore_switch(self) -> None:
+        saved, self._switch = self._switch, None
+        # Unless the program set an interval of its own meanwhile.
+        if saved is not None and abs(sys.getswitchinterval() - _BLOCK_SWITCH) < 1e-7:
+            sys.setswitchinterval(saved)
 
     def _report_completed(self, target: _Target) -> None:
         completed = target.tracker.completed
