@@ -77,6 +77,7 @@ class SelectorProbe:
         self.since: float | None = None
         self.completed: deque[tuple[float, float, float]] = deque(maxlen=256)
         self.idle = 0.0  # seconds spent inside select() so far
+        self.selects = 0  # calls of select() so far: the loop's iterations
         self.longest = 0.0  # the longest busy period since `take_longest` was last called
         # Set by the watchdog while it sleeps through the loop's idleness: the loop thread
         # sets it (once) as select() returns.
@@ -125,6 +126,7 @@ class SelectorProbe:
         # reported the same way, and the real select always runs.
         def select(timeout: float | None = None) -> Any:
             entered = clock()
+            probe.selects += 1
             try:
                 since = probe.since
                 if since is not None:

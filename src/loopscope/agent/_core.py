@@ -290,8 +290,8 @@ class _LoopObserver:
             except Exception as e:
                 guard.failed(name, e)
                 continue
-            if idle_clock is not None and hasattr(collector, "pace"):
-                collector.pace = Pacer(idle_clock)
+            if probe is not None and hasattr(collector, "pace"):
+                collector.pace = Pacer(probe)
             self.collectors.append(collector)
             features.append(collector.name)
         thread = threading.current_thread()

@@ -38,9 +38,9 @@ BACKLOG_BYTES = 16 * 1024 * 1024
 TICK = 0.5
 # Events that come every window or pass (each collector's periodic summary) do not wake the
 # server on their own more often than every COALESCE seconds: they wait, at most that long, for
-# the next wakeup, so that an idle program's trickle of summaries costs a few wakeups a second
+# the next wakeup, so that an idle or loaded program's summaries cost it two wakeups a second
 # rather than one each. Any other event (a block, a notice, a loop starting) wakes it at once.
-COALESCE = 0.25
+COALESCE = 0.5
 PERIODIC = frozenset(
     {"lag", "census", "lifecycle", "duplicates", "task_list", "race_windows", "gc", "executor"}
 )
