@@ -491,6 +491,9 @@ class Watchdog:
 
     def _report_completed(self, target: _Target) -> None:
         completed = target.tracker.completed
+        if completed:
+            # Before the block is told of: the program may look as soon as it hears of it.
+            self._restore_switch()
         while completed:
             start, end, cpu_end = completed.popleft()
             self._emit(self._block(target, start, end, cpu_end))
