@@ -1,21 +1,35 @@
-"""The agent's overhead on a loaded asyncio program: throughput with and without it.
+"""What the agent costs a program: CPU time per request at fixed offered loads.
 
-Two workloads, each run in a fresh process per measurement:
+The measured process (the *target*) is an asyncio HTTP-like server that holds 200 sleeping tasks
+besides its connections. Each run of it goes through these phases, measured one after the other:
 
-- ``http``: an HTTP-like request/response loop over loopback, a server and ``--clients``
-  keep-alive clients on one event loop (the loop is saturated: every cycle the agent costs shows);
-- ``churn``: task churn, batches of short tasks created and awaited.
+- ``idle``: no load; the target's CPU time over the phase, as a share of one core, from
+  ``--settle`` seconds after the start (5 s: the agent's start-up work, its scan of the modules
+  and its passes slowing down on an idle loop, is over by then);
+- ``500/s``, ``2000/s``, ``5000/s``: a fixed offered load sent OPEN LOOP by a separate load
+  generator process over ``--conns`` loopback connections: request ``i`` is due at ``t0 + i/rate``
+  whether or not earlier answers came back (several may be in flight on a connection). Reported:
+  the target's CPU time per request (all its threads, from ``/proc/PID/task/*/schedstat``, in
+  nanoseconds), and p50/p99 latency measured from each request's scheduled send time, so a
+  stalled server cannot hide its stall by slowing the sender down;
+- ``saturation``: closed-loop clients as fast as the server answers; requests per second (for
+  information: on a shared machine it says as much about the neighbours as about the agent).
 
-Each workload is measured without the agent (A) and with it (B), installed the real way (the
-launcher ``loopscope run`` uses, with a client connected and reading every event), alternating
-A/B then B/A over several rounds so that drift in the machine's speed falls on both alike.
+A second process measures ``churn``: batches of 200 short tasks created and awaited; tasks per CPU
+second of the process.
 
-    .venv/bin/python benchmarks/overhead.py [--rounds 5] [--seconds 3]
-    .venv/bin/python benchmarks/overhead.py --workloads churn --collectors all \\
-        --collectors=-lifecycle
+Every variant (plain, the agent at defaults, and with ``--shares`` the agent with each collector
+turned off in turn) is run once per round, the variants' order reversed every other round
+(ABAB...BA), and the agent runs are installed the real way: the launcher ``loopscope run`` uses,
+a client connected and reading every event. Each figure is the median over rounds of the ratio
+agent/plain *within the round* (each agent run against the plain run beside it), so drift in the
+machine's speed falls on both alike; the spread of those ratios (min..max) says how noisy the
+machine was.
 
-``--collectors`` measures several agent variants (each a ``$LOOPSCOPE_COLLECTORS`` value) side by
-side with the plain run, rotating their order over the rounds.
+    .venv/bin/python benchmarks/overhead.py                  # 4 rounds, plain vs defaults
+    .venv/bin/python benchmarks/overhead.py --shares         # + each collector off in turn
+    .venv/bin/python benchmarks/overhead.py --quick          # 2 short rounds
+    .venv/bin/python benchmarks/overhead.py --collectors=-census   # any $LOOPSCOPE_COLLECTORS
 """
 
 from __future__ import annotations
@@ -31,85 +45,67 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-
-# -- The workloads (run in the measured process) ----------------------------------------------
+from typing import Any
 
 ROWS = 100  # ~100 us of work per request: the server, not the client, is the bottleneck
+SLEEPERS = 200
 REQUEST = b"GET /items/42 HTTP/1.1\r\nHost: bench\r\nContent-Length: 0\r\n\r\n"
+COLLECTORS = ("lag", "blocks", "census", "lifecycle", "tasks", "races", "duplicates", "gc",
+              "executor")  # fmt: skip
+
+
+# -- The target (the measured process) ---------------------------------------------------------
 
 
 def _render(item: int) -> bytes:
-    """A handler's modest work: a few dozen microseconds of building a response body."""
+    """A handler's modest work: about a hundred microseconds of building a response body."""
     rows = [{"id": item * 10 + i, "name": f"item-{i}", "price": i * 1.5} for i in range(ROWS)]
     return json.dumps({"item": item, "rows": rows, "total": sum(r["price"] for r in rows)}).encode()
 
 
-async def _http_server(seconds: float, warmup: float, clients: int) -> int:
-    """The measured process: an HTTP-like server under load from a separate client process.
-
-    The clients run in their own (never instrumented) process so that only the server's loop is
-    measured, and so that the server, doing real work per request, is what limits throughput.
-    """
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                path = head.split(b" ", 2)[1]
-                body = _render(int(path.rsplit(b"/", 1)[1]))
-                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    load = await asyncio.create_subprocess_exec(
-        sys.executable,
-        __file__,
-        "--workload",
-        "http-clients",
-        "--port",
-        str(port),
-        "--seconds",
-        str(seconds),
-        "--warmup",
-        str(warmup),
-        "--clients",
-        str(clients),
-        stdout=asyncio.subprocess.PIPE,
-    )
-    out, _ = await load.communicate()
-    server.close()
-    return int(json.loads(out)["ops"])
-
-
-async def _http_clients(port: int, seconds: float, warmup: float, clients: int) -> int:
-    counted = [0]
-    measuring = asyncio.Event()
-    done = asyncio.Event()
-
-    async def client() -> None:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        while not done.is_set():
-            writer.write(REQUEST)
-            await writer.drain()
+async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while True:
             head = await reader.readuntil(b"\r\n\r\n")
-            await reader.readexactly(int(head.rsplit(b"Content-Length: ", 1)[1].split(b"\r")[0]))
-            if measuring.is_set():
-                counted[0] += 1
+            path = head.split(b" ", 2)[1]
+            body = _render(int(path.rsplit(b"/", 1)[1]))
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+            await writer.drain()
+    except (asyncio.IncompleteReadError, ConnectionError, ValueError, IndexError):
+        pass  # a client gone, or not ours (anything may connect to a loopback port)
+    finally:
         writer.close()
 
-    tasks = [asyncio.create_task(client()) for _ in range(clients)]
-    await asyncio.sleep(warmup)
-    measuring.set()
-    await asyncio.sleep(seconds)
-    measuring.clear()
-    done.set()
-    await asyncio.gather(*tasks)
-    return counted[0]
+
+async def _target() -> None:
+    """Serve until stdin closes; print the port first."""
+    loop = asyncio.get_running_loop()
+    sleepers = [asyncio.create_task(asyncio.sleep(3600)) for _ in range(SLEEPERS)]
+    server = await asyncio.start_server(_serve, "127.0.0.1", 0)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    closed = loop.create_future()
+    loop.add_reader(sys.stdin.fileno(), lambda: closed.done() or closed.set_result(None))
+    await closed
+    loop.remove_reader(sys.stdin.fileno())
+    server.close()
+    for task in sleepers:
+        task.cancel()
+    await asyncio.gather(*sleepers, return_exceptions=True)
+
+
+async def _saturated(seconds: float, warmup: float, conns: int) -> dict[str, float]:
+    """The server saturated by closed-loop clients in a child process, as one program (what
+    ``benchmarks/pyspy_cost.py`` measures): requests answered in the measured window."""
+    server = await asyncio.start_server(_serve, "127.0.0.1", 0)
+    load = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "--role", "load", "--rate", "0", "--port",
+        str(server.sockets[0].getsockname()[1]), "--seconds", str(seconds), "--warmup",
+        str(warmup), "--conns", str(conns),
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, _ = await load.communicate()
+    server.close()
+    return {"ops": json.loads(out.strip().splitlines()[-1])["answered"], "seconds": seconds}
 
 
 async def _churn(seconds: float, warmup: float, batch: int = 200) -> tuple[int, float]:
@@ -135,25 +131,125 @@ async def _churn(seconds: float, warmup: float, batch: int = 200) -> tuple[int, 
             created += batch
 
 
-def workload_main(args: argparse.Namespace) -> None:
-    if args.workload == "http":
-        work = _http_server(args.seconds, args.warmup, args.clients)
-    elif args.workload == "http-clients":
-        work = _http_clients(args.port, args.seconds, args.warmup, args.clients)
+# -- The load generator (a process of its own, never instrumented) ----------------------------
+
+
+async def _load(
+    port: int, rate: float, seconds: float, warmup: float, conns: int
+) -> dict[str, Any]:
+    """Open loop at ``rate`` (closed loop when 0); prints ``measuring`` and ``done`` as the
+    measured window starts and ends, returns the window's answers and latencies."""
+    loop = asyncio.get_running_loop()
+    pairs = [await asyncio.open_connection("127.0.0.1", port) for _ in range(conns)]
+    t0 = loop.time() + 0.05
+    m_from, m_to = t0 + warmup, t0 + warmup + seconds
+    latencies: list[float] = []
+    answered = [0]
+    stop = asyncio.Event()
+
+    async def read(reader: asyncio.StreamReader, due: list[float], sent: asyncio.Event) -> None:
+        while True:
+            while not due:
+                if stop.is_set():
+                    return
+                sent.clear()
+                await sent.wait()
+            head = await reader.readuntil(b"\r\n\r\n")
+            await reader.readexactly(int(head.rsplit(b"Content-Length: ", 1)[1].split(b"\r")[0]))
+            scheduled = due.pop(0)
+            if m_from <= scheduled < m_to:
+                latencies.append(loop.time() - scheduled)
+                answered[0] += 1
+
+    dues: list[list[float]] = [[] for _ in pairs]
+    sents = [asyncio.Event() for _ in pairs]
+
+    async def closed_loop(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while (sent := loop.time()) < m_to:
+            writer.write(REQUEST)
+            head = await reader.readuntil(b"\r\n\r\n")
+            await reader.readexactly(int(head.rsplit(b"Content-Length: ", 1)[1].split(b"\r")[0]))
+            if m_from <= sent:
+                latencies.append(loop.time() - sent)
+                answered[0] += 1
+
+    readers = (
+        [
+            asyncio.create_task(read(r, d, s))
+            for (r, _), d, s in zip(pairs, dues, sents, strict=True)
+        ]
+        if rate > 0
+        else []
+    )
+
+    marks = asyncio.create_task(_marks(loop, m_from, m_to))
+    if rate > 0:
+        n = 0
+        while True:
+            now = loop.time()
+            if now >= m_to:
+                break
+            while t0 + n / rate <= now:
+                i = n % conns
+                dues[i].append(t0 + n / rate)
+                pairs[i][1].write(REQUEST)
+                sents[i].set()
+                n += 1
+            await asyncio.sleep(max(0.0, t0 + n / rate - loop.time()))
     else:
-        ops, cpu = asyncio.run(_churn(args.seconds, args.warmup))
-        print(json.dumps({"ops": ops, "seconds": args.seconds, "cpu": cpu}), flush=True)
-        return
-    print(json.dumps({"ops": asyncio.run(work), "seconds": args.seconds}), flush=True)
+        await asyncio.gather(*(closed_loop(r, w) for r, w in pairs))
+    await marks
+    stop.set()
+    for s in sents:
+        s.set()
+    await asyncio.wait_for(asyncio.gather(*readers), 30)
+    for _, writer in pairs:
+        writer.close()
+    latencies.sort()
+    return {
+        "answered": answered[0],
+        "seconds": seconds,
+        "p50": _pct(latencies, 0.50),
+        "p99": _pct(latencies, 0.99),
+    }
 
 
-# -- The driver ---------------------------------------------------------------------------
+async def _marks(loop: asyncio.AbstractEventLoop, m_from: float, m_to: float) -> None:
+    await asyncio.sleep(max(0.0, m_from - loop.time()))
+    print("measuring", flush=True)
+    await asyncio.sleep(max(0.0, m_to - loop.time()))
+    print("done", flush=True)
 
 
-def _drain(socket_path: Path, alive: object, counts: dict[str, int]) -> threading.Thread:
+def _pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+# -- The driver --------------------------------------------------------------------------------
+
+
+def target_cpu(pid: int, *, main: bool = True) -> float:
+    """CPU seconds used so far by every live thread of ``pid`` (nanosecond resolution); with
+    ``main`` False, by every thread but the main one (the agent's threads: the workload has
+    none of its own)."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        if not main and tid == str(pid):
+            continue
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass  # exited meanwhile
+    return total / 1e9
+
+
+def _drain(socket_path: Path, alive: Any, counts: dict[str, int]) -> threading.Thread:
     from loopscope.sources.agent import AgentSource
 
-    source = AgentSource(socket_path, alive=alive)  # type: ignore[arg-type]
+    source = AgentSource(socket_path, alive=alive)
 
     def read() -> None:
         for event in source.events():
@@ -164,54 +260,101 @@ def _drain(socket_path: Path, alive: object, counts: dict[str, int]) -> threadin
     return thread
 
 
-def measure(
-    name: str, collectors: str | None, args: argparse.Namespace
-) -> tuple[float, float | None, int]:
-    """(operations per second, operations per CPU second of the process where the workload
-    reports it, events the client received) of one fresh process: without the agent if
-    ``collectors`` is None, else with it running those collectors."""
-    with_agent = collectors is not None
-    from loopscope.runner import launcher_path
+class _Run:
+    """One process of the workload, plain (``collectors`` None) or under the agent."""
 
-    workload = [
-        __file__,
-        "--workload",
-        name,
-        "--seconds",
-        str(args.seconds),
-        "--warmup",
-        str(args.warmup),
-        "--clients",
-        str(args.clients),
-    ]
-    counts: dict[str, int] = {}
-    with tempfile.TemporaryDirectory(prefix="loopscope-bench-") as tmp:
-        socket_path = Path(tmp) / "agent.sock"
+    def __init__(self, argv: list[str], collectors: str | None, python: str) -> None:
+        from loopscope.runner import launcher_path
+
+        self.counts: dict[str, int] = {}
+        self._tmp = tempfile.TemporaryDirectory(prefix="loopscope-bench-")
+        socket_path = Path(self._tmp.name) / "agent.sock"
         env = dict(os.environ, LOOPSCOPE_SOCKET=str(socket_path))
         env.pop("LOOPSCOPE_COLLECTORS", None)
         if collectors is not None and collectors != "all":
             env["LOOPSCOPE_COLLECTORS"] = collectors
-        argv = (
-            [args.python, str(launcher_path()), *workload]
-            if with_agent
-            else [
-                args.python,
-                *workload,
-            ]
+        prefix = [python, str(launcher_path())] if collectors is not None else [python]
+        self.process = subprocess.Popen(
+            [*prefix, __file__, *argv],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+            text=True,
         )
-        process = subprocess.Popen(argv, stdout=subprocess.PIPE, env=env, text=True)
-        reader = _drain(socket_path, lambda: process.poll() is None, counts) if with_agent else None
-        out, _ = process.communicate(timeout=args.seconds + args.warmup + 60)
-        if reader is not None:
-            reader.join(10)
-    if process.returncode != 0:
-        raise SystemExit(f"the {name} workload failed (exit code {process.returncode})")
-    result = json.loads(out.strip().splitlines()[-1])
-    if with_agent and counts.get("hello", 0) != 1:
-        raise SystemExit("the agent never said hello: the B runs did not measure the agent")
-    cpu = result.get("cpu")
-    per_cpu = result["ops"] / cpu if cpu else None
-    return result["ops"] / result["seconds"], per_cpu, sum(counts.values())
+        self.reader = (
+            _drain(socket_path, lambda: self.process.poll() is None, self.counts)
+            if collectors is not None
+            else None
+        )
+        self.collectors = collectors
+
+    def finish(self) -> str:
+        out, _ = self.process.communicate(timeout=60)
+        if self.reader is not None:
+            self.reader.join(10)
+        self._tmp.cleanup()
+        if self.process.returncode != 0:
+            raise SystemExit(f"a workload failed (exit code {self.process.returncode})")
+        if self.collectors is not None and self.counts.get("hello", 0) != 1:
+            raise SystemExit("the agent never said hello: the agent runs did not measure it")
+        return out
+
+
+def measure_server(collectors: str | None, args: argparse.Namespace) -> dict[str, float]:
+    """The figures of one target process through every phase."""
+    run = _Run(["--role", "target"], collectors, args.python)
+    assert run.process.stdout is not None and run.process.stdin is not None
+    port = int(run.process.stdout.readline())
+    pid = run.process.pid
+    out: dict[str, float] = {}
+    time.sleep(args.settle)  # start-up work (the agent's module scan) is not the steady state
+    cpu0 = target_cpu(pid)
+    time.sleep(args.idle_seconds)
+    out["idle"] = (target_cpu(pid) - cpu0) / args.idle_seconds * 100  # % of a core
+    for rate in [*args.rates, 0]:
+        seconds = args.seconds if rate else args.seconds / 2
+        load = subprocess.Popen(
+            [args.python, __file__, "--role", "load", "--port", str(port), "--rate", str(rate),
+             "--seconds", str(seconds), "--warmup", str(args.warmup), "--conns",
+             str(args.conns)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        assert load.stdout is not None
+        marks = {}
+        for line in load.stdout:
+            if line.strip() in ("measuring", "done"):
+                marks[line.strip()] = target_cpu(pid)
+                marks[line.strip() + " threads"] = target_cpu(pid, main=False)
+                if line.strip() == "done":
+                    break
+        result = json.loads(load.stdout.read().strip().splitlines()[-1])
+        load.wait()
+        answered = result["answered"]
+        if rate:
+            if answered < 0.9 * rate * seconds:
+                print(f"  (only {answered} of {rate * seconds:.0f} requests answered at {rate}/s)")
+            out[f"cpu{rate}"] = (marks["done"] - marks["measuring"]) / max(1, answered) * 1e6
+            threads = marks["done threads"] - marks["measuring threads"]
+            out[f"threads{rate}"] = threads / max(1, answered) * 1e6
+            out[f"p50_{rate}"] = result["p50"] * 1e3
+            out[f"p99_{rate}"] = result["p99"] * 1e3
+        else:
+            out["saturation"] = answered / seconds
+    run.finish()  # closes stdin: the target ends
+    out["events"] = sum(run.counts.values())
+    return out
+
+
+def measure_churn(collectors: str | None, args: argparse.Namespace) -> float:
+    """Tasks created per CPU second of a churning process."""
+    run = _Run(
+        ["--role", "churn", "--seconds", str(args.seconds), "--warmup", str(args.warmup)],
+        collectors,
+        args.python,
+    )
+    result = json.loads(run.finish().strip().splitlines()[-1])
+    return float(result["ops"] / result["cpu"])
 
 
 def drive(args: argparse.Namespace) -> None:
@@ -222,90 +365,138 @@ def drive(args: argparse.Namespace) -> None:
         check=True,
     ).stdout.strip()
     print(
-        f"Python {version}, {os.cpu_count()} CPUs; {args.rounds} rounds x {args.seconds:g} s "
-        f"(after {args.warmup:g} s warm-up); http with {args.clients} clients"
+        f"Python {version}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; "
+        f"{args.rounds} rounds; {args.seconds:g} s per load phase after {args.warmup:g} s, "
+        f"{args.conns} connections; idle over {args.idle_seconds:g} s with {SLEEPERS} tasks"
     )
-    # None: without the agent; otherwise the agent with these collectors ($LOOPSCOPE_COLLECTORS).
     variants: list[str | None] = [None, *args.collectors]
-    results: dict[tuple[str, str | None], list[float]] = {}
-    per_cpu: dict[tuple[str, str | None], list[float]] = {}
+    if args.shares:
+        variants += [f"-{name}" for name in COLLECTORS]
+    rows: dict[str | None, list[dict[str, float]]] = {v: [] for v in variants}
     for round_ in range(args.rounds):
         order = variants if round_ % 2 == 0 else variants[::-1]
-        for name in args.workloads:
-            cells = []
-            for collectors in order:
-                rate, rate_cpu, events = measure(name, collectors, args)
-                results.setdefault((name, collectors), []).append(rate)
-                if rate_cpu is not None:
-                    per_cpu.setdefault((name, collectors), []).append(rate_cpu)
-                cells.append(
-                    f"{_label(collectors, args)} {rate:>10,.0f}/s"
-                    + (f" ({events} events)" if collectors is not None else "")
-                )
-            print(f"round {round_ + 1} {name:<6} " + "   ".join(cells), flush=True)
-    print()
-    width = max(len(_label(c, args)) for c in variants) + len(" (median)")
-    print(
-        f"{'workload':<8} {'plain (median)':>16} {'agent':<{width}} {'':>10} {'ratio':>7} "
-        f"{'loss':>7}   {'loss per CPU s':>14}"
-    )
-    for name in args.workloads:
-        plain = statistics.median(results[(name, None)])
-        plain_cpu = per_cpu.get((name, None))
-        for collectors in args.collectors:
-            agent = statistics.median(results[(name, collectors)])
-            ratio = agent / plain
-            loss = (1 - ratio) * 100
-            label = f"{_label(collectors, args)} (median)"
-            # Operations per CPU second of the whole process (all its threads): not moved by
-            # other processes taking the cores, as throughput is on a shared machine.
-            agent_cpu = per_cpu.get((name, collectors))
-            cpu_loss = (
-                f"{(1 - statistics.median(agent_cpu) / statistics.median(plain_cpu)) * 100:>13.1f}%"
-                if plain_cpu and agent_cpu
-                else f"{'-':>14}"
-            )
+        for v in order:
+            figures = measure_server(v, args)
+            figures["churn"] = measure_churn(v, args) if not args.no_churn else float("nan")
+            rows[v].append(figures)
             print(
-                f"{name:<8} {plain:>14,.0f}/s {label:<{width}} {agent:>8,.0f}/s "
-                f"{ratio:>7.3f} {loss:>6.1f}%   {cpu_loss}"
+                f"round {round_ + 1} {_label(v):<16} idle {figures['idle']:6.3f}% "
+                + " ".join(
+                    f"{r}/s {figures[f'cpu{r}']:5.0f} us/req p99 {figures[f'p99_{r}']:6.1f} ms"
+                    for r in args.rates
+                )
+                + f" sat {figures['saturation']:6.0f}/s churn {figures['churn']:7.0f}/cpu-s",
+                flush=True,
             )
+    print()
+    _report(rows, variants, args)
 
 
-def _label(collectors: str | None, args: argparse.Namespace) -> str:
+def _report(
+    rows: dict[str | None, list[dict[str, float]]],
+    variants: list[str | None],
+    args: argparse.Namespace,
+) -> None:
+    plain = rows[None]
+    keys = [f"cpu{r}" for r in args.rates]
+    print("Plain, median over rounds: idle {:.3f}% of a core; ".format(
+        statistics.median(p["idle"] for p in plain))
+        + "; ".join(
+            f"{r}/s: {statistics.median(p[f'cpu{r}'] for p in plain):.0f} us CPU per request, "
+            f"p50 {statistics.median(p[f'p50_{r}'] for p in plain):.2f} ms, "
+            f"p99 {statistics.median(p[f'p99_{r}'] for p in plain):.2f} ms"
+            for r in args.rates
+        )
+        + f"; saturation {statistics.median(p['saturation'] for p in plain):.0f}/s")  # fmt: skip
+    print()
+    print("Ratios agent/plain within each round: median (min..max over rounds)")
+    header = ["variant", "idle %core", *(f"CPU/req {r}/s" for r in args.rates)]
+    header += [f"p99 {r}/s" for r in args.rates] + ["saturation", "churn", "events"]
+    print(" | ".join(header))
+    for v in variants[1:]:
+        cells = [_label(v)]
+        idle = [a["idle"] for a in rows[v]]
+        cells.append(f"{statistics.median(idle):.3f} ({min(idle):.3f}..{max(idle):.3f})")
+        for key in [*keys, *(f"p99_{r}" for r in args.rates), "saturation", "churn"]:
+            ratios = [a[key] / p[key] for a, p in zip(rows[v], plain, strict=True) if p[key]]
+            if key == "churn":  # tasks per CPU second: higher is cheaper
+                ratios = [1 / x for x in ratios if x]
+            if not ratios:
+                cells.append("-")
+                continue
+            cells.append(f"{statistics.median(ratios):.3f} ({min(ratios):.2f}..{max(ratios):.2f})")
+        cells.append(f"{statistics.median(a['events'] for a in rows[v]):.0f}")
+        print(" | ".join(cells))
+    # The agent's own threads (watchdog, server, scanner): their CPU time per request measured
+    # directly, a floor under the agent's cost that the machine's noise moves far less.
+    print("\nThe agent's threads alone, CPU per request, median over rounds (share of plain's):")
+    for v in variants[1:]:
+        cells = []
+        for r in args.rates:
+            own = statistics.median(a[f"threads{r}"] for a in rows[v])
+            base = statistics.median(p[f"cpu{r}"] for p in plain)
+            cells.append(f"{r}/s {own:.2f} us ({own / base:.1%})")
+        print(f"{_label(v)}: " + ", ".join(cells))
+    # Noise: how far two plain rounds differ, the floor under any ratio above.
+    if len(plain) > 1:
+        spread = [
+            max(p[k] for p in plain) / min(p[k] for p in plain) - 1 for k in keys if k in plain[0]
+        ]
+        cells = [f"{r}/s {s * 100:.1f}%" for r, s in zip(args.rates, spread, strict=True)]
+        print("\nplain runs' own spread (max/min - 1) of CPU per request: " + ", ".join(cells))
+    print("churn is CPU per task (agent/plain); saturation is requests per second (agent/plain)")
+
+
+def _label(collectors: str | None) -> str:
     if collectors is None:
         return "plain"
-    if args.collectors == ["all"]:
-        return "agent"
-    return f"agent[{collectors}]"
+    return "agent" if collectors == "all" else f"agent[{collectors}]"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--seconds", type=float, default=3.0, help="measured seconds per run")
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--seconds", type=float, default=3.0, help="measured seconds per phase")
     parser.add_argument("--warmup", type=float, default=0.5)
-    parser.add_argument("--clients", type=int, default=32)
-    parser.add_argument("--python", default=sys.executable, help="the interpreter measured")
     parser.add_argument(
-        "--workloads", nargs="+", default=["http", "churn"], choices=["http", "churn"]
+        "--settle", type=float, default=5.0, help="seconds from start to the idle phase"
     )
+    parser.add_argument("--idle-seconds", type=float, default=3.0)
+    parser.add_argument("--conns", type=int, default=32)
+    parser.add_argument("--rates", type=int, nargs="+", default=[500, 2000, 5000])
+    parser.add_argument("--python", default=sys.executable, help="the interpreter measured")
+    parser.add_argument("--quick", action="store_true", help="2 rounds of short phases")
+    parser.add_argument("--shares", action="store_true", help="also each collector off in turn")
+    parser.add_argument("--no-churn", action="store_true")
     parser.add_argument(
         "--collectors",
         action="append",
         metavar="SPEC",
-        help="an agent variant measured side by side with the others (repeatable), a "
-        "$LOOPSCOPE_COLLECTORS value: all (the default), none, lag,blocks, -lifecycle, ... "
-        "(write --collectors=-lifecycle for a value starting with -)",
+        help="an agent variant measured side by side (repeatable), a $LOOPSCOPE_COLLECTORS "
+        "value: all (the default), lag,blocks, -lifecycle, ... (write --collectors=-lifecycle)",
     )
-    parser.add_argument(
-        "--workload", choices=["http", "http-clients", "churn"], help=argparse.SUPPRESS
-    )
+    parser.add_argument("--role", choices=["target", "churn", "load"], help=argparse.SUPPRESS)
+    # The saturated server as one program, for benchmarks/pyspy_cost.py.
+    parser.add_argument("--workload", choices=["http"], help=argparse.SUPPRESS)
+    parser.add_argument("--clients", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--rate", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.collectors = args.collectors or ["all"]
-    if args.workload:
-        workload_main(args)
+    if args.workload == "http":
+        result = asyncio.run(_saturated(args.seconds, args.warmup, args.clients or args.conns))
+        print(json.dumps(result), flush=True)
+    elif args.role == "target":
+        asyncio.run(_target())
+    elif args.role == "churn":
+        ops, cpu = asyncio.run(_churn(args.seconds, args.warmup))
+        print(json.dumps({"ops": ops, "cpu": cpu}), flush=True)
+    elif args.role == "load":
+        result = asyncio.run(_load(args.port, args.rate, args.seconds, args.warmup, args.conns))
+        print(json.dumps(result), flush=True)
     else:
+        if args.quick:
+            args.rounds, args.seconds, args.idle_seconds = 2, 1.5, 1.5
         drive(args)
 
 

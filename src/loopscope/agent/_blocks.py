@@ -35,6 +35,16 @@ MAX_STACKS = 32
 # milliseconds.
 _MIN_ON_CPU = 0.001
 _MIN_RUNQ_SPAN = 0.002
+# A loop idle for this share of the time since the watchdog last looked, and waiting now, lets
+# the watchdog sleep until its select() returns (at the latest after _DEEP_SLEEP seconds).
+_QUIET_IDLE = 0.98
+_DEEP_SLEEP = 1.0
+# Seconds without a busy period of half the threshold after which the watchdog looks only every
+# _CALM_LOOKS thresholds.
+_CALM_AFTER = 1.0
+_CALM_LOOKS = 2.0
+# The GIL switch interval while a loop is blocked, and the time between samples then.
+_BLOCK_SWITCH = 0.0005
 
 # perf_counter(), thread CPU seconds, seconds waiting in the run queue
 _SchedStat = tuple[float, float, float]
@@ -67,8 +77,18 @@ class SelectorProbe:
         self.since: float | None = None
         self.completed: deque[tuple[float, float, float]] = deque(maxlen=256)
         self.idle = 0.0  # seconds spent inside select() so far
+        self.selects = 0  # calls of select() so far: the loop's iterations
+        self.longest = 0.0  # the longest busy period since `take_longest` was last called
+        # Set by the watchdog while it sleeps through the loop's idleness: the loop thread
+        # sets it (once) as select() returns.
+        self.wake: threading.Event | None = None
         self._installed = False
         self._wrapper = self._make_wrapper(selector.select, threshold, guard)
+
+    def take_longest(self) -> float:
+        """The longest busy period that ended since the last call (from the loop thread)."""
+        longest, self.longest = self.longest, 0.0
+        return longest
 
     @staticmethod
     def usable(loop: asyncio.AbstractEventLoop) -> str | None:
@@ -106,11 +126,15 @@ class SelectorProbe:
         # reported the same way, and the real select always runs.
         def select(timeout: float | None = None) -> Any:
             entered = clock()
+            probe.selects += 1
             try:
                 since = probe.since
                 if since is not None:
                     probe.since = None
-                    if entered - since >= threshold:
+                    busy = entered - since
+                    if busy > probe.longest:
+                        probe.longest = busy
+                    if busy >= threshold:
                         completed.append((since, entered, cpu_clock()))
             except Exception as e:
                 guard.failed(probe.hook, e)
@@ -121,6 +145,10 @@ class SelectorProbe:
                     left = clock()
                     probe.idle += left - entered
                     probe.since = left
+                    # After `since`: the watchdog sets `wake` before it looks at `since` again.
+                    if probe.wake is not None:
+                        wake, probe.wake = probe.wake, None
+                        wake.set()
                 except Exception as e:
                     guard.failed(probe.hook, e)
 
@@ -156,6 +184,29 @@ class _Target:
         except (AttributeError, OSError):
             self.cpu_clock = None
         self.reset(None)
+        # (perf_counter, the probe's idle seconds) at the watchdog's last look, to tell a loop
+        # that stayed idle since.
+        self.idle_seen: tuple[float, float] | None = None
+        # perf_counter() when a busy period was last seen at half the threshold or more
+        self.stirred = time.perf_counter()
+        self.waiting_seen = False
+
+    def quiet(self, now: float) -> bool:
+        """Whether the loop waits in select() now and did for nearly all the time since the
+        last look: the watchdog may then sleep until select() returns."""
+        tracker = self.tracker
+        if not isinstance(tracker, SelectorProbe):
+            return False
+        waiting_seen, self.waiting_seen = self.waiting_seen, tracker.since is None
+        seen, self.idle_seen = self.idle_seen, (now, tracker.idle)
+        if tracker.since is not None or seen is None or now <= seen[0]:
+            return False
+        # The idle clock moves as select() returns: unmoved, one select() call has lasted
+        # since the last look (which saw it waiting too, else when it started is unknown).
+        idle = tracker.idle - seen[1]
+        if idle == 0.0:
+            return waiting_seen
+        return idle / (now - seen[0]) >= _QUIET_IDLE
 
     def reset(self, since: float | None) -> None:
         self.since = since
@@ -254,7 +305,7 @@ class Watchdog:
         *,
         threshold: float = 0.02,
         poll: float | None = None,
-        sample_interval: float = 0.002,
+        sample_interval: float = 0.001,
         skip_files: Collection[str] = (),
         skip_dirs: Collection[str] = (),
     ) -> None:
@@ -270,6 +321,8 @@ class Watchdog:
         self._targets: dict[int, _Target] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._wake = threading.Event()  # set by stop(), add(), and a quiet loop waking up
+        self._switch: float | None = None  # the program's switch interval while a loop blocks
         self._thread = threading.Thread(target=self._run, name="loopscope-watchdog", daemon=True)
         self._frames: dict[tuple[Any, int], Frame] = {}
         self._skip_cache: dict[str, bool] = {}
@@ -284,8 +337,10 @@ class Watchdog:
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join()
+        self._restore_switch()
         with self._lock:
             targets = list(self._targets.values())
         for target in targets:
@@ -305,6 +360,7 @@ class Watchdog:
         run-queue wait (without it, blocks have none)."""
         with self._lock:
             self._targets[loop_id] = _Target(loop, loop_id, thread_id, tracker, precise, native_id)
+        self._wake.set()
 
     def remove(self, loop_id: int) -> None:
         """Stop watching a loop, first reporting a block it has finished."""
@@ -316,11 +372,29 @@ class Watchdog:
 
     def _run(self) -> None:
         poll = self._guard.wrap(self.name, self._poll, fallback=None)
-        while not self._stop.is_set():
-            wait = poll()
-            if not self._guard.enabled(self.name):
-                return
-            self._stop.wait(self._poll_interval if wait is None else wait)
+        try:
+            while not self._stop.is_set():
+                wait = poll()
+                if not self._guard.enabled(self.name):
+                    return
+                self._wake.wait(self._poll_interval if wait is None else wait)
+                self._wake.clear()
+        finally:
+            self._restore_switch()
+
+    def _sleep_through(self, targets: list[_Target]) -> float | None:
+        """With every loop quiet, ask each to wake this thread as its select() returns; how
+        long to sleep then (None: not every loop is waiting any more)."""
+        probes = [t.tracker for t in targets if isinstance(t.tracker, SelectorProbe)]
+        for probe in probes:
+            probe.wake = self._wake
+        # The loop thread sets `since` before it looks at `wake`: either it saw ours, or we see
+        # its `since`.
+        if any(probe.since is not None for probe in probes):
+            for probe in probes:
+                probe.wake = None
+            return None
+        return _DEEP_SLEEP
 
     def _poll(self) -> float | None:
         """Look at every loop once; how long to wait before the next look (None: the poll
@@ -329,8 +403,19 @@ class Watchdog:
         with self._lock:
             targets = list(self._targets.values())
         now = time.perf_counter()
-        wait = self._poll_interval
+        calm = all(now - target.stirred >= _CALM_AFTER for target in targets)
+        wait = _CALM_LOOKS * self.threshold if calm else self._poll_interval
         in_block = []
+        # Each wake-up of this thread costs the loop a GIL handover: while every loop sleeps in
+        # select(), sleep until one of them returns from it.
+        quiet = [target.quiet(now) for target in targets]
+        if all(quiet):
+            deep = self._sleep_through(targets)
+            if deep is not None:
+                self._restore_switch()
+                for target in targets:
+                    self._report_completed(target)
+                return deep
         for target in targets:
             tracker = target.tracker
             self._report_completed(target)
@@ -346,8 +431,26 @@ class Watchdog:
             # too; a busy period that ends below the threshold is forgotten with its samples.
             if now - since >= self.threshold / 2:
                 in_block.append(target)
-            else:
+            elif not calm:
                 wait = min(wait, since + self.threshold / 2 - now)
+            else:
+                # Calm: no busy period near the threshold for a while, as on a loop under an
+                # even load, whose busy periods are each a new one at every look. Each look
+                # costs the loop a GIL handover, so look every few thresholds, not at each
+                # period's half-threshold: a block is still measured exactly (by the loop
+                # thread), and sampled from a little later in its course.
+                wait = min(wait, max(since + self.threshold / 2 - now, wait))
+            if now - since >= self.threshold / 2:
+                target.stirred = now
+        # Sampling fast costs the loop a GIL handover a millisecond: only near a block (from
+        # three quarters of the threshold), not in every busy period past half of it (a loaded
+        # or preempted loop has many).
+        blocked = any(target.since is not None and now - target.since >= 0.75 * self.threshold
+                      for target in in_block)  # fmt: skip
+        if blocked:
+            self._hand_over_often()
+        else:
+            self._restore_switch()
         if in_block:
             frames = sys._current_frames()
             for target in in_block:
@@ -372,11 +475,31 @@ class Watchdog:
                     target.first_runq()
                     if target.tracker.since != target.since:
                         target.runq_first = None  # not read inside the period
-            wait = self._sample_interval
+            wait = self._sample_interval if blocked else 2 * self._sample_interval
         return wait
+
+    def _hand_over_often(self) -> None:
+        """While a loop is blocked, have threads hand the GIL over every _BLOCK_SWITCH seconds
+        instead of the interpreter's switch interval (5 ms by default): a thread burning Python
+        code holds the GIL that long each time, and this thread needs it for every sample. Put
+        back by `_restore_switch` as soon as no loop is blocked."""
+        if self._switch is None:
+            current = sys.getswitchinterval()
+            if current > _BLOCK_SWITCH:
+                self._switch = current
+                sys.setswitchinterval(_BLOCK_SWITCH)
+
+    def _restore_switch(self) -> None:
+        saved, self._switch = self._switch, None
+        # Unless the program set an interval of its own meanwhile.
+        if saved is not None and abs(sys.getswitchinterval() - _BLOCK_SWITCH) < 1e-7:
+            sys.setswitchinterval(saved)
 
     def _report_completed(self, target: _Target) -> None:
         completed = target.tracker.completed
+        if completed:
+            # Before the block is told of: the program may look as soon as it hears of it.
+            self._restore_switch()
         while completed:
             start, end, cpu_end = completed.popleft()
             self._emit(self._block(target, start, end, cpu_end))

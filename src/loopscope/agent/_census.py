@@ -28,6 +28,7 @@ from typing import Any
 
 from ._guard import Guard
 from ._loops import on_loop_thread
+from ._pace import steady
 from .events import AwaitSite, Census, Event, Frame, Resource
 
 MAX_SITES = 50
@@ -154,6 +155,8 @@ class CensusCollector:
     """Emits one `Census` of the loop every ``interval`` seconds."""
 
     name = "census"
+    # The pace of its passes: a `_pace.Pacer` where the loop can tell when it is idle.
+    pace: Callable[[float], float] = staticmethod(steady)
 
     def __init__(
         self,
@@ -202,7 +205,7 @@ class CensusCollector:
         census = self.take()
         if not self._stopped:
             self._emit(census)
-            self._handle = self._loop.call_later(self._interval, self._tick)
+            self._handle = self._loop.call_later(self.pace(self._interval), self._tick)
 
     def take(self) -> Census:
         """One census of the loop, now; call on the loop thread."""

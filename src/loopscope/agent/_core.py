@@ -25,6 +25,7 @@ from ._gc import GcCollector, GcMonitor
 from ._guard import Guard
 from ._lag import LagCollector
 from ._lifecycle import LifecycleCollector
+from ._pace import Pacer
 from ._paths import default_socket_path
 from ._races import RaceCollector, RaceScanner, connect_watch_hub, library_dirs
 from ._server import Outbox, Server
@@ -267,6 +268,7 @@ class _LoopObserver:
                 window=agent.lag_window,
                 idle_clock=idle_clock,
                 stall_threshold=None if probe is not None else agent.block_threshold,
+                longest_busy=probe.take_longest if probe is not None else None,
             )
             self.collectors.append(lag)
         makers: dict[str, Callable[[], _Collector]] = {
@@ -288,6 +290,8 @@ class _LoopObserver:
             except Exception as e:
                 guard.failed(name, e)
                 continue
+            if probe is not None and hasattr(collector, "pace"):
+                collector.pace = Pacer(probe)
             self.collectors.append(collector)
             features.append(collector.name)
         thread = threading.current_thread()

@@ -57,6 +57,7 @@ from typing import Any
 from ._census import _ASYNCIO_DIR, _OWN_DIR, _OWN_PACKAGE, _candidates, _step
 from ._guard import Guard
 from ._loops import on_loop_thread
+from ._pace import steady
 from .events import DuplicateGroup, Duplicates, Event
 
 MAX_GROUPS = 10  # groups per event
@@ -307,6 +308,8 @@ class DuplicatesCollector:
     """Emits one `Duplicates` event per pass, every ``interval`` seconds."""
 
     name = "duplicates"
+    # The pace of its passes: a `_pace.Pacer` where the loop can tell when it is idle.
+    pace: Callable[[float], float] = staticmethod(steady)
 
     def __init__(
         self,
@@ -366,7 +369,7 @@ class DuplicatesCollector:
                 gc.enable()
         if not self._stopped:
             self._emit(event)
-            self._handle = self._loop.call_later(self._interval, self._tick)
+            self._handle = self._loop.call_later(self.pace(self._interval), self._tick)
 
     def take(self) -> Duplicates:
         """One pass over the loop's tasks, now; call on the loop thread."""

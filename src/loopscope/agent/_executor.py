@@ -28,6 +28,7 @@ from typing import Any
 
 from ._guard import Guard
 from ._loops import on_loop_thread
+from ._pace import steady
 from .events import LAG_BUCKETS, Event, ExecutorSample, Submitter, lag_bucket
 
 INTERVAL = 0.5
@@ -107,6 +108,8 @@ class ExecutorCollector:
     """Samples the loop's default executor on a loop timer; wraps its ``submit``."""
 
     name = "executor"
+    # The pace of its passes: a `_pace.Pacer` where the loop can tell when it is idle.
+    pace: Callable[[float], float] = staticmethod(steady)
 
     def __init__(
         self,
@@ -165,7 +168,7 @@ class ExecutorCollector:
                 self._sample(executor)
         finally:
             if not self._stopped:
-                self._handle = self._loop.call_later(self._interval, self._tick_guarded)
+                self._handle = self._loop.call_later(self.pace(self._interval), self._tick_guarded)
 
     # -- the wrapper ------------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ from typing import Any
 
 from ._guard import Guard
 from ._loops import on_loop_thread
+from ._pace import steady
 from .events import Event, Frame, GcPause, GcWindow
 
 MIN_PAUSE = 0.001  # collections at least this long are listed with their start time
@@ -217,6 +218,8 @@ class GcCollector:
     """One loop's share of the gc monitor: keeps it installed, and flushes it on a timer."""
 
     name = "gc"
+    # The pace of its passes: a `_pace.Pacer` where the loop can tell when it is idle.
+    pace: Callable[[float], float] = staticmethod(steady)
 
     def __init__(
         self,
@@ -257,4 +260,4 @@ class GcCollector:
         if self._stopped:
             return
         self._monitor.flush()
-        self._handle = self._loop.call_later(self._interval, self._tick_guarded)
+        self._handle = self._loop.call_later(self.pace(self._interval), self._tick_guarded)

@@ -15,6 +15,14 @@ from .events import LAG_BUCKETS, Event, Lag, lag_bucket
 class LagCollector:
     """Schedules a heartbeat with ``loop.call_at`` and emits one `Lag` per window.
 
+    With ``longest_busy`` (a reader of the loop's longest busy period since the last call, from
+    the selector wrapper) the heartbeat is adaptive: while its lag and the loop's busy periods
+    stay under ``interval`` it beats once a window, since a beat of an idle or
+    evenly loaded loop measures nothing new and each one wakes the loop; the first late beat or
+    long busy period puts it back at ``interval`` for at least a window. At the slow pace the
+    longest busy period between two beats counts as one more lag (when longer than the beat's):
+    a callback due as it began waited that long, so a stall between slow beats is not missed.
+
     Optionally it also tracks stalls for the watchdog (a `BusyTracker`), on loops whose selector
     cannot be wrapped: ``since`` is the perf_counter() time the next beat is due (the loop is
     stuck once that is past), and a beat later than ``stall_threshold`` appends ``(due, fired,
@@ -34,6 +42,7 @@ class LagCollector:
         window: float = 0.25,
         idle_clock: Callable[[], float] | None = None,
         stall_threshold: float | None = None,
+        longest_busy: Callable[[], float] | None = None,
     ) -> None:
         self._loop = loop
         self._loop_id = loop_id
@@ -42,6 +51,11 @@ class LagCollector:
         self._window = window
         self._idle_clock = idle_clock
         self._stall_threshold = stall_threshold
+        # Without the stall tracking (the watchdog relies on each beat then) it may slow down.
+        self._longest_busy = longest_busy if stall_threshold is None else None
+        self._quiet_under = interval
+        self._quiet_beats = 0  # beats in a row that were quiet, at the fast pace
+        self._next = interval
         self._beat_guarded = guard.wrap(self.name, self._beat)
         self._handle: asyncio.TimerHandle | None = None
         self._stopped = False
@@ -67,7 +81,7 @@ class LagCollector:
             handle.cancel()
 
     def _schedule(self, now: float, perf_now: float) -> None:
-        self._due = now + self._interval
+        self._due = now + self._next
         if self._stall_threshold is not None:
             self.since = perf_now + self._interval
         self._handle = self._loop.call_at(self._due, self._beat_guarded)
@@ -92,6 +106,8 @@ class LagCollector:
         self._total += lag
         if lag > self._max:
             self._max = lag
+        if self._longest_busy is not None:
+            self._pace(lag, self._longest_busy())
         due, threshold = self.since, self._stall_threshold
         if due is not None and threshold is not None and lag >= threshold:
             # Known to the watchdog by its start: the time this beat was due.
@@ -99,6 +115,24 @@ class LagCollector:
         if perf_now - self._window_start >= self._window:
             self._emit_window(perf_now)
         self._schedule(now, perf_now)
+
+    def _pace(self, lag: float, busy: float) -> None:
+        """Choose the interval to the next beat from this beat's lag and the longest busy
+        period since the last one."""
+        if busy > lag and self._next != self._interval:
+            # Between two slow beats: counted as the lag of a callback due as it began.
+            self._counts[lag_bucket(busy)] += 1
+            self._count += 1
+            self._total += busy
+            if busy > self._max:
+                self._max = busy
+        if lag >= self._quiet_under or busy >= self._quiet_under:
+            self._quiet_beats = 0
+            self._next = self._interval
+        elif self._next == self._interval:
+            self._quiet_beats += 1
+            if self._quiet_beats * self._interval >= self._window:
+                self._next = self._window
 
     def _emit_window(self, perf_now: float) -> None:
         elapsed = perf_now - self._window_start

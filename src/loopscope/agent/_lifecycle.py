@@ -45,6 +45,7 @@ from typing import Any
 
 from ._guard import Guard
 from ._loops import on_loop_thread
+from ._pace import steady
 from .events import Event, Frame, Lifecycle, Notice, TaskError, TaskErrors
 
 SWEEP_EVERY = 64  # small: holding many finished tasks costs more (memory reuse) than sweeping
@@ -101,6 +102,9 @@ class LifecycleCollector:
     and a `Notice` (at most one a second) when task exceptions are never retrieved."""
 
     name = "lifecycle"
+    # The pace of its windows while it counts every task: a `_pace.Pacer` where the loop can
+    # tell when it is idle.
+    pace: Callable[[float], float] = staticmethod(steady)
 
     def __init__(
         self,
@@ -543,7 +547,8 @@ class LifecycleCollector:
         self.duty = self._next_duty(elapsed, created)
         # Three significant digits: few distinct weights, each with its done callback.
         self._weight = 1.0 if self.duty == 1.0 else float(f"{correction / self.duty:.3g}")
-        self._handle = loop.call_later(self._window, self._tick)
+        window = self.pace(self._window) if self.duty == 1.0 else self._window
+        self._handle = loop.call_later(window, self._tick)
         if self.duty == 1.0:
             self._count_on(now)
         else:

@@ -30,6 +30,7 @@ from typing import Any
 from ._census import MAX_DEPTH, MAX_SAMPLE, _candidates, _step
 from ._guard import Guard
 from ._loops import on_loop_thread
+from ._pace import steady
 from ._racescan import MAX_FILE_BYTES, Window, scan_source
 from .events import Event, Frame, LostUpdate, RaceWindow, RaceWindows
 
@@ -233,6 +234,8 @@ class RaceCollector:
     """Looks for tasks suspended inside the same race window, every ``interval`` seconds."""
 
     name = "races"
+    # The pace of its passes: a `_pace.Pacer` where the loop can tell when it is idle.
+    pace: Callable[[float], float] = staticmethod(steady)
 
     def __init__(
         self,
@@ -284,7 +287,7 @@ class RaceCollector:
         for event in self.take():
             self._emit(event)
         if not self._stopped:
-            self._handle = self._loop.call_later(self._next_interval(), self._tick)
+            self._handle = self._loop.call_later(self.pace(self._next_interval()), self._tick)
 
     def take(self) -> list[RaceWindow]:
         """One look at the loop's suspended tasks, now; call on the loop thread."""

@@ -36,6 +36,14 @@ BACKLOG_BYTES = 16 * 1024 * 1024
 # periodic tick cost a busy loop ~3% (task churn, 50 ms tick). TICK only bounds the delay in the
 # rare race where an event is queued as the server drains the queue.
 TICK = 0.5
+# Events that come every window or pass (each collector's periodic summary) do not wake the
+# server on their own more often than every COALESCE seconds: they wait, at most that long, for
+# the next wakeup, so that an idle or loaded program's summaries cost it two wakeups a second
+# rather than one each. Any other event (a block, a notice, a loop starting) wakes it at once.
+COALESCE = 0.5
+PERIODIC = frozenset(
+    {"lag", "census", "lifecycle", "duplicates", "task_list", "race_windows", "gc", "executor"}
+)
 
 _PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 # A program that restored SIGPIPE's default action must not die of a client hanging up.
@@ -61,14 +69,24 @@ class Outbox:
         # maybe reused) file descriptor.
         self._wake_lock = threading.Lock()
         queue = self._queue
+        clock = time.monotonic
+        # [a wakeup is pending (written, not yet drained), when the last one was written]
+        woken: list[Any] = [False, -COALESCE]
+        self._woken = woken
 
         def emit(event: Event) -> None:
-            empty = not queue
             queue.append(event)
-            if empty:
-                self.wake()
+            if not woken[0]:
+                now = clock()
+                if event.kind not in PERIODIC or now - woken[1] >= COALESCE:
+                    woken[0], woken[1] = True, now
+                    self.wake()
 
         self.emit: Callable[[Event], None] = emit
+
+    def pending(self) -> bool:
+        """Whether events wait that did not wake the server."""
+        return bool(self._queue)
 
     def wake(self) -> None:
         """Wake the server thread from its select()."""
@@ -92,6 +110,7 @@ class Outbox:
             self._wake_r = -1  # never read again: the number may be the program's file next
 
     def drain(self) -> list[Event]:
+        self._woken[0] = False  # before the queue is emptied: a later event wakes again
         with contextlib.suppress(OSError):  # nothing (left) to read
             while self._wake_r >= 0 and os.read(self._wake_r, 4096):
                 pass
@@ -210,7 +229,8 @@ class Server:
         if client is not None:
             readers.append(client)
         writers = [client] if client is not None and self._outbuf else []
-        readable, writable, _ = select.select(readers, writers, [], TICK)
+        timeout = COALESCE if self._outbox.pending() else TICK
+        readable, writable, _ = select.select(readers, writers, [], timeout)
         self._take_events()
         # The client before the listener: a client that left makes room for the next one.
         if client is not None and client in readable:

@@ -32,6 +32,7 @@ from typing import Any
 from ._census import CensusCollector, _candidates, _step
 from ._guard import Guard
 from ._loops import on_loop_thread
+from ._pace import steady
 from .events import AwaitFrame, Event, FinishedTask, Frame, TaskInfo, TaskList
 
 MAX_TASKS = 30  # tasks per list
@@ -68,6 +69,8 @@ class TaskListCollector:
     """Emits one `TaskList` of the loop every ``interval`` seconds."""
 
     name = "tasks"
+    # The pace of its passes: a `_pace.Pacer` where the loop can tell when it is idle.
+    pace: Callable[[float], float] = staticmethod(steady)
 
     def __init__(
         self,
@@ -127,7 +130,7 @@ class TaskListCollector:
         event = self.take()
         if not self._stopped:
             self._emit(event)
-            self._handle = self._loop.call_later(self._interval, self._tick)
+            self._handle = self._loop.call_later(self.pace(self._interval), self._tick)
 
     def take(self) -> TaskList:
         """One list of the loop's tasks, now; call on the loop thread."""
