@@ -41,6 +41,9 @@ def main(args: list[str]) -> int:
     # Taken out of the environment like the socket, so the program's own children do not start
     # with it; None means every collector.
     collectors = os.environ.pop("LOOPSCOPE_COLLECTORS", None)
+    # The program's own command line before the agent starts: its hello, which a client may ask
+    # for at once, names the program rather than this launcher.
+    sys.argv = ["-m", *args[2:]] if args[0] == "-m" else list(args)
     try:
         agent.install(socket_path=socket_path, collectors=collectors)
     except ValueError as e:
@@ -55,13 +58,11 @@ def main(args: list[str]) -> int:
 
     try:
         if args[0] == "-m":
-            sys.argv = ["-m", *args[2:]]
             sys.path[0] = os.getcwd()
             # What ``python -m`` itself calls: runs in the real __main__, sets sys.argv[0].
             runpy._run_module_as_main(args[1], alter_argv=True)  # type: ignore[attr-defined]
         else:
             script = args[0]
-            sys.argv = list(args)
             sys.path[0] = os.path.dirname(os.path.realpath(script))
             if not os.path.exists(script):
                 return _cannot_open(script)
