@@ -26,6 +26,7 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from ._codemap import local_map
 from ._guard import Guard
 from ._loops import on_loop_thread
 from .events import AwaitSite, Census, Event, Frame, Resource
@@ -107,7 +108,7 @@ _CHAINABLE = (types.CoroutineType, types.GeneratorType, types.AsyncGeneratorType
 class _Code:
     """What the census needs to know about a code object, computed once per code object."""
 
-    __slots__ = ("code", "file", "function", "internal", "kind")
+    __slots__ = ("app", "code", "file", "function", "internal", "kind")
 
     def __init__(self, code: types.CodeType, module: str) -> None:
         self.code = code  # keeps id(code) from being reused while cached
@@ -118,6 +119,9 @@ class _Code:
         if _OWN_DIR is not None and self.file.startswith(_OWN_DIR):
             own = True
         self.internal = in_asyncio or own
+        # The site is the innermost application frame: a wait inside framework plumbing
+        # (anyio's worker threads, starlette's middleware) is the wait of the handler above it.
+        self.app = not own and local_map().is_app(self.file)
         self.kind: str | None = None
         if in_asyncio:
             stem = os.path.splitext(os.path.basename(self.file))[0]
@@ -329,6 +333,7 @@ class CensusCollector:
         codes = self._codes
         site_frame: types.FrameType | None = None
         site: _Code | None = None
+        app: tuple[types.FrameType, _Code] | None = None
         first: tuple[types.FrameType, _Code] | None = None
         # asyncio frames below the site that tell a kind of wait, outermost first
         below: list[tuple[types.FrameType, _Code]] = []
@@ -353,10 +358,14 @@ class CensusCollector:
                 if not info.internal:
                     site_frame, site = frame, info
                     below.clear()
+                    if info.app:
+                        app = (frame, info)
                 elif info.kind is not None:
                     below.append((frame, info))
             if obj is None:
                 break
+        if app is not None:
+            site_frame, site = app
         if site_frame is None and first is not None:
             # The task runs asyncio's own code (create_task(asyncio.sleep(10))): its outermost
             # frame is the best site there is.

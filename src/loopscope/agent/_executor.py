@@ -26,6 +26,7 @@ from collections import Counter, deque
 from collections.abc import Callable
 from typing import Any
 
+from ._codemap import local_map
 from ._guard import Guard
 from ._loops import on_loop_thread
 from .events import LAG_BUCKETS, Event, ExecutorSample, Submitter, lag_bucket
@@ -209,10 +210,22 @@ class ExecutorCollector:
         work.waiting[token] = time.perf_counter()
         work.submitted += 1
         frame: Any = sys._getframe(3)  # _note <- guard <- submit <- its caller
+        # The submitter is the innermost application frame (not the framework's that runs a
+        # sync endpoint in a thread for it); else the innermost frame outside the machinery.
+        first = None
+        code = local_map()
         for _ in range(MAX_DEPTH):
-            if frame is None or not _skipped(frame.f_code.co_filename):
+            if frame is None:
                 break
+            filename = frame.f_code.co_filename
+            if not _skipped(filename):
+                if code.is_app(filename):
+                    first = frame
+                    break
+                if first is None:
+                    first = frame
             frame = frame.f_back
+        frame = first
         if frame is not None:
             sites = work.sites
             key = (frame.f_code, frame.f_lineno, _work_name(fn))

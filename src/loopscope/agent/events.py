@@ -254,6 +254,9 @@ class Block(Event):
     # Seconds of garbage collection inside the block (collections of at least 1 ms, from the
     # agent's gc collector; 0 when none, or when the gc collector is off).
     gc: float = 0.0
+    # Seconds of the block in which the agent's watchdog, ready to sample and not waiting for a
+    # core, waited for the GIL (Linux): C code held it without releasing it.
+    held: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ import math
 from collections import deque
 from collections.abc import Callable
 
+from loopscope.codemap import CodeMap
 from loopscope.events import (
     Block,
     Census,
@@ -32,7 +33,7 @@ from loopscope.events import (
     TaskErrors,
     TaskList,
 )
-from loopscope.model._blocks import BlockState, CodeMap, Outside
+from loopscope.model._blocks import BlockState, Outside
 from loopscope.model._contention import ContentionState
 from loopscope.model._duplicates import DuplicateState
 from loopscope.model._errors import ErrorState

@@ -12,8 +12,8 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from loopscope.codemap import CodeMap
 from loopscope.events import Block, Census, ExecutorSample, Frame, GcWindow, Lag, Lifecycle
-from loopscope.model._blocks import CodeMap
 from loopscope.model._lag import merge, percentile
 from loopscope.model.snapshot import (
     ExecutorView,

@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
+from loopscope.codemap import APP, CodeMap
 from loopscope.events import FinishedTask, Frame, TaskInfo
 from loopscope.model.snapshot import AwaitSiteView, BlockRecord, ResourceView, TaskListView
 from loopscope.tui._format import DASH, count, duration, location, percent
@@ -239,8 +240,12 @@ def _chain(task: TaskInfo, cwd: str) -> RenderableType:
 
 
 def _is_library(path: str) -> bool:
-    # Enough to dim asyncio's own frames in a chain; the model's CodeMap decides for findings.
-    return f"{os.sep}asyncio{os.sep}" in path or "site-packages" in path
+    # The code map without the target's paths recognises the usual layouts of an installed
+    # Python: enough to dim the frames that are not the application's in a chain or a stack.
+    return _CODE.kind(path) != APP
+
+
+_CODE = CodeMap()
 
 
 # ---------------------------------------------------------------------------------------------
