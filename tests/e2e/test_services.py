@@ -1,0 +1,46 @@
+"""Every service in tests/services/ (FastAPI, Starlette, uvicorn, aiohttp and anyio, each with its
+own loopback load) under `loopscope run --headless --json`: the finding its first line expects,
+naming its function, and nothing serious in the clean twins. One run per program."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from clirun import assert_no_loopscope_traceback, loopscope
+from detection import SERVICES, Expectation, judge, programs
+
+DURATION_S = 5
+STACK = ("fastapi", "uvicorn", "starlette", "anyio", "httpx", "aiohttp")
+
+
+@pytest.mark.parametrize("expect", programs(SERVICES), ids=lambda e: e.name)
+def test_service(expect: Expectation, tmp_path: Path) -> None:
+    if expect.skip is not None:
+        pytest.skip(f"{expect.name}: {expect.skip}")
+    missing = [name for name in STACK if importlib.util.find_spec(name) is None]
+    if missing:
+        pytest.skip(f"the web stack is not installed: {', '.join(missing)}")
+    result = loopscope(
+        "run",
+        "--headless",
+        "--duration",
+        str(max(DURATION_S, expect.seconds)),
+        "--json",
+        "--log",
+        str(tmp_path / "service.log"),
+        str(expect.path),
+        state=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert_no_loopscope_traceback(result.stderr)
+    findings = json.loads(result.stdout)["findings"]
+    verdict = judge(expect, findings)
+    shown = json.dumps(
+        [{k: f[k] for k in ("code", "severity", "title")} for f in findings], indent=1
+    )
+    assert verdict.found, f"no {expect.family} finding naming {expect.function}: {shown}"
+    assert not verdict.false_positives, f"unexpected findings: {shown}"
