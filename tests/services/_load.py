@@ -20,6 +20,7 @@ import http.server
 import itertools
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -148,5 +149,6 @@ def upstream(delay: float, body: bytes = b'{"ok": true}') -> int:
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # stopped with the service's process group
     threading.Thread(target=_exit_with_parent, daemon=True).start()
     asyncio.run(_main(int(sys.argv[1]), json.loads(sys.argv[2])))

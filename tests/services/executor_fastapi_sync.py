@@ -1,4 +1,5 @@
 # expect: executor customer
+# also: variability
 """A FastAPI service with synchronous (`def`) endpoints that call the CRM with a blocking HTTP
 client. Starlette runs each `def` endpoint in one of anyio's worker threads, at most 40 at once
 (anyio's default CapacityLimiter). Sixty requests in flight, each holding a thread for 100 ms:
