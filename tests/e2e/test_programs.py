@@ -1,21 +1,39 @@
-"""Every problem program in tests/programs/ under `loopscope run --headless --json`: the finding
-its first line expects, naming its function, and nothing serious in the clean twins."""
+"""Every program of the two corpora under `loopscope run --headless --json`, one run each: the
+finding its first line expects, naming its function, and nothing serious in the clean twins.
+tests/programs/ is plain asyncio; tests/services/ are services on FastAPI, Starlette, uvicorn,
+aiohttp and anyio, each with its own loopback load."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
 from clirun import assert_no_loopscope_traceback, loopscope
-from detection import Expectation, judge, programs
+from detection import SERVICES, Expectation, judge, programs
 
 DURATION_S = 5
+WEB_STACK = ("fastapi", "uvicorn", "starlette", "anyio", "httpx", "aiohttp")
 
 
 @pytest.mark.parametrize("expect", programs(), ids=lambda e: e.name)
 def test_program(expect: Expectation, tmp_path: Path) -> None:
+    run_and_judge(expect, tmp_path)
+
+
+@pytest.mark.parametrize("expect", programs(SERVICES), ids=lambda e: e.name)
+def test_service(expect: Expectation, tmp_path: Path) -> None:
+    missing = [name for name in WEB_STACK if importlib.util.find_spec(name) is None]
+    if missing:
+        pytest.skip(f"the web stack is not installed: {', '.join(missing)}")
+    run_and_judge(expect, tmp_path)
+
+
+def run_and_judge(expect: Expectation, tmp_path: Path) -> None:
+    if expect.skip is not None:
+        pytest.skip(f"{expect.name}: {expect.skip}")
     result = loopscope(
         "run",
         "--headless",

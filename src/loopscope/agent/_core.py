@@ -248,6 +248,7 @@ class _LoopObserver:
                 )
         executor_hidden = not hasattr(loop, "_default_executor")  # uvloop keeps it in C
         if "executor" in enabled and executor_hidden:
+            # anyio's worker threads are still watched.
             unavailable.append("executor: loop does not expose its default executor")
         probe = self.probe
         idle_clock = (lambda: probe.idle) if probe is not None else None
@@ -279,7 +280,7 @@ class _LoopObserver:
             "executor": lambda: ExecutorCollector(loop, self.loop_id, agent.emit, guard),
         }
         for name, make in makers.items():
-            if name not in enabled or (name == "executor" and executor_hidden):
+            if name not in enabled:
                 continue
             try:
                 collector = make()

@@ -525,7 +525,8 @@ class Submitter:
 
 @dataclass(frozen=True, slots=True)
 class ExecutorSample(Event):
-    """The loop's default executor at ``t``, and its work over the window before."""
+    """A thread pool the loop waits on (its default executor, another ThreadPoolExecutor,
+    anyio's worker threads) at ``t``, and its work over the window before."""
 
     kind: ClassVar[str] = "executor"
     loop: int
@@ -541,6 +542,9 @@ class ExecutorSample(Event):
     wait_max: float
     run: float  # seconds workers spent running work items that ended in the window
     submitters: tuple[Submitter, ...] = ()  # most items first, bounded
+    # Which pool: "default executor", "anyio worker threads", "ThreadPoolExecutor ..."
+    pool: str = "default executor"
+    running: tuple[Submitter, ...] = ()  # what busy threads run now: application frames, counted
 
 
 @dataclass(frozen=True, slots=True)

@@ -233,6 +233,7 @@ class Model:
             monitor=self._monitor.view(),
             gc=self._timing.gc_view(),
             executor=self._timing.executor_view(),
+            executors=self._timing.executor_views(),
             timeline=self._timing.timeline(now),
             functions_seen=self._timing.functions_seen(),
         )
