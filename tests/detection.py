@@ -6,7 +6,8 @@ finding of severity warning or above) or ``# expect: skip <reason>`` (not judged
 says why). Files whose name starts with ``_`` are helpers, not programs. A line ``# also: <family>
 ...`` among the first ones names families the problem may show as too (bursts of allocation are also
 GC pauses): their findings are neither required nor false positives; ``# seconds: N``, that the
-problem needs N seconds to show (a program whose bursts come every few seconds). The end-to-end
+problem needs N seconds to show (a program whose bursts come every few seconds); ``# cause: C``,
+the cause its finding must give (``gil``: C code holding the GIL, not I/O). The end-to-end
 tests and benchmarks/detection.py judge both corpora with `judge`: tests/programs/ (plain asyncio)
 and tests/services/ (services on FastAPI, Starlette, uvicorn, aiohttp and anyio, each with its own
 loopback load).
@@ -25,6 +26,7 @@ CORPORA = (PROGRAMS, SERVICES)
 _EXPECT = re.compile(r"#\s*expect:\s*(?:(clean)|skip\s+(.+?)|([a-z]+)\s+([\w.]+))\s*$")
 _ALSO = re.compile(r"#\s*also:\s*([a-z ]+?)\s*$")
 _SECONDS = re.compile(r"#\s*seconds:\s*(\d+(?:\.\d+)?)\s*$")
+_CAUSE = re.compile(r"#\s*cause:\s*([a-z]+)\s*$")
 SERIOUS = ("warning", "error")
 
 
@@ -36,6 +38,7 @@ class Expectation:
     also: frozenset[str] = frozenset()  # families the problem may show as too
     seconds: float = 0.0  # how long it must run for the problem to show (0: any time)
     skip: str | None = None  # why the program is not judged yet
+    cause: str | None = None  # the cause the finding must give, where it says one
 
     @property
     def name(self) -> str:
@@ -67,7 +70,8 @@ def expectation(path: Path) -> Expectation:
         return Expectation(path, None, None, also, seconds)
     if match.group(2):
         return Expectation(path, None, None, also, seconds, skip=match.group(2))
-    return Expectation(path, match.group(3), match.group(4), also, seconds)
+    cause = next((m.group(1) for line in lines[1:4] if (m := _CAUSE.match(line))), None)
+    return Expectation(path, match.group(3), match.group(4), also, seconds, cause=cause)
 
 
 def programs(folder: Path = PROGRAMS) -> list[Expectation]:
@@ -93,7 +97,12 @@ def judge(expect: Expectation, findings: list[dict[str, Any]]) -> Verdict:
         wrong = serious
     else:
         assert expect.function is not None
-        found = any(f["family"] == expect.family and _names(f, expect.function) for f in findings)
+        found = any(
+            f["family"] == expect.family
+            and _names(f, expect.function)
+            and (expect.cause is None or (f.get("evidence") or {}).get("cause") == expect.cause)
+            for f in findings
+        )
         wrong = [f for f in serious if f["family"] not in (expect.family, *expect.also)]
     return Verdict(
         found,

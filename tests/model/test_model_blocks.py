@@ -239,6 +239,19 @@ def test_a_block_without_samples_holds_the_gil_and_has_no_location() -> None:
     ]
 
 
+def test_a_block_whose_watchdog_waited_for_the_gil_is_c_code_holding_it() -> None:
+    # One sample, taken when the C call returned, at its line; CPU throughout; the watchdog
+    # waited for the GIL most of the block (not for a core): cause gil, located at the call.
+    # Its CPU share alone, or a socket module on the stack, would not tell.
+    frames = [app(21, "check_coupon")]
+    waited = dataclasses.replace(
+        block(10.0, 0.1, stacks=[(1, frames)], cpu_share=0.95, samples=1), held=0.09
+    )
+    assert only_block(waited) == (app(21, "check_coupon"), "gil")
+    unheld = block(10.0, 0.1, stacks=[(1, frames)], cpu_share=0.95, samples=1)
+    assert only_block(unheld)[1] == "cpu"
+
+
 def test_a_source_line_that_cannot_be_read_gives_no_hint() -> None:
     def broken(file: str, line: int) -> str:
         raise OSError("gone")

@@ -297,7 +297,7 @@ def _anchors(objects: list[Any]) -> tuple[weakref.ref[Any], ...] | None:
 
 
 class _Instance:
-    __slots__ = ("first", "last", "passes", "print", "ref", "update")
+    __slots__ = ("first", "last", "passes", "print", "ref", "request", "update")
 
     def __init__(
         self,
@@ -305,6 +305,7 @@ class _Instance:
         fingerprint: _Print | None,
         now: float,
         update: frozenset[str] | None = None,
+        request: frozenset[str] | None = None,
     ) -> None:
         self.ref = ref
         self.print = fingerprint  # None: not fingerprinted (a consumer, or part of an update)
@@ -313,6 +314,9 @@ class _Instance:
         # The argument values of the update (a call that writes shared state) this call is, or
         # is part of; None if neither.
         self.update = update
+        # The argument values of the entry point (a request handler) this call is, or is part
+        # of; None if neither.
+        self.request = request
 
 
 class DuplicatesCollector:
@@ -444,6 +448,7 @@ class DuplicatesCollector:
         update: frozenset[str] | None = None  # see _Instance.update
         working: list[tuple[_Print, bool]] = []  # (fingerprint, whether the call is new)
         called_by_framework = False
+        request: frozenset[str] | None = None  # see _Instance.request
         obj: Any = task.get_coro()
         for _ in range(MAX_DEPTH):
             cls = type(obj)
@@ -463,16 +468,24 @@ class DuplicatesCollector:
                         if instance is not None:  # a finished coroutine's id, reused
                             self._end(key, instance, now)
                         instance = self._remember(
-                            obj, frame, info, parent, task, now, update, called_by_framework
-                        )
+                            obj, frame, info, parent, task, now, update,
+                            request, called_by_framework,
+                        )  # fmt: skip
                     else:
                         assert instance is not None
                         if key not in present:
                             instance.last = now
                             instance.passes += 1
                     present.add(key)
+                    if instance.request is not None:
+                        request = instance.request
                     if instance.update is not None:
                         update = instance.update
+                        if instance.print is None:
+                            # The callers awaiting an update are making it (``play(name)``
+                            # awaiting ``record(name, 10)``): changing shared state, not
+                            # repeating work, while they wait on it.
+                            working.clear()
                     if instance.print is not None:
                         parent = instance.print.id
                         awaited = obj.cr_await
@@ -508,6 +521,7 @@ class DuplicatesCollector:
         task: Any,
         now: float,
         update: frozenset[str] | None = None,
+        request: frozenset[str] | None = None,
         entry: bool = False,
     ) -> _Instance:
         """A new coroutine object: its fingerprint, remembered while it is in flight.
@@ -516,7 +530,11 @@ class DuplicatesCollector:
         writes shared state is an update; a call made inside one with nothing but the update's
         own inputs (``withdraw(self, amount)`` awaiting ``self.audit(amount)``) is part of it.
         Neither is fingerprinted. ``entry``: a framework called it (a request handler); it is
-        not fingerprinted either, while the calls it makes are."""
+        not fingerprinted either: identical requests are what a service receives. Nor is a call
+        made inside one with nothing but the request's own inputs (``product(pid)`` awaiting
+        ``read_product(pid)``), which ``request`` (the entry's argument values) tells; the calls
+        it makes with other arguments are (``load_tenants("eu-west")``, the same whatever the
+        request asks: repeated work)."""
         text = ArgText()
         args = text.arguments(frame, info.names)
         values = frozenset(text.values)
@@ -525,8 +543,12 @@ class DuplicatesCollector:
             update = values
         elif not part:
             update = None
+        if entry:
+            request = values
+        elif not (request is not None and values and values <= request):
+            request = None
         fingerprint: _Print | None = None
-        if not text.consumer and update is None and not entry:
+        if not text.consumer and update is None and request is None:
             key = (id(info), args)
             prints = self._prints
             fingerprint = prints.get(key)
@@ -539,7 +561,7 @@ class DuplicatesCollector:
                 if not fingerprint.same_objects():
                     fingerprint.renew(text.identities, parent)
             fingerprint.made_in(task)
-        instance = _Instance(weakref.ref(coro), fingerprint, now, update)
+        instance = _Instance(weakref.ref(coro), fingerprint, now, update, request)
         if len(self._instances) < MAX_INSTANCES:
             self._instances[id(coro)] = instance
             if fingerprint is not None:
