@@ -23,7 +23,10 @@ OFF_CPU = 0.3
 # A block is a garbage collection's (cause "gc") when collections took this share of it.
 GC_SHARE = 0.5
 
-# The share of a block from which the watchdog's waiting for the GIL makes it C code holding it.
+# A block whose loop thread used this much CPU per stack sample, while the watchdog waited for
+# the GIL at least this share of that CPU time, is C code holding the GIL: Python code lets
+# the watchdog sample every 5 ms of CPU (the switch interval).
+CPU_PER_SAMPLE = 0.02
 GIL_WAITED = 0.5
 
 # Frames in these modules mean a thread waiting off-CPU is doing I/O.
@@ -242,11 +245,16 @@ def _cause(block: Block, located: _Located, code: CodeMap, source_line: SourceLi
     share = cpu_share(block)
     if share is None:
         return "unknown"
-    if block.held >= GIL_WAITED * block.duration:
-        # The agent's watchdog, ready to sample and not waiting for a core, waited for the GIL
-        # most of the block: C code held it (a regular expression, a C extension), which
-        # Python code never does for more than the switch interval. Its few samples show the
-        # call, not I/O.
+    if (
+        block.cpu is not None
+        and block.cpu >= CPU_PER_SAMPLE * block.samples
+        and block.held >= GIL_WAITED * block.cpu
+    ):
+        # The loop thread ran on CPU, yet the agent's watchdog, ready to sample and not
+        # waiting for a core, waited for the GIL and took hardly a sample: C code held the GIL
+        # (a regular expression, a C extension). Python code hands it over every switch
+        # interval (5 ms) of CPU; a thread the machine makes wait for a core keeps it, but does
+        # not run. Its few samples show the call, not I/O.
         return "gil"
     location = located.location
     mine = located.share
