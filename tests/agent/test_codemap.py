@@ -142,6 +142,22 @@ def test_framework_frames_are_never_blamed_when_the_application_has_one() -> Non
     assert CODE.locate(with_library) == Frame(app, 1, "x")
 
 
+def test_the_script_that_started_the_loop_is_not_blamed_for_its_callbacks() -> None:
+    script = "/srv/app/serve.py"
+    h11 = f"{SITE}/uvicorn/protocols/http/h11_impl.py"
+    stack = _frames(
+        (h11, 230, "H11Protocol.data_received"),
+        (f"{STDLIB_DIR}/asyncio/events.py", 80, "Handle._run"),
+        (f"{STDLIB_DIR}/asyncio/base_events.py", 1922, "BaseEventLoop._run_once"),
+        (f"{STDLIB_DIR}/asyncio/base_events.py", 607, "BaseEventLoop.run_forever"),
+        (f"{SITE}/uvicorn/server.py", 60, "Server.run"),
+        (script, 46, "<module>"),
+    )
+    assert CODE.locate(stack) == stack[0]
+    in_app = _frames((script, 12, "handler"), *((f.file, f.line, f.function) for f in stack[1:]))
+    assert CODE.locate(in_app) == Frame(script, 12, "handler")
+
+
 def test_two_collectors_blame_the_same_frame() -> None:
     """The blocks and the task errors of one stack name one frame: both ask the map."""
     app = "/srv/app/board.py"

@@ -150,6 +150,13 @@ class CodeMap:
             rest = path[match.end() :]
         return _top(rest)
 
+    def _runs_loop(self, frame: Frame) -> bool:
+        """Whether ``frame`` is asyncio's loop running a callback (or running at all)."""
+        return (
+            frame.function.rpartition(".")[2] in _LOOP_RUNNERS
+            and self.module(frame.file) == "asyncio"
+        )
+
     def module(self, file: str) -> str | None:
         """The top-level module a library or standard library frame belongs to ("http" for
         http/client.py); None for the application's."""
@@ -168,13 +175,18 @@ class CodeMap:
     def locate(self, frames: Sequence[Frame]) -> Frame | None:
         """The frame to blame in a stack (innermost first): the innermost application frame,
         attributed to the named function that contains it (`owner`); else the innermost frame
-        of an installed package (a library, then a framework); else the innermost frame."""
+        of an installed package (a library, then a framework); else the innermost frame. Only
+        the frames inside the loop's callback count: not the script that started the loop."""
         library: Frame | None = None
         framework: Frame | None = None
         for i, f in enumerate(frames):
             kind = self.kind(f.file)
             if kind == APP:
                 return owner(frames, i, self)
+            if kind == STDLIB and self._runs_loop(f):
+                # The frames beyond are the code that started the loop (a script's
+                # ``uvicorn.run(app)``): they did not do the work of the callback it runs.
+                break
             if kind == LIBRARY and library is None:
                 library = f
             elif kind == FRAMEWORK and framework is None:
@@ -183,6 +195,9 @@ class CodeMap:
         if found is not None:
             return found
         return frames[0] if frames else None
+
+
+_LOOP_RUNNERS = frozenset({"_run_once", "run_forever", "run_until_complete", "_run"})
 
 
 def _imported_loopscope() -> tuple[str, ...]:
