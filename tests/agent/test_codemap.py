@@ -156,6 +156,15 @@ def test_the_script_that_started_the_loop_is_not_blamed_for_its_callbacks() -> N
     assert CODE.locate(stack) == stack[0]
     in_app = _frames((script, 12, "handler"), *((f.file, f.line, f.function) for f in stack[1:]))
     assert CODE.locate(in_app) == Frame(script, 12, "handler")
+    # uvloop runs the loop in C: asyncio's runner is the last Python frame of the loop's.
+    uvloop = _frames(
+        (f"{SITE}/uvicorn/config.py", 450, "Config.load"),
+        (f"{SITE}/uvicorn/server.py", 90, "Server.serve"),
+        (f"{STDLIB_DIR}/asyncio/runners.py", 118, "Runner.run"),
+        (f"{SITE}/uvicorn/server.py", 86, "Server.run"),
+        (script, 58, "<module>"),
+    )
+    assert CODE.locate(uvloop) == uvloop[0]
 
 
 def test_two_collectors_blame_the_same_frame() -> None:

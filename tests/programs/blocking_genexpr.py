@@ -19,8 +19,8 @@ async def handle(request_id: int) -> float:
 
 async def main() -> None:
     while True:
-        await asyncio.gather(*(handle(i) for i in range(4)))
-        await asyncio.sleep(0.02)
+        await asyncio.gather(*(handle(i) for i in range(2)))
+        await asyncio.sleep(0.1)
 
 
 asyncio.run(main())

@@ -197,7 +197,7 @@ class CodeMap:
         return frames[0] if frames else None
 
 
-_LOOP_RUNNERS = frozenset({"_run_once", "run_forever", "run_until_complete", "_run"})
+_LOOP_RUNNERS = frozenset({"_run_once", "run_forever", "run_until_complete", "_run", "run"})
 
 
 def _imported_loopscope() -> tuple[str, ...]:
