@@ -165,6 +165,9 @@ def test_the_script_that_started_the_loop_is_not_blamed_for_its_callbacks() -> N
         (script, 58, "<module>"),
     )
     assert CODE.locate(uvloop) == uvloop[0]
+    # With no Python frame inside the loop's (uvloop at work in C), the script is all there is.
+    in_c = uvloop[2:]
+    assert CODE.locate(in_c) == Frame(script, 58, "<module>")
 
 
 def test_two_collectors_blame_the_same_frame() -> None:

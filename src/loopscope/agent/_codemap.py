@@ -183,9 +183,11 @@ class CodeMap:
             kind = self.kind(f.file)
             if kind == APP:
                 return owner(frames, i, self)
-            if kind == STDLIB and self._runs_loop(f):
+            if kind == STDLIB and (library or framework) and self._runs_loop(f):
                 # The frames beyond are the code that started the loop (a script's
-                # ``uvicorn.run(app)``): they did not do the work of the callback it runs.
+                # ``uvicorn.run(app)``): they did not do the work of the framework's callback
+                # the loop runs. (With no Python frame inside the loop's, as with uvloop at
+                # work in C, the script that runs it is all there is to name.)
                 break
             if kind == LIBRARY and library is None:
                 library = f
