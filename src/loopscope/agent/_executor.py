@@ -61,6 +61,9 @@ _SKIP_FILES = frozenset(
 )
 _own_file = globals().get("__file__")
 _OWN_DIR = os.path.dirname(os.path.abspath(_own_file)) + os.sep if _own_file else None
+# The file name this module's code carries, however the agent was loaded (from source sent over
+# the bootstrap socket it has no __file__): its wrappers sit in the stacks it walks.
+_OWN_CODE_FILE = (lambda: None).__code__.co_filename
 
 _qualname: Callable[[Any], str] = (
     (lambda code: code.co_qualname) if sys.version_info >= (3, 11) else (lambda code: code.co_name)
@@ -71,12 +74,18 @@ def _skipped(filename: str) -> bool:
     return (
         filename.startswith(_SKIP_DIRS)
         or filename in _SKIP_FILES
+        or filename == _OWN_CODE_FILE
         or (_OWN_DIR is not None and filename.startswith(_OWN_DIR))
     )
 
 
 def _application(filename: str) -> bool:
-    return not (filename.startswith(_LIBRARY_DIRS) or filename.startswith("<"))
+    return not (
+        filename.startswith(_LIBRARY_DIRS)
+        or filename.startswith("<")
+        or filename == _OWN_CODE_FILE
+        or (_OWN_DIR is not None and filename.startswith(_OWN_DIR))
+    )
 
 
 def _unwrapped(fn: Any) -> Any:
