@@ -137,7 +137,7 @@ def main() -> None:
         if (not only or (e.family or "clean") in only) and (not names or e.name in names)
     ]
     modes = ("run", "attach") if args.mode == "both" else (args.mode,)
-    pythons = args.python or [sys.executable]
+    pythons = [os.path.abspath(p) for p in args.python] or [sys.executable]
 
     # (corpus, family) -> found flags; (corpus, mode, python) columns
     table: dict[tuple[str, str], dict[str, list[bool]]] = defaultdict(lambda: defaultdict(list))

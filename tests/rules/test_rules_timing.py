@@ -351,6 +351,15 @@ def test_each_pool_is_judged_on_its_own_and_the_anyio_fix_fits_a_sync_endpoint()
     assert "async def" in f.fix and "total_tokens" in f.fix and "fetch_customer" in f.fix
 
 
+def test_waits_with_a_thread_free_are_no_backlog_of_anyios_threads() -> None:
+    # A loaded machine delays the hand-off; the pool, with threads to spare, is not the cause.
+    samples = [
+        replace(sample(1 + i * 0.5, queued=0, busy=2, waits=[0.3] * 8), pool="anyio worker threads")
+        for i in range(6)
+    ]
+    assert executor.check(session(samples)) == []
+
+
 def test_a_pool_of_the_programs_own_gets_its_own_finding() -> None:
     pool = "ThreadPoolExecutor 'db' (max_workers=4)"
     samples = [

@@ -30,15 +30,18 @@ from typing import Any
 
 MAX_SECONDS = 120.0
 MAX_REQUESTS = 200_000
+_children: list[subprocess.Popen[bytes]] = []  # kept: their stdin pipes close when we exit
 
 
 def start(port: int, plan: list[dict[str, Any]]) -> subprocess.Popen[bytes]:
     """Start the load against 127.0.0.1:``port`` in its own process; it ends with the caller."""
-    return subprocess.Popen(
+    child = subprocess.Popen(
         [sys.executable, os.path.abspath(__file__), str(port), json.dumps(plan)],
         stdin=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
     )
+    _children.append(child)
+    return child
 
 
 async def _request(
@@ -125,9 +128,20 @@ def listen() -> socket.socket:
 
 
 def upstream(delay: float, body: bytes = b'{"ok": true}') -> int:
-    """A slow upstream HTTP service on 127.0.0.1 (a thread per request, in this process): every
-    request takes ``delay`` seconds. Its port."""
+    """A slow upstream HTTP service on 127.0.0.1, in a process of its own (as the services a
+    program calls are): every request takes ``delay`` seconds. Its port. It ends with the
+    caller."""
+    child = subprocess.Popen(
+        [sys.executable, os.path.abspath(__file__), "--upstream", str(delay), body.decode()],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert child.stdout is not None
+    _children.append(child)
+    return int(child.stdout.readline())
 
+
+def _serve_upstream(delay: float, body: bytes) -> None:
     class Slow(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
@@ -144,11 +158,15 @@ def upstream(delay: float, body: bytes = b'{"ok": true}') -> int:
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Slow)
     server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return int(server.server_address[1])
+    server.request_queue_size = 256
+    print(server.server_address[1], flush=True)
+    server.serve_forever()
 
 
 if __name__ == "__main__":
     signal.signal(signal.SIGINT, signal.SIG_DFL)  # stopped with the service's process group
     threading.Thread(target=_exit_with_parent, daemon=True).start()
-    asyncio.run(_main(int(sys.argv[1]), json.loads(sys.argv[2])))
+    if sys.argv[1] == "--upstream":
+        _serve_upstream(float(sys.argv[2]), sys.argv[3].encode())
+    else:
+        asyncio.run(_main(int(sys.argv[1]), json.loads(sys.argv[2])))

@@ -8,20 +8,19 @@ Run: python clean_fastapi_sync.py
 from contextlib import asynccontextmanager
 
 import _load
-import httpx
+import aiohttp
 import uvicorn
 from fastapi import FastAPI
 
 CRM_PORT = _load.upstream(0.1, b'{"name": "Ada", "tier": "gold"}')
-client: httpx.AsyncClient
+client: aiohttp.ClientSession
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI):
     global client
-    limits = httpx.Limits(max_connections=100)
     base = f"http://127.0.0.1:{CRM_PORT}"
-    async with httpx.AsyncClient(base_url=base, timeout=10, limits=limits) as client:
+    async with aiohttp.ClientSession(base, timeout=aiohttp.ClientTimeout(total=10)) as client:
         yield
 
 
@@ -29,8 +28,8 @@ app = FastAPI(lifespan=lifespan)
 
 
 async def fetch_customer(cid: int) -> dict[str, str]:
-    response = await client.get(f"/customers/{cid}")
-    return dict(response.json())
+    async with client.get(f"/customers/{cid}") as response:
+        return dict(await response.json())
 
 
 @app.get("/customers/{cid}")

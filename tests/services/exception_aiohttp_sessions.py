@@ -1,4 +1,5 @@
 # expect: exception fetch_quote
+# also: blocking
 """A quote poller on anyio task groups and the aiohttp client that creates a `ClientSession` for
 every request and never closes it: each one leaves an open connector behind, a new connection
 per request, and an "Unclosed client session" error through the loop's exception handler.

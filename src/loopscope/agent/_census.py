@@ -108,7 +108,7 @@ _CHAINABLE = (types.CoroutineType, types.GeneratorType, types.AsyncGeneratorType
 class _Code:
     """What the census needs to know about a code object, computed once per code object."""
 
-    __slots__ = ("app", "code", "file", "function", "internal", "kind")
+    __slots__ = ("app", "code", "file", "function", "handoff", "internal", "kind")
 
     def __init__(self, code: types.CodeType, module: str) -> None:
         self.code = code  # keeps id(code) from being reused while cached
@@ -122,10 +122,16 @@ class _Code:
         # The site is the innermost application frame: a wait inside framework plumbing
         # (anyio's worker threads, starlette's middleware) is the wait of the handler above it.
         self.app = not own and local_map().is_app(self.file)
+        # anyio's hand-off to a worker thread (or the executor collector's wrapper of it): the
+        # waits below it (its CapacityLimiter, the thread's answer) are the function it runs.
+        self.handoff = code.co_name in _HANDOFFS and (own or f"{os.sep}anyio{os.sep}" in self.file)
         self.kind: str | None = None
         if in_asyncio:
             stem = os.path.splitext(os.path.basename(self.file))[0]
             self.kind = _FUNCTION_KINDS.get((stem, code.co_name))
+
+
+_HANDOFFS = frozenset(("run_sync_in_worker_thread",))
 
 
 class _Site:
@@ -355,6 +361,10 @@ class CensusCollector:
                     info = codes[id(code)] = _Code(code, frame.f_globals.get("__name__") or "")
                 if first is None:
                     first = (frame, info)
+                if info.handoff:
+                    handed = _handed_site(frame, codes)
+                    if handed is not None:
+                        return handed[0], handed[1], "executor", None
                 if not info.internal:
                     site_frame, site = frame, info
                     below.clear()
@@ -390,6 +400,20 @@ class CensusCollector:
         if site_frame is None:
             return None, 0, kind, resource
         return site, site_frame.f_lineno, kind, resource
+
+
+def _handed_site(frame: types.FrameType, codes: dict[int, _Code]) -> tuple[_Code, int] | None:
+    """The application function an anyio hand-off runs in a thread, as the site of its wait."""
+    from ._executor import _application, _application_callable  # it imports this module
+
+    fn = _application_callable(frame.f_locals.get("func"))
+    code = getattr(fn, "__code__", None)
+    if not isinstance(code, types.CodeType) or not _application(code.co_filename):
+        return None
+    info = codes.get(id(code))
+    if info is None or info.code is not code:
+        info = codes[id(code)] = _Code(code, getattr(fn, "__module__", None) or "")
+    return info, code.co_firstlineno
 
 
 def _candidates(

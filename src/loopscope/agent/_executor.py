@@ -13,10 +13,10 @@ Three kinds of pool are watched, each reported as its own `ExecutorSample` (``po
 A loop timer looks at them every ``INTERVAL`` seconds. To time the queue, each work item is noted
 with the time it was submitted and where from (the innermost application frame, or for anyio the
 function it runs: a Starlette ``def`` endpoint is submitted by framework code only), and runs
-inside a small function that notes when a thread took it up, which thread, and how long it ran.
+inside a small function that notes when a thread took it up, what it runs, and how long it ran.
 Workers append to deques and set and pop dict keys (single operations, safe across threads
-without a lock); the loop timer reads them, and reads the stacks of the busy threads
-(``sys._current_frames``) for the application function each is running. A work item costs a few
+without a lock); the loop timer reads them, and names the application function each busy thread
+is running. A work item costs a few
 microseconds more, against the tens that a hand-off to a thread itself costs.
 """
 
@@ -29,7 +29,6 @@ import functools
 import itertools
 import os
 import sys
-import threading
 import time
 import weakref
 from collections import Counter, deque
@@ -47,7 +46,6 @@ MAX_SUBMITTERS = 5
 MAX_SITES = 200  # distinct (site, work) pairs kept per window
 MAX_DEPTH = 8  # frames walked up from submit() to find the application's
 MAX_POOLS = 8  # executors passed to run_in_executor that are watched, beyond the default
-MAX_STACK = 40  # frames walked down a busy thread's stack for the application's
 DEFAULT = "default executor"
 ANYIO = "anyio worker threads"
 
@@ -61,6 +59,9 @@ _SKIP_FILES = frozenset(
 )
 _own_file = globals().get("__file__")
 _OWN_DIR = os.path.dirname(os.path.abspath(_own_file)) + os.sep if _own_file else None
+# The file name this module's code carries, however the agent was loaded (from source sent over
+# the bootstrap socket it has no __file__): its wrappers sit in the stacks it walks.
+_OWN_CODE_FILE = (lambda: None).__code__.co_filename
 
 _qualname: Callable[[Any], str] = (
     (lambda code: code.co_qualname) if sys.version_info >= (3, 11) else (lambda code: code.co_name)
@@ -71,12 +72,18 @@ def _skipped(filename: str) -> bool:
     return (
         filename.startswith(_SKIP_DIRS)
         or filename in _SKIP_FILES
+        or filename == _OWN_CODE_FILE
         or (_OWN_DIR is not None and filename.startswith(_OWN_DIR))
     )
 
 
 def _application(filename: str) -> bool:
-    return local_map().is_app(filename)
+    # (The agent's own code, however it was loaded, by its file as well.)
+    return (
+        local_map().is_app(filename)
+        and filename != _OWN_CODE_FILE
+        and not (_OWN_DIR is not None and filename.startswith(_OWN_DIR))
+    )
 
 
 def _unwrapped(fn: Any) -> Any:
@@ -127,7 +134,7 @@ class _Work:
         self.tokens = itertools.count()
         self.waiting: dict[int, float] = {}  # token -> submitted (perf_counter), oldest first
         self.running: dict[int, float] = {}  # token -> started
-        self.threads: dict[int, int] = {}  # token -> ident of the thread running it
+        self.doing: dict[int, Any] = {}  # token -> the function it runs, while it runs
         self.waits: deque[float] = deque(maxlen=50_000)  # queue waits of items taken up
         self.runs: deque[float] = deque(maxlen=50_000)  # run times of items ended
         self.submitted = 0  # written by submitters (one thread in practice: the loop's)
@@ -141,13 +148,13 @@ def _run(work: _Work, token: int, fn: Any, args: Any, kwargs: Any) -> Any:
     submitted = work.waiting.pop(token, None)
     if submitted is not None:
         work.waits.append(started - submitted)
-    work.threads[token] = threading.get_ident()
+    work.doing[token] = fn
     work.running[token] = started
     try:
         return fn(*args, **kwargs)
     finally:
         work.running.pop(token, None)
-        work.threads.pop(token, None)
+        work.doing.pop(token, None)
         work.runs.append(clock() - started)
 
 
@@ -328,9 +335,8 @@ class ExecutorCollector:
             self._watch_anyio()
             pools = [self._default, self._anyio, *self._pools.values()]
             live = [p for p in pools if p is not None]
-            frames = _busy_frames(live)
             for pool in live:
-                self._sample(pool, frames)
+                self._sample(pool)
         finally:
             if not self._stopped:
                 self._handle = self._loop.call_later(self._interval, self._tick_guarded)
@@ -447,7 +453,7 @@ class ExecutorCollector:
 
     # -- sampling ---------------------------------------------------------------------------
 
-    def _sample(self, pool: _Pool, frames: dict[int, Any]) -> None:
+    def _sample(self, pool: _Pool) -> None:
         now = time.perf_counter()
         work = pool.work
         waits = _take(work.waits)
@@ -511,7 +517,7 @@ class ExecutorCollector:
                 run=sum(runs),
                 submitters=_submitters(sites),
                 pool=pool.name,
-                running=_running(work, frames),
+                running=_running(work),
             )
         )
 
@@ -524,28 +530,15 @@ def _unwrap(pool: _Pool) -> None:
         del executor.submit
 
 
-def _busy_frames(pools: list[_Pool]) -> dict[int, Any]:
-    """The current frames of the threads running work items, if any do."""
-    if not any(pool.work.threads for pool in pools):
-        return {}
-    return sys._current_frames()
-
-
-def _running(work: _Work, frames: dict[int, Any]) -> tuple[Submitter, ...]:
-    """What the busy threads run now: the innermost application frame of each, counted."""
-    if not frames:
-        return ()
+def _running(work: _Work) -> tuple[Submitter, ...]:
+    """What the busy threads run now: the application function of each work item running,
+    counted. (Not read from the threads' stacks: walking another running thread's frames from
+    the loop thread crashed CPython 3.11 in ``PyFrame_GetBack``.)"""
     found: Counter[tuple[str, int, str]] = Counter()
-    for ident in list(work.threads.values()):
-        frame = frames.get(ident)
-        for _ in range(MAX_STACK):
-            if frame is None:
-                break
-            code = frame.f_code
-            if _application(code.co_filename) and not _skipped(code.co_filename):
-                found[(code.co_filename, frame.f_lineno, _qualname(code))] += 1
-                break
-            frame = frame.f_back
+    for fn in list(work.doing.values()):
+        code = getattr(_application_callable(fn), "__code__", None)
+        if code is not None and _application(code.co_filename):
+            found[(code.co_filename, code.co_firstlineno, _qualname(code))] += 1
     return tuple(
         Submitter(file=file, line=line, function=function, count=n)
         for (file, line, function), n in found.most_common(MAX_SUBMITTERS)

@@ -39,6 +39,10 @@ def _check_pool(snapshot: Snapshot, ex: ExecutorView) -> Finding | None:
         ex.backlog_samples >= MIN_BACKLOG_SHARE * ex.samples
     )
     waits = ex.started >= MIN_STARTED and (ex.wait_p99 or 0.0) >= WAIT_P99_S
+    if waits and ex.pool != DEFAULT and not ex.backlog_samples:
+        # Waits with a thread free in every sample are the hand-off's (a loaded machine, the
+        # GIL), not the pool's size: for the pools whose limit is known, that is no backlog.
+        waits = False
     if not (backlog or waits):
         return None
     worst = max(ex.wait_p99 or 0.0, ex.oldest or 0.0)
@@ -99,6 +103,14 @@ def _check_pool(snapshot: Snapshot, ex: ExecutorView) -> Finding | None:
         evidence=evidence,
         fix=_fix(ex, work),
     )
+
+
+def busiest(snapshot: Snapshot) -> ExecutorView:
+    """The pool whose work waited most (the default executor when no pool was seen)."""
+    pools = [p for p in snapshot.executors if p.samples]
+    if not pools:
+        return snapshot.executor
+    return max(pools, key=lambda p: (p.backlog_samples, p.wait_p99 or 0.0, p.submitted))
 
 
 def _location(snapshot: Snapshot, ex: ExecutorView) -> tuple[Location | None, str | None]:
