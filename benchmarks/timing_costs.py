@@ -3,7 +3,10 @@
 - gc: young collections (``gc.collect(0)`` on a small heap, the common case) with and without
   the agent's callback in ``gc.callbacks``: the callback's cost per collection;
 - executor: ``await loop.run_in_executor(None, f)`` for a trivial ``f``, 50 in flight, with and
-  without the agent's ``submit`` wrapper: its cost per work item.
+  without the agent's wrappers (the loop's ``run_in_executor`` and the executor's ``submit``):
+  their cost per work item;
+- anyio: ``await anyio.to_thread.run_sync(f)`` (what Starlette and FastAPI do for each ``def``
+  endpoint), 50 in flight, with and without the agent's wrapper of anyio's backend.
 
 Alternating A/B over several rounds, median per variant.
 
@@ -55,11 +58,33 @@ def executor_cost(wrapped: bool) -> float:
         await loop.run_in_executor(None, int)  # the executor exists from here
         collector = ExecutorCollector(loop, 1, _discard, Guard(_discard), interval=3600)
         if wrapped:
-            collector._wrap(loop._default_executor)  # type: ignore[attr-defined]
+            collector.start()  # wraps run_in_executor
+            collector._tick()  # finds and wraps the default executor
         try:
             started = time.perf_counter()
             for _ in range(ITEMS // 50):
                 await asyncio.gather(*(loop.run_in_executor(None, int) for _ in range(50)))
+            return (time.perf_counter() - started) / ITEMS
+        finally:
+            collector.stop()
+
+    return asyncio.run(main())
+
+
+def anyio_cost(wrapped: bool) -> float:
+    """Seconds of loop time per work item, through anyio's worker threads."""
+    import anyio.to_thread
+
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        await anyio.to_thread.run_sync(int)  # the worker threads and the limiter exist
+        collector = ExecutorCollector(loop, 1, _discard, Guard(_discard), interval=3600)
+        if wrapped:
+            collector._watch_anyio()
+        try:
+            started = time.perf_counter()
+            for _ in range(ITEMS // 50):
+                await asyncio.gather(*(anyio.to_thread.run_sync(int) for _ in range(50)))
             return (time.perf_counter() - started) / ITEMS
         finally:
             collector.stop()
@@ -86,6 +111,7 @@ def main() -> None:
     args = parser.parse_args()
     compare("gc: per young collection", gc_cost, args.rounds)
     compare("executor: per work item", executor_cost, args.rounds)
+    compare("anyio: per work item", anyio_cost, args.rounds)
 
 
 if __name__ == "__main__":

@@ -881,3 +881,13 @@ def test_importing_the_events_loads_no_collector() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "loopscope.agent._core"
+
+
+def test_an_executor_sample_written_before_pools_were_named_is_the_default_executor() -> None:
+    line = (
+        '{"kind":"executor","t":1.0,"loop":1,"window":0.5,"max_workers":6,"workers":6,"busy":6,'
+        '"queued":4,"oldest":null,"submitted":5,"started":1,"wait_buckets":[0,1],"wait_max":0.1,'
+        '"run":0.2,"submitters":[]}'
+    )
+    sample = decode(line)
+    assert (sample.pool, sample.running) == ("default executor", ())  # type: ignore[attr-defined]

@@ -24,8 +24,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from loopscope.codemap import CodeMap
 from loopscope.events import Block, Event, Hello, Lag
-from loopscope.model._blocks import CodeMap
 from loopscope.model._lag import merge, percentile
 from loopscope.model.flame import FlameTree, add_block
 from loopscope.model.snapshot import HotFrame, Snapshot

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import random
 import socket
@@ -530,3 +531,38 @@ def test_classifies_on_every_interpreter(target_python: str, tmp_path: Path) -> 
         site = by_kind[kind].site
         assert site is not None and site.function.rpartition(".")[2] == f"w_{kind}", by_kind
         assert site.line == line_of(f"target: {kind}", str(script))
+
+
+def sync_endpoint(gate: threading.Event) -> None:  # site: anyio hand-off
+    gate.wait(10)
+
+
+def test_waits_for_anyios_worker_threads_name_the_function_handed_to_them() -> None:
+    # A Starlette `def` endpoint waits in anyio's plumbing (its CapacityLimiter, its hand-off to
+    # a worker thread), with no application frame above: the site is the function it runs.
+    to_thread = pytest.importorskip("anyio.to_thread", reason="anyio is not installed")
+
+    async def main() -> None:
+        to_thread.current_default_thread_limiter().total_tokens = 1
+        gate = threading.Event()
+        tasks = [
+            asyncio.create_task(to_thread.run_sync(functools.partial(sync_endpoint, gate)))
+            for _ in range(3)
+        ]
+        await until(lambda: all(waiting(t) for t in tasks), "the calls to wait")
+        census = collector(asyncio.get_running_loop()).take()
+        try:
+            mine = [s for s in census.sites if s.function == "sync_endpoint"]
+            assert len(mine) == 1, census.sites
+            site = mine[0]
+            assert (site.kind, site.file, site.line) == (
+                "executor",
+                __file__,
+                line_of("site: anyio hand-off"),
+            )
+            assert site.count == 3  # one running in the thread, two waiting for the limiter
+        finally:
+            gate.set()
+            await finish(tasks)
+
+    asyncio.run(main())

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import enum
+import io
 import os
 import random
 import subprocess
@@ -185,6 +186,41 @@ def test_a_queue_or_stream_argument_marks_a_consumer() -> None:
     plain = ArgText()
     plain.of([1, 2])
     assert not plain.consumer
+
+
+@pytest.mark.parametrize(
+    "value",
+    [random.Random(1), iter([1, 2]), (i for i in range(3)), io.StringIO("x")],
+    ids=["random", "iterator", "generator", "file"],
+)
+def test_shared_state_each_call_advances_marks_a_consumer(value: Any) -> None:
+    writer = ArgText()
+    writer.of(value)
+    assert writer.consumer
+
+
+class DbConnection:
+    pass
+
+
+def test_a_connection_as_the_only_argument_marks_a_consumer() -> None:
+    async def handle(conn: DbConnection) -> None:
+        await asyncio.sleep(0)
+
+    async def query(conn: DbConnection, sql: str) -> None:
+        await asyncio.sleep(0)
+
+    conn = DbConnection()
+    only = handle(conn)
+    text = ArgText()
+    text.arguments(only.cr_frame, ("conn",))
+    assert text.consumer
+    with_input = query(conn, "select 1")
+    text = ArgText()
+    text.arguments(with_input.cr_frame, ("conn", "sql"))
+    assert not text.consumer
+    only.close()
+    with_input.close()
 
 
 # ---------------------------------------------------------------------------------------------

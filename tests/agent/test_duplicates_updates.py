@@ -82,6 +82,42 @@ class Report:
     pass
 
 
+SCORES = {}
+
+
+class Coupons:
+    async def redeem(self, code):
+        if code in self.spent:
+            return False
+        self.spent.add(code)
+        return True
+
+    async def evict(self, key):
+        return self.cache.pop(key, None)
+
+
+async def record(name, points):
+    SCORES.setdefault(name, []).append(points)
+
+
+async def record_item(name, points):
+    SCORES[name].append(points)
+
+
+async def extend_callers(items):
+    items.extend([1, 2])
+
+
+async def collect(n):
+    found = []
+    seen = set()
+    for i in range(n):
+        found.append(i)
+        seen.add(i)
+    found.sort()
+    return found
+
+
 def check(f):
     code = f.__code__
     n = code.co_argcount + code.co_kwonlyargcount
@@ -91,7 +127,8 @@ def check(f):
 print(json.dumps({f.__qualname__.split(".")[-1]: check(f) for f in [
     Account.withdraw, Account.deposit, Account.forget, Account.reset_history, reserve, take,
     take_one,
-    count, make_closure(), render, compute,
+    count, make_closure(), render, compute, Coupons.redeem, Coupons.evict, record, record_item,
+    extend_callers, collect,
 ]}))
 '''
 
@@ -109,6 +146,14 @@ WRITES = {
     # that returns a value are statistics
     "render": False,
     "compute": False,
+    # mutating methods called on shared containers: self's, a global's, an argument's
+    "redeem": True,
+    "evict": True,
+    "record": True,
+    "record_item": True,
+    "extend_callers": True,
+    # ... and on the call's own locals
+    "collect": False,
 }
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from loopscope.agent import _races
+from loopscope.agent._codemap import CodeMap
 from loopscope.agent._guard import Guard
 from loopscope.agent._races import RaceCollector, RaceScanner
 from loopscope.agent._racescan import scan_source
@@ -202,9 +203,7 @@ def test_the_scanner_skips_library_and_own_files(tmp_path: Path) -> None:
     scan = RaceScanner(
         out.append,
         Guard(out.append),
-        _races.library_dirs(
-            ["/usr/lib/python3.11"], ["/venv/lib/site-packages"], "/x/loopscope/agent"
-        ),
+        CodeMap(["/usr/lib/python3.11"], ["/venv/lib/site-packages"], ["/x/loopscope"]),
     )
     assert scan.application("/srv/app/bank.py")
     assert not scan.application("/usr/lib/python3.11/asyncio/tasks.py")

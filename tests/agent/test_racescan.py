@@ -271,17 +271,16 @@ def test_an_undeclared_name_is_a_local() -> None:
 
 
 def test_del_under_a_stale_test() -> None:
-    assert (
-        windows(
-            """
+    assert windows(
+        """
         async def evict(self, key):
             if key in self.cache:
                 await self.flush(key)
                 del self.cache[key]
         """
-        )
-        == []
-    )  # the test reads self.cache, not self.cache[key]
+    ) == [
+        ("evict", "self.cache[key]", 2, (3,), 4, "condition")
+    ]  # a test of membership in self.cache guards a write into it (check-then-act)
     assert windows(
         """
         async def evict(self, key):
@@ -542,3 +541,122 @@ def test_async_comprehension_is_an_await() -> None:
             self.n = n + len(items)
         """
     ) == ["self.n"]
+
+
+# -- check-then-act: membership, len(), .get() and attribute tests guarding a later write ------
+
+
+def test_an_early_return_test_guards_a_mutating_call_after_an_await() -> None:
+    found, _ = scan_source(
+        textwrap.dedent(
+            """
+            class CouponService:
+                async def redeem(self, code):
+                    if code in self.spent:
+                        return False
+                    await self.ledger.write(code)
+                    self.spent.add(code)
+                    return True
+            """
+        ).lstrip("\n"),
+        "/app/m.py",
+    )
+    assert [
+        (w.span.function, w.span.target, w.span.read_line, w.span.write_line) for w in found
+    ] == [("CouponService.redeem", "self.spent", 3, 6)]
+    window = found[0]
+    assert window.span.via == "condition"
+    # Told apart at run time by the code: two tasks redeeming different codes do not race.
+    assert (window.root, window.attrs, window.key, window.key_is_name) == (
+        "self",
+        ("spent",),
+        "code",
+        True,
+    )
+
+
+def test_a_membership_test_guards_a_write_into_the_container() -> None:
+    assert windows(
+        """
+        async def book(self, seat, user):
+            if seat in self.booked:
+                return False
+            await self.payments.hold(user)
+            self.booked[seat] = user
+        """
+    ) == [("book", "self.booked[seat]", 2, (4,), 5, "condition")]
+
+
+def test_get_and_len_tests_of_a_module_level_container() -> None:
+    assert windows(
+        """
+        async def buy(item):
+            if STOCK.get(item, 0) <= 0:
+                return False
+            await reserve(item)
+            STOCK[item] -= 1
+        """
+    ) == [("buy", "STOCK[item]", 2, (4,), 5, "condition")]
+    assert targets(
+        """
+        async def push(self, job):
+            if len(self.queue) >= 10:
+                raise Full()
+            await self.persist(job)
+            self.queue.append(job)
+        """
+    ) == ["self.queue"]
+
+
+def test_awaits_in_the_condition_and_async_with_count() -> None:
+    assert targets(
+        """
+        async def claim(self, code):
+            if code not in self.spent and await self.valid(code):
+                self.spent.add(code)
+        """
+    ) == ["self.spent"]
+    assert targets(
+        """
+        async def claim(self, code):
+            if code in self.spent:
+                return
+            async with self.db.transaction():
+                pass
+            self.spent.add(code)
+        """
+    ) == ["self.spent"]
+
+
+def test_claiming_before_the_await_is_no_window() -> None:
+    assert (
+        targets(
+            """
+        async def redeem(self, code):
+            if code in self.spent:
+                return False
+            self.spent.add(code)
+            await self.ledger.write(code)
+            return True
+        """
+        )
+        == []
+    )
+
+
+def test_a_cache_lookup_returned_when_present_is_no_check() -> None:
+    # Concurrent misses fill the cache twice with the same thing: repeated work, not a race.
+    assert (
+        targets(
+            """
+        async def cached(period):
+            hit = _reports.get(period)
+            if hit is not None:
+                return hit
+            report = await build(period)
+            _reports[period] = report
+            return report
+        """
+        )
+        == []
+    )

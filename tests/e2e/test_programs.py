@@ -1,18 +1,38 @@
-"""Every problem program in tests/programs/ under `loopscope run --headless --json`: the finding
-its first line expects, naming its function, and nothing serious in the clean twins."""
+"""Every program of the two corpora under `loopscope run --headless --json`, one run each: the
+finding its first line expects, naming its function, and nothing serious in the clean twins.
+tests/programs/ is plain asyncio; tests/services/ are services on FastAPI, Starlette, uvicorn,
+aiohttp and anyio, each with its own loopback load. The per-family end-to-end tests read the
+same runs (programruns.py)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import pytest
 
-from detection import Expectation, judge, programs
+from detection import SERVICES, Expectation, judge, programs
 from programruns import ProgramRuns
+
+WEB_STACK = ("fastapi", "uvicorn", "starlette", "anyio", "httpx", "aiohttp")
 
 
 @pytest.mark.parametrize("expect", programs(), ids=lambda e: e.name)
 def test_program(expect: Expectation, program_runs: ProgramRuns) -> None:
+    run_and_judge(expect, program_runs)
+
+
+@pytest.mark.parametrize("expect", programs(SERVICES), ids=lambda e: e.name)
+def test_service(expect: Expectation, program_runs: ProgramRuns) -> None:
+    missing = [name for name in WEB_STACK if importlib.util.find_spec(name) is None]
+    if missing:
+        pytest.skip(f"the web stack is not installed: {', '.join(missing)}")
+    run_and_judge(expect, program_runs)
+
+
+def run_and_judge(expect: Expectation, program_runs: ProgramRuns) -> None:
+    if expect.skip is not None:
+        pytest.skip(f"{expect.name}: {expect.skip}")
     findings = program_runs(expect.path).findings
     verdict = judge(expect, findings)
     shown = json.dumps(

@@ -5,9 +5,10 @@ import dataclasses
 import pytest
 
 from builders import APP, LOOP_FRAMES, app, block, frame, hello, site, stdlib
+from loopscope.codemap import CodeMap
 from loopscope.events import Block, Event, Frame, Stack
 from loopscope.model import RECENT_SECONDS, UNSAMPLED_FUNCTION, Model
-from loopscope.model._blocks import CodeMap, cpu_share
+from loopscope.model._blocks import cpu_share
 
 SOURCE = {
     (f"{APP}/handlers.py", 42): "    data = render_report(rows)\n",
@@ -74,7 +75,7 @@ def test_without_application_frames_the_innermost_package_frame_is_the_location(
 
 def test_site_packages_inside_the_stdlib_directory_are_packages() -> None:
     code = CodeMap(["/usr/lib/python3.11"], ["/usr/lib/python3.11/site-packages"])
-    assert code.kind("/usr/lib/python3.11/site-packages/requests/api.py") == "site"
+    assert code.kind("/usr/lib/python3.11/site-packages/requests/api.py") == "library"
     assert code.kind("/usr/lib/python3.11/socket.py") == "stdlib"
     assert code.kind("/usr/lib/python3.11-app/main.py") == "app"
     assert code.module("/usr/lib/python3.11/http/client.py") == "http"
@@ -84,7 +85,7 @@ def test_site_packages_inside_the_stdlib_directory_are_packages() -> None:
 def test_without_hello_the_usual_layouts_are_recognised() -> None:
     code = CodeMap()
     assert code.kind("/opt/py/lib/python3.12/ssl.py") == "stdlib"
-    assert code.kind("/home/u/.venv/lib/python3.12/site-packages/httpx/_client.py") == "site"
+    assert code.kind("/home/u/.venv/lib/python3.12/site-packages/httpx/_client.py") == "library"
     assert code.kind("/home/u/app/main.py") == "app"
     assert code.module("/opt/py/lib/python3.12/ssl.py") == "ssl"
     assert code.module("/home/u/app/main.py") is None
@@ -236,6 +237,19 @@ def test_a_block_without_samples_holds_the_gil_and_has_no_location() -> None:
     assert [(h.file, h.line, h.function, h.cause) for h in hot] == [
         ("", 0, UNSAMPLED_FUNCTION, "gil")
     ]
+
+
+def test_a_block_whose_watchdog_waited_for_the_gil_is_c_code_holding_it() -> None:
+    # One sample, taken when the C call returned, at its line; CPU throughout; the watchdog
+    # waited for the GIL most of the block (not for a core): cause gil, located at the call.
+    # Its CPU share alone, or a socket module on the stack, would not tell.
+    frames = [app(21, "check_coupon")]
+    waited = dataclasses.replace(
+        block(10.0, 0.1, stacks=[(1, frames)], cpu_share=0.95, samples=1), held=0.09
+    )
+    assert only_block(waited) == (app(21, "check_coupon"), "gil")
+    unheld = block(10.0, 0.1, stacks=[(1, frames)], cpu_share=0.95, samples=1)
+    assert only_block(unheld)[1] == "cpu"
 
 
 def test_a_source_line_that_cannot_be_read_gives_no_hint() -> None:

@@ -100,12 +100,15 @@ def _gil_findings(report: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 @needs("ptrace")
-def test_the_agent_alone_cannot_name_a_c_call_holding_the_gil(
+def test_the_agent_alone_names_a_c_call_holding_the_gil_by_its_starved_watchdog(
     target: PlainTarget, tmp_path: Path
 ) -> None:
     report = _attach(target, tmp_path, "--no-pyspy")
-    # A block with no sample at all is "gil", but has no location.
-    assert all(f["location"] is None for f in _gil_findings(report)), report
+    # A block with no sample at all is "gil", but has no location; one whose watchdog waited
+    # for the GIL has the few samples it took when the call returned: they name the caller.
+    located = {f["location"]["function"] for f in _gil_findings(report) if f["location"]}
+    assert located <= {"check_input", "one_match"}, report
+    assert _gil_findings(report), report
     blocking = [f for f in report["findings"] if f["code"] == "LS101"]
     assert sum(f["evidence"]["count"] for f in blocking) >= 3, report
     for f in blocking:  # starved: a few samples per block, where 100 ms give dozens
@@ -135,7 +138,8 @@ def test_run_with_pyspy_names_the_c_call_holding_the_gil(tmp_path: Path) -> None
     assert_no_loopscope_traceback(out.stderr)
     located = {f["location"]["function"] for f in _gil_findings(json.loads(out.stdout))
                if f["location"]}  # fmt: skip
-    assert located == {"check_input"}, out.stdout
+    # (The calibration at start-up runs the same regular expression on the loop: one_match.)
+    assert {"check_input"} <= located <= {"check_input", "one_match"}, out.stdout
 
 
 def test_native_stacks_show_the_c_code_and_locate_the_application_function(

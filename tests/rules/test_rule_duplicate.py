@@ -128,25 +128,40 @@ def test_recurring_thresholds(
         assert found.fix.startswith("Cache `fetch_price(symbol)` at prices.py:12: ")
 
 
-def test_the_outermost_repeated_call_is_reported() -> None:
-    passes = [
+def _nested(outer: int, inner: int) -> list[list[DuplicateGroup]]:
+    """``get_quote(symbol='ACME')`` repeated with ``outer`` calls in flight, each awaiting the
+    same ``_query(sql='select 1')``, ``inner`` of which are in flight at once."""
+    return [
         [
             duplicate_group(
-                "get_quote", "symbol='ACME'", in_flight=5, instances=5 * (i + 1), ended=5 * i
+                "get_quote",
+                "symbol='ACME'",
+                in_flight=outer,
+                instances=outer * (i + 1),
+                ended=outer * i,
             ),
             duplicate_group(
                 "_query",
                 "sql='select 1'",
-                in_flight=5,
-                instances=5 * (i + 1),
-                ended=5 * i,
+                in_flight=inner,
+                instances=inner * (i + 1),
+                ended=inner * i,
                 parent="get_quote(symbol='ACME')",
                 line=40,
             ),
         ]
         for i in range(4)
     ]
-    found = only(duplicate.check(session(*passes)))
+
+
+def test_the_innermost_repeated_call_that_costs_the_time_is_reported() -> None:
+    found = only(duplicate.check(session(*_nested(5, 5))))
+    assert found.location is not None and found.location.function == "_query"
+    assert "the repeats took" in found.title
+
+
+def test_a_caller_whose_inner_repeats_take_little_of_its_time_is_reported() -> None:
+    found = only(duplicate.check(session(*_nested(12, 3))))
     assert found.location is not None and found.location.function == "get_quote"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 
 import pytest
 
@@ -328,6 +329,46 @@ def test_executor_location_falls_back_to_the_await_site() -> None:
     site = census(2.0, sites=[await_site(31, "fetch_profile", "executor", 12, 0.4)])
     f = only(executor.check(session(samples, site)))
     assert f.location is not None and f.location.function == "fetch_profile"
+
+
+def test_each_pool_is_judged_on_its_own_and_the_anyio_fix_fits_a_sync_endpoint() -> None:
+    endpoint = Submitter("/srv/app/api.py", 30, "customer", 40, "customer")
+    crm = Submitter("/srv/app/api.py", 26, "fetch_customer", 12)
+    busy_anyio = [
+        replace(
+            sample(1 + i * 0.5, queued=20, busy=4, waits=[0.4] * 8, submitters=(endpoint,)),
+            pool="anyio worker threads",
+            running=(crm,),
+        )
+        for i in range(6)
+    ]
+    calm_default = [sample(1 + i * 0.5, queued=0, busy=1) for i in range(6)]
+    f = only(executor.check(session([*busy_anyio, *calm_default])))
+    assert f.location is not None and f.location.function == "customer"
+    assert f.title.startswith("anyio worker threads backlog: `customer` waits")
+    assert f.evidence["pool"] == "anyio worker threads"
+    assert f.evidence["busy_threads_run"] == ["fetch_customer (api.py:26) x72"]  # 6 samples
+    assert "async def" in f.fix and "total_tokens" in f.fix and "fetch_customer" in f.fix
+
+
+def test_waits_with_a_thread_free_are_no_backlog_of_anyios_threads() -> None:
+    # A loaded machine delays the hand-off; the pool, with threads to spare, is not the cause.
+    samples = [
+        replace(sample(1 + i * 0.5, queued=0, busy=2, waits=[0.3] * 8), pool="anyio worker threads")
+        for i in range(6)
+    ]
+    assert executor.check(session(samples)) == []
+
+
+def test_a_pool_of_the_programs_own_gets_its_own_finding() -> None:
+    pool = "ThreadPoolExecutor 'db' (max_workers=4)"
+    samples = [
+        replace(sample(1 + i * 0.5, queued=9, waits=[0.3] * 8, submitters=(LOOKUP,)), pool=pool)
+        for i in range(6)
+    ]
+    f = only(executor.check(session(samples)))
+    assert f.title.startswith(f"{pool} backlog: work from `fetch_profile`")
+    assert "max_workers" in f.fix and "default executor" not in f.fix
 
 
 # -- LS901 variability -----------------------------------------------------------------------

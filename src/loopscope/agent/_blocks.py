@@ -183,6 +183,9 @@ class _Target:
             self.cpu_clock: int | None = time.pthread_getcpuclockid(thread_id)
         except (AttributeError, OSError):
             self.cpu_clock = None
+        # (perf_counter, seconds on CPU, seconds in the run queue) of the thread at the last
+        # look while its loop waited: the start of a block the watchdog could only see late.
+        self.last_look: _SchedStat | None = None
         self.reset(None)
         # (perf_counter, the probe's idle seconds) at the watchdog's last look, to tell a loop
         # that stayed idle since.
@@ -213,6 +216,7 @@ class _Target:
         self.stacks: Counter[tuple[Frame, ...]] = Counter()
         self.seconds: dict[tuple[Frame, ...], float] = {}
         self.samples = 0
+        self.held = 0.0  # seconds the watchdog waited for the GIL during the period
         self.sampled_at = since  # perf_counter of the last sample (the period's start at first)
         self.task: str | None = None
         # (perf_counter, thread CPU seconds) when the period was first seen.
@@ -244,6 +248,11 @@ class _Target:
             except (OSError, ValueError):  # no /proc, no schedstat, the thread exited
                 self._close()
                 return None
+
+    def look(self) -> None:
+        """Read the thread's clocks while its loop waits for events (Linux: one read of its
+        schedstat, exact for a thread that is not running)."""
+        self.last_look = self.runq_now()
 
     def close(self) -> None:
         """Close the schedstat file for good."""
@@ -326,6 +335,9 @@ class Watchdog:
         self._thread = threading.Thread(target=self._run, name="loopscope-watchdog", daemon=True)
         self._frames: dict[tuple[Any, int], Frame] = {}
         self._skip_cache: dict[str, bool] = {}
+        # When this thread went to sleep, until when, and its run-queue wait so far.
+        self._asleep: tuple[float, float | None] = (0.0, None)
+        self._own: _OwnQueue | None = None
         # perf_counter() -> time.time()
         self._wall_offset = time.time() - time.perf_counter()
         # Seconds of garbage collection in a span of perf_counter() time (set by the agent when
@@ -372,14 +384,19 @@ class Watchdog:
 
     def _run(self) -> None:
         poll = self._guard.wrap(self.name, self._poll, fallback=None)
+        own = _OwnQueue()
+        self._own = own
         try:
             while not self._stop.is_set():
                 wait = poll()
                 if not self._guard.enabled(self.name):
                     return
-                self._wake.wait(self._poll_interval if wait is None else wait)
+                wait = self._poll_interval if wait is None else wait
+                self._asleep = (time.perf_counter() + wait, own.waited())
+                self._wake.wait(wait)
                 self._wake.clear()
         finally:
+            own.close()
             self._restore_switch()
 
     def _sleep_through(self, targets: list[_Target]) -> float | None:
@@ -396,6 +413,18 @@ class Watchdog:
             return None
         return _DEEP_SLEEP
 
+    def _held(self, now: float) -> float:
+        """Seconds this thread woke late for a reason other than waiting for a core: waiting
+        for the GIL, which another thread held without releasing it."""
+        due, queued = self._asleep
+        late = now - due
+        if late <= self._sample_interval or queued is None or self._own is None:
+            return 0.0
+        queued_now = self._own.waited()
+        if queued_now is None:
+            return 0.0
+        return max(0.0, late - (queued_now - queued))
+
     def _poll(self) -> float | None:
         """Look at every loop once; how long to wait before the next look (None: the poll
         interval). While a loop is in a block, that is the sample interval; while one is busy,
@@ -403,6 +432,7 @@ class Watchdog:
         with self._lock:
             targets = list(self._targets.values())
         now = time.perf_counter()
+        held = self._held(now)
         calm = all(now - target.stirred >= _CALM_AFTER for target in targets)
         wait = _CALM_LOOKS * self.threshold if calm else self._poll_interval
         in_block = []
@@ -423,10 +453,25 @@ class Watchdog:
                 continue
             since = tracker.since
             if since is None:
+                target.look()
                 continue
             if since != target.since:
+                before = target.last_look
                 target.reset(since)
                 target.cpu_first = target.cpu_now()
+                if (
+                    before is not None
+                    and before[0] <= since
+                    and now - since > self.threshold
+                    and since - before[0] <= self.threshold
+                ):
+                    # Seen late: the thread held the GIL (C code that does not release it)
+                    # and this thread could not look sooner. The clocks read while the loop
+                    # waited, just before the period began, measure all of it, where ones
+                    # read now would miss the part this thread could not see.
+                    target.cpu_first = (before[0], before[1])
+                    target.runq_first = before
+            target.held += min(held, now - since)
             # Sampling starts at half the threshold, so that a block just over it has samples
             # too; a busy period that ends below the threshold is forgotten with its samples.
             if now - since >= self.threshold / 2:
@@ -533,6 +578,7 @@ class Watchdog:
             ),
             precise=target.precise,
             gc=self.gc_time(start, end) if self.gc_time is not None else 0.0,
+            held=round(min(target.held, duration), 6) if mine else 0.0,
         )
 
     def _stack(self, frame: FrameType | None) -> tuple[Frame, ...]:
@@ -557,6 +603,32 @@ class Watchdog:
             skipped = filename in self._skip_files or filename.startswith(self._skip_dirs)
             self._skip_cache[filename] = skipped
         return skipped
+
+
+class _OwnQueue:
+    """The calling thread's seconds in the run queue so far, from Linux's schedstat; used by
+    the watchdog thread alone, which opens and closes it."""
+
+    def __init__(self) -> None:
+        self._fd: int | None = None
+        self._path: str | None = f"/proc/self/task/{threading.get_native_id()}/schedstat"
+
+    def waited(self) -> float | None:
+        if self._path is None:
+            return None
+        try:
+            if self._fd is None:
+                self._fd = os.open(self._path, os.O_RDONLY)
+            return int(os.pread(self._fd, 128, 0).split()[1]) / 1e9
+        except (OSError, ValueError, IndexError):  # no /proc, no schedstat
+            self.close()
+            self._path = None
+            return None
+
+    def close(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
 
 
 def _task_name(loop: asyncio.AbstractEventLoop) -> str | None:

@@ -26,6 +26,7 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from ._codemap import local_map
 from ._guard import Guard
 from ._loops import on_loop_thread
 from ._pace import steady
@@ -108,7 +109,7 @@ _CHAINABLE = (types.CoroutineType, types.GeneratorType, types.AsyncGeneratorType
 class _Code:
     """What the census needs to know about a code object, computed once per code object."""
 
-    __slots__ = ("code", "file", "function", "internal", "kind")
+    __slots__ = ("app", "code", "file", "function", "handoff", "internal", "kind")
 
     def __init__(self, code: types.CodeType, module: str) -> None:
         self.code = code  # keeps id(code) from being reused while cached
@@ -119,10 +120,19 @@ class _Code:
         if _OWN_DIR is not None and self.file.startswith(_OWN_DIR):
             own = True
         self.internal = in_asyncio or own
+        # The site is the innermost application frame: a wait inside framework plumbing
+        # (anyio's worker threads, starlette's middleware) is the wait of the handler above it.
+        self.app = not own and local_map().is_app(self.file)
+        # anyio's hand-off to a worker thread (or the executor collector's wrapper of it): the
+        # waits below it (its CapacityLimiter, the thread's answer) are the function it runs.
+        self.handoff = code.co_name in _HANDOFFS and (own or f"{os.sep}anyio{os.sep}" in self.file)
         self.kind: str | None = None
         if in_asyncio:
             stem = os.path.splitext(os.path.basename(self.file))[0]
             self.kind = _FUNCTION_KINDS.get((stem, code.co_name))
+
+
+_HANDOFFS = frozenset(("run_sync_in_worker_thread",))
 
 
 class _Site:
@@ -332,6 +342,7 @@ class CensusCollector:
         codes = self._codes
         site_frame: types.FrameType | None = None
         site: _Code | None = None
+        app: tuple[types.FrameType, _Code] | None = None
         first: tuple[types.FrameType, _Code] | None = None
         # asyncio frames below the site that tell a kind of wait, outermost first
         below: list[tuple[types.FrameType, _Code]] = []
@@ -353,13 +364,21 @@ class CensusCollector:
                     info = codes[id(code)] = _Code(code, frame.f_globals.get("__name__") or "")
                 if first is None:
                     first = (frame, info)
+                if info.handoff:
+                    handed = _handed_site(frame, codes)
+                    if handed is not None:
+                        return handed[0], handed[1], "executor", None
                 if not info.internal:
                     site_frame, site = frame, info
                     below.clear()
+                    if info.app:
+                        app = (frame, info)
                 elif info.kind is not None:
                     below.append((frame, info))
             if obj is None:
                 break
+        if app is not None:
+            site_frame, site = app
         if site_frame is None and first is not None:
             # The task runs asyncio's own code (create_task(asyncio.sleep(10))): its outermost
             # frame is the best site there is.
@@ -384,6 +403,20 @@ class CensusCollector:
         if site_frame is None:
             return None, 0, kind, resource
         return site, site_frame.f_lineno, kind, resource
+
+
+def _handed_site(frame: types.FrameType, codes: dict[int, _Code]) -> tuple[_Code, int] | None:
+    """The application function an anyio hand-off runs in a thread, as the site of its wait."""
+    from ._executor import _application, _application_callable  # it imports this module
+
+    fn = _application_callable(frame.f_locals.get("func"))
+    code = getattr(fn, "__code__", None)
+    if not isinstance(code, types.CodeType) or not _application(code.co_filename):
+        return None
+    info = codes.get(id(code))
+    if info is None or info.code is not code:
+        info = codes[id(code)] = _Code(code, getattr(fn, "__module__", None) or "")
+    return info, code.co_firstlineno
 
 
 def _candidates(

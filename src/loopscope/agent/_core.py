@@ -9,9 +9,7 @@ import contextlib
 import os
 import platform
 import runpy
-import site
 import sys
-import sysconfig
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -19,6 +17,7 @@ from typing import Any, Protocol
 
 from ._blocks import BusyTracker, SelectorProbe, Watchdog
 from ._census import CensusCollector
+from ._codemap import local_map
 from ._duplicates import DuplicatesCollector
 from ._executor import ExecutorCollector
 from ._gc import GcCollector, GcMonitor
@@ -27,7 +26,7 @@ from ._lag import LagCollector
 from ._lifecycle import LifecycleCollector
 from ._pace import Pacer
 from ._paths import default_socket_path
-from ._races import RaceCollector, RaceScanner, connect_watch_hub, library_dirs
+from ._races import RaceCollector, RaceScanner, connect_watch_hub
 from ._server import Outbox, Server
 from ._tasklist import TaskListCollector
 from ._unawaited import UnawaitedHook
@@ -101,8 +100,7 @@ class Agent:
         )
         # Process-wide, so the agent's rather than a loop's; on and off with the lifecycle.
         self._unawaited = UnawaitedHook(self.emit, self.guard)
-        stdlib, sites = _library_paths()
-        self._scanner = RaceScanner(self.emit, self.guard, library_dirs(stdlib, sites, _AGENT_DIR))
+        self._scanner = RaceScanner(self.emit, self.guard, local_map())
         self._unwatch: Callable[[], None] | None = None
         self.gc_monitor = GcMonitor(self.emit, self.guard)
         self._lock = threading.Lock()
@@ -203,7 +201,7 @@ class Agent:
             observer.stop(self.guard)
 
     def _hello(self) -> Hello:
-        stdlib, sites = _library_paths()
+        code = local_map()
         return Hello(
             t=time.time(),
             protocol=PROTOCOL_VERSION,
@@ -214,8 +212,8 @@ class Agent:
             executable=sys.executable,
             argv=tuple(sys.argv),
             cwd=_cwd(),
-            stdlib_paths=tuple(stdlib),
-            site_paths=tuple(sites),
+            stdlib_paths=code.stdlib_paths,
+            site_paths=code.site_paths,
             monotonic=time.perf_counter(),
         )
 
@@ -251,6 +249,7 @@ class _LoopObserver:
                 )
         executor_hidden = not hasattr(loop, "_default_executor")  # uvloop keeps it in C
         if "executor" in enabled and executor_hidden:
+            # anyio's worker threads are still watched.
             unavailable.append("executor: loop does not expose its default executor")
         probe = self.probe
         idle_clock = (lambda: probe.idle) if probe is not None else None
@@ -283,7 +282,7 @@ class _LoopObserver:
             "executor": lambda: ExecutorCollector(loop, self.loop_id, agent.emit, guard),
         }
         for name, make in makers.items():
-            if name not in enabled or (name == "executor" and executor_hidden):
+            if name not in enabled:
                 continue
             try:
                 collector = make()
@@ -481,23 +480,6 @@ def _loop_in_stack(frame: Any) -> asyncio.AbstractEventLoop | None:
                 return candidate
         frame = frame.f_back
     return None
-
-
-def _library_paths() -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(standard library directories, installed packages' directories) of this interpreter."""
-    paths = sysconfig.get_paths()
-    stdlib = dict.fromkeys(paths[k] for k in ("stdlib", "platstdlib") if k in paths)
-    return tuple(stdlib), tuple(dict.fromkeys(_site_paths(paths)))
-
-
-def _site_paths(paths: dict[str, str]) -> list[str]:
-    out = [paths[k] for k in ("purelib", "platlib") if k in paths]
-    with contextlib.suppress(AttributeError):  # a virtualenv's old site.py lacks it
-        out += site.getsitepackages()
-    user = site.getusersitepackages() if site.ENABLE_USER_SITE else None
-    if user:
-        out.append(user)
-    return [p for p in out if p]
 
 
 def _cwd() -> str:

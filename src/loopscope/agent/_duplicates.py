@@ -31,7 +31,6 @@ loops).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import datetime
 import decimal
@@ -39,13 +38,11 @@ import dis
 import enum
 import fractions
 import gc
-import os
+import io
 import pathlib
 import queue
 import random
-import site
 import socket
-import sysconfig
 import time
 import types
 import uuid
@@ -54,7 +51,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from ._census import _ASYNCIO_DIR, _OWN_DIR, _OWN_PACKAGE, _candidates, _step
+from ._census import _OWN_PACKAGE, _candidates, _step
+from ._codemap import APP, FRAMEWORK, LOOPSCOPE, local_map
 from ._guard import Guard
 from ._loops import on_loop_thread
 from ._pace import steady
@@ -87,30 +85,10 @@ _CO_VARARGS = 0x04
 _CO_VARKEYWORDS = 0x08
 
 
-def _library_dirs() -> tuple[str, ...]:
-    """Where the standard library and installed packages live (not application code)."""
-    paths = sysconfig.get_paths()
-    dirs = [paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths]
-    with contextlib.suppress(AttributeError):  # an old virtualenv's site.py lacks it
-        dirs += site.getsitepackages()
-    user = site.getusersitepackages() if site.ENABLE_USER_SITE else None
-    if user:
-        dirs.append(user)
-    out = {os.path.join(d, "") for d in dirs if d}
-    out |= {os.path.join(os.path.realpath(d), "") for d in dirs if d}
-    out.add(_ASYNCIO_DIR)
-    if _OWN_DIR is not None:
-        out.add(_OWN_DIR)
-    return tuple(sorted(out))
-
-
-_LIBRARY_DIRS = _library_dirs()
-
-
 class _Code:
     """What the collector needs to know about a code object, computed once per code object."""
 
-    __slots__ = ("app", "code", "file", "function", "line", "names", "writes")
+    __slots__ = ("app", "code", "file", "framework", "function", "line", "names", "writes")
 
     def __init__(self, code: types.CodeType, module: str) -> None:
         self.code = code  # keeps id(code) from being reused while cached
@@ -118,7 +96,11 @@ class _Code:
         self.line = code.co_firstlineno
         self.function: str = getattr(code, "co_qualname", code.co_name)
         own = module == _OWN_PACKAGE or module.startswith(_OWN_PACKAGE + ".")
-        self.app = not (own or self.file.startswith(_LIBRARY_DIRS) or self.file.startswith("<"))
+        kind = LOOPSCOPE if own else local_map().kind(self.file)
+        self.app = kind == APP
+        # A coroutine a framework awaits directly is an entry point (a request handler):
+        # identical requests are what a service receives, not repeated work.
+        self.framework = kind == FRAMEWORK
         n = code.co_argcount + code.co_kwonlyargcount
         if code.co_flags & _CO_VARARGS:
             n += 1
@@ -148,9 +130,34 @@ def _counts(instructions: list[dis.Instruction], store: int) -> bool:
     return in_place and instructions[i - 1].opname in _CONSTANTS
 
 
+# Methods that change the container (or object) they are called on.
+_MUTATORS = frozenset(
+    {
+        "append",
+        "appendleft",
+        "extend",
+        "extendleft",
+        "insert",
+        "add",
+        "update",
+        "setdefault",
+        "pop",
+        "popitem",
+        "popleft",
+        "remove",
+        "discard",
+        "clear",
+        "put_nowait",
+        "__setitem__",
+        "__delitem__",
+    }
+)
+
+
 def writes_shared_state(code: types.CodeType, params: frozenset[str]) -> bool:
     """Whether the function writes state it does not own: a global, or an attribute or item of
-    one of its arguments (``self`` included), of a global or of a closure's variable.
+    one of its arguments (``self`` included), of a global or of a closure's variable, by an
+    assignment, a ``del`` or a mutating method call (``.append``, ``.add``, ``.pop``, ...).
 
     Such a call is an update (withdraw, reserve, connect), not a computation whose result could
     be cached: identical updates in flight are not repeated work. Bumping a counter by a
@@ -161,7 +168,7 @@ def writes_shared_state(code: types.CodeType, params: frozenset[str]) -> bool:
     shuffling), the store is taken to write shared state."""
 
     def owned(ins: dis.Instruction, last: bool) -> bool:
-        if ins.opname.startswith("LOAD_FAST"):
+        if ins.opname.startswith(("LOAD_FAST", "STORE_FAST_LOAD_FAST")):
             name = ins.argval
             if isinstance(name, tuple):  # LOAD_FAST_LOAD_FAST (3.13+): two names
                 name = name[-1] if last else name[0]
@@ -175,6 +182,14 @@ def writes_shared_state(code: types.CodeType, params: frozenset[str]) -> bool:
     counts = False
     for i, ins in enumerate(instructions):
         op = ins.opname
+        if op in ("LOAD_METHOD", "LOAD_ATTR") and ins.argval in _MUTATORS and i >= 1:
+            # ``SCORES[name].append(x)``, ``self.spent.add(code)``: a mutating method called on
+            # anything but a local of its own (a parameter is the caller's object).
+            target = instructions[i - 1]
+            loads = target.opname.startswith(("LOAD_FAST", "STORE_FAST_LOAD_FAST"))
+            if not (loads and owned(target, last=True)):
+                return True
+            continue
         if op in ("STORE_GLOBAL", "STORE_ATTR", "STORE_SUBSCR") and _counts(instructions, i):
             counts = True
             continue
@@ -286,7 +301,7 @@ def _anchors(objects: list[Any]) -> tuple[weakref.ref[Any], ...] | None:
 
 
 class _Instance:
-    __slots__ = ("first", "last", "passes", "print", "ref", "update")
+    __slots__ = ("first", "last", "passes", "print", "ref", "request", "update")
 
     def __init__(
         self,
@@ -294,6 +309,7 @@ class _Instance:
         fingerprint: _Print | None,
         now: float,
         update: frozenset[str] | None = None,
+        request: frozenset[str] | None = None,
     ) -> None:
         self.ref = ref
         self.print = fingerprint  # None: not fingerprinted (a consumer, or part of an update)
@@ -302,6 +318,9 @@ class _Instance:
         # The argument values of the update (a call that writes shared state) this call is, or
         # is part of; None if neither.
         self.update = update
+        # The argument values of the entry point (a request handler) this call is, or is part
+        # of; None if neither.
+        self.request = request
 
 
 class DuplicatesCollector:
@@ -434,6 +453,8 @@ class DuplicatesCollector:
         parent = ""
         update: frozenset[str] | None = None  # see _Instance.update
         working: list[tuple[_Print, bool]] = []  # (fingerprint, whether the call is new)
+        called_by_framework = False
+        request: frozenset[str] | None = None  # see _Instance.request
         obj: Any = task.get_coro()
         for _ in range(MAX_DEPTH):
             cls = type(obj)
@@ -452,15 +473,25 @@ class DuplicatesCollector:
                     if new:
                         if instance is not None:  # a finished coroutine's id, reused
                             self._end(key, instance, now)
-                        instance = self._remember(obj, frame, info, parent, task, now, update)
+                        instance = self._remember(
+                            obj, frame, info, parent, task, now, update,
+                            request, called_by_framework,
+                        )  # fmt: skip
                     else:
                         assert instance is not None
                         if key not in present:
                             instance.last = now
                             instance.passes += 1
                     present.add(key)
+                    if instance.request is not None:
+                        request = instance.request
                     if instance.update is not None:
                         update = instance.update
+                        if instance.print is None:
+                            # The callers awaiting an update are making it (``play(name)``
+                            # awaiting ``record(name, 10)``): changing shared state, not
+                            # repeating work, while they wait on it.
+                            working.clear()
                     if instance.print is not None:
                         parent = instance.print.id
                         awaited = obj.cr_await
@@ -472,6 +503,7 @@ class DuplicatesCollector:
                     inner = frame.f_locals.get("fut")
                     if asyncio.isfuture(inner):
                         waiter = id(_shared(inner))
+                called_by_framework = info.framework
                 obj = obj.cr_await
             elif cls is types.GeneratorType:
                 obj = obj.gi_yieldfrom
@@ -495,13 +527,20 @@ class DuplicatesCollector:
         task: Any,
         now: float,
         update: frozenset[str] | None = None,
+        request: frozenset[str] | None = None,
+        entry: bool = False,
     ) -> _Instance:
         """A new coroutine object: its fingerprint, remembered while it is in flight.
 
         ``update``: the argument values of the update the chain is in, if any. A call that
         writes shared state is an update; a call made inside one with nothing but the update's
         own inputs (``withdraw(self, amount)`` awaiting ``self.audit(amount)``) is part of it.
-        Neither is fingerprinted."""
+        Neither is fingerprinted. ``entry``: a framework called it (a request handler); it is
+        not fingerprinted either: identical requests are what a service receives. Nor is a call
+        made inside one with nothing but the request's own inputs (``product(pid)`` awaiting
+        ``read_product(pid)``), which ``request`` (the entry's argument values) tells; the calls
+        it makes with other arguments are (``load_tenants("eu-west")``, the same whatever the
+        request asks: repeated work)."""
         text = ArgText()
         args = text.arguments(frame, info.names)
         values = frozenset(text.values)
@@ -510,8 +549,12 @@ class DuplicatesCollector:
             update = values
         elif not part:
             update = None
+        if entry:
+            request = values
+        elif not (request is not None and values and values <= request):
+            request = None
         fingerprint: _Print | None = None
-        if not text.consumer and update is None:
+        if not text.consumer and update is None and request is None:
             key = (id(info), args)
             prints = self._prints
             fingerprint = prints.get(key)
@@ -524,7 +567,7 @@ class DuplicatesCollector:
                 if not fingerprint.same_objects():
                     fingerprint.renew(text.identities, parent)
             fingerprint.made_in(task)
-        instance = _Instance(weakref.ref(coro), fingerprint, now, update)
+        instance = _Instance(weakref.ref(coro), fingerprint, now, update, request)
         if len(self._instances) < MAX_INSTANCES:
             self._instances[id(coro)] = instance
             if fingerprint is not None:
@@ -674,7 +717,13 @@ _CONSUMED: tuple[type, ...] = (
     asyncio.StreamWriter,
     asyncio.BaseTransport,
     socket.socket,
+    # Shared state each call advances: a random generator, a file, an iterator (below).
+    random.Random,
+    io.IOBase,
 )
+# An object of a class so named, as a call's only argument, is a connection or a cursor the
+# call reads from or advances (``handle(conn)``), not the input of a computation.
+_STATEFUL_NAMES = ("Connection", "Cursor", "Socket", "Stream", "Channel")
 # Standard value types whose repr is their value, bounded (exact types only: a subclass may
 # have a repr of its own).
 _VALUE_TYPES = frozenset(
@@ -702,13 +751,14 @@ class ArgText:
     """Renders arguments as text that is the same for equal plain values and tells apart every
     other object by identity, within a budget, without running the program's code."""
 
-    __slots__ = ("consumer", "identities", "left", "values")
+    __slots__ = ("consumer", "identities", "left", "stateful", "values")
 
     def __init__(self, budget: int = TEXT_BUDGET) -> None:
         self.left = budget
         self.identities: list[Any] = []  # the objects named by identity
         self.consumer = False  # an argument is a source of work (a queue, a stream...)
         self.values: list[str] = []  # the text of each argument given to `arguments`
+        self.stateful = 0  # arguments that look like connections (see _STATEFUL_NAMES)
 
     def arguments(self, frame: types.FrameType, names: tuple[str, ...]) -> str:
         """``name=value, ...`` for the call ``frame`` runs."""
@@ -725,6 +775,9 @@ class ArgText:
             text = self.of(value)
             self.values.append(text)
             parts.append(f"{name}={text}")
+        inputs = len(names) - (names[0] in ("self", "cls"))
+        if self.stateful and self.stateful >= inputs:
+            self.consumer = True
         return ", ".join(parts)
 
     def of(self, value: Any, depth: int = 0) -> str:
@@ -783,9 +836,11 @@ class ArgText:
             return f"<function {value.__qualname__}>"
         if cls is types.MethodType:
             return f"<method {value.__func__.__qualname__} of {self.of(value.__self__, depth)}>"
-        if isinstance(value, _CONSUMED) or hasattr(cls, "__anext__"):
+        if isinstance(value, _CONSUMED) or hasattr(cls, "__anext__") or hasattr(cls, "__next__"):
             self.consumer = True
             return self._identity(value)
+        if depth == 0 and cls.__name__.endswith(_STATEFUL_NAMES):
+            self.stateful += 1
         if dataclasses.is_dataclass(cls) and depth < DEPTH_LIMIT:
             fields = ", ".join(
                 f"{f.name}={self.of(object.__getattribute__(value, f.name), depth + 1)}"

@@ -24,10 +24,11 @@ import threading
 import time
 import types
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from ._census import MAX_DEPTH, MAX_SAMPLE, _candidates, _step
+from ._codemap import CodeMap, local_map
 from ._guard import Guard
 from ._loops import on_loop_thread
 from ._pace import steady
@@ -48,8 +49,6 @@ MAX_NAMES = 10  # task names per event
 # many tasks, two inside one window are then caught together even when no single sample holds
 # both.
 MAX_REMEMBERED = 64
-# Installed packages anywhere, and loopscope's agent however it was loaded (the model's markers).
-_NOT_APPLICATION = ("/site-packages/", "/dist-packages/", "/loopscope/agent/", "_loopscope_agent")
 _PLAIN_KEYS = (str, int, bytes, float, bool, type(None))
 _MISSING = object()
 WATCH_HUB = "_loopscope_watch_hub"  # see loopscope/_watch.py
@@ -70,13 +69,13 @@ class RaceScanner:
         self,
         emit: Callable[[Event], None],
         guard: Guard,
-        library_dirs: Iterable[str],
+        code: CodeMap | None = None,
         *,
         interval: float = SCAN_INTERVAL,
     ) -> None:
         self._emit = emit
         self._guard = guard
-        self._library = tuple(d.rstrip("/") + "/" for d in library_dirs if d)
+        self._code = code if code is not None else local_map()
         self._interval = interval
         self._seen: set[str] = set()
         self._modules: dict[str, int] = {}  # module name -> id of the module looked at
@@ -172,30 +171,8 @@ class RaceScanner:
         return True
 
     def application(self, file: str) -> bool:
-        """Whether ``file`` is the application's: not the standard library's, not an installed
-        package's, not loopscope's (except its demos, which are applications to observe)."""
-        if _DEMOS in file:
-            return True
-        if any(file.startswith(d) for d in self._library):
-            return False
-        if any(marker in file for marker in _NOT_APPLICATION):
-            return False
-        # An installed loopscope the program imported (for loopscope.watch), wherever it is.
-        package = sys.modules.get("loopscope")
-        init = getattr(package, "__file__", None)
-        return not (isinstance(init, str) and file.startswith(os.path.dirname(init) + os.sep))
-
-
-_DEMOS = f"{os.sep}loopscope{os.sep}demos{os.sep}"
-
-
-def library_dirs(stdlib: Iterable[str], sites: Iterable[str], agent_dir: str) -> list[str]:
-    """The directories whose modules are not the application's."""
-    out = [*stdlib, *sites, agent_dir]
-    parent = os.path.dirname(agent_dir)
-    if os.path.basename(parent) == "loopscope":
-        out.append(parent)  # loopscope's own package, around the agent
-    return out
+        """Whether ``file`` is the application's (see `CodeMap`)."""
+        return self._code.is_app(file)
 
 
 def _module_file(module: Any) -> str | None:

@@ -10,12 +10,17 @@ Within a function the analysis follows the statements in order, along every path
 tracks *facts*: "this value came from reading target T at line L". A fact lives in the locals
 assigned from it (and in the tests of enclosing ``if`` statements); every ``await``
 passed (an ``await``, an ``async for`` step, entering or leaving an ``async with``) marks the live
-facts as stale. A write of T whose value uses a stale fact of T, or which sits under a test that
-used one, is a race window: another task may have written T during the await, and this write
-undoes it.
+facts as stale. A write of T whose value uses a stale fact of T (read-modify-write: a lost
+update), or which sits under a test that used one (check-then-act: a double booking or double
+spend), is a race window: another task may have written T during the await. A test guards what
+its arms do and, when one arm leaves the block (``if code in self.spent: return``), the rest of
+the block too. Writes include mutating method calls (``self.spent.add(code)``,
+``SCORES[k].append(x)``), and a write of ``C[k]`` or through a method of C is guarded by tests of
+C (``k in C``, ``len(C)``, ``C.get(k)``).
 
-Targets are ``self.x`` / ``obj.attr`` (attribute chains), subscripts with a simple key
-(``d[k]``, ``self.d["a"]``), and names declared ``global`` or ``nonlocal``. Nested functions and
+Targets are ``self.x`` / ``obj.attr`` (attribute chains, module-level objects included),
+subscripts with a simple key (``d[k]``, ``self.d["a"]``, ``STOCK[item]``), and names declared
+``global`` or ``nonlocal``. Nested functions and
 lambdas are not part of the function that defines them (a nested ``async def`` is scanned as a
 function of its own).
 """
@@ -35,6 +40,15 @@ MAX_FUNCTION_LINES = 2_000  # nor bigger functions
 MAX_WINDOWS_PER_FUNCTION = 20
 MAX_AWAIT_LINES = 8  # await lines listed per window
 _LOCK_WORDS = ("lock", "mutex", "sem")  # an ``async with`` on a name like these guards its body
+# Methods that change the container they are called on: ``T.add(x)`` writes T.
+# fmt: off
+_MUTATORS = frozenset((
+    "add", "append", "appendleft", "extend", "extendleft", "insert", "update", "setdefault",
+    "pop", "popitem", "popleft", "remove", "discard", "clear", "__setitem__", "__delitem__",
+))
+# fmt: on
+# Methods that only read their container: a test of ``T.get(k)`` is a test of T.
+_READERS = frozenset({"get", "keys", "values", "items", "count", "index", "__contains__"})
 _ASYNC_DEF = re.compile(r"^([ \t]*)async[ \t]+def[ \t]+(\w+)")
 _HEADER = re.compile(r"^([ \t]*)(?:async[ \t]+)?(def|class)[ \t]+(\w+)")
 
@@ -182,6 +196,9 @@ class _Analysis:
         self.control: list[frozenset[Fact]] = []  # facts of the enclosing tests
         self.locks: list[int] = []  # the lock-like ``async with`` statements around this point
         self.nodes: dict[str, ast.expr] = {}  # target text -> a node spelling it
+        # The facts of an ``if`` one arm of which leaves the block (``if seat in self.booked:
+        # return``): the statements after it run only when the test went the other way.
+        self.dominating: frozenset[Fact] | None = None
 
     # -- targets ----------------------------------------------------------------------------------
 
@@ -222,6 +239,9 @@ class _Analysis:
             self._walk(child, state, facts, names)
         if isinstance(node, ast.Await):
             self.passed_await(node, state)
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            if node.func.attr in _MUTATORS and self.target(node.func.value) is not None:
+                self.mutated(node, state)
         elif isinstance(node, ast.comprehension) and node.is_async:
             self.passed_await(node.iter, state)
         elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
@@ -251,15 +271,39 @@ class _Analysis:
         for fact, seen in state.awaited.items():
             state.awaited[fact] = seen | lines
 
-    def write(self, target: ast.expr, deps: frozenset[Fact], state: _State) -> None:
+    def mutated(self, call: ast.Call, state: _State) -> None:
+        """``T.add(x)``, ``T.pop(k)``, ...: a write of T. Its window is told apart at run time by
+        the first argument when it is a name or a constant (``self.spent.add(code)``: the same
+        code), as a subscript's is by its key."""
+        assert isinstance(call.func, ast.Attribute)
+        container = call.func.value
+        first = call.args[0] if call.args else None
+        node: ast.expr = container
+        if isinstance(first, ast.Name) or (
+            isinstance(first, ast.Constant) and isinstance(first.value, (str, int))
+        ):
+            node = ast.Subscript(value=container, slice=first, ctx=ast.Load())
+            ast.copy_location(node, container)
+        self.write(container, frozenset(), state, node=node)
+
+    def write(
+        self,
+        target: ast.expr,
+        deps: frozenset[Fact],
+        state: _State,
+        node: ast.expr | None = None,
+    ) -> None:
         text = self.target(target)
         if text is None:
             return
         self.nodes.setdefault(text, target)
+        # A write of ``C[k]`` (or a mutating call on C) is a write of C too: a test of ``k in
+        # C``, ``len(C)`` or ``C.get(k)`` guards it.
+        container = _chain(target.value) if isinstance(target, ast.Subscript) else None
         held = set(self.locks)
         for via, facts in (("value", deps), ("condition", frozenset().union(*self.control))):
             for fact in facts:
-                if fact[0] != text:
+                if not _related(fact[0], text, container, via):
                     continue
                 lines = state.awaited.get(fact)
                 if not lines:
@@ -268,7 +312,7 @@ class _Analysis:
                 entry = self.found.get(key)
                 guarded = bool(held.intersection(fact[2]))
                 if entry is None:
-                    self.found[key] = (set(lines), guarded, self.nodes[text])
+                    self.found[key] = (set(lines), guarded, node or self.nodes[text])
                 else:
                     entry[0].update(lines)
 
@@ -291,11 +335,20 @@ class _Analysis:
     # -- statements -------------------------------------------------------------------------------
 
     def block(self, body: list[ast.stmt], state: _State | None) -> _State | None:
-        for statement in body:
-            if state is None:
-                return None
-            state = self.statement(statement, state)
-        return state
+        pushed = 0
+        try:
+            for statement in body:
+                if state is None:
+                    return None
+                state = self.statement(statement, state)
+                if self.dominating is not None:
+                    self.control.append(self.dominating)
+                    self.dominating = None
+                    pushed += 1
+            return state
+        finally:
+            self.dominating = None
+            del self.control[len(self.control) - pushed :]
 
     def statement(self, node: ast.stmt, state: _State) -> _State | None:
         if isinstance(node, ast.Assign):
@@ -318,12 +371,23 @@ class _Analysis:
         elif isinstance(node, (ast.Break, ast.Continue)):
             return None
         elif isinstance(node, ast.If):
-            test, _ = self.expr(node.test, state)
+            direct: set[Fact] = set()
+            names: set[str] = set()
+            self._walk(node.test, state, direct, names)
+            test = frozenset(direct).union(*(state.taint.get(n, frozenset()) for n in names))
             self.control.append(test)
             try:
-                return _merge(self.block(node.body, state.copy()), self.block(node.orelse, state))
+                body = self.block(node.body, state.copy())
+                orelse = self.block(node.orelse, state)
             finally:
                 self.control.pop()
+            # Only a test that reads the target itself (``code in self.spent``) guards the rest
+            # of the block: a value looked up earlier and returned when present (``hit =
+            # cache.get(k); if hit: return hit``) is a cache, whose concurrent misses fill it
+            # twice with the same thing.
+            if (body is None) != (orelse is None) and direct:
+                self.dominating = frozenset(direct)
+            return _merge(body, orelse)
         elif isinstance(node, (ast.While, ast.For, ast.AsyncFor)):
             return self.loop(node, state)
         elif isinstance(node, (ast.With, ast.AsyncWith)):
@@ -498,6 +562,21 @@ def _chain(node: ast.expr) -> str | None:
         return None
     parts.append(node.id)
     return ".".join(reversed(parts))
+
+
+def _related(read: str, written: str, container: str | None, via: str) -> bool:
+    """Whether a read of ``read`` bears on a write of ``written`` (``C[k]`` has ``container`` C):
+    the same target, or a reading method of it (``C.get(k)`` for a write of ``C[k]``); for a
+    test (``via`` "condition"), also the container written into (``k in C``, ``len(C)``) and,
+    for a write of a whole C (``C.add(x)``), any element of it."""
+    if read == written:
+        return True
+    base, _, method = read.rpartition(".")
+    if method in _READERS and base in (written, container):
+        return True
+    if via != "condition":
+        return False
+    return read == container or (container is None and read.startswith(f"{written}["))
 
 
 def _lock_like(node: ast.expr) -> bool:

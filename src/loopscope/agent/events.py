@@ -303,6 +303,9 @@ class Block(Event):
     # Seconds of garbage collection inside the block (collections of at least 1 ms, from the
     # agent's gc collector; 0 when none, or when the gc collector is off).
     gc: float = 0.0
+    # Seconds of the block in which the agent's watchdog, ready to sample and not waiting for a
+    # core, waited for the GIL (Linux): C code held it without releasing it.
+    held: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -571,7 +574,8 @@ class Submitter:
 
 @dataclass(frozen=True, slots=True)
 class ExecutorSample(Event):
-    """The loop's default executor at ``t``, and its work over the window before."""
+    """A thread pool the loop waits on (its default executor, another ThreadPoolExecutor,
+    anyio's worker threads) at ``t``, and its work over the window before."""
 
     kind: ClassVar[str] = "executor"
     loop: int
@@ -587,6 +591,9 @@ class ExecutorSample(Event):
     wait_max: float
     run: float  # seconds workers spent running work items that ended in the window
     submitters: tuple[Submitter, ...] = ()  # most items first, bounded
+    # Which pool: "default executor", "anyio worker threads", "ThreadPoolExecutor ..."
+    pool: str = "default executor"
+    running: tuple[Submitter, ...] = ()  # what busy threads run now: application frames, counted
 
 
 @dataclass(frozen=True, slots=True)

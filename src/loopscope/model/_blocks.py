@@ -12,6 +12,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from loopscope.codemap import APP, CodeMap
 from loopscope.events import Block, Frame, Stack, lag_bucket
 from loopscope.model.snapshot import BlockRecord, BlockView, HotFrame
 
@@ -22,6 +23,12 @@ CPU_LEANING = 0.5
 OFF_CPU = 0.3
 # A block is a garbage collection's (cause "gc") when collections took this share of it.
 GC_SHARE = 0.5
+
+# A block whose loop thread used this much CPU per stack sample, while the watchdog waited for
+# the GIL at least this share of that CPU time, is C code holding the GIL: Python code lets
+# the watchdog sample every 5 ms of CPU (the switch interval).
+CPU_PER_SAMPLE = 0.02
+GIL_WAITED = 0.5
 
 # Frames in these modules mean a thread waiting off-CPU is doing I/O.
 IO_MODULES = frozenset(
@@ -79,15 +86,7 @@ _FILE_CALL = re.compile(
     r"\bshutil\."
 )
 
-# Where loopscope's agent code shows up in a target's stacks: installed or from a checkout,
-# or loaded privately from source sent over the bootstrap socket.
-_LOOPSCOPE_MARKERS = ("/loopscope/agent/", "<loopscope", "_loopscope_agent")
 _SLEEP_CALL = re.compile(r"\bsleep\s*\(")
-# Without a Hello (no agent), recognise the usual layouts of an installed Python.
-_STDLIB_GUESS = re.compile(r"[/\\]lib[/\\]python3\.\d+[/\\]", re.IGNORECASE)
-_SITE_GUESS = re.compile(r"[/\\](?:site|dist)-packages[/\\]")
-# C frames, as py-spy --native names them: a shared object, a C source file, or an address.
-_NATIVE = re.compile(r"(?:\.so(?:\.[\d.]+)?|\.c|\.h|\.cc|\.cpp|\.dylib|\.dll)$|^0x[0-9a-f]+$")
 
 MAX_HOT = 50
 MAX_RECENT = 100
@@ -96,74 +95,6 @@ _MAX_TRACKED = 500  # distinct locations kept; the smallest are forgotten beyond
 _MAX_ENDS = 10_000
 
 SourceLine = Callable[[str, int], str]
-
-
-def _prefixes(paths: Sequence[str]) -> tuple[str, ...]:
-    out = {p.rstrip("/\\") + "/" for p in paths if p}
-    return tuple(sorted(out, key=len, reverse=True))
-
-
-class CodeMap:
-    """Tells application frames from the standard library, installed packages and loopscope."""
-
-    def __init__(self, stdlib_paths: Sequence[str] = (), site_paths: Sequence[str] = ()) -> None:
-        self._stdlib = _prefixes(stdlib_paths)
-        self._site = _prefixes(site_paths)
-        self._known = bool(self._stdlib)
-
-    def kind(self, file: str) -> str:
-        """One of "loopscope", "site", "stdlib", "native", "app"."""
-        path = file.replace("\\", "/")
-        if _NATIVE.search(path):
-            return "native"  # a C frame (py-spy --native): never the application's code
-        if any(m in path for m in _LOOPSCOPE_MARKERS):
-            return "loopscope"
-        if "/loopscope/demos/" in path:
-            return "app"  # the bundled demos are applications to observe, wherever installed
-        # Site directories usually live inside the standard library's directory: test first.
-        if self._prefix(path, self._site) is not None or _SITE_GUESS.search(path):
-            return "site"
-        if path.startswith("<frozen"):
-            return "stdlib"
-        if self._prefix(path, self._stdlib) is not None:
-            return "stdlib"
-        if not self._known and _STDLIB_GUESS.search(path):
-            return "stdlib"
-        return "app"
-
-    def module(self, file: str) -> str | None:
-        """The top-level module a library frame belongs to ("http" for http/client.py)."""
-        path = file.replace("\\", "/")
-        if path.startswith("<frozen "):
-            return path[len("<frozen ") :].rstrip(">").split(".")[0]
-        prefix = self._prefix(path, self._site) or self._prefix(path, self._stdlib)
-        if prefix is not None:
-            rest = path[len(prefix) :]
-        else:
-            match = _SITE_GUESS.search(path) or _STDLIB_GUESS.search(path)
-            if match is None:
-                return None
-            rest = path[match.end() :]
-        top = rest.split("/", 1)[0]
-        return top[:-3] if top.endswith(".py") else top
-
-    @staticmethod
-    def _prefix(path: str, prefixes: tuple[str, ...]) -> str | None:
-        return next((p for p in prefixes if path.startswith(p)), None)
-
-    def locate(self, frames: Sequence[Frame]) -> Frame | None:
-        """The innermost application frame; else the innermost frame of an installed package;
-        else the innermost frame."""
-        fallback: Frame | None = None
-        for f in frames:
-            kind = self.kind(f.file)
-            if kind == "app":
-                return f
-            if kind == "site" and fallback is None:
-                fallback = f
-        if fallback is not None:
-            return fallback
-        return frames[0] if frames else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,7 +145,7 @@ def io_kind(
         frames = frames[: frames.index(location)]  # the frames the application called
     kind = None
     for f in reversed(frames):  # outermost first
-        if code.kind(f.file) == "app":
+        if code.kind(f.file) == APP:
             continue
         found = IO_KINDS.get(code.module(f.file) or "")
         if found is not None:
@@ -315,6 +246,17 @@ def _cause(block: Block, located: _Located, code: CodeMap, source_line: SourceLi
     share = cpu_share(block)
     if share is None:
         return "unknown"
+    if (
+        block.cpu is not None
+        and block.cpu >= CPU_PER_SAMPLE * block.samples
+        and block.held >= GIL_WAITED * block.cpu
+    ):
+        # The loop thread ran on CPU, yet the agent's watchdog, ready to sample and not
+        # waiting for a core, waited for the GIL and took hardly a sample: C code held the GIL
+        # (a regular expression, a C extension). Python code hands it over every switch
+        # interval (5 ms) of CPU; a thread the machine makes wait for a core keeps it, but does
+        # not run. Its few samples show the call, not I/O.
+        return "gil"
     location = located.location
     mine = located.share
     waits = _waits(location, located.stack, code, source_line)
@@ -333,7 +275,7 @@ def _waits(
     location: Frame | None, stack: Sequence[Frame], code: CodeMap, source_line: SourceLine
 ) -> str | None:
     """What the code shows it waits on at ``location``: "io", "sleep", or None."""
-    if any(code.kind(f.file) != "app" and code.module(f.file) in IO_MODULES for f in stack):
+    if any(code.kind(f.file) != APP and code.module(f.file) in IO_MODULES for f in stack):
         return "io"
     if location is not None and _SLEEP_CALL.search(_safe_line(source_line, location)):
         return "sleep"

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TypeVar
 
+from loopscope.codemap import CodeMap
 from loopscope.events import Frame, NeverAwaited, TaskErrors
-from loopscope.model._blocks import CodeMap
 from loopscope.model.snapshot import NeverAwaitedView, TaskErrorView
 
 MAX_TRACKED = 200  # distinct errors, distinct never-awaited places; the rarest go first
@@ -67,8 +67,9 @@ class ErrorState:
 
 
 def _app_frame(code: CodeMap, frames: Sequence[Frame]) -> Frame | None:
-    """The innermost application frame, if any (asyncio's frames of create_task are not)."""
-    return next((f for f in frames if code.kind(f.file) == "app"), None)
+    """The application frame to blame, if any (asyncio's frames of create_task are not)."""
+    located = code.locate(frames)
+    return located if located is not None and code.is_app(located.file) else None
 
 
 _K = TypeVar("_K")

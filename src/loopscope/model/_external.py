@@ -17,8 +17,9 @@ from __future__ import annotations
 from collections import Counter, deque
 from dataclasses import dataclass, field
 
+from loopscope.codemap import APP, FRAMEWORK, LIBRARY, CodeMap
 from loopscope.events import Block, ExternalSamples, Frame, Stack
-from loopscope.model._blocks import CodeMap, Outside
+from loopscope.model._blocks import Outside
 from loopscope.model.snapshot import ExternalView, SampledFrame
 
 # How long a block without samples waits for py-spy's samples of its span; py-spy sends a
@@ -32,6 +33,8 @@ STARVED = 0.02
 # The share of py-spy's samples of such a block with the thread on CPU holding the GIL from
 # which its cause is "gil": C code that does not release it.
 GIL_HELD = 0.5
+# Code of the program and its packages (not only the standard library's).
+_PROGRAM = (APP, LIBRARY, FRAMEWORK)
 KEEP_SECONDS = 30.0  # samples kept for matching with blocks that arrive late
 _MAX_SAMPLES = 20_000
 _MAX_HOT = 50
@@ -169,7 +172,7 @@ class ExternalState:
                 and s.state != "i"
                 and (thread is None or s.thread_id == thread)
                 # (a stack only in the standard library names no code of the program's)
-                and any(self._code.kind(f.file) in ("app", "site") for f in s.frames)
+                and any(self._code.kind(f.file) in _PROGRAM for f in s.frames)
             ):
                 counts[s.frames] += 1
                 on_cpu += s.state == "c"

@@ -9,6 +9,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from loopscope.codemap import CodeMap
 from loopscope.events import (
     Block,
     Census,
@@ -33,7 +34,7 @@ from loopscope.events import (
     TaskErrors,
     TaskList,
 )
-from loopscope.model._blocks import BlockState, CodeMap, Outside
+from loopscope.model._blocks import BlockState, Outside
 from loopscope.model._contention import ContentionState
 from loopscope.model._duplicates import DuplicateState
 from loopscope.model._errors import ErrorState
@@ -309,6 +310,7 @@ class Model:
             monitor=self._monitor.view(),
             gc=self._timing.gc_view(),
             executor=self._timing.executor_view(),
+            executors=self._timing.executor_views(),
             timeline=self._timing.timeline(now),
             functions_seen=self._timing.functions_seen(),
         )

@@ -12,8 +12,8 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from loopscope.codemap import CodeMap
 from loopscope.events import Block, Census, ExecutorSample, Frame, GcWindow, Lag, Lifecycle
-from loopscope.model._blocks import CodeMap
 from loopscope.model._lag import merge, percentile
 from loopscope.model.snapshot import (
     ExecutorView,
@@ -97,19 +97,8 @@ class TimingState:
         self._gc_sites: dict[tuple[str, int, str], list[float]] = {}  # -> [pauses, seconds]
         self._threshold: tuple[int, ...] = ()
         self._frozen = 0
-        # executor
-        self._latest: dict[int, ExecutorSample] = {}  # loop -> latest sample
-        self._samples = 0
-        self._backlog = 0
-        self._queued_max = 0
-        self._queued_sum = 0
-        self._submitted = 0
-        self._started = 0
-        self._waits: list[int] = []
-        self._wait_max: float | None = None
-        self._run = 0.0
-        self._submitters: Counter[tuple[str, int, str]] = Counter()
-        self._work: dict[tuple[str, int, str], Counter[str]] = {}
+        # executors: one per pool name ("default executor", "anyio worker threads", ...)
+        self._pools: dict[str, _Pool] = {}
         self._functions: dict[str, Frame] = {}
 
     # -- events ----------------------------------------------------------------------------
@@ -213,25 +202,12 @@ class TimingState:
                 b.gc_full += event.collections[2] if len(event.collections) > 2 else 0
 
     def executor(self, event: ExecutorSample) -> None:
-        self._latest[event.loop] = event
-        self._samples += 1
-        full = event.max_workers > 0 and event.busy >= event.max_workers
-        if event.queued > 0 and full:
-            self._backlog += 1
-        self._queued_max = max(self._queued_max, event.queued)
-        self._queued_sum += event.queued
-        self._submitted += event.submitted
-        self._started += event.started
-        self._waits = merge((self._waits, event.wait_buckets))
-        if event.started and math.isfinite(event.wait_max):
-            self._wait_max = max(self._wait_max or 0.0, event.wait_max)
-        if math.isfinite(event.run):
-            self._run += event.run
-        for s in event.submitters:
-            key = (s.file, s.line, s.function)
-            if key in self._submitters or len(self._submitters) < _MAX_KEYS:
-                self._submitters[key] += s.count
-                self._work.setdefault(key, Counter())[s.work] += s.count
+        pool = self._pools.get(event.pool)
+        if pool is None:
+            if len(self._pools) >= _MAX_POOLS:
+                return
+            pool = self._pools[event.pool] = _Pool(event.pool)
+        pool.add(event)
         b = self._bin(event.t)
         if b is not None:
             b.executor_queued = _most(b.executor_queued, event.queued)
@@ -239,7 +215,8 @@ class TimingState:
             b.executor_workers = _most(b.executor_workers, event.max_workers)
 
     def loop_stopped(self, loop: int) -> None:
-        self._latest.pop(loop, None)
+        for pool in self._pools.values():
+            pool.latest.pop(loop, None)
 
     # -- views -----------------------------------------------------------------------------
 
@@ -268,30 +245,93 @@ class TimingState:
         )
 
     def executor_view(self) -> ExecutorView:
-        if not self._samples:
-            return ExecutorView()
-        latest = list(self._latest.values())
-        top = self._wait_max or 0.0
+        """The loops' default executors."""
+        pool = self._pools.get(DEFAULT_POOL)
+        return pool.view() if pool is not None else ExecutorView()
+
+    def executor_views(self) -> tuple[ExecutorView, ...]:
+        """Every pool seen: default executors, other ThreadPoolExecutors, anyio's threads."""
+        return tuple(pool.view() for pool in self._pools.values())
+
+
+DEFAULT_POOL = "default executor"
+_MAX_POOLS = 16
+
+
+class _Pool:
+    """One thread pool over the session, merged across loops (each sends its own samples)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.latest: dict[int, ExecutorSample] = {}  # loop -> latest sample
+        self.samples = 0
+        self.backlog = 0
+        self.queued_max = 0
+        self.queued_sum = 0
+        self.submitted = 0
+        self.started = 0
+        self.waits: list[int] = []
+        self.wait_max: float | None = None
+        self.run = 0.0
+        self.submitters: Counter[tuple[str, int, str]] = Counter()
+        self.work: dict[tuple[str, int, str], Counter[str]] = {}
+        self.running: Counter[tuple[str, int, str]] = Counter()
+
+    def add(self, event: ExecutorSample) -> None:
+        self.latest[event.loop] = event
+        self.samples += 1
+        full = event.max_workers > 0 and event.busy >= event.max_workers
+        if event.queued > 0 and full:
+            self.backlog += 1
+        self.queued_max = max(self.queued_max, event.queued)
+        self.queued_sum += event.queued
+        self.submitted += event.submitted
+        self.started += event.started
+        self.waits = merge((self.waits, event.wait_buckets))
+        if event.started and math.isfinite(event.wait_max):
+            self.wait_max = max(self.wait_max or 0.0, event.wait_max)
+        if math.isfinite(event.run):
+            self.run += event.run
+        for s in event.submitters:
+            key = (s.file, s.line, s.function)
+            if key in self.submitters or len(self.submitters) < _MAX_KEYS:
+                self.submitters[key] += s.count
+                self.work.setdefault(key, Counter())[s.work] += s.count
+        for s in event.running:
+            key = (s.file, s.line, s.function)
+            if key in self.running or len(self.running) < _MAX_KEYS:
+                self.running[key] += s.count
+
+    def view(self) -> ExecutorView:
+        if not self.samples:
+            return ExecutorView(pool=self.name)
+        latest = list(self.latest.values())
+        top = self.wait_max or 0.0
         oldest = [s.oldest for s in latest if s.oldest is not None]
         return ExecutorView(
-            samples=self._samples,
+            samples=self.samples,
             max_workers=sum(s.max_workers for s in latest),
             workers=sum(s.workers for s in latest),
             busy=sum(s.busy for s in latest),
             queued=sum(s.queued for s in latest),
             oldest=max(oldest) if oldest else None,
-            backlog_samples=self._backlog,
-            queued_max=self._queued_max,
-            queued_mean=self._queued_sum / self._samples,
-            submitted=self._submitted,
-            started=self._started,
-            wait_p50=percentile(self._waits, 0.5, top) if self._started else None,
-            wait_p99=percentile(self._waits, 0.99, top) if self._started else None,
-            wait_max=self._wait_max,
-            run=self._run,
+            backlog_samples=self.backlog,
+            queued_max=self.queued_max,
+            queued_mean=self.queued_sum / self.samples,
+            submitted=self.submitted,
+            started=self.started,
+            wait_p50=percentile(self.waits, 0.5, top) if self.started else None,
+            wait_p99=percentile(self.waits, 0.99, top) if self.started else None,
+            wait_max=self.wait_max,
+            run=self.run,
             submitters=tuple(
-                SubmitterView(file, line, function, n, self._work[key].most_common(1)[0][0])
-                for key, n in self._submitters.most_common(5)
+                SubmitterView(file, line, function, n, self.work[key].most_common(1)[0][0])
+                for key, n in self.submitters.most_common(5)
                 for file, line, function in (key,)
+            ),
+            pool=self.name,
+            running=tuple(
+                SubmitterView(file, line, function, n, "")
+                for (file, line, function), n in self.running.most_common(5)
             ),
         )

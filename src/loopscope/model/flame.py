@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from loopscope.codemap import CodeMap
 from loopscope.events import Frame
-from loopscope.model._blocks import CodeMap
 from loopscope.model.snapshot import BlockRecord, TaskListView
 
 MAX_NODES = 5_000  # a tree stops growing new nodes beyond this; weights still add up

@@ -336,6 +336,7 @@ class Snapshot:
     monitor: MonitorView | None = field(default=None)  # aiomonitor's task list, when read
     gc: GcView = field(default_factory=lambda: GcView())
     executor: ExecutorView = field(default_factory=lambda: ExecutorView())
+    executors: tuple[ExecutorView, ...] = ()  # every pool seen, the default executor included
     timeline: tuple[TimeBin, ...] = field(default=())  # the last TIMELINE_SECONDS, oldest first
     # Every await site seen in the session, once per function (the first seen): where the code
     # of a coroutine named elsewhere (by `TaskView.top_created`) is.
@@ -467,7 +468,8 @@ class SubmitterView:
 
 @dataclass(frozen=True, slots=True)
 class ExecutorView:
-    """The default executors of the observed loops, merged, over the session."""
+    """One thread pool the loops wait on (by default their default executors), merged across
+    loops, over the session."""
 
     samples: int = 0  # 0: no default executor seen
     # At the latest sample:
@@ -487,6 +489,9 @@ class ExecutorView:
     wait_max: float | None = None
     run: float = 0.0  # seconds of work run
     submitters: tuple[SubmitterView, ...] = ()  # most items first
+    pool: str = "default executor"  # or "anyio worker threads", "ThreadPoolExecutor ..."
+    # What the busy threads were seen running (their innermost application frames), most first
+    running: tuple[SubmitterView, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

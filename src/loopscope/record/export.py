@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from loopscope import __version__
+from loopscope.codemap import CodeMap
 from loopscope.events import (
     Block,
     Census,
@@ -32,7 +33,6 @@ from loopscope.events import (
     LoopStarted,
     LoopStopped,
 )
-from loopscope.model._blocks import CodeMap
 from loopscope.model._lag import percentile
 
 FORMATS = ("perfetto", "speedscope")

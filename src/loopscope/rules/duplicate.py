@@ -27,6 +27,10 @@ WARNING_IN_FLIGHT = 0.5
 MIN_ENDED = 1
 MIN_ENDED_RECURRING = 4
 
+# A repeated call made by a repeated caller is the one reported when its repeats take at least
+# this share of the caller's.
+INNER_SHARE = 0.5
+
 TITLE_ARGS = 60
 TOP_ARGS = 5
 _NAME = re.compile(r"(?:^|, )([A-Za-z_]\w*)=")
@@ -35,16 +39,35 @@ _NAME = re.compile(r"(?:^|, )([A-Za-z_]\w*)=")
 def check(snapshot: Snapshot) -> list[Finding]:
     view = snapshot.duplicates
     codes = {g.id: _code(g) for g in view.groups}
-    reported = {i for i, c in codes.items() if c is not None}
+    reported = {g.id: g for g in view.groups if codes[g.id] is not None}
+    # The innermost reported call whose repetition costs the time is where the cache goes: a
+    # caller is repeated work only through it (``route(tenant=...)`` awaiting the same
+    # ``load_tenants("eu-west")``), and its own arguments may differ from call to call. A
+    # caller keeps the finding when the calls it makes take little of its time.
+    # (Per function: a caller made with several argument sets shares one inner call.)
+    by_id = {g.id: g for g in view.groups}
+    place_cost: dict[tuple[str, str], float] = {}
+    for group in reported.values():
+        place_cost[group.file, group.function] = (
+            place_cost.get((group.file, group.function), 0.0) + group.wasted_s
+        )
+    inner_cost: dict[tuple[str, str], float] = {}
+    for group in reported.values():
+        parent = by_id.get(group.parent)
+        if parent is not None and parent.id in reported:
+            place = (parent.file, parent.function)
+            inner_cost[place] = inner_cost.get(place, 0.0) + group.wasted_s
     # One finding per function and code: the same call with several argument sets (the popular
     # symbols of a quote service) is one place to put a cache.
     by_place: dict[tuple[str, int, str, str], list[DuplicateView]] = {}
     for group in view.groups:
         code = codes[group.id]
-        # The outermost reported call is where the cache goes: the calls it makes are repeated
-        # because it is.
-        if code is None or group.parent in reported:
-            continue
+        place = (group.file, group.function)
+        if code is None or inner_cost.get(place, 0.0) >= INNER_SHARE * place_cost[place] > 0:
+            continue  # its repeats are those of a call it makes, reported
+        parent = reported.get(group.parent)
+        if parent is not None and group.wasted_s < INNER_SHARE * parent.wasted_s:
+            continue  # a small part of a repeated caller, which is reported
         by_place.setdefault((group.file, group.line, group.function, code), []).append(group)
     out = []
     for (_, _, _, code), groups in by_place.items():
@@ -76,12 +99,19 @@ def _finding(groups: list[DuplicateView], code: str, observed: float) -> Finding
     where = f"{os.path.basename(group.file)}:{group.line}"
     call = f"{_short(group.function)}({_bounded(group.args, TITLE_ARGS)})"
     others = f" (and {len(groups) - 1} other argument sets)" if len(groups) > 1 else ""
+    wasted = sum(g.wasted_s for g in groups)
+    cost = f"; the repeats took {wasted:.1f} s of calls in flight" if wasted >= 0.05 else ""
     if code == IN_FLIGHT:
         severity = "error" if group.peak >= ERROR_PEAK else "warning"
-        title = f"{group.peak} identical calls `{call}`{others} in flight at once at {where}"
+        title = (
+            f"{group.peak} identical calls `{call}`{others} in flight at once at {where}{cost}"
+        )
     else:
         severity = "warning" if group.in_flight_mean >= WARNING_IN_FLIGHT else "info"
-        title = f"`{call}`{others} is computed again and again ({group.instances} calls) at {where}"
+        title = (
+            f"`{call}`{others} is computed again and again ({group.instances} calls) at "
+            f"{where}{cost}"
+        )
     evidence = {
         "args": group.args,
         "peak_in_flight": group.peak,

@@ -1,4 +1,6 @@
-"""LS611: work queues in the loop's default executor (see docs/findings.md)."""
+"""LS611: work queues in a thread pool the loop waits on: its default executor, another
+ThreadPoolExecutor, or anyio's worker threads (Starlette/FastAPI ``def`` endpoints) (see
+docs/findings.md)."""
 
 from __future__ import annotations
 
@@ -21,23 +23,35 @@ MIN_STARTED = 20
 ERROR_WAIT_S = 1.0
 
 
+ANYIO = "anyio worker threads"
+DEFAULT = "default executor"
+
+
 def check(snapshot: Snapshot) -> list[Finding]:
-    ex = snapshot.executor
+    pools = snapshot.executors or ((snapshot.executor,) if snapshot.executor.samples else ())
+    return [f for ex in pools if (f := _check_pool(snapshot, ex)) is not None]
+
+
+def _check_pool(snapshot: Snapshot, ex: ExecutorView) -> Finding | None:
     if not ex.samples:
-        return []
+        return None
     backlog = ex.backlog_samples >= MIN_BACKLOG_SAMPLES and (
         ex.backlog_samples >= MIN_BACKLOG_SHARE * ex.samples
     )
     waits = ex.started >= MIN_STARTED and (ex.wait_p99 or 0.0) >= WAIT_P99_S
+    if waits and ex.pool != DEFAULT and not ex.backlog_samples:
+        # Waits with a thread free in every sample are the hand-off's (a loaded machine, the
+        # GIL), not the pool's size: for the pools whose limit is known, that is no backlog.
+        waits = False
     if not (backlog or waits):
-        return []
+        return None
     worst = max(ex.wait_p99 or 0.0, ex.oldest or 0.0)
     severity = "error" if worst >= ERROR_WAIT_S else "warning"
-    location, work = _location(snapshot)
-    who = f"work from `{short(location.function)}`" if location else "work"
+    location, work = _location(snapshot, ex)
     p99 = f"{(ex.wait_p99 or 0.0) * 1000:.0f} ms" if ex.wait_p99 is not None else "long"
     duration = max(snapshot.duration_s, 1.0)
     evidence = {
+        "pool": ex.pool,
         "max_workers": ex.max_workers,
         "workers": ex.workers,
         "busy": ex.busy,
@@ -56,28 +70,58 @@ def check(snapshot: Snapshot) -> list[Finding]:
             f"{short(s.function)} ({s.file.rsplit('/', 1)[-1]}:{s.line}) x{s.count}: {s.work}"
             for s in ex.submitters[:3]
         ],
+        "busy_threads_run": [
+            f"{short(s.function)} ({s.file.rsplit('/', 1)[-1]}:{s.line}) x{s.count}"
+            for s in ex.running[:3]
+        ],
     }
-    return [
-        Finding(
-            code=CODE,
-            family=FAMILY,
-            severity=severity,
-            title=f"Default executor backlog: {who} waits {p99} (p99) for one of "
-            f"{ex.max_workers} threads, up to {ex.queued_max} items queued",
-            location=location,
-            evidence=evidence,
-            fix=_fix(ex, work),
+    if ex.pool == ANYIO:
+        name = work or (location.function if location is not None else None)
+        what = f"`{short(name)}`" if name else "sync work"
+        title = (
+            f"anyio worker threads backlog: {what} waits {p99} (p99) for one of "
+            f"{ex.max_workers} threads (anyio's CapacityLimiter), up to {ex.queued_max} waiting"
         )
-    ]
+    elif ex.pool == DEFAULT:
+        who = f"work from `{short(location.function)}`" if location else "work"
+        title = (
+            f"Default executor backlog: {who} waits {p99} (p99) for one of "
+            f"{ex.max_workers} threads, up to {ex.queued_max} items queued"
+        )
+    else:
+        who = f"work from `{short(location.function)}`" if location else "work"
+        title = (
+            f"{ex.pool} backlog: {who} waits {p99} (p99) for one of {ex.max_workers} threads, "
+            f"up to {ex.queued_max} items queued"
+        )
+    return Finding(
+        code=CODE,
+        family=FAMILY,
+        severity=severity,
+        title=title,
+        location=location,
+        evidence=evidence,
+        fix=_fix(ex, work),
+    )
 
 
-def _location(snapshot: Snapshot) -> tuple[Location | None, str | None]:
-    """Where the work is submitted: the agent's submitters, else the await sites of tasks
-    waiting for an executor; and the function submitted most."""
-    ex = snapshot.executor
+def busiest(snapshot: Snapshot) -> ExecutorView:
+    """The pool whose work waited most (the default executor when no pool was seen)."""
+    pools = [p for p in snapshot.executors if p.samples]
+    if not pools:
+        return snapshot.executor
+    return max(pools, key=lambda p: (p.backlog_samples, p.wait_p99 or 0.0, p.submitted))
+
+
+def _location(snapshot: Snapshot, ex: ExecutorView) -> tuple[Location | None, str | None]:
+    """Where the work is submitted: the agent's submitters (for anyio's threads, the
+    synchronous function itself: a Starlette ``def`` endpoint is submitted by the framework),
+    else the await sites of tasks waiting for an executor; and the function submitted most."""
     if ex.submitters:
         top = ex.submitters[0]
         return Location.of(top), top.work or None
+    if ex.pool != DEFAULT:
+        return None, None
     sites = [s for s in snapshot.await_sites if s.kind == "executor"]
     if sites:
         site = max(sites, key=lambda s: s.count)
@@ -87,11 +131,41 @@ def _location(snapshot: Snapshot) -> tuple[Location | None, str | None]:
 
 def _fix(ex: ExecutorView, work: str | None) -> str:
     fn = f"`{short(work)}`" if work else "this work"
+    running = (
+        f" The busy threads were seen running `{short(ex.running[0].function)}` "
+        f"({ex.running[0].file.rsplit('/', 1)[-1]}:{ex.running[0].line})."
+        if ex.running
+        else ""
+    )
+    if ex.pool == ANYIO:
+        return (
+            f"{fn} is synchronous, so Starlette/FastAPI (or `run_in_threadpool`, "
+            f"`anyio.to_thread.run_sync`) run it in anyio's worker threads, at most "
+            f"{ex.max_workers} at once (anyio's default CapacityLimiter), and every request "
+            f"beyond that waits for a thread while the loop looks idle.{running} Make it "
+            f"`async def` and call an async client (httpx.AsyncClient, an async database "
+            f"driver) so that it needs no thread; or, if the blocking calls must stay, raise "
+            f"the limit at startup (`anyio.to_thread.current_default_thread_limiter()"
+            f".total_tokens = 100` in the lifespan); or give them a pool of their own (a "
+            f"`CapacityLimiter` passed as `limiter=`, or a ThreadPoolExecutor) so that they "
+            f"do not starve the other sync endpoints."
+        )
+    if ex.pool != DEFAULT:
+        return (
+            f"This {ex.pool} has {ex.max_workers} threads and they are all busy, so {fn} "
+            f"queues behind them while its callers wait.{running} Raise its `max_workers` to "
+            f"the concurrency you need; bound how many calls are in flight with an "
+            f"`asyncio.Semaphore` so that callers wait (and can time out) instead of queueing "
+            f"without limit; or make the work async (an async client instead of a blocking "
+            f"call in a thread). For CPU-bound Python, threads do not help (the GIL): use a "
+            f"ProcessPoolExecutor."
+        )
     return (
         f"The default executor has {ex.max_workers} threads (min(32, CPUs + 4)) and they are "
-        f"all busy, so {fn} queues behind them while its callers wait. Give it an executor of "
-        "its own, sized for the concurrency you need (`pool = ThreadPoolExecutor(max_workers="
-        "N)`, then `loop.run_in_executor(pool, ...)`), or `loop.set_default_executor(...)`; "
+        f"all busy, so {fn} queues behind them while its callers wait.{running} Give it an "
+        "executor of its own, sized for the concurrency you need (`pool = "
+        "ThreadPoolExecutor(max_workers=N)`, then `loop.run_in_executor(pool, ...)`), or "
+        "`loop.set_default_executor(...)`; "
         "bound how many calls are in flight with an `asyncio.Semaphore` so that callers wait "
         "(and can time out) instead of queueing without limit; or make the work async (an "
         "async client instead of a blocking call in a thread). For CPU-bound Python, threads "

@@ -33,8 +33,18 @@ def _where(file: str, line: int) -> str:
     return f"{os.path.basename(file)}:{line}"
 
 
+# What goes wrong, by kind of window.
+_PATTERN = {"condition": "check-then-act", "value": "read-modify-write"}
+_DAMAGE = {
+    "condition": "a double booking or double spend (both tasks act on one check)",
+    "value": "a lost update (one task's write undoes the other's)",
+}
+
+
 def _span_evidence(span: RaceSpan) -> dict[str, object]:
     return {
+        "pattern": _PATTERN.get(span.via, span.via),
+        "damage": _DAMAGE.get(span.via, ""),
         "target": span.target,
         "read_line": span.read_line,
         "await_lines": list(span.await_lines),
@@ -50,11 +60,18 @@ def _observed(window: RaceWindowView, duration: float) -> Finding:
         if window.observations >= ERROR_OBSERVATIONS or window.max_tasks >= ERROR_TASKS
         else "warning"
     )
-    title = (
-        f"Race on `{span.target}` in `{span.function}`: {window.max_tasks} tasks at once between "
-        f"its read ({_where(span.file, span.read_line)}) and write "
-        f"({_where(span.file, span.write_line)})"
-    )
+    if span.via == "condition":
+        title = (
+            f"Check-then-act race on `{span.target}` in `{span.function}`: {window.max_tasks} "
+            f"tasks at once passed its check ({_where(span.file, span.read_line)}) and awaited "
+            f"before acting ({_where(span.file, span.write_line)}): {_DAMAGE['condition']}"
+        )
+    else:
+        title = (
+            f"Race on `{span.target}` in `{span.function}`: {window.max_tasks} tasks at once "
+            f"between its read ({_where(span.file, span.read_line)}) and write "
+            f"({_where(span.file, span.write_line)}): {_DAMAGE['value']}"
+        )
     evidence = {
         **_span_evidence(span),
         "observations": window.observations,
@@ -82,7 +99,8 @@ def _unobserved(window: RaceWindowView) -> Finding:
         family=FAMILY,
         severity="info",
         title=(
-            f"Possible race on `{span.target}` in `{span.function}`: read "
+            f"Possible {_PATTERN.get(span.via, 'race')} race on `{span.target}` in "
+            f"`{span.function}`: {'check' if span.via == 'condition' else 'read'} "
             f"({_where(span.file, span.read_line)}), await, write "
             f"({_where(span.file, span.write_line)}); not seen with two tasks inside"
         ),
@@ -130,9 +148,12 @@ def _frame(frame: Frame) -> str:
 def _fix(target: str, via: str) -> str:
     if via == "condition":
         return (
-            f"The check of `{target}` is stale by the time of the write: hold an `asyncio.Lock` "
-            f"from the check to the write (`async with self._lock:`), or check again after the "
-            f"await, right before writing, with no await in between."
+            f"The check of `{target}` is stale by the time of the write, so two tasks can both "
+            f"pass it and both act (the same seat booked twice, the same coupon spent twice). "
+            f"Claim first: record the claim in `{target}` right after the check, before the "
+            f"first await (and undo it if the work fails); or hold an `asyncio.Lock` (one per "
+            f"key) from the check to the write; or check again after the await, right before "
+            f"writing, with no await in between."
         )
     return (
         f"Hold an `asyncio.Lock` around the whole read-modify-write of `{target}` "

@@ -195,7 +195,7 @@ def _location(snapshot: Snapshot, cause: _Cause) -> tuple[Location | None, str |
             h = max(hot, key=lambda h: h.total)
             return Location.of(h), h.function
     elif cause.name == "executor":
-        loc, work = executor._location(snapshot)
+        loc, work = executor._location(snapshot, executor.busiest(snapshot))
         return loc, work or (loc.function if loc else None)
     elif cause.name == "task_creation" and snapshot.tasks.top_created:
         name = snapshot.tasks.top_created[0][0]

@@ -16,6 +16,7 @@ then names the blocking function and its cause as it does for the agent's blocks
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import json
 import os
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from loopscope.attach._proc import exists as process_exists
+from loopscope.codemap import APP, FRAMEWORK, LIBRARY, CodeMap
 from loopscope.events import (
     Block,
     Event,
@@ -175,10 +177,12 @@ def _is_dispatch(frame: dict[str, Any]) -> bool:
 
 def _own(file: str, stdlib: str) -> bool:
     """Whether ``file`` is the program's or a package's code, not the standard library's."""
-    path = file.replace("\\", "/")
-    if "/site-packages/" in path or "/dist-packages/" in path:
-        return True
-    return not (path.startswith(stdlib) or path.startswith("<frozen"))
+    return _code_map(stdlib).kind(file) in (APP, LIBRARY, FRAMEWORK)
+
+
+@functools.lru_cache(maxsize=8)
+def _code_map(stdlib: str) -> CodeMap:
+    return CodeMap(stdlib_paths=(stdlib,))
 
 
 def _waits_for_events(frame: Frame) -> bool:

@@ -11,6 +11,7 @@ from rich.console import RenderableType
 from rich.syntax import Syntax
 from rich.text import Text
 
+from loopscope.codemap import APP, CodeMap
 from loopscope.events import TaskInfo
 from loopscope.tui._format import DASH, duration
 
@@ -29,8 +30,12 @@ def waited(task: TaskInfo) -> Text:
 
 
 def is_library(path: str) -> bool:
-    # Enough to dim asyncio's own frames in a chain; the model's CodeMap decides for findings.
-    return f"{os.sep}asyncio{os.sep}" in path or "site-packages" in path
+    # The code map without the target's paths recognises the usual layouts of an installed
+    # Python: enough to dim the frames that are not the application's in a chain or a stack.
+    return _CODE.kind(path) != APP
+
+
+_CODE = CodeMap()
 
 
 def source_preview(
