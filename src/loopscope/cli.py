@@ -1,56 +1,39 @@
-"""The command line: ``loopscope run`` and ``loopscope demo``."""
+"""The command line: it parses, checks, and hands each command to its driver in
+`loopscope.commands`."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import re
+import shutil
 import signal
 import sys
 import textwrap
 import threading
-import time
 import traceback
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any, Protocol, TextIO
+from typing import Any
 
 from loopscope import __version__, web
-from loopscope.attach import _command as attach_command
+from loopscope.attach._ladder import DEFAULT_TIMEOUT
+from loopscope.commands import attach as attach_command
+from loopscope.commands import diff as diff_command
+from loopscope.commands import record as record_commands
+from loopscope.commands import run as run_command
+from loopscope.commands import serve as serve_command
+from loopscope.commands.run import RunRequest
 from loopscope.demos import catalog
-from loopscope.fleet import serve as serve_command
-from loopscope.record import commands as record_commands
-from loopscope.record import diff as diff_command
 from loopscope.record._format import RecordingError
-from loopscope.record.writer import (
-    RecordedSource,
-    Recorder,
-    RecordingControl,
-    check_target,
-)
-from loopscope.runner import (
-    Program,
-    ProgramSpec,
-    RunError,
-    RunSource,
-    check_python,
-    describe_exit,
-    log_dir,
-)
-from loopscope.session import Session
-from loopscope.sources.base import Source
+from loopscope.record.writer import check_target
+from loopscope.runner import ProgramSpec, RunError, check_python
 
-if TYPE_CHECKING:
-    from loopscope.fleet.follow import Children
-
-# How long the session may take to see the program's exit after loopscope stopped it.
-_END_TIMEOUT = 5.0
-_LOG_TAIL_LINES = 15
+_PYTHON_NAME = re.compile(r"python(\d+(\.\d+)*)?")
 _MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 
 
@@ -137,8 +120,6 @@ _NO_CHILDREN = _Option(
 )
 _RUN_OPTIONS = (_PYTHON, _HEADLESS, _DURATION, _JSON, _LOG, _RECORD, _PYSPY, _NO_CHILDREN)
 _DEMO_OPTIONS = (_HEADLESS, _DURATION, _JSON, _RECORD)
-# How far from the end of the demo's log the load generator's final figures may be.
-_LOADGEN_LINES = 200
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -257,41 +238,19 @@ def _split_program(
 # -- run -------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class _RunRequest:
-    spec: ProgramSpec
-    headless: bool
-    duration: float | None
-    json: bool
-    log: Path | None
-    how: str  # how the program was started, for the UI's header
-    label: str  # what to call the program in messages
-    record: Path | None = None  # where to record the session
-    pyspy: bool = False  # sample the program with py-spy beside the agent
-    children: bool = False  # follow the program's Python child processes
-
-
-def _request_from_args(ns: argparse.Namespace) -> _RunRequest:
+def _request_from_args(ns: argparse.Namespace) -> RunRequest:
     if ns.record is None:
         return _request_without_recording(ns)
     check_target(ns.record)
     return dataclasses.replace(_request_without_recording(ns), record=ns.record)
 
 
-def _request_without_recording(ns: argparse.Namespace) -> _RunRequest:
+def _request_without_recording(ns: argparse.Namespace) -> RunRequest:
     demo = _demo_spec(ns) if ns.command == "demo" else None
-    if (ns.duration is not None or ns.json) and not ns.headless:
-        raise UsageError(f"{ns.command}: --duration and --json need --headless")
-    if ns.duration is not None and not ns.duration > 0:
-        raise UsageError(f"{ns.command}: --duration must be a positive number of seconds")
-    if (
-        not ns.headless
-        and not (sys.stdin.isatty() and sys.stdout.isatty())
-        and not (getattr(ns, "web", False) or web.served())
-    ):
-        raise UsageError(f"{ns.command}: the dashboard needs a terminal; use --headless")
+    _check_headless(ns)
+    _check_terminal(ns)
     if demo is not None:
-        return _RunRequest(demo, ns.headless, ns.duration, ns.json, None, "demo", "the demo")
+        return RunRequest(demo, ns.headless, ns.duration, ns.json, None, "demo", "the demo")
 
     python = ns.python or sys.executable
     if ns.module is not None:
@@ -308,7 +267,7 @@ def _request_without_recording(ns: argparse.Namespace) -> _RunRequest:
         check_python(ns.python)
     if ns.log is not None and ns.log.is_dir():
         raise UsageError(f"--log {ns.log}: is a directory")
-    return _RunRequest(
+    return RunRequest(
         spec,
         ns.headless,
         ns.duration,
@@ -319,6 +278,31 @@ def _request_without_recording(ns: argparse.Namespace) -> _RunRequest:
         pyspy=getattr(ns, "pyspy", False),
         children=not getattr(ns, "no_children", False),
     )
+
+
+def _check_headless(ns: argparse.Namespace) -> None:
+    """The options of a session without a dashboard: --duration and --json."""
+    if (ns.duration is not None or ns.json) and not ns.headless:
+        raise UsageError(f"{ns.command}: --duration and --json need --headless")
+    if ns.duration is not None and not ns.duration > 0:
+        raise UsageError(f"{ns.command}: --duration must be a positive number of seconds")
+
+
+def _check_terminal(ns: argparse.Namespace) -> None:
+    if (
+        not ns.headless
+        and not (sys.stdin.isatty() and sys.stdout.isatty())
+        and not (getattr(ns, "web", False) or web.served())
+    ):
+        raise UsageError(f"{ns.command}: the dashboard needs a terminal; use --headless")
+
+
+def _check_attach(ns: argparse.Namespace) -> None:
+    """The checks of ``attach``'s options, before anything is attached to."""
+    _check_headless(ns)
+    if not ns.timeout > 0:
+        raise UsageError(f"{ns.command}: --timeout must be a positive number of seconds")
+    _check_terminal(ns)
 
 
 def _demo_spec(ns: argparse.Namespace) -> ProgramSpec:
@@ -343,190 +327,72 @@ def _list_demos() -> int:
     return 0
 
 
-def run(request: _RunRequest) -> int:
-    program = Program.start(request.spec, log_path=request.log)
-    try:
-        _say(f"started {request.how} (pid {program.pid}); its output goes to {program.log_path}")
-        source = RunSource(program)
-        recorded = RecordedSource(_with_pyspy(source, program) if request.pyspy else source)
-        recording = RecordingControl(
-            recorded,
-            directory=log_dir().parent / "recordings",  # beside the logs
-            name=request.spec.name,
-            meta={"how": request.how},
-            first=request.record,
+# -- record -----------------------------------------------------------------------------------
+
+
+def _record(ns: argparse.Namespace) -> int:
+    program = list(ns.program)
+    if not program:
+        raise record_commands.CommandError(
+            "record: give the PID of a running process, or the program to run after --, "
+            "e.g. -- python app.py"
         )
-        if request.record is not None:
-            recording.start()
-        session = Session(recorded, clock=time.time)
-        session.start()
-        children = None
-        if request.children:
-            from loopscope.fleet.follow import Children
-
-            # (The dashboard lists what happens to each child: nothing is printed over it.)
-            say = _say if request.headless else (lambda message: None)
-            children = Children(program.pid, log=say, recording=recording)
-            children.start()
-        try:
-            if request.headless:
-                _headless(session, program, request, children=children)
-            else:
-                _interactive(session, program, request, recording, children)
-        finally:
-            program.stop()
-            if children is not None:
-                children.close()
-            session.wait(_END_TIMEOUT)
-            session.close()
-            finish_recordings(recording)
-    finally:
-        program.stop()
-    _report_exit(program, request)
-    if request.how == "demo":
-        _say_load_figures(program)
-    if not source.agent.connected and program.stopped_by_loopscope:
-        _say(f"the agent in {request.label} never answered: nothing could be observed")
-    if session.error is not None:
-        _say(f"reading the agent's events failed: {session.error}")
-        return 1
-    return 0
-
-
-def _with_pyspy(source: RunSource, program: Program) -> Source:
-    from loopscope.sources.merge import MergedSource
-    from loopscope.sources.pyspy import PySpySource
-
-    pyspy = PySpySource(program.pid, blocks=False, alive=lambda: program.alive())
-    return MergedSource([source, pyspy], leader=source)
-
-
-def _say_load_figures(program: Program) -> None:
-    """The demo's load generator's final figures (latency, errors, damage), from its log."""
-    tail = program.log_tail(_LOADGEN_LINES)
-    start = next((i for i, line in enumerate(tail) if line.startswith("load generator done")), None)
-    if start is None:
-        return
-    _say(f"demo {tail[start]}")
-    for line in tail[start + 1 :]:
-        if not line.startswith("  "):
-            break
-        print(f"    {line.strip()}", file=sys.stderr)
-
-
-def finish_recordings(recording: RecordingControl) -> None:
-    """Stop ``recording`` and say where each file it wrote is."""
-    recording.stop()
-    for recorder in recording.done:
-        _finish_recording(recorder)
-
-
-def _finish_recording(recorder: Recorder) -> None:
-    if recorder.error is not None:
-        _say(f"the recording stopped: {recorder.error}")
-    dropped = f", {recorder.dropped} dropped (disk too slow)" if recorder.dropped else ""
-    _say(
-        f"recorded {recorder.count} events ({recorder.size / 1024:.0f} KiB{dropped}) to "
-        f"{recorder.path}; see: loopscope report {recorder.path}"
-    )
-
-
-def _interactive(
-    session: Session,
-    program: Program,
-    request: _RunRequest,
-    recording: RecordingControl,
-    children: Children | None = None,
-) -> None:
-    from loopscope.tui import make_app
-
-    views: Any = session
-    if children is not None:
-        from loopscope.fleet.views import FleetViews
-
-        views = FleetViews(session, program.pid, request.spec.name, children)
-    app = make_app(views, log_path=str(program.log_path), how=request.how, recording=recording)
-    app.run()
-
-
-class _Stoppable(Protocol):
-    def stop(self) -> Any: ...
-
-
-class _HeadlessOptions(Protocol):
-    @property
-    def duration(self) -> float | None: ...
-    @property
-    def json(self) -> bool: ...
-
-
-def _headless(
-    session: Session,
-    program: _Stoppable,
-    request: _HeadlessOptions,
-    *,
-    interrupted: str = "stopping the program",
-    children: Children | None = None,
-) -> None:
-    """One summary line a second until the session ends, ``request.duration`` passes or Ctrl-C
-    (``interrupted`` says what loopscope does then); then ``program.stop()`` and the findings.
-    ``children``: the program's child processes followed, one line and findings each."""
-    from rich.console import Console
-
-    from loopscope import report
-
-    lines = sys.stderr if request.json else sys.stdout
-    started = time.monotonic()
-    deadline = None if request.duration is None else started + request.duration
-    next_line = started + 1.0
-    try:
-        while not session.ended:
-            now = time.monotonic()
-            if deadline is not None and now >= deadline:
-                break
-            if now >= next_line:
-                _print(report.summary_line(session.view()), lines)
-                for line in children.lines() if children is not None else ():
-                    _print(line, lines)
-                next_line += 1.0
-            wake = next_line if deadline is None else min(next_line, deadline)
-            session.wait(max(0.0, wake - time.monotonic()))
-    except KeyboardInterrupt:
-        _say(f"interrupted: {interrupted}")
-    program.stop()
-    session.wait(_END_TIMEOUT)
-    if children is not None:
-        children.close()
-    view = session.view()
-    _print(report.summary_line(view), lines)
-    for line in children.lines() if children is not None else ():
-        _print(line, lines)
-    if request.json:
-        out = report.report_json(view)
-        processes = [] if children is None else children.json()
-        if processes:  # the program's child processes followed, if it has any
-            out["processes"] = processes
-        _print(json.dumps(out, indent=2), sys.stdout)
+    if len(program) == 1 and program[0].isdigit():
+        return _record_pid(ns, int(program[0]))
+    python, rest = None, program
+    if _PYTHON_NAME.fullmatch(os.path.basename(program[0])):
+        python, rest = program[0], program[1:]
+        if shutil.which(python) is None:
+            raise record_commands.CommandError(f"record: no such interpreter: {python}")
+    elif not program[0].endswith(".py"):
+        raise record_commands.CommandError(
+            f"record: {program[0]} is not Python: COMMAND is 'python SCRIPT ARGS', "
+            "'python -m MODULE ARGS' or 'SCRIPT.py ARGS'"
+        )
+    script = module = None
+    if rest and rest[0] == "-m":
+        if len(rest) < 2:
+            raise record_commands.CommandError("record: -m needs a MODULE")
+        module, args = rest[1], rest[2:]
+    elif rest and not rest[0].startswith("-"):
+        script, args = rest[0], rest[1:]
     else:
-        console = Console(file=sys.stdout, highlight=False, soft_wrap=False)
-        console.print()
-        console.print(report.render_findings(view))
-        if children is not None and children.fleet.members():
-            console.print(children.render())
+        what = f"the option {rest[0]}" if rest else "nothing"
+        raise record_commands.CommandError(
+            f"record: python is followed by {what}; give a SCRIPT or -m MODULE (other "
+            "interpreter options are not supported)"
+        )
+    run_ns = argparse.Namespace(
+        command="record",
+        python=python,
+        script=script,
+        module=module,
+        args=args,
+        headless=True,
+        duration=ns.duration,
+        json=ns.json,
+        log=None,
+        record=ns.output,
+    )
+    return run_command.run(_request_from_args(run_ns))
 
 
-def _report_exit(program: Program, request: _RunRequest) -> None:
-    code = program.returncode
-    name = request.label
-    if program.stopped_by_loopscope:
-        _say(f"stopped {name} ({describe_exit(code)}); its output is in {program.log_path}")
-        return
-    if code == 0:
-        _say(f"{name} exited ({describe_exit(code)}); its output is in {program.log_path}")
-        return
-    _say(f"{name} failed ({describe_exit(code)}); the end of its log, {program.log_path}:")
-    for line in program.log_tail(_LOG_TAIL_LINES):
-        print(f"    {line}", file=sys.stderr)
+def _record_pid(ns: argparse.Namespace, pid: int) -> int:
+    """``attach --headless --record FILE PID``, with attach's defaults."""
+    attach_ns = argparse.Namespace(
+        command="record",  # for messages; anything but "ps" is attach
+        pid=pid,
+        method="auto",
+        no_inject=False,
+        keep_agent=False,
+        timeout=DEFAULT_TIMEOUT,
+        headless=True,
+        duration=ns.duration,
+        json=ns.json,
+        record=ns.output,
+    )
+    _check_attach(attach_ns)
+    return attach_command.run(attach_ns)
 
 
 # -- --web -----------------------------------------------------------------------------------
@@ -568,14 +434,6 @@ def _serve_web(argv: list[str], ns: argparse.Namespace) -> int:
 # -- plumbing --------------------------------------------------------------------------------
 
 
-def _say(message: str) -> None:
-    print(f"loopscope: {message}", file=sys.stderr, flush=True)
-
-
-def _print(text: str, stream: TextIO) -> None:
-    print(text, file=stream, flush=True)
-
-
 class _Terminated(BaseException):
     """SIGTERM or SIGHUP: unwind so that the program is stopped on the way out."""
 
@@ -607,7 +465,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             if getattr(ns, "listen", None) is not None:
                 raise UsageError(f"{ns.command}: --listen needs --web")
             if ns.command in attach_command.COMMANDS:
-                return attach_command.run(ns, headless=_headless)
+                if ns.command == "attach":
+                    _check_attach(ns)
+                return attach_command.run(ns)
+            if ns.command == "record":
+                return _record(ns)
             if ns.command in record_commands.COMMANDS:
                 return record_commands.main(ns)
             if ns.command in diff_command.COMMANDS:
@@ -616,7 +478,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return serve_command.run(ns)
             if ns.command == "demo" and ns.list:
                 return _list_demos()
-            return run(_request_from_args(ns))
+            return run_command.run(_request_from_args(ns))
     except (
         UsageError,
         RunError,

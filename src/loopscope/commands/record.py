@@ -8,22 +8,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import re
-import shutil
 import sys
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from loopscope.commands._common import say
 from loopscope.record._format import RecordingError
 from loopscope.record.reader import Recording
 from loopscope.rules.finding import SEVERITIES, Finding, severity_rank
 from loopscope.web import served
 
 COMMANDS = ("record", "replay", "report", "export")
-_PYTHON_NAME = re.compile(r"python(\d+(\.\d+)*)?")
 
 
 class CommandError(Exception):
@@ -160,87 +157,13 @@ def _process(recording: Recording, pid: int | None) -> Recording:
 
 
 def main(ns: argparse.Namespace) -> int:
-    """Run a recording command; RecordingError and CommandError reach the caller."""
-    if ns.command == "record":
-        return _record(ns)
+    """Run ``replay``, ``report`` or ``export``; RecordingError and CommandError reach the
+    caller. (``record`` is ``run`` or ``attach``, recording: `loopscope.cli` builds it.)"""
     if ns.command == "replay":
         return _replay(ns)
     if ns.command == "report":
         return _report(ns)
     return _export(ns)
-
-
-# -- record -----------------------------------------------------------------------------------
-
-
-def _record(ns: argparse.Namespace) -> int:
-    from loopscope import cli
-
-    program = list(ns.program)
-    if not program:
-        raise CommandError(
-            "record: give the PID of a running process, or the program to run after --, "
-            "e.g. -- python app.py"
-        )
-    if len(program) == 1 and program[0].isdigit():
-        return _record_pid(ns, int(program[0]))
-    python, rest = None, program
-    if _PYTHON_NAME.fullmatch(os.path.basename(program[0])):
-        python, rest = program[0], program[1:]
-        if shutil.which(python) is None:
-            raise CommandError(f"record: no such interpreter: {python}")
-    elif not program[0].endswith(".py"):
-        raise CommandError(
-            f"record: {program[0]} is not Python: COMMAND is 'python SCRIPT ARGS', "
-            "'python -m MODULE ARGS' or 'SCRIPT.py ARGS'"
-        )
-    script = module = None
-    if rest and rest[0] == "-m":
-        if len(rest) < 2:
-            raise CommandError("record: -m needs a MODULE")
-        module, args = rest[1], rest[2:]
-    elif rest and not rest[0].startswith("-"):
-        script, args = rest[0], rest[1:]
-    else:
-        what = f"the option {rest[0]}" if rest else "nothing"
-        raise CommandError(
-            f"record: python is followed by {what}; give a SCRIPT or -m MODULE (other "
-            "interpreter options are not supported)"
-        )
-    run_ns = argparse.Namespace(
-        command="record",
-        python=python,
-        script=script,
-        module=module,
-        args=args,
-        headless=True,
-        duration=ns.duration,
-        json=ns.json,
-        log=None,
-        record=ns.output,
-    )
-    return cli.run(cli._request_from_args(run_ns))
-
-
-def _record_pid(ns: argparse.Namespace, pid: int) -> int:
-    """``attach --headless --record FILE PID``, with attach's defaults."""
-    from loopscope import cli
-    from loopscope.attach import _command as attach_command
-    from loopscope.attach._ladder import DEFAULT_TIMEOUT
-
-    attach_ns = argparse.Namespace(
-        command="record",  # for messages; anything but "ps" is attach
-        pid=pid,
-        method="auto",
-        no_inject=False,
-        keep_agent=False,
-        timeout=DEFAULT_TIMEOUT,
-        headless=True,
-        duration=ns.duration,
-        json=ns.json,
-        record=ns.output,
-    )
-    return attach_command.run(attach_ns, headless=cli._headless)
 
 
 # -- replay, report, export -------------------------------------------------------------------
@@ -249,7 +172,7 @@ def _record_pid(ns: argparse.Namespace, pid: int) -> int:
 def _replay(ns: argparse.Namespace) -> int:
     if not (sys.stdin.isatty() and sys.stdout.isatty()) and not served():
         raise CommandError("replay: the dashboard needs a terminal; use 'loopscope report'")
-    from loopscope.sources.replay import ReplaySession
+    from loopscope.replay import ReplaySession
     from loopscope.tui.replay import make_replay_app
 
     recording = _process(Recording.open(ns.file), ns.pid)
@@ -265,7 +188,7 @@ def _report(ns: argparse.Namespace) -> int:
     from rich.console import Console
 
     from loopscope import report
-    from loopscope.sources.replay import replay_all
+    from loopscope.replay import replay_all
 
     if ns.html is not None:
         return _report_html(ns)
@@ -278,7 +201,7 @@ def _report(ns: argparse.Namespace) -> int:
         views = [(pid, replay_all(child)) for pid, child in children]
         damaged = damaged or next((c.damaged for _, c in children if c.damaged), None)
     if damaged is not None:
-        _say(f"{ns.file}: {damaged}; reporting what could be read")
+        say(f"{ns.file}: {damaged}; reporting what could be read")
     everything = [view, *(v for _, v in views)]
     if ns.json:
         out = report.report_json(view)
@@ -326,7 +249,7 @@ def _report_html(ns: argparse.Namespace) -> int:
         damaged = recording.damaged
     notes = []
     if damaged is not None:
-        _say(f"{ns.file}: {damaged}; reporting what could be read")
+        say(f"{ns.file}: {damaged}; reporting what could be read")
         notes.append(f"{damaged}; this report shows what could be read")
     if not info.complete:
         notes.append("the recorder stopped before the end")
@@ -341,7 +264,7 @@ def _report_html(ns: argparse.Namespace) -> int:
         out.write_text(page, encoding="utf-8")
     except OSError as e:
         raise CommandError(f"report: cannot write {out}: {e.strerror}") from None
-    _say(f"wrote {out} ({len(view.findings)} findings); open it in a browser")
+    say(f"wrote {out} ({len(view.findings)} findings); open it in a browser")
     return _failed(ns, view.findings)
 
 
@@ -360,7 +283,7 @@ def _export(ns: argparse.Namespace) -> int:
         others = [list(whole.of(pid).events()) for pid in children]
     start = min((e.t for evs in (events, *others) for e in evs if e.t == e.t), default=None)
     if damaged is not None:
-        _say(f"{ns.file}: {damaged}; exporting what could be read")
+        say(f"{ns.file}: {damaged}; exporting what could be read")
     if ns.format == "perfetto":
         data = export.perfetto(events, start=start if others else None)
         for child in others:
@@ -375,12 +298,8 @@ def _export(ns: argparse.Namespace) -> int:
         out.write_text(json.dumps(data, separators=(",", ":"), allow_nan=False) + "\n")
     except OSError as e:
         raise CommandError(f"export: cannot write {out}: {e.strerror}") from None
-    _say(f"wrote {out} ({what}); {hint}")
+    say(f"wrote {out} ({what}); {hint}")
     return 0
-
-
-def _say(message: str) -> None:
-    print(f"loopscope: {message}", file=sys.stderr, flush=True)
 
 
 __all__ = ["COMMANDS", "CommandError", "RecordingError", "add_parsers", "main"]

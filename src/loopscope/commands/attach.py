@@ -7,43 +7,25 @@ import json
 import os
 import sys
 import textwrap
-import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from loopscope.attach._errors import AttachError
 from loopscope.attach._ladder import DEFAULT_TIMEOUT, METHODS, Attached, attach
 from loopscope.attach._proc import ProcessInfo, exists, inspect, python_processes
-from loopscope.events import Event, SourceState, TargetExited
+from loopscope.commands._common import END_TIMEOUT, finish_recordings, headless, say
 from loopscope.record._format import RecordingError
-from loopscope.record.writer import RecordedSource, RecordingControl, check_target
+from loopscope.record.writer import check_target
 from loopscope.runner import log_dir
 from loopscope.session import Session
-from loopscope.sources.agent import AgentSource
+from loopscope.sources.attach import AttachSource
 from loopscope.sources.merge import MergedSource
 from loopscope.sources.pyspy import NATIVE_INTERVAL, PySpySource
-from loopscope.web import served
+from loopscope.sources.recorded import RecordedSource, RecordingControl
 
 COMMANDS = ("attach", "ps")
-_END_TIMEOUT = 5.0  # how long a detaching agent gets to send its last events and go
-_EXIT_SEEN = 2.0  # after the agent's connection drops, how long to look for the process's exit
-
-
-class Headless(Protocol):
-    """The command line's headless loop (`loopscope.cli._headless`)."""
-
-    def __call__(
-        self,
-        session: Session,
-        program: Any,
-        request: Any,
-        *,
-        interrupted: str = ...,
-        children: Any = ...,
-    ) -> None: ...
 
 
 def add_parsers(commands: Any) -> None:
@@ -147,12 +129,11 @@ def add_parsers(commands: Any) -> None:
     ps.add_argument("--json", action="store_true", help="print a JSON array instead of a table")
 
 
-def run(ns: argparse.Namespace, *, headless: Headless) -> int:
-    """Run ``attach`` or ``ps``; the exit code. ``headless`` is the command line's headless
-    loop (shared with ``loopscope run``)."""
+def run(ns: argparse.Namespace) -> int:
+    """Run ``attach`` or ``ps``; the exit code."""
     if ns.command == "ps":
         return _ps(ns.json)
-    return _attach(ns, headless)
+    return _attach(ns)
 
 
 # -- ps ----------------------------------------------------------------------------------------
@@ -221,15 +202,7 @@ class _Options:
     json: bool
 
 
-def _attach(ns: argparse.Namespace, headless: Headless) -> int:
-    if (ns.duration is not None or ns.json) and not ns.headless:
-        return _usage(f"{ns.command}: --duration and --json need --headless")
-    if ns.duration is not None and not ns.duration > 0:
-        return _usage(f"{ns.command}: --duration must be a positive number of seconds")
-    if not ns.timeout > 0:
-        return _usage(f"{ns.command}: --timeout must be a positive number of seconds")
-    if not ns.headless and not (sys.stdin.isatty() and sys.stdout.isatty()) and not served():
-        return _usage(f"{ns.command}: the dashboard needs a terminal; use --headless")
+def _attach(ns: argparse.Namespace) -> int:
     if ns.record is not None:
         check_target(ns.record)  # before attaching: a bad FILE leaves the process untouched
     try:
@@ -238,18 +211,16 @@ def _attach(ns: argparse.Namespace, headless: Headless) -> int:
             method=ns.method,
             inject=not ns.no_inject,
             timeout=ns.timeout,
-            progress=_say,
+            progress=say,
         )
     except AttachError as e:
         if e.reason == "no-agent":
-            return _observe_outside(ns, headless)
-        _say(e.message)
+            return _observe_outside(ns)
+        say(e.message)
         return 2 if e.reason == "usage" else 1
-    _say(f"{attached.how} (process {ns.pid}, Python {attached.info.python_text})")
+    say(f"{attached.how} (process {ns.pid}, Python {attached.info.python_text})")
     if attached.loops == 0:
         _say_no_loop(ns.pid, following=getattr(ns, "children", False))
-    from loopscope import cli
-
     source = AttachSource(attached, detach_on_close=not ns.keep_agent)
     pyspy = _pyspy_beside(source, ns)
     recorded = RecordedSource(
@@ -280,8 +251,8 @@ def _attach(ns: argparse.Namespace, headless: Headless) -> int:
     if getattr(ns, "children", False):
         from loopscope.fleet.follow import Children
 
-        say = _say if ns.headless else (lambda message: None)  # nothing over the dashboard
-        children = Children(ns.pid, log=say, method=ns.method, recording=recording)
+        log = say if ns.headless else (lambda message: None)  # nothing over the dashboard
+        children = Children(ns.pid, log=log, method=ns.method, recording=recording)
         children.start()
     try:
         if ns.headless:
@@ -308,12 +279,12 @@ def _attach(ns: argparse.Namespace, headless: Headless) -> int:
         stopper.stop()
         if children is not None:
             children.close()
-        session.wait(_END_TIMEOUT)
+        session.wait(END_TIMEOUT)
         session.close()
-        cli.finish_recordings(recording)
+        finish_recordings(recording)
     if pyspy is not None and pyspy.reason:
         doing = "py-spy stopped sampling" if pyspy.live else "no sampling with py-spy"
-        _say(f"{doing}: {pyspy.reason}")
+        say(f"{doing}: {pyspy.reason}")
     return _report_end(source, session, attached, keep=ns.keep_agent)
 
 
@@ -323,7 +294,7 @@ def _say_no_loop(pid: int, *, following: bool) -> None:
 
     found = children_with_asyncio(pid)
     if not found:
-        _say(
+        say(
             f"no asyncio event loop is running in process {pid} yet: the agent waits for "
             "one to start, and loopscope shows it as soon as it does"
         )
@@ -331,12 +302,12 @@ def _say_no_loop(pid: int, *, following: bool) -> None:
     listed = ", ".join(f"{child} ({name})" for child, name in found[:8])
     more = f" and {len(found) - 8} more" if len(found) > 8 else ""
     if following:
-        _say(
+        say(
             f"no asyncio event loop is running in process {pid}; its Python children that "
             f"use asyncio are followed: {listed}{more}"
         )
     else:
-        _say(
+        say(
             f"no asyncio event loop is running in process {pid}, but its Python children use "
             f"asyncio: {listed}{more}. To watch them too: loopscope attach --children {pid}"
         )
@@ -351,13 +322,13 @@ def _pyspy_beside(source: AttachSource, ns: argparse.Namespace) -> PySpySource |
     return PySpySource(pid, blocks=False, native=native, alive=lambda: exists(pid))
 
 
-def _observe_outside(ns: argparse.Namespace, headless: Headless) -> int:
+def _observe_outside(ns: argparse.Namespace) -> int:
     """No agent and --no-inject: py-spy from outside (see `_outside`)."""
     if ns.record is not None:
         return _usage(f"{ns.command}: --record needs an agent; attach without --no-inject")
-    from loopscope.attach._outside import observe
+    from loopscope.commands.outside import observe
 
-    return observe(ns, headless, inspect(ns.pid), _say)
+    return observe(ns, inspect(ns.pid))
 
 
 def _let_go(source: AttachSource) -> None:
@@ -373,71 +344,6 @@ def _program_name(info: ProcessInfo) -> str:
     from loopscope.fleet._procs import program_name
 
     return f"{program_name(info)}-{info.pid}"
-
-
-class AttachSource:
-    """The events of the agent in an attached process, then `TargetExited` if it ends (or
-    replaces its program with exec, which takes the agent with it)."""
-
-    def __init__(self, attached: Attached, *, detach_on_close: bool = False) -> None:
-        self.pid = attached.info.pid
-        self._program = (attached.info.exe, attached.info.cmdline)
-        self.agent = AgentSource(
-            attached.socket_path, connect_timeout=5.0, alive=lambda: exists(self.pid)
-        )
-        self._detach_on_close = detach_on_close
-        self.exited = False
-        self.replaced: str | None = None  # the command the process exec'd, if it did
-        self.lost = False  # the agent hung up on its own, and the process runs on
-        self._closed = threading.Event()
-        self._detaching = False
-
-    def events(self) -> Iterator[Event]:
-        for event in self.agent.events():
-            if self._detach_on_close and isinstance(event, SourceState) and event.state == "live":
-                # Should this process be killed, the agent goes too, as on a normal quit.
-                self.agent.detach_on_close()
-            yield event
-        if self.agent.refused is not None:
-            return
-        deadline = time.monotonic() + _EXIT_SEEN
-        while not self._closed.is_set() and not self._detaching:
-            if not exists(self.pid):
-                self.exited = True
-                yield TargetExited(t=time.time(), exit_code=None, reason="exited")
-                return
-            self.replaced = _replaced(self.pid, self._program)
-            if self.replaced is not None:
-                yield TargetExited(t=time.time(), exit_code=None, reason="exec'd a new program")
-                return
-            if time.monotonic() > deadline:
-                self.lost = True
-                return
-            self._closed.wait(0.02)
-
-    def detach(self) -> bool:
-        """Ask the agent to remove itself; False when not connected."""
-        self._detaching = True
-        return self.agent.detach()
-
-    def close(self) -> None:
-        self._closed.set()
-        self.agent.close()
-
-
-def _replaced(pid: int, program: tuple[str, tuple[str, ...]]) -> str | None:
-    """The command line of the program ``pid`` runs now, if it is not ``program`` (exe and
-    command line): the process exec'd. None when it is the same, or cannot be read."""
-    try:
-        exe = os.readlink(f"/proc/{pid}/exe")
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            raw = f.read()
-    except OSError:
-        return None
-    cmdline = tuple(a.decode(errors="replace") for a in raw.split(b"\0") if a)
-    if (exe, cmdline) == program:
-        return None
-    return " ".join(cmdline) or exe
 
 
 class _Stopper:
@@ -458,31 +364,31 @@ class _Stopper:
 def _report_end(source: AttachSource, session: Session, attached: Attached, *, keep: bool) -> int:
     pid = attached.info.pid
     if source.exited:
-        _say(f"process {pid} exited")
+        say(f"process {pid} exited")
     elif source.replaced is not None:
-        _say(
+        say(
             f"process {pid} exec'd a new program ({source.replaced}): the program loopscope "
             "watched, and its agent, are gone"
         )
     elif not source.agent.connected:
-        _say(f"could not connect to the agent in process {pid} at {attached.socket_path}")
+        say(f"could not connect to the agent in process {pid} at {attached.socket_path}")
         return 1
     elif source.agent.refused is not None:
-        _say(f"{source.agent.refused}. Quit that client first, or wait for it to finish.")
+        say(f"{source.agent.refused}. Quit that client first, or wait for it to finish.")
         return 1
     elif source.lost:
         gone = "" if os.path.exists(attached.socket_path) else ", and its socket is gone"
-        _say(f"the agent in process {pid} hung up{gone}; the process still runs")
+        say(f"the agent in process {pid} hung up{gone}; the process still runs")
         return 1
     elif keep:
-        _say(f"left the agent listening in process {pid} at {attached.socket_path}")
+        say(f"left the agent listening in process {pid} at {attached.socket_path}")
     elif _gone(attached.socket_path):
-        _say(f"detached from process {pid}: its agent removed itself")
+        say(f"detached from process {pid}: its agent removed itself")
     else:
-        _say(f"asked the agent in process {pid} to detach; its socket is still there")
+        say(f"asked the agent in process {pid} to detach; its socket is still there")
         return 1
     if session.error is not None:
-        _say(f"reading the agent's events failed: {session.error}")
+        say(f"reading the agent's events failed: {session.error}")
         return 1
     return 0
 
@@ -500,7 +406,3 @@ def _gone(path: str, timeout: float = 3.0) -> bool:
 def _usage(message: str) -> int:
     print(f"loopscope: {message}", file=sys.stderr)
     return 2
-
-
-def _say(message: str) -> None:
-    print(f"loopscope: {message}", file=sys.stderr, flush=True)
