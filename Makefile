@@ -23,6 +23,7 @@ test: $(STAMP) gdb chromium prometheus lint
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: $(STAMP) gdb
 	$(BIN)/python benchmarks/overhead.py
