@@ -2,138 +2,63 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
-import textwrap
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from loopscope.attach._errors import AttachError
-from loopscope.attach._ladder import DEFAULT_TIMEOUT, METHODS, Attached, attach
+from loopscope.attach._ladder import DEFAULT_TIMEOUT, Attached, attach
 from loopscope.attach._proc import ProcessInfo, exists, inspect, python_processes
 from loopscope.commands._common import END_TIMEOUT, finish_recordings, headless, say
+from loopscope.commands.outside import observe
 from loopscope.record._format import RecordingError
 from loopscope.record.writer import check_target
 from loopscope.runner import log_dir
 from loopscope.session import Session
 from loopscope.sources.attach import AttachSource
 from loopscope.sources.merge import MergedSource
-from loopscope.sources.pyspy import NATIVE_INTERVAL, PySpySource
+from loopscope.sources.pyspy import PySpySource
 from loopscope.sources.recorded import RecordedSource, RecordingControl
 
-COMMANDS = ("attach", "ps")
+
+@dataclass(frozen=True, slots=True)
+class AttachRequest:
+    """``attach PID`` (or ``record PID``), its options checked by the command line."""
+
+    pid: int
+    command: str = "attach"  # the command, for messages
+    method: str = "auto"
+    no_inject: bool = False
+    keep_agent: bool = False
+    timeout: float = DEFAULT_TIMEOUT
+    headless: bool = False
+    duration: float | None = None
+    json: bool = False
+    children: bool = False
+    record: Path | None = None
+    no_pyspy: bool = False
+    native: bool = False
 
 
-def add_parsers(commands: Any) -> None:
-    """Add ``attach`` and ``ps`` to the subcommands of the main parser."""
-    attach_parser = commands.add_parser(
-        "attach",
-        help="watch a running asyncio program, started without loopscope",
-        description=textwrap.fill(
-            "Attach to a running Python process: connect to its loopscope agent, or inject one "
-            "(nothing needs to be installed in the program's environment). Quitting detaches: "
-            "the agent removes itself and the program goes on as before.",
-            width=78,
-        ),
-        epilog="examples:\n"
-        "  loopscope attach 4242\n"
-        "  loopscope attach --headless --duration 10 --json 4242\n"
-        "  loopscope attach --record service.lsrec 4242\n"
-        "  loopscope attach --method gdb 4242\n"
-        "  loopscope ps",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    attach_parser.add_argument("pid", metavar="PID", type=int, help="the process to attach to")
-    attach_parser.add_argument(
-        "--method",
-        choices=METHODS,
-        default="auto",
-        help="how to inject the agent (default: auto, the first that works of "
-        "remote-exec, ptrace, gdb; pyinjector only when asked for: it can deadlock a busy "
-        "program, see docs/attach.md)",
-    )
-    attach_parser.add_argument(
-        "--no-inject",
-        action="store_true",
-        help="never inject an agent: connect to one already listening, else observe the "
-        "program from outside with py-spy (its loop thread) and, if it runs aiomonitor, its "
-        "HTTP API (its tasks); exit code 1 when neither can be used, with the reason "
-        "(LOOPSCOPE_PYSPY names the py-spy binary to use)",
-    )
-    attach_parser.add_argument(
-        "--no-pyspy",
-        action="store_true",
-        help="do not sample the program with py-spy (beside the agent, py-spy names the code "
-        "of blocks the agent cannot sample: C calls holding the GIL)",
-    )
-    attach_parser.add_argument(
-        "--native",
-        action="store_true",
-        help="py-spy also reads C frames; it must then stop the program for each sample "
-        f"(about 10-20 ms, {1 / NATIVE_INTERVAL:g} times a second): for a short look only",
-    )
-    attach_parser.add_argument(
-        "--keep-agent",
-        action="store_true",
-        help="leave the agent listening in the program when loopscope quits",
-    )
-    attach_parser.add_argument(
-        "--timeout",
-        metavar="S",
-        type=float,
-        default=DEFAULT_TIMEOUT,
-        help="how long the program may take to reach a safe point where the agent can start "
-        f"(default: {DEFAULT_TIMEOUT:g} s)",
-    )
-    attach_parser.add_argument(
-        "--headless",
-        action="store_true",
-        help="no terminal UI: print a summary line every second, then the findings",
-    )
-    attach_parser.add_argument(
-        "--duration",
-        metavar="S",
-        type=float,
-        help="with --headless: detach after S seconds (default: when the program exits, "
-        "or on Ctrl-C)",
-    )
-    attach_parser.add_argument(
-        "--json",
-        action="store_true",
-        help="with --headless: print only the findings as one JSON object on stdout",
-    )
-    attach_parser.add_argument(
-        "--children",
-        action="store_true",
-        help="also follow the process's Python children (a supervisor's workers), each "
-        "attached when it appears: 'p' in the dashboard lists them, --headless reports on each",
-    )
-    attach_parser.add_argument(
-        "--record",
-        metavar="FILE",
-        type=Path,
-        help="record everything loopscope sees to FILE, for 'loopscope replay', 'report' "
-        "and 'export' (an older recording there is replaced; any other file is left alone)",
-    )
-    ps = commands.add_parser(
-        "ps",
-        help="list the Python processes loopscope can attach to",
-        description="List the Python processes this user may attach to: pid, Python version, "
-        "whether asyncio is imported, whether a loopscope agent listens, the TCP ports "
-        "the process listens on (aiomonitor's, if it runs one), and the command line.",
-    )
-    ps.add_argument("--json", action="store_true", help="print a JSON array instead of a table")
+@dataclass(frozen=True, slots=True)
+class PsRequest:
+    """``ps``: the Python processes this user may attach to."""
+
+    json: bool = False
 
 
-def run(ns: argparse.Namespace) -> int:
-    """Run ``attach`` or ``ps``; the exit code."""
-    if ns.command == "ps":
-        return _ps(ns.json)
-    return _attach(ns)
+def ps(request: PsRequest) -> int:
+    """``loopscope ps``; the exit code."""
+    return _ps(request.json)
+
+
+def run(request: AttachRequest) -> int:
+    """``loopscope attach``; the exit code."""
+    return _attach(request)
 
 
 # -- ps ----------------------------------------------------------------------------------------
@@ -196,33 +121,27 @@ def _ps_row(p: ProcessInfo, aiomonitor: int | None = None) -> dict[str, Any]:
 # -- attach ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class _Options:
-    duration: float | None
-    json: bool
-
-
-def _attach(ns: argparse.Namespace) -> int:
-    if ns.record is not None:
-        check_target(ns.record)  # before attaching: a bad FILE leaves the process untouched
+def _attach(request: AttachRequest) -> int:
+    if request.record is not None:
+        check_target(request.record)  # before attaching: a bad FILE leaves the process untouched
     try:
         attached = attach(
-            ns.pid,
-            method=ns.method,
-            inject=not ns.no_inject,
-            timeout=ns.timeout,
+            request.pid,
+            method=request.method,
+            inject=not request.no_inject,
+            timeout=request.timeout,
             progress=say,
         )
     except AttachError as e:
         if e.reason == "no-agent":
-            return _observe_outside(ns)
+            return _observe_outside(request)
         say(e.message)
         return 2 if e.reason == "usage" else 1
-    say(f"{attached.how} (process {ns.pid}, Python {attached.info.python_text})")
+    say(f"{attached.how} (process {request.pid}, Python {attached.info.python_text})")
     if attached.loops == 0:
-        _say_no_loop(ns.pid, following=getattr(ns, "children", False))
-    source = AttachSource(attached, detach_on_close=not ns.keep_agent)
-    pyspy = _pyspy_beside(source, ns)
+        _say_no_loop(request.pid, following=request.children)
+    source = AttachSource(attached, detach_on_close=not request.keep_agent)
+    pyspy = _pyspy_beside(source, request)
     recorded = RecordedSource(
         source if pyspy is None else MergedSource([source, pyspy], leader=source)
     )
@@ -231,37 +150,37 @@ def _attach(ns: argparse.Namespace) -> int:
         directory=log_dir().parent / "recordings",  # beside run's logs and recordings
         name=_program_name(attached.info),
         meta={
-            "how": f"process {ns.pid} ({attached.info.command})",
-            "pid": ns.pid,
+            "how": f"process {request.pid} ({attached.info.command})",
+            "pid": request.pid,
             "attached": attached.how,
         },
-        first=ns.record,
+        first=request.record,
     )
-    if ns.record is not None:
+    if request.record is not None:
         try:
             recording.start()  # before the session starts: no event is missed
         except RecordingError:
-            if not ns.keep_agent:
+            if not request.keep_agent:
                 _let_go(source)
             raise
     session = Session(recorded, clock=time.time)
     session.start()
-    stopper = _Stopper(source, keep=ns.keep_agent)
+    stopper = _Stopper(source, keep=request.keep_agent)
     children = None
-    if getattr(ns, "children", False):
+    if request.children:
         from loopscope.fleet.follow import Children
 
-        log = say if ns.headless else (lambda message: None)  # nothing over the dashboard
-        children = Children(ns.pid, log=log, method=ns.method, recording=recording)
+        log = say if request.headless else (lambda message: None)  # nothing over the dashboard
+        children = Children(request.pid, log=log, method=request.method, recording=recording)
         children.start()
     try:
-        if ns.headless:
-            leaving = "leaving" if ns.keep_agent else "detaching from"
+        if request.headless:
+            leaving = "leaving" if request.keep_agent else "detaching from"
             headless(
                 session,
                 stopper,
-                _Options(ns.duration, ns.json),
-                interrupted=f"{leaving} process {ns.pid}, which keeps running",
+                request,
+                interrupted=f"{leaving} process {request.pid}, which keeps running",
                 children=children,
             )
         else:
@@ -271,9 +190,9 @@ def _attach(ns: argparse.Namespace) -> int:
             if children is not None:
                 from loopscope.fleet.views import FleetViews
 
-                views = FleetViews(session, ns.pid, _program_name(attached.info), children)
+                views = FleetViews(session, request.pid, _program_name(attached.info), children)
             make_app(
-                views, how=f"attached to pid {ns.pid}: {attached.how}", recording=recording
+                views, how=f"attached to pid {request.pid}: {attached.how}", recording=recording
             ).run()
     finally:
         stopper.stop()
@@ -285,7 +204,7 @@ def _attach(ns: argparse.Namespace) -> int:
     if pyspy is not None and pyspy.reason:
         doing = "py-spy stopped sampling" if pyspy.live else "no sampling with py-spy"
         say(f"{doing}: {pyspy.reason}")
-    return _report_end(source, session, attached, keep=ns.keep_agent)
+    return _report_end(source, session, attached, keep=request.keep_agent)
 
 
 def _say_no_loop(pid: int, *, following: bool) -> None:
@@ -313,22 +232,20 @@ def _say_no_loop(pid: int, *, following: bool) -> None:
         )
 
 
-def _pyspy_beside(source: AttachSource, ns: argparse.Namespace) -> PySpySource | None:
+def _pyspy_beside(source: AttachSource, request: AttachRequest) -> PySpySource | None:
     """py-spy sampling the loop thread beside the agent, unless --no-pyspy."""
-    if getattr(ns, "no_pyspy", False):
+    if request.no_pyspy:
         return None
     pid = source.pid
-    native = getattr(ns, "native", False)
+    native = request.native
     return PySpySource(pid, blocks=False, native=native, alive=lambda: exists(pid))
 
 
-def _observe_outside(ns: argparse.Namespace) -> int:
+def _observe_outside(request: AttachRequest) -> int:
     """No agent and --no-inject: py-spy from outside (see `_outside`)."""
-    if ns.record is not None:
-        return _usage(f"{ns.command}: --record needs an agent; attach without --no-inject")
-    from loopscope.commands.outside import observe
-
-    return observe(ns, inspect(ns.pid))
+    if request.record is not None:
+        return _usage(f"{request.command}: --record needs an agent; attach without --no-inject")
+    return observe(request, inspect(request.pid))
 
 
 def _let_go(source: AttachSource) -> None:

@@ -5,34 +5,37 @@ if the program runs one, aiomonitor's HTTP API (its tasks)."""
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 
 from loopscope.attach._proc import ProcessInfo
 from loopscope.commands._common import headless, say
 from loopscope.session import Session
 from loopscope.sources.outside import OutsideSource
 
+if TYPE_CHECKING:
+    from loopscope.commands.attach import AttachRequest
+
 _END_TIMEOUT = 5.0  # how long py-spy gets to stop after the session ends
 
 
-def observe(ns: Any, info: ProcessInfo) -> int:
+def observe(request: AttachRequest, info: ProcessInfo) -> int:
     """Run the session on py-spy and aiomonitor; the exit code (1 when neither could be
     used, or py-spy stopped)."""
-    pyspy = not getattr(ns, "no_pyspy", False)
+    pyspy = not request.no_pyspy
     say(
         f"no loopscope agent in process {info.pid} and --no-inject: observing it from outside "
         + ("with py-spy (its loop thread) and " if pyspy else "with ")
         + "aiomonitor if it runs one (its tasks)"
     )
-    source = OutsideSource(info, pyspy=pyspy, native=getattr(ns, "native", False))
+    source = OutsideSource(info, pyspy=pyspy, native=request.native)
     session = Session(source, clock=time.time)
     session.start()
     try:
-        if ns.headless:
+        if request.headless:
             headless(
                 session,
                 source,
-                ns,
+                request,
                 interrupted=f"leaving process {info.pid}, which keeps running",
             )
         else:

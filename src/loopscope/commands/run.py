@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from loopscope.commands._common import END_TIMEOUT, finish_recordings, headless, say
+from loopscope.demos import catalog
 from loopscope.runner import Program, ProgramSpec, describe_exit, log_dir
 from loopscope.session import Session
 from loopscope.sources.base import Source
@@ -35,6 +36,20 @@ class RunRequest:
     record: Path | None = None  # where to record the session
     pyspy: bool = False  # sample the program with py-spy beside the agent
     children: bool = False  # follow the program's Python child processes
+
+
+@dataclass(frozen=True, slots=True)
+class ListDemos:
+    """``demo --list``: the demos, one a line."""
+
+
+def list_demos(request: ListDemos) -> int:
+    """``demo --list``."""
+    width = max(len(name) for name in catalog.SCENARIOS)
+    for scenario in catalog.SCENARIOS.values():
+        default = " (default)" if scenario.name == catalog.DEFAULT else ""
+        print(f"{scenario.name:<{width}}  {scenario.summary}{default}")
+    return 0
 
 
 def run(request: RunRequest) -> int:
