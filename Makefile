@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean gdb chromium prometheus
+.PHONY: demo test lint bench clean gdb chromium prometheus pythons
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || \
@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/loopscope demo
 
-test: $(STAMP) gdb chromium prometheus lint
+test: $(STAMP) gdb chromium prometheus pythons lint
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
@@ -25,7 +25,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-bench: $(STAMP) gdb
+bench: $(STAMP) gdb pythons
 	$(BIN)/python benchmarks/overhead.py
 	$(BIN)/python benchmarks/attach.py --rounds 5
 
@@ -55,6 +55,10 @@ prometheus:
 		else apt-get install -y -qq prometheus >/dev/null 2>&1 || \
 		  { apt-get update -qq && apt-get install -y -qq prometheus >/dev/null; } || \
 		  echo "could not install prometheus: its tests will be skipped"; fi; }
+
+# Target Pythons 3.14 and 3.15: a cached Debian unstable root (see tools/pythons.sh).
+pythons:
+	@sh tools/pythons.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -1,14 +1,17 @@
 """Attaching to a loaded target: time to first data, and the target's longest loop stall.
 
-For each Python found (3.10-3.13) and each injection route, a target started from the plain
-interpreter (no loopscope in its environment) runs a loaded asyncio loop: an HTTP-like server
-and clients on loopback in the same loop, plus a 1 ms heartbeat that records the longest gap
-between its runs (the stall). Each round attaches (``loopscope.attach.attach``), connects to the
-agent, waits for the first ``lag`` event (time to first data), reads the target's longest stall
-over that window, detaches and waits for the agent's socket to go. The ``none`` rows measure the
-same window's longest stall without attaching: the load's own jitter.
+For each Python found (3.10-3.15; 3.14 and 3.15 in another root, as in a container, see
+tests/pythons.py) and each injection route (``remote-exec`` on 3.14+ only: with loopscope on
+another version, the target's own interpreter makes the ``sys.remote_exec`` call), a target started
+from the plain interpreter (no loopscope in its environment) runs a loaded asyncio loop: an
+HTTP-like server and clients on loopback in the same loop, plus a 1 ms heartbeat that records the
+longest gap between its runs (the stall). Each round attaches (``loopscope.attach.attach``),
+connects to the agent, waits for the first ``lag`` event (time to first data), reads the target's
+longest stall over that window, detaches and waits for the agent's socket to go. The ``none`` rows
+measure the same window's longest stall without attaching: the load's own jitter.
 
     .venv/bin/python benchmarks/attach.py [--rounds 5] [--routes ptrace,gdb] [--pythons 3.12]
+    .venv/bin/python benchmarks/attach.py --pythons 3.14,3.15 --routes none,ptrace,remote-exec
 
 A round that has not finished after 30 s is counted as hung (the target stuck in the injection):
 a watchdog process kills the target, which ends the round, and a new one takes its place.
@@ -196,8 +199,8 @@ def measure(python: str, route: str, rounds: int, directory: Path) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--routes", default="none,ptrace,gdb,pyinjector")
-    parser.add_argument("--pythons", default="3.10,3.11,3.12,3.13")
+    parser.add_argument("--routes", default="none,ptrace,gdb,pyinjector,remote-exec")
+    parser.add_argument("--pythons", default="3.10,3.11,3.12,3.13,3.14,3.15")
     args = parser.parse_args()
     pythons = find_pythons()
     print(
@@ -211,6 +214,8 @@ def main() -> None:
             continue
         with tempfile.TemporaryDirectory() as tmp:
             for route in args.routes.split(","):
+                if route == "remote-exec" and tuple(map(int, version.split("."))) < (3, 14):
+                    continue  # sys.remote_exec is 3.14's
                 row = measure(python, route, args.rounds, Path(tmp))
                 print(f"{version:<8}{route:<12}{row}", flush=True)
 

@@ -21,8 +21,8 @@ from loopscope.attach._routes import gdb_cannot_call, throwaway_process
 from loopscope.sources.pyspy import find_pyspy
 
 # The attach routes the tests inject with, and the outside observer, in the order the end of
-# the run lists them. remote-exec needs a 3.14 target: none of the test Pythons is one.
-ROUTES = ("ptrace", "gdb", "pyinjector", "py-spy")
+# the run lists them. remote-exec needs a 3.14+ target (tests/pythons.py).
+ROUTES = ("ptrace", "gdb", "pyinjector", "remote-exec", "py-spy")
 
 
 def _ptrace() -> str | None:
@@ -72,6 +72,13 @@ def _pyspy() -> str | None:
     return None
 
 
+def _remote_exec() -> str | None:
+    from pythons import find_pythons, missing_reason
+
+    found = find_pythons()
+    return None if found.get("3.14") or found.get("3.15") else missing_reason("3.14")
+
+
 def _other_uid() -> str | None:
     return None if os.getuid() == 0 else "needs root to run a process as another user"
 
@@ -82,6 +89,7 @@ PROBES: dict[str, Callable[[], str | None]] = {
     "gdb-installed": _gdb_installed,
     "pyinjector": _pyinjector,
     "py-spy": _pyspy,
+    "remote-exec": _remote_exec,
     "other-uid": _other_uid,
 }
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 import pytest
 
 import capabilities
-from pythons import SUPPORTED, find_pythons
+from pythons import SUPPORTED, find_pythons, missing_reason
 
 
 @pytest.fixture(params=SUPPORTED, ids=lambda v: f"py{v}")
@@ -14,7 +14,7 @@ def target_python(request: pytest.FixtureRequest) -> str:
     """Path of a CPython interpreter of each supported version, for target processes."""
     path = find_pythons()[request.param]
     if path is None:
-        pytest.skip(f"Python {request.param} is not installed on this machine")
+        pytest.skip(missing_reason(request.param))
     return path
 
 
@@ -94,14 +94,10 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         if name in capabilities.FOUND:
             why = capabilities.FOUND[name]
             write(f"  machine: {name:<13} " + ("yes" if why is None else f"no: {why}"))
-    tested = False
     for route in capabilities.ROUTES:
         nodeids = [n for n, (routes, _) in _covered.tests.items() if route in routes]
         if nodeids:
             write(_line(f"route {route}", nodeids))
-            tested = True
-    if tested:
-        write(f"  {'route remote-exec':<18} no test: it needs a Python 3.14 target")
     for version in SUPPORTED:
         nodeids = [n for n, (_, python) in _covered.tests.items() if python == version]
         if nodeids:

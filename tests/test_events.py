@@ -851,3 +851,33 @@ def test_a_stack_written_before_stacks_carried_their_time_reads_as_untimed() -> 
     )
     (stack,) = decode(line).stacks  # type: ignore[attr-defined]
     assert (stack.count, stack.seconds) == (3, 0.0)
+
+
+def test_the_client_events_are_the_agents_public_names() -> None:
+    from loopscope.agent import events as agent_events
+
+    assert events.__all__ == agent_events.__all__
+    for name in agent_events.__all__:
+        assert getattr(events, name) is getattr(agent_events, name)
+    # every event type on the wire is public
+    assert {cls.__name__ for cls in EVENT_TYPES.values()} <= set(events.__all__)
+
+
+def test_importing_the_events_loads_no_collector() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, loopscope.events; "
+        "print(sorted(m for m in sys.modules if m.startswith('loopscope.agent')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "['loopscope.agent', 'loopscope.agent.events']"
+    # and the agent's names still come on first use
+    code = "import loopscope.agent as a; print(a.install.__module__)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "loopscope.agent._core"

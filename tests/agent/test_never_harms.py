@@ -75,7 +75,10 @@ def snapshot(loop):
         "selector_select_patched": "select" in vars(selector),
         "selector_class_select": id(type(selector).__dict__.get("select")),
         "set_running_loop": [id(asyncio.events._set_running_loop), id(asyncio._set_running_loop)],
-        "policy": id(asyncio.get_event_loop_policy()),
+        # (the public getter warns from 3.14: the policy system is deprecated)
+        "policy": id(
+            getattr(asyncio.events, "_get_event_loop_policy", asyncio.get_event_loop_policy)()
+        ),
         "excepthook": id(sys.excepthook),
         "threading_excepthook": id(threading.excepthook),
         "unraisablehook": id(sys.unraisablehook),

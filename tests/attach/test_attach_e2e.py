@@ -1,5 +1,6 @@
-"""`loopscope attach` end to end: plain target programs on every Python 3.10-3.13, no loopscope
-in their environment; attach, see the block named, detach, and the program is as it was."""
+"""`loopscope attach` end to end: plain target programs on every Python 3.10-3.15 (3.14 and 3.15
+in another root, as in a container), no loopscope in their environment; attach, see the block
+named, detach, and the program is as it was."""
 
 from __future__ import annotations
 
@@ -39,10 +40,20 @@ def _assert_left_as_it_was(target: PlainTarget) -> None:
     assert (code, stderr) == (0, "")
 
 
-@pytest.mark.parametrize("method", route_params("ptrace", "gdb", "pyinjector"))
+def _version(python: str) -> tuple[int, ...]:
+    return tuple(int(n) for n in Path(python).name.removeprefix("python").split("."))
+
+
+def _default_route(python: str) -> str:
+    return "remote-exec" if _version(python) >= (3, 14) else "ptrace"
+
+
+@pytest.mark.parametrize("method", route_params("ptrace", "gdb", "pyinjector", "remote-exec"))
 def test_attach_headless_names_the_blocking_function(
-    target: PlainTarget, method: str, tmp_path: Path
+    target_python: str, target: PlainTarget, method: str, tmp_path: Path
 ) -> None:
+    if method == "remote-exec" and _version(target_python) < (3, 14):
+        pytest.skip("sys.remote_exec is Python 3.14's")
     out = loopscope(
         "attach", "--headless", "--duration", "2.5", "--json", "--method", method,
         str(target.pid), state=tmp_path / "state",
@@ -61,10 +72,10 @@ def test_attach_headless_names_the_blocking_function(
 
 
 @needs("ptrace")
-def test_twenty_attach_detach_cycles(target: PlainTarget) -> None:
+def test_twenty_attach_detach_cycles(target_python: str, target: PlainTarget) -> None:
     for _ in range(20):
         attached = attach(target.pid, timeout=10)
-        assert attached.route == "ptrace"
+        assert attached.route == _default_route(target_python)
         source = AgentSource(attached.socket_path, connect_timeout=5)
         kinds = []
         for event in source.events():
@@ -112,7 +123,7 @@ def test_a_loop_idle_in_its_selector_is_woken(target_python: str, tmp_path: Path
         )  # fmt: skip
         assert out.returncode == 0, out.stderr
         assert "idle in its event loop's selector" in out.stderr
-        assert "agent injected with ptrace" in out.stderr
+        assert f"agent injected with {_default_route(target_python)}" in out.stderr
         assert proc.poll() is None
     finally:
         proc.kill()

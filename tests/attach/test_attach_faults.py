@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import select
+import shutil
 import subprocess
 import sys
 import time
@@ -18,6 +19,7 @@ from attach_targets import PlainTarget
 from capabilities import needs
 from clirun import assert_no_loopscope_traceback, loopscope
 from loopscope.attach import AttachError, attach
+from loopscope.attach._proc import tracer
 from loopscope.attach._routes import ROUTES
 from loopscope.sources.agent import AgentSource
 from pythons import find_pythons
@@ -155,7 +157,27 @@ def test_unsupported_python(tmp_path: Path) -> None:
         out = loopscope("attach", "--headless", str(proc.pid), state=tmp_path / "state")
     finally:
         _stop(proc)
-    _fails(out, "runs Python 3.9", "supports CPython 3.10 to 3.14")
+    _fails(out, "runs Python 3.9", "supports CPython 3.10 to 3.15")
+
+
+@pytest.mark.parametrize(
+    ("name", "said"),
+    [("python3.16", "runs Python 3.16; loopscope's agent supports CPython 3.10 to 3.15"),
+     ("pypy3.10", "runs PyPy, not CPython")],
+)  # fmt: skip
+def test_an_interpreter_loopscope_does_not_know(tmp_path: Path, name: str, said: str) -> None:
+    """One line and exit code 1, before anything touches the process: no offsets are guessed."""
+    program = tmp_path / name  # a process that the kernel names so; a sleep, in fact
+    shutil.copy(shutil.which("sleep") or "/bin/sleep", program)
+    proc = subprocess.Popen([str(program), "60"])
+    try:
+        out = loopscope("attach", "--headless", str(proc.pid), state=tmp_path / "state")
+        assert tracer(proc.pid) == 0 and proc.poll() is None
+    finally:
+        proc.kill()
+        proc.wait()
+    _fails(out, f"process {proc.pid} ({program} 60) {said}")
+    assert len(out.stderr.strip().splitlines()) == 1, out.stderr
 
 
 def _python_39() -> str:

@@ -15,7 +15,7 @@ from attach_targets import SERVICE
 
 from clirun import assert_no_loopscope_traceback, loopscope
 from loopscope.attach._ladder import remote_debug_disabled
-from pythons import find_pythons
+from pythons import find_pythons, missing_reason
 
 
 @pytest.mark.parametrize(
@@ -27,12 +27,13 @@ from pythons import find_pythons
     ],
     ids=["environment", "-X", "-Xjoined"],
 )
+@pytest.mark.parametrize("version", ["3.12", "3.14"])  # 3.14: sys.remote_exec would be the route
 def test_a_program_that_opted_out_gets_no_agent(
-    tmp_path: Path, options: tuple[str, ...], env: dict[str, str], said: str
+    tmp_path: Path, options: tuple[str, ...], env: dict[str, str], said: str, version: str
 ) -> None:
-    python = find_pythons().get("3.12")
+    python = find_pythons().get(version)
     if python is None:
-        pytest.skip("Python 3.12 is not installed")
+        pytest.skip(missing_reason(version))
     script = tmp_path / "service.py"
     script.write_text(SERVICE)
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("LOOPSCOPE", "PYTHON"))}
@@ -46,7 +47,10 @@ def test_a_program_that_opted_out_gets_no_agent(
         assert proc.stdout is not None and proc.stdin is not None
         assert json.loads(proc.stdout.readline()) == {"ready": True}
         assert remote_debug_disabled(proc.pid) == said
-        out = loopscope("attach", "--headless", "--duration", "1", str(proc.pid), state=tmp_path)
+        method = ("--method", "remote-exec") if version == "3.14" else ()
+        out = loopscope(
+            "attach", "--headless", "--duration", "1", *method, str(proc.pid), state=tmp_path
+        )  # fmt: skip
         assert out.returncode == 1, out.stderr
         assert_no_loopscope_traceback(out.stderr)
         assert f"process {proc.pid} was started with {said}" in out.stderr

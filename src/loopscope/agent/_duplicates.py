@@ -204,7 +204,10 @@ def _returns_value(instructions: list[dis.Instruction]) -> bool:
             return True
         if ins.opname == "RETURN_VALUE":
             before = instructions[i - 1] if i else None
-            if before is None or not (before.opname == "LOAD_CONST" and before.argval is None):
+            # 3.15 loads None with LOAD_COMMON_CONSTANT
+            if before is None or not (
+                before.opname in ("LOAD_CONST", "LOAD_COMMON_CONSTANT") and before.argval is None
+            ):
                 return True
     return False
 
@@ -623,10 +626,15 @@ def _shared(waiter: Any) -> Any:
     children = getattr(waiter, "_children", None)  # gather
     if isinstance(children, list) and len(children) == 1:
         return children[0]
-    # shield(inner): the outer future's done callback closes over inner.
+    # shield(inner): the outer future's done callback closes over inner (from 3.14 over the
+    # calling task too, as cur_task: the cell named inner is the one).
     for entry in getattr(waiter, "_callbacks", None) or ():
         callback = entry[0] if isinstance(entry, tuple) else entry
-        for cell in getattr(callback, "__closure__", None) or ():
+        cells = getattr(callback, "__closure__", None) or ()
+        names = getattr(getattr(callback, "__code__", None), "co_freevars", ())
+        if "inner" in names and len(names) == len(cells):
+            cells = (cells[names.index("inner")],)
+        for cell in cells:
             try:
                 inner = cell.cell_contents
             except ValueError:  # an empty cell

@@ -35,6 +35,7 @@ import loopscope.agent
 from loopscope.agent._loader import private_name
 from loopscope.agent.events import AGENT_VERSION
 from loopscope.attach._errors import AttachError
+from loopscope.attach._root import in_another_root, target_path
 
 _BOOTSTRAP = r"""
 import sys, threading
@@ -129,23 +130,61 @@ class Installed:
 _PEERCRED = struct.Struct("3i")
 
 
+def _same_network(pid: int) -> bool:
+    """Whether ``pid`` shares loopscope's network namespace (abstract sockets reach it)."""
+    try:
+        return os.stat(f"/proc/{pid}/ns/net").st_ino == os.stat("/proc/self/ns/net").st_ino
+    except OSError:
+        return True  # cannot tell: try
+
+
+def _boot_dir(pid: int) -> str | None:
+    """Where to make the bootstrap's socket: the target's /tmp if it has a root of its own."""
+    try:
+        other = in_another_root(pid)
+    except OSError:
+        return None
+    return target_path(pid, "/tmp") if other else None
+
+
 class BootstrapServer:
     """The private one-shot socket the bootstrap connects back to. Use as a context manager."""
 
     def __init__(self, pid: int, *, target_uid: int | None = None) -> None:
         self.pid = pid
         self.token = secrets.token_hex(16)
-        self._dir = tempfile.mkdtemp(prefix="loopscope-boot-")  # 0700
-        self.path = os.path.join(self._dir, f"{secrets.token_hex(8)}.sock")
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._listener.bind(self.path)
-        os.chmod(self.path, 0o600)
-        if target_uid is not None and target_uid != os.geteuid() and os.geteuid() == 0:
-            # root attaching to another user's process: that user must be able to connect
-            os.chown(self._dir, target_uid, -1)
-            os.chown(self.path, target_uid, -1)
+        self._dir: str | None = None
+        # The socket lives where the target can reach it: in its own /tmp when it has another
+        # root (a container), else in a private directory here; an abstract socket (same
+        # network namespace only) when neither can be made.
+        try:
+            directory = tempfile.mkdtemp(prefix="loopscope-boot-", dir=_boot_dir(pid))  # 0700
+            self.path = os.path.join(directory, f"{secrets.token_hex(8)}.sock")
+            self._listener.bind(self.path)
+            self._dir = directory
+        except OSError as e:
+            if not _same_network(pid):
+                self._listener.close()
+                raise AttachError(
+                    "unreachable",
+                    f"process {pid} cannot be reached: it runs in a container whose /tmp "
+                    f"loopscope cannot write to ({e.strerror}), and in another network namespace, "
+                    "so it cannot connect back to loopscope. Run loopscope inside the container, "
+                    "or give the container a writable /tmp.",
+                ) from None
+            self.path = f"\0loopscope-boot-{self.token}"
+            self._listener.bind(self.path)
+        if self._dir is not None:
+            os.chmod(self.path, 0o600)
+            if target_uid is not None and target_uid != os.geteuid() and os.geteuid() == 0:
+                # root attaching to another user's process: that user must be able to connect
+                os.chown(self._dir, target_uid, -1)
+                os.chown(self.path, target_uid, -1)
         self._listener.listen(4)
-        self.code = bootstrap_code(self.path, self.token)
+        # the name the target knows the socket by
+        seen = self.path.removeprefix(f"/proc/{pid}/root") if self._dir else self.path
+        self.code = bootstrap_code(seen, self.token)
 
     def __enter__(self) -> BootstrapServer:
         return self
@@ -155,10 +194,11 @@ class BootstrapServer:
 
     def close(self) -> None:
         self._listener.close()
-        with contextlib.suppress(OSError):
-            os.unlink(self.path)
-        with contextlib.suppress(OSError):
-            os.rmdir(self._dir)
+        if self._dir is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+            with contextlib.suppress(OSError):
+                os.rmdir(self._dir)
 
     def serve(
         self,

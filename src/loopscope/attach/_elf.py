@@ -9,6 +9,8 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable
 
+from loopscope.attach._root import Mapping, mapped_file, mappings
+
 _SHT_DYNSYM = 11
 _ET_DYN = 3
 
@@ -49,29 +51,26 @@ def exported(path: str, names: Iterable[str]) -> dict[str, int]:
 def resolve(pid: int, names: Iterable[str]) -> dict[str, int]:
     """Absolute addresses in process ``pid`` of the exported functions ``names`` (those found).
 
-    Looks in every file-backed mapping, in load order, as the dynamic linker would."""
+    Looks in every file-backed mapping, in load order, as the dynamic linker would. The files are
+    the target's own, read through `_root.mapped_file` (a container's libc is not the host's)."""
     wanted = list(names)
-    bases: dict[str, int] = {}
-    with open(f"/proc/{pid}/maps") as f:
-        for line in f:
-            fields = line.split(maxsplit=5)
-            if len(fields) < 6 or not fields[5].startswith("/"):
-                continue
-            path = fields[5].strip()
-            start = int(fields[0].split("-")[0], 16)
-            offset = int(fields[2], 16)
-            if path not in bases:
-                bases[path] = start - offset
+    first: dict[str, Mapping] = {}
+    for mapping in mappings(pid):
+        first.setdefault(mapping.path, mapping)
     out: dict[str, int] = {}
-    for path, base in bases.items():
+    for mapping in first.values():
         missing = [n for n in wanted if n not in out]
         if not missing:
             break
+        readable = mapped_file(pid, mapping)
+        if readable is None:
+            continue
         try:
-            symbols = exported(f"/proc/{pid}/root{path}", missing)
+            symbols = exported(readable, missing)
         except (OSError, struct.error, IndexError, ValueError):
             continue
         relative = symbols.pop("__base_is_load_address__", 0)
+        base = mapping.start - mapping.offset
         for name, value in symbols.items():
             out[name] = base + value if relative else value
     return out

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from loopscope.attach._bootstrap import BootstrapServer
 from loopscope.attach._errors import AttachError
 from loopscope.attach._proc import ProcessInfo, check_attachable, exists, inspect, tracer
+from loopscope.attach._root import target_path
 from loopscope.attach._routes import AUTO, ROUTES, Route, forget_pending_files
 
 METHODS = ("auto", *ROUTES)
@@ -105,7 +106,7 @@ def attach(
             elapsed = time.monotonic() - started
             return Attached(
                 info,
-                installed.socket_path,
+                target_path(pid, installed.socket_path),
                 f"agent injected with {name} in {elapsed * 1000:.0f} ms",
                 name,
                 elapsed,

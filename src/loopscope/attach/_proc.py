@@ -12,11 +12,21 @@ import socket
 from dataclasses import dataclass
 
 from loopscope.attach._errors import AttachError
+from loopscope.attach._root import (
+    in_another_root,
+    namespace_pid,
+    own_interpreter,
+    target_path,
+)
 
 # A path inside a CPython installation names its version: lib/python3.12/..., libpython3.12.so
 _VERSION_IN_PATH = re.compile(r"(?:lib)?python(3)\.(\d+)[/.dmu]")
 _ASYNCIO_EXTENSION = re.compile(r"/_asyncio\.cpython-3\d+")
-SUPPORTED = ((3, 10), (3, 14))  # oldest and newest minor version the agent runs on
+# Pythons that are not CPython, by the names of their executables or libraries
+_OTHER_PYTHONS = re.compile(r"(?:^|/)(?:lib)?(pypy|graalpy)[\d.-]*(?:c\.so|\n)", re.IGNORECASE)
+_OTHER_NAMES = {"pypy": "PyPy", "graalpy": "GraalPy"}
+_DYNLOAD = re.compile(r"(/\S*/lib-dynload)/")
+SUPPORTED = ((3, 10), (3, 15))  # oldest and newest minor version the agent runs on
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +39,8 @@ class ProcessInfo:
     asyncio: bool | None  # whether asyncio's C extension is loaded; None when it cannot be told
     agent_socket: str | None  # the Unix socket a loopscope agent listens on in the process
     ports: tuple[int, ...]  # TCP ports it listens on (aiomonitor's among them, if it runs one)
+    other_root: bool = False  # it lives in another root (a container): its files are its own
+    other_python: str | None = None  # a Python that is not CPython ("PyPy"), which is not supported
 
     @property
     def python_text(self) -> str:
@@ -61,7 +73,11 @@ def inspect(pid: int) -> ProcessInfo:
     """What /proc tells about ``pid``; AttachError when there is no such process or it may not
     be looked at."""
     if pid <= 0 or not exists(pid):
-        raise AttachError("no-process", f"there is no process with pid {pid}.")
+        raise AttachError(
+            "no-process",
+            f"there is no process with pid {pid} here. (A process in a container has another "
+            "pid inside it than outside: give the pid that `loopscope ps` shows.)",
+        )
     base = f"/proc/{pid}"
     try:
         with open(f"{base}/status") as f:
@@ -79,8 +95,17 @@ def inspect(pid: int) -> ProcessInfo:
     except PermissionError:
         raise AttachError("permission", permission_message(pid)) from None
     python = _python_version(exe, maps)
-    asyncio = None if python is None else bool(_ASYNCIO_EXTENSION.search(maps))
+    other_python = None
+    if python is None:
+        found = _OTHER_PYTHONS.search(os.path.basename(exe) + "\n" + maps)
+        other_python = None if found is None else _OTHER_NAMES[found.group(1).lower()]
+    asyncio = None if python is None else _asyncio_loaded(pid, maps, python)
     inodes = _socket_inodes(pid)
+    agent_socket = _agent_socket(pid, inodes)
+    try:
+        other_root = in_another_root(pid)
+    except OSError:
+        other_root = False
     return ProcessInfo(
         pid=pid,
         uid=uid,
@@ -88,13 +113,21 @@ def inspect(pid: int) -> ProcessInfo:
         cmdline=cmdline,
         python=python,
         asyncio=asyncio,
-        agent_socket=_agent_socket(inodes, pid),
+        agent_socket=_reachable(pid, agent_socket),
         ports=_listening_ports(pid, inodes),
+        other_root=other_root,
+        other_python=other_python,
     )
 
 
 def check_attachable(info: ProcessInfo) -> None:
     """AttachError unless ``info`` is a CPython loopscope can inject its agent into."""
+    if info.other_python is not None:
+        raise AttachError(
+            "unsupported",
+            f"process {info.pid} ({info.command[:80]}) runs {info.other_python}, not CPython: "
+            "loopscope's agent and its injection routes know CPython only.",
+        )
     if info.python is None:
         raise AttachError(
             "not-python",
@@ -105,7 +138,8 @@ def check_attachable(info: ProcessInfo) -> None:
     if not low <= info.python <= high:
         raise AttachError(
             "unsupported",
-            f"process {info.pid} runs Python {info.python_text}; loopscope's agent supports "
+            f"process {info.pid} ({info.command[:80]}) runs Python {info.python_text}; "
+            "loopscope's agent supports "
             f"CPython {low[0]}.{low[1]} to {high[0]}.{high[1]}.",
         )
 
@@ -169,14 +203,42 @@ def _socket_inodes(pid: int) -> set[int]:
     return inodes
 
 
-def _agent_socket(inodes: set[int], pid: int) -> str | None:
-    """The path of a listening Unix socket of the process that looks like an agent's. A socket
-    named for another pid, or one its parent holds too, is a forked child's copy of its
-    parent's: the parent's agent, not one of its own."""
+def _reachable(pid: int, socket_path: str | None) -> str | None:
+    """The path at which loopscope connects to the process's socket ``socket_path`` (named as
+    the process names it; an abstract one, "@...", as it is)."""
+    if socket_path is None or not socket_path.startswith("/"):
+        return socket_path
+    return target_path(pid, socket_path)
+
+
+def _asyncio_loaded(pid: int, maps: str, python: tuple[int, int]) -> bool | None:
+    """Whether asyncio's C extension is mapped; None when the interpreter has it built in (as
+    Debian's do), so that its absence says nothing."""
+    if _ASYNCIO_EXTENSION.search(maps):
+        return True
+    directories = [m.group(1) for m in [_DYNLOAD.search(maps)] if m is not None]
+    exe = own_interpreter(pid)
+    if exe is not None:  # <prefix>/bin/python3.X -> <prefix>/lib/python3.X/lib-dynload
+        prefix = os.path.dirname(os.path.dirname(exe))
+        directories.append(f"{prefix}/lib/python{python[0]}.{python[1]}/lib-dynload")
+    for directory in directories:
+        try:
+            names = os.listdir(target_path(pid, directory))
+        except (OSError, ValueError):
+            continue
+        return False if any(n.startswith("_asyncio.") for n in names) else None
+    return False
+
+
+def _agent_socket(pid: int, inodes: set[int]) -> str | None:
+    """The path, as the process names it, of a listening Unix socket of the process that looks
+    like an agent's. A socket named for another pid, or one its parent holds too, is a forked
+    child's copy of its parent's: the parent's agent, not one of its own."""
     if not inodes:
         return None
     try:
-        with open("/proc/net/unix") as f:
+        # the process's own network namespace: a container may have one of its own
+        with open(f"/proc/{pid}/net/unix") as f:
             next(f)
             rows = [line.split() for line in f]
     except OSError:
@@ -187,7 +249,7 @@ def _agent_socket(inodes: set[int], pid: int) -> str | None:
             path = row[7]
             if "loopscope" in path and path.endswith(".sock"):
                 name = os.path.basename(path)[: -len(".sock")]
-                if name.isdigit() and int(name) != pid:
+                if name.isdigit() and int(name) not in (pid, namespace_pid(pid)):
                     continue
                 if int(row[6]) in _socket_inodes(_parent(pid)):
                     continue

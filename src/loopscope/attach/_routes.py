@@ -34,6 +34,11 @@ from typing import Protocol
 
 from loopscope.attach._errors import AttachError
 from loopscope.attach._proc import ProcessInfo, exists, permission_message
+from loopscope.attach._root import (
+    own_interpreter_argv,
+    own_interpreter_unavailable,
+    target_path,
+)
 
 _C_SOURCE = Path(__file__).with_name("_inject.c")
 _PLACEHOLDER = b"@@LOOPSCOPE-BOOTSTRAP@@"
@@ -52,35 +57,90 @@ class Route(Protocol):
 
 
 class RemoteExecRoute:
+    """``sys.remote_exec`` (3.14+): loopscope's own when it runs the target's version in the
+    target's root, else the target's own interpreter's, run as a helper process in the
+    target's root (a container's interpreter needs its own libraries)."""
+
     name = "remote-exec"
 
     def unavailable(self, info: ProcessInfo) -> str | None:
-        if not hasattr(sys, "remote_exec"):
-            return f"needs loopscope itself on Python 3.14+ (it runs on {_version()})"
-        if info.python != sys.version_info[:2]:
-            return (
-                f"needs the target on loopscope's own Python {_version()} "
-                f"(it runs {info.python_text})"
-            )
-        return None
+        if info.python is None or info.python < (3, 14):
+            return f"needs the target on Python 3.14+ (it runs {info.python_text})"
+        if _own_remote_exec(info):
+            return None
+        return own_interpreter_unavailable(info.pid, info.other_root)
 
     def inject(self, info: ProcessInfo, code: str) -> None:
-        fd, path = tempfile.mkstemp(prefix="loopscope-boot-", suffix=".py")
+        # The file is read by the target at its safe point, by the name it knows it by.
+        directory = target_path(info.pid, "/tmp") if info.other_root else None
+        try:
+            fd, path = tempfile.mkstemp(prefix="loopscope-boot-", suffix=".py", dir=directory)
+        except OSError as e:
+            raise _failed(self.name, info, f"cannot write the bootstrap for it: {e}") from None
+        seen = path.removeprefix(f"/proc/{info.pid}/root") if info.other_root else path
         try:
             with os.fdopen(fd, "w") as f:
                 f.write(code)
             _give_to(path, info.uid)
-            try:
-                sys.remote_exec(info.pid, path)  # type: ignore[attr-defined,unused-ignore]
-            except PermissionError:
-                raise AttachError("permission", permission_message(info.pid)) from None
-            except (OSError, RuntimeError) as e:
-                raise _failed(self.name, info, str(e)) from None
+            if _own_remote_exec(info):
+                try:
+                    sys.remote_exec(info.pid, seen)  # type: ignore[attr-defined,unused-ignore]
+                except PermissionError:
+                    raise AttachError("permission", permission_message(info.pid)) from None
+                except (OSError, RuntimeError) as e:
+                    raise _failed(self.name, info, str(e)) from None
+            else:
+                _remote_exec_helper(info, seen)
         finally:
             # The interpreter reads the file at the safe point: it must outlive this call. The
             # bootstrap connecting back proves it was read; the ladder removes it then (and
             # leaves it, if the target never got there, for when it does).
             _pending_files.append(path)
+
+    def wake(self, info: ProcessInfo) -> str | None:
+        """A loop idle in its selector runs no bytecode, so it never reaches the safe point:
+        wake it as the ptrace route does."""
+        return PtraceRoute().wake(info)
+
+
+def _own_remote_exec(info: ProcessInfo) -> bool:
+    """Whether loopscope's own ``sys.remote_exec`` can reach the target."""
+    return (
+        hasattr(sys, "remote_exec") and info.python == sys.version_info[:2] and not info.other_root
+    )
+
+
+# Run by the target's own interpreter, isolated (-I: no PYTHON* variables, no user site).
+_REMOTE_EXEC = """\
+import sys
+try:
+    sys.remote_exec(int(sys.argv[1]), sys.argv[2])
+except PermissionError as e:
+    sys.exit("permission: %s" % e)
+except BaseException as e:
+    sys.exit("%s: %s" % (type(e).__name__, e))
+"""
+
+
+def _remote_exec_helper(info: ProcessInfo, script: str) -> None:
+    """``sys.remote_exec(pid, script)`` by the target's own interpreter, run in its root."""
+    argv = own_interpreter_argv(info.pid, info.other_root, _REMOTE_EXEC, script)
+    if argv is None:
+        raise _failed("remote-exec", info, "its interpreter cannot be found any more")
+    try:
+        done = subprocess.run(
+            argv, capture_output=True, text=True, timeout=_GDB_TIMEOUT, stdin=subprocess.DEVNULL
+        )
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise _failed("remote-exec", info, f"running its interpreter failed: {e}") from None
+    if done.returncode == 0:
+        return
+    if not exists(info.pid):
+        raise _exited(info)
+    why = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
+    if why.startswith("permission:"):
+        raise AttachError("permission", permission_message(info.pid))
+    raise _failed("remote-exec", info, f"its interpreter's sys.remote_exec: {why}")
 
 
 class PtraceRoute:
@@ -269,6 +329,8 @@ def _gdb_argv(gdb: str, pid: int, commands: list[str]) -> list[str]:
         # target's registers and abandons the call instead of leaving the target in its frame.
         "-iex", "set unwindonsignal on",
         "-iex", "set unwind-on-terminating-exception on",
+        # the target's own libraries, where it has another root (a container)
+        "-iex", f"set sysroot {target_path(pid, '/')}",
         "-p", str(pid),
         "-ex", "sharedlibrary libc\\.",
         *commands,

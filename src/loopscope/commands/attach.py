@@ -84,7 +84,7 @@ def _ps(as_json: bool) -> int:
             "listening" if p.agent_socket else "-",
             ",".join(map(str, p.ports)) or "-",
             f"on :{monitors[p.pid]}" if monitors[p.pid] else "-",
-            p.command,
+            f"(own root) {p.command}" if p.other_root else p.command,
         )
     console = Console(highlight=False)
     if processes:
@@ -110,6 +110,7 @@ def _ps_row(p: ProcessInfo, aiomonitor: int | None = None) -> dict[str, Any]:
         "python": p.python_text if p.python else None,
         "asyncio": p.asyncio,
         "agent_socket": p.agent_socket,
+        "other_root": p.other_root,
         "ports": list(p.ports),
         "aiomonitor_port": aiomonitor,
         "uid": p.uid,

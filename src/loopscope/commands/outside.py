@@ -1,6 +1,7 @@
 """``loopscope attach --no-inject PID`` when no agent listens: observe the process from outside,
-nothing injected into it: py-spy (blocks, busy share and hot frames of its loop thread) and,
-if the program runs one, aiomonitor's HTTP API (its tasks)."""
+nothing injected into it: py-spy (blocks, busy share and hot frames of its loop thread), on
+3.14+ the target's own interpreter reading its tasks and await sites with
+``_remote_debugging``, and, if the program runs one, aiomonitor's HTTP API (its tasks)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from loopscope.attach._proc import ProcessInfo
 from loopscope.commands._common import headless, say
 from loopscope.session import Session
 from loopscope.sources.outside import OutsideSource
+from loopscope.sources.remote_tasks import unavailable as remote_unavailable
 
 if TYPE_CHECKING:
     from loopscope.commands.attach import AttachRequest
@@ -25,7 +27,11 @@ def observe(request: AttachRequest, info: ProcessInfo) -> int:
     say(
         f"no loopscope agent in process {info.pid} and --no-inject: observing it from outside "
         + ("with py-spy (its loop thread) and " if pyspy else "with ")
-        + "aiomonitor if it runs one (its tasks)"
+        + (
+            "its own interpreter's _remote_debugging (its tasks and await sites)"
+            if remote_unavailable(info) is None
+            else "aiomonitor if it runs one (its tasks)"
+        )
     )
     source = OutsideSource(info, pyspy=pyspy, native=request.native)
     session = Session(source, clock=time.time)
@@ -51,6 +57,8 @@ def observe(request: AttachRequest, info: ProcessInfo) -> int:
             f"read the tasks of process {info.pid} from aiomonitor on :"
             f"{source.aiomonitor.endpoint.port}"
         )
+    if source.remote_tasks is not None and source.remote_tasks.live:
+        say(f"read the tasks of process {info.pid} with its own interpreter (_remote_debugging)")
     if source.reason:
         if source.pyspy is None:
             say(f"could not observe process {info.pid}: --no-pyspy, and {source.reason}")

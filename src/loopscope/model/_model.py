@@ -7,6 +7,7 @@ import linecache
 import math
 from collections import deque
 from collections.abc import Callable
+from typing import Any, TypeVar
 
 from loopscope.events import (
     Block,
@@ -46,10 +47,40 @@ from loopscope.model._tasks import TaskState
 from loopscope.model._timing import TimingState
 from loopscope.model.snapshot import ExitInfo, LoopInfo, Snapshot, SourceInfo, TargetInfo
 
+_E = TypeVar("_E", bound=Event)
+
 LAG_SERIES_SECONDS = 60.0  # how far back the lag and task series go
 RECENT_SECONDS = 10.0  # the window of "now" figures: lag percentiles, rates, recent blocks
 MAX_NOTICES = 50
 MAX_LOOPS = 32  # loops listed; a program that keeps making loops has its oldest stopped dropped
+
+
+# Event type -> the Model method that folds it in (filled by @_handles below).
+_HANDLERS: dict[type[Event], Callable[[Model, Any], None]] = {}
+
+
+def _handles(
+    kind: type[_E],
+) -> Callable[[Callable[[Model, _E], None]], Callable[[Model, _E], None]]:
+    """Register the decorated method as the Model's handler of events of type ``kind``."""
+
+    def register(method: Callable[[Model, _E], None]) -> Callable[[Model, _E], None]:
+        _HANDLERS[kind] = method
+        return method
+
+    return register
+
+
+def _handler_of(kind: type[Event]) -> Callable[[Model, Any], None] | None:
+    """The handler of ``kind``, or of the nearest of its base classes that has one."""
+    handler = _HANDLERS.get(kind)
+    if handler is None:
+        for base in kind.__mro__[1:]:
+            handler = _HANDLERS.get(base)
+            if handler is not None:
+                _HANDLERS[kind] = handler
+                break
+    return handler
 
 
 def _linecache_line(file: str, line: int) -> str:
@@ -96,95 +127,141 @@ class Model:
         if self._latest is None or end > self._latest:
             self._latest = end
 
-        if isinstance(event, Lag):
-            self._lag.apply(event)
-            self._timing.lag(event)
-        elif isinstance(event, Census):
-            self._tasks.census(event)
-            self._contention.census(event)
-            self._growth.census(event)
-            self._timing.census(event)
-        elif isinstance(event, Lifecycle):
-            self._tasks.lifecycle(event)
-            self._timing.lifecycle(event)
-        elif isinstance(event, Block):
-            for block, outside in self._external.block(event):
-                self._block(block, outside)
-        elif isinstance(event, RaceWindow):
-            self._races.observed(event)
-        elif isinstance(event, RaceWindows):
-            self._races.scanned(event)
-        elif isinstance(event, LostUpdate):
-            self._races.lost(event)
-        elif isinstance(event, Duplicates):
-            self._duplicates.apply(event)
-        elif isinstance(event, ExternalSamples):
-            for block, outside in self._external.samples(event, self._blocks.code):
-                self._block(block, outside)
-        elif isinstance(event, ExternalTasks):
-            self._monitor.apply(event)
-        elif isinstance(event, GcWindow):
-            self._timing.gc(event)
-        elif isinstance(event, ExecutorSample):
-            self._timing.executor(event)
-        elif isinstance(event, Hello):
-            self._target = TargetInfo(
-                pid=event.pid,
-                python=event.python,
-                executable=event.executable,
-                argv=event.argv,
-                agent_version=event.agent_version,
-                cwd=event.cwd,
-            )
-            self._blocks.code = CodeMap(event.stdlib_paths, event.site_paths)
-            self._errors.code = self._blocks.code
-        elif isinstance(event, LoopStarted):
-            # (a new loop may reuse the id of a stopped one: its ids are id(loop))
-            stopped = [
-                i.loop for i in self._loops.values() if not i.running and i.loop != event.loop
-            ]
-            for loop in stopped:
-                self._forget_loop(loop, t)
-            self._external.loop_started(event.loop, event.thread_id)
-            self._loops[event.loop] = LoopInfo(
-                loop=event.loop,
-                thread_name=event.thread_name,
-                loop_class=event.loop_class,
-                features=event.features,
-                unavailable=event.unavailable,
-                running=True,
-            )
-            for loop in stopped[: max(0, len(self._loops) - MAX_LOOPS)]:
-                del self._loops[loop]
-        elif isinstance(event, LoopStopped):
-            info = self._loops.get(event.loop)
-            if info is not None:
-                self._loops[event.loop] = dataclasses.replace(info, running=False)
-            # The last loop to stop keeps its final census and lag in view: that is the
-            # program's last picture. Any other stopped loop no longer counts.
-            if any(i.running for i in self._loops.values()):
-                self._forget_loop(event.loop, t)
-        elif isinstance(event, SourceState):
-            if event.source == "py-spy":
-                for block, outside in self._external.sampler(event.state == "live"):
-                    self._block(block, outside)
-            self._sources[event.source] = SourceInfo(
-                name=event.source, state=event.state, detail=event.detail
-            )
-        elif isinstance(event, TargetExited):
-            self._exited = ExitInfo(t=t, exit_code=event.exit_code, reason=event.reason)
-        elif isinstance(event, TaskErrors):
-            self._errors.task_errors(event)
-        elif isinstance(event, NeverAwaited):
-            self._errors.never_awaited(event)
-        elif isinstance(event, Notice):
-            self._notices.append(
-                event.message if event.level == "info" else f"{event.level}: {event.message}"
-            )
-        elif isinstance(event, TaskList):
-            self._task_list.apply(event)
+        handler = _handler_of(type(event))
+        if handler is not None:
+            handler(self, event)
         for block, outside in self._external.expire(t):
             self._block(block, outside)
+
+    # One handler per event type, registered in _HANDLERS by @_handles: a new event needs its
+    # handler here and nothing in apply().
+
+    @_handles(Lag)
+    def _lag_event(self, event: Lag) -> None:
+        self._lag.apply(event)
+        self._timing.lag(event)
+
+    @_handles(Census)
+    def _census(self, event: Census) -> None:
+        self._tasks.census(event)
+        self._contention.census(event)
+        self._growth.census(event)
+        self._timing.census(event)
+
+    @_handles(Lifecycle)
+    def _lifecycle(self, event: Lifecycle) -> None:
+        self._tasks.lifecycle(event)
+        self._timing.lifecycle(event)
+
+    @_handles(Block)
+    def _block_event(self, event: Block) -> None:
+        for block, outside in self._external.block(event):
+            self._block(block, outside)
+
+    @_handles(RaceWindow)
+    def _race_window(self, event: RaceWindow) -> None:
+        self._races.observed(event)
+
+    @_handles(RaceWindows)
+    def _race_windows(self, event: RaceWindows) -> None:
+        self._races.scanned(event)
+
+    @_handles(LostUpdate)
+    def _lost_update(self, event: LostUpdate) -> None:
+        self._races.lost(event)
+
+    @_handles(Duplicates)
+    def _duplicates_event(self, event: Duplicates) -> None:
+        self._duplicates.apply(event)
+
+    @_handles(ExternalSamples)
+    def _external_samples(self, event: ExternalSamples) -> None:
+        for block, outside in self._external.samples(event, self._blocks.code):
+            self._block(block, outside)
+
+    @_handles(ExternalTasks)
+    def _external_tasks(self, event: ExternalTasks) -> None:
+        self._monitor.apply(event)
+
+    @_handles(GcWindow)
+    def _gc_window(self, event: GcWindow) -> None:
+        self._timing.gc(event)
+
+    @_handles(ExecutorSample)
+    def _executor_sample(self, event: ExecutorSample) -> None:
+        self._timing.executor(event)
+
+    @_handles(Hello)
+    def _hello(self, event: Hello) -> None:
+        self._target = TargetInfo(
+            pid=event.pid,
+            python=event.python,
+            executable=event.executable,
+            argv=event.argv,
+            agent_version=event.agent_version,
+            cwd=event.cwd,
+        )
+        self._blocks.code = CodeMap(event.stdlib_paths, event.site_paths)
+        self._errors.code = self._blocks.code
+
+    @_handles(LoopStarted)
+    def _loop_started(self, event: LoopStarted) -> None:
+        # (a new loop may reuse the id of a stopped one: its ids are id(loop))
+        stopped = [i.loop for i in self._loops.values() if not i.running and i.loop != event.loop]
+        for loop in stopped:
+            self._forget_loop(loop, event.t)
+        self._external.loop_started(event.loop, event.thread_id)
+        self._loops[event.loop] = LoopInfo(
+            loop=event.loop,
+            thread_name=event.thread_name,
+            loop_class=event.loop_class,
+            features=event.features,
+            unavailable=event.unavailable,
+            running=True,
+        )
+        for loop in stopped[: max(0, len(self._loops) - MAX_LOOPS)]:
+            del self._loops[loop]
+
+    @_handles(LoopStopped)
+    def _loop_stopped(self, event: LoopStopped) -> None:
+        info = self._loops.get(event.loop)
+        if info is not None:
+            self._loops[event.loop] = dataclasses.replace(info, running=False)
+        # The last loop to stop keeps its final census and lag in view: that is the
+        # program's last picture. Any other stopped loop no longer counts.
+        if any(i.running for i in self._loops.values()):
+            self._forget_loop(event.loop, event.t)
+
+    @_handles(SourceState)
+    def _source_state(self, event: SourceState) -> None:
+        if event.source == "py-spy":
+            for block, outside in self._external.sampler(event.state == "live"):
+                self._block(block, outside)
+        self._sources[event.source] = SourceInfo(
+            name=event.source, state=event.state, detail=event.detail
+        )
+
+    @_handles(TargetExited)
+    def _target_exited(self, event: TargetExited) -> None:
+        self._exited = ExitInfo(t=event.t, exit_code=event.exit_code, reason=event.reason)
+
+    @_handles(TaskErrors)
+    def _task_errors(self, event: TaskErrors) -> None:
+        self._errors.task_errors(event)
+
+    @_handles(NeverAwaited)
+    def _never_awaited(self, event: NeverAwaited) -> None:
+        self._errors.never_awaited(event)
+
+    @_handles(Notice)
+    def _notice(self, event: Notice) -> None:
+        self._notices.append(
+            event.message if event.level == "info" else f"{event.level}: {event.message}"
+        )
+
+    @_handles(TaskList)
+    def _task_list_event(self, event: TaskList) -> None:
+        self._task_list.apply(event)
 
     def _block(self, block: Block, outside: Outside | None) -> None:
         """A block, once py-spy's samples, if it waited for them, have come."""

@@ -38,7 +38,7 @@ def function_named(snapshot: Snapshot, name: str) -> Location | None:
     for wanted in (name, short(name)):
         for f in frames:
             if f.function == wanted:
-                return Location(f.file, f.line, f.function)
+                return Location.of(f)
     return None
 
 

@@ -101,7 +101,7 @@ def _finding(hot: HotFrame, snapshot: Snapshot) -> Finding:
         family=FAMILY,
         severity=severity,
         title=title,
-        location=Location(hot.file, hot.line, hot.function) if located else None,
+        location=Location.of(hot) if located else None,
         evidence=evidence,
         fix=_fix(hot.cause, _short(hot.function) if located else "the call", hot.io),
     )

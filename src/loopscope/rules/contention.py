@@ -108,7 +108,7 @@ def _finding(resource: ContentionView, run: float) -> Finding:
         family=FAMILY,
         severity=severity,
         title=title,
-        location=Location(site.file, site.line, site.function) if site is not None else None,
+        location=Location.of(site) if site is not None else None,
         evidence=evidence,
         fix=_fix(resource),
     )

@@ -106,7 +106,7 @@ def _finding(groups: list[DuplicateView], code: str, observed: float) -> Finding
         family=FAMILY,
         severity=severity,
         title=title,
-        location=Location(group.file, group.line, group.function),
+        location=Location.of(group),
         evidence=evidence,
         fix=_fix(group, code, where),
     )

@@ -90,7 +90,7 @@ def _never(never: NeverAwaitedView) -> Finding:
 
 
 def _location(frame: Frame | None) -> Location | None:
-    return Location(frame.file, frame.line, frame.function) if frame is not None else None
+    return Location.of(frame) if frame is not None else None
 
 
 def _at(frame: Frame) -> str:

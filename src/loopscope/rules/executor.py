@@ -77,11 +77,11 @@ def _location(snapshot: Snapshot) -> tuple[Location | None, str | None]:
     ex = snapshot.executor
     if ex.submitters:
         top = ex.submitters[0]
-        return Location(top.file, top.line, top.function), top.work or None
+        return Location.of(top), top.work or None
     sites = [s for s in snapshot.await_sites if s.kind == "executor"]
     if sites:
         site = max(sites, key=lambda s: s.count)
-        return Location(site.file, site.line, site.function), None
+        return Location.of(site), None
     return None, None
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from loopscope.model.location import Location as Location
+
 SEVERITIES = ("info", "warning", "error")
 FAMILIES = (
     "blocking",
@@ -18,13 +20,6 @@ FAMILIES = (
     "exception",
     "variability",
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Location:
-    file: str
-    line: int
-    function: str
 
 
 @dataclass(frozen=True, slots=True)

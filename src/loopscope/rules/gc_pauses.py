@@ -50,7 +50,7 @@ def check(snapshot: Snapshot) -> list[Finding]:
     else:
         severity = "warning"
     site = _site(gc)
-    location = Location(site.file, site.line, site.function) if site else None
+    location = Location.of(site) if site else None
     full = gc.collections[2] if len(gc.collections) > 2 else 0
     title = (
         f"Garbage collection pauses stall the loop: up to {gc.max * 1000:.0f} ms, "

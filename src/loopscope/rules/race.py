@@ -117,7 +117,7 @@ def _lost(entry: LostUpdateView) -> Finding:
         family=FAMILY,
         severity="error",
         title=title,
-        location=Location(write.file, write.line, write.function),
+        location=Location.of(write),
         evidence=evidence,
         fix=_fix(entry.target, "value"),
     )

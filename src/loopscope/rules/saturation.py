@@ -59,7 +59,7 @@ def _finding(
     created = [b.created for b in saturated if b.created is not None]
     top_created = [[name, n] for name, n in snapshot.tasks.top_created[:TOP_CREATED]]
     ready = [b.ready for b in saturated if b.ready is not None]
-    location = Location(hot[0].file, hot[0].line, hot[0].function) if hot else None
+    location = Location.of(hot[0]) if hot else None
     what = f"; most of its time in `{short(hot[0].function)}`" if hot else ""
     if not hot and top_created:
         name = str(top_created[0][0])

@@ -188,12 +188,12 @@ def _location(snapshot: Snapshot, cause: _Cause) -> tuple[Location | None, str |
     if cause.name == "gc":
         site = gc_pauses._site(snapshot.gc)
         if site is not None:
-            return Location(site.file, site.line, site.function), site.function
+            return Location.of(site), site.function
     elif cause.name in ("blocks", "saturation"):
         hot = [h for h in snapshot.blocks.hot if h.file]
         if hot:
             h = max(hot, key=lambda h: h.total)
-            return Location(h.file, h.line, h.function), h.function
+            return Location.of(h), h.function
     elif cause.name == "executor":
         loc, work = executor._location(snapshot)
         return loc, work or (loc.function if loc else None)

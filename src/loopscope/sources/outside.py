@@ -1,5 +1,7 @@
-"""The source of ``loopscope attach --no-inject`` without an agent: py-spy and aiomonitor, from
-outside the process."""
+"""The source of ``loopscope attach --no-inject`` without an agent, from outside the process:
+py-spy (blocks, busy share and hot frames of its loop thread), on 3.14+ the target's own
+interpreter reading its tasks and await sites with ``_remote_debugging``, and, if the program
+runs one, aiomonitor's HTTP API (its tasks)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ from loopscope.sources.aiomonitor import AiomonitorSource
 from loopscope.sources.base import Source
 from loopscope.sources.merge import MergedSource
 from loopscope.sources.pyspy import OUTSIDE_INTERVAL, PySpySource
+from loopscope.sources.remote_tasks import RemoteTasksSource
+from loopscope.sources.remote_tasks import unavailable as remote_unavailable
 
 AGENT_ABSENT = "not injected (--no-inject): no lag or await sites"
 
@@ -34,19 +38,27 @@ class OutsideSource:
             PySpySource(info.pid, alive=alive, native=native, interval=interval) if pyspy else None
         )
         self.aiomonitor = AiomonitorSource(info.pid, alive=alive)
+        self.remote_tasks = (
+            RemoteTasksSource(info, alive=alive) if remote_unavailable(info) is None else None
+        )
         self.exited = False
         self.reason = ""  # why nothing could observe the process, if so
         self._closed = threading.Event()
         sources: list[Source] = [self.aiomonitor]
         if self.pyspy is not None:
             sources.insert(0, self.pyspy)
+        if self.remote_tasks is not None:
+            sources.append(self.remote_tasks)
         self._merged = MergedSource(sources)
 
     def events(self) -> Iterator[Event]:
         yield self._hello()
         yield SourceState(t=time.time(), source="agent", state="unavailable", detail=AGENT_ABSENT)
         yield from self._merged.events()
-        if not self.aiomonitor.live and (self.pyspy is None or not self.pyspy.live):
+        tasks_live = self.aiomonitor.live or (
+            self.remote_tasks is not None and self.remote_tasks.live
+        )
+        if not tasks_live and (self.pyspy is None or not self.pyspy.live):
             self.reason = self.pyspy.reason if self.pyspy is not None else "no aiomonitor found"
         elif self.pyspy is not None and self.pyspy.live and self.pyspy.reason:
             self.reason = self.pyspy.reason

@@ -9,6 +9,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from loopscope.model.location import Location
 from loopscope.model.snapshot import (
     AwaitSiteView,
     ExternalView,
@@ -275,7 +276,7 @@ def _pairs(*pairs: tuple[str, int]) -> Text:
 def await_rows(sites: Sequence[AwaitSiteView], cwd: str, limit: int) -> list[Row]:
     return [
         (
-            f"{s.file}:{s.line}:{s.function}:{s.kind}",
+            f"{Location.of(s).key}:{s.kind}",
             (
                 Text(s.function),
                 Text(location(s.file, s.line, cwd)),
@@ -291,7 +292,7 @@ def await_rows(sites: Sequence[AwaitSiteView], cwd: str, limit: int) -> list[Row
 def hot_rows(hot: Sequence[HotFrame], cwd: str, limit: int) -> list[Row]:
     return [
         (
-            f"{h.file}:{h.line}:{h.function}",
+            Location.of(h).key,
             (
                 Text(h.function or "(no stack sampled)"),
                 Text(location(h.file, h.line, cwd) if h.file else DASH),
@@ -307,7 +308,7 @@ def hot_rows(hot: Sequence[HotFrame], cwd: str, limit: int) -> list[Row]:
 
 def finding_key(finding: Finding) -> str:
     loc = finding.location
-    where = "" if loc is None else f"{loc.file}:{loc.line}:{loc.function}"
+    where = "" if loc is None else loc.key
     return f"{finding.code}:{where}:{finding.title if loc is None else ''}"
 
 

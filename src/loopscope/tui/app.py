@@ -8,17 +8,22 @@ from typing import TYPE_CHECKING, ClassVar, Protocol
 from textual import on, work
 from textual.app import App
 from textual.binding import Binding, BindingType
+from textual.dom import DOMNode
 from textual.message import Message
 from textual.worker import get_current_worker
 
 from loopscope.session import View
+from loopscope.tui._screen import ViewScreen
+from loopscope.tui.awaits import AwaitsScreen
+from loopscope.tui.blocks import BlocksScreen
+from loopscope.tui.dashboard import DashboardScreen
+from loopscope.tui.finding import FindingScreen
+from loopscope.tui.help import HelpScreen
+from loopscope.tui.processes import ProcessesScreen
+from loopscope.tui.tasks import TasksScreen
 
 if TYPE_CHECKING:
     from loopscope.fleet.rows import Processes
-from loopscope.tui._screen import SubScreen, ViewScreen
-from loopscope.tui.dashboard import DashboardScreen
-from loopscope.tui.help import HelpScreen
-from loopscope.tui.widgets import FindingsTable
 
 # Keys that are not bindings of their own but of the widgets they act in.
 _NAVIGATION_KEYS = [
@@ -78,6 +83,7 @@ class LoopscopeApp(App[None]):
         self.paused = False
         self.latest: View | None = None  # the newest view received
         self.shown: View | None = None  # the view on screen (the newest, unless paused)
+        self._made: dict[str, ViewScreen] = {}  # the screens made by name, kept (installed)
 
     def on_mount(self) -> None:
         # Pushed rather than returned by get_default_screen(), which does not load a screen's
@@ -102,10 +108,27 @@ class LoopscopeApp(App[None]):
         self.latest = message.view
         if not self.paused:
             self._show(message.view)
+        else:
+            self._hand_all()
+
+    def _view_screens(self) -> list[ViewScreen]:
+        """Every screen that shows views: the dashboard, the screens made by name, and those
+        in the stack."""
+        screens: list[ViewScreen] = [self.dashboard, *self._made.values()]
+        screens += [s for s in self.screen_stack if isinstance(s, ViewScreen) and s not in screens]
+        return screens
+
+    def _hand(self, screen: ViewScreen) -> None:
+        screen.hand(latest=self.latest, shown=self.shown, paused=self.paused)
+
+    def _hand_all(self) -> None:
+        for screen in self._view_screens():
+            self._hand(screen)
 
     def _show(self, view: View) -> None:
         # Only the screen on top renders; the others catch up when they are shown again.
         self.shown = view
+        self._hand_all()
         if not self.screen_stack:  # the app is closing
             return
         screen = self.screen
@@ -119,6 +142,7 @@ class LoopscopeApp(App[None]):
     def action_toggle_pause(self) -> None:
         """Freeze what every screen shows (collection goes on), or catch up with the newest."""
         self.paused = not self.paused
+        self._hand_all()
         for screen in self.screen_stack:
             if isinstance(screen, ViewScreen):
                 screen.paused = self.paused
@@ -158,10 +182,11 @@ class LoopscopeApp(App[None]):
             return
         # Each screen is made once and kept (installed): showing it again only brings its
         # rows up to date, by key, instead of composing it anew.
-        if not self.is_screen_installed(name):
-            self.install_screen(self.make_screen(name), name)
-        screen = self.get_screen(name)
-        assert isinstance(screen, ViewScreen)
+        if name not in self._made:
+            self._made[name] = self.make_screen(name)
+            self.install_screen(self._made[name], name)
+        screen = self._made[name]
+        self._hand(screen)
         if select is not None:
             screen.select_row(select)
         if screen is self.screen:
@@ -172,21 +197,28 @@ class LoopscopeApp(App[None]):
             self.switch_screen(screen)
 
     def make_screen(self, name: str) -> ViewScreen:
-        from loopscope.tui.awaits import AwaitsScreen
-        from loopscope.tui.blocks import BlocksScreen
-        from loopscope.tui.tasks import TasksScreen
-
-        if name == "tasks":
-            return TasksScreen(how=self._how, log_path=self._log_path)
-        if name == "blocks":
-            return BlocksScreen(how=self._how, log_path=self._log_path)
-        if name == "awaits":
-            return AwaitsScreen(how=self._how, log_path=self._log_path)
         if name == "processes":
-            from loopscope.tui.processes import ProcessesScreen
-
             return ProcessesScreen(self._processes(), how=self._how, log_path=self._log_path)
-        raise ValueError(f"no screen {name!r}")
+        screen = _SCREENS.get(name)
+        if screen is None:
+            raise ValueError(f"no screen {name!r}")
+        return screen(how=self._how, log_path=self._log_path)
+
+    @on(DashboardScreen.OpenHotFrame)
+    def _open_hot_frame(self, message: DashboardScreen.OpenHotFrame) -> None:
+        self.action_open("blocks", message.key)
+
+    @on(DashboardScreen.OpenAwaitSite)
+    def _open_await_site(self, message: DashboardScreen.OpenAwaitSite) -> None:
+        self.action_open("awaits", message.key)
+
+    @on(ProcessesScreen.ShowProcess)
+    def _show_process(self, message: ProcessesScreen.ShowProcess) -> None:
+        self.show_process(message.pid)
+
+    @on(FindingScreen.OpenEvidence)
+    def _open_evidence(self, message: FindingScreen.OpenEvidence) -> None:
+        self.action_open(message.screen, message.key)
 
     def _processes(self) -> Processes:
         from loopscope.fleet.rows import Processes
@@ -212,32 +244,47 @@ class LoopscopeApp(App[None]):
         self.push_screen(HelpScreen(self.key_help()))
 
     def key_help(self) -> list[tuple[str, str]]:
-        """Every key, for the help screen: the bindings, then the navigation keys."""
+        """Every key, for the help screen: the bindings of the app and of the screens it shows
+        (those the help has a line for, below), then the navigation keys."""
         out: list[tuple[str, str]] = []
-        from loopscope.tui.finding import FindingScreen
-        from loopscope.tui.tasks import TasksScreen, TaskTable
-
-        for binding in (
-            *self._bindings_of(LoopscopeApp),
-            *self._bindings_of(ViewScreen, own_only=True),
-            *self._bindings_of(SubScreen, own_only=True),
-            *self._bindings_of(FindingsTable, own_only=True),
-            *self._bindings_of(FindingScreen, own_only=True),
-            *self._bindings_of(TasksScreen, own_only=True),
-            *self._bindings_of(TaskTable, own_only=True),
+        for binding in _bindings_of(
+            LoopscopeApp, *_screen_keys(DashboardScreen, *_SCREENS.values())
         ):
-            if binding.action == "dismiss":
+            if binding.action == "dismiss" or binding.action not in _DESCRIPTIONS:
                 continue
             if binding.action == "open('processes')" and not self._followed():
                 continue
-            description = _DESCRIPTIONS.get(binding.action, binding.description)
-            out.append((self.get_key_display(binding), description))
+            out.append((self.get_key_display(binding), _DESCRIPTIONS[binding.action]))
         return out + _NAVIGATION_KEYS
 
-    @staticmethod
-    def _bindings_of(cls: type, *, own_only: bool = False) -> list[Binding]:
-        bindings = vars(cls).get("BINDINGS", []) if own_only else cls.BINDINGS  # type: ignore[attr-defined]
-        return [b for b in bindings if isinstance(b, Binding)]
+
+# The screens that `open` shows by name, over the dashboard.
+_SCREENS: dict[str, type[ViewScreen]] = {
+    "tasks": TasksScreen,
+    "blocks": BlocksScreen,
+    "awaits": AwaitsScreen,
+}
+
+
+def _screen_keys(*screens: type[ViewScreen]) -> list[type[DOMNode]]:
+    """The classes whose bindings act in ``screens``, in the order the help lists them: the
+    screen classes they share first (every screen's, then every sub-screen's), then each screen's
+    own with the widgets and modals it names in ``HELP_WITH``."""
+    chains = [[c for c in reversed(s.__mro__) if issubclass(c, ViewScreen)] for s in screens]
+    shared = [c for chain in chains for c in chain[:-1]]
+    out: list[type[DOMNode]] = list(dict.fromkeys(shared))
+    for chain in chains:
+        out += [chain[-1], *chain[-1].HELP_WITH]
+    return out
+
+
+def _bindings_of(*classes: type[DOMNode]) -> list[Binding]:
+    """The bindings that each of ``classes`` declares itself (not those it inherits)."""
+    bindings: list[Binding] = []
+    for cls in classes:
+        own: list[BindingType] = vars(cls).get("BINDINGS", [])
+        bindings += [b for b in own if isinstance(b, Binding)]
+    return bindings
 
 
 _DESCRIPTIONS = {

@@ -12,9 +12,10 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Footer, Static
 
+from loopscope.model.location import Location
 from loopscope.model.snapshot import AwaitSiteView, ResourceView
 from loopscope.session import View
-from loopscope.tui import _details
+from loopscope.tui import _awaits
 from loopscope.tui._panels import Row, cwd_of
 from loopscope.tui._screen import SubScreen
 from loopscope.tui.flame import FlameScreen
@@ -33,7 +34,7 @@ class ResourceTable(SnapshotTable):
     )
 
     def rows_of(self, view: View) -> list[Row]:
-        return _details.resource_rows(view.snapshot.resources[:MAX_ROWS])
+        return _awaits.resource_rows(view.snapshot.resources[:MAX_ROWS])
 
 
 class AwaitsScreen(SubScreen):
@@ -59,7 +60,7 @@ class AwaitsScreen(SubScreen):
 
     def action_flame(self) -> None:
         """The awaits as a flame graph (key f)."""
-        self.app.push_screen(FlameScreen("awaits", how=self._how, log_path=self._log_path))
+        self.open(FlameScreen("awaits", how=self._how, log_path=self._log_path))
 
     def on_mount(self) -> None:
         self.query_one(AwaitTable).focus()
@@ -80,7 +81,7 @@ class AwaitsScreen(SubScreen):
         if self.select is None or self.view is None or not self.query(AwaitTable):
             return
         for i, site in enumerate(self.view.snapshot.await_sites[:MAX_ROWS]):
-            if f"{site.file}:{site.line}:{site.function}" == self.select:
+            if Location.of(site).key == self.select:
                 table = self.query_one(AwaitTable)
                 if table.is_valid_row_index(i):
                     table.move_cursor(row=i)
@@ -108,10 +109,7 @@ class AwaitsScreen(SubScreen):
         table = self.query_one(AwaitTable)
         key = table._cursor_key()
         for site in self.view.snapshot.await_sites[:MAX_ROWS]:
-            if (
-                key is not None
-                and key.value == f"{site.file}:{site.line}:{site.function}:{site.kind}"
-            ):
+            if key is not None and key.value == f"{Location.of(site).key}:{site.kind}":
                 return site
         return None
 
@@ -126,7 +124,7 @@ class AwaitsScreen(SubScreen):
         shown: tuple[object, ...] = (
             (resource, listed)
             if resource is not None
-            else (site, tuple(_details.tasks_at(site, listed)), cwd_of(snapshot))
+            else (site, tuple(_awaits.tasks_at(site, listed)), cwd_of(snapshot))
         )
         if shown == self._shown:
             return
@@ -135,8 +133,8 @@ class AwaitsScreen(SubScreen):
         text: RenderableType
         if resource is not None:
             box.border_title = "Resource"
-            text = _details.resource_detail(resource, listed)
+            text = _awaits.resource_detail(resource, listed)
         else:
             box.border_title = "Await site"
-            text = _details.site_detail(site, listed, cwd=cwd_of(snapshot))
+            text = _awaits.site_detail(site, listed, cwd=cwd_of(snapshot))
         self.put_text("#site-text", text)

@@ -11,9 +11,10 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import DataTable, Footer, Static
 
+from loopscope.model.location import Location
 from loopscope.model.snapshot import BlockRecord
 from loopscope.session import View
-from loopscope.tui import _details
+from loopscope.tui import _blocks
 from loopscope.tui._panels import Row, cwd_of
 from loopscope.tui._screen import SubScreen
 from loopscope.tui.flame import FlameScreen
@@ -42,8 +43,8 @@ class BlockTable(SnapshotTable):
     def rows_of(self, view: View) -> list[Row]:
         snapshot = view.snapshot
         recent = snapshot.blocks.recent[:MAX_ROWS]
-        self.blocks = {_details.block_key(b): b for b in recent}
-        return _details.block_rows(recent, snapshot.started, cwd_of(snapshot))
+        self.blocks = {_blocks.block_key(b): b for b in recent}
+        return _blocks.block_rows(recent, snapshot.started, cwd_of(snapshot))
 
     @property
     def highlighted(self) -> BlockRecord | None:
@@ -72,7 +73,7 @@ class BlocksScreen(SubScreen):
 
     def action_flame(self) -> None:
         """The blocks as a flame graph (key f)."""
-        self.app.push_screen(FlameScreen("blocks", how=self._how, log_path=self._log_path))
+        self.open(FlameScreen("blocks", how=self._how, log_path=self._log_path))
 
     def on_mount(self) -> None:
         self.query_one(BlockTable).focus()
@@ -95,7 +96,7 @@ class BlocksScreen(SubScreen):
         table = self.query_one(BlockTable)
         for i, (key, block) in enumerate(table.blocks.items()):
             loc = block.location
-            where = f"{loc.file}:{loc.line}:{loc.function}" if loc is not None else ""
+            where = Location.of(loc).key if loc is not None else ""
             if self.select in (key, where):
                 if table.is_valid_row_index(i):
                     table.move_cursor(row=i)
@@ -116,5 +117,5 @@ class BlocksScreen(SubScreen):
         if shown == self._shown:
             return
         self._shown = shown
-        text = _details.block_detail(block, started=snapshot.started, cwd=cwd_of(snapshot))
+        text = _blocks.block_detail(block, started=snapshot.started, cwd=cwd_of(snapshot))
         self.put_text("#block-text", text)

@@ -8,9 +8,11 @@ from typing import ClassVar
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
+from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from loopscope.model.location import Location
 from loopscope.model.snapshot import Snapshot
 from loopscope.rules.finding import Finding
 from loopscope.tui._details import source_preview
@@ -23,6 +25,14 @@ class FindingScreen(ModalScreen[None]):
         Binding("escape", "dismiss", "Close"),
         Binding("g", "goto", "Go to evidence"),
     ]
+
+    class OpenEvidence(Message):
+        """Asks for the screen that shows the finding's evidence (key g)."""
+
+        def __init__(self, screen: str, key: str) -> None:
+            super().__init__()
+            self.screen = screen  # "blocks" or "awaits"
+            self.key = key  # the `Location.key` of the row to highlight there
 
     def __init__(self, finding: Finding, snapshot: Snapshot | None) -> None:
         super().__init__()
@@ -43,12 +53,12 @@ class FindingScreen(ModalScreen[None]):
         loc, snapshot = self.finding.location, self._snapshot
         if loc is None or snapshot is None:
             return None
-        key = f"{loc.file}:{loc.line}:{loc.function}"
+        key = loc.key
         if any(h.file == loc.file and h.line == loc.line for h in snapshot.blocks.hot):
             return "blocks", key
         for site in snapshot.await_sites:
             if site.file == loc.file and site.line == loc.line:
-                return "awaits", f"{site.file}:{site.line}:{site.function}"
+                return "awaits", Location.of(site).key
         if self.finding.family == "blocking":
             return "blocks", key
         return None
@@ -58,8 +68,4 @@ class FindingScreen(ModalScreen[None]):
         if target is None:
             self.notify("This finding has no blocks or await site to show.", severity="warning")
             return
-        from loopscope.tui.app import LoopscopeApp
-
-        app = self.app
-        if isinstance(app, LoopscopeApp):
-            app.action_open(*target)
+        self.post_message(self.OpenEvidence(*target))

@@ -193,7 +193,7 @@ class FlameScreen(SubScreen):
 
     def action_back(self) -> None:
         if not self.query_one(FlameView).zoom_out():
-            self.app.action_close_screen()  # type: ignore[attr-defined]
+            self.app.pop_screen()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """``w`` only where there are two weights to choose from (the awaits)."""

@@ -9,6 +9,7 @@ from typing import ClassVar
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
+from textual.message import Message
 from textual.widgets import DataTable, Footer
 
 from loopscope.fleet.rows import Processes, ProcessRow
@@ -50,6 +51,13 @@ class ProcessesScreen(SubScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "show_process", "Show on the dashboard", show=True),
     ]
+
+    class ShowProcess(Message):
+        """Asks for one process on the dashboard (and every screen)."""
+
+        def __init__(self, pid: int) -> None:
+            super().__init__()
+            self.pid = pid
 
     def __init__(self, fleet: Processes, *, how: str = "", log_path: str | None = None) -> None:
         super().__init__(how=how, log_path=log_path)
@@ -104,12 +112,12 @@ class ProcessesScreen(SubScreen):
             return
         key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
         if key is not None:
-            self.owner.show_process(int(key))
+            self.post_message(self.ShowProcess(int(key)))
 
     @on(DataTable.RowSelected, "#processes")
     def _selected(self, event: DataTable.RowSelected) -> None:
         if event.row_key.value is not None:
-            self.owner.show_process(int(event.row_key.value))
+            self.post_message(self.ShowProcess(int(event.row_key.value)))
 
 
 def _update(table: DataTable[str], rows: dict[str, tuple[str, ...]]) -> None:

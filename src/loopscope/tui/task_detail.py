@@ -8,7 +8,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Footer, Static
 
 from loopscope.events import TaskInfo
-from loopscope.tui import _details
+from loopscope.tui import _task_detail
 from loopscope.tui._panels import cwd_of
 from loopscope.tui._screen import SubScreen
 
@@ -40,7 +40,7 @@ class TaskDetailScreen(SubScreen):
         if self.view is None or not self.ready("#task-text"):
             return
         snapshot = self.view.snapshot
-        task = _details.find_task(snapshot.task_list, self.task_id)
+        task = _task_detail.find_task(snapshot.task_list, self.task_id)
         if isinstance(task, TaskInfo):
             self._last_seen = task
         # Updating the text costs a layout pass: only when what it says changed.
@@ -48,7 +48,7 @@ class TaskDetailScreen(SubScreen):
         if shown == self._shown:
             return
         self._shown = shown
-        text = _details.task_detail(task, self._last_seen, cwd=cwd_of(snapshot), now=snapshot.t)
+        text = _task_detail.task_detail(task, self._last_seen, cwd=cwd_of(snapshot), now=snapshot.t)
         box = self.query_one("#task-box", VerticalScroll)
         name = task.name if task is not None else self._last_seen.name if self._last_seen else ""
         box.border_title = f"Task {name}"

@@ -15,7 +15,7 @@ from textual.widgets import DataTable, Footer, Input, Static
 from textual.widgets.data_table import ColumnKey
 
 from loopscope.session import View
-from loopscope.tui import _details
+from loopscope.tui import _tasks
 from loopscope.tui._format import clip
 from loopscope.tui._panels import Row, cwd_of
 from loopscope.tui._screen import SubScreen
@@ -58,9 +58,9 @@ class TaskTable(SnapshotTable):
         self.filter = ""
 
     def rows_of(self, view: View) -> list[Row]:
-        chosen = _details.filter_tasks(view.snapshot.task_list.tasks, self.filter)
-        ordered = _details.sort_tasks(chosen, self.sort_key, descending=self.descending)
-        return _details.task_rows(ordered[:MAX_ROWS], cwd_of(view.snapshot))
+        chosen = _tasks.filter_tasks(view.snapshot.task_list.tasks, self.filter)
+        ordered = _tasks.sort_tasks(chosen, self.sort_key, descending=self.descending)
+        return _tasks.task_rows(ordered[:MAX_ROWS], cwd_of(view.snapshot))
 
     def set_order(self, key: str, *, descending: bool | None = None) -> None:
         """Sort by column ``key``; the same column again reverses the order."""
@@ -128,7 +128,7 @@ class FinishedTable(SnapshotTable):
 
     def rows_of(self, view: View) -> list[Row]:
         snapshot = view.snapshot
-        return _details.finished_rows(snapshot.task_list.finished[:MAX_ROWS], snapshot.t)
+        return _tasks.finished_rows(snapshot.task_list.finished[:MAX_ROWS], snapshot.t)
 
 
 class FilterInput(Input):
@@ -144,6 +144,7 @@ class FilterInput(Input):
 
 class TasksScreen(SubScreen):
     CSS_PATH = "tasks.tcss"
+    HELP_WITH = (TaskTable,)
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
     BINDINGS: ClassVar[list[BindingType]] = [Binding("slash", "filter", "Filter")]
 
@@ -185,9 +186,7 @@ class TasksScreen(SubScreen):
 
     @on(TaskTable.Chosen)
     def _task_chosen(self, event: TaskTable.Chosen) -> None:
-        self.app.push_screen(
-            TaskDetailScreen(event.task_id, how=self._how, log_path=self._log_path)
-        )
+        self.open(TaskDetailScreen(event.task_id, how=self._how, log_path=self._log_path))
 
     @on(DataTable.RowSelected, "#finished")
     def _ended_chosen(self, event: DataTable.RowSelected) -> None:
@@ -202,9 +201,9 @@ class TasksScreen(SubScreen):
         table = self.query_one(TaskTable)
         snapshot = self.view.snapshot if self.view is not None else None
         tasks = snapshot.task_list.tasks if snapshot is not None else ()
-        text = _details.tasks_list_summary(
+        text = _tasks.tasks_list_summary(
             snapshot.task_list if snapshot is not None else None,
-            shown=len(_details.filter_tasks(tasks, table.filter)),
+            shown=len(_tasks.filter_tasks(tasks, table.filter)),
             filter=table.filter,
             sort=table.sort_key,
             descending=table.descending,
