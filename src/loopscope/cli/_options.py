@@ -15,7 +15,7 @@ class UsageError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
-class _Option:
+class Option:
     flags: tuple[str, ...]
     kwargs: dict[str, Any]
 

@@ -11,7 +11,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from loopscope.cli._options import UsageError, _Option, check_headless, check_terminal
+from loopscope.cli._options import Option, UsageError, check_headless, check_terminal
 from loopscope.commands.run import ListDemos, RunRequest
 from loopscope.demos import catalog
 from loopscope.record.writer import check_target
@@ -19,7 +19,7 @@ from loopscope.runner import ProgramSpec, check_python
 
 _MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 
-_PYTHON = _Option(
+_PYTHON = Option(
     ("--python",),
     {
         "metavar": "PATH",
@@ -27,14 +27,14 @@ _PYTHON = _Option(
         "(CPython 3.10 or newer; default: the one loopscope runs on)",
     },
 )
-_HEADLESS = _Option(
+_HEADLESS = Option(
     ("--headless",),
     {
         "action": "store_true",
         "help": "no terminal UI: print a summary line every second, then the findings",
     },
 )
-_DURATION = _Option(
+_DURATION = Option(
     ("--duration",),
     {
         "metavar": "S",
@@ -43,7 +43,7 @@ _DURATION = _Option(
         "(default: when it exits, or on Ctrl-C)",
     },
 )
-_JSON = _Option(
+_JSON = Option(
     ("--json",),
     {
         "action": "store_true",
@@ -51,7 +51,7 @@ _JSON = _Option(
         "(the summary lines go to stderr)",
     },
 )
-_LOG = _Option(
+_LOG = Option(
     ("--log",),
     {
         "metavar": "FILE",
@@ -60,7 +60,7 @@ _LOG = _Option(
         "(default: a new file in $XDG_STATE_HOME/loopscope/logs)",
     },
 )
-_RECORD = _Option(
+_RECORD = Option(
     ("--record",),
     {
         "metavar": "FILE",
@@ -69,7 +69,7 @@ _RECORD = _Option(
         "and 'export'",
     },
 )
-_PYSPY = _Option(
+_PYSPY = Option(
     ("--pyspy",),
     {
         "action": "store_true",
@@ -77,7 +77,7 @@ _PYSPY = _Option(
         "agent cannot sample (C calls holding the GIL); py-spy takes a few percent of a core",
     },
 )
-_NO_CHILDREN = _Option(
+_NO_CHILDREN = Option(
     ("--no-children",),
     {
         "action": "store_true",
