@@ -23,6 +23,7 @@ test: $(STAMP) gdb chromium prometheus pythons lint
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: $(STAMP) gdb pythons
 	$(BIN)/python benchmarks/overhead.py

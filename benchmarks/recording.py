@@ -27,7 +27,7 @@ from pathlib import Path
 from loopscope.events import Event
 from loopscope.record.reader import Recording
 from loopscope.record.writer import RecordingWriter
-from loopscope.sources.replay import ReplayClock, ReplaySession
+from loopscope.replay import ReplayClock, ReplaySession
 
 TARGET = textwrap.dedent(
     """

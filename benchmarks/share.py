@@ -26,9 +26,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from recording import hour_long
 
 from loopscope import figures, report_html
-from loopscope.record import diff
+from loopscope.commands import diff
 from loopscope.record.reader import Recording
-from loopscope.sources.replay import replay_all
+from loopscope.replay import replay_all
 
 
 def record(fixed: bool, seconds: float, d: Path) -> Path:

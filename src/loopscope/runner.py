@@ -25,13 +25,11 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import loopscope.agent
-from loopscope.events import Event, TargetExited
-from loopscope.sources.agent import AgentSource
 
 MIN_PYTHON = (3, 10)
 # How long each polite signal gets before the next, harder one.
@@ -145,11 +143,11 @@ def describe_exit(code: int | None) -> str:
     if code is None:
         return "exit code unknown"
     if code < 0:
-        return f"killed by {_signal_name(-code)}"
+        return f"killed by {signal_name(-code)}"
     return f"exit code {code}"
 
 
-def _signal_name(number: int) -> str:
+def signal_name(number: int) -> str:
     try:
         return signal.Signals(number).name
     except ValueError:
@@ -261,48 +259,6 @@ def read_tail(path: Path, lines: int) -> list[str]:
     except OSError:
         return []
     return data.decode("utf-8", "replace").splitlines()[-lines:]
-
-
-class RunSource:
-    """The events of a program loopscope started: its agent's, then its exit.
-
-    After the agent's stream ends (the program exited, or its agent went away) this waits for
-    the child and emits `TargetExited`; the same when the child exits before its agent started.
-    """
-
-    def __init__(self, program: Program, *, connect_timeout: float = 15.0) -> None:
-        self.program = program
-        self.agent = AgentSource(
-            program.socket_path, connect_timeout=connect_timeout, alive=program.alive
-        )
-        self._closed = threading.Event()
-
-    def events(self) -> Iterator[Event]:
-        yield from self.agent.events()
-        while not self._closed.is_set():
-            code = self.program.wait(0.1)
-            if code is not None:
-                yield TargetExited(
-                    t=time.time(), exit_code=code, reason=self._reason(code, self.agent.connected)
-                )
-                return
-
-    def close(self) -> None:
-        self._closed.set()
-        self.agent.close()
-
-    def _reason(self, code: int, connected: bool) -> str:
-        if self.program.stopped_by_loopscope:
-            reason = "stopped by loopscope"
-            if code < 0:
-                reason += f" with {_signal_name(-code)}"
-        elif code < 0:
-            reason = f"killed by {_signal_name(-code)}"
-        else:
-            reason = "exited"
-        if not connected:
-            reason += " before its agent started"
-        return reason
 
 
 # -- Never leave a child behind --------------------------------------------------------------

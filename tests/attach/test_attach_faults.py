@@ -193,7 +193,7 @@ def test_permission_denied_says_which_rights_are_needed(service: PlainTarget) ->
     # Import everything as root, then become nobody and attach to root's process.
     code = (
         "import os, sys\n"
-        "import loopscope.cli, loopscope.attach._command\n"
+        "import loopscope.cli, loopscope.commands.attach\n"
         "os.setgid(65534); os.setgroups([]); os.setuid(65534)\n"
         f"sys.exit(loopscope.cli.main(['attach', '--headless', '{service.pid}']))\n"
     )

@@ -22,7 +22,8 @@ from clirun import assert_no_loopscope_traceback, loopscope
 from loopscope import cli
 from loopscope.record._format import RecordingError
 from loopscope.record.reader import Recording
-from loopscope.record.writer import RecordingControl, RecordingWriter
+from loopscope.record.writer import RecordingWriter
+from loopscope.sources.recorded import RecordingControl
 from pythons import find_pythons
 
 pytestmark = pytest.mark.timeout(120)

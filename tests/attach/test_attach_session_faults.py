@@ -21,11 +21,11 @@ from attach_targets import SERVICE, PlainTarget
 from capabilities import needs
 from clirun import assert_no_loopscope_traceback, loopscope
 from loopscope.attach import attach
-from loopscope.attach._command import AttachSource
 from loopscope.record._format import RecordingError
 from loopscope.record.reader import Recording
-from loopscope.record.writer import RecordedSource, RecordingControl
 from loopscope.session import Session
+from loopscope.sources.attach import AttachSource
+from loopscope.sources.recorded import RecordedSource, RecordingControl
 from loopscope.tui import make_app
 from loopscope.tui.app import LoopscopeApp
 from loopscope.tui.widgets import HeaderBar

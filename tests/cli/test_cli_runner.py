@@ -17,12 +17,12 @@ from loopscope.events import Hello, SourceState, TargetExited
 from loopscope.runner import (
     Program,
     ProgramSpec,
-    RunSource,
     check_python,
     describe_exit,
     log_dir,
     new_log_path,
 )
+from loopscope.sources.run import RunSource
 
 DEADLINE = 20.0
 

@@ -16,8 +16,9 @@ from textual.widgets import DataTable
 
 from loopscope.fleet.follow import Children
 from loopscope.fleet.views import FleetViews
-from loopscope.runner import Program, ProgramSpec, RunSource
+from loopscope.runner import Program, ProgramSpec
 from loopscope.session import Session
+from loopscope.sources.run import RunSource
 from loopscope.tui._format import DASH
 from loopscope.tui.app import LoopscopeApp
 from loopscope.tui.processes import ProcessesScreen

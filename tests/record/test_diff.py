@@ -12,8 +12,8 @@ from recordings import write
 
 from builders import app, block, hello, lag
 from clirun import assert_no_loopscope_traceback, loopscope
+from loopscope.commands.diff import Side, compare
 from loopscope.record._format import SCHEMA_VERSION
-from loopscope.record.diff import Side, compare
 
 BLOCKERS = {"hash_password", "render_report", "load_config", "fetch_partner_rates"}
 
@@ -271,6 +271,6 @@ def test_routes_and_processes_are_compared_key_by_key() -> None:
     ],
 )
 def test_the_program_is_named_whenever_the_agent_said_hello(argv: list[str], name: str) -> None:
-    from loopscope.record.diff import _program
+    from loopscope.commands.diff import _program
 
     assert _program({"argv": argv}) == name

@@ -19,8 +19,9 @@ from builders import block, hello, lag
 from loopscope.events import Event, Notice, encode
 from loopscope.record._format import SCHEMA_VERSION, RecordingError
 from loopscope.record.reader import Recording
-from loopscope.record.writer import RecordedSource, Recorder, RecordingWriter
+from loopscope.record.writer import Recorder, RecordingWriter
 from loopscope.sources.base import ListSource
+from loopscope.sources.recorded import RecordedSource
 
 
 def read_all(path: Path) -> list[tuple[int, float, Event]]:
@@ -368,7 +369,7 @@ def test_the_documented_query_runs() -> None:
 
 def test_a_recording_started_mid_session_replays_on_its_own(tmp_path: Path) -> None:
     from loopscope.events import LoopStarted, LoopStopped, SourceState
-    from loopscope.record.writer import RecordingControl
+    from loopscope.sources.recorded import RecordingControl
 
     def loop(t: float, n: int) -> LoopStarted:
         return LoopStarted(
@@ -404,7 +405,7 @@ def test_a_recording_started_mid_session_replays_on_its_own(tmp_path: Path) -> N
 
 
 def test_a_control_that_cannot_make_its_directory(tmp_path: Path) -> None:
-    from loopscope.record.writer import RecordingControl
+    from loopscope.sources.recorded import RecordingControl
 
     (tmp_path / "file").write_text("")
     control = RecordingControl(

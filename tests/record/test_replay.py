@@ -8,16 +8,17 @@ import pytest
 from recordings import GOLDEN, in_arrival_order, scenario, write
 
 from loopscope.record.reader import Recording
-from loopscope.record.writer import RecordedSource, Recorder
-from loopscope.session import Session, View
-from loopscope.sources.base import ListSource
-from loopscope.sources.replay import (
+from loopscope.record.writer import Recorder
+from loopscope.replay import (
     SPEEDS,
     TASK_LIST_S,
     ReplayClock,
     ReplaySession,
     replay_all,
 )
+from loopscope.session import Session, View
+from loopscope.sources.base import ListSource
+from loopscope.sources.recorded import RecordedSource
 from tui.screens_scenario import task_list
 
 

@@ -9,8 +9,8 @@ from dashboard_scenario import HOW, LOG_PATH, QueueSource, live_events
 from helpers import in_loop, shown, until
 
 from loopscope.record.reader import Recording
-from loopscope.record.writer import RecordedSource, RecordingControl
 from loopscope.session import Session
+from loopscope.sources.recorded import RecordedSource, RecordingControl
 from loopscope.tui import make_app
 from loopscope.tui.recording import RecordingApp, RecordingLine, status_line
 

@@ -12,7 +12,7 @@ from helpers import fed_session, in_loop, rows, shown, text_of, until
 from textual.pilot import Pilot
 
 from loopscope.record.reader import Recording
-from loopscope.sources.replay import ReplayClock, ReplaySession
+from loopscope.replay import ReplayClock, ReplaySession
 from loopscope.tui.help import HelpScreen
 from loopscope.tui.replay import ReplayApp, make_replay_app
 from loopscope.tui.timeline import Timeline, clock_time, timeline

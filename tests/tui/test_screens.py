@@ -15,7 +15,7 @@ from screens_scenario import (
 from textual.widgets import Input
 
 from loopscope.record.reader import Recording
-from loopscope.sources.replay import ReplayClock, ReplaySession
+from loopscope.replay import ReplayClock, ReplaySession
 from loopscope.tui.awaits import AwaitsScreen, ResourceTable
 from loopscope.tui.blocks import BlocksScreen, BlockTable
 from loopscope.tui.dashboard import DashboardScreen

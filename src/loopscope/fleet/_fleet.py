@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-from loopscope.attach._command import AttachSource
 from loopscope.attach._errors import AttachError
 from loopscope.attach._ladder import DEFAULT_TIMEOUT, attach
 from loopscope.attach._proc import ProcessInfo, check_attachable, exists, inspect
@@ -29,6 +28,7 @@ from loopscope.fleet._procs import (
     program_name,
 )
 from loopscope.session import Session, View
+from loopscope.sources.attach import AttachSource
 from loopscope.sources.base import Source
 
 RESCAN_S = 2.0  # how often the patterns and the supervisors' children are looked for again

@@ -14,8 +14,8 @@ from loopscope.attach._proc import inspect
 from loopscope.events import Event
 from loopscope.fleet._fleet import ATTACHING, FAILED, LIVE, NO_LOOP, Fleet, Member, Target
 from loopscope.fleet._procs import descendants, program_name
-from loopscope.record.writer import RecordingControl
 from loopscope.session import View
+from loopscope.sources.recorded import RecordingControl
 
 _RESCAN_S = 1.0
 

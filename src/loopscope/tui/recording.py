@@ -34,7 +34,7 @@ class RecordingStatus(Protocol):
 
 
 class RecordingControl(Protocol):
-    """Starts and stops recording (`loopscope.record.writer.RecordingControl`)."""
+    """Starts and stops recording (`loopscope.sources.recorded.RecordingControl`)."""
 
     @property
     def recorder(self) -> RecordingStatus | None: ...

@@ -7,7 +7,7 @@ from typing import ClassVar
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 
-from loopscope.sources.replay import ReplayClock, ReplaySession
+from loopscope.replay import ReplayClock, ReplaySession
 from loopscope.tui.app import LoopscopeApp
 from loopscope.tui.dashboard import DashboardScreen
 from loopscope.tui.timeline import Timeline

@@ -10,8 +10,8 @@ from textual import events
 from textual.message import Message
 from textual.widget import Widget
 
+from loopscope.replay import ReplayClock
 from loopscope.report import duration as short_duration
-from loopscope.sources.replay import ReplayClock
 
 _BAR = "─"
 _BLOCKS = " ▂▄▆█"  # by the longest block in a cell; " " is none

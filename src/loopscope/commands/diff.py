@@ -8,12 +8,10 @@ docs/recording.md for the JSON this prints with ``--json``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
 import sys
-import textwrap
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,12 +22,12 @@ from rich.table import Table
 from rich.text import Text
 
 from loopscope import figures as figures_
+from loopscope.commands._common import say
 from loopscope.record._format import SQLITE_MAGIC, RecordingError
 from loopscope.record.reader import Recording
 from loopscope.report import duration
 from loopscope.rules.finding import SEVERITIES, severity_rank
 
-COMMANDS = ("diff",)
 DEFAULT_THRESHOLD = 20.0  # percent
 # Lag p99 changes smaller than this never count as a regression: the histogram's buckets are
 # about 19% apart, and sub-millisecond lag is noise.
@@ -499,61 +497,31 @@ def _keyed_table(title: str, key: str, items: Iterable[dict[str, Any]]) -> Rende
 # -- the command ---------------------------------------------------------------------------------
 
 
-def add_parser(commands: Any) -> None:
-    diff = commands.add_parser(
-        "diff",
-        help="compare two recordings or reports: findings fixed, new and still there; lag, "
-        "busy share and blocked time before and after",
-        usage="loopscope diff BEFORE AFTER [--json] [--fail-on-regression] [--threshold PCT]",
-        description=textwrap.fill(
-            "Compare two sessions, e.g. a recording of a program and one of its fixed version "
-            "under the same load. Each side is a recording or a 'loopscope report --json' "
-            "file. Findings are matched by code and location: fixed, new, and still there with "
-            "the change in their evidence. Loop figures (lag p50, p99, max, busy share, blocks "
-            "per location) are compared where both sides are recordings.",
-            width=78,
-        ),
-        epilog="examples:\n"
-        "  loopscope diff before.lsrec after.lsrec\n"
-        "  loopscope diff main.json branch.lsrec --json --fail-on-regression --threshold 10",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    diff.add_argument("before", type=Path, metavar="BEFORE")
-    diff.add_argument("after", type=Path, metavar="AFTER")
-    diff.add_argument("--json", action="store_true", help="print the diff as one JSON object")
-    diff.add_argument(
-        "--fail-on-regression",
-        action="store_true",
-        help="exit with status 1 on a new finding of severity warning or worse, or when lag "
-        "p99, a location's or a route's blocked time rose by more than the threshold (for CI)",
-    )
-    diff.add_argument(
-        "--threshold",
-        type=float,
-        metavar="PCT",
-        default=DEFAULT_THRESHOLD,
-        help=f"the rise in percent that counts as a regression (default {DEFAULT_THRESHOLD:g})",
-    )
+@dataclass(frozen=True, slots=True)
+class DiffRequest:
+    """``diff BEFORE AFTER``."""
+
+    before: Path
+    after: Path
+    json: bool = False
+    fail_on_regression: bool = False
+    threshold: float = DEFAULT_THRESHOLD
 
 
-def main(ns: argparse.Namespace) -> int:
+def run(request: DiffRequest) -> int:
     """Run `loopscope diff`; RecordingError and DiffError reach the caller."""
-    if not (ns.threshold >= 0 and math.isfinite(ns.threshold)):
+    if not (request.threshold >= 0 and math.isfinite(request.threshold)):
         raise DiffError("diff: --threshold must be a percentage, 0 or more")
-    before, after = load(ns.before), load(ns.after)
+    before, after = load(request.before), load(request.after)
     for side in (before, after):
         if side.damaged is not None:
-            _say(f"{side.path}: {side.damaged}; comparing what could be read")
-    result = compare(before, after, ns.threshold)
+            say(f"{side.path}: {side.damaged}; comparing what could be read")
+    result = compare(before, after, request.threshold)
     if result["unrelated"]:
-        _say(f"{result['unrelated']}; comparing what they have in common")
-    if ns.json:
+        say(f"{result['unrelated']}; comparing what they have in common")
+    if request.json:
         print(json.dumps(result, indent=2))
     else:
         console = Console(file=sys.stdout, highlight=False, soft_wrap=False)
         console.print(render(result))
-    return 1 if ns.fail_on_regression and result["regressions"] else 0
-
-
-def _say(message: str) -> None:
-    print(f"loopscope: {message}", file=sys.stderr, flush=True)
+    return 1 if request.fail_on_regression and result["regressions"] else 0

@@ -1,0 +1,41 @@
+"""What the commands' parsers share: the usage error, the options of a session and their
+checks."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from loopscope import web
+
+
+class UsageError(Exception):
+    """Bad input from the user: the message is printed, the exit code is 2."""
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    flags: tuple[str, ...]
+    kwargs: dict[str, Any]
+
+    @property
+    def takes_value(self) -> bool:
+        return self.kwargs.get("action") is None
+
+
+def check_headless(ns: Any) -> None:
+    """The options of a session without a dashboard: --duration and --json."""
+    if (ns.duration is not None or ns.json) and not ns.headless:
+        raise UsageError(f"{ns.command}: --duration and --json need --headless")
+    if ns.duration is not None and not ns.duration > 0:
+        raise UsageError(f"{ns.command}: --duration must be a positive number of seconds")
+
+
+def check_terminal(ns: Any) -> None:
+    if (
+        not ns.headless
+        and not (sys.stdin.isatty() and sys.stdout.isatty())
+        and not (getattr(ns, "web", False) or web.served())
+    ):
+        raise UsageError(f"{ns.command}: the dashboard needs a terminal; use --headless")
