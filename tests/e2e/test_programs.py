@@ -16,6 +16,12 @@ from detection import SERVICES, Expectation, judge, programs
 
 DURATION_S = 5
 WEB_STACK = ("fastapi", "uvicorn", "starlette", "anyio", "httpx", "aiohttp")
+# Problems loopscope does not name yet, deterministically (strict: the day it does, the test
+# says so and the entry goes).
+KNOWN_GAPS = {
+    "exception_aiohttp_sessions": "no finding for sessions never closed (issue 14)",
+    "blocking_anyio_digest": "the block is named at checksum.<locals>.<genexpr> (issue 14)",
+}
 
 
 @pytest.mark.parametrize("expect", programs(), ids=lambda e: e.name)
@@ -23,7 +29,16 @@ def test_program(expect: Expectation, tmp_path: Path) -> None:
     run_and_judge(expect, tmp_path)
 
 
-@pytest.mark.parametrize("expect", programs(SERVICES), ids=lambda e: e.name)
+@pytest.mark.parametrize(
+    "expect",
+    [
+        pytest.param(e, marks=pytest.mark.xfail(reason=KNOWN_GAPS[e.name], strict=True))
+        if e.name in KNOWN_GAPS
+        else e
+        for e in programs(SERVICES)
+    ],
+    ids=lambda e: e.name,
+)
 def test_service(expect: Expectation, tmp_path: Path) -> None:
     missing = [name for name in WEB_STACK if importlib.util.find_spec(name) is None]
     if missing:
