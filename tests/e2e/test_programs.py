@@ -15,6 +15,11 @@ from detection import SERVICES, Expectation, judge, programs
 from programruns import ProgramRuns
 
 WEB_STACK = ("fastapi", "uvicorn", "starlette", "anyio", "httpx", "aiohttp")
+# Problems loopscope does not name yet, deterministically (strict: the day it does, the test
+# says so and the entry goes).
+KNOWN_GAPS = {
+    "exception_aiohttp_sessions": "no finding for sessions never closed (issue 14)",
+}
 
 
 @pytest.mark.parametrize("expect", programs(), ids=lambda e: e.name)
@@ -22,7 +27,16 @@ def test_program(expect: Expectation, program_runs: ProgramRuns) -> None:
     run_and_judge(expect, program_runs)
 
 
-@pytest.mark.parametrize("expect", programs(SERVICES), ids=lambda e: e.name)
+@pytest.mark.parametrize(
+    "expect",
+    [
+        pytest.param(e, marks=pytest.mark.xfail(reason=KNOWN_GAPS[e.name], strict=True))
+        if e.name in KNOWN_GAPS
+        else e
+        for e in programs(SERVICES)
+    ],
+    ids=lambda e: e.name,
+)
 def test_service(expect: Expectation, program_runs: ProgramRuns) -> None:
     missing = [name for name in WEB_STACK if importlib.util.find_spec(name) is None]
     if missing:
