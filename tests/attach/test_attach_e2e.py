@@ -78,10 +78,13 @@ def test_twenty_attach_detach_cycles(target_python: str, target: PlainTarget) ->
         assert attached.route == _default_route(target_python)
         source = AgentSource(attached.socket_path, connect_timeout=5)
         kinds = []
+        detached = False
         for event in source.events():
             kinds.append(event.kind)
-            if event.kind == "lag":
+            # Events come in batches: more lag samples may follow the one that asked to detach.
+            if event.kind == "lag" and not detached:
                 assert source.detach()
+                detached = True
         assert kinds[:2] == ["source_state", "hello"]
         assert "loop_started" in kinds and kinds[-1] == "source_state"
         _wait_gone(attached.socket_path)
