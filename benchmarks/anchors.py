@@ -134,8 +134,18 @@ def cpu_ticks(pid: int) -> int:
 
 def in_root(pid: int, version: str, *args: str) -> list[str]:
     """The target's interpreter, run inside the target's root (as its wrapper runs it)."""
-    return ["nsenter", "-t", str(pid), "-m", "-r", f"--wd=/", "env", f"PYTHONPATH={SGRUD_PATH}",
-            f"/usr/bin/python{version}", *args]
+    return [
+        "nsenter",
+        "-t",
+        str(pid),
+        "-m",
+        "-r",
+        "--wd=/",
+        "env",
+        f"PYTHONPATH={SGRUD_PATH}",
+        f"/usr/bin/python{version}",
+        *args,
+    ]
 
 
 def tools(pid: int, version: str, window: float) -> dict[str, tuple[list[str], bool]]:
@@ -150,14 +160,24 @@ def tools(pid: int, version: str, window: float) -> dict[str, tuple[list[str], b
             False,
         )
         found["profiling.sampling --live"] = (
-            in_root(pid, version, "-m", "profiling.sampling", "attach", "--live", "-d", seconds,
-                    str(pid)),
+            in_root(
+                pid,
+                version,
+                "-m",
+                "profiling.sampling",
+                "attach",
+                "--live",
+                "-d",
+                seconds,
+                str(pid),
+            ),
             False,
         )
         found["sgrud dump (1/s)"] = (in_root(pid, version, "-m", "sgrud", "dump", str(pid)), True)
         found["sgrud profile --mode async"] = (
-            in_root(pid, version, "-m", "sgrud", "profile", "-d", seconds, "--mode", "async",
-                    str(pid)),
+            in_root(
+                pid, version, "-m", "sgrud", "profile", "-d", seconds, "--mode", "async", str(pid)
+            ),
             False,
         )
     if version == "3.14":
@@ -167,8 +187,15 @@ def tools(pid: int, version: str, window: float) -> dict[str, tuple[list[str], b
             True,
         )
     found["loopscope attach --headless"] = (
-        [str(REPO / ".venv/bin/loopscope"), "attach", "--headless", "--duration", seconds,
-         "--json", str(pid)],
+        [
+            str(REPO / ".venv/bin/loopscope"),
+            "attach",
+            "--headless",
+            "--duration",
+            seconds,
+            "--json",
+            str(pid),
+        ],
         False,
     )
     return found
@@ -176,8 +203,7 @@ def tools(pid: int, version: str, window: float) -> dict[str, tuple[list[str], b
 
 NAMES = {
     "blocking": re.compile(r"blocking_checksum"),
-    "lock": re.compile(r"shared_lock|Lock\.acquire|update_under_lock.*acquire|acquire.*update_under_lock",
-                       re.S),
+    "lock": re.compile(r"shared_lock|Lock\.acquire|locks\.py.*\bacquire\b"),
     "leak": re.compile(r"leaked_waiter"),
 }
 TARGET_FUNCTION = re.compile(r"blocking_checksum|update_under_lock|leaked_waiter|handle")
@@ -191,8 +217,13 @@ def run_tool(argv: list[str], repeated: bool, window: float) -> tuple[str, float
     error = ""
     runs = 0
     while True:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         assert proc.stdout is not None
         deadline = start + window + 30
         while time.perf_counter() < deadline:
@@ -222,17 +253,20 @@ def run_tool(argv: list[str], repeated: bool, window: float) -> tuple[str, float
 
 
 def measure(version: str, python: str, window: float, rate: float) -> list[dict[str, object]]:
-    target = subprocess.Popen([python, "-c", TARGET, str(BLOCK_EVERY)], stdout=subprocess.PIPE,
-                              text=True)
+    target = subprocess.Popen(
+        [python, "-c", TARGET, str(BLOCK_EVERY)], stdout=subprocess.PIPE, text=True
+    )
     rows: list[dict[str, object]] = []
     try:
         assert target.stdout is not None
         port = int(target.stdout.readline())
         pid = target.pid
-        for name, (argv, repeated) in [("none", ([], False)),
-                                       *tools(pid, version, window).items()]:
-            load = subprocess.Popen([sys.executable, "-c", LOAD, str(port), str(rate),
-                                     str(window)], stdout=subprocess.PIPE, text=True)
+        for name, (argv, repeated) in [("none", ([], False)), *tools(pid, version, window).items()]:
+            load = subprocess.Popen(
+                [sys.executable, "-c", LOAD, str(port), str(rate), str(window)],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
             before = cpu_ticks(pid)
             if argv:
                 output, first, error = run_tool(argv, repeated, window)
@@ -241,15 +275,20 @@ def measure(version: str, python: str, window: float, rate: float) -> list[dict[
             served = int(load.communicate()[0] or 0)
             used = cpu_ticks(pid) - before
             per_request = used * 1000 / os.sysconf("SC_CLK_TCK") / max(served, 1)
-            rows.append({
-                "python": version, "tool": name, "served": served,
-                "cpu_ms_per_request": per_request,
-                "first_data_s": first,
-                "names": {what: bool(rx.search(output)) for what, rx in NAMES.items()}
-                if argv else {},
-                "error": error,
-                "output": output[-4000:],
-            })
+            rows.append(
+                {
+                    "python": version,
+                    "tool": name,
+                    "served": served,
+                    "cpu_ms_per_request": per_request,
+                    "first_data_s": first,
+                    "names": {what: bool(rx.search(output)) for what, rx in NAMES.items()}
+                    if argv
+                    else {},
+                    "error": error,
+                    "output": output[-4000:],
+                }
+            )
             print(f"{version} {name}: {rows[-1]['names']} {error}", file=sys.stderr, flush=True)
     finally:
         target.kill()
@@ -275,8 +314,10 @@ def main() -> int:
         rows += measure(version, python, args.window, args.rate)
     if args.raw:
         Path(args.raw).write_text(json.dumps(rows, indent=1))
-    print(f"{'python':7} {'tool':36} {'blocking':9} {'lock':5} {'leak':5} "
-          f"{'CPU/req':>8} {'first data s':>12}  error")
+    print(
+        f"{'python':7} {'tool':36} {'blocking':9} {'lock':5} {'leak':5} "
+        f"{'CPU/req':>8} {'first data s':>12}  error"
+    )
     base: dict[object, float] = {}
     for row in rows:
         cost = float(row["cpu_ms_per_request"])  # type: ignore[arg-type]
@@ -284,11 +325,15 @@ def main() -> int:
             base[row["python"]] = cost
         relative = cost / base[row["python"]] if base.get(row["python"]) else float("nan")
         names = row["names"]
-        marks = [("yes" if names.get(k) else "no") if names else "-"  # type: ignore[union-attr]
-                 for k in ("blocking", "lock", "leak")]
+        marks = [
+            ("yes" if names.get(k) else "no") if names else "-"  # type: ignore[union-attr]
+            for k in ("blocking", "lock", "leak")
+        ]
         first = row["first_data_s"]
-        print(f"{row['python']:7} {row['tool']:36} {marks[0]:9} {marks[1]:5} {marks[2]:5} "
-              f"{relative:7.2f}x {'-' if first is None else f'{first:.1f}':>12}  {row['error']}")
+        print(
+            f"{row['python']:7} {row['tool']:36} {marks[0]:9} {marks[1]:5} {marks[2]:5} "
+            f"{relative:7.2f}x {'-' if first is None else f'{first:.1f}':>12}  {row['error']}"
+        )
     return 0
 
 
