@@ -30,6 +30,8 @@ import json
 import os
 import re
 import select
+import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -159,7 +161,7 @@ def tools(pid: int, version: str, window: float) -> dict[str, tuple[list[str], b
             in_root(pid, version, *sampling, "--async-aware", "--async-mode", "all", str(pid)),
             False,
         )
-        found["profiling.sampling --live"] = (
+        found["profiling.sampling --live (tmux)"] = (
             in_root(
                 pid,
                 version,
@@ -209,8 +211,36 @@ NAMES = {
 TARGET_FUNCTION = re.compile(r"blocking_checksum|update_under_lock|leaked_waiter|handle")
 
 
+def run_in_tmux(argv: list[str], window: float) -> tuple[str, float | None, str]:
+    """A terminal tool (--live) in a detached tmux session, its screen read every 0.25 s."""
+    session = f"anchors-{os.getpid()}"
+    start = time.perf_counter()
+    subprocess.run(
+        ["tmux", "new-session", "-d", "-s", session, "-x", "200", "-y", "60", shlex.join(argv)],
+        check=True,
+    )
+    screens: list[str] = []
+    first: float | None = None
+    try:
+        while time.perf_counter() - start < window:
+            screen = subprocess.run(
+                ["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True
+            ).stdout
+            screens.append(screen)
+            if first is None and TARGET_FUNCTION.search(screen):
+                first = time.perf_counter() - start
+            time.sleep(0.25)
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+    return "".join(screens), first, ""
+
+
 def run_tool(argv: list[str], repeated: bool, window: float) -> tuple[str, float | None, str]:
     """Runs the tool through the window: (its output, seconds to first useful line, error)."""
+    if "--live" in argv:
+        if shutil.which("tmux") is None:
+            return "", None, "--live needs a terminal and tmux is not installed"
+        return run_in_tmux(argv, window)
     start = time.perf_counter()
     output: list[str] = []
     first: float | None = None
