@@ -66,21 +66,23 @@ class ProgramRuns:
         )
         assert result.returncode == 0, result.stderr
         assert_no_loopscope_traceback(result.stderr)
-        _assert_nothing_left_running(program)
+        assert_nothing_left_running(program)
         report = json.loads(result.stdout)
         assert isinstance(report, dict)
         return ProgramRun(program, report)
 
 
-def _assert_nothing_left_running(program: Path) -> None:
-    """The program loopscope started has ended by the time loopscope returned (or soon after)."""
+def assert_nothing_left_running(path: Path) -> None:
+    """The programs loopscope started from ``path`` have ended by the time loopscope returned
+    (or soon after)."""
     deadline = time.monotonic() + 5.0
-    while (left := _running(program)) and time.monotonic() < deadline:
+    while (left := running_from(path)) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not left, f"programs left running: {left}"
 
 
-def _running(program: Path) -> list[str]:
+def running_from(path: Path) -> list[str]:
+    """Command lines of live processes that mention ``path`` (zombies excluded)."""
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -92,6 +94,6 @@ def _running(program: Path) -> list[str]:
                 state = f.read().rsplit(") ", 1)[1][0]
         except (FileNotFoundError, ProcessLookupError, IndexError):
             continue
-        if str(program) in cmdline and state != "Z":
+        if str(path) in cmdline and state != "Z":
             found.append(f"{entry}: {cmdline}")
     return found
