@@ -18,6 +18,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from loopscope._messages import say
+
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 COMMANDS = ("attach", "run", "demo", "replay")
@@ -129,9 +131,9 @@ def serve(argv: Sequence[str], listen: str | None, *, title: str) -> int:
         url = f"http://{socket.getfqdn()}:{port}/"
     command = shlex.join([sys.executable, "-m", "loopscope", *argv])
     server = _server(command, host, port, url, title)
-    _say(f"serving the dashboard on {url} (Ctrl-C stops)")
+    say(f"serving the dashboard on {url} (Ctrl-C stops)")
     if not is_loopback(host):
-        _say(
+        say(
             f"{host} is not a loopback address: anyone who can reach it can watch and stop the "
             "program (see docs/security.md)"
         )
@@ -174,7 +176,3 @@ def _server(command: str, host: str, port: int, url: str, title: str) -> Any:
             )
 
     return _Server(command, host=host, port=port, title=title, public_url=url.rstrip("/"))
-
-
-def _say(message: str) -> None:
-    print(f"loopscope: {message}", file=sys.stderr, flush=True)

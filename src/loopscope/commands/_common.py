@@ -7,6 +7,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
+from loopscope._messages import say as say
 from loopscope.session import Session
 from loopscope.sources.recorded import RecordingControl
 
@@ -99,10 +100,6 @@ def headless(
         console.print(report.render_findings(view))
         if children is not None and children.fleet.members():
             console.print(children.render())
-
-
-def say(message: str) -> None:
-    print(f"loopscope: {message}", file=sys.stderr, flush=True)
 
 
 def echo(text: str, stream: TextIO) -> None:
