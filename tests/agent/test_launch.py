@@ -95,3 +95,29 @@ def test_socket_that_cannot_be_made(target_python: str, tmp_path: Path) -> None:
     assert out.stdout == ""
     assert out.stderr.startswith("loopscope: cannot serve on ")
     assert "Traceback" not in out.stderr
+
+
+def test_a_module_is_named_by_its_file_before_it_starts(target_python: str, tmp_path: Path) -> None:
+    """The agent's hello may be asked for between the agent's start and runpy's own setting of
+    ``sys.argv[0]``: for ``-m`` the launcher sets it first to the file Python will run, so the
+    program is named by it (not by ``-m`` and its first argument)."""
+    for name, text in PROGRAMS.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text(text)
+    probe = (
+        "import os, runpy, sys\n"
+        "sys.path.insert(0, os.getcwd())\n"
+        f"origin = runpy.run_path({LAUNCHER!r}, run_name='launcher')['_module_origin']\n"
+        "for name in ('pkg.mod', 'pkg', 'nope', 'nope.sub'):\n"
+        "    print(origin(name))\n"
+    )
+    out = subprocess.run(
+        [target_python, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [
+        str(tmp_path / "pkg" / "mod.py"),
+        str(tmp_path / "pkg" / "__main__.py"),
+        "-m",
+        "-m",
+    ]

@@ -23,6 +23,7 @@ from clirun import assert_no_loopscope_traceback, loopscope
 from loopscope.attach import attach
 from loopscope.record._format import RecordingError
 from loopscope.record.reader import Recording
+from loopscope.rules.blocking import MIN_BLOCKS
 from loopscope.session import Session
 from loopscope.sources.attach import AttachSource
 from loopscope.sources.recorded import RecordedSource, RecordingControl
@@ -134,11 +135,16 @@ def _assert_recording_replays(path: Path, state: Path, last: str = "target_exite
 
 def _recorded_kinds(path: Path) -> set[str]:
     """The kinds of event written to the recording so far (read while it is written)."""
+    return set(_recorded(path))
+
+
+def _recorded(path: Path) -> list[str]:
+    """The kind of every event written to the recording so far, in order."""
     try:
         with Recording.open(path) as rec:
-            return {e.kind for e in rec.events()}
+            return [e.kind for e in rec.events()]
     except RecordingError:  # not created yet
-        return set()
+        return []
 
 
 # -- the target goes away ----------------------------------------------------------------------
@@ -264,7 +270,12 @@ def test_loopscope_killed_takes_its_agent_with_it_and_its_recording_reads(
         )  # fmt: skip
         _Stream(client.stderr).wait_for("findings 1")
         assert not _agent_gone(target)
-        _wait(lambda: "block" in _recorded_kinds(path), "a block written to the recording")
+        # The live finding may come from blocks the writer has not yet flushed: the report
+        # below needs as many in the file as the rule asks for.
+        _wait(
+            lambda: _recorded(path).count("block") >= MIN_BLOCKS,
+            f"{MIN_BLOCKS} blocks written to the recording",
+        )
         client.send_signal(signal.SIGKILL)
         client.wait()
         # What was recorded up to the kill reads, replays and reports.

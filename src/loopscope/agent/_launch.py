@@ -43,7 +43,11 @@ def main(args: list[str]) -> int:
     collectors = os.environ.pop("LOOPSCOPE_COLLECTORS", None)
     # The program's own command line before the agent starts: its hello, which a client may ask
     # for at once, names the program rather than this launcher.
-    sys.argv = ["-m", *args[2:]] if args[0] == "-m" else list(args)
+    if args[0] == "-m":
+        sys.path[0] = os.getcwd()
+        sys.argv = [_module_origin(args[1]), *args[2:]]
+    else:
+        sys.argv = list(args)
     try:
         agent.install(socket_path=socket_path, collectors=collectors)
     except ValueError as e:
@@ -58,7 +62,6 @@ def main(args: list[str]) -> int:
 
     try:
         if args[0] == "-m":
-            sys.path[0] = os.getcwd()
             # What ``python -m`` itself calls: runs in the real __main__, sets sys.argv[0].
             runpy._run_module_as_main(args[1], alter_argv=True)  # type: ignore[attr-defined]
         else:
@@ -83,6 +86,19 @@ def main(args: list[str]) -> int:
         _report(e)
         return 1
     return 0
+
+
+def _module_origin(name: str) -> str:
+    """The file ``python -m NAME`` runs, which becomes ``sys.argv[0]`` once it starts (parent
+    packages are imported to find it, as ``-m`` does); ``"-m"``, what ``python -m`` shows until
+    then, where it cannot be found here (runpy then reports why, as Python would)."""
+    try:
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.submodule_search_locations is not None:
+            spec = importlib.util.find_spec(name + ".__main__")
+    except Exception:  # a broken parent package: runpy says so in Python's own words
+        return "-m"
+    return spec.origin if spec is not None and spec.origin else "-m"
 
 
 def _run_file(script: str) -> None:
