@@ -16,25 +16,20 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import gc
 import os
-import random
-import sys
 import time
 import types
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from ._codemap import local_map
 from ._guard import Guard
-from ._loops import on_loop_thread
-from ._pace import steady
+from ._taskpass import MAX_SAMPLE, Level, TaskView, TaskVisitor
 from .events import AwaitSite, Census, Event, Frame, Resource
 
 MAX_SITES = 50
 MAX_RESOURCES = 50
-MAX_DEPTH = 64  # await chain levels followed; deeper chains are cut
 LABEL_LIMIT = 80
 
 # A pass aims to spend about this much loop time telling tasks' states, and this much walking
@@ -43,7 +38,6 @@ STATE_BUDGET = 0.0002
 WALK_BUDGET = 0.0004
 MIN_STATE_SAMPLE = 256
 MIN_WALK_SAMPLE = 16
-MAX_SAMPLE = 20_000
 
 _ASYNCIO_DIR = os.path.dirname(asyncio.__file__) + os.sep
 # The agent may run under a private package name: its own frames are known by module name, and
@@ -99,11 +93,6 @@ _LOCK_KINDS: tuple[tuple[type, str], ...] = (
     (asyncio.Condition, "condition"),
 )
 _RESOURCE_KINDS = frozenset(("lock", "semaphore", "event", "condition", "queue_get", "queue_put"))
-
-# How to go one level down an await chain: (frame attribute, awaited attribute).
-_LINKS = (("cr_frame", "cr_await"), ("gi_frame", "gi_yieldfrom"), ("ag_frame", "ag_await"))
-_OPAQUE = frozenset(("async_generator_asend", "async_generator_athrow", "coroutine_wrapper"))
-_CHAINABLE = (types.CoroutineType, types.GeneratorType, types.AsyncGeneratorType)
 
 
 class _Code:
@@ -161,12 +150,10 @@ class _Resource:
         return max(sites, key=sites.__getitem__) if sites else None
 
 
-class CensusCollector:
+class CensusCollector(TaskVisitor):
     """Emits one `Census` of the loop every ``interval`` seconds."""
 
     name = "census"
-    # The pace of its passes: a `_pace.Pacer` where the loop can tell when it is idle.
-    pace: Callable[[float], float] = staticmethod(steady)
 
     def __init__(
         self,
@@ -176,14 +163,8 @@ class CensusCollector:
         guard: Guard,
         interval: float = 0.5,
     ) -> None:
-        self._loop = loop
-        self._loop_id = loop_id
-        self._emit = emit
-        self._interval = interval
-        self._tick = guard.wrap(self.name, self._pass)
-        self._handle: asyncio.TimerHandle | None = None
-        self._stopped = False
-        self._codes: dict[int, _Code] = {}
+        super().__init__(loop, loop_id, emit, guard, interval)
+        self._classifier = WaitClassifier()
         # id(future a task waits on) -> (weak reference to it, monotonic time first seen). One
         # wait is one future: a task that waits again at the same place waits on a new one.
         self._waits: dict[int, tuple[weakref.ref[Any], float]] = {}
@@ -191,42 +172,31 @@ class CensusCollector:
         # Small at first: the first pass also fills the caches.
         self._state_sample = MIN_STATE_SAMPLE
         self._walk_sample = 32
-        self._random = random.Random()
 
-    def start(self) -> None:
-        """Schedule the first pass; call on the loop thread."""
-        if not self._stopped:
-            self._handle = self._loop.call_later(self._interval, self._tick)
-
-    def stop(self) -> None:
-        """Stop taking passes. From another thread the pending pass fires and does nothing
-        (``TimerHandle.cancel`` is not thread-safe on every loop)."""
-        self._stopped = True
-        handle, self._handle = self._handle, None
-        if handle is not None and on_loop_thread(self._loop):
-            handle.cancel()
+    def reset(self) -> None:
         self._waits = {}
         self._unpruned = []
-        self._codes = {}
+        self._classifier = WaitClassifier()
 
-    def _pass(self) -> None:
-        if self._stopped:
-            return
-        census = self.take()
-        if not self._stopped:
-            self._emit(census)
-            self._handle = self._loop.call_later(self.pace(self._interval), self._tick)
+    def limit(self) -> int:
+        return self._state_sample
+
+    def visit(self, view: TaskView) -> Sequence[Event]:
+        return (self.observe(view),)
 
     def take(self) -> Census:
         """One census of the loop, now; call on the loop thread."""
+        return self.observe(self.view())
+
+    def observe(self, view: TaskView) -> Census:
+        """The census of the tasks of ``view``."""
         started = time.perf_counter()
         now = time.monotonic()
         loop = self._loop
-        rng = self._random
 
         # 1. The state of (a sample of) the loop's tasks: cheap, a few attribute reads each.
-        candidates, population = _candidates(loop, self._state_sample, rng)
-        current = asyncio.current_task(loop)
+        candidates, population = view.sample(self._state_sample)
+        current = view.current
         states = {"waiting": 0, "ready": 0, "running": 0}
         waiting: list[tuple[asyncio.Task[Any], Any]] = []
         for task in candidates:
@@ -248,7 +218,9 @@ class CensusCollector:
         states["waiting"] = len(waiting)
         found = sum(states.values())
         walked = (
-            waiting if len(waiting) <= self._walk_sample else rng.sample(waiting, self._walk_sample)
+            waiting
+            if len(waiting) <= self._walk_sample
+            else view.rng.sample(waiting, self._walk_sample)
         )
         states_done = time.perf_counter()
 
@@ -257,8 +229,9 @@ class CensusCollector:
         sites: dict[Any, _Site] = {}
         resources: dict[int, _Resource] = {}
         waits = self._waits
+        classify = self._classifier.classify
         for task, waiter in walked:
-            code, line, kind, resource = self._classify(task, waiter)
+            code, line, kind, resource = classify(view, task, waiter)
             kinds[kind] = kinds.get(kind, 0) + 1
             seen = waits.get(id(waiter))
             if seen is not None and seen[0]() is waiter:
@@ -337,8 +310,25 @@ class CensusCollector:
             if seen is not None and seen[0]() is None:
                 del waits[key]
 
-    def _classify(self, task: asyncio.Task[Any], waiter: Any) -> tuple[_Code | None, int, str, Any]:
-        """(site code, site line, kind, resource or None) of a waiting task."""
+
+class WaitClassifier:
+    """Tells what a waiting task waits on: the census's and the task list's."""
+
+    def __init__(self) -> None:
+        self._codes: dict[int, _Code] = {}
+
+    def classify(
+        self, view: TaskView, task: asyncio.Task[Any], waiter: Any
+    ) -> tuple[_Code | None, int, str, Any]:
+        """(site code, site line, kind, resource or None) of a waiting task, once per view."""
+        known = view.waits.get(id(task))
+        if known is None:
+            known = view.waits[id(task)] = self._classify(view.chain(task), waiter)
+        return known
+
+    def _classify(self, chain: list[Level], waiter: Any) -> tuple[_Code | None, int, str, Any]:
+        """(site code, site line, kind, resource or None) of a task waiting on ``waiter`` with
+        await chain ``chain``."""
         codes = self._codes
         site_frame: types.FrameType | None = None
         site: _Code | None = None
@@ -346,37 +336,24 @@ class CensusCollector:
         first: tuple[types.FrameType, _Code] | None = None
         # asyncio frames below the site that tell a kind of wait, outermost first
         below: list[tuple[types.FrameType, _Code]] = []
-        obj: Any = task.get_coro()
-        for _ in range(MAX_DEPTH):
-            cls = type(obj)
-            if cls is types.CoroutineType:
-                frame, obj = obj.cr_frame, obj.cr_await
-            elif cls is types.GeneratorType:
-                frame, obj = obj.gi_frame, obj.gi_yieldfrom
-            elif cls is types.AsyncGeneratorType:
-                frame, obj = obj.ag_frame, obj.ag_await
-            else:
-                frame, obj = _step(obj)
-            if frame is not None:
-                code = frame.f_code
-                info = codes.get(id(code))
-                if info is None or info.code is not code:
-                    info = codes[id(code)] = _Code(code, frame.f_globals.get("__name__") or "")
-                if first is None:
-                    first = (frame, info)
-                if info.handoff:
-                    handed = _handed_site(frame, codes)
-                    if handed is not None:
-                        return handed[0], handed[1], "executor", None
-                if not info.internal:
-                    site_frame, site = frame, info
-                    below.clear()
-                    if info.app:
-                        app = (frame, info)
-                elif info.kind is not None:
-                    below.append((frame, info))
-            if obj is None:
-                break
+        for frame, _ in chain:
+            code = frame.f_code
+            info = codes.get(id(code))
+            if info is None or info.code is not code:
+                info = codes[id(code)] = _Code(code, frame.f_globals.get("__name__") or "")
+            if first is None:
+                first = (frame, info)
+            if info.handoff:
+                handed = _handed_site(frame, codes)
+                if handed is not None:
+                    return handed[0], handed[1], "executor", None
+            if not info.internal:
+                site_frame, site = frame, info
+                below.clear()
+                if info.app:
+                    app = (frame, info)
+            elif info.kind is not None:
+                below.append((frame, info))
         if app is not None:
             site_frame, site = app
         if site_frame is None and first is not None:
@@ -417,84 +394,6 @@ def _handed_site(frame: types.FrameType, codes: dict[int, _Code]) -> tuple[_Code
     if info is None or info.code is not code:
         info = codes[id(code)] = _Code(code, getattr(fn, "__module__", None) or "")
     return info, code.co_firstlineno
-
-
-def _candidates(
-    loop: asyncio.AbstractEventLoop, limit: int, rng: random.Random
-) -> tuple[list[Any], int | None]:
-    """Up to ``limit`` of the tasks that may belong to ``loop`` (None for vanished ones), and the
-    size of the population they were drawn from (None when they are all of the loop's tasks).
-
-    ``asyncio.all_tasks`` costs about 2 ms for 10,000 tasks, so where asyncio keeps its task
-    registry in a WeakSet (3.10-3.13) its weak references are copied (fast, in C) and only the
-    sample is dereferenced; the population then includes other loops' and finished tasks, which
-    the caller filters out and scales for.
-    """
-    registry = _registry()
-    if registry is None:
-        tasks = list(asyncio.all_tasks(loop))
-        if len(tasks) <= limit:
-            return tasks, None
-        return rng.sample(tasks, limit), len(tasks)
-    refs, eager = registry
-    population = len(refs) + len(eager)
-    if population <= limit:
-        return [ref() for ref in refs] + eager, None
-    chosen = rng.sample(range(population), limit)
-    n = len(refs)
-    return [refs[i]() if i < n else eager[i - n] for i in chosen], population
-
-
-def _registry() -> tuple[list[Any], list[Any]] | None:
-    if sys.version_info >= (3, 14):
-        # Tasks of the C implementation live in per-thread lists there, not in these sets.
-        return None
-    tasks_module = asyncio.tasks
-    scheduled = getattr(tasks_module, "_scheduled_tasks", None)  # 3.12, 3.13
-    if scheduled is None:
-        scheduled = getattr(tasks_module, "_all_tasks", None)  # 3.10, 3.11
-    data = getattr(scheduled, "data", None)
-    if not isinstance(data, set):
-        return None
-    eager = getattr(tasks_module, "_eager_tasks", None)
-    for _ in range(10):
-        try:
-            return list(data), list(eager) if isinstance(eager, set) else []
-        except RuntimeError:  # the set changed size while copied (a task freed on another thread)
-            continue
-    return None
-
-
-def _step(obj: Any) -> tuple[types.FrameType | None, Any]:
-    """(frame, awaited object) one level down an await chain from something that is not a
-    Python coroutine, generator or async generator."""
-    cls = type(obj)
-    link: Any = _TYPE_LINKS.get(cls, _UNSEEN)
-    if link is _UNSEEN:
-        link = _TYPE_LINKS[cls] = _link_of(cls)
-    if link is None:  # the end of the chain: a future's iterator, ...
-        return None, None
-    if link == _THROUGH_GC:
-        # ``agen.__anext__()`` and ``coro.__await__()`` hide what they drive from Python; the
-        # garbage collector sees it.
-        return None, next((r for r in gc.get_referents(obj) if isinstance(r, _CHAINABLE)), None)
-    frame = getattr(obj, link[0], None)
-    return frame if isinstance(frame, types.FrameType) else None, getattr(obj, link[1], None)
-
-
-_THROUGH_GC = "gc"
-_UNSEEN = object()
-_TYPE_LINKS: dict[type, tuple[str, str] | str | None] = {}  # type -> how to step through it
-
-
-def _link_of(cls: type) -> tuple[str, str] | str | None:
-    if cls.__name__ in _OPAQUE:
-        return _THROUGH_GC
-    # Coroutines of other implementations (Cython) follow the same protocol, where they can.
-    for frame_attr, await_attr in _LINKS:
-        if hasattr(cls, await_attr):
-            return frame_attr, await_attr
-    return None
 
 
 def _weak(obj: Any) -> weakref.ref[Any] | None:

@@ -29,6 +29,7 @@ from ._paths import default_socket_path
 from ._races import RaceCollector, RaceScanner, connect_watch_hub
 from ._server import Outbox, Server
 from ._tasklist import TaskListCollector
+from ._taskpass import TaskPass, TaskVisitor
 from ._unawaited import UnawaitedHook
 from .events import AGENT_VERSION, PROTOCOL_VERSION, Event, Hello, LoopStarted, LoopStopped
 
@@ -281,6 +282,7 @@ class _LoopObserver:
             "gc": lambda: GcCollector(loop, agent.gc_monitor, guard),
             "executor": lambda: ExecutorCollector(loop, self.loop_id, agent.emit, guard),
         }
+        visitors: list[TaskVisitor] = []  # the collectors that look at tasks: one pass for all
         for name, make in makers.items():
             if name not in enabled:
                 continue
@@ -289,10 +291,18 @@ class _LoopObserver:
             except Exception as e:
                 guard.failed(name, e)
                 continue
-            if probe is not None and hasattr(collector, "pace"):
-                collector.pace = Pacer(probe)
-            self.collectors.append(collector)
+            if isinstance(collector, TaskVisitor):
+                visitors.append(collector)
+            else:
+                if probe is not None and hasattr(collector, "pace"):
+                    collector.pace = Pacer(probe)
+                self.collectors.append(collector)
             features.append(collector.name)
+        if visitors:
+            tasks = TaskPass(loop, self.loop_id, agent.emit, guard, visitors)
+            if probe is not None:
+                tasks.pace = Pacer(probe)
+            self.collectors.append(tasks)
         thread = threading.current_thread()
         agent.emit(
             LoopStarted(

@@ -48,20 +48,18 @@ import types
 import uuid
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from ._census import _OWN_PACKAGE, _candidates, _step
+from ._census import _OWN_PACKAGE
 from ._codemap import APP, FRAMEWORK, LOOPSCOPE, local_map
 from ._guard import Guard
-from ._loops import on_loop_thread
-from ._pace import steady
+from ._taskpass import MAX_SAMPLE, TaskView, TaskVisitor
 from .events import DuplicateGroup, Duplicates, Event
 
 MAX_GROUPS = 10  # groups per event
 MAX_PRINTS = 2000  # fingerprints remembered; the least recently seen are forgotten
 MAX_INSTANCES = 20_000  # coroutine objects remembered
-MAX_DEPTH = 64  # await chain levels followed
 ARGS_LIMIT = 160  # characters of argument text sent
 
 # A pass aims to spend about this much loop time walking await chains (fingerprinting a
@@ -71,7 +69,6 @@ ARGS_LIMIT = 160  # characters of argument text sent
 WALK_BUDGET = 0.0004
 MIN_SAMPLE = 16
 FIRST_SAMPLE = 32  # the first pass also fills the caches
-MAX_SAMPLE = 20_000
 CHECKS = 256  # remembered coroutines, unseen by a sampled pass, checked for their end per pass
 
 # The argument text: what `ArgText` writes out before it falls back on identities.
@@ -323,12 +320,10 @@ class _Instance:
         self.request = request
 
 
-class DuplicatesCollector:
+class DuplicatesCollector(TaskVisitor):
     """Emits one `Duplicates` event per pass, every ``interval`` seconds."""
 
     name = "duplicates"
-    # The pace of its passes: a `_pace.Pacer` where the loop can tell when it is idle.
-    pace: Callable[[float], float] = staticmethod(steady)
 
     def __init__(
         self,
@@ -338,65 +333,57 @@ class DuplicatesCollector:
         guard: Guard,
         interval: float = 0.5,
     ) -> None:
-        self._loop = loop
-        self._loop_id = loop_id
-        self._emit = emit
-        self._interval = interval
-        self._tick = guard.wrap(self.name, self._pass)
-        self._handle: asyncio.TimerHandle | None = None
-        self._stopped = False
+        super().__init__(loop, loop_id, emit, guard, interval)
         self._codes: dict[int, _Code] = {}
         self._prints: OrderedDict[tuple[int, str], _Print] = OrderedDict()
         self._instances: dict[int, _Instance] = {}
         self._present: set[int] = set()  # ids of the coroutines seen at the last pass
         self._unchecked: list[int] = []
         self._sample = FIRST_SAMPLE
-        self._random = random.Random()
         self._last = time.monotonic()
 
     def start(self) -> None:
-        """Schedule the first pass; call on the loop thread."""
-        if not self._stopped:
-            self._last = time.monotonic()
-            self._handle = self._loop.call_later(self._interval, self._tick)
+        self._last = time.monotonic()
+        super().start()
 
-    def stop(self) -> None:
-        """Stop taking passes; callable from any thread (a pending pass then does nothing)."""
-        self._stopped = True
-        handle, self._handle = self._handle, None
-        if handle is not None and on_loop_thread(self._loop):
-            handle.cancel()
+    def reset(self) -> None:
         self._codes = {}
         self._prints = OrderedDict()
         self._instances = {}
         self._present = set()
         self._unchecked = []
 
-    def _pass(self) -> None:
-        if self._stopped:
-            return
+    def tick(self) -> None:
         # A pass allocates a few objects per new coroutine; with many tasks alive, a full
         # collection they happen to trigger would take several milliseconds inside the pass.
-        # The collection is put off until the pass ends (the program's next allocation).
+        # The collection is put off until the pass ends (the program's next allocation). A
+        # `TaskPass` does the same around all its visitors.
         collecting = gc.isenabled()
         if collecting:
             gc.disable()
         try:
-            event = self.take()
+            super().tick()
         finally:
             if collecting:
                 gc.enable()
-        if not self._stopped:
-            self._emit(event)
-            self._handle = self._loop.call_later(self.pace(self._interval), self._tick)
+
+    def limit(self) -> int:
+        return self._sample
+
+    def visit(self, view: TaskView) -> Sequence[Event]:
+        return (self.observe(view),)
 
     def take(self) -> Duplicates:
         """One pass over the loop's tasks, now; call on the loop thread."""
+        return self.observe(self.view())
+
+    def observe(self, view: TaskView) -> Duplicates:
+        """The duplicate calls among the tasks of ``view``."""
         started = time.perf_counter()
         now = time.monotonic()
         window, self._last = now - self._last, now
         loop = self._loop
-        candidates, population = _candidates(loop, self._sample, self._random)
+        candidates, population = view.sample(self._sample)
         # fingerprint -> {what its calls wait on: whether all calls waiting on it are new}
         seen: dict[_Print, dict[int, bool]] = {}
         present: set[int] = set()
@@ -413,7 +400,7 @@ class DuplicatesCollector:
             found += 1
             waiter = getattr(task, "_fut_waiter", None)
             work = id(_shared(waiter)) if waiter is not None else id(task)
-            self._walk(task, work, now, seen, present)
+            self._walk(view, task, work, now, seen, present)
         walk_cost = time.perf_counter() - walk_started
         ended = self._check_ended(present, now, population is None)
         self._present = present
@@ -441,6 +428,7 @@ class DuplicatesCollector:
 
     def _walk(
         self,
+        view: TaskView,
         task: Any,
         waiter: int,
         now: float,
@@ -455,62 +443,51 @@ class DuplicatesCollector:
         working: list[tuple[_Print, bool]] = []  # (fingerprint, whether the call is new)
         called_by_framework = False
         request: frozenset[str] | None = None  # see _Instance.request
-        obj: Any = task.get_coro()
-        for _ in range(MAX_DEPTH):
-            cls = type(obj)
-            if cls is types.CoroutineType:
-                frame = obj.cr_frame
-                if frame is None:  # finished
-                    break
-                code = frame.f_code
-                info = codes.get(id(code))
-                if info is None or info.code is not code:
-                    info = codes[id(code)] = _Code(code, frame.f_globals.get("__name__") or "")
-                if info.app:
-                    key = id(obj)
-                    instance = instances.get(key)
-                    new = instance is None or instance.ref() is not obj
-                    if new:
-                        if instance is not None:  # a finished coroutine's id, reused
-                            self._end(key, instance, now)
-                        instance = self._remember(
-                            obj, frame, info, parent, task, now, update,
-                            request, called_by_framework,
-                        )  # fmt: skip
-                    else:
-                        assert instance is not None
-                        if key not in present:
-                            instance.last = now
-                            instance.passes += 1
-                    present.add(key)
-                    if instance.request is not None:
-                        request = instance.request
-                    if instance.update is not None:
-                        update = instance.update
-                        if instance.print is None:
-                            # The callers awaiting an update are making it (``play(name)``
-                            # awaiting ``record(name, 10)``): changing shared state, not
-                            # repeating work, while they wait on it.
-                            working.clear()
-                    if instance.print is not None:
-                        parent = instance.print.id
-                        awaited = obj.cr_await
-                        if not (type(awaited) is types.CoroutineType and awaited.cr_code in _IDLE):
-                            working.append((instance.print, new))
-                elif code is _WAIT_FOR:
-                    # wait_for(fut) waits on a future of its own (3.10, 3.11): the calls that
-                    # share fut are the ones to count as one.
-                    inner = frame.f_locals.get("fut")
-                    if asyncio.isfuture(inner):
-                        waiter = id(_shared(inner))
-                called_by_framework = info.framework
-                obj = obj.cr_await
-            elif cls is types.GeneratorType:
-                obj = obj.gi_yieldfrom
-            else:
-                obj = _step(obj)[1]
-            if obj is None:
-                break
+        for frame, obj in view.chain(task):
+            if type(obj) is not types.CoroutineType:
+                continue
+            code = frame.f_code
+            info = codes.get(id(code))
+            if info is None or info.code is not code:
+                info = codes[id(code)] = _Code(code, frame.f_globals.get("__name__") or "")
+            if info.app:
+                key = id(obj)
+                instance = instances.get(key)
+                new = instance is None or instance.ref() is not obj
+                if new:
+                    if instance is not None:  # a finished coroutine's id, reused
+                        self._end(key, instance, now)
+                    instance = self._remember(
+                        obj, frame, info, parent, task, now, update,
+                        request, called_by_framework,
+                    )  # fmt: skip
+                else:
+                    assert instance is not None
+                    if key not in present:
+                        instance.last = now
+                        instance.passes += 1
+                present.add(key)
+                if instance.request is not None:
+                    request = instance.request
+                if instance.update is not None:
+                    update = instance.update
+                    if instance.print is None:
+                        # The callers awaiting an update are making it (``play(name)``
+                        # awaiting ``record(name, 10)``): changing shared state, not
+                        # repeating work, while they wait on it.
+                        working.clear()
+                if instance.print is not None:
+                    parent = instance.print.id
+                    awaited = obj.cr_await
+                    if not (type(awaited) is types.CoroutineType and awaited.cr_code in _IDLE):
+                        working.append((instance.print, new))
+            elif code is _WAIT_FOR:
+                # wait_for(fut) waits on a future of its own (3.10, 3.11): the calls that
+                # share fut are the ones to count as one.
+                inner = frame.f_locals.get("fut")
+                if asyncio.isfuture(inner):
+                    waiter = id(_shared(inner))
+            called_by_framework = info.framework
         for fingerprint, new in working:
             by_waiter = seen.get(fingerprint)
             if by_waiter is None:

@@ -37,8 +37,7 @@ from typing import Any
 
 from ._codemap import local_map
 from ._guard import Guard
-from ._loops import on_loop_thread
-from ._pace import steady
+from ._periodic import Periodic
 from .events import LAG_BUCKETS, Event, ExecutorSample, Submitter, lag_bucket
 
 INTERVAL = 0.5
@@ -264,12 +263,10 @@ def _uninstall_anyio() -> None:
 # -- the collector -------------------------------------------------------------------------------
 
 
-class ExecutorCollector:
+class ExecutorCollector(Periodic):
     """Samples the thread pools the loop waits on, on a loop timer; wraps their submission."""
 
     name = "executor"
-    # The pace of its passes: a `_pace.Pacer` where the loop can tell when it is idle.
-    pace: Callable[[float], float] = staticmethod(steady)
 
     def __init__(
         self,
@@ -280,14 +277,7 @@ class ExecutorCollector:
         *,
         interval: float = INTERVAL,
     ) -> None:
-        self._loop = loop
-        self._loop_id = loop_id
-        self._emit = emit
-        self._guard = guard
-        self._interval = interval
-        self._tick_guarded = guard.wrap(self.name, self._tick)
-        self._handle: asyncio.TimerHandle | None = None
-        self._stopped = False
+        super().__init__(loop, loop_id, emit, guard, interval)
         self._default: _Pool | None = None  # the default executor's, once seen
         self._pools: dict[int, _Pool] = {}  # id(executor) -> executors passed to run_in_executor
         self._anyio: _Pool | None = None
@@ -298,16 +288,10 @@ class ExecutorCollector:
         if self._stopped:
             return
         self._wrap_run_in_executor()
-        self._handle = self._loop.call_later(self._interval, self._tick_guarded)
+        super().start()
 
-    def stop(self) -> None:
-        """Stop the timer and take every wrapper out; callable from any thread."""
-        if self._stopped:
-            return
-        self._stopped = True
-        handle, self._handle = self._handle, None
-        if handle is not None and on_loop_thread(self._loop):
-            handle.cancel()
+    def reset(self) -> None:
+        """Take every wrapper out."""
         if self._default is not None:
             _unwrap(self._default)
         for pool in list(self._pools.values()):
@@ -325,24 +309,18 @@ class ExecutorCollector:
         """The default executor whose ``submit`` is wrapped now, if any."""
         return self._default.executor if self._default is not None else None
 
-    def _tick(self) -> None:
-        if self._stopped:
-            return
-        try:
-            executor = getattr(self._loop, "_default_executor", None)
-            default = self._default
-            if executor is not None and (default is None or executor is not default.executor):
-                if default is not None:
-                    _unwrap(default)
-                self._default = self._wrap(DEFAULT, executor)
-            self._watch_anyio()
-            pools = [self._default, self._anyio, *self._pools.values()]
-            live = [p for p in pools if p is not None]
-            for pool in live:
-                self._sample(pool)
-        finally:
-            if not self._stopped:
-                self._handle = self._loop.call_later(self.pace(self._interval), self._tick_guarded)
+    def tick(self) -> None:
+        executor = getattr(self._loop, "_default_executor", None)
+        default = self._default
+        if executor is not None and (default is None or executor is not default.executor):
+            if default is not None:
+                _unwrap(default)
+            self._default = self._wrap(DEFAULT, executor)
+        self._watch_anyio()
+        pools = [self._default, self._anyio, *self._pools.values()]
+        live = [p for p in pools if p is not None]
+        for pool in live:
+            self._sample(pool)
 
     # -- the wrappers -----------------------------------------------------------------------
 

@@ -26,8 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ._guard import Guard
-from ._loops import on_loop_thread
-from ._pace import steady
+from ._periodic import Periodic
 from .events import Event, Frame, GcPause, GcWindow
 
 MIN_PAUSE = 0.001  # collections at least this long are listed with their start time
@@ -214,12 +213,10 @@ def _stack(frame: Any) -> tuple[Frame, ...]:
     return tuple(out)
 
 
-class GcCollector:
+class GcCollector(Periodic):
     """One loop's share of the gc monitor: keeps it installed, and flushes it on a timer."""
 
     name = "gc"
-    # The pace of its passes: a `_pace.Pacer` where the loop can tell when it is idle.
-    pace: Callable[[float], float] = staticmethod(steady)
 
     def __init__(
         self,
@@ -229,13 +226,9 @@ class GcCollector:
         *,
         interval: float = FLUSH_EVERY,
     ) -> None:
-        self._loop = loop
+        super().__init__(loop, id(loop), monitor._emit, guard, interval)
         self._monitor = monitor
-        self._interval = interval
-        self._tick_guarded = guard.wrap(self.name, self._tick)
-        self._handle: asyncio.TimerHandle | None = None
         self._started = False
-        self._stopped = False
 
     def start(self) -> None:
         """Install the callback (if no other loop has) and start the timer; on the loop thread."""
@@ -243,21 +236,12 @@ class GcCollector:
             return
         self._monitor.acquire()
         self._started = True
-        self._handle = self._loop.call_later(self._interval, self._tick_guarded)
+        super().start()
 
-    def stop(self) -> None:
-        """Stop the timer and release the callback; callable from any thread."""
-        if self._stopped:
-            return
-        self._stopped = True
-        handle, self._handle = self._handle, None
-        if handle is not None and on_loop_thread(self._loop):
-            handle.cancel()
+    def reset(self) -> None:
+        """Release the callback."""
         if self._started:
             self._monitor.release()
 
-    def _tick(self) -> None:
-        if self._stopped:
-            return
+    def tick(self) -> None:
         self._monitor.flush()
-        self._handle = self._loop.call_later(self.pace(self._interval), self._tick_guarded)

@@ -18,28 +18,25 @@ import asyncio
 import collections
 import contextlib
 import os
-import random
 import sys
 import threading
 import time
 import types
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from ._census import MAX_DEPTH, MAX_SAMPLE, _candidates, _step
 from ._codemap import CodeMap, local_map
 from ._guard import Guard
-from ._loops import on_loop_thread
-from ._pace import steady
 from ._racescan import MAX_FILE_BYTES, Window, scan_source
+from ._taskpass import MAX_SAMPLE, TaskView, TaskVisitor
 from .events import Event, Frame, LostUpdate, RaceWindow, RaceWindows
 
 SCAN_INTERVAL = 0.5  # seconds at least between two scans for newly imported modules
 SCAN_PAUSE_RATIO = 3.0  # after each file, pause three times as long as its scan took
 SCAN_PAUSE_MAX = 0.1
 MAX_WINDOWS_PER_EVENT = 500
-PASS_INTERVAL = 0.3
+PASS_INTERVAL = 0.25
 PASS_BUDGET = 0.0004  # loop seconds a pass aims to spend
 MIN_SAMPLE = 64
 MAX_GROUPS = 20  # RaceWindow events per pass
@@ -207,12 +204,10 @@ class _CodeWindows:
         self.windows = windows
 
 
-class RaceCollector:
+class RaceCollector(TaskVisitor):
     """Looks for tasks suspended inside the same race window, every ``interval`` seconds."""
 
     name = "races"
-    # The pace of its passes: a `_pace.Pacer` where the loop can tell when it is idle.
-    pace: Callable[[float], float] = staticmethod(steady)
 
     def __init__(
         self,
@@ -223,51 +218,39 @@ class RaceCollector:
         scanner: RaceScanner,
         interval: float = PASS_INTERVAL,
     ) -> None:
-        self._loop = loop
-        self._loop_id = loop_id
-        self._emit = emit
+        super().__init__(loop, loop_id, emit, guard, interval)
         self._scanner = scanner
-        self._interval = interval
-        self._tick = guard.wrap(self.name, self._pass)
-        self._handle: asyncio.TimerHandle | None = None
-        self._stopped = False
         self._index: dict[tuple[str, str], tuple[Window, ...]] = {}
         self._codes: dict[int, _CodeWindows] = {}
         self._sample = MIN_SAMPLE
-        self._random = random.Random()
         self._remembered: list[weakref.ref[Any]] = []
         self._reported: dict[Any, float] = {}  # window -> when its last event was sent
         self.last_cost = 0.0
         self.last_inspected = 0
         self.last_crowded = 0  # windows with 2+ tasks inside in the last pass
 
-    def start(self) -> None:
-        if not self._stopped:
-            self._handle = self._loop.call_later(self._next_interval(), self._tick)
-
     def _next_interval(self) -> float:
         # Jittered: a pass every exactly 0.3 s would keep in step with a program that does
         # something every 0.3 s, and always see the same moment of it.
         return self._interval * self._random.uniform(0.7, 1.3)
 
-    def stop(self) -> None:
-        self._stopped = True
-        handle, self._handle = self._handle, None
-        if handle is not None and on_loop_thread(self._loop):
-            handle.cancel()
+    def reset(self) -> None:
         self._codes = {}
         self._remembered = []
 
-    def _pass(self) -> None:
-        if self._stopped:
-            return
-        for event in self.take():
-            self._emit(event)
-        if not self._stopped:
-            self._handle = self._loop.call_later(self.pace(self._next_interval()), self._tick)
+    def limit(self) -> int:
+        # Nothing to look for before the scanner found windows.
+        return self._sample if self._scanner.index else 0
+
+    def visit(self, view: TaskView) -> Sequence[Event]:
+        return self.observe(view)
 
     def take(self) -> list[RaceWindow]:
         """One look at the loop's suspended tasks, now; call on the loop thread."""
+        return self.observe(self.view())
+
+    def observe(self, view: TaskView) -> list[RaceWindow]:
+        """The race windows two or more of the tasks of ``view`` are suspended inside."""
         scanner = self._scanner
         scanner.poke()
         index = scanner.index
@@ -277,9 +260,9 @@ class RaceCollector:
         if index is not self._index:
             self._index, self._codes = index, {}
         loop = self._loop
-        candidates, _ = _candidates(loop, self._sample, self._random)
+        candidates, _ = view.sample(self._sample)
         remembered = [ref() for ref in self._remembered]
-        current = asyncio.current_task(loop)
+        current = view.current
         groups: dict[tuple[Any, ...], list[tuple[Window, Any, int]]] = {}
         looked: set[int] = set()
         for task in (*remembered, *candidates):
@@ -291,7 +274,7 @@ class RaceCollector:
             except AttributeError:
                 continue
             looked.add(id(task))
-            self._look(task, groups)
+            self._look(view, task, groups)
         inspected = len(looked)
         inside = {id(t): t for members in groups.values() for _, t, _ in members}
         self._remembered = [
@@ -333,36 +316,26 @@ class RaceCollector:
         return events
 
     def _look(
-        self, task: Any, groups: dict[tuple[Any, ...], list[tuple[Window, str, int]]]
+        self,
+        view: TaskView,
+        task: Any,
+        groups: dict[tuple[Any, ...], list[tuple[Window, str, int]]],
     ) -> None:
         """Add ``task`` to the groups of the windows it is suspended inside."""
         codes = self._codes
-        obj: Any = task.get_coro()
-        for _ in range(MAX_DEPTH):
-            cls = type(obj)
-            if cls is types.CoroutineType:
-                frame, obj = obj.cr_frame, obj.cr_await
-            elif cls is types.GeneratorType:
-                frame, obj = obj.gi_frame, obj.gi_yieldfrom
-            elif cls is types.AsyncGeneratorType:
-                frame, obj = obj.ag_frame, obj.ag_await
-            else:
-                frame, obj = _step(obj)
-            if frame is not None:
-                code = frame.f_code
-                entry = codes.get(id(code))
-                if entry is None or entry.code is not code:
-                    entry = codes[id(code)] = _CodeWindows(code, self._of_code(code))
-                if entry.windows:
-                    line = frame.f_lineno
-                    for window in entry.windows:
-                        if line in window.awaits:
-                            identity = _identity(frame, window)
-                            if identity is not None:
-                                key = (window.span, identity)
-                                groups.setdefault(key, []).append((window, task, line))
-            if obj is None:
-                break
+        for frame, _ in view.chain(task):
+            code = frame.f_code
+            entry = codes.get(id(code))
+            if entry is None or entry.code is not code:
+                entry = codes[id(code)] = _CodeWindows(code, self._of_code(code))
+            if entry.windows:
+                line = frame.f_lineno
+                for window in entry.windows:
+                    if line in window.awaits:
+                        identity = _identity(frame, window)
+                        if identity is not None:
+                            key = (window.span, identity)
+                            groups.setdefault(key, []).append((window, task, line))
 
     def _of_code(self, code: types.CodeType) -> tuple[Window, ...]:
         windows = self._index.get((os.path.abspath(code.co_filename), code.co_name), ())

@@ -20,19 +20,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import random
 import reprlib
 import time
 import types
 import weakref
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from ._census import CensusCollector, _candidates, _step
+from ._census import WaitClassifier
 from ._guard import Guard
 from ._loops import on_loop_thread
-from ._pace import steady
+from ._taskpass import Level, TaskView, TaskVisitor
 from .events import AwaitFrame, Event, FinishedTask, Frame, TaskInfo, TaskList
 
 MAX_TASKS = 30  # tasks per list
@@ -65,12 +64,10 @@ _repr.maxlist = _repr.maxtuple = _repr.maxdict = _repr.maxset = 4
 _repr.maxlevel = 2
 
 
-class TaskListCollector:
+class TaskListCollector(TaskVisitor):
     """Emits one `TaskList` of the loop every ``interval`` seconds."""
 
     name = "tasks"
-    # The pace of its passes: a `_pace.Pacer` where the loop can tell when it is idle.
-    pace: Callable[[float], float] = staticmethod(steady)
 
     def __init__(
         self,
@@ -80,36 +77,21 @@ class TaskListCollector:
         guard: Guard,
         interval: float = 2.0,
     ) -> None:
-        self._loop = loop
-        self._loop_id = loop_id
-        self._emit = emit
-        self._interval = interval
-        self._tick = guard.wrap(self.name, self._pass)
+        super().__init__(loop, loop_id, emit, guard, interval)
         self._ended = guard.wrap(self.name, self._on_done)
-        self._handle: asyncio.TimerHandle | None = None
-        self._stopped = False
-        # Classifies a wait (kind, site) the way the census does; never started.
-        self._classifier = CensusCollector(loop, loop_id, emit, guard)
+        # Classifies a wait (kind, site) the way the census does.
+        self._classifier = WaitClassifier()
         # id(waiter) -> (weak reference to it, monotonic time first seen)
         self._waits: dict[int, tuple[weakref.ref[Any], float]] = {}
         self._listed: list[weakref.ref[Any]] = []
         # Listed tasks with our done callback: task -> monotonic time first listed
         self._watched: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
         self._finished: deque[FinishedTask] = deque(maxlen=MAX_FINISHED)
-        self._random = random.Random()
 
-    def start(self) -> None:
-        if not self._stopped:
-            self._handle = self._loop.call_later(self._interval, self._tick)
-
-    def stop(self) -> None:
-        """Stop listing and take the done callbacks back off (on the loop thread)."""
-        self._stopped = True
-        handle, self._handle = self._handle, None
+    def reset(self) -> None:
+        """Take the done callbacks back off (on the loop thread)."""
         watched, self._watched = self._watched, weakref.WeakKeyDictionary()
         if on_loop_thread(self._loop):
-            if handle is not None:
-                handle.cancel()
             for task in list(watched):
                 task.remove_done_callback(self._ended)
         elif watched:
@@ -124,22 +106,24 @@ class TaskListCollector:
         self._waits = {}
         self._listed = []
 
-    def _pass(self) -> None:
-        if self._stopped:
-            return
-        event = self.take()
-        if not self._stopped:
-            self._emit(event)
-            self._handle = self._loop.call_later(self.pace(self._interval), self._tick)
+    def limit(self) -> int:
+        return SAMPLE
+
+    def visit(self, view: TaskView) -> Sequence[Event]:
+        return (self.observe(view),)
 
     def take(self) -> TaskList:
         """One list of the loop's tasks, now; call on the loop thread."""
+        return self.observe(self.view())
+
+    def observe(self, view: TaskView) -> TaskList:
+        """The list of the tasks of ``view``."""
         started = time.perf_counter()
         now = time.monotonic()
         loop = self._loop
-        candidates, population = _candidates(loop, SAMPLE, self._random)
+        candidates, population = view.sample(SAMPLE)
         previous = [ref() for ref in self._listed]
-        current = asyncio.current_task(loop)
+        current = view.current
         waits = self._waits
         seen: set[int] = set()
         found = 0
@@ -171,7 +155,7 @@ class TaskListCollector:
         tasks: list[TaskInfo] = []
         size = 200  # the list's own fields
         for i, (rank, negative_age, task, waiter) in enumerate(chosen):
-            info = self._describe(task, waiter, rank, -negative_age, detailed=i < DETAILED)
+            info = self._describe(view, task, waiter, rank, -negative_age, detailed=i < DETAILED)
             size += _size(info)
             if size > MAX_BYTES and tasks:
                 chosen = chosen[:i]
@@ -216,7 +200,7 @@ class TaskListCollector:
         self._waits = waits
 
     def _describe(
-        self, task: Any, waiter: Any, rank: int, age: float, *, detailed: bool
+        self, view: TaskView, task: Any, waiter: Any, rank: int, age: float, *, detailed: bool
     ) -> TaskInfo:
         coro = task.get_coro()
         state = ("waiting", "ready", "running")[rank]
@@ -224,14 +208,12 @@ class TaskListCollector:
         chain: tuple[AwaitFrame, ...] = ()
         resource = 0
         if waiter is not None:
-            code, line, kind, obj = self._classifier._classify(task, waiter)
+            code, line, kind, obj = self._classifier.classify(view, task, waiter)
             resource = id(obj) if obj is not None else 0
             if code is not None:
                 file, function = code.file, code.function
-            if detailed:
-                chain = _chain(coro)
-        elif detailed:
-            chain = _chain(coro)
+        if detailed:
+            chain = _chain(view.chain(task))
         if not file:
             frame = getattr(coro, "cr_frame", None)
             if frame is not None:
@@ -286,40 +268,27 @@ def _size(task: TaskInfo) -> int:
     return size
 
 
-def _chain(coro: Any) -> tuple[AwaitFrame, ...]:
-    """The await chain from ``coro`` down, innermost first, with each frame's arguments."""
+def _chain(levels: list[Level]) -> tuple[AwaitFrame, ...]:
+    """The await chain ``levels`` tell, innermost first, with each frame's arguments."""
     out: list[AwaitFrame] = []
-    obj = coro
-    for _ in range(MAX_CHAIN):
-        cls = type(obj)
-        if cls is types.CoroutineType:
-            frame, obj = obj.cr_frame, obj.cr_await
-        elif cls is types.GeneratorType:
-            frame, obj = obj.gi_frame, obj.gi_yieldfrom
-        elif cls is types.AsyncGeneratorType:
-            frame, obj = obj.ag_frame, obj.ag_await
-        else:
-            frame, obj = _step(obj)
-        if frame is not None:
-            code = frame.f_code
-            if (
-                out
-                and code.co_filename.startswith(_ASYNCIO_DIR)
-                and out[-1].file.startswith(_ASYNCIO_DIR)
-            ):
-                # Of a run of asyncio's own frames only the innermost (the primitive) says
-                # something, and each costs the recording budget.
-                out.pop()
-            out.append(
-                AwaitFrame(
-                    file=code.co_filename,
-                    line=frame.f_lineno,
-                    function=getattr(code, "co_qualname", code.co_name),
-                    args=_args(frame),
-                )
+    for frame, _ in levels[:MAX_CHAIN]:
+        code = frame.f_code
+        if (
+            out
+            and code.co_filename.startswith(_ASYNCIO_DIR)
+            and out[-1].file.startswith(_ASYNCIO_DIR)
+        ):
+            # Of a run of asyncio's own frames only the innermost (the primitive) says
+            # something, and each costs the recording budget.
+            out.pop()
+        out.append(
+            AwaitFrame(
+                file=code.co_filename,
+                line=frame.f_lineno,
+                function=getattr(code, "co_qualname", code.co_name),
+                args=_args(frame),
             )
-        if obj is None:
-            break
+        )
     out.reverse()
     return tuple(out)
 

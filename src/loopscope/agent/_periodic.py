@@ -1,0 +1,80 @@
+"""The skeleton of a collector that does something on the loop thread every few seconds.
+
+A `Periodic` schedules its `tick` with ``loop.call_later``, behind the agent's `Guard` (a tick
+that raises disables the collector and is reported once), at the pace its ``pace`` gives (a
+`_pace.Pacer` where the loop can tell when it is idle). `stop` may be called from any thread: on
+the loop thread the pending tick is cancelled; from another it fires once more and does nothing
+(``TimerHandle.cancel`` is not thread-safe on every loop). `reset` forgets what the collector
+holds, once stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from ._guard import Guard
+from ._loops import on_loop_thread
+from ._pace import steady
+from .events import Event
+
+
+class Periodic:
+    name = "periodic"
+    # The pace of its ticks: a `_pace.Pacer` where the loop can tell when it is idle.
+    pace: Callable[[float], float] = staticmethod(steady)
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        loop_id: int,
+        emit: Callable[[Event], None],
+        guard: Guard,
+        interval: float,
+    ) -> None:
+        self._loop = loop
+        self._loop_id = loop_id
+        self._emit = emit
+        self._guard = guard
+        self._interval = interval
+        self._tick = guard.wrap(self.name, self._run)
+        self._handle: asyncio.TimerHandle | None = None
+        self._stopped = False
+
+    @property
+    def interval(self) -> float:
+        return self._interval
+
+    def start(self) -> None:
+        """Schedule the first tick; call on the loop thread."""
+        if not self._stopped:
+            self._handle = self._loop.call_later(self._next_interval(), self._tick)
+
+    def stop(self) -> None:
+        """Stop ticking and `reset`; callable from any thread, more than once."""
+        if self._stopped:
+            return
+        self._stopped = True
+        handle, self._handle = self._handle, None
+        if handle is not None and on_loop_thread(self._loop):
+            handle.cancel()
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget what the collector holds (it is stopped)."""
+
+    def tick(self) -> None:
+        """One pass, on the loop thread."""
+        raise NotImplementedError
+
+    def _next_interval(self) -> float:
+        return self._interval
+
+    def _run(self) -> None:
+        if self._stopped:
+            return
+        self.tick()  # if it raises, the guard disables the collector: no next tick
+        if not self._stopped:
+            self._handle = self._loop.call_later(
+                self.pace(self._next_interval()), self._tick
+            )
