@@ -20,7 +20,7 @@ import os
 import time
 import types
 import weakref
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from ._codemap import local_map
@@ -150,7 +150,7 @@ class _Resource:
         return max(sites, key=sites.__getitem__) if sites else None
 
 
-class CensusCollector(TaskVisitor):
+class CensusCollector(TaskVisitor[Census]):
     """Emits one `Census` of the loop every ``interval`` seconds."""
 
     name = "census"
@@ -180,13 +180,6 @@ class CensusCollector(TaskVisitor):
 
     def limit(self) -> int:
         return self._state_sample
-
-    def visit(self, view: TaskView) -> Sequence[Event]:
-        return (self.observe(view),)
-
-    def take(self) -> Census:
-        """One census of the loop, now; call on the loop thread."""
-        return self.observe(self.view())
 
     def observe(self, view: TaskView) -> Census:
         """The census of the tasks of ``view``."""

@@ -282,7 +282,7 @@ class _LoopObserver:
             "gc": lambda: GcCollector(loop, agent.gc_monitor, guard),
             "executor": lambda: ExecutorCollector(loop, self.loop_id, agent.emit, guard),
         }
-        visitors: list[TaskVisitor] = []  # the collectors that look at tasks: one pass for all
+        visitors: list[TaskVisitor[Any]] = []  # the collectors that look at tasks: one pass for all
         for name, make in makers.items():
             if name not in enabled:
                 continue

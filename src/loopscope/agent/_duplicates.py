@@ -48,7 +48,7 @@ import types
 import uuid
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from ._census import _OWN_PACKAGE
@@ -320,7 +320,7 @@ class _Instance:
         self.request = request
 
 
-class DuplicatesCollector(TaskVisitor):
+class DuplicatesCollector(TaskVisitor[Duplicates]):
     """Emits one `Duplicates` event per pass, every ``interval`` seconds."""
 
     name = "duplicates"
@@ -369,13 +369,6 @@ class DuplicatesCollector(TaskVisitor):
 
     def limit(self) -> int:
         return self._sample
-
-    def visit(self, view: TaskView) -> Sequence[Event]:
-        return (self.observe(view),)
-
-    def take(self) -> Duplicates:
-        """One pass over the loop's tasks, now; call on the loop thread."""
-        return self.observe(self.view())
 
     def observe(self, view: TaskView) -> Duplicates:
         """The duplicate calls among the tasks of ``view``."""

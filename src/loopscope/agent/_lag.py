@@ -8,11 +8,11 @@ from collections import deque
 from collections.abc import Callable
 
 from ._guard import Guard
-from ._loops import on_loop_thread
+from ._periodic import Periodic
 from .events import LAG_BUCKETS, Event, Lag, lag_bucket
 
 
-class LagCollector:
+class LagCollector(Periodic):
     """Schedules a heartbeat with ``loop.call_at`` and emits one `Lag` per window.
 
     With ``longest_busy`` (a reader of the loop's longest busy period since the last call, from
@@ -44,10 +44,7 @@ class LagCollector:
         stall_threshold: float | None = None,
         longest_busy: Callable[[], float] | None = None,
     ) -> None:
-        self._loop = loop
-        self._loop_id = loop_id
-        self._emit = emit
-        self._interval = interval
+        super().__init__(loop, loop_id, emit, guard, interval)
         self._window = window
         self._idle_clock = idle_clock
         self._stall_threshold = stall_threshold
@@ -57,8 +54,6 @@ class LagCollector:
         self._quiet_beats = 0  # beats in a row that were quiet, at the fast pace
         self._next = interval
         self._beat_guarded = guard.wrap(self.name, self._beat)
-        self._handle: asyncio.TimerHandle | None = None
-        self._stopped = False
         self._due = 0.0
         self._reset_window(time.perf_counter())
         self.hook = self.name
@@ -71,14 +66,8 @@ class LagCollector:
         self._reset_window(now)
         self._schedule(self._loop.time(), now)
 
-    def stop(self) -> None:
-        """Stop beating. From the loop thread the pending beat is cancelled; from any other
-        thread it fires once more and does nothing (``TimerHandle.cancel`` is not thread-safe)."""
-        self._stopped = True
+    def reset(self) -> None:
         self.since = None
-        handle, self._handle = self._handle, None
-        if handle is not None and on_loop_thread(self._loop):
-            handle.cancel()
 
     def _schedule(self, now: float, perf_now: float) -> None:
         self._due = now + self._next

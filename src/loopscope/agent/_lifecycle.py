@@ -45,7 +45,7 @@ from typing import Any
 
 from ._guard import Guard
 from ._loops import on_loop_thread
-from ._pace import steady
+from ._periodic import Periodic
 from .events import Event, Frame, Lifecycle, Notice, TaskError, TaskErrors
 
 SWEEP_EVERY = 64  # small: holding many finished tasks costs more (memory reuse) than sweeping
@@ -97,14 +97,11 @@ def duty_for(
     return min(1.0, max(floor, budget / share))
 
 
-class LifecycleCollector:
+class LifecycleCollector(Periodic):
     """Counts tasks created and ended on a loop; emits one `Lifecycle` every ``window`` seconds
     and a `Notice` (at most one a second) when task exceptions are never retrieved."""
 
     name = "lifecycle"
-    # The pace of its windows while it counts every task: a `_pace.Pacer` where the loop can
-    # tell when it is idle.
-    pace: Callable[[float], float] = staticmethod(steady)
 
     def __init__(
         self,
@@ -120,18 +117,14 @@ class LifecycleCollector:
         min_sample: int = MIN_SAMPLE,
         idle_clock: Callable[[], float] | None = None,
     ) -> None:
-        self._loop = loop
+        super().__init__(loop, loop_id, emit, guard, window)
         self._idle_clock = idle_clock
-        self._loop_id = loop_id
-        self._emit = emit
         self._window = window
         self._budget = budget
         self._rate_span = rate_span
         self._min_duty = min_duty
         self._min_sample = min_sample
-        self._stopped = False
         self._counting = False  # read by the factory on every task: one attribute, no call
-        self._handle: asyncio.TimerHandle | None = None  # the window's end
         self._slice_handle: asyncio.TimerHandle | None = None  # a slice's start or end
 
         # Duty cycling: the share of this window counted, and what each task seen counts for.
@@ -156,7 +149,6 @@ class LifecycleCollector:
 
         # Guarded hooks. A sweep that fails returns False, and the factory then stops counting.
         self._swept = guard.wrap(self.name, self._sweep, fallback=False)
-        self._guard = guard
         self._exception = guard.wrap(self.name, self._on_exception)
         self._tick = guard.wrap(self.name, self._end_window)
         self._slice_on = guard.wrap(self.name, self._start_slice)

@@ -11,6 +11,7 @@ holds, once stopped.
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Callable
 
 from ._guard import Guard
@@ -23,6 +24,10 @@ class Periodic:
     name = "periodic"
     # The pace of its ticks: a `_pace.Pacer` where the loop can tell when it is idle.
     pace: Callable[[float], float] = staticmethod(steady)
+    # Each interval is drawn within this share of ``interval`` either side: a pass every exactly
+    # 0.25 s would keep in step with a program that does something every 0.25 s, and always see
+    # the same moment of it.
+    jitter = 0.0
 
     def __init__(
         self,
@@ -40,6 +45,7 @@ class Periodic:
         self._tick = guard.wrap(self.name, self._run)
         self._handle: asyncio.TimerHandle | None = None
         self._stopped = False
+        self._random = random.Random()
 
     @property
     def interval(self) -> float:
@@ -68,6 +74,8 @@ class Periodic:
         raise NotImplementedError
 
     def _next_interval(self) -> float:
+        if self.jitter:
+            return self._interval * self._random.uniform(1 - self.jitter, 1 + self.jitter)
         return self._interval
 
     def _run(self) -> None:
@@ -75,6 +83,4 @@ class Periodic:
             return
         self.tick()  # if it raises, the guard disables the collector: no next tick
         if not self._stopped:
-            self._handle = self._loop.call_later(
-                self.pace(self._next_interval()), self._tick
-            )
+            self._handle = self._loop.call_later(self.pace(self._next_interval()), self._tick)

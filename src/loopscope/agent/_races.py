@@ -204,10 +204,11 @@ class _CodeWindows:
         self.windows = windows
 
 
-class RaceCollector(TaskVisitor):
+class RaceCollector(TaskVisitor[list[RaceWindow]]):
     """Looks for tasks suspended inside the same race window, every ``interval`` seconds."""
 
     name = "races"
+    jitter = 0.3
 
     def __init__(
         self,
@@ -229,11 +230,6 @@ class RaceCollector(TaskVisitor):
         self.last_inspected = 0
         self.last_crowded = 0  # windows with 2+ tasks inside in the last pass
 
-    def _next_interval(self) -> float:
-        # Jittered: a pass every exactly 0.3 s would keep in step with a program that does
-        # something every 0.3 s, and always see the same moment of it.
-        return self._interval * self._random.uniform(0.7, 1.3)
-
     def reset(self) -> None:
         self._codes = {}
         self._remembered = []
@@ -244,10 +240,6 @@ class RaceCollector(TaskVisitor):
 
     def visit(self, view: TaskView) -> Sequence[Event]:
         return self.observe(view)
-
-    def take(self) -> list[RaceWindow]:
-        """One look at the loop's suspended tasks, now; call on the loop thread."""
-        return self.observe(self.view())
 
     def observe(self, view: TaskView) -> list[RaceWindow]:
         """The race windows two or more of the tasks of ``view`` are suspended inside."""

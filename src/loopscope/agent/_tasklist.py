@@ -25,7 +25,7 @@ import time
 import types
 import weakref
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from ._census import WaitClassifier
@@ -64,7 +64,7 @@ _repr.maxlist = _repr.maxtuple = _repr.maxdict = _repr.maxset = 4
 _repr.maxlevel = 2
 
 
-class TaskListCollector(TaskVisitor):
+class TaskListCollector(TaskVisitor[TaskList]):
     """Emits one `TaskList` of the loop every ``interval`` seconds."""
 
     name = "tasks"
@@ -108,13 +108,6 @@ class TaskListCollector(TaskVisitor):
 
     def limit(self) -> int:
         return SAMPLE
-
-    def visit(self, view: TaskView) -> Sequence[Event]:
-        return (self.observe(view),)
-
-    def take(self) -> TaskList:
-        """One list of the loop's tasks, now; call on the loop thread."""
-        return self.observe(self.view())
 
     def observe(self, view: TaskView) -> TaskList:
         """The list of the tasks of ``view``."""

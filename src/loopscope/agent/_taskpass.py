@@ -22,7 +22,7 @@ import random
 import sys
 import types
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from ._guard import Guard
 from ._periodic import Periodic
@@ -106,25 +106,24 @@ class TaskView:
         return chain
 
 
-class TaskVisitor(Periodic):
+R = TypeVar("R")
+
+
+class TaskVisitor(Periodic, Generic[R]):
     """A collector that looks at the loop's tasks: alone on its own timer, or as one of a
     `TaskPass`'s visitors."""
-
-    def __init__(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        loop_id: int,
-        emit: Callable[[Event], None],
-        guard: Guard,
-        interval: float,
-    ) -> None:
-        super().__init__(loop, loop_id, emit, guard, interval)
-        self._random = random.Random()
-        self.visit_guarded = guard.wrap(self.name, self._visit)
 
     def limit(self) -> int:
         """How many tasks the next look wants drawn."""
         raise NotImplementedError
+
+    def observe(self, view: TaskView) -> R:
+        """What the collector makes of the tasks of ``view``."""
+        raise NotImplementedError
+
+    def take(self) -> R:
+        """One look at the loop's tasks, now; call on the loop thread."""
+        return self.observe(self.view())
 
     def view(self) -> TaskView:
         """A view of the loop's tasks for this collector alone."""
@@ -132,7 +131,7 @@ class TaskVisitor(Periodic):
 
     def visit(self, view: TaskView) -> Sequence[Event]:
         """Look at the tasks of ``view``; the events to emit."""
-        raise NotImplementedError
+        return (self.observe(view),)  # type: ignore[return-value]
 
     def tick(self) -> None:
         self._visit(self.view())
@@ -147,12 +146,12 @@ class TaskVisitor(Periodic):
 
 
 class TaskPass(Periodic):
-    """Ticks at the shortest interval of its visitors; each visitor looks at every ``n``-th
-    tick (``n`` a power of two, so that the visitors due at once share their walks), at about
-    its own interval. Ticks are jittered: a pass every exactly 0.25 s would keep in step with a
-    program that does something every 0.25 s, and always see the same moment of it."""
+    """Ticks at the shortest interval of its visitors, jittered; each visitor looks at every
+    ``n``-th tick (``n`` a power of two, so that the visitors due at once share their walks), at
+    about its own interval."""
 
     name = "task pass"
+    jitter = 0.3
 
     def __init__(
         self,
@@ -160,22 +159,21 @@ class TaskPass(Periodic):
         loop_id: int,
         emit: Callable[[Event], None],
         guard: Guard,
-        visitors: Sequence[TaskVisitor],
+        visitors: Sequence[TaskVisitor[Any]],
     ) -> None:
         base = min(v.interval for v in visitors)
         super().__init__(loop, loop_id, emit, guard, base)
         self.visitors = tuple(visitors)
+        self._visits = tuple(guard.wrap(v.name, v._visit) for v in visitors)
         self._every = tuple(2 ** max(0, round(math.log2(v.interval / base))) for v in self.visitors)
         self._ticks = 0
-        self._random = random.Random()
-
-    def _next_interval(self) -> float:
-        return self._interval * self._random.uniform(0.7, 1.3)
 
     def tick(self) -> None:
         n = self._ticks
         self._ticks += 1
-        due = [v for v, every in zip(self.visitors, self._every, strict=True) if n % every == 0]
+        plan = zip(self.visitors, self._visits, self._every, strict=True)
+        enabled = self._guard.enabled
+        due = [(v, visit) for v, visit, every in plan if n % every == 0 and enabled(v.name)]
         if not due:
             return
         # A pass allocates a few objects per task it meets; with many tasks alive, a full
@@ -185,9 +183,9 @@ class TaskPass(Periodic):
         if collecting:
             gc.disable()
         try:
-            view = TaskView(self._loop, self._random, max(v.limit() for v in due))
-            for visitor in due:
-                visitor.visit_guarded(view)
+            view = TaskView(self._loop, self._random, max(v.limit() for v, _ in due))
+            for _, visit in due:
+                visit(view)
         finally:
             if collecting:
                 gc.enable()
