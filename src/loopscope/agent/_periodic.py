@@ -25,7 +25,7 @@ class Periodic:
     # The pace of its ticks: a `_pace.Pacer` where the loop can tell when it is idle.
     pace: Callable[[float], float] = staticmethod(steady)
     # Each interval is drawn within this share of ``interval`` either side: a pass every exactly
-    # 0.25 s would keep in step with a program that does something every 0.25 s, and always see
+    # 0.5 s would keep in step with a program that does something every 0.5 s, and always see
     # the same moment of it.
     jitter = 0.0
 
