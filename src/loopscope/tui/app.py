@@ -302,4 +302,5 @@ _DESCRIPTIONS = {
     "next_sort": "tasks: sort by the next column (or click a column header)",
     "reverse": "tasks: reverse the order",
     "goto": "finding: go to its evidence (the blocks or the await site)",
+    "flame": "blocks / awaits: the flame view (arrows move, enter zooms, w weight, escape back)",
 }

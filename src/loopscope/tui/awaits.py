@@ -39,7 +39,7 @@ class ResourceTable(SnapshotTable):
 
 class AwaitsScreen(SubScreen):
     CSS_PATH = "awaits.tcss"
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("f", "flame", "Flame", show=False)]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("f", "flame", "Flame")]
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
 
     def __init__(self, *, how: str = "", log_path: str | None = None) -> None:

@@ -54,7 +54,7 @@ class BlockTable(SnapshotTable):
 
 class BlocksScreen(SubScreen):
     CSS_PATH = "blocks.tcss"
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("f", "flame", "Flame", show=False)]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("f", "flame", "Flame")]
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
 
     def __init__(self, *, how: str = "", log_path: str | None = None) -> None:
