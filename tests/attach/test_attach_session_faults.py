@@ -164,7 +164,7 @@ def test_headless_says_at_once_that_the_target_is_gone_and_the_recording_replays
             state=tmp_path / "state",
         )  # fmt: skip
         err = _Stream(client.stderr)
-        err.wait_for("findings 1")  # watching, recording, and it saw the blocks
+        err.wait_for("| findings ")  # watching, recording, and it saw the blocks
         if how == "sigkill":
             gone = time.monotonic()
             target.proc.kill()
@@ -268,7 +268,7 @@ def test_loopscope_killed_takes_its_agent_with_it_and_its_recording_reads(
             "attach", "--headless", "--json", "--record", str(path), str(target.pid),
             state=tmp_path / "state",
         )  # fmt: skip
-        _Stream(client.stderr).wait_for("findings 1")
+        _Stream(client.stderr).wait_for("| findings ")
         assert not _agent_gone(target)
         # The live finding may come from blocks the writer has not yet flushed: the report
         # below needs as many in the file as the rule asks for.
@@ -312,7 +312,7 @@ def test_loopscope_killed_with_keep_agent_leaves_it_serving(tmp_path: Path) -> N
             str(target.pid),
             state=tmp_path / "state",
         )
-        _Stream(client.stderr).wait_for("findings 1")
+        _Stream(client.stderr).wait_for("| findings ")
         client.send_signal(signal.SIGKILL)
         client.wait()
         # The agent notices the connection is gone and serves the next client.
@@ -338,7 +338,7 @@ def test_a_second_loopscope_is_told_one_client_at_a_time(tmp_path: Path) -> None
     try:
         first = _popen("attach", "--headless", "--json", str(target.pid), state=tmp_path / "state")
         first_err = _Stream(first.stderr)
-        first_err.wait_for("findings 1")
+        first_err.wait_for("| findings ")
         second = loopscope(
             "attach", "--headless", "--duration", "5", str(target.pid), state=tmp_path / "s2"
         )

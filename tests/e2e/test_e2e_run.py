@@ -222,7 +222,11 @@ def test_ctrl_c_in_headless_mode_stops_the_program_and_reports(tmp_path: Path) -
     try:
         pid = _program_pid(process)
         assert process.stderr is not None
-        assert "lag p50" in process.stderr.readline()  # the first summary line: it is watching
+        # Summary lines until one counts a finding: the blocks LS101 needs are in (the first
+        # line only says it is watching, before any block on a loaded machine).
+        deadline = time.monotonic() + 30.0
+        while "| findings " not in (line := process.stderr.readline()):
+            assert "lag p50" in line and time.monotonic() < deadline, line
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=30)
     finally:

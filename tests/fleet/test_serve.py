@@ -384,12 +384,15 @@ def test_metrics_name_the_blocking_function_with_bounded_labels(
 ) -> None:
     server.hit("/block", 12)
 
+    # The block's series comes with the first block; the LS101 finding when the rule has seen
+    # as many blocks as it needs, a scrape or more later on a loaded machine: wait for both.
     def blocks() -> str | None:
         text = serve.metrics() or ""
         lines = [ln for ln in text.splitlines() if ln.startswith("python_asyncio_blocks_total{")]
-        return text if any('function="slow_handler"' in ln for ln in lines) else None
+        named = any('function="slow_handler"' in ln for ln in lines)
+        return text if named and 'loopscope_findings{code="LS101"' in text else None
 
-    text = _poll("a block of slow_handler in /metrics", blocks)
+    text = _poll("a block of slow_handler and its LS101 finding in /metrics", blocks)
     block_lines = [ln for ln in text.splitlines() if ln.startswith("python_asyncio_blocks_total{")]
     named = [ln for ln in block_lines if 'function="slow_handler"' in ln]
     assert all('cause="sleep"' in ln and 'file="' in ln and "tinyapp.py" in ln for ln in named)

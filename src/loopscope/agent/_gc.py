@@ -111,8 +111,11 @@ class GcMonitor:
         recent = self._recent
         off = self._off
         started = [0.0]
-        cpu_started: list[float | None] = [None]
-        cpu_clock = time.thread_time  # a system call: only for full collections, which are rare
+        cpu_started = [0.0]
+        # A system call at each start (and at the end of the listed ones): on a machine short of
+        # cores a young collection can take long in wall time, waiting for a core, and only its
+        # CPU time tells that from a long collection.
+        cpu_clock = time.thread_time
         get_frame = sys._getframe
         guard = self._guard
         name = self.name
@@ -124,7 +127,7 @@ class GcMonitor:
                 return
             try:
                 if phase == "start":
-                    cpu_started[0] = cpu_clock() if info["generation"] == 2 else None
+                    cpu_started[0] = cpu_clock()
                     started[0] = clock()
                     return
                 began = started[0]
@@ -143,8 +146,7 @@ class GcMonitor:
                         frame = get_frame(1)
                     except ValueError:  # triggered from a thread with no Python frame
                         frame = None
-                    cpu_began = cpu_started[0]
-                    cpu = None if cpu_began is None else cpu_clock() - cpu_began
+                    cpu = cpu_clock() - cpu_started[0]
                     listed.append((began, pause, generation, collected, _stack(frame), cpu))
                     recent.append((began, pause))
             except Exception as e:

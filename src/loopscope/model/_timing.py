@@ -175,15 +175,17 @@ class TimingState:
                 continue
             listed += p.duration
             self._listed += p.duration
+            cpu = p.cpu if p.cpu is not None and math.isfinite(p.cpu) else None
             b = self._bin(p.t)
             if b is not None:
                 b.gc_pause += p.duration
-                b.gc_max = max(b.gc_max, p.duration)
+                # The longest by its CPU time where known: the rest was a wait for a core, and
+                # explains no lag spike of the program's.
+                b.gc_max = max(b.gc_max, p.duration if cpu is None else min(p.duration, cpu))
                 b.gc_full += p.generation >= 2
             location = code.locate(p.stack)
             if location is not None and code.kind(location.file) != "app":
                 location = None
-            cpu = p.cpu if p.cpu is not None and math.isfinite(p.cpu) else None
             self._longest.append(GcPauseView(p.t, p.duration, p.generation, location, cpu))
             if location is not None:
                 key = (location.file, location.line, location.function)

@@ -96,6 +96,10 @@ _RULES: dict[str, Callable[[Snapshot], list[Finding]]] = {
 }
 
 
+# The causes that go with the spikes only when their own finding is reported.
+_CONFIRMED = (blocking.CODE, gc_pauses.CODE)
+
+
 def check(snapshot: Snapshot) -> list[Finding]:
     bins = [b for b in recent(snapshot) if b.heartbeats]
     # Seconds only partly measured (the first and the last, mostly) would skew the comparison.
@@ -127,8 +131,10 @@ def check(snapshot: Snapshot) -> list[Finding]:
         else:
             goes = with_spikes >= WITH_SPIKES and with_spikes - without >= LIFT
         # A block is a spike: blocks explain spikes only as far as LS101 reports them (a few
-        # short ones, on a busy machine, are the machine's).
-        if goes and (cause.name != "blocks" or blocking.check(snapshot)):
+        # short ones, on a busy machine, are the machine's). So do collections as far as LS301
+        # reports them: a program that keeps many objects makes collections of a few ms, and a
+        # busy machine's waits for a core stretch its seconds' lag around them.
+        if goes and (cause.code not in _CONFIRMED or _RULES[cause.code](snapshot)):
             found.append(cause)
     if not found:
         # No cause seen: on a machine short of cores other processes make such spikes, and
