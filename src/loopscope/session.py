@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from loopscope.events import Notice
+from loopscope.events import Hello, Notice
 from loopscope.model import Model
 from loopscope.model.snapshot import Snapshot
 from loopscope.rules import evaluate
@@ -36,6 +37,7 @@ class Session:
         self._thread: threading.Thread | None = None
         self._ended = threading.Event()
         self._error: str | None = None
+        self._hello_at: float | None = None
 
     def start(self) -> None:
         """Read the source on a daemon thread."""
@@ -51,6 +53,8 @@ class Session:
     def _read(self) -> None:
         try:
             for event in self._source.events():
+                if self._hello_at is None and isinstance(event, Hello):
+                    self._hello_at = time.monotonic()
                 with self._lock:
                     self._model.apply(event)
         except Exception as e:  # the session ends and says why
@@ -74,6 +78,11 @@ class Session:
     def ended(self) -> bool:
         """The source has no more events (it ended, or failed: see ``error``)."""
         return self._ended.is_set()
+
+    @property
+    def hello_at(self) -> float | None:
+        """``time.monotonic()`` when the target first said hello (None: not yet)."""
+        return self._hello_at
 
     @property
     def error(self) -> str | None:

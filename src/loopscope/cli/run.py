@@ -39,7 +39,7 @@ _DURATION = Option(
     {
         "metavar": "S",
         "type": float,
-        "help": "with --headless: stop the program after S seconds "
+        "help": "with --headless: stop the program S seconds after its agent first answers "
         "(default: when it exits, or on Ctrl-C)",
     },
 )

@@ -17,6 +17,10 @@ if TYPE_CHECKING:
 
 # How long the session may take to see the program's exit after loopscope stopped it.
 END_TIMEOUT = 5.0
+# With --duration, how long a program loopscope started may take to say hello before the
+# duration counts from loopscope's own start, and how often to look for that hello.
+HELLO_WAIT = 30.0
+_HELLO_POLL = 0.05
 
 
 def finish_recordings(recording: RecordingControl) -> None:
@@ -54,21 +58,30 @@ def headless(
     *,
     interrupted: str = "stopping the program",
     children: Children | None = None,
+    from_hello: bool = False,
 ) -> None:
     """One summary line a second until the session ends, ``request.duration`` passes or Ctrl-C
     (``interrupted`` says what loopscope does then); then ``program.stop()`` and the findings.
-    ``children``: the program's child processes followed, one line and findings each."""
+    ``children``: the program's child processes followed, one line and findings each.
+    ``from_hello``: the duration counts from the target's hello (a program loopscope started,
+    which may be slow to start on a busy machine), or from now if none comes within
+    HELLO_WAIT."""
     from rich.console import Console
 
     from loopscope import report
 
     lines = sys.stderr if request.json else sys.stdout
     started = time.monotonic()
-    deadline = None if request.duration is None else started + request.duration
+    duration = request.duration
+    deadline = None if duration is None else started + duration
+    if deadline is not None and from_hello:
+        deadline += HELLO_WAIT
     next_line = started + 1.0
     try:
         while not session.ended:
             now = time.monotonic()
+            if duration is not None and from_hello and session.hello_at is not None:
+                deadline, from_hello = session.hello_at + duration, False
             if deadline is not None and now >= deadline:
                 break
             if now >= next_line:
@@ -77,6 +90,8 @@ def headless(
                     echo(line, lines)
                 next_line += 1.0
             wake = next_line if deadline is None else min(next_line, deadline)
+            if from_hello and duration is not None:
+                wake = min(wake, now + _HELLO_POLL)  # to count from the hello as it comes
             session.wait(max(0.0, wake - time.monotonic()))
     except KeyboardInterrupt:
         say(f"interrupted: {interrupted}")

@@ -79,7 +79,7 @@ def run(request: RunRequest) -> int:
             children.start()
         try:
             if request.headless:
-                headless(session, program, request, children=children)
+                headless(session, program, request, children=children, from_hello=True)
             else:
                 _interactive(session, program, request, recording, children)
         finally:
