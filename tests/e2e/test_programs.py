@@ -22,23 +22,7 @@ KNOWN_GAPS = {
 }
 
 
-# Plain-asyncio problems whose finding is not right yet, deterministically on a quiet machine.
-PROGRAM_GAPS = {
-    "blocking_regex": "after an idle spell the watchdog is woken from select() and cannot yet "
-    "tell a C call holding the GIL: the cause reads sync I/O (issue 14)",
-}
-
-
-@pytest.mark.parametrize(
-    "expect",
-    [
-        pytest.param(e, marks=pytest.mark.xfail(reason=PROGRAM_GAPS[e.name], strict=True))
-        if e.name in PROGRAM_GAPS
-        else e
-        for e in programs()
-    ],
-    ids=lambda e: e.name,
-)
+@pytest.mark.parametrize("expect", programs(), ids=lambda e: e.name)
 def test_program(expect: Expectation, program_runs: ProgramRuns) -> None:
     run_and_judge(expect, program_runs)
 

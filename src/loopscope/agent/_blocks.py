@@ -82,6 +82,9 @@ class SelectorProbe:
         # Set by the watchdog while it sleeps through the loop's idleness: the loop thread
         # sets it (once) as select() returns.
         self.wake: threading.Event | None = None
+        # perf_counter() when the loop thread last set `wake`: from then on the watchdog is due
+        # to run, and how late it gets the GIL tells a C call holding it.
+        self.woke_at: float | None = None
         self._installed = False
         self._wrapper = self._make_wrapper(selector.select, threshold, guard)
 
@@ -148,6 +151,7 @@ class SelectorProbe:
                     # After `since`: the watchdog sets `wake` before it looks at `since` again.
                     if probe.wake is not None:
                         wake, probe.wake = probe.wake, None
+                        probe.woke_at = left
                         wake.set()
                 except Exception as e:
                     guard.failed(probe.hook, e)
@@ -335,9 +339,13 @@ class Watchdog:
         self._thread = threading.Thread(target=self._run, name="loopscope-watchdog", daemon=True)
         self._frames: dict[tuple[Any, int], Frame] = {}
         self._skip_cache: dict[str, bool] = {}
-        # When this thread went to sleep, until when, and its run-queue wait so far.
-        self._asleep: tuple[float, float | None] = (0.0, None)
+        # Until when this thread sleeps, its run-queue wait so far, and the switch interval:
+        # Python code on another thread may keep the GIL that long before handing it over, so
+        # only lateness beyond it tells a C call holding it.
+        self._asleep: tuple[float, float | None, float] = (0.0, None, 0.0)
         self._own: _OwnQueue | None = None
+        # The loops' probes asked to wake this thread from its last sleep through their idleness.
+        self._sleeping: list[SelectorProbe] = []
         # perf_counter() -> time.time()
         self._wall_offset = time.time() - time.perf_counter()
         # Seconds of garbage collection in a span of perf_counter() time (set by the agent when
@@ -392,7 +400,7 @@ class Watchdog:
                 if not self._guard.enabled(self.name):
                     return
                 wait = self._poll_interval if wait is None else wait
-                self._asleep = (time.perf_counter() + wait, own.waited())
+                self._asleep = (time.perf_counter() + wait, own.waited(), sys.getswitchinterval())
                 self._wake.wait(wait)
                 self._wake.clear()
         finally:
@@ -403,7 +411,9 @@ class Watchdog:
         """With every loop quiet, ask each to wake this thread as its select() returns; how
         long to sleep then (None: not every loop is waiting any more)."""
         probes = [t.tracker for t in targets if isinstance(t.tracker, SelectorProbe)]
+        self._sleeping = probes
         for probe in probes:
+            probe.woke_at = None
             probe.wake = self._wake
         # The loop thread sets `since` before it looks at `wake`: either it saw ours, or we see
         # its `since`.
@@ -416,14 +426,19 @@ class Watchdog:
     def _held(self, now: float) -> float:
         """Seconds this thread woke late for a reason other than waiting for a core: waiting
         for the GIL, which another thread held without releasing it."""
-        due, queued = self._asleep
+        due, queued, switch = self._asleep
+        # Woken early by a loop leaving select(): due from that moment, not the sleep's end.
+        woke = [p.woke_at for p in self._sleeping if p.woke_at is not None]
+        if woke:
+            due = min(due, min(woke))
+        self._sleeping = []
         late = now - due
         if late <= self._sample_interval or queued is None or self._own is None:
             return 0.0
         queued_now = self._own.waited()
         if queued_now is None:
             return 0.0
-        return max(0.0, late - (queued_now - queued))
+        return max(0.0, late - (queued_now - queued) - switch)
 
     def _poll(self) -> float | None:
         """Look at every loop once; how long to wait before the next look (None: the poll
