@@ -368,11 +368,7 @@ def render(diff: dict[str, Any]) -> RenderableType:
     loop = diff["loop"]
     if loop is None:
         parts.append(
-            Text(
-                "\nLoop figures: not compared (a side is a file without them: a live run's"
-                " --json, or a report of an older version).",
-                style="dim",
-            )
+            Text("\nLoop figures: not compared (a report --json file has none).", style="dim")
         )
     else:
         parts.append(_loop_table(loop))

@@ -92,34 +92,26 @@ def run_replay(request: ReplayRequest) -> int:
 def run_report(request: ReportRequest) -> int:
     from rich.console import Console
 
-    from loopscope import figures, report
+    from loopscope import report
+    from loopscope.replay import replay_all
 
     if request.html is not None:
         return _report_html(request, request.html)
     with Recording.open(request.file) as whole:
         recording = _process(whole, request.pid)
-        view, totals = figures.read_recording(recording)
+        view = replay_all(recording)
         info = recording.info
         damaged = recording.damaged
         children = [] if request.pid is not None else [(pid, whole.of(pid)) for pid in whole.pids()]
-        read = [(pid, figures.read_recording(child)) for pid, child in children]
+        views = [(pid, replay_all(child)) for pid, child in children]
         damaged = damaged or next((c.damaged for _, c in children if c.damaged), None)
-    views = [(pid, v) for pid, (v, _) in read]
     if damaged is not None:
         say(f"{request.file}: {damaged}; reporting what could be read")
     everything = [view, *(v for _, v in views)]
     if request.json:
-        # The loop figures over the whole recording, which `loopscope diff` compares.
-        out = {**report.report_json(view), "figures": figures.figures(view.snapshot, totals.lag)}
-        if read:
-            out["processes"] = [
-                {
-                    "pid": pid,
-                    **report.report_json(v),
-                    "figures": figures.figures(v.snapshot, t.lag),
-                }
-                for pid, (v, t) in read
-            ]
+        out = report.report_json(view)
+        if views:
+            out["processes"] = [{"pid": pid, **report.report_json(v)} for pid, v in views]
         print(json.dumps(out, indent=2))
     else:
         console = Console(file=sys.stdout, highlight=False, soft_wrap=False)
