@@ -105,9 +105,13 @@ def test_a_report_file_against_a_recording(demo_pair: tuple[Path, Path, Path]) -
     assert code == 0
     assert diff["before"]["kind"] == "report" and diff["after"]["kind"] == "recording"
     assert _functions(diff["findings"]["fixed"]) & BLOCKERS
-    assert diff["loop"] is None  # a report file has no loop figures
+    # The report file carries the recording's loop figures: they compare as the recording's.
+    assert json.loads(report.stdout)["figures"]["blocked"]["count"] > 0
+    _, direct, _ = _diff(str(before), str(after), state=state)
+    assert diff["loop"] == direct["loop"] and diff["loop"]["blocks"]["before"] > 0
+    assert diff["blocks"] == direct["blocks"]
     table = loopscope("diff", str(report_file), str(after), state=state)
-    assert "Loop figures: not compared" in table.stdout
+    assert "Loop figures: not compared" not in table.stdout and "lag p99" in table.stdout
 
 
 def test_unrelated_programs_are_named_and_still_compared(

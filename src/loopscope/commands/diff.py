@@ -368,7 +368,7 @@ def render(diff: dict[str, Any]) -> RenderableType:
     loop = diff["loop"]
     if loop is None:
         parts.append(
-            Text("\nLoop figures: not compared (a report --json file has none).", style="dim")
+            Text("\nLoop figures: not compared (a report file without them).", style="dim")
         )
     else:
         parts.append(_loop_table(loop))
