@@ -97,7 +97,7 @@ def _load_recording(path: Path) -> Side:
         target=data["target"],
         duration_s=data["duration_s"],
         findings=data["findings"],
-        figures=figures_.figures(view.snapshot, totals.lag),
+        figures=figures_.figures(view.snapshot, totals.lag, totals.routes),
         damaged=damaged,
     )
 

@@ -112,7 +112,7 @@ def run_report(request: ReportRequest) -> int:
     everything = [view, *(v for _, v in views)]
     if request.json:
         out = report.report_json(view)
-        out["figures"] = figures_.figures(view.snapshot, totals.lag)
+        out["figures"] = figures_.figures(view.snapshot, totals.lag, totals.routes)
         if views:
             out["processes"] = [{"pid": pid, **report.report_json(v)} for pid, v in views]
         print(json.dumps(out, indent=2))
