@@ -12,8 +12,9 @@ The object (every time in seconds, every share 0..1, ``None`` where the data has
      "routes": [{"route", ...}], "processes": [{"process", ...}]}
 
 ``routes`` and ``processes`` hold one object per route or process with numeric figures by name
-(``blocked_s``, ``lag_p99_s``...); they are empty until the data carries routes or several
-processes. `loopscope diff` compares whatever numbers they hold, key by key.
+(``blocked_s``, ``lag_p99_s``...). Routes come from the blocks' stacks (`route_of`): ``blocks``
+and ``blocked_s`` per endpoint; ``processes`` stay empty here. `loopscope diff` compares
+whatever numbers they hold, key by key.
 """
 
 from __future__ import annotations

@@ -284,3 +284,24 @@ def test_the_program_is_named_whenever_the_agent_said_hello(argv: list[str], nam
     from loopscope.commands.diff import _program
 
     assert _program({"argv": argv}) == name
+
+
+def test_a_fastapi_services_blocks_are_counted_by_its_endpoint(tmp_path: Path) -> None:
+    for name in ("fastapi", "uvicorn", "httpx"):
+        pytest.importorskip(name, reason=f"{name} is not installed")
+    program = Path(__file__).resolve().parents[1] / "services" / "blocking_fastapi_rates.py"
+    path = tmp_path / "rates.lsrec"
+    result = loopscope(
+        "run", "--headless", "--duration", "3", "--record", str(path), str(program),
+        state=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = loopscope("report", str(path), "--json", state=tmp_path)
+    assert report.returncode == 0, report.stderr
+    figures = json.loads(report.stdout)["figures"]
+    # Every block runs inside the one endpoint, `convert`, not in FastAPI or Starlette, nor in
+    # `fetch_rate` (what blocks, which the endpoint calls).
+    (route,) = figures["routes"]
+    assert route["route"] == "convert (blocking_fastapi_rates.py)", figures["routes"]
+    assert 0 < route["blocks"] <= figures["blocked"]["count"]
+    assert 0 < route["blocked_s"] <= figures["blocked"]["total_s"]
