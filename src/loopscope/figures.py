@@ -179,7 +179,12 @@ def figures(
         },
         "blocks": [_hot(h, minutes) for h in blocks.hot],
         "routes": [
-            {"route": route, "blocks": int(n), "blocked_s": _round(seconds)}
+            {
+                "route": route,
+                "blocks": int(n),
+                "blocked_s": _round(seconds),
+                "per_min_s": _round(seconds / minutes) if minutes > 0 else None,
+            }
             for route, (n, seconds) in sorted((routes or {}).items(), key=lambda r: -r[1][1])
         ],
         "processes": [],

@@ -267,6 +267,14 @@ def test_routes_and_processes_are_compared_key_by_key() -> None:
     assert routes["GET /a"]["figures"]["blocked_s"]["change_pct"] == 100.0
     assert routes["GET /b"]["status"] == "new"
     assert diff["regressions"] == ["blocked time of route GET /a rose from 1.00s to 2.00s (+100%)"]
+    # Per minute where the figures have it, with the floor locations have: a rise of 0.1 s a
+    # minute is noise, one of 3 s a minute is not.
+    before.figures["routes"] = [{"route": "GET /a", "per_min_s": 0.1}]
+    after.figures["routes"] = [{"route": "GET /a", "per_min_s": 0.2}]
+    assert compare(before, after, 20.0)["regressions"] == []
+    after.figures["routes"] = [{"route": "GET /a", "per_min_s": 3.1}]
+    (line,) = compare(before, after, 20.0)["regressions"]
+    assert line.startswith("blocked time of route GET /a rose from") and "a minute" in line
 
 
 @pytest.mark.parametrize(
