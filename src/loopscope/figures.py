@@ -12,8 +12,9 @@ The object (every time in seconds, every share 0..1, ``None`` where the data has
      "routes": [{"route", ...}], "processes": [{"process", ...}]}
 
 ``routes`` and ``processes`` hold one object per route or process with numeric figures by name
-(``blocked_s``, ``lag_p99_s``...); they are empty until the data carries routes or several
-processes. `loopscope diff` compares whatever numbers they hold, key by key.
+(``blocked_s``, ``lag_p99_s``...). Routes come from the blocks' stacks (`route_of`): ``blocks``
+and ``blocked_s`` per endpoint; ``processes`` stay empty here. `loopscope diff` compares
+whatever numbers they hold, key by key.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from loopscope.codemap import CodeMap
-from loopscope.events import Block, Event, Hello, Lag
+from loopscope.codemap import APP, CodeMap
+from loopscope.events import Block, Event, Frame, Hello, Lag
 from loopscope.model._lag import merge, percentile
 from loopscope.model.flame import FlameTree, add_block
 from loopscope.model.snapshot import HotFrame, Snapshot
@@ -33,6 +34,7 @@ from loopscope.record.reader import Recording
 from loopscope.session import Session, View
 from loopscope.sources.replay import ReplaySource
 
+_SERVERS = ("starlette", "fastapi", "uvicorn", "hypercorn")
 _LAUNCHER = "_launch.py"  # loopscope's launcher of programs (agent/_launch.py)
 # Lag windows kept for the chart of lag over time; beyond this, neighbours are merged.
 _MAX_POINTS = 20_000
@@ -120,11 +122,18 @@ class Totals:
 
     lag: LagTotals = field(default_factory=LagTotals)
     blocks: FlameTree = field(default_factory=lambda: FlameTree(root="all blocks"))
+    # Blocks by the route that was serving (see `route_of`): route -> [count, seconds].
+    routes: dict[str, list[float]] = field(default_factory=dict)
 
     def add(self, event: Event) -> None:
         if isinstance(event, Lag):
             self.lag.add(event)
         elif isinstance(event, Block):
+            route = route_of(event.stacks[0].frames, self.blocks.code) if event.stacks else None
+            if route is not None:
+                entry = self.routes.setdefault(route, [0, 0.0])
+                entry[0] += 1
+                entry[1] += event.duration
             add_block(
                 self.blocks,
                 event.duration,
@@ -145,9 +154,11 @@ def read_recording(recording: Recording) -> tuple[View, Totals]:
     return session.view(), totals
 
 
-def figures(snapshot: Snapshot, lag: LagTotals | None = None) -> dict[str, Any]:
+def figures(
+    snapshot: Snapshot, lag: LagTotals | None = None, routes: dict[str, list[float]] | None = None
+) -> dict[str, Any]:
     """The loop figures of a session; ``lag``: its lag over the whole session (without it, the
-    snapshot's recent lag stands in)."""
+    snapshot's recent lag stands in); ``routes``: its blocks by route (`Totals.routes`)."""
     blocks = snapshot.blocks
     minutes = snapshot.duration_s / 60.0
     if lag is not None:
@@ -167,9 +178,35 @@ def figures(snapshot: Snapshot, lag: LagTotals | None = None) -> dict[str, Any]:
             "per_min_s": _round(blocks.total / minutes) if minutes > 0 else None,
         },
         "blocks": [_hot(h, minutes) for h in blocks.hot],
-        "routes": [],
+        "routes": [
+            {
+                "route": route,
+                "blocks": int(n),
+                "blocked_s": _round(seconds),
+                "per_min_s": _round(seconds / minutes) if minutes > 0 else None,
+            }
+            for route, (n, seconds) in sorted((routes or {}).items(), key=lambda r: -r[1][1])
+        ],
         "processes": [],
     }
+
+
+def route_of(frames: Sequence[Frame], code: CodeMap) -> str | None:
+    """The endpoint serving a request in ``frames`` (innermost first): the first application
+    frame inside a web server framework's frames (aiohttp's server, Starlette, FastAPI,
+    uvicorn, hypercorn), as ``function (file)``; None outside any request."""
+    served = False
+    for frame in reversed(frames):
+        if not served:
+            served = _server(frame.file)
+        elif code.kind(frame.file) == APP:
+            return f"{frame.function} ({os.path.basename(frame.file)})"
+    return None
+
+
+def _server(file: str) -> bool:
+    path = file.replace("\\", "/")
+    return "/aiohttp/web" in path or any(f"/{name}/" in path for name in _SERVERS)
 
 
 def _hot(hot: HotFrame, minutes: float) -> dict[str, Any]:

@@ -77,7 +77,7 @@ def render(
     """The whole page. ``source``: the file the data came from; ``recorded``: a line saying
     what the file holds; ``notes``: warnings to show (a damaged file...)."""
     snapshot = view.snapshot
-    figs = figures(snapshot, totals.lag)
+    figs = figures(snapshot, totals.lag, totals.routes)
     target = snapshot.target
     cwd = target.cwd if target is not None else ""
     argv = program_argv(target.argv) if target is not None else []

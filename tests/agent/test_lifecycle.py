@@ -585,3 +585,56 @@ def _version(python: str) -> tuple[int, int]:
     )
     major, minor = out.stdout.split()
     return int(major), int(minor)
+
+
+# aiohttp warns (ResourceWarning) before it reports to the loop; the suite's warnings-as-errors
+# would stop it there.
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+def test_unclosed_aiohttp_sessions_are_kept_where_created_and_the_wrapper_goes_on_stop() -> None:
+    aiohttp = pytest.importorskip("aiohttp", reason="aiohttp is not installed")
+    from loopscope.events import TaskErrors
+
+    recorder = Recorder()
+    handled: list[str] = []
+    original_init = aiohttp.ClientSession.__dict__["__init__"]
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        handled.append(context["message"])
+
+    async def leak() -> None:
+        session = aiohttp.ClientSession()  # the creation site
+        del session
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(handler)
+        lifecycle = recorder.collector(loop, window=0.01)
+        lifecycle.start()
+        for _ in range(3):
+            await leak()
+            gc.collect()
+        await until(lambda: len(handled) == 3, "aiohttp's three reports")
+        await until(
+            lambda: any(isinstance(e, TaskErrors) for e in recorder.events), "the errors event"
+        )
+        assert aiohttp.ClientSession.__dict__["__init__"] is not original_init
+        lifecycle.stop()
+        assert aiohttp.ClientSession.__dict__["__init__"] is original_init
+        loop.set_exception_handler(None)
+
+    asyncio.run(main())
+    assert handled == ["Unclosed client session"] * 3
+    errors = [e for ev in recorder.events if isinstance(ev, TaskErrors) for e in ev.errors]
+    by_where = {e.coroutine: e for e in errors}
+    assert sum(e.count for e in errors) == 3
+    # The first report is kept where the session was dropped (its creation was not seen), the
+    # others where they were created: the line in leak() that made them.
+    assert by_where["dropped"].count == 1
+    created = by_where["created"]
+    assert created.count == 2
+    assert created.error == "unclosed aiohttp.ClientSession"
+    assert created.stack[0].function.endswith("leak")
+    assert (
+        "aiohttp.ClientSession()"
+        in Path(created.stack[0].file).read_text().splitlines()[created.stack[0].line - 1]
+    )

@@ -17,9 +17,7 @@ from programruns import ProgramRuns
 WEB_STACK = ("fastapi", "uvicorn", "starlette", "anyio", "httpx", "aiohttp")
 # Problems loopscope does not name yet, deterministically (strict: the day it does, the test
 # says so and the entry goes).
-KNOWN_GAPS = {
-    "exception_aiohttp_sessions": "no finding for sessions never closed (issue 14)",
-}
+KNOWN_GAPS: dict[str, str] = {}
 
 
 @pytest.mark.parametrize("expect", programs(), ids=lambda e: e.name)

@@ -67,7 +67,13 @@ def test_the_fix_shows_as_fixed_findings_and_less_lag(demo_pair: tuple[Path, Pat
     assert loop["blocked_s"]["after"] < loop["blocked_s"]["before"]
     gone = {b["location"]["function"] for b in diff["blocks"] if b["status"] == "gone"}
     assert gone & BLOCKERS, diff["blocks"]
-    assert diff["routes"] == [] and diff["processes"] == []
+    # The demo is an aiohttp service: its blocks are counted by the handler that served them.
+    routes = {r["route"].split(" ")[0].rsplit(".", 1)[-1]: r for r in diff["routes"]}
+    # (the handlers, not the blocking functions they call).
+    assert routes.keys() <= {"login", "report", "config_", "partner_rates"}, diff["routes"]
+    assert routes, diff["routes"]
+    assert any(r["figures"]["blocked_s"]["before"] > 0 for r in diff["routes"]), diff["routes"]
+    assert diff["processes"] == []
     assert diff["regressions"] == []
 
 
@@ -105,9 +111,13 @@ def test_a_report_file_against_a_recording(demo_pair: tuple[Path, Path, Path]) -
     assert code == 0
     assert diff["before"]["kind"] == "report" and diff["after"]["kind"] == "recording"
     assert _functions(diff["findings"]["fixed"]) & BLOCKERS
-    assert diff["loop"] is None  # a report file has no loop figures
+    # The report file carries the recording's loop figures: they compare as the recording's.
+    assert json.loads(report.stdout)["figures"]["blocked"]["count"] > 0
+    _, direct, _ = _diff(str(before), str(after), state=state)
+    assert diff["loop"] == direct["loop"] and diff["loop"]["blocks"]["before"] > 0
+    assert diff["blocks"] == direct["blocks"]
     table = loopscope("diff", str(report_file), str(after), state=state)
-    assert "Loop figures: not compared" in table.stdout
+    assert "Loop figures: not compared" not in table.stdout and "lag p99" in table.stdout
 
 
 def test_unrelated_programs_are_named_and_still_compared(
@@ -257,6 +267,14 @@ def test_routes_and_processes_are_compared_key_by_key() -> None:
     assert routes["GET /a"]["figures"]["blocked_s"]["change_pct"] == 100.0
     assert routes["GET /b"]["status"] == "new"
     assert diff["regressions"] == ["blocked time of route GET /a rose from 1.00s to 2.00s (+100%)"]
+    # Per minute where the figures have it, with the floor locations have: a rise of 0.1 s a
+    # minute is noise, one of 3 s a minute is not.
+    before.figures["routes"] = [{"route": "GET /a", "per_min_s": 0.1}]
+    after.figures["routes"] = [{"route": "GET /a", "per_min_s": 0.2}]
+    assert compare(before, after, 20.0)["regressions"] == []
+    after.figures["routes"] = [{"route": "GET /a", "per_min_s": 3.1}]
+    (line,) = compare(before, after, 20.0)["regressions"]
+    assert line.startswith("blocked time of route GET /a rose from") and "a minute" in line
 
 
 @pytest.mark.parametrize(
@@ -274,3 +292,24 @@ def test_the_program_is_named_whenever_the_agent_said_hello(argv: list[str], nam
     from loopscope.commands.diff import _program
 
     assert _program({"argv": argv}) == name
+
+
+def test_a_fastapi_services_blocks_are_counted_by_its_endpoint(tmp_path: Path) -> None:
+    for name in ("fastapi", "uvicorn", "httpx"):
+        pytest.importorskip(name, reason=f"{name} is not installed")
+    program = Path(__file__).resolve().parents[1] / "services" / "blocking_fastapi_rates.py"
+    path = tmp_path / "rates.lsrec"
+    result = loopscope(
+        "run", "--headless", "--duration", "3", "--record", str(path), str(program),
+        state=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = loopscope("report", str(path), "--json", state=tmp_path)
+    assert report.returncode == 0, report.stderr
+    figures = json.loads(report.stdout)["figures"]
+    # Every block runs inside the one endpoint, `convert`, not in FastAPI or Starlette, nor in
+    # `fetch_rate` (what blocks, which the endpoint calls).
+    (route,) = figures["routes"]
+    assert route["route"] == "convert (blocking_fastapi_rates.py)", figures["routes"]
+    assert 0 < route["blocks"] <= figures["blocked"]["count"]
+    assert 0 < route["blocked_s"] <= figures["blocked"]["total_s"]

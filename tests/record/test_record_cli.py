@@ -80,8 +80,11 @@ def test_report_json_and_fail_on(recorded: tuple[Path, str]) -> None:
     result = loopscope("report", str(path), "--json", "--fail-on", "error", state=path.parent)
     assert result.returncode == 1
     data = json.loads(result.stdout)
-    assert set(data) == {"target", "duration_s", "findings"}
+    assert set(data) == {"target", "duration_s", "findings", "figures"}
     assert [f["code"] for f in data["findings"]] == ["LS101"]
+    # The loop figures of the whole recording, as `diff` reads them.
+    assert data["figures"]["blocked"]["count"] > 0
+    assert data["figures"]["blocks"][0]["location"]["function"] == "render_report"
     assert data["findings"][0]["location"]["function"] == "render_report"
     assert data["target"]["argv"][-1].endswith("blocky.py")
 

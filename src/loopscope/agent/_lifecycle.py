@@ -36,6 +36,7 @@ import asyncio
 import contextlib
 import operator
 import random
+import sys
 import time
 import weakref
 from collections import Counter, deque
@@ -55,6 +56,10 @@ MAX_NAMES = 100  # coroutine names per window; the rest are counted under OTHER
 OTHER = "<other>"
 NOTICE_EVERY = 1.0
 UNRETRIEVED = "exception was never retrieved"
+# aiohttp's report, through the loop's exception handler, of a ClientSession freed unclosed.
+UNCLOSED_SESSION = "Unclosed client session"
+UNCLOSED_ERROR = "unclosed aiohttp.ClientSession"  # the error kind these reports are kept as
+MAX_SESSIONS = 4096  # creation stacks kept of live sessions (the oldest go first)
 DESCRIPTION_LIMIT = 200
 MAX_ERRORS = 20  # distinct unretrieved exceptions per window; the rest are counted as dropped
 STACK_LIMIT = 16  # frames kept of an exception's traceback (the innermost) and of a creation
@@ -180,6 +185,11 @@ class LifecycleCollector(Periodic):
         # This window's unretrieved exceptions: (coroutine, type, where raised) -> the report.
         self._errors: dict[tuple[str, str, Frame | None], _Error] = {}
         self._errors_dropped = 0
+        # Once a session is reported unclosed, its class's __init__ is wrapped so that later
+        # sessions carry where they were created: id(session) -> stack, innermost first.
+        self._session_class: Any = None
+        self._session_init: Any = None
+        self._session_stacks: dict[int, tuple[Frame, ...]] = {}
 
     def start(self) -> None:
         """Install the task factory and exception handler; call on the loop thread."""
@@ -208,6 +218,7 @@ class LifecycleCollector(Periodic):
         self._factory_in = False
         if loop.get_exception_handler() is self._installed_handler:
             loop.set_exception_handler(self._original_handler)
+        self._unwrap_sessions()
         self._generations = [{} for _ in range(GENERATIONS - 1)]
         self._new = []
         self._coros = []
@@ -433,6 +444,9 @@ class LifecycleCollector(Periodic):
 
     def _on_exception(self, context: dict[str, Any]) -> None:
         message = context.get("message")
+        if message == UNCLOSED_SESSION:
+            self._on_unclosed(context.get("client_session"))
+            return
         if not isinstance(message, str) or UNRETRIEVED not in message:
             return
         self._unretrieved += 1
@@ -448,22 +462,75 @@ class LifecycleCollector(Periodic):
         self._note_error(coroutine, error, task)
         self._notify(time.monotonic())
 
+    def _on_unclosed(self, session: object) -> None:
+        """A ClientSession freed without close(): kept as an error at where it was created
+        (known for sessions made after the first report), else where it was dropped."""
+        if session is None or not type(session).__module__.startswith("aiohttp"):
+            return
+        stack = self._session_stacks.pop(id(session), None)
+        where = "created"
+        if stack is None:
+            where = "dropped"
+            frame: Any = sys._getframe(1)
+            while frame is not None and frame.f_code.co_name != "__del__":
+                frame = frame.f_back
+            stack = _stack_frames(frame.f_back if frame is not None else sys._getframe(1))
+            self._wrap_sessions(type(session))
+        self._note_stack(where, UNCLOSED_ERROR, stack, ())
+
+    def _wrap_sessions(self, cls: Any) -> None:
+        if self._session_class is not None or self._stopped:
+            return
+        original = cls.__dict__.get("__init__")
+        if original is None:
+            return
+        stacks = self._session_stacks
+
+        def __init__(session: Any, *args: Any, **kwargs: Any) -> None:
+            if len(stacks) >= MAX_SESSIONS:
+                del stacks[next(iter(stacks))]
+            stacks[id(session)] = _stack_frames(sys._getframe(1))
+            original(session, *args, **kwargs)
+
+        __init__.__wrapped__ = original  # type: ignore[attr-defined]
+        cls.__init__ = __init__
+        self._session_class, self._session_init = cls, __init__
+
+    def _unwrap_sessions(self) -> None:
+        cls, self._session_class = self._session_class, None
+        if cls is not None and cls.__dict__.get("__init__") is self._session_init:
+            with contextlib.suppress(Exception):
+                cls.__init__ = self._session_init.__wrapped__
+        self._session_init = None
+        self._session_stacks.clear()
+
     def _note_error(self, coroutine: str, error: object, task: object) -> None:
         stack = _traceback_frames(getattr(error, "__traceback__", None))
         kind = type(error).__name__ if error is not None else "?"
         module = type(error).__module__ if error is not None else "builtins"
         if module not in ("builtins", "__main__"):
             kind = f"{module}.{kind}"
+        created = _created_frames(getattr(task, "_source_traceback", None))
+        message = _message(error) if error is not None else ""
+        self._note_stack(coroutine, kind, stack, created, message)
+
+    def _note_stack(
+        self,
+        coroutine: str,
+        kind: str,
+        stack: tuple[Frame, ...],
+        created: tuple[Frame, ...],
+        message: str = "",
+    ) -> None:
         key = (coroutine, kind, stack[0] if stack else None)
         entry = self._errors.get(key)
         if entry is None:
             if len(self._errors) >= MAX_ERRORS:
                 self._errors_dropped += 1
                 return
-            created = _created_frames(getattr(task, "_source_traceback", None))
             entry = self._errors[key] = _Error(coroutine, kind, stack, created)
         entry.count += 1
-        entry.message = _message(error) if error is not None else ""
+        entry.message = message
 
     def _flush_errors(self) -> None:
         if not self._errors and not self._errors_dropped:
@@ -596,6 +663,17 @@ def _traceback_frames(tb: Any) -> tuple[Frame, ...]:
         frames.append(Frame(code.co_filename, tb.tb_lineno or 0, function))
         tb = tb.tb_next
     frames.reverse()
+    return tuple(frames)
+
+
+def _stack_frames(frame: Any) -> tuple[Frame, ...]:
+    """The innermost ``STACK_LIMIT`` frames of a live stack, innermost first."""
+    frames: list[Frame] = []
+    while frame is not None and len(frames) < STACK_LIMIT:
+        code = frame.f_code
+        function = getattr(code, "co_qualname", code.co_name)
+        frames.append(Frame(code.co_filename, frame.f_lineno or 0, function))
+        frame = frame.f_back
     return tuple(frames)
 
 

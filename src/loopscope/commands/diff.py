@@ -97,7 +97,7 @@ def _load_recording(path: Path) -> Side:
         target=data["target"],
         duration_s=data["duration_s"],
         findings=data["findings"],
-        figures=figures_.figures(view.snapshot, totals.lag),
+        figures=figures_.figures(view.snapshot, totals.lag, totals.routes),
         damaged=damaged,
     )
 
@@ -311,12 +311,20 @@ def regressions(diff: dict[str, Any], threshold: float) -> list[str]:
     for route in diff.get("routes", []):
         if route["status"] != "both":
             continue
-        blocked = route["figures"].get("blocked_s")
-        if blocked is not None and _rose(blocked, threshold):
+        figs = route["figures"]
+        # As for locations: per minute with its floor where the figures have it.
+        key, unit = ("per_min_s", " a minute") if "per_min_s" in figs else ("blocked_s", "")
+        blocked = figs.get(key)
+        floor = BLOCKED_FLOOR_PER_MIN_S if key == "per_min_s" else 0.0
+        if (
+            blocked is not None
+            and _rose(blocked, threshold)
+            and blocked["after"] - blocked["before"] >= floor
+        ):
             out.append(
                 f"blocked time of route {route.get('route')} rose from "
-                f"{_value('blocked_s', blocked['before'])} to "
-                f"{_value('blocked_s', blocked['after'])} "
+                f"{_value(key, blocked['before'])} to "
+                f"{_value(key, blocked['after'])}{unit} "
                 f"({_pct(blocked)})"
             )
     return out
@@ -368,7 +376,7 @@ def render(diff: dict[str, Any]) -> RenderableType:
     loop = diff["loop"]
     if loop is None:
         parts.append(
-            Text("\nLoop figures: not compared (a report --json file has none).", style="dim")
+            Text("\nLoop figures: not compared (a report file without them).", style="dim")
         )
     else:
         parts.append(_loop_table(loop))

@@ -92,6 +92,7 @@ def run_replay(request: ReplayRequest) -> int:
 def run_report(request: ReportRequest) -> int:
     from rich.console import Console
 
+    from loopscope import figures as figures_
     from loopscope import report
     from loopscope.replay import replay_all
 
@@ -99,7 +100,8 @@ def run_report(request: ReportRequest) -> int:
         return _report_html(request, request.html)
     with Recording.open(request.file) as whole:
         recording = _process(whole, request.pid)
-        view = replay_all(recording)
+        # One pass for the view and the whole recording's loop figures (for `diff`).
+        view, totals = figures_.read_recording(recording)
         info = recording.info
         damaged = recording.damaged
         children = [] if request.pid is not None else [(pid, whole.of(pid)) for pid in whole.pids()]
@@ -110,6 +112,7 @@ def run_report(request: ReportRequest) -> int:
     everything = [view, *(v for _, v in views)]
     if request.json:
         out = report.report_json(view)
+        out["figures"] = figures_.figures(view.snapshot, totals.lag, totals.routes)
         if views:
             out["processes"] = [{"pid": pid, **report.report_json(v)} for pid, v in views]
         print(json.dumps(out, indent=2))

@@ -1,4 +1,5 @@
-"""LS801: task exceptions nobody retrieved; LS802: coroutines never awaited (docs/findings.md)."""
+"""LS801: task exceptions nobody retrieved; LS802: coroutines never awaited; LS803: aiohttp
+ClientSessions freed without being closed (docs/findings.md)."""
 
 from __future__ import annotations
 
@@ -11,13 +12,22 @@ from loopscope.rules.finding import Finding, Location
 FAMILY = "exception"
 UNRETRIEVED = "LS801"
 NEVER_AWAITED = "LS802"
+UNCLOSED = "LS803"
+# The error kind the agent keeps aiohttp's "Unclosed client session" reports under.
+UNCLOSED_SESSION = "unclosed aiohttp.ClientSession"
 MIN_UNRETRIEVED = 1  # a single lost exception is an error: its failure went unseen
 MIN_NEVER_AWAITED = 1
 STACK_FRAMES = 5
 
 
 def check(snapshot: Snapshot) -> list[Finding]:
-    findings = [_unretrieved(e) for e in snapshot.task_errors if e.count >= MIN_UNRETRIEVED]
+    errors = [e for e in snapshot.task_errors if e.count >= MIN_UNRETRIEVED]
+    findings = [_unretrieved(e) for e in errors if e.error != UNCLOSED_SESSION]
+    sessions = [e for e in errors if e.error == UNCLOSED_SESSION]
+    # Where a session was created is known from the agent's second report on; the first ones
+    # are kept where they were dropped, and stand only when no creation site is known.
+    created = [e for e in sessions if e.coroutine == "created"]
+    findings += [_unclosed(e) for e in (created or sessions)]
     findings += [_never(n) for n in snapshot.never_awaited if n.count >= MIN_NEVER_AWAITED]
     return findings
 
@@ -54,6 +64,33 @@ def _unretrieved(error: TaskErrorView) -> Finding:
             f"or run them in an `asyncio.TaskGroup`; for fire-and-forget tasks keep a "
             f"reference and add a done callback that logs failures "
             f"(`task.add_done_callback(log_failure)`), or handle the error inside `{fn}`."
+        ),
+    )
+
+
+def _unclosed(error: TaskErrorView) -> Finding:
+    where = error.location
+    verb = "created" if error.coroutine == "created" else "dropped"
+    at = f" {verb} in `{_short(where.function)}` at {_at(where)}" if where is not None else ""
+    return Finding(
+        code=UNCLOSED,
+        family=FAMILY,
+        severity="error",
+        title=f"aiohttp ClientSession{at} is never closed ({error.count} sessions freed unclosed)",
+        location=_location(where),
+        evidence={
+            "count": error.count,
+            f"{verb}_at": _describe(where),
+            "stack": [_describe(f) for f in error.stack[:STACK_FRAMES]],
+            "first_t": error.first_t,
+            "last_t": error.last_t,
+        },
+        fix=(
+            "Each unclosed `ClientSession` leaves its connector and its connections open until "
+            "it is freed, and a session per request opens a new connection every time. Create "
+            "one session for the program (or per long-lived component), reuse it for all "
+            "requests, and close it when done: `async with aiohttp.ClientSession() as session:` "
+            "around the work, or `await session.close()` on shutdown."
         ),
     )
 
