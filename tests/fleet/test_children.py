@@ -158,7 +158,8 @@ def test_every_process_goes_into_one_recording(program: Path, tmp_path: Path) ->
 
     out = loopscope("report", str(recording), state=tmp_path)
     assert f"child process {child}: " in out.stdout
-    assert re.search(rf"\u00d7{len(across[0]['pids'])} .*busy_in_child.*\(pids .*{child}", out.stdout)
+    times = f"\u00d7{len(across[0]['pids'])}"
+    assert re.search(rf"{times} .*busy_in_child.*\(pids .*{child}", out.stdout), out.stdout
 
     trace = tmp_path / "child.json"
     out = loopscope(
