@@ -142,6 +142,14 @@ def test_every_process_goes_into_one_recording(program: Path, tmp_path: Path) ->
         assert p["target"]["pid"] == p["pid"]  # each child's own events, its own hello
         assert "busy_in_child" in _blocking_functions(p), p
     child = looping[0]["pid"]
+    # The block every worker shares is one finding across processes, with all their pids.
+    across = [
+        f
+        for f in report["across_processes"]
+        if f["family"] == "blocking" and (f["location"] or {}).get("function") == "busy_in_child"
+    ]
+    assert len(across) == 1, report["across_processes"]
+    assert {p["pid"] for p in looping} <= set(across[0]["pids"]), across
 
     out = loopscope("report", "--json", "--pid", str(child), str(recording), state=tmp_path)
     assert out.returncode == 0, out.stderr
@@ -150,6 +158,8 @@ def test_every_process_goes_into_one_recording(program: Path, tmp_path: Path) ->
 
     out = loopscope("report", str(recording), state=tmp_path)
     assert f"child process {child}: " in out.stdout
+    times = f"\u00d7{len(across[0]['pids'])}"
+    assert re.search(rf"{times} .*busy_in_child.*\(pids .*{child}", out.stdout), out.stdout
 
     trace = tmp_path / "child.json"
     out = loopscope(

@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loopscope.commands._common import say
+from loopscope.fleet.rows import SharedFinding, shared
 from loopscope.record._format import RecordingError
 from loopscope.record.reader import Recording
 from loopscope.rules.finding import Finding, severity_rank
+from loopscope.session import View
 from loopscope.web import served
 
 
@@ -36,8 +38,7 @@ def _process(recording: Recording, pid: int | None) -> Recording:
         have = ", ".join(map(str, pids)) or "none"
         recording.close()
         raise CommandError(
-            f"{recording.path} holds no child process {pid} (the child processes it holds: "
-            f"{have})"
+            f"{recording.path} holds no child process {pid} (the child processes it holds: {have})"
         )
     return recording.of(pid)
 
@@ -110,11 +111,15 @@ def run_report(request: ReportRequest) -> int:
     if damaged is not None:
         say(f"{request.file}: {damaged}; reporting what could be read")
     everything = [view, *(v for _, v in views)]
+    merged = _across(view, views)
     if request.json:
         out = report.report_json(view)
         out["figures"] = figures_.figures(view.snapshot, totals.lag, totals.routes)
         if views:
             out["processes"] = [{"pid": pid, **report.report_json(v)} for pid, v in views]
+            out["across_processes"] = [
+                {"pids": list(m.pids), **m.finding.to_json()} for m in merged
+            ]
         print(json.dumps(out, indent=2))
     else:
         console = Console(file=sys.stdout, highlight=False, soft_wrap=False)
@@ -133,7 +138,24 @@ def run_report(request: ReportRequest) -> int:
             console.print()
             console.print(f"child process {pid}: {report.summary_line(child)}", markup=False)
             console.print(report.render_findings(child))
+        if views:
+            console.print()
+            console.print(f"across {len(everything)} processes:", markup=False)
+            for m in merged:
+                times = f"\u00d7{len(m.pids)}" if len(m.pids) > 1 else "1"  # "times N"
+                pids = ", ".join(map(str, m.pids))
+                line = f"  {times:>3} {m.finding.severity} {m.finding.code} {m.finding.title}"
+                console.print(f"{line} (pids {pids})", markup=False)
     return _failed(request, [f for v in everything for f in v.findings])
+
+
+def _across(view: View, views: list[tuple[int, View]]) -> list[SharedFinding]:
+    """The findings of the program and its children, alike ones merged with their pids."""
+    main = view.snapshot.target.pid if view.snapshot.target is not None else 0
+    rows: list[tuple[int, str, str, str, View | None]] = [
+        (pid, "", "", "", v) for pid, v in [(main, view), *views]
+    ]
+    return shared(rows)
 
 
 def _failed(request: ReportRequest, findings: Sequence[Finding]) -> int:
