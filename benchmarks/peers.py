@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-import overhead  # noqa: E402  (the load generator and CPU accounting are overhead.py's)
+import overhead  # (the load generator and CPU accounting are overhead.py's)
 
 PEERS = ("loopscope", "py-spy", "aiomonitor", "aiomonitor-tf", "asyncio-debug", "pyinstrument",
          "yappi")  # fmt: skip
@@ -225,8 +225,7 @@ def drive(args: argparse.Namespace) -> None:
                 )
         print(" | ".join(cells))
     spread = [
-        max(p[f"cpu{r}"] for p in plain) / min(p[f"cpu{r}"] for p in plain) - 1
-        for r in args.rates
+        max(p[f"cpu{r}"] for p in plain) / min(p[f"cpu{r}"] for p in plain) - 1 for r in args.rates
     ]
     print(
         "plain runs' own spread (max/min - 1) of CPU per request: "
