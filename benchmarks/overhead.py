@@ -246,6 +246,13 @@ def target_cpu(pid: int, *, main: bool = True) -> float:
     return total / 1e9
 
 
+def _cpu_or_zero(pid: int) -> float:
+    try:
+        return target_cpu(pid)
+    except OSError:
+        return 0.0  # gone
+
+
 def _drain(socket_path: Path, alive: Any, counts: dict[str, int]) -> threading.Thread:
     from loopscope.sources.agent import AgentSource
 
@@ -303,15 +310,33 @@ class _Run:
 def measure_server(collectors: str | None, args: argparse.Namespace) -> dict[str, float]:
     """The figures of one target process through every phase."""
     run = _Run(["--role", "target"], collectors, args.python)
-    assert run.process.stdout is not None and run.process.stdin is not None
-    port = int(run.process.stdout.readline())
-    pid = run.process.pid
+    out = measure_phases(run.process, args)
+    run.finish()  # closes stdin: the target ends
+    out["events"] = sum(run.counts.values())
+    return out
+
+
+def measure_phases(
+    process: subprocess.Popen[str],
+    args: argparse.Namespace,
+    on_start: Any = None,
+    others: tuple[int, ...] = (),
+) -> dict[str, float]:
+    """The figures of one target process (``--role target``, started, its port not read yet)
+    through every phase; ``on_start(pid)`` is called once its port is printed (an external
+    profiler attaches then). The CPU time of the processes ``others`` (returned by ``on_start``)
+    is measured over each load phase too: ``ext<rate>``, microseconds per request."""
+    assert process.stdout is not None and process.stdin is not None
+    port = int(process.stdout.readline())
+    pid = process.pid
+    if on_start is not None:
+        others = tuple(on_start(pid))
     out: dict[str, float] = {}
     time.sleep(args.settle)  # start-up work (the agent's module scan) is not the steady state
     cpu0 = target_cpu(pid)
     time.sleep(args.idle_seconds)
     out["idle"] = (target_cpu(pid) - cpu0) / args.idle_seconds * 100  # % of a core
-    for rate in [*args.rates, 0]:
+    for rate in [*args.rates, *([] if getattr(args, "no_saturation", False) else [0])]:
         seconds = args.seconds if rate else args.seconds / 2
         load = subprocess.Popen(
             [args.python, __file__, "--role", "load", "--port", str(port), "--rate", str(rate),
@@ -326,6 +351,7 @@ def measure_server(collectors: str | None, args: argparse.Namespace) -> dict[str
             if line.strip() in ("measuring", "done"):
                 marks[line.strip()] = target_cpu(pid)
                 marks[line.strip() + " threads"] = target_cpu(pid, main=False)
+                marks[line.strip() + " others"] = sum(_cpu_or_zero(o) for o in others)
                 if line.strip() == "done":
                     break
         result = json.loads(load.stdout.read().strip().splitlines()[-1])
@@ -337,12 +363,12 @@ def measure_server(collectors: str | None, args: argparse.Namespace) -> dict[str
             out[f"cpu{rate}"] = (marks["done"] - marks["measuring"]) / max(1, answered) * 1e6
             threads = marks["done threads"] - marks["measuring threads"]
             out[f"threads{rate}"] = threads / max(1, answered) * 1e6
+            ext = marks["done others"] - marks["measuring others"]
+            out[f"ext{rate}"] = ext / max(1, answered) * 1e6
             out[f"p50_{rate}"] = result["p50"] * 1e3
             out[f"p99_{rate}"] = result["p99"] * 1e3
         else:
             out["saturation"] = answered / seconds
-    run.finish()  # closes stdin: the target ends
-    out["events"] = sum(run.counts.values())
     return out
 
 
