@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ def _needs_rule(family: str) -> None:
 
 
 _reports: dict[tuple[str, bool], dict[str, Any]] = {}
+_stderrs: dict[tuple[str, bool], str] = {}
 
 
 def _report(name: str, fixed: bool, state: Path) -> dict[str, Any]:
@@ -52,7 +54,14 @@ def _report(name: str, fixed: bool, state: Path) -> dict[str, Any]:
         assert_no_loopscope_traceback(result.stderr)
         assert "loopscope: demo load generator done" in result.stderr  # its figures are shown
         _reports[key] = json.loads(result.stdout)
+        _stderrs[key] = result.stderr
     return _reports[key]
+
+
+def _stderr(name: str, fixed: bool, state: Path) -> str:
+    """What loopscope said on stderr in that run: the load generator's figures among it."""
+    _report(name, fixed, state)
+    return _stderrs[(name, fixed)]
 
 
 def _function_names(finding: dict[str, Any]) -> set[str]:
@@ -98,6 +107,27 @@ def test_fixed_demo_does_not(name: str, family: str, tmp_path: Path) -> None:
         and (family not in LOCATED or _names_scenario_function(f, scenario))
     ]
     assert not wrong, json.dumps(wrong, indent=1)
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize(
+    ("name", "harm"),
+    [
+        ("duplicate", "DUPLICATE work"),
+        ("contention", "QUEUEING"),
+        ("executor", "STARVED"),
+        ("variability", "GC PAUSES"),
+    ],
+)
+def test_each_scenario_shows_its_damage_and_its_fix_does_not(
+    name: str, harm: str, tmp_path: Path
+) -> None:
+    """The load generator's own measure of the harm, from the same runs as the findings."""
+    broken, fixed = _stderr(name, False, tmp_path), _stderr(name, True, tmp_path)
+    assert f"damage: {harm}" in broken, broken
+    assert harm not in fixed, fixed
+    done = re.search(r"load generator done: (\d+) requests in [\d.]+ s, (\d+) errors", fixed)
+    assert done and int(done.group(1)) > 0 and int(done.group(2)) == 0, fixed
 
 
 def test_blocking_demo_names_every_blocking_function(tmp_path: Path) -> None:
