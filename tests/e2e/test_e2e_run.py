@@ -253,3 +253,33 @@ def test_no_program_outlives_loopscope(tmp_path: Path, sig: signal.Signals) -> N
         process.communicate()
         if not _gone(pid):  # the test failed: do not leave the orphan running
             os.killpg(pid, signal.SIGKILL)
+
+
+# Imported by every interpreter started with it on PYTHONPATH: makes loopscope's launcher (and
+# so the program's agent) start late, as on a machine too busy to start a program at once.
+SLOW_START = """\
+import os, sys, time
+if any(arg.endswith("_launch.py") for arg in sys.orig_argv):
+    time.sleep(float(os.environ["SLOW_START_S"]))
+"""
+
+
+def test_duration_counts_from_the_programs_hello(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(SLOW_START)
+    script = tmp_path / "burn.py"
+    script.write_text(BURN)
+    started = time.monotonic()
+    result = loopscope(
+        "run", "--headless", "--duration", "1.5", "--json", str(script),
+        state=tmp_path, env={"PYTHONPATH": str(site), "SLOW_START_S": "3"},
+    )  # fmt: skip
+    elapsed = time.monotonic() - started
+    assert result.returncode == 0, result.stderr
+    report = _report(result.stdout)
+    # Observed for its 1.5 s once its agent answered, not cut off before it could.
+    assert report["target"] is not None, result.stderr
+    assert elapsed >= 3 + 1.5, elapsed
+    assert report["duration_s"] >= 1.0, report["duration_s"]
+    _blocking(report, "crunch_numbers")
