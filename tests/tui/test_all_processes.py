@@ -7,11 +7,11 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from builders import await_site, block, census, hello, lag
 from dashboard_scenario import EXPORT, HOW, LOG_PATH, RENDER, T0, live_events
 from helpers import fed_session, in_loop, rows, shown, text_of, until
 from textual.pilot import Pilot
 
+from builders import await_site, block, census, hello, lag
 from loopscope.events import Event, LoopStarted, SourceState
 from loopscope.fleet.rows import ALL, MergedView, ProcessRow, SharedFinding, merged, shared
 from loopscope.session import Session, View
@@ -184,19 +184,23 @@ async def test_all_processes_on_the_dashboard() -> None:
         for expected in (PROGRAM, WORKER, ALL):
             await pilot.press("n")
             await until(pilot, lambda e=expected: fleet.selected == e)
-        target = (
-            lambda: dash.view is not None
-            and not isinstance(dash.view, MergedView)
-            and dash.view.snapshot.target is not None
-            and dash.view.snapshot.target.pid == WORKER
-        )
         await pilot.press("n", "n")
-        await until(pilot, target)
+        await until(pilot, lambda: _shows(dash.view, WORKER))
         await pilot.pause()
         assert text_of(dash.query_one(HeaderBar)).startswith(f"pid {WORKER}")
         assert dash.query_one(LagPanel).border_title == "Loop lag"
         # And the key is in the help.
         assert any(key == "n" for key, _ in app.key_help())
+
+
+def _shows(view: View | None, pid: int) -> bool:
+    """Whether ``view`` is process ``pid``'s own."""
+    return (
+        view is not None
+        and not isinstance(view, MergedView)
+        and view.snapshot.target is not None
+        and view.snapshot.target.pid == pid
+    )
 
 
 async def _all(pilot: Pilot[Any]) -> None:
@@ -210,4 +214,3 @@ async def _all(pilot: Pilot[Any]) -> None:
 def test_all_processes_snapshot(snap_compare: Callable[..., bool]) -> None:
     app, _ = _app()
     assert snap_compare(app, terminal_size=(80, 24), run_before=_all)
-
