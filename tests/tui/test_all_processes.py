@@ -176,7 +176,7 @@ async def test_all_processes_on_the_dashboard() -> None:
         assert text_of(dash.query_one(TasksPanel)).split()[:2] == ["live", "1,334"]
         hot = [r[0] for r in rows(dash.query_one(HotFramesTable))]
         assert any(r.endswith("render_report \u00d72") for r in hot), hot
-        assert any(r.endswith(f"export_csv {WORKER}") for r in hot), hot
+        assert any(r.endswith(f"export_csv pid {WORKER}") for r in hot), hot
         titles = [r[2] for r in rows(dash.query_one(FindingsTable))]
         assert sum("render_report" in t and t.startswith("\u00d72 ") for t in titles) == 1
 
@@ -206,11 +206,23 @@ def _shows(view: View | None, pid: int) -> bool:
 async def _all(pilot: Pilot[Any]) -> None:
     app = pilot.app
     assert isinstance(app, LoopscopeApp)
-    app.show_process(ALL)
     await until(pilot, lambda: isinstance(app.dashboard.view, MergedView))
     await pilot.pause()
 
 
 def test_all_processes_snapshot(snap_compare: Callable[..., bool]) -> None:
-    app, _ = _app()
+    # Every process from the first view: a switch would move the tables' cursors to the rows
+    # they were on, and the picture would catch them scrolling, or not.
+    app, fleet = _app()
+    fleet.select(ALL)
     assert snap_compare(app, terminal_size=(80, 24), run_before=_all)
+
+
+def test_blocks_alike_in_two_processes_are_listed_once(two: dict[int, View]) -> None:
+    # Two forked processes can share a loop's id; a block of each at the same instant would
+    # have the same row key in the tables: one is kept in the list (both are counted).
+    worker = two[WORKER]
+    view = merged([(WORKER, worker), (WORKER + 1, worker)])
+    recent = view.snapshot.blocks.recent
+    assert len({(b.loop, b.t) for b in recent}) == len(recent) == len(worker.snapshot.blocks.recent)
+    assert view.snapshot.blocks.count == 2 * worker.snapshot.blocks.count

@@ -8,7 +8,14 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol, runtime_checkable
 
 from loopscope.model.location import Location
-from loopscope.model.snapshot import AwaitSiteView, BlockView, HotFrame, Snapshot, TaskView
+from loopscope.model.snapshot import (
+    AwaitSiteView,
+    BlockRecord,
+    BlockView,
+    HotFrame,
+    Snapshot,
+    TaskView,
+)
 from loopscope.rules.finding import Finding, severity_rank
 from loopscope.session import View
 
@@ -100,11 +107,7 @@ def merged(views: list[tuple[int, View]]) -> MergedView:
         total=sum(s.blocks.total for s in snaps),
         max=max(s.blocks.max for s in snaps),
         recent_count=sum(s.blocks.recent_count for s in snaps),
-        recent=tuple(
-            sorted((b for s in snaps for b in s.blocks.recent), key=lambda b: -b.t)[
-                : max(len(s.blocks.recent) for s in snaps)
-            ]
-        ),
+        recent=_recent(snaps),
         hot=hot,
         durations=_sum_columns([s.blocks.durations for s in snaps]),
     )
@@ -129,6 +132,14 @@ def merged(views: list[tuple[int, View]]) -> MergedView:
         lag_pid=worst_pid,
         hot_pids=hot_pids,
     )
+
+
+def _recent(snaps: list[Snapshot]) -> tuple[BlockRecord, ...]:
+    """The latest blocks of every process, newest first, as many as the most of one. Tables key
+    a block by its loop and start, which two forked processes could share: one is kept."""
+    newest = sorted((b for s in snaps for b in s.blocks.recent), key=lambda b: -b.t)
+    unique = {(b.loop, b.t): b for b in reversed(newest)}
+    return tuple(reversed(unique.values()))[: max(len(s.blocks.recent) for s in snaps)]
 
 
 def _sum_columns(rows: list[tuple[int, ...]]) -> tuple[int, ...]:

@@ -265,7 +265,7 @@ class HotFramesTable(SnapshotTable):
             for key, cells in rows:
                 pids = view.hot_pids.get(key, ())
                 cells[0].append(
-                    f" \u00d7{len(pids)}" if len(pids) > 1 else f" {pids[0]}" if pids else "",
+                    f" \u00d7{len(pids)}" if len(pids) > 1 else f" pid {pids[0]}" if pids else "",
                     style="dim",
                 )
         return rows
