@@ -1,6 +1,6 @@
 """The dashboard's process list, driven with Pilot over a real program and its real workers (as
 `loopscope run` follows them): one row per process, a finding of both workers as one row (x2),
-and enter shows a worker on the dashboard."""
+enter shows a worker on the dashboard, and n steps through them to all of them together."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from textual.pilot import Pilot
 from textual.widgets import DataTable
 
 from loopscope.fleet.follow import Children
+from loopscope.fleet.rows import ALL, MergedView
 from loopscope.fleet.views import FleetViews
 from loopscope.runner import Program, ProgramSpec
 from loopscope.session import Session
@@ -22,6 +23,7 @@ from loopscope.sources.run import RunSource
 from loopscope.tui._format import DASH
 from loopscope.tui.app import LoopscopeApp
 from loopscope.tui.processes import ProcessesScreen
+from loopscope.tui.widgets import HeaderBar
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -117,6 +119,8 @@ async def _drive(followed: FleetViews) -> None:
         table = screen.query_one("#processes", DataTable)
         await _until(pilot, lambda: table.row_count >= 3)
         rows = _rows(table)
+        assert rows[0][:2] == ["  all", f"{len(rows) - 1} processes"]  # every process together
+        rows = rows[1:]
         pids = [int(r[0].strip("▶ ")) for r in rows]
         assert pids[0] == followed.pid and rows[0][0].startswith("▶")  # shown now
         assert set(workers) <= set(pids)
@@ -135,7 +139,7 @@ async def _drive(followed: FleetViews) -> None:
         assert sorted(int(p) for p in blocking[0][4].split(", ")) == sorted(workers)
 
         worker = workers[1]
-        table.move_cursor(row=pids.index(worker))
+        table.move_cursor(row=1 + pids.index(worker))
         await pilot.press("enter")
         await _until(pilot, lambda: app.screen is app.dashboard)
         await _until(
@@ -151,8 +155,27 @@ async def _drive(followed: FleetViews) -> None:
         await pilot.press("p")  # and back to the program itself
         await _until(pilot, lambda: isinstance(app.screen, ProcessesScreen))
         table = app.screen.query_one("#processes", DataTable)
-        table.move_cursor(row=0)
+        table.move_cursor(row=1)
         await pilot.press("enter")
+        await _until(pilot, lambda: followed.selected == followed.pid)
+
+        # n steps through the processes to all of them together: one finding for both
+        # workers' blocks, marked x2 with their pids; their tasks summed; the worst lag, named.
+        for _ in range(len(pids)):
+            await pilot.press("n")
+        await _until(pilot, lambda: followed.selected == ALL)
+        await _until(pilot, lambda: isinstance(app.dashboard.view, MergedView))
+        view = app.dashboard.view
+        assert isinstance(view, MergedView) and set(workers) <= set(view.pids)
+        both = [f for f in view.findings if f.code == "LS101" and "busy_in_child" in f.title]
+        assert len(both) == 1 and both[0].title.startswith("\u00d72 ")
+        assert sorted(int(p) for p in both[0].evidence["pids"].split(", ")) == sorted(workers)
+        assert view.snapshot.tasks.total >= 2  # a task at least in each worker
+        assert view.lag_pid in view.pids
+        await pilot.pause()
+        header = str(app.dashboard.query_one(HeaderBar).render())
+        assert header.startswith(f"all {len(view.pids)} processes"), header
+        await pilot.press("n")  # and round to the program again
         await _until(pilot, lambda: followed.selected == followed.pid)
 
 

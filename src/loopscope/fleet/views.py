@@ -9,7 +9,7 @@ from typing import Protocol
 
 from loopscope.fleet._fleet import LIVE
 from loopscope.fleet.follow import Children
-from loopscope.fleet.rows import ProcessRow, SharedFinding, shared
+from loopscope.fleet.rows import ALL, ProcessRow, SharedFinding, merged, shared
 from loopscope.model import RECENT_SECONDS
 from loopscope.session import View
 
@@ -27,20 +27,23 @@ class FleetViews:
         self.name = name
         self.children = children
         self._lock = threading.Lock()
-        self._selected: int | None = None  # None: the program itself
+        self._selected: int | None = None  # None: the program itself; ALL: every process
 
     @property
     def selected(self) -> int:
         return self.pid if self._selected is None else self._selected
 
     def select(self, pid: int) -> None:
-        """Show process ``pid`` (the program's own pid: the program)."""
+        """Show process ``pid`` (the program's own pid: the program; `ALL`: every process
+        together)."""
         with self._lock:
             self._selected = None if pid == self.pid else pid
 
     def view(self) -> View:
         with self._lock:
             selected = self._selected
+        if selected == ALL:
+            return merged([(pid, view) for pid, _, _, _, view in self.views() if view is not None])
         if selected is not None:
             member = next((m for m in self.children.fleet.members() if m.pid == selected), None)
             if member is not None and member.session is not None:

@@ -62,9 +62,17 @@ def cwd_of(snapshot: Snapshot | None) -> str:
 # Header
 
 
-def header(snapshot: Snapshot | None, *, paused: bool, how: str, log_path: str | None) -> Text:
+def header(
+    snapshot: Snapshot | None,
+    *,
+    paused: bool,
+    how: str,
+    log_path: str | None,
+    processes: tuple[int, ...] = (),
+) -> Text:
     """The lines above the panels, most important first, since a short terminal shows fewer:
-    the target's fate once it has exited, who it is, how it is observed, the latest notice."""
+    the target's fate once it has exited, who it is, how it is observed, the latest notice.
+    ``processes``: the pids of a view of several processes together."""
     lines: list[Text] = []
     if snapshot is not None and snapshot.exited is not None:
         lines.append(_exited(snapshot))
@@ -73,7 +81,10 @@ def header(snapshot: Snapshot | None, *, paused: bool, how: str, log_path: str |
     if paused:
         first.append(" PAUSED ", style="bold black on yellow")
         first.append(" ")
-    if snapshot is None or snapshot.target is None:
+    if processes:
+        first.append(f"all {len(processes)} processes", style="bold")
+        first.append(f" · pids {', '.join(map(str, processes))}", style="dim")
+    elif snapshot is None or snapshot.target is None:
         first.append("waiting for the target…", style="dim")
     else:
         target = snapshot.target

@@ -51,6 +51,7 @@ class LoopscopeApp(App[None]):
         Binding("3", "open('blocks')", "Blocks"),
         Binding("4,a", "open('awaits')", "Awaits"),
         Binding("p", "open('processes')", "Processes"),
+        Binding("n", "next_process", "Next process"),
     ]
 
     class NewView(Message):
@@ -157,7 +158,7 @@ class LoopscopeApp(App[None]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         # The process list is there (and in the footer) only when loopscope follows several.
-        if action == "open" and parameters[:1] == ("processes",):
+        if (action == "open" and parameters[:1] == ("processes",)) or action == "next_process":
             return self._followed()
         return True
 
@@ -233,6 +234,21 @@ class LoopscopeApp(App[None]):
         self.action_open("dashboard")
         self.post_message(self.NewView(self._session.view()))
 
+    def action_next_process(self) -> None:
+        """Show the next process on the dashboard, after the last all of them together, then
+        the first again."""
+        from loopscope.fleet.rows import ALL
+
+        if not self._followed():
+            return
+        fleet = self._processes()
+        order = [*(r.pid for r in fleet.processes()), ALL]
+        now = fleet.selected
+        pid = order[(order.index(now) + 1) % len(order)] if now in order else order[0]
+        fleet.select(pid)
+        self.notify("all processes" if pid == ALL else f"process {pid}", timeout=2)
+        self.post_message(self.NewView(self._session.view()))
+
     def action_close_screen(self) -> None:
         if len(self.screen_stack) > 1 and self.screen is not self.dashboard:
             self.pop_screen()
@@ -252,7 +268,7 @@ class LoopscopeApp(App[None]):
         ):
             if binding.action == "dismiss" or binding.action not in _DESCRIPTIONS:
                 continue
-            if binding.action == "open('processes')" and not self._followed():
+            if binding.action in ("open('processes')", "next_process") and not self._followed():
                 continue
             out.append((self.get_key_display(binding), _DESCRIPTIONS[binding.action]))
         return out + _NAVIGATION_KEYS
@@ -297,6 +313,7 @@ _DESCRIPTIONS = {
     "open('blocks')": "blocks: each block, its stacks as a call tree, the blocking source",
     "open('awaits')": "awaits: where tasks wait, and the locks, queues... they wait on",
     "open('processes')": "processes: the program and its workers, one row each; enter shows one",
+    "next_process": "show the next process on the dashboard, then all of them together",
     "app.close_screen": "back to the dashboard (or the screen before)",
     "filter": "tasks: filter by name, coroutine or await site (escape clears)",
     "next_sort": "tasks: sort by the next column (or click a column header)",

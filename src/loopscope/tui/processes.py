@@ -1,6 +1,6 @@
 """The processes followed (the program and its workers): one summary row each, and the
 findings of all of them, a finding seen in several processes as one row marked xN. Enter on a
-process shows it on the dashboard."""
+process shows it on the dashboard; on the first row, "all", every process together."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.widgets import DataTable, Footer
 
-from loopscope.fleet.rows import Processes, ProcessRow
+from loopscope.fleet.rows import ALL, Processes, ProcessRow
 from loopscope.tui._format import DASH, duration, percent
 from loopscope.tui._screen import SubScreen
 
@@ -30,6 +30,26 @@ _PROCESS_COLUMNS = (
 _FINDING_COLUMNS = ("severity", "code", "finding", "in", "pids")
 
 
+def all_cells(rows: list[ProcessRow], findings: int, selected: bool) -> tuple[str, ...]:
+    """The first row: every process together (as the dashboard shows them when it is chosen):
+    the worst lag, the busiest loop, the sums, and the ``findings`` once each."""
+    lags = [r.lag_p99 for r in rows if r.lag_p99 is not None]
+    busy = [r.busy for r in rows if r.busy is not None]
+    tasks = [r.tasks for r in rows if r.tasks is not None]
+    blocks = [r.blocks_per_min for r in rows if r.blocks_per_min is not None]
+    return (
+        ("▶ " if selected else "  ") + "all",
+        f"{len(rows)} processes",
+        "",
+        duration(max(lags)) if lags else DASH,
+        percent(max(busy)) if busy else DASH,
+        str(sum(tasks)) if tasks else DASH,
+        f"{sum(blocks):.0f}" if blocks else DASH,
+        str(findings),
+        "",
+    )
+
+
 def process_cells(row: ProcessRow, selected: bool) -> tuple[str, ...]:
     return (
         ("▶ " if selected else "  ") + str(row.pid),
@@ -45,7 +65,8 @@ def process_cells(row: ProcessRow, selected: bool) -> tuple[str, ...]:
 
 
 class ProcessesScreen(SubScreen):
-    """Every process followed; ``enter`` on one shows it on the dashboard."""
+    """Every process followed; ``enter`` on one shows it on the dashboard, on "all" every
+    process together."""
 
     CSS_PATH = "processes.tcss"
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -86,10 +107,15 @@ class ProcessesScreen(SubScreen):
     def refill(self) -> None:
         """Update the rows by key (a process, a finding), adding and removing as needed."""
         rows = self.fleet.processes()
+        shared = self.fleet.findings()
         table: DataTable[str] = self.query_one("#processes", DataTable)
+        selected = self.fleet.selected
         _update(
             table,
-            {str(r.pid): process_cells(r, r.pid == self.fleet.selected) for r in rows},
+            {
+                str(ALL): all_cells(rows, len(shared), selected == ALL),
+                **{str(r.pid): process_cells(r, r.pid == selected) for r in rows},
+            },
         )
         findings: DataTable[str] = self.query_one("#shared", DataTable)
         _update(
@@ -102,7 +128,7 @@ class ProcessesScreen(SubScreen):
                     f"\u00d7{len(s.pids)}" if len(s.pids) > 1 else "1",  # "times N"
                     ", ".join(map(str, s.pids)),
                 )
-                for s in self.fleet.findings()
+                for s in shared
             },
         )
 

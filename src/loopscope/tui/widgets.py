@@ -17,6 +17,7 @@ from textual.widget import Widget
 from textual.widgets import DataTable, Static
 from textual.widgets.data_table import CellDoesNotExist, ColumnKey, RowKey
 
+from loopscope.fleet.rows import MergedView
 from loopscope.model import LAG_SERIES_SECONDS, RECENT_SECONDS
 from loopscope.rules.finding import Finding
 from loopscope.session import View
@@ -53,7 +54,13 @@ class HeaderBar(Widget):
 
     def render(self) -> Text:
         snapshot = self.view.snapshot if self.view is not None else None
-        return _panels.header(snapshot, paused=self.paused, how=self._how, log_path=self._log_path)
+        return _panels.header(
+            snapshot,
+            paused=self.paused,
+            how=self._how,
+            log_path=self._log_path,
+            processes=self.view.pids if isinstance(self.view, MergedView) else (),
+        )
 
 
 class LagPanel(Widget):
@@ -63,6 +70,12 @@ class LagPanel(Widget):
     BORDER_SUBTITLE = f"chart {LAG_SERIES_SECONDS:.0f} s · p50/p99/max {RECENT_SECONDS:.0f} s"
 
     view: reactive[View | None] = reactive(None)
+
+    def watch_view(self, view: View | None) -> None:
+        # Of several processes together, the worst one's lag is shown: which one it is.
+        several = isinstance(view, MergedView) and len(view.pids) > 1
+        worst = f" · worst: pid {view.lag_pid}" if isinstance(view, MergedView) and several else ""
+        self.border_title = self.BORDER_TITLE + worst
 
     def render(self) -> RenderableType:
         if self.view is None:
@@ -246,7 +259,16 @@ class HotFramesTable(SnapshotTable):
 
     def rows_of(self, view: View) -> list[Row]:
         snapshot = view.snapshot
-        return _panels.hot_rows(snapshot.blocks.hot, _cwd(snapshot), MAX_ROWS)
+        rows = _panels.hot_rows(snapshot.blocks.hot, _cwd(snapshot), MAX_ROWS)
+        if isinstance(view, MergedView) and len(view.pids) > 1:
+            # Which process each came from, after the function (the end of it is kept).
+            for key, cells in rows:
+                pids = view.hot_pids.get(key, ())
+                cells[0].append(
+                    f" \u00d7{len(pids)}" if len(pids) > 1 else f" pid {pids[0]}" if pids else "",
+                    style="dim",
+                )
+        return rows
 
 
 class FindingsTable(SnapshotTable):
