@@ -94,8 +94,11 @@ def _instructions(variant: str, tasks: int, batch: int) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--variants", default="plain,all",
-                        help="comma-separated: plain, all, or a collectors spec ('lifecycle')")  # fmt: skip
+    parser.add_argument(
+        "--variants",
+        default="plain,all",
+        help="plain, all, or collectors specs ('lifecycle'); ';'-separated if a spec has commas",
+    )
     parser.add_argument("--tasks", type=int, default=20000)
     parser.add_argument("--batch", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=5)
