@@ -187,7 +187,10 @@ _run_in_executor_lock = threading.Lock()
 
 def _hook_run_in_executor(loop: Any, hook: Callable[[Any], None]) -> bool:
     cls = type(loop)
-    hash(loop)  # a loop that cannot be a key fails here, before anything is patched
+    try:
+        hash(loop)  # a loop that cannot be a key is left unwrapped, before anything is patched
+    except TypeError:
+        return False
     with _run_in_executor_lock:
         if cls not in _run_in_executor_patches:
             original = getattr(cls, "run_in_executor", None)
