@@ -29,6 +29,7 @@ import functools
 import itertools
 import os
 import sys
+import threading
 import time
 import weakref
 from collections import Counter, deque
@@ -171,6 +172,68 @@ class _Pool:
         self.limiter: Any = None  # anyio: the default CapacityLimiter, once seen
 
 
+# -- run_in_executor -----------------------------------------------------------------------------
+
+# Loop classes whose run_in_executor is wrapped -> [the attribute in the class's own dict before
+# (or _MISSING), our wrapper]; and the watched loops -> their collector's hook. The wrapper passes
+# the calls of loops not watched straight on; the last loop of a class to stop takes it out.
+_MISSING = object()
+_run_in_executor_patches: dict[type, list[Any]] = {}
+_run_in_executor_hooks: weakref.WeakKeyDictionary[Any, Callable[[Any], None]] = (
+    weakref.WeakKeyDictionary()
+)
+_run_in_executor_lock = threading.Lock()
+
+
+def _hook_run_in_executor(loop: Any, hook: Callable[[Any], None]) -> bool:
+    cls = type(loop)
+    try:
+        hash(loop)  # a loop that cannot be a key is left unwrapped, before anything is patched
+    except TypeError:
+        return False
+    with _run_in_executor_lock:
+        if cls not in _run_in_executor_patches:
+            original = getattr(cls, "run_in_executor", None)
+            if original is None:
+                return False
+            own = cls.__dict__.get("run_in_executor", _MISSING)
+            hooks = _run_in_executor_hooks
+
+            def run_in_executor(self: Any, executor: Any, func: Any, *args: Any) -> Any:
+                if executor is not None:
+                    found = hooks.get(self)
+                    if found is not None:
+                        found(executor)
+                return original(self, executor, func, *args)
+
+            try:
+                cls.run_in_executor = run_in_executor
+            except (AttributeError, TypeError):  # a loop class written in C
+                return False
+            _run_in_executor_patches[cls] = [own, run_in_executor]
+        _run_in_executor_hooks[loop] = hook
+        return True
+
+
+def _unhook_run_in_executor(loop: Any, hook: Callable[[Any], None]) -> None:
+    cls = type(loop)
+    with _run_in_executor_lock:
+        if _run_in_executor_hooks.get(loop) is hook:
+            del _run_in_executor_hooks[loop]
+        if any(type(other) is cls for other in list(_run_in_executor_hooks.keys())):
+            return
+        patch = _run_in_executor_patches.pop(cls, None)
+        if patch is None:
+            return
+        own, wrapper = patch
+        # Something patched the class over ours: leave theirs (ours passes every call on).
+        if cls.__dict__.get("run_in_executor") is wrapper:
+            if own is _MISSING:
+                delattr(cls, "run_in_executor")
+            else:
+                cls.run_in_executor = own
+
+
 # -- anyio ---------------------------------------------------------------------------------------
 
 # The loops whose collectors watch anyio's threads -> their pool. One wrapper of the backend serves
@@ -281,7 +344,7 @@ class ExecutorCollector(Periodic):
         self._default: _Pool | None = None  # the default executor's, once seen
         self._pools: dict[int, _Pool] = {}  # id(executor) -> executors passed to run_in_executor
         self._anyio: _Pool | None = None
-        self._run_in_executor: Callable[..., Any] | None = None  # our wrapper on the loop
+        self._run_in_executor: Callable[[Any], None] | None = None  # our hook, while in place
 
     def start(self) -> None:
         """Start the timer; call on the loop thread."""
@@ -296,9 +359,9 @@ class ExecutorCollector(Periodic):
             _unwrap(self._default)
         for pool in list(self._pools.values()):
             _unwrap(pool)
-        wrapper, self._run_in_executor = self._run_in_executor, None
-        if wrapper is not None and vars(self._loop).get("run_in_executor") is wrapper:
-            del self._loop.run_in_executor
+        hook, self._run_in_executor = self._run_in_executor, None
+        if hook is not None:
+            _unhook_run_in_executor(self._loop, hook)
         if self._anyio is not None:
             _anyio_pools.pop(self._loop, None)
             if not _anyio_pools:
@@ -351,33 +414,26 @@ class ExecutorCollector(Periodic):
         return pool
 
     def _wrap_run_in_executor(self) -> None:
-        """See the executors the program passes to ``run_in_executor``: a wrapper on the loop
-        (asyncio's loops take one; uvloop's does not, and its executors go unseen)."""
-        loop = self._loop
-        try:
-            original = loop.run_in_executor
-        except AttributeError:
-            return
+        """See the executors the program passes to ``run_in_executor``: a wrapper on the loop's
+        class, calling this collector's hook for this loop (asyncio's loops take one; uvloop's
+        class does not, and its executors go unseen). Not an attribute of the loop itself: that
+        would give the loop an instance dictionary of its own and slow every attribute read
+        the loop and its tasks make (about 2% of a short task's cost)."""
         pools = self._pools
         guard = self._guard
         collector = self.name
         adopt = guard.wrap(self.name, self._adopt, fallback=None)
 
-        def run_in_executor(executor: Any, func: Any, *args: Any) -> Any:
+        def hook(executor: Any) -> None:
             if (
-                executor is not None
-                and id(executor) not in pools
+                id(executor) not in pools
                 and collector not in guard.disabled
                 and len(pools) < MAX_POOLS
             ):
                 adopt(executor)
-            return original(executor, func, *args)
 
-        try:
-            loop.run_in_executor = run_in_executor  # type: ignore[method-assign,assignment]
-        except (AttributeError, TypeError):  # a loop written in C
-            return
-        self._run_in_executor = run_in_executor
+        if _hook_run_in_executor(self._loop, hook):
+            self._run_in_executor = hook
 
     def _adopt(self, executor: Any) -> None:
         if not isinstance(executor, concurrent.futures.ThreadPoolExecutor):

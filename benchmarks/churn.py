@@ -1,0 +1,138 @@
+"""What the agent costs a program that creates and finishes many short tasks, per task.
+
+Each variant runs in a fresh child process: batches of ``--batch`` short tasks (one
+``sleep(0)`` each) created and gathered, ``--tasks`` in all, on one loop, plain or with the agent
+installed in-process with the given collectors. Two ways to count the cost:
+
+- ``--callgrind`` (repeatable on a loaded machine): the child runs under
+  ``valgrind --tool=callgrind`` twice, with ``--tasks`` and twice as many; the difference in the
+  loop thread's instructions, divided by the extra tasks, is the instructions per task (start-up
+  and the agent's own threads left out: their wake-ups follow wall time, which valgrind
+  stretches).
+- otherwise: the loop thread's CPU time per task, variants alternated over ``--rounds``, median.
+
+    python benchmarks/churn.py --callgrind
+    python benchmarks/churn.py --rounds 7 --tasks 200000
+    python benchmarks/churn.py --variants plain,lifecycle,all
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import glob
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+
+
+async def _run(tasks: int, batch: int) -> None:
+    async def short(i: int) -> int:
+        await asyncio.sleep(0)
+        return i
+
+    for _ in range(tasks // batch):
+        await asyncio.gather(*[asyncio.create_task(short(i)) for i in range(batch)])
+
+
+def child(variant: str, tasks: int, batch: int) -> None:
+    sys.path.insert(0, SRC)
+    loop = asyncio.new_event_loop()
+    if variant != "plain":
+        from loopscope.agent import _core
+
+        sock = os.path.join(tempfile.mkdtemp(prefix="churn"), "agent.sock")
+        _core.install(loop, socket_path=sock, collectors=None if variant == "all" else variant)
+    loop.run_until_complete(_run(batch * 20, batch))  # warm-up
+    cpu = time.thread_time()
+    loop.run_until_complete(_run(tasks, batch))
+    cpu = time.thread_time() - cpu
+    print(json.dumps({"cpu": cpu, "tasks": tasks}), flush=True)
+    if variant != "plain":
+        _core.uninstall()
+    loop.close()
+
+
+def _cpu(variant: str, args: argparse.Namespace) -> float:
+    out = subprocess.run(
+        [sys.executable, __file__, f"--child={variant}", "--tasks", str(args.tasks),
+         "--batch", str(args.batch)],
+        check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    figures = json.loads(out.strip().splitlines()[-1])
+    return float(figures["cpu"]) / figures["tasks"]
+
+
+def _instructions(variant: str, tasks: int, batch: int) -> int:
+    """Instructions of the loop thread (callgrind's thread 1) for one child run."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "cg.out")
+        subprocess.run(
+            ["valgrind", "--tool=callgrind", "--separate-threads=yes",
+             f"--callgrind-out-file={out}", sys.executable, __file__, f"--child={variant}",
+             "--tasks", str(tasks), "--batch", str(batch)],
+            check=True, capture_output=True, text=True,
+        )  # fmt: skip
+        files = sorted(glob.glob(out + "*"))
+        main = [f for f in files if f.endswith("-01")] or files
+        with open(main[0]) as f:
+            text = f.read()
+        found = re.search(r"^summary:\s+(\d+)", text, re.M) or re.search(
+            r"^totals:\s+(\d+)", text, re.M
+        )
+        if found is None:
+            raise SystemExit(f"churn: no instruction count in {main[0]}")
+        return int(found.group(1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--variants",
+        default="plain,all",
+        help="plain, all, or collectors specs ('lifecycle'); ';'-separated if a spec has commas",
+    )
+    parser.add_argument("--tasks", type=int, default=20000)
+    parser.add_argument("--batch", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--callgrind", action="store_true")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, args.tasks, args.batch)
+        return
+    variants = [v for v in args.variants.split(";" if ";" in args.variants else ",") if v]
+    results: dict[str, float] = {}
+    if args.callgrind:
+        for v in variants:
+            low = _instructions(v, args.tasks, args.batch)
+            high = _instructions(v, 2 * args.tasks, args.batch)
+            results[v] = (high - low) / args.tasks
+            print(f"{v:>12}: {results[v]:8.0f} instructions per task", flush=True)
+        unit = "instructions"
+    else:
+        runs: dict[str, list[float]] = {v: [] for v in variants}
+        for r in range(args.rounds):
+            order = variants if r % 2 == 0 else variants[::-1]
+            for v in order:
+                runs[v].append(_cpu(v, args))
+        for v in variants:
+            results[v] = statistics.median(runs[v])
+            spread = f"{min(runs[v]) * 1e6:.2f}..{max(runs[v]) * 1e6:.2f}"
+            print(f"{v:>12}: {results[v] * 1e6:6.2f} us per task (loop thread; {spread})")
+        unit = "CPU"
+    if "plain" in results:
+        for v in variants:
+            if v != "plain":
+                print(f"{v:>12}: {results[v] / results['plain']:.3f} x plain's {unit} per task")
+
+
+if __name__ == "__main__":
+    main()
