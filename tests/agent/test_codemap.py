@@ -165,9 +165,16 @@ def test_the_script_that_started_the_loop_is_not_blamed_for_its_callbacks() -> N
         (script, 58, "<module>"),
     )
     assert CODE.locate(uvloop) == uvloop[0]
-    # With no Python frame inside the loop's (uvloop at work in C), the script is all there is.
+    # With no Python frame inside the loop's (uvloop at work in C), nothing is named: the script
+    # did not do that work.
     in_c = uvloop[2:]
-    assert CODE.locate(in_c) == Frame(script, 58, "<module>")
+    assert CODE.locate(in_c) is None
+    # With only asyncio's own frames inside (a transport reading), the innermost is named.
+    transport = _frames(
+        (f"{STDLIB_DIR}/asyncio/selector_events.py", 970, "_SelectorSocketTransport._read_ready"),
+        *((f.file, f.line, f.function) for f in stack[1:]),
+    )
+    assert CODE.locate(transport) == transport[0]
 
 
 def test_two_collectors_blame_the_same_frame() -> None:

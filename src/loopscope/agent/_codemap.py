@@ -176,18 +176,20 @@ class CodeMap:
         """The frame to blame in a stack (innermost first): the innermost application frame,
         attributed to the named function that contains it (`owner`); else the innermost frame
         of an installed package (a library, then a framework); else the innermost frame. Only
-        the frames inside the loop's callback count: not the script that started the loop."""
+        the frames inside the loop's callback count: not the script that started the loop, so
+        None when no Python frame ran inside the loop's (uvloop at work in C)."""
         library: Frame | None = None
         framework: Frame | None = None
         for i, f in enumerate(frames):
             kind = self.kind(f.file)
             if kind == APP:
                 return owner(frames, i, self)
-            if kind == STDLIB and (library or framework) and self._runs_loop(f):
+            if kind == STDLIB and self._runs_loop(f):
                 # The frames beyond are the code that started the loop (a script's
-                # ``uvicorn.run(app)``): they did not do the work of the framework's callback
-                # the loop runs. (With no Python frame inside the loop's, as with uvloop at
-                # work in C, the script that runs it is all there is to name.)
+                # ``uvicorn.run(app)``): they did not do the work of the callback the loop
+                # runs, and naming that line would send the user to the wrong place.
+                if i == 0:
+                    return None
                 break
             if kind == LIBRARY and library is None:
                 library = f
