@@ -190,6 +190,10 @@ class _Target:
         # (perf_counter, seconds on CPU, seconds in the run queue) of the thread at the last
         # look while its loop waited: the start of a block the watchdog could only see late.
         self.last_look: _SchedStat | None = None
+        # The loop's select() calls at that look: unchanged when a period is first seen, the
+        # loop waited from the look to the period's start, and the look's clocks are the
+        # period's start's.
+        self.look_selects: int | None = None
         self.reset(None)
         # (perf_counter, the probe's idle seconds) at the watchdog's last look, to tell a loop
         # that stayed idle since.
@@ -225,6 +229,9 @@ class _Target:
         self.task: str | None = None
         # (perf_counter, thread CPU seconds) when the period was first seen.
         self.cpu_first: tuple[float, float] | None = None
+        # The clocks at the last look before the period, while the loop waited: the CPU used
+        # from then to `cpu_first` bounds what the period used before it was seen.
+        self.start_look: _SchedStat | None = None
         # (perf_counter, thread CPU seconds, seconds in the run queue) just after the period's
         # first sample, while it still went on.
         self.runq_first: _SchedStat | None = None
@@ -256,6 +263,7 @@ class _Target:
     def look(self) -> None:
         """Read the thread's clocks while its loop waits for events (Linux: one read of its
         schedstat, exact for a thread that is not running)."""
+        self.look_selects = getattr(self.tracker, "selects", None)
         self.last_look = self.runq_now()
 
     def close(self) -> None:
@@ -459,6 +467,9 @@ class Watchdog:
             if deep is not None:
                 self._restore_switch()
                 for target in targets:
+                    if target.tracker.since is None:
+                        target.look()  # the clocks as the loop's select() returns, near enough
+                for target in targets:
                     self._report_completed(target)
                 return deep
         for target in targets:
@@ -474,16 +485,20 @@ class Watchdog:
                 before = target.last_look
                 target.reset(since)
                 target.cpu_first = target.cpu_now()
-                if (
-                    before is not None
-                    and before[0] <= since
-                    and now - since > self.threshold
-                    and since - before[0] <= self.threshold
+                if before is not None and before[0] <= since:
+                    target.start_look = before
+                if before is not None and before[0] <= since and (
+                    # No select() call since the look: the loop waited from the look to the
+                    # period's start, so the clocks read then are the period's start's.
+                    getattr(tracker, "selects", None) == target.look_selects is not None
+                    or (now - since > self.threshold and since - before[0] <= self.threshold)
                 ):
-                    # Seen late: the thread held the GIL (C code that does not release it)
-                    # and this thread could not look sooner. The clocks read while the loop
-                    # waited, just before the period began, measure all of it, where ones
-                    # read now would miss the part this thread could not see.
+                    # Or seen late: the thread held the GIL (C code that does not release
+                    # it), or this thread waited for a core, and could not look sooner. The
+                    # clocks read while the loop waited, just before the period began,
+                    # measure all of it, where ones read now would miss the part this thread
+                    # could not see (and scaling up the part it saw is wrong when the loop
+                    # thread waited for a core in one part and not in the other).
                     target.cpu_first = (before[0], before[1])
                     target.runq_first = before
             target.held += min(held, now - since)
@@ -577,7 +592,13 @@ class Watchdog:
             used = max(0.0, cpu_end - first_cpu)
             seen = end - first_t
             if seen > 0:
-                cpu = min(duration, used + used / seen * max(0.0, first_t - start))
+                before = used / seen * max(0.0, first_t - start)
+                look = target.start_look
+                if look is not None and look[0] < first_t:
+                    # At most what the thread used from the last look while the loop waited:
+                    # a thread that waited for a core early in the period used less early.
+                    before = min(before, max(0.0, first_cpu - look[1]))
+                cpu = min(duration, used + before)
         stacks = target.stacks if mine else Counter()
         return Block(
             t=start + self._wall_offset,
