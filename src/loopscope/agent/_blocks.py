@@ -45,6 +45,10 @@ _CALM_AFTER = 1.0
 _CALM_LOOKS = 2.0
 # The GIL switch interval while a loop is blocked, and the time between samples then.
 _BLOCK_SWITCH = 0.0005
+# The watchdog's wait for a core on waking up from which every core is taken to be busy: then
+# it samples at the program's own switch interval, since each GIL handover it forces costs the
+# loop thread its wait for a core too.
+_CROWDED = 0.001
 
 # perf_counter(), thread CPU seconds, seconds waiting in the run queue
 _SchedStat = tuple[float, float, float]
@@ -352,6 +356,8 @@ class Watchdog:
         # only lateness beyond it tells a C call holding it.
         self._asleep: tuple[float, float | None, float] = (0.0, None, 0.0)
         self._own: _OwnQueue | None = None
+        # Whether this thread waited for a core on its last wake-up: every core is busy.
+        self._crowded = False
         # The loops' probes asked to wake this thread from its last sleep through their idleness.
         self._sleeping: list[SelectorProbe] = []
         # perf_counter() -> time.time()
@@ -441,11 +447,13 @@ class Watchdog:
             due = min(due, min(woke))
         self._sleeping = []
         late = now - due
+        self._crowded = False
         if late <= self._sample_interval or queued is None or self._own is None:
             return 0.0
         queued_now = self._own.waited()
         if queued_now is None:
             return 0.0
+        self._crowded = queued_now - queued > _CROWDED
         return max(0.0, late - (queued_now - queued) - switch)
 
     def _poll(self) -> float | None:
@@ -487,18 +495,26 @@ class Watchdog:
                 target.cpu_first = target.cpu_now()
                 if before is not None and before[0] <= since:
                     target.start_look = before
-                if before is not None and before[0] <= since and (
-                    # No select() call since the look: the loop waited from the look to the
-                    # period's start, so the clocks read then are the period's start's.
-                    getattr(tracker, "selects", None) == target.look_selects is not None
-                    or (now - since > self.threshold and since - before[0] <= self.threshold)
+                if (
+                    before is not None
+                    and before[0] <= since
+                    and getattr(tracker, "selects", None) == target.look_selects is not None
                 ):
-                    # Or seen late: the thread held the GIL (C code that does not release
-                    # it), or this thread waited for a core, and could not look sooner. The
-                    # clocks read while the loop waited, just before the period began,
-                    # measure all of it, where ones read now would miss the part this thread
-                    # could not see (and scaling up the part it saw is wrong when the loop
-                    # thread waited for a core in one part and not in the other).
+                    # No select() call since the look: the loop waited from the look to the
+                    # period's start, so the CPU clock read then is the period's start's (its
+                    # run-queue wait is not: it includes the wait to run as select() returned,
+                    # which is before the period).
+                    target.cpu_first = (before[0], before[1])
+                elif (
+                    before is not None
+                    and before[0] <= since
+                    and now - since > self.threshold
+                    and since - before[0] <= self.threshold
+                ):
+                    # Seen late: the thread held the GIL (C code that does not release it)
+                    # and this thread could not look sooner. The clocks read while the loop
+                    # waited, just before the period began, measure all of it, where ones
+                    # read now would miss the part this thread could not see.
                     target.cpu_first = (before[0], before[1])
                     target.runq_first = before
             target.held += min(held, now - since)
@@ -522,7 +538,7 @@ class Watchdog:
         # or preempted loop has many).
         blocked = any(target.since is not None and now - target.since >= 0.75 * self.threshold
                       for target in in_block)  # fmt: skip
-        if blocked:
+        if blocked and not self._crowded:
             self._hand_over_often()
         else:
             self._restore_switch()
@@ -551,6 +567,12 @@ class Watchdog:
                     if target.tracker.since != target.since:
                         target.runq_first = None  # not read inside the period
             wait = self._sample_interval if blocked else 2 * self._sample_interval
+            if self._crowded:
+                # Every core is busy: each sample makes the loop thread hand the GIL over and
+                # then wait, off CPU, until this thread gets a core to take it. Sample no more
+                # often than the program's own switch interval then, lest the loop thread
+                # spend the block waiting for this one.
+                wait = max(wait, sys.getswitchinterval())
         return wait
 
     def _hand_over_often(self) -> None:
