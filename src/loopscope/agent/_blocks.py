@@ -315,6 +315,14 @@ class _Target:
         if cpu is None:  # no CPU clock: the rate of waiting seen, over the whole block
             return min(duration, waited / span * duration) if span > _MIN_RUNQ_SPAN else None
         before = max(0.0, cpu - on_cpu) * waited / on_cpu if on_cpu >= _MIN_ON_CPU else 0.0
+        look = self.start_look
+        start = end - duration
+        if look is not None and look[0] <= start < first[0]:
+            # At least the wait since the last look while the loop waited, less the time from
+            # that look to the block's start (the wait to run as select() returned is in it):
+            # a reading taken late in the block sees too little of it to scale up.
+            before = max(before, first[2] - look[2] - (start - look[0]))
+            before = min(before, max(0.0, first[0] - start - max(0.0, first[1] - (cpu_end - cpu))))
         return min(max(0.0, duration - cpu), waited + before)
 
 
