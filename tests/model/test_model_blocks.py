@@ -252,6 +252,30 @@ def test_a_block_whose_watchdog_waited_for_the_gil_is_c_code_holding_it() -> Non
     assert only_block(unheld)[1] == "cpu"
 
 
+def test_a_burn_denied_the_gil_by_a_thread_waiting_for_a_core_is_cpu() -> None:
+    # Measured on a machine whose cores were all busy: a 63 ms burn that got 5.6 ms of CPU
+    # and waited 1 ms for a core, while the watchdog, on a core, waited 52 ms for the GIL.
+    frames = [app(45, "cpu_burn")]
+    denied = dataclasses.replace(
+        block(10.0, 0.063, stacks=[(3, frames)], cpu=0.0056, runq=0.001), held=0.052
+    )
+    assert only_block(denied) == (app(45, "cpu_burn"), "cpu")
+    # The same CPU share with the GIL free is a wait (for I/O the code does not show).
+    assert only_block(block(10.0, 0.063, stacks=[(3, frames)], cpu=0.0056))[1] == "io"
+    # A sleep stays a sleep whatever the watchdog waited.
+    sleeping = dataclasses.replace(
+        block(10.0, 0.063, stacks=[(3, [SLEEP])], cpu=0.0002, runq=0.001), held=0.01
+    )
+    assert only_block(sleeping) == (SLEEP, "sleep")
+
+
+def test_a_block_without_samples_that_waited_for_a_core_has_an_unknown_cause() -> None:
+    # 147 ms, 7 ms of CPU, 140 ms waiting for a core: the GIL held by a thread that did not
+    # run, not C code holding it.
+    b = block(10.0, 0.147, None, cpu=0.0074, runq=0.140)
+    assert only_block(b) == (None, "unknown")
+
+
 def test_a_source_line_that_cannot_be_read_gives_no_hint() -> None:
     def broken(file: str, line: int) -> str:
         raise OSError("gone")

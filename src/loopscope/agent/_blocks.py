@@ -45,6 +45,10 @@ _CALM_AFTER = 1.0
 _CALM_LOOKS = 2.0
 # The GIL switch interval while a loop is blocked, and the time between samples then.
 _BLOCK_SWITCH = 0.0005
+# The watchdog's wait for a core on waking up from which every core is taken to be busy: then
+# it samples at the program's own switch interval, since each GIL handover it forces costs the
+# loop thread its wait for a core too.
+_CROWDED = 0.001
 
 # perf_counter(), thread CPU seconds, seconds waiting in the run queue
 _SchedStat = tuple[float, float, float]
@@ -190,6 +194,10 @@ class _Target:
         # (perf_counter, seconds on CPU, seconds in the run queue) of the thread at the last
         # look while its loop waited: the start of a block the watchdog could only see late.
         self.last_look: _SchedStat | None = None
+        # The loop's select() calls at that look: unchanged when a period is first seen, the
+        # loop waited from the look to the period's start, and the look's clocks are the
+        # period's start's.
+        self.look_selects: int | None = None
         self.reset(None)
         # (perf_counter, the probe's idle seconds) at the watchdog's last look, to tell a loop
         # that stayed idle since.
@@ -225,6 +233,9 @@ class _Target:
         self.task: str | None = None
         # (perf_counter, thread CPU seconds) when the period was first seen.
         self.cpu_first: tuple[float, float] | None = None
+        # The clocks at the last look before the period, while the loop waited: the CPU used
+        # from then to `cpu_first` bounds what the period used before it was seen.
+        self.start_look: _SchedStat | None = None
         # (perf_counter, thread CPU seconds, seconds in the run queue) just after the period's
         # first sample, while it still went on.
         self.runq_first: _SchedStat | None = None
@@ -256,6 +267,7 @@ class _Target:
     def look(self) -> None:
         """Read the thread's clocks while its loop waits for events (Linux: one read of its
         schedstat, exact for a thread that is not running)."""
+        self.look_selects = getattr(self.tracker, "selects", None)
         self.last_look = self.runq_now()
 
     def close(self) -> None:
@@ -303,6 +315,14 @@ class _Target:
         if cpu is None:  # no CPU clock: the rate of waiting seen, over the whole block
             return min(duration, waited / span * duration) if span > _MIN_RUNQ_SPAN else None
         before = max(0.0, cpu - on_cpu) * waited / on_cpu if on_cpu >= _MIN_ON_CPU else 0.0
+        look = self.start_look
+        start = end - duration
+        if look is not None and look[0] <= start < first[0]:
+            # At least the wait since the last look while the loop waited, less the time from
+            # that look to the block's start (the wait to run as select() returned is in it):
+            # a reading taken late in the block sees too little of it to scale up.
+            before = max(before, first[2] - look[2] - (start - look[0]))
+            before = min(before, max(0.0, first[0] - start - max(0.0, first[1] - (cpu_end - cpu))))
         return min(max(0.0, duration - cpu), waited + before)
 
 
@@ -344,6 +364,8 @@ class Watchdog:
         # only lateness beyond it tells a C call holding it.
         self._asleep: tuple[float, float | None, float] = (0.0, None, 0.0)
         self._own: _OwnQueue | None = None
+        # Whether this thread waited for a core on its last wake-up: every core is busy.
+        self._crowded = False
         # The loops' probes asked to wake this thread from its last sleep through their idleness.
         self._sleeping: list[SelectorProbe] = []
         # perf_counter() -> time.time()
@@ -433,11 +455,13 @@ class Watchdog:
             due = min(due, min(woke))
         self._sleeping = []
         late = now - due
+        self._crowded = False
         if late <= self._sample_interval or queued is None or self._own is None:
             return 0.0
         queued_now = self._own.waited()
         if queued_now is None:
             return 0.0
+        self._crowded = queued_now - queued > _CROWDED
         return max(0.0, late - (queued_now - queued) - switch)
 
     def _poll(self) -> float | None:
@@ -459,6 +483,9 @@ class Watchdog:
             if deep is not None:
                 self._restore_switch()
                 for target in targets:
+                    if target.tracker.since is None:
+                        target.look()  # the clocks as the loop's select() returns, near enough
+                for target in targets:
                     self._report_completed(target)
                 return deep
         for target in targets:
@@ -474,7 +501,19 @@ class Watchdog:
                 before = target.last_look
                 target.reset(since)
                 target.cpu_first = target.cpu_now()
+                if before is not None and before[0] <= since:
+                    target.start_look = before
                 if (
+                    before is not None
+                    and before[0] <= since
+                    and getattr(tracker, "selects", None) == target.look_selects is not None
+                ):
+                    # No select() call since the look: the loop waited from the look to the
+                    # period's start, so the CPU clock read then is the period's start's (its
+                    # run-queue wait is not: it includes the wait to run as select() returned,
+                    # which is before the period).
+                    target.cpu_first = (before[0], before[1])
+                elif (
                     before is not None
                     and before[0] <= since
                     and now - since > self.threshold
@@ -507,7 +546,7 @@ class Watchdog:
         # or preempted loop has many).
         blocked = any(target.since is not None and now - target.since >= 0.75 * self.threshold
                       for target in in_block)  # fmt: skip
-        if blocked:
+        if blocked and not self._crowded:
             self._hand_over_often()
         else:
             self._restore_switch()
@@ -536,6 +575,12 @@ class Watchdog:
                     if target.tracker.since != target.since:
                         target.runq_first = None  # not read inside the period
             wait = self._sample_interval if blocked else 2 * self._sample_interval
+            if self._crowded:
+                # Every core is busy: each sample makes the loop thread hand the GIL over and
+                # then wait, off CPU, until this thread gets a core to take it. Sample no more
+                # often than the program's own switch interval then, lest the loop thread
+                # spend the block waiting for this one.
+                wait = max(wait, sys.getswitchinterval())
         return wait
 
     def _hand_over_often(self) -> None:
@@ -577,7 +622,13 @@ class Watchdog:
             used = max(0.0, cpu_end - first_cpu)
             seen = end - first_t
             if seen > 0:
-                cpu = min(duration, used + used / seen * max(0.0, first_t - start))
+                before = used / seen * max(0.0, first_t - start)
+                look = target.start_look
+                if look is not None and look[0] < first_t:
+                    # At most what the thread used from the last look while the loop waited:
+                    # a thread that waited for a core early in the period used less early.
+                    before = min(before, max(0.0, first_cpu - look[1]))
+                cpu = min(duration, used + before)
         stacks = target.stacks if mine else Counter()
         return Block(
             t=start + self._wall_offset,

@@ -242,6 +242,11 @@ def _cause(block: Block, located: _Located, code: CodeMap, source_line: SourceLi
     if block.gc >= GC_SHARE * block.duration > 0:
         return "gc"  # the collector held the GIL: the code around it only allocated
     if block.samples == 0:
+        if block.runq is not None and block.runq >= 0.5 * (block.duration - (block.cpu or 0.0)):
+            # The thread waited for a core for most of the time it was off CPU, holding the
+            # GIL or waiting for it: the watchdog could not sample, and what the code did is
+            # not known.
+            return "unknown"
         return "gil"  # no sample could be taken: the thread held the GIL throughout
     share = cpu_share(block)
     if share is None:
@@ -262,6 +267,14 @@ def _cause(block: Block, located: _Located, code: CodeMap, source_line: SourceLi
     waits = _waits(location, located.stack, code, source_line)
     if waits is not None and share - (1.0 - mine) <= OFF_CPU * mine:
         return waits
+    if waits is None and block.held > 0 and block.cpu is not None:
+        # Code that shows no wait, off CPU and not waiting for a core, while the watchdog (on
+        # a core) waited for the GIL too: the GIL was held by a thread that did not run, one
+        # waiting for a core. That time was denied to the loop thread as its run-queue wait
+        # was, and is no more the code's I/O.
+        denied = min(block.duration - block.cpu, (block.runq or 0.0) + block.held)
+        runnable = block.duration - denied
+        share = 1.0 if runnable <= 0 else min(1.0, block.cpu / runnable)
     waiting_elsewhere = sum(
         w for w, f, stack in located.others if _waits(f, stack, code, source_line) is not None
     )
