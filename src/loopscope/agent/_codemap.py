@@ -176,8 +176,9 @@ class CodeMap:
         """The frame to blame in a stack (innermost first): the innermost application frame,
         attributed to the named function that contains it (`owner`); else the innermost frame
         of an installed package (a library, then a framework); else the innermost frame. Only
-        the frames inside the loop's callback count: not the script that started the loop, so
-        None when no Python frame ran inside the loop's (uvloop at work in C)."""
+        the frames inside the loop's callback count: not the script that started the loop (with
+        no Python frame inside the loop's, as with uvloop at work in C, the loop's own frame is
+        named)."""
         library: Frame | None = None
         framework: Frame | None = None
         for i, f in enumerate(frames):
@@ -188,8 +189,6 @@ class CodeMap:
                 # The frames beyond are the code that started the loop (a script's
                 # ``uvicorn.run(app)``): they did not do the work of the callback the loop
                 # runs, and naming that line would send the user to the wrong place.
-                if i == 0:
-                    return None
                 break
             if kind == LIBRARY and library is None:
                 library = f
