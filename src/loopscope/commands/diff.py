@@ -51,7 +51,7 @@ class Side:
     target: dict[str, Any] | None
     duration_s: float | None
     findings: list[dict[str, Any]]
-    figures: dict[str, Any] | None  # None: a report file, which has no loop figures
+    figures: dict[str, Any] | None  # None: a file without them (a live run's --json)
     damaged: str | None = None
 
     def header(self) -> dict[str, Any]:
