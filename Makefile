@@ -56,9 +56,10 @@ prometheus:
 		  { apt-get update -qq && apt-get install -y -qq prometheus >/dev/null; } || \
 		  echo "could not install prometheus: its tests will be skipped"; fi; }
 
-# Target Pythons 3.14 and 3.15: a cached Debian unstable root (see tools/pythons.sh).
+# Target Pythons 3.14 and 3.15: a cached Debian unstable root, with uvloop for them (see
+# tools/pythons.sh; pip fetches uvloop's wheels).
 pythons:
-	@sh tools/pythons.sh
+	@PIP_PYTHON=$$(test -x $(BIN)/python && echo $(BIN)/python || echo python3) sh tools/pythons.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache

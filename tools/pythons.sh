@@ -6,9 +6,13 @@
 # repository (LOOPSCOPE_PYTHONS, default ~/.cache/loopscope/pythons). A process started there
 # stands to loopscope as a container's process does: its files are under /proc/PID/root.
 #
+# The root has no pip: uvloop for its targets (the loop uvicorn picks when it is installed) comes
+# as PyPI's wheels for 3.14 and 3.15, fetched on the host with pip and unpacked in the root at
+# /opt/loopscope/uvloop/3.X, a directory the tests put on a target's PYTHONPATH.
+#
 # Fails soft: when the root cannot be made (not root, no debootstrap, mirror unreachable) it says
 # why, records the reason where tests/pythons.py finds it, and exits 0 so the tests on 3.14/3.15
-# skip with that reason.
+# skip with that reason. The same for uvloop (no network to PyPI, no wheel for this platform).
 set -u
 
 CACHE=${LOOPSCOPE_PYTHONS:-${XDG_CACHE_HOME:-$HOME/.cache}/loopscope/pythons}
@@ -18,11 +22,50 @@ PACKAGES=python3.14,python3.15
 
 mkdir -p "$CACHE" || { echo "pythons: cannot create $CACHE"; exit 0; }
 REASON=$CACHE/sid.unavailable
+UVLOOP=${LOOPSCOPE_UVLOOP:-0.23.0}
+PIP_PYTHON=${PIP_PYTHON:-python3}
 
 fail() {
     echo "pythons: $1; tests on Python 3.14 and 3.15 will be skipped"
     echo "$1" >"$REASON"
     exit 0
+}
+
+# uvloop's wheel for Python $1, unpacked in the root (once; then reused).
+uvloop_for() {
+    dest=$ROOT/opt/loopscope/uvloop/$1
+    reason=$CACHE/uvloop-$1.unavailable
+    if [ "$(cat "$dest/.complete" 2>/dev/null)" = "uvloop $UVLOOP" ]; then
+        echo "pythons: reusing uvloop $UVLOOP for Python $1 in $dest"
+        return
+    fi
+    wheels=$CACHE/wheels-$1.partial
+    rm -rf "$wheels" "$dest"
+    tag=$(echo "$1" | tr -d .)
+    if ! "$PIP_PYTHON" -m pip download --quiet --no-deps --only-binary=:all: \
+            --python-version "$1" --implementation cp --abi "cp$tag" \
+            --platform "manylinux_2_17_$(uname -m)" -d "$wheels" "uvloop==$UVLOOP" \
+            >"$CACHE/uvloop-$1.log" 2>&1; then
+        echo "pip could not fetch uvloop $UVLOOP for Python $1 (see $CACHE/uvloop-$1.log)" >"$reason"
+        echo "pythons: $(cat "$reason"); the uvloop tests on $1 will be skipped"
+        rm -rf "$wheels"
+        return
+    fi
+    mkdir -p "$dest" && "$PIP_PYTHON" -m zipfile -e "$wheels"/uvloop-*.whl "$dest" && \
+        chroot "$ROOT" "/usr/bin/python$1" -c "import sys; sys.path.insert(0, '/opt/loopscope/uvloop/$1'); import uvloop" \
+            >>"$CACHE/uvloop-$1.log" 2>&1 || {
+        echo "uvloop $UVLOOP for Python $1 does not import in the root (see $CACHE/uvloop-$1.log)" >"$reason"
+        echo "pythons: $(cat "$reason"); the uvloop tests on $1 will be skipped"
+        rm -rf "$wheels" "$dest"
+        return
+    }
+    echo "uvloop $UVLOOP" >"$dest/.complete"
+    rm -rf "$wheels" "$reason"
+    echo "pythons: unpacked uvloop $UVLOOP for Python $1 in $dest"
+}
+
+uvloops() {
+    for version in 3.14 3.15; do uvloop_for "$version"; done
 }
 
 # One provisioning at a time: several checkouts share the cache.
@@ -31,6 +74,7 @@ flock 9
 
 if [ -f "$ROOT/.complete" ]; then
     echo "pythons: reusing the Debian unstable root in $ROOT ($(cat "$ROOT/.complete"))"
+    uvloops
     exit 0
 fi
 
@@ -62,3 +106,4 @@ rm -rf "$ROOT"
 mv "$ROOT.partial" "$ROOT"
 rm -f "$REASON"
 echo "pythons: made $ROOT with Python $versions in $(( $(date +%s) - start )) s"
+uvloops
