@@ -65,6 +65,26 @@ def missing_reason(version: str) -> str:
     return f"Python {version} in {sid_root()} does not start (see tests/pythons.py)"
 
 
+def uvloop_path(version: str) -> str | None:
+    """The directory, as the target sees it inside the Debian root, that holds uvloop for
+    Python ``version`` (3.14, 3.15: `make pythons` unpacks PyPI's wheels there), or None."""
+    inside = f"/opt/uvloop/{version}"
+    if version not in IN_ANOTHER_ROOT or find_pythons().get(version) is None:
+        return None
+    complete = sid_root() / inside.lstrip("/") / ".complete"
+    return inside if complete.exists() else None
+
+
+def uvloop_missing_reason(version: str) -> str:
+    """Why uvloop_path() has no uvloop for this version, in one line."""
+    if find_pythons().get(version) is None:
+        return missing_reason(version)
+    unavailable = pythons_cache() / f"uvloop-{version}.unavailable"
+    if unavailable.exists():
+        return f"uvloop on Python {version}: {unavailable.read_text().strip()}"
+    return f"no uvloop for Python {version} in {sid_root()} (run `make pythons`)"
+
+
 def in_another_root(python: str) -> bool:
     """True for an interpreter from find_pythons() that runs its targets in the Debian root."""
     return Path(python).parent.name.startswith("wrappers-")

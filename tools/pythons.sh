@@ -8,7 +8,7 @@
 #
 # The root has no pip: uvloop for its targets (the loop uvicorn picks when it is installed) comes
 # as PyPI's wheels for 3.14 and 3.15, fetched on the host with pip and unpacked in the root at
-# /opt/loopscope/uvloop/3.X, a directory the tests put on a target's PYTHONPATH.
+# /opt/uvloop/3.X, a directory the tests put on a target's PYTHONPATH.
 #
 # Fails soft: when the root cannot be made (not root, no debootstrap, mirror unreachable) it says
 # why, records the reason where tests/pythons.py finds it, and exits 0 so the tests on 3.14/3.15
@@ -33,7 +33,7 @@ fail() {
 
 # uvloop's wheel for Python $1, unpacked in the root (once; then reused).
 uvloop_for() {
-    dest=$ROOT/opt/loopscope/uvloop/$1
+    dest=$ROOT/opt/uvloop/$1
     reason=$CACHE/uvloop-$1.unavailable
     if [ "$(cat "$dest/.complete" 2>/dev/null)" = "uvloop $UVLOOP" ]; then
         echo "pythons: reusing uvloop $UVLOOP for Python $1 in $dest"
@@ -52,7 +52,7 @@ uvloop_for() {
         return
     fi
     mkdir -p "$dest" && "$PIP_PYTHON" -m zipfile -e "$wheels"/uvloop-*.whl "$dest" && \
-        chroot "$ROOT" "/usr/bin/python$1" -c "import sys; sys.path.insert(0, '/opt/loopscope/uvloop/$1'); import uvloop" \
+        chroot "$ROOT" "/usr/bin/python$1" -c "import sys; sys.path.insert(0, '/opt/uvloop/$1'); import uvloop" \
             >>"$CACHE/uvloop-$1.log" 2>&1 || {
         echo "uvloop $UVLOOP for Python $1 does not import in the root (see $CACHE/uvloop-$1.log)" >"$reason"
         echo "pythons: $(cat "$reason"); the uvloop tests on $1 will be skipped"

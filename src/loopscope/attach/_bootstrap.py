@@ -40,17 +40,18 @@ from loopscope.attach._root import in_another_root, target_path
 _BOOTSTRAP = r"""
 import sys, threading
 
-def _loops():
-    n = 0
+def _loops(main):
+    # uvloop's run_forever is C code, with no frame: the main thread's loop is counted as found.
+    found = {id(main)} if getattr(main, "is_running", lambda: False)() else set()
     for frame in sys._current_frames().values():
         while frame is not None:
             if frame.f_code.co_name == "run_forever":
                 loop = frame.f_locals.get("self")
                 if getattr(loop, "is_running", lambda: False)():
-                    n += 1
+                    found.add(id(loop))
                     break
             frame = frame.f_back
-    return n
+    return len(found)
 
 def _main(loop, asyncio_imported):
     import json, os, socket, traceback
@@ -74,7 +75,7 @@ def _main(loop, asyncio_imported):
             exec(compile(answer["loader"], "<loopscope-agent>/_loader.py", "exec"), namespace)
             package = namespace["load_from_sources"](answer["sources"], answer["name"])
             agent = package.install(loop)
-            say(ok=True, socket=agent.socket_path, loops=_loops())
+            say(ok=True, socket=agent.socket_path, loops=_loops(loop))
         except BaseException as e:
             say(ok=False, error="".join(traceback.format_exception_only(type(e), e)).strip(),
                 traceback=traceback.format_exc())
