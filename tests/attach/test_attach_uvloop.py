@@ -8,6 +8,7 @@ must work on it, and detach must leave the loop and asyncio as they were."""
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -300,3 +301,58 @@ def test_run_a_uvloop_program(target_python: str, tmp_path: Path) -> None:
     )
     census = _of(events, Census)[-1]
     assert census.by_kind.get("lock", 0) >= WAITERS
+
+
+IN_A_THREAD = """\
+import asyncio, select, sys, threading, time
+sys.path.insert(0, UVLOOP)
+import uvloop
+
+
+def render_report():
+    end = time.perf_counter() + 0.04
+    while time.perf_counter() < end:
+        pass
+
+
+async def work():
+    while True:
+        render_report()
+        await asyncio.sleep(0.1)
+
+
+worker = threading.Thread(target=uvloop.run, args=(work(),), name="worker", daemon=True)
+worker.start()
+print('{"ready": true}', flush=True)
+while True:  # in Python code often (a safe point), not blocked in a read
+    if select.select([sys.stdin], [], [], 0.05)[0] and sys.stdin.readline().strip() == "exit":
+        break
+"""
+
+
+@pytest.mark.parametrize("python", ["3.14", "host"], ids=["py3.14", "host"])
+def test_attach_finds_a_uvloop_loop_in_another_thread(python: str, tmp_path: Path) -> None:
+    """A loop running in C has no run_forever frame to find it by: the agent finds it by what the
+    thread's frames hold (asyncio.Runner's loop). On the host's Python (3.10-3.12 read frame
+    locals another way) uvloop is loopscope's own dev dependency."""
+    if python == "host":
+        pytest.importorskip("uvloop", reason="uvloop is a dev dependency of loopscope")
+        interpreter, directory = sys.executable, ""
+    else:
+        directory = _uvloop(python)
+        interpreter = find_pythons()[python] or ""
+    source = IN_A_THREAD.replace("UVLOOP", repr(directory))
+    target = PlainTarget(interpreter, tmp_path, source=source)
+    try:
+        assert target.read() == {"ready": True}, target.stderr()
+        out = loopscope(
+            "attach", "--headless", "--duration", "2", "--json", "--no-pyspy", str(target.pid),
+            state=tmp_path / "state",
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        assert "no asyncio event loop is running" not in out.stderr
+        assert "its agent removed itself" in out.stderr
+        assert _blamed(json.loads(out.stdout), "/service.py") == ["render_report"], out.stdout
+        assert target.finish() == (0, "")
+    finally:
+        target.close()

@@ -177,13 +177,20 @@ class Agent:
 
     def observe_running_loops(self) -> None:
         """Observe the loops already running in other threads (found from their stacks)."""
+        for loop in self.running_loops():
+            self.observe(loop)
+
+    def running_loops(self) -> list[asyncio.AbstractEventLoop]:
+        """The loops running in the threads other than this one, found from their stacks."""
         me = threading.get_ident()
+        found: dict[int, asyncio.AbstractEventLoop] = {}
         for thread_id, frame in sys._current_frames().items():
             if thread_id == me:
                 continue
             loop = _loop_in_stack(frame)
             if loop is not None:
-                self.observe(loop)
+                found[id(loop)] = loop
+        return list(found.values())
 
     def _loop_started(self, loop: asyncio.AbstractEventLoop) -> None:
         """On the loop's thread, as the loop starts running (or when install() finds it)."""
@@ -482,14 +489,32 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
 
 
 def _loop_in_stack(frame: Any) -> asyncio.AbstractEventLoop | None:
-    """The running loop whose ``run_forever`` is on this stack, if any."""
+    """The running loop whose ``run_forever`` is on this stack, if any. A loop written in C
+    (uvloop) has no such frame: then the running loop that a frame of the stack holds, the
+    innermost first (``asyncio.Runner.run``'s ``self._loop``, or a local variable)."""
+    frames = []
     while frame is not None:
         if frame.f_code.co_name == "run_forever":
             candidate = frame.f_locals.get("self")
-            if isinstance(candidate, asyncio.AbstractEventLoop) and candidate.is_running():
-                return candidate
+            if _is_running_loop(candidate):
+                return candidate  # type: ignore[no-any-return]
+        frames.append(frame)
         frame = frame.f_back
+    runner = getattr(asyncio, "Runner", None)  # 3.11+
+    for frame in frames:
+        for value in list(frame.f_locals.values()):
+            if runner is not None and type(value) is runner:
+                value = value._loop
+            if _is_running_loop(value):
+                return value  # type: ignore[no-any-return]
     return None
+
+
+def _is_running_loop(value: object) -> bool:
+    try:
+        return isinstance(value, asyncio.AbstractEventLoop) and value.is_running()
+    except Exception:
+        return False
 
 
 def _cwd() -> str:

@@ -40,18 +40,10 @@ from loopscope.attach._root import in_another_root, target_path
 _BOOTSTRAP = r"""
 import sys, threading
 
-def _loops(main):
-    # uvloop's run_forever is C code, with no frame: the main thread's loop is counted as found.
-    found = {id(main)} if getattr(main, "is_running", lambda: False)() else set()
-    for frame in sys._current_frames().values():
-        while frame is not None:
-            if frame.f_code.co_name == "run_forever":
-                loop = frame.f_locals.get("self")
-                if getattr(loop, "is_running", lambda: False)():
-                    found.add(id(loop))
-                    break
-            frame = frame.f_back
-    return len(found)
+def _loops(main, agent):
+    # the main thread's running loop, and those the agent finds in the stacks of the others
+    running = [main] if getattr(main, "is_running", lambda: False)() else []
+    return len({id(loop) for loop in running + agent.running_loops()})
 
 def _main(loop, asyncio_imported):
     import json, os, socket, traceback
@@ -75,7 +67,7 @@ def _main(loop, asyncio_imported):
             exec(compile(answer["loader"], "<loopscope-agent>/_loader.py", "exec"), namespace)
             package = namespace["load_from_sources"](answer["sources"], answer["name"])
             agent = package.install(loop)
-            say(ok=True, socket=agent.socket_path, loops=_loops(loop))
+            say(ok=True, socket=agent.socket_path, loops=_loops(loop, agent))
         except BaseException as e:
             say(ok=False, error="".join(traceback.format_exception_only(type(e), e)).strip(),
                 traceback=traceback.format_exc())
