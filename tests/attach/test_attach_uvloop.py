@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from attach_targets import PlainTarget
 
-from capabilities import route_params
+from capabilities import needs, route_params
 from clirun import assert_no_loopscope_traceback, loopscope
 from loopscope.agent.events import Block, Census, Hello, Lag, LoopStarted
 from loopscope.events import Event
@@ -330,6 +330,7 @@ while True:  # in Python code often (a safe point), not blocked in a read
 """
 
 
+@needs("ptrace")  # the default route: remote-exec on 3.14 falls back to it, the host's is it
 @pytest.mark.parametrize("python", ["3.14", "host"], ids=["py3.14", "host"])
 def test_attach_finds_a_uvloop_loop_in_another_thread(python: str, tmp_path: Path) -> None:
     """A loop running in C has no run_forever frame to find it by: the agent finds it by what the

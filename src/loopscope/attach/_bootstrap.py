@@ -42,8 +42,10 @@ import sys, threading
 
 def _loops(main, agent):
     # the main thread's running loop, and those the agent finds in the stacks of the others
+    # (an agent that an older loopscope left running has no running_loops)
     running = [main] if getattr(main, "is_running", lambda: False)() else []
-    return len({id(loop) for loop in running + agent.running_loops()})
+    running += getattr(agent, "running_loops", list)()
+    return len({id(loop) for loop in running})
 
 def _main(loop, asyncio_imported):
     import json, os, socket, traceback
