@@ -31,36 +31,47 @@ fail() {
     exit 0
 }
 
-# uvloop's wheel for Python $1, unpacked in the root (once; then reused).
+# uvloop's wheel for Python $1, unpacked in the root (once; then reused). A new one replaces the
+# one there only once it imports; when it cannot be had, what was there stays.
+uvloop_unavailable() {  # version, why
+    echo "$2" >"$CACHE/uvloop-$1.unavailable"
+    if [ -f "$ROOT/opt/uvloop/$1/.complete" ]; then
+        echo "pythons: $2; keeping $(cat "$ROOT/opt/uvloop/$1/.complete") for Python $1"
+    else
+        echo "pythons: $2; the uvloop tests on $1 will be skipped"
+    fi
+}
+
 uvloop_for() {
     dest=$ROOT/opt/uvloop/$1
-    reason=$CACHE/uvloop-$1.unavailable
+    partial=$dest.partial
     if [ "$(cat "$dest/.complete" 2>/dev/null)" = "uvloop $UVLOOP" ]; then
         echo "pythons: reusing uvloop $UVLOOP for Python $1 in $dest"
+        rm -f "$CACHE/uvloop-$1.unavailable"
         return
     fi
     wheels=$CACHE/wheels-$1.partial
-    rm -rf "$wheels" "$dest"
+    rm -rf "$wheels" "$partial"
     tag=$(echo "$1" | tr -d .)
     if ! "$PIP_PYTHON" -m pip download --quiet --no-deps --only-binary=:all: \
             --python-version "$1" --implementation cp --abi "cp$tag" \
             --platform "manylinux_2_17_$(uname -m)" -d "$wheels" "uvloop==$UVLOOP" \
             >"$CACHE/uvloop-$1.log" 2>&1; then
-        echo "pip could not fetch uvloop $UVLOOP for Python $1 (see $CACHE/uvloop-$1.log)" >"$reason"
-        echo "pythons: $(cat "$reason"); the uvloop tests on $1 will be skipped"
+        uvloop_unavailable "$1" "pip could not fetch uvloop $UVLOOP for Python $1 (see $CACHE/uvloop-$1.log)"
         rm -rf "$wheels"
         return
     fi
-    mkdir -p "$dest" && "$PIP_PYTHON" -m zipfile -e "$wheels"/uvloop-*.whl "$dest" && \
-        chroot "$ROOT" "/usr/bin/python$1" -c "import sys; sys.path.insert(0, '/opt/uvloop/$1'); import uvloop" \
+    mkdir -p "$partial" && "$PIP_PYTHON" -m zipfile -e "$wheels"/uvloop-*.whl "$partial" && \
+        chroot "$ROOT" "/usr/bin/python$1" -c \
+            "import sys; sys.path.insert(0, '/opt/uvloop/$1.partial'); import uvloop" \
             >>"$CACHE/uvloop-$1.log" 2>&1 || {
-        echo "uvloop $UVLOOP for Python $1 does not import in the root (see $CACHE/uvloop-$1.log)" >"$reason"
-        echo "pythons: $(cat "$reason"); the uvloop tests on $1 will be skipped"
-        rm -rf "$wheels" "$dest"
+        rm -rf "$wheels" "$partial"
+        uvloop_unavailable "$1" "uvloop $UVLOOP for Python $1 does not import in the root (see $CACHE/uvloop-$1.log)"
         return
     }
-    echo "uvloop $UVLOOP" >"$dest/.complete"
-    rm -rf "$wheels" "$reason"
+    echo "uvloop $UVLOOP" >"$partial/.complete"
+    rm -rf "$dest" && mv "$partial" "$dest"
+    rm -rf "$wheels" "$CACHE/uvloop-$1.unavailable"
     echo "pythons: unpacked uvloop $UVLOOP for Python $1 in $dest"
 }
 
