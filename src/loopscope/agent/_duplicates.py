@@ -48,14 +48,12 @@ import types
 import uuid
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable
 from typing import Any
 
 from ._census import _OWN_PACKAGE
 from ._codemap import APP, FRAMEWORK, LOOPSCOPE, local_map
-from ._guard import Guard
 from ._taskpass import MAX_SAMPLE, TaskView, TaskVisitor
-from .events import DuplicateGroup, Duplicates, Event
+from .events import DuplicateGroup, Duplicates
 
 MAX_GROUPS = 10  # groups per event
 MAX_PRINTS = 2000  # fingerprints remembered; the least recently seen are forgotten
@@ -325,15 +323,9 @@ class DuplicatesCollector(TaskVisitor[Duplicates]):
 
     name = "duplicates"
 
-    def __init__(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        loop_id: int,
-        emit: Callable[[Event], None],
-        guard: Guard,
-        interval: float = 0.5,
-    ) -> None:
-        super().__init__(loop, loop_id, emit, guard, interval)
+    default_interval = 0.5
+
+    def setup(self) -> None:
         self._codes: dict[int, _Code] = {}
         self._prints: OrderedDict[tuple[int, str], _Print] = OrderedDict()
         self._instances: dict[int, _Instance] = {}
