@@ -14,7 +14,6 @@ only, and nothing here ever raises into the program once a value is watched.
 from __future__ import annotations
 
 import asyncio
-import collections
 import sys
 import time
 import types
@@ -22,12 +21,13 @@ import warnings
 from collections.abc import Hashable
 from typing import Any, TypeVar
 
+from loopscope.agent._hub import watch_hub as _hub
+
 T = TypeVar("T")
 
 MAX_READERS = 10_000  # tasks remembered per watched value; beyond this the oldest are forgotten
 MAX_KEYS = 10_000  # keys tracked per watched dict; others are not
 REPEAT_SECONDS = 1.0  # one report per place and second; the others are counted into the next
-_HUB = "_loopscope_watch_hub"  # the agent's _races.watch_hub() makes the same module
 _CLASS_MARK = "__loopscope_watched__"
 
 _get_running_loop = asyncio.events._get_running_loop
@@ -163,16 +163,6 @@ def _report(
             "repeats": repeats,
         }
     )
-
-
-def _hub() -> types.ModuleType:
-    hub = sys.modules.get(_HUB)
-    if hub is None:
-        fresh = types.ModuleType(_HUB)
-        fresh.pending = collections.deque(maxlen=1000)  # type: ignore[attr-defined]
-        fresh.sink = None  # type: ignore[attr-defined]
-        hub = sys.modules.setdefault(_HUB, fresh)
-    return hub
 
 
 def _deliver(record: dict[str, Any]) -> None:
