@@ -273,44 +273,42 @@ class WatchedDict(dict):  # type: ignore[type-arg]
             value = values[key] = _Value(f"{self._label}[{_short(key)}]")
         return value
 
-    def __getitem__(self, key: Any) -> Any:
-        result = super().__getitem__(key)
+    def _read(self, key: Hashable) -> None:
         value = self._value(key)
         if value is not None:
-            value.read(1)
+            value.read(2)  # in the caller of the method that calls this
+
+    def _wrote(self, key: Hashable) -> None:
+        value = self._value(key)
+        if value is not None:
+            value.write(2)  # in the caller of the method that calls this
+
+    def __getitem__(self, key: Any) -> Any:
+        result = super().__getitem__(key)
+        self._read(key)
         return result
 
     def get(self, key: Any, default: Any = None) -> Any:
         result = super().get(key, default)
-        value = self._value(key)
-        if value is not None:
-            value.read(1)
+        self._read(key)
         return result
 
     def __setitem__(self, key: Any, new: Any) -> None:
         super().__setitem__(key, new)
-        value = self._value(key)
-        if value is not None:
-            value.write(1)
+        self._wrote(key)
 
     def __delitem__(self, key: Any) -> None:
         super().__delitem__(key)
-        value = self._value(key)
-        if value is not None:
-            value.write(1)
+        self._wrote(key)
 
     def pop(self, key: Any, *default: Any) -> Any:
         result = super().pop(key, *default)
-        value = self._value(key)
-        if value is not None:
-            value.write(1)
+        self._wrote(key)
         return result
 
     def setdefault(self, key: Any, default: Any = None) -> Any:
         result = super().setdefault(key, default)
-        value = self._value(key)
-        if value is not None:
-            value.read(1)
+        self._read(key)
         return result
 
 
