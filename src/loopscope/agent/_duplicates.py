@@ -771,21 +771,16 @@ class ArgText:
             return f"<int {bits} bits #{int.__hash__(value) & 0xFFFFFFFF:x}>"
         if isinstance(value, float):
             return float.__repr__(value)
-        if isinstance(value, str):
-            n = str.__len__(value)
+        if isinstance(value, (str, bytes)):
+            # Through the base type's own methods: a subclass's are the program's code.
+            base: Any = str if isinstance(value, str) else bytes
+            n = base.__len__(value)
             if n <= STR_LIMIT:
-                return str.__repr__(value)
+                text: str = base.__repr__(value)
+                return text
             if n <= HASH_LIMIT:
-                head = str.__repr__(str.__getitem__(value, slice(0, STR_LIMIT // 2)))
-                return f"{head}…<len {n} #{str.__hash__(value) & 0xFFFFFFFF:x}>"
-            return self._identity(value)
-        if isinstance(value, bytes):
-            n = bytes.__len__(value)
-            if n <= STR_LIMIT:
-                return bytes.__repr__(value)
-            if n <= HASH_LIMIT:
-                head = bytes.__repr__(bytes.__getitem__(value, slice(0, STR_LIMIT // 2)))
-                return f"{head}…<len {n} #{bytes.__hash__(value) & 0xFFFFFFFF:x}>"
+                head = base.__repr__(base.__getitem__(value, slice(0, STR_LIMIT // 2)))
+                return f"{head}…<len {n} #{base.__hash__(value) & 0xFFFFFFFF:x}>"
             return self._identity(value)
         if isinstance(value, (tuple, list, dict, set, frozenset)):
             return self._container(value, cls, depth)
