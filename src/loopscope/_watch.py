@@ -14,7 +14,6 @@ only, and nothing here ever raises into the program once a value is watched.
 from __future__ import annotations
 
 import asyncio
-import collections
 import sys
 import time
 import types
@@ -22,12 +21,13 @@ import warnings
 from collections.abc import Hashable
 from typing import Any, TypeVar
 
+from loopscope.agent._hub import watch_hub as _hub
+
 T = TypeVar("T")
 
 MAX_READERS = 10_000  # tasks remembered per watched value; beyond this the oldest are forgotten
 MAX_KEYS = 10_000  # keys tracked per watched dict; others are not
 REPEAT_SECONDS = 1.0  # one report per place and second; the others are counted into the next
-_HUB = "_loopscope_watch_hub"  # the agent's _races.watch_hub() makes the same module
 _CLASS_MARK = "__loopscope_watched__"
 
 _get_running_loop = asyncio.events._get_running_loop
@@ -165,16 +165,6 @@ def _report(
     )
 
 
-def _hub() -> types.ModuleType:
-    hub = sys.modules.get(_HUB)
-    if hub is None:
-        fresh = types.ModuleType(_HUB)
-        fresh.pending = collections.deque(maxlen=1000)  # type: ignore[attr-defined]
-        fresh.sink = None  # type: ignore[attr-defined]
-        hub = sys.modules.setdefault(_HUB, fresh)
-    return hub
-
-
 def _deliver(record: dict[str, Any]) -> None:
     hub = _hub()
     sink = getattr(hub, "sink", None)
@@ -283,44 +273,42 @@ class WatchedDict(dict):  # type: ignore[type-arg]
             value = values[key] = _Value(f"{self._label}[{_short(key)}]")
         return value
 
-    def __getitem__(self, key: Any) -> Any:
-        result = super().__getitem__(key)
+    def _read(self, key: Hashable) -> None:
         value = self._value(key)
         if value is not None:
-            value.read(1)
+            value.read(2)  # in the caller of the method that calls this
+
+    def _wrote(self, key: Hashable) -> None:
+        value = self._value(key)
+        if value is not None:
+            value.write(2)  # in the caller of the method that calls this
+
+    def __getitem__(self, key: Any) -> Any:
+        result = super().__getitem__(key)
+        self._read(key)
         return result
 
     def get(self, key: Any, default: Any = None) -> Any:
         result = super().get(key, default)
-        value = self._value(key)
-        if value is not None:
-            value.read(1)
+        self._read(key)
         return result
 
     def __setitem__(self, key: Any, new: Any) -> None:
         super().__setitem__(key, new)
-        value = self._value(key)
-        if value is not None:
-            value.write(1)
+        self._wrote(key)
 
     def __delitem__(self, key: Any) -> None:
         super().__delitem__(key)
-        value = self._value(key)
-        if value is not None:
-            value.write(1)
+        self._wrote(key)
 
     def pop(self, key: Any, *default: Any) -> Any:
         result = super().pop(key, *default)
-        value = self._value(key)
-        if value is not None:
-            value.write(1)
+        self._wrote(key)
         return result
 
     def setdefault(self, key: Any, default: Any = None) -> Any:
         result = super().setdefault(key, default)
-        value = self._value(key)
-        if value is not None:
-            value.read(1)
+        self._read(key)
         return result
 
 

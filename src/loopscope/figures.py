@@ -234,17 +234,33 @@ def program_argv(argv: Sequence[str]) -> list[str]:
     return list(argv)
 
 
-def program_name(argv: Sequence[str]) -> str | None:
+def program_name(argv: Sequence[str], *, interpreter: bool = False) -> str | None:
     """The program's name from its command line: a script's name without ``.py`` (its directory's
-    for a ``__main__.py``), or a module's last component; None when it cannot be told."""
-    if argv and os.path.basename(argv[0]) == _LAUNCHER:
-        argv = program_argv(argv)
-        if len(argv) >= 2 and argv[0] == "-m":
-            return argv[1].rsplit(".", 1)[-1]
-    if not argv or argv[0] in ("", "-m", "-c"):
+    for a ``__main__.py``), or a module's last component; None when it cannot be told.
+
+    ``argv`` is the program's ``sys.argv``, or with ``interpreter`` what follows the interpreter
+    on a process's command line (its options are passed over, and ``-m MODULE`` names a module).
+    Either way loopscope's launcher in front is passed over: the program follows it."""
+    words = _past_options(argv) if interpreter else list(argv)
+    launched = bool(words) and os.path.basename(words[0]) == _LAUNCHER
+    if launched:
+        words = words[1:]
+    if (launched or interpreter) and words and words[0].startswith("-m"):
+        module = words[0][2:] or (words[1] if len(words) >= 2 else "")
+        return module.rsplit(".", 1)[-1] or None
+    if not words or words[0] in ("", "-m", "-c"):
         return None
-    path = argv[0].replace("\\", "/").rstrip("/")
+    path = words[0].replace("\\", "/").rstrip("/")
     name = os.path.basename(path)
     if name == "__main__.py":
         name = os.path.basename(os.path.dirname(path)) or name
     return name[:-3] if name.endswith(".py") else name
+
+
+def _past_options(args: Sequence[str]) -> list[str]:
+    """An interpreter's arguments from its first that is not an option: the script, ``-m`` (and
+    its module) or ``-c``."""
+    words = list(args)
+    while words and words[0].startswith("-") and words[0] != "-c" and not words[0].startswith("-m"):
+        words = words[2:] if words[0] in ("-X", "-W") else words[1:]  # an option with a value
+    return words

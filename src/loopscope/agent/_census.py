@@ -20,13 +20,12 @@ import os
 import time
 import types
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from ._codemap import local_map
-from ._guard import Guard
 from ._taskpass import MAX_SAMPLE, Level, TaskView, TaskVisitor
-from .events import AwaitSite, Census, Event, Frame, Resource
+from .events import AwaitSite, Census, Frame, Resource
 
 MAX_SITES = 50
 MAX_RESOURCES = 50
@@ -155,15 +154,9 @@ class CensusCollector(TaskVisitor[Census]):
 
     name = "census"
 
-    def __init__(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        loop_id: int,
-        emit: Callable[[Event], None],
-        guard: Guard,
-        interval: float = 0.5,
-    ) -> None:
-        super().__init__(loop, loop_id, emit, guard, interval)
+    default_interval = 0.5
+
+    def setup(self) -> None:
         self._classifier = WaitClassifier()
         # id(future a task waits on) -> (weak reference to it, monotonic time first seen). One
         # wait is one future: a task that waits again at the same place waits on a new one.

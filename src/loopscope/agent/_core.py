@@ -306,7 +306,7 @@ class _LoopObserver:
                 self.collectors.append(collector)
             features.append(collector.name)
         if visitors:
-            tasks = TaskPass(loop, self.loop_id, agent.emit, guard, visitors)
+            tasks = TaskPass(visitors)
             if probe is not None:
                 tasks.pace = Pacer(probe)
             self.collectors.append(tasks)

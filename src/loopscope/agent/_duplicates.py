@@ -48,14 +48,12 @@ import types
 import uuid
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable
 from typing import Any
 
 from ._census import _OWN_PACKAGE
 from ._codemap import APP, FRAMEWORK, LOOPSCOPE, local_map
-from ._guard import Guard
 from ._taskpass import MAX_SAMPLE, TaskView, TaskVisitor
-from .events import DuplicateGroup, Duplicates, Event
+from .events import DuplicateGroup, Duplicates
 
 MAX_GROUPS = 10  # groups per event
 MAX_PRINTS = 2000  # fingerprints remembered; the least recently seen are forgotten
@@ -325,15 +323,9 @@ class DuplicatesCollector(TaskVisitor[Duplicates]):
 
     name = "duplicates"
 
-    def __init__(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        loop_id: int,
-        emit: Callable[[Event], None],
-        guard: Guard,
-        interval: float = 0.5,
-    ) -> None:
-        super().__init__(loop, loop_id, emit, guard, interval)
+    default_interval = 0.5
+
+    def setup(self) -> None:
         self._codes: dict[int, _Code] = {}
         self._prints: OrderedDict[tuple[int, str], _Print] = OrderedDict()
         self._instances: dict[int, _Instance] = {}
@@ -779,21 +771,16 @@ class ArgText:
             return f"<int {bits} bits #{int.__hash__(value) & 0xFFFFFFFF:x}>"
         if isinstance(value, float):
             return float.__repr__(value)
-        if isinstance(value, str):
-            n = str.__len__(value)
+        if isinstance(value, (str, bytes)):
+            # Through the base type's own methods: a subclass's are the program's code.
+            base: Any = str if isinstance(value, str) else bytes
+            n = base.__len__(value)
             if n <= STR_LIMIT:
-                return str.__repr__(value)
+                text: str = base.__repr__(value)
+                return text
             if n <= HASH_LIMIT:
-                head = str.__repr__(str.__getitem__(value, slice(0, STR_LIMIT // 2)))
-                return f"{head}…<len {n} #{str.__hash__(value) & 0xFFFFFFFF:x}>"
-            return self._identity(value)
-        if isinstance(value, bytes):
-            n = bytes.__len__(value)
-            if n <= STR_LIMIT:
-                return bytes.__repr__(value)
-            if n <= HASH_LIMIT:
-                head = bytes.__repr__(bytes.__getitem__(value, slice(0, STR_LIMIT // 2)))
-                return f"{head}…<len {n} #{bytes.__hash__(value) & 0xFFFFFFFF:x}>"
+                head = base.__repr__(base.__getitem__(value, slice(0, STR_LIMIT // 2)))
+                return f"{head}…<len {n} #{base.__hash__(value) & 0xFFFFFFFF:x}>"
             return self._identity(value)
         if isinstance(value, (tuple, list, dict, set, frozenset)):
             return self._container(value, cls, depth)

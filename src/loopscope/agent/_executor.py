@@ -39,7 +39,7 @@ from typing import Any
 from ._codemap import local_map
 from ._guard import Guard
 from ._periodic import Periodic
-from .events import LAG_BUCKETS, Event, ExecutorSample, Submitter, lag_bucket
+from .events import LAG_BUCKETS, ExecutorSample, Submitter, lag_bucket
 
 INTERVAL = 0.5
 QUIET_EVERY = 5.0  # an idle pool is reported this often, a working one at every tick
@@ -331,16 +331,9 @@ class ExecutorCollector(Periodic):
 
     name = "executor"
 
-    def __init__(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        loop_id: int,
-        emit: Callable[[Event], None],
-        guard: Guard,
-        *,
-        interval: float = INTERVAL,
-    ) -> None:
-        super().__init__(loop, loop_id, emit, guard, interval)
+    default_interval = INTERVAL
+
+    def setup(self) -> None:
         self._default: _Pool | None = None  # the default executor's, once seen
         self._pools: dict[int, _Pool] = {}  # id(executor) -> executors passed to run_in_executor
         self._anyio: _Pool | None = None

@@ -5,7 +5,8 @@ that raises disables the collector and is reported once), at the pace its ``pace
 `_pace.Pacer` where the loop can tell when it is idle). `stop` may be called from any thread: on
 the loop thread the pending tick is cancelled; from another it fires once more and does nothing
 (``TimerHandle.cancel`` is not thread-safe on every loop). `reset` forgets what the collector
-holds, once stopped.
+holds, once stopped. A collector sets up what it holds in `setup` (the constructor calls it),
+and ticks every ``default_interval`` seconds unless given another interval.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class Periodic:
     # 0.5 s would keep in step with a program that does something every 0.5 s, and always see
     # the same moment of it.
     jitter = 0.0
+    default_interval = 1.0
 
     def __init__(
         self,
@@ -35,17 +37,21 @@ class Periodic:
         loop_id: int,
         emit: Callable[[Event], None],
         guard: Guard,
-        interval: float,
+        interval: float | None = None,
     ) -> None:
         self._loop = loop
         self._loop_id = loop_id
         self._emit = emit
         self._guard = guard
-        self._interval = interval
+        self._interval = self.default_interval if interval is None else interval
         self._tick = guard.wrap(self.name, self._run)
         self._handle: asyncio.TimerHandle | None = None
         self._stopped = False
         self._random = random.Random()
+        self.setup()
+
+    def setup(self) -> None:
+        """Set up what the collector holds at first (called by the constructor)."""
 
     @property
     def interval(self) -> float:

@@ -28,6 +28,7 @@ from typing import Any
 
 from ._codemap import CodeMap, local_map
 from ._guard import Guard
+from ._hub import watch_hub
 from ._racescan import MAX_FILE_BYTES, Window, scan_source
 from ._taskpass import MAX_SAMPLE, TaskView, TaskVisitor
 from .events import Event, Frame, LostUpdate, RaceWindow, RaceWindows
@@ -48,7 +49,6 @@ MAX_NAMES = 10  # task names per event
 MAX_REMEMBERED = 64
 _PLAIN_KEYS = (str, int, bytes, float, bool, type(None))
 _MISSING = object()
-WATCH_HUB = "_loopscope_watch_hub"  # see loopscope/_watch.py
 
 
 # -- the scanner ----------------------------------------------------------------------------------
@@ -414,20 +414,6 @@ def connect_watch_hub(emit: Callable[[Event], None], guard: Guard) -> Callable[[
             hub.sink = None  # type: ignore[attr-defined]
 
     return disconnect
-
-
-def watch_hub() -> types.ModuleType:
-    """Where `loopscope.watch` and any copy of the agent meet: a module in ``sys.modules`` (the
-    agent may be loaded under a private name, the program imports ``loopscope``). It has
-    ``pending``, a bounded deque of reports no agent took yet, and ``sink``, the agent's
-    callable or None. loopscope/_watch.py makes the same."""
-    hub = sys.modules.get(WATCH_HUB)
-    if hub is None:
-        fresh = types.ModuleType(WATCH_HUB)
-        fresh.pending = collections.deque(maxlen=1000)  # type: ignore[attr-defined]
-        fresh.sink = None  # type: ignore[attr-defined]
-        hub = sys.modules.setdefault(WATCH_HUB, fresh)
-    return hub
 
 
 def _frame(value: Any) -> Frame:

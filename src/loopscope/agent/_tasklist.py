@@ -25,14 +25,12 @@ import time
 import types
 import weakref
 from collections import deque
-from collections.abc import Callable
 from typing import Any
 
 from ._census import WaitClassifier
-from ._guard import Guard
 from ._loops import on_loop_thread
 from ._taskpass import Level, TaskView, TaskVisitor
-from .events import AwaitFrame, Event, FinishedTask, Frame, TaskInfo, TaskList
+from .events import AwaitFrame, FinishedTask, Frame, TaskInfo, TaskList
 
 MAX_TASKS = 30  # tasks per list
 DETAILED = 5  # of which carry their await chain and arguments
@@ -69,16 +67,10 @@ class TaskListCollector(TaskVisitor[TaskList]):
 
     name = "tasks"
 
-    def __init__(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        loop_id: int,
-        emit: Callable[[Event], None],
-        guard: Guard,
-        interval: float = 2.0,
-    ) -> None:
-        super().__init__(loop, loop_id, emit, guard, interval)
-        self._ended = guard.wrap(self.name, self._on_done)
+    default_interval = 2.0
+
+    def setup(self) -> None:
+        self._ended = self._guard.wrap(self.name, self._on_done)
         # Classifies a wait (kind, site) the way the census does.
         self._classifier = WaitClassifier()
         # id(waiter) -> (weak reference to it, monotonic time first seen)

@@ -21,10 +21,9 @@ import math
 import random
 import sys
 import types
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Generic, TypeVar
 
-from ._guard import Guard
 from ._periodic import Periodic
 from .events import Event
 
@@ -153,18 +152,13 @@ class TaskPass(Periodic):
     name = "task pass"
     jitter = 0.3
 
-    def __init__(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        loop_id: int,
-        emit: Callable[[Event], None],
-        guard: Guard,
-        visitors: Sequence[TaskVisitor[Any]],
-    ) -> None:
+    def __init__(self, visitors: Sequence[TaskVisitor[Any]]) -> None:
+        """``visitors``: collectors of one loop, with one emitter and one guard (the pass's)."""
         base = min(v.interval for v in visitors)
-        super().__init__(loop, loop_id, emit, guard, base)
+        first = visitors[0]
+        super().__init__(first._loop, first._loop_id, first._emit, first._guard, base)
         self.visitors = tuple(visitors)
-        self._visits = tuple(guard.wrap(v.name, v._visit) for v in visitors)
+        self._visits = tuple(self._guard.wrap(v.name, v._visit) for v in visitors)
         self._every = tuple(2 ** max(0, round(math.log2(v.interval / base))) for v in self.visitors)
         self._ticks = 0
 

@@ -3,11 +3,36 @@ checks."""
 
 from __future__ import annotations
 
+import argparse
 import sys
+import textwrap
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from loopscope import web
+
+
+def add_command(
+    commands: Any,
+    name: str,
+    *,
+    help: str,
+    description: str,
+    usage: str | None = None,
+    examples: Sequence[str] = (),
+) -> argparse.ArgumentParser:
+    """Add the subcommand ``name`` to ``commands``: its description wrapped at 78 columns, its
+    ``examples`` (command lines) listed after the options, both shown as laid out here."""
+    parser: argparse.ArgumentParser = commands.add_parser(
+        name,
+        help=help,
+        usage=usage,
+        description=textwrap.fill(description, width=78),
+        epilog="examples:\n" + "\n".join(f"  {line}" for line in examples) if examples else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    return parser
 
 
 class UsageError(Exception):

@@ -3,34 +3,33 @@
 from __future__ import annotations
 
 import argparse
-import textwrap
 from pathlib import Path
 from typing import Any
 
 from loopscope.attach._ladder import DEFAULT_TIMEOUT, METHODS
-from loopscope.cli._options import UsageError, check_headless, check_terminal
+from loopscope.cli._options import UsageError, add_command, check_headless, check_terminal
 from loopscope.commands.attach import AttachRequest, PsRequest
 from loopscope.sources.pyspy import NATIVE_INTERVAL
 
 
 def add_parsers(commands: Any) -> None:
     """Add ``attach`` and ``ps`` to the subcommands of the main parser."""
-    attach_parser = commands.add_parser(
+    attach_parser = add_command(
+        commands,
         "attach",
         help="watch a running asyncio program, started without loopscope",
-        description=textwrap.fill(
+        description=(
             "Attach to a running Python process: connect to its loopscope agent, or inject one "
             "(nothing needs to be installed in the program's environment). Quitting detaches: "
-            "the agent removes itself and the program goes on as before.",
-            width=78,
+            "the agent removes itself and the program goes on as before."
         ),
-        epilog="examples:\n"
-        "  loopscope attach 4242\n"
-        "  loopscope attach --headless --duration 10 --json 4242\n"
-        "  loopscope attach --record service.lsrec 4242\n"
-        "  loopscope attach --method gdb 4242\n"
-        "  loopscope ps",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        examples=(
+            "loopscope attach 4242",
+            "loopscope attach --headless --duration 10 --json 4242",
+            "loopscope attach --record service.lsrec 4242",
+            "loopscope attach --method gdb 4242",
+            "loopscope ps",
+        ),
     )
     attach_parser.add_argument("pid", metavar="PID", type=int, help="the process to attach to")
     attach_parser.add_argument(

@@ -3,31 +3,31 @@
 from __future__ import annotations
 
 import argparse
-import textwrap
 from pathlib import Path
 from typing import Any
 
+from loopscope.cli._options import add_command
 from loopscope.commands.diff import DEFAULT_THRESHOLD, DiffRequest
 
 
 def add_parser(commands: Any) -> None:
-    diff = commands.add_parser(
+    diff = add_command(
+        commands,
         "diff",
         help="compare two recordings or reports: findings fixed, new and still there; lag, "
         "busy share and blocked time before and after",
         usage="loopscope diff BEFORE AFTER [--json] [--fail-on-regression] [--threshold PCT]",
-        description=textwrap.fill(
+        description=(
             "Compare two sessions, e.g. a recording of a program and one of its fixed version "
             "under the same load. Each side is a recording or a 'loopscope report --json' "
             "file. Findings are matched by code and location: fixed, new, and still there with "
             "the change in their evidence. Loop figures (lag p50, p99, max, busy share, blocks "
-            "per location) are compared where both sides are recordings.",
-            width=78,
+            "per location) are compared where both sides are recordings."
         ),
-        epilog="examples:\n"
-        "  loopscope diff before.lsrec after.lsrec\n"
-        "  loopscope diff main.json branch.lsrec --json --fail-on-regression --threshold 10",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        examples=(
+            "loopscope diff before.lsrec after.lsrec",
+            "loopscope diff main.json branch.lsrec --json --fail-on-regression --threshold 10",
+        ),
     )
     diff.add_argument("before", type=Path, metavar="BEFORE")
     diff.add_argument("after", type=Path, metavar="AFTER")

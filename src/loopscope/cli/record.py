@@ -8,13 +8,12 @@ import argparse
 import os
 import re
 import shutil
-import textwrap
 from pathlib import Path
 from typing import Any
 
 from loopscope.cli import attach as attach_cli
 from loopscope.cli import run as run_cli
-from loopscope.cli._options import UsageError
+from loopscope.cli._options import UsageError, add_command
 from loopscope.commands.attach import AttachRequest
 from loopscope.commands.record import ExportRequest, ReplayRequest, ReportRequest
 from loopscope.commands.run import RunRequest
@@ -25,23 +24,23 @@ _PYTHON_NAME = re.compile(r"python(\d+(\.\d+)*)?")
 
 def add_parsers(commands: Any) -> None:
     """Add the recording commands to the command line's subparsers."""
-    record = commands.add_parser(
+    record = add_command(
+        commands,
         "record",
         help="record a running process, or a program loopscope starts, without a UI",
         usage="loopscope record (PID | -- COMMAND...) -o FILE [--duration S] [--json]",
-        description=textwrap.fill(
+        description=(
             "Record everything loopscope sees to FILE for 'loopscope replay', 'report' and "
             "'export', without a UI: a summary line a second, then the findings. 'record PID' "
             "attaches to a running process as 'loopscope attach --headless' does and detaches "
             "at the end (the program goes on). 'record -- COMMAND' starts a program as "
             "'loopscope run --headless' does: COMMAND is 'python SCRIPT ARGS', 'python -m "
-            "MODULE ARGS' or 'SCRIPT.py ARGS'; the python named runs the program.",
-            width=78,
+            "MODULE ARGS' or 'SCRIPT.py ARGS'; the python named runs the program."
         ),
-        epilog="examples:\n"
-        "  loopscope record 4242 -o service.lsrec --duration 60\n"
-        "  loopscope record -o app.lsrec --duration 60 -- python app.py --port 8080",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        examples=(
+            "loopscope record 4242 -o service.lsrec --duration 60",
+            "loopscope record -o app.lsrec --duration 60 -- python app.py --port 8080",
+        ),
     )
     record.add_argument(
         "-o",

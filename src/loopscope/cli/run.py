@@ -7,11 +7,10 @@ import dataclasses
 import os
 import re
 import sys
-import textwrap
 from pathlib import Path
 from typing import Any
 
-from loopscope.cli._options import Option, UsageError, check_headless, check_terminal
+from loopscope.cli._options import Option, UsageError, add_command, check_headless, check_terminal
 from loopscope.commands.run import ListDemos, RunRequest
 from loopscope.demos import catalog
 from loopscope.record.writer import check_target
@@ -92,22 +91,22 @@ _DEMO_OPTIONS = (_HEADLESS, _DURATION, _JSON, _RECORD)
 
 def add_parsers(commands: Any) -> None:
     """Add ``run`` and ``demo`` to the subcommands of the main parser."""
-    run = commands.add_parser(
+    run = add_command(
+        commands,
         "run",
         help="start a program under loopscope and watch it",
-        description=textwrap.fill(
+        usage="loopscope run [options] (SCRIPT [ARGS...] | -m MODULE [ARGS...])",
+        description=(
             "Start an asyncio program in a child process with loopscope's agent installed "
             "before its event loop starts, and watch it live. The program runs as 'python "
             "SCRIPT ARGS' or 'python -m MODULE ARGS' would run it; its output goes to a log "
-            "file. Everything after SCRIPT or -m MODULE belongs to the program.",
-            width=78,
+            "file. Everything after SCRIPT or -m MODULE belongs to the program."
         ),
-        usage="loopscope run [options] (SCRIPT [ARGS...] | -m MODULE [ARGS...])",
-        epilog="examples:\n"
-        "  loopscope run app.py --port 8080\n"
-        "  loopscope run -m myservice.main\n"
-        "  loopscope run --python .venv/bin/python --headless --duration 30 --json app.py",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        examples=(
+            "loopscope run app.py --port 8080",
+            "loopscope run -m myservice.main",
+            "loopscope run --python .venv/bin/python --headless --duration 30 --json app.py",
+        ),
     )
     for option in _RUN_OPTIONS:
         run.add_argument(*option.flags, **option.kwargs)
@@ -118,19 +117,18 @@ def add_parsers(commands: Any) -> None:
     )
     program.add_argument("args", nargs="*", metavar="ARGS", help="the program's arguments")
 
-    demo = commands.add_parser(
+    demo = add_command(
+        commands,
         "demo",
         help="watch a bundled demo service under load, with a bug that shows only under load",
-        description=textwrap.fill(
+        usage="loopscope demo [NAME] [--fixed] [--load N] [options]  |  loopscope demo --list",
+        description=(
             "Run one of loopscope's demos: an aiohttp service on 127.0.0.1 (with aiomonitor) "
             "and its own load generator, whose handlers block the loop, race, recompute the "
             "same thing, queue on a lock, flood the executor or pause for the GC. --fixed runs "
             "the corrected handlers under the same load. The load generator's latency and "
-            "damage figures go to the program's log; loopscope prints the last ones at the end.",
-            width=78,
+            "damage figures go to the program's log; loopscope prints the last ones at the end."
         ),
-        usage="loopscope demo [NAME] [--fixed] [--load N] [options]  |  loopscope demo --list",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     demo.add_argument(
         "name", nargs="?", metavar="NAME", help=f"the demo (default: {catalog.DEFAULT})"

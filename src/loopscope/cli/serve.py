@@ -3,32 +3,32 @@
 from __future__ import annotations
 
 import argparse
-import textwrap
 from typing import Any
 
 from loopscope.attach._ladder import DEFAULT_TIMEOUT, METHODS
+from loopscope.cli._options import add_command
 from loopscope.commands.serve import DEFAULT_LISTEN, ServeRequest
 
 
 def add_parsers(commands: Any) -> None:
     """Add ``serve`` to the subcommands of the main parser."""
-    serve = commands.add_parser(
+    serve = add_command(
+        commands,
         "serve",
         help="watch processes without a UI and export their metrics (Prometheus, OTLP)",
-        description=textwrap.fill(
+        description=(
             "Attach to the processes given by pid, by a regular expression on their command "
             "lines (looked for again every few seconds), or as the children of a supervisor "
             "(--children), and export each one's event-loop metrics: Prometheus at /metrics, "
             "a health check at /healthz, and OTLP over HTTP with --otlp. SIGTERM or SIGINT "
-            "detaches from every process; they keep running.",
-            width=78,
+            "detaches from every process; they keep running."
         ),
-        epilog="examples:\n"
-        "  loopscope serve 4242 4243\n"
-        "  loopscope serve --children $(pgrep -o -f 'uvicorn app:app')\n"
-        "  loopscope serve --match 'gunicorn.*myapp' --listen 0.0.0.0:9464\n"
-        "  loopscope serve --match uvicorn --otlp http://127.0.0.1:4318",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        examples=(
+            "loopscope serve 4242 4243",
+            "loopscope serve --children $(pgrep -o -f 'uvicorn app:app')",
+            "loopscope serve --match 'gunicorn.*myapp' --listen 0.0.0.0:9464",
+            "loopscope serve --match uvicorn --otlp http://127.0.0.1:4318",
+        ),
     )
     serve.add_argument("pids", metavar="PID", type=int, nargs="*", help="processes to watch")
     serve.add_argument(

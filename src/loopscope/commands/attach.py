@@ -259,9 +259,9 @@ def _let_go(source: AttachSource) -> None:
 def _program_name(info: ProcessInfo) -> str:
     """A short name for the process, for recording file names: its script's stem or its module,
     then its pid ("service-4242")."""
-    from loopscope.fleet._procs import program_name
+    from loopscope.fleet._procs import process_name
 
-    return f"{program_name(info)}-{info.pid}"
+    return f"{process_name(info)}-{info.pid}"
 
 
 class _Stopper:

@@ -295,39 +295,30 @@ def regressions(diff: dict[str, Any], threshold: float) -> list[str]:
     # matter after has a blocking finding of its own (a new finding), and a single short block
     # of a busy machine must not fail a build.
     for block in diff.get("blocks", []):
-        if block["status"] != "both":
-            continue
-        figs = block["figures"]
-        # Per minute where known: the two sessions need not be equally long.
-        key, unit = ("per_min_s", " a minute") if "per_min_s" in figs else ("total_s", "")
-        rate = figs.get(key)
-        floor = BLOCKED_FLOOR_PER_MIN_S if key == "per_min_s" else 0.0
-        if rate is not None and _rose(rate, threshold) and rate["after"] - rate["before"] >= floor:
-            out.append(
-                f"blocked time at {_where(block.get('location') or {})} rose from "
-                f"{_value(key, rate['before'])} to {_value(key, rate['after'])}{unit} "
-                f"({_pct(rate)})"
-            )
+        rise = _blocked_rise(block, "total_s", threshold)
+        if rise is not None:
+            out.append(f"blocked time at {_where(block.get('location') or {})} rose {rise}")
     for route in diff.get("routes", []):
-        if route["status"] != "both":
-            continue
-        figs = route["figures"]
-        # As for locations: per minute with its floor where the figures have it.
-        key, unit = ("per_min_s", " a minute") if "per_min_s" in figs else ("blocked_s", "")
-        blocked = figs.get(key)
-        floor = BLOCKED_FLOOR_PER_MIN_S if key == "per_min_s" else 0.0
-        if (
-            blocked is not None
-            and _rose(blocked, threshold)
-            and blocked["after"] - blocked["before"] >= floor
-        ):
-            out.append(
-                f"blocked time of route {route.get('route')} rose from "
-                f"{_value(key, blocked['before'])} to "
-                f"{_value(key, blocked['after'])}{unit} "
-                f"({_pct(blocked)})"
-            )
+        rise = _blocked_rise(route, "blocked_s", threshold)
+        if rise is not None:
+            out.append(f"blocked time of route {route.get('route')} rose {rise}")
     return out
+
+
+def _blocked_rise(entry: dict[str, Any], total_key: str, threshold: float) -> str | None:
+    """How the blocked time of a location or route seen on both sides rose ("from 10 ms to 40 ms
+    a minute (+300%)"), None when it did not rise by more than ``threshold`` percent and the
+    floor. Per minute where known: the two sessions need not be equally long."""
+    if entry["status"] != "both":
+        return None
+    figs = entry["figures"]
+    key, unit = ("per_min_s", " a minute") if "per_min_s" in figs else (total_key, "")
+    rate = figs.get(key)
+    floor = BLOCKED_FLOOR_PER_MIN_S if key == "per_min_s" else 0.0
+    if rate is None or not _rose(rate, threshold) or rate["after"] - rate["before"] < floor:
+        return None
+    before, after = _value(key, rate["before"]), _value(key, rate["after"])
+    return f"from {before} to {after}{unit} ({_pct(rate)})"
 
 
 def _rose(change: dict[str, Any], threshold: float) -> bool:

@@ -20,12 +20,13 @@ from loopscope.attach._ladder import DEFAULT_TIMEOUT, attach
 from loopscope.attach._proc import ProcessInfo, check_attachable, exists, inspect
 from loopscope.events import Event
 from loopscope.fleet._procs import (
+    ROLES,
     ancestors,
     cmdline,
     descendants,
     matching,
     parent,
-    program_name,
+    process_name,
 )
 from loopscope.session import Session, View
 from loopscope.sources.attach import AttachSource
@@ -36,8 +37,8 @@ REFRESH_S = 1.0  # how often each member's view (snapshot and findings) is taken
 _END_TIMEOUT = 5.0  # how long a detaching agent gets to send its last events and go
 _GONE_KEPT_S = 60.0  # a gone member stays listed this long
 _NO_ASYNCIO = "asyncio is not imported"
-# What `program_name` calls multiprocessing's processes, whose command lines name no program.
-_MULTIPROCESSING = ("spawn_worker", "forkserver", "resource_tracker")
+# What `process_name` calls multiprocessing's processes, whose command lines name no program.
+_MULTIPROCESSING = tuple(name for _, name in ROLES)
 
 # A member's state.
 ATTACHING = "attaching"
@@ -199,7 +200,7 @@ class Fleet:
                 return None  # a non-Python child (a shell, a compiler...): not ours to list
             message = f"process {pid} ({info.command[:80]}) is not a Python process: not watched"
             self._log(message)
-            member = Member(pid, program_name(info), info)
+            member = Member(pid, process_name(info), info)
             member.set(FAILED, message)
             return member
         helper = _helper(info)
@@ -215,7 +216,7 @@ class Fleet:
     def _name(self, info: ProcessInfo) -> str:
         """The program's name; a multiprocessing child started by spawn or forkserver is named
         for the program that started it ("uvicorn"), which its command line does not say."""
-        name = program_name(info)
+        name = process_name(info)
         for _ in range(4):
             if name not in _MULTIPROCESSING:
                 return name
@@ -227,7 +228,7 @@ class Fleet:
                 info = inspect(up) if up is not None else info
             except AttachError:
                 return name
-            name = program_name(info)
+            name = process_name(info)
         return name
 
     def _attach(self, member: Member) -> None:
@@ -339,7 +340,7 @@ def summary(members: Iterable[Member]) -> dict[str, int]:
 def _helper(info: ProcessInfo) -> str | None:
     """Which of multiprocessing's helpers the process is ("resource_tracker", "forkserver"):
     they never run a loop. A forkserver's children (workers) share its command line."""
-    name = program_name(info)
+    name = process_name(info)
     if name == "resource_tracker":
         return name
     if name == "forkserver" and not _forked_from_same(info):

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
 
 from loopscope.attach._proc import ProcessInfo
+from loopscope.figures import program_name
 
 
 def parent(pid: int) -> int | None:
@@ -74,36 +74,22 @@ def ancestors(pid: int) -> set[int]:
     return out
 
 
-def _is_launcher(path: str) -> bool:
-    p = Path(path)
-    return p.name == "_launch.py" and p.parent.name == "agent"
+# multiprocessing's own processes, whose command lines name no program: a word of the command line
+# and the name it gives the process.
+ROLES = (
+    ("multiprocessing.resource_tracker", "resource_tracker"),
+    ("multiprocessing.forkserver", "forkserver"),
+    ("multiprocessing.spawn", "spawn_worker"),
+)
 
 
-def program_name(info: ProcessInfo) -> str:
-    """A short name for the program a process runs: its script's stem or its module (the
-    ``process`` label of the metrics); multiprocessing's own children are named for their
-    role."""
-    args = list(info.cmdline[1:])
-    name = os.path.basename(info.exe) or "python"
+def process_name(info: ProcessInfo) -> str:
+    """A short name for a process (the ``process`` label of the metrics): its program's name
+    (`figures.program_name`), else its executable's; multiprocessing's own children are named
+    for their role."""
     text = " ".join(info.cmdline)
-    if "multiprocessing.resource_tracker" in text:
-        return "resource_tracker"
-    if "multiprocessing.forkserver" in text:
-        return "forkserver"
-    if "multiprocessing.spawn" in text:
-        return "spawn_worker"
-    while args:
-        arg = args.pop(0)
-        if arg.startswith("-m"):
-            name = arg[2:] or (args[0] if args else name)
-            break
-        if arg == "-c":
-            break
-        if arg in ("-X", "-W"):  # an option with a value
-            args = args[1:]
-        elif not arg.startswith("-"):
-            if _is_launcher(arg):  # `loopscope run`'s: the program follows it
-                continue
-            name = Path(arg).stem or name
-            break
-    return name
+    role = next((name for word, name in ROLES if word in text), None)
+    if role is not None:
+        return role
+    name = program_name(info.cmdline[1:], interpreter=True)
+    return name or os.path.basename(info.exe) or "python"

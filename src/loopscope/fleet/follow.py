@@ -13,7 +13,7 @@ from loopscope.attach._errors import AttachError
 from loopscope.attach._proc import inspect
 from loopscope.events import Event
 from loopscope.fleet._fleet import ATTACHING, FAILED, LIVE, NO_LOOP, Fleet, Member, Target
-from loopscope.fleet._procs import descendants, program_name
+from loopscope.fleet._procs import descendants, process_name
 from loopscope.session import View
 from loopscope.sources.recorded import RecordingControl
 
@@ -137,7 +137,7 @@ def children_with_asyncio(pid: int) -> list[tuple[int, str]]:
         except AttachError:
             continue
         if info.python is not None and info.asyncio:
-            name = program_name(info)
+            name = process_name(info)
             if name in ("spawn_worker", "forkserver"):
                 name = _root_name(pid)
             out.append((child, name))
@@ -146,6 +146,6 @@ def children_with_asyncio(pid: int) -> list[tuple[int, str]]:
 
 def _root_name(pid: int) -> str:
     try:
-        return program_name(inspect(pid))
+        return process_name(inspect(pid))
     except AttachError:
         return "python"

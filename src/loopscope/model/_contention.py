@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import deque
 
 from loopscope.events import Census, Frame, Resource
+from loopscope.model._bounds import keep_latest
 from loopscope.model.snapshot import ContentionView
 
 MAX_TRACKED = 100  # resources followed; the one seen with waiters longest ago goes first
@@ -78,10 +79,7 @@ class ContentionState:
         for key, tracked in self._tracked.items():
             if tracked.loop == loop and key not in present:
                 tracked.samples.append((t, 0, 0.0))
-        if len(self._tracked) > MAX_TRACKED:
-            ranked = sorted(self._tracked, key=lambda k: self._tracked[k].last_t, reverse=True)
-            for key in ranked[MAX_TRACKED:]:
-                del self._tracked[key]
+        keep_latest(self._tracked, MAX_TRACKED, lambda r: r.last_t)
         self._view = None
 
     def loop_stopped(self, loop: int) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import deque
 
 from loopscope.events import Census
+from loopscope.model._bounds import keep_latest
 from loopscope.model.snapshot import SiteGrowth
 from loopscope.model.trend import slope
 
@@ -54,10 +55,7 @@ class GrowthState:
                 del self._sites[key]  # idle for the whole span: nothing to trend
             else:
                 series.points.append((t, 0))
-        if len(self._sites) > MAX_TRACKED:
-            ranked = sorted(self._sites, key=lambda k: self._sites[k].last_seen, reverse=True)
-            for key in ranked[MAX_TRACKED:]:
-                del self._sites[key]
+        keep_latest(self._sites, MAX_TRACKED, lambda s: s.last_seen)
         self._view = None
 
     def loop_stopped(self, loop: int) -> None:

@@ -3,6 +3,7 @@ Queue... with its waiters), and the highlighted site in full with the listed tas
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import ClassVar
 
 from rich.console import RenderableType
@@ -16,9 +17,8 @@ from loopscope.model.location import Location
 from loopscope.model.snapshot import AwaitSiteView, ResourceView
 from loopscope.session import View
 from loopscope.tui import _awaits
+from loopscope.tui._drill import DrillScreen
 from loopscope.tui._panels import Row, cwd_of
-from loopscope.tui._screen import SubScreen
-from loopscope.tui.flame import FlameScreen
 from loopscope.tui.widgets import MAX_ROWS, AwaitTable, Column, SnapshotTable
 
 
@@ -37,15 +37,11 @@ class ResourceTable(SnapshotTable):
         return _awaits.resource_rows(view.snapshot.resources[:MAX_ROWS])
 
 
-class AwaitsScreen(SubScreen):
+class AwaitsScreen(DrillScreen):
     CSS_PATH = "awaits.tcss"
     BINDINGS: ClassVar[list[BindingType]] = [Binding("f", "flame", "Flame")]
-    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
-
-    def __init__(self, *, how: str = "", log_path: str | None = None) -> None:
-        super().__init__(how=how, log_path=log_path)
-        self.select: str | None = None  # "file:line:function" of a site to highlight
-        self._shown: object = None
+    TABLE = AwaitTable
+    FLAME = "awaits"
 
     def compose(self) -> ComposeResult:
         yield self.header()
@@ -58,36 +54,9 @@ class AwaitsScreen(SubScreen):
                 yield Static(id="site-text")
         yield Footer()
 
-    def action_flame(self) -> None:
-        """The awaits as a flame graph (key f)."""
-        self.open(FlameScreen("awaits", how=self._how, log_path=self._log_path))
-
-    def on_mount(self) -> None:
-        self.query_one(AwaitTable).focus()
-
-    def watch_view(self) -> None:
-        self.call_after_refresh(self._preselect)
-        self._detail()
-
-    def select_row(self, key: str) -> None:
-        self.select = key
-        self.call_after_refresh(self._preselect)
-
-    def on_screen_resume(self) -> None:
-        # (ViewScreen's handler, which brings the view up to date, runs too.)
-        self.call_after_refresh(self._preselect)
-
-    def _preselect(self) -> None:
-        if self.select is None or self.view is None or not self.query(AwaitTable):
-            return
-        for i, site in enumerate(self.view.snapshot.await_sites[:MAX_ROWS]):
-            if Location.of(site).key == self.select:
-                table = self.query_one(AwaitTable)
-                if table.is_valid_row_index(i):
-                    table.move_cursor(row=i)
-                self.select = None
-                break
-        self._detail()
+    def _row_keys(self, view: View) -> Iterator[tuple[str, ...]]:
+        for site in view.snapshot.await_sites[:MAX_ROWS]:
+            yield (Location.of(site).key,)
 
     @on(DataTable.RowHighlighted)
     def _highlighted(self) -> None:

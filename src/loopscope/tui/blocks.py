@@ -3,6 +3,7 @@ stacks merged into a call tree with sample shares, and the blocking line's sourc
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import ClassVar
 
 from textual import on
@@ -15,9 +16,8 @@ from loopscope.model.location import Location
 from loopscope.model.snapshot import BlockRecord
 from loopscope.session import View
 from loopscope.tui import _blocks
+from loopscope.tui._drill import DrillScreen
 from loopscope.tui._panels import Row, cwd_of
-from loopscope.tui._screen import SubScreen
-from loopscope.tui.flame import FlameScreen
 from loopscope.tui.widgets import MAX_ROWS, Column, SnapshotTable
 
 
@@ -52,15 +52,11 @@ class BlockTable(SnapshotTable):
         return None if key is None or key.value is None else self.blocks.get(key.value)
 
 
-class BlocksScreen(SubScreen):
+class BlocksScreen(DrillScreen):
     CSS_PATH = "blocks.tcss"
     BINDINGS: ClassVar[list[BindingType]] = [Binding("f", "flame", "Flame")]
-    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
-
-    def __init__(self, *, how: str = "", log_path: str | None = None) -> None:
-        super().__init__(how=how, log_path=log_path)
-        self.select: str | None = None  # a block key, or "file:line:function" of a location
-        self._shown: object = None
+    TABLE = BlockTable
+    FLAME = "blocks"
 
     def compose(self) -> ComposeResult:
         yield self.header()
@@ -71,38 +67,10 @@ class BlocksScreen(SubScreen):
                 yield Static(id="block-text")
         yield Footer()
 
-    def action_flame(self) -> None:
-        """The blocks as a flame graph (key f)."""
-        self.open(FlameScreen("blocks", how=self._how, log_path=self._log_path))
-
-    def on_mount(self) -> None:
-        self.query_one(BlockTable).focus()
-
-    def watch_view(self) -> None:
-        self.call_after_refresh(self._preselect)
-        self._detail()
-
-    def select_row(self, key: str) -> None:
-        self.select = key
-        self.call_after_refresh(self._preselect)
-
-    def on_screen_resume(self) -> None:
-        # (ViewScreen's handler, which brings the view up to date, runs too.)
-        self.call_after_refresh(self._preselect)
-
-    def _preselect(self) -> None:
-        if self.select is None or not self.query(BlockTable):
-            return
-        table = self.query_one(BlockTable)
-        for i, (key, block) in enumerate(table.blocks.items()):
+    def _row_keys(self, view: View) -> Iterator[tuple[str, ...]]:
+        for key, block in self.query_one(BlockTable).blocks.items():
             loc = block.location
-            where = Location.of(loc).key if loc is not None else ""
-            if self.select in (key, where):
-                if table.is_valid_row_index(i):
-                    table.move_cursor(row=i)
-                self.select = None
-                break
-        self._detail()
+            yield key, Location.of(loc).key if loc is not None else ""
 
     @on(DataTable.RowHighlighted, "#blocks")
     def _highlighted(self) -> None:
