@@ -181,6 +181,7 @@ class HotFrame:
     stack: tuple[Frame, ...]  # a representative stack, innermost first
     tasks: tuple[str, ...] = ()  # names of tasks that were running in its blocks, a few
     io: str | None = None  # the main kind of sync I/O of its "io" blocks, as BlockRecord.io
+    routes: tuple[str, ...] = ()  # the web routes its blocks stalled, where named, a few
 
 
 @dataclass(frozen=True, slots=True)
