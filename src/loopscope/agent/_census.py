@@ -31,7 +31,7 @@ from .events import AwaitSite, Census, Event, Frame, Resource, RouteLoad
 
 MAX_SITES = 50
 MAX_RESOURCES = 50
-MAX_ROUTES = 20  # routes per census: a few KB at most on the wire
+MAX_ROUTES = 10  # routes per census, most pending first: at most about 1.5 KB on the wire
 LABEL_LIMIT = 80
 
 # A pass aims to spend about this much loop time telling tasks' states, and this much walking
