@@ -187,3 +187,36 @@ def test_the_census_counts_pending_requests_by_route(events: Client) -> None:
     assert sites["invoice"].route == "GET /api/invoices/{cid}"
     assert sites["stock"].route == "GET /shop/stock/{item}"
     assert sites["request"].route is None
+
+
+class _Unreadable:
+    @property
+    def path(self) -> str:
+        raise RuntimeError("a framework object that fails when read")
+
+
+def test_a_route_that_cannot_be_read_is_none_not_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import types
+
+    from loopscope.agent import _blocks, _census, _routes
+
+    def endpoint(scope: object) -> types.FrameType:
+        return sys._getframe()
+
+    # This frame stands for a Starlette frame holding the scope.
+    monkeypatch.setitem(_routes._KINDS, endpoint.__code__, "scope")
+    good = endpoint({"type": "http", "method": "GET", "route": _Route("/items/{n}")})
+    assert _routes.route_of([good]) == "GET /items/{n}"
+    assert _census._route([(good, None)]) == "GET /items/{n}"
+    assert _routes.route_of([endpoint({"type": "http", "method": "GET"})]) is None  # unmatched
+    bad = endpoint({"type": "http", "method": "GET", "route": _Unreadable()})
+    with pytest.raises(RuntimeError):
+        _routes.route_of([bad])
+    # Where the agent reads it, the error stays inside: no route.
+    assert _census._route([(bad, None)]) is None
+    assert _blocks._route(bad) is None
+
+
+class _Route:
+    def __init__(self, path: str) -> None:
+        self.path = path
