@@ -30,7 +30,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from detection import PROGRAMS, SERVICES, Expectation, Verdict, judge, programs
+from detection import (
+    PROGRAMS,
+    SERVICES,
+    Expectation,
+    Verdict,
+    judge,
+    program_findings,
+    programs,
+)
 
 ATTACH_SETTLE_S = 1.5  # the program's loop is running by then (imports of a web stack included)
 
@@ -68,7 +76,7 @@ def run(expect: Expectation, duration: float, python: str, mode: str) -> tuple[V
     if result.returncode != 0:
         lines = result.stderr.strip().splitlines()
         return None, lines[-1] if lines else f"exit {result.returncode}"
-    findings = json.loads(result.stdout)["findings"]
+    findings = program_findings(json.loads(result.stdout), expect.path)
     titles = "; ".join(
         f"{f['code']} {f['severity']} {(f.get('location') or {}).get('function', '-')}"
         for f in findings
@@ -91,7 +99,15 @@ def _attach(
     try:
         time.sleep(ATTACH_SETTLE_S)
         return _loopscope(
-            ["attach", "--headless", "--duration", str(duration), "--json", str(program.pid)],
+            [
+                "attach",
+                "--headless",
+                "--children",
+                "--duration",
+                str(duration),
+                "--json",
+                str(program.pid),
+            ],
             duration,
         )
     finally:

@@ -79,6 +79,17 @@ def programs(folder: Path = PROGRAMS) -> list[Expectation]:
     return [expectation(p) for p in sorted(folder.glob("*.py")) if not p.name.startswith("_")]
 
 
+def program_findings(report: dict[str, Any], program: Path) -> list[dict[str, Any]]:
+    """The findings of a `--json` report on ``program``: its process's, and those of its worker
+    processes (the children running the program itself, as uvicorn's workers; not its load
+    generator)."""
+    findings = list(report["findings"])
+    for process in report.get("processes") or ():
+        if process.get("process") == program.stem:
+            findings.extend(process.get("findings") or ())
+    return findings
+
+
 def _names(finding: dict[str, Any], function: str) -> bool:
     location = finding.get("location") or {}
     name = str(location.get("function") or "")

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from clirun import assert_no_loopscope_traceback, loopscope
-from detection import expectation
+from detection import expectation, program_findings
 
 DEFAULT_S = 5.0
 
@@ -28,9 +28,7 @@ class ProgramRun:
 
     @property
     def findings(self) -> list[dict[str, Any]]:
-        findings = self.report["findings"]
-        assert isinstance(findings, list)
-        return findings
+        return program_findings(self.report, self.program)
 
     def shown(self) -> str:
         return json.dumps(self.findings, indent=1)

@@ -40,6 +40,7 @@ from loopscope.events import (
     RaceWindow,
     RaceWindows,
     Resource,
+    RouteLoad,
     SourceState,
     Stack,
     Submitter,
@@ -104,6 +105,7 @@ ONE_OF_EACH: list[Event] = [
         samples=13,
         stacks=(Stack(count=12, frames=(FRAME, FRAME), seconds=0.046), Stack(count=1, frames=())),
         runq=0.0005,
+        route="POST /reports/{kind}",
     ),
     Block(t=4.0, loop=1, duration=0.3, task=None, cpu=None, samples=0, stacks=(), precise=False),
     Census(
@@ -139,11 +141,12 @@ ONE_OF_EACH: list[Event] = [
         inspected=12,
         by_state={"waiting": 11, "running": 1},
         by_kind={"lock": 10, "queue_put": 1},
-        sites=(AwaitSite("/a.py", 3, "f", "lock", 10, 0.5),),
+        sites=(AwaitSite("/a.py", 3, "f", "lock", 10, 0.5, route="GET /invoices/{cid}"),),
         resources=(
             Resource(7, "Lock", "Lock locked", 10, 0.5, site=Frame("/a.py", 3, "f"), kind="lock"),
         ),
         cost=0.0001,
+        routes=(RouteLoad("GET /invoices/{cid}", 10, Frame("/a.py", 3, "f"), "lock", 0.5),),
     ),
     TaskErrors(
         t=11.0,
@@ -851,6 +854,20 @@ def test_a_stack_written_before_stacks_carried_their_time_reads_as_untimed() -> 
     )
     (stack,) = decode(line).stacks  # type: ignore[attr-defined]
     assert (stack.count, stack.seconds) == (3, 0.0)
+
+
+def test_events_written_before_routes_read_without_them() -> None:
+    block = decode(
+        '{"kind":"block","t":1.0,"loop":5,"duration":0.05,"task":null,"cpu":0.05,"samples":0,'
+        '"stacks":[]}'
+    )
+    census = decode(
+        '{"kind":"census","t":1.0,"loop":5,"total":1,"inspected":1,"by_state":{"waiting":1},'
+        '"by_kind":{"sleep":1},"sites":[{"file":"a.py","line":3,"function":"f","kind":"sleep",'
+        '"count":1,"oldest":0.5}],"resources":[],"cost":0.0001}'
+    )
+    assert isinstance(block, Block) and block.route is None
+    assert isinstance(census, Census) and census.routes == () and census.sites[0].route is None
 
 
 def test_the_client_events_are_the_agents_public_names() -> None:

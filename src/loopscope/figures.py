@@ -12,9 +12,10 @@ The object (every time in seconds, every share 0..1, ``None`` where the data has
      "routes": [{"route", ...}], "processes": [{"process", ...}]}
 
 ``routes`` and ``processes`` hold one object per route or process with numeric figures by name
-(``blocked_s``, ``lag_p99_s``...). Routes come from the blocks' stacks (`route_of`): ``blocks``
-and ``blocked_s`` per endpoint; ``processes`` stay empty here. `loopscope diff` compares
-whatever numbers they hold, key by key.
+(``blocked_s``, ``lag_p99_s``...). A block's route is the web framework's name for it (``GET
+/invoices/{cid}``), else its endpoint function's (`block_route`): ``blocks`` and ``blocked_s``
+per route; ``processes`` stay empty here. `loopscope diff` compares whatever numbers they hold,
+key by key.
 """
 
 from __future__ import annotations
@@ -25,16 +26,16 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from loopscope.codemap import APP, CodeMap
-from loopscope.events import Block, Event, Frame, Hello, Lag
+from loopscope.codemap import CodeMap
+from loopscope.events import Block, Event, Hello, Lag
 from loopscope.model._lag import merge, percentile
+from loopscope.model._routes import block_route
 from loopscope.model.flame import FlameTree, add_block
 from loopscope.model.snapshot import HotFrame, Snapshot
 from loopscope.record.reader import Recording
 from loopscope.session import Session, View
 from loopscope.sources.replay import ReplaySource
 
-_SERVERS = ("starlette", "fastapi", "uvicorn", "hypercorn")
 _LAUNCHER = "_launch.py"  # loopscope's launcher of programs (agent/_launch.py)
 # Lag windows kept for the chart of lag over time; beyond this, neighbours are merged.
 _MAX_POINTS = 20_000
@@ -122,14 +123,14 @@ class Totals:
 
     lag: LagTotals = field(default_factory=LagTotals)
     blocks: FlameTree = field(default_factory=lambda: FlameTree(root="all blocks"))
-    # Blocks by the route that was serving (see `route_of`): route -> [count, seconds].
+    # Blocks by the route that was serving (see `block_route`): route -> [count, seconds].
     routes: dict[str, list[float]] = field(default_factory=dict)
 
     def add(self, event: Event) -> None:
         if isinstance(event, Lag):
             self.lag.add(event)
         elif isinstance(event, Block):
-            route = route_of(event.stacks[0].frames, self.blocks.code) if event.stacks else None
+            route = block_route(event, self.blocks.code)
             if route is not None:
                 entry = self.routes.setdefault(route, [0, 0.0])
                 entry[0] += 1
@@ -189,24 +190,6 @@ def figures(
         ],
         "processes": [],
     }
-
-
-def route_of(frames: Sequence[Frame], code: CodeMap) -> str | None:
-    """The endpoint serving a request in ``frames`` (innermost first): the first application
-    frame inside a web server framework's frames (aiohttp's server, Starlette, FastAPI,
-    uvicorn, hypercorn), as ``function (file)``; None outside any request."""
-    served = False
-    for frame in reversed(frames):
-        if not served:
-            served = _server(frame.file)
-        elif code.kind(frame.file) == APP:
-            return f"{frame.function} ({os.path.basename(frame.file)})"
-    return None
-
-
-def _server(file: str) -> bool:
-    path = file.replace("\\", "/")
-    return "/aiohttp/web" in path or any(f"/{name}/" in path for name in _SERVERS)
 
 
 def _hot(hot: HotFrame, minutes: float) -> dict[str, Any]:

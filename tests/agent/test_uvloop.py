@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from agent_harness import SRC, Client
 
-from loopscope.events import Block, Census, Lag, Lifecycle, LoopStarted
+from loopscope.events import Block, Census, Lag, Lifecycle, LoopStarted, LoopStopped
 
 uvloop = pytest.importorskip("uvloop", reason="uvloop is a dev dependency of loopscope")
 
@@ -102,3 +102,35 @@ def test_the_agent_observes_a_uvloop_loop(target: tuple[subprocess.Popen[str], s
     finally:
         client.close()
     assert proc.poll() is None  # the program carries on without its agent
+
+
+def test_a_uvloop_loop_started_after_the_agent_arrived_is_observed(tmp_path: Path) -> None:
+    # uvloop is imported already (above), so it holds asyncio's own _set_running_loop in C, as
+    # in a uvicorn worker that the agent reaches during its imports: the loop it starts later is
+    # seen through uvloop.Loop.run_forever, which is put back on uninstall.
+    import asyncio
+
+    import loopscope.agent
+
+    path = str(tmp_path / "a.sock")
+    loopscope.agent.install(socket_path=path)
+    client = Client(path)
+    loop = uvloop.new_event_loop()
+    try:
+        assert "run_forever" in vars(uvloop.Loop)
+
+        async def main() -> None:
+            started = await asyncio.get_running_loop().run_in_executor(
+                None, client.wait_for, lambda e: isinstance(e, LoopStarted)
+            )
+            assert isinstance(started, LoopStarted) and started.loop == id(loop)
+            assert started.loop_class == "uvloop.Loop"
+
+        loop.run_until_complete(main())
+        stopped = client.wait_for(lambda e: isinstance(e, LoopStopped), what="loop_stopped")
+        assert isinstance(stopped, LoopStopped) and stopped.loop == id(loop)
+    finally:
+        loop.close()
+        loopscope.agent.uninstall()
+        client.close()
+    assert "run_forever" not in vars(uvloop.Loop)

@@ -67,10 +67,12 @@ def test_the_fix_shows_as_fixed_findings_and_less_lag(demo_pair: tuple[Path, Pat
     assert loop["blocked_s"]["after"] < loop["blocked_s"]["before"]
     gone = {b["location"]["function"] for b in diff["blocks"] if b["status"] == "gone"}
     assert gone & BLOCKERS, diff["blocks"]
-    # The demo is an aiohttp service: its blocks are counted by the handler that served them.
-    routes = {r["route"].split(" ")[0].rsplit(".", 1)[-1]: r for r in diff["routes"]}
-    # (the handlers, not the blocking functions they call).
-    assert routes.keys() <= {"login", "report", "config_", "partner_rates"}, diff["routes"]
+    # The demo is an aiohttp service: its blocks are counted by the route that served them, as
+    # aiohttp names it (its method and resource).
+    routes = {r["route"]: r for r in diff["routes"]}
+    assert routes.keys() <= {"POST /login", "GET /report", "GET /config", "GET /partner-rates"}, (
+        diff["routes"]
+    )
     assert routes, diff["routes"]
     assert any(r["figures"]["blocked_s"]["before"] > 0 for r in diff["routes"]), diff["routes"]
     assert diff["processes"] == []
@@ -294,7 +296,7 @@ def test_the_program_is_named_whenever_the_agent_said_hello(argv: list[str], nam
     assert _program({"argv": argv}) == name
 
 
-def test_a_fastapi_services_blocks_are_counted_by_its_endpoint(tmp_path: Path) -> None:
+def test_a_fastapi_services_blocks_are_counted_by_its_route(tmp_path: Path) -> None:
     for name in ("fastapi", "uvicorn", "httpx"):
         pytest.importorskip(name, reason=f"{name} is not installed")
     program = Path(__file__).resolve().parents[1] / "services" / "blocking_fastapi_rates.py"
@@ -307,9 +309,8 @@ def test_a_fastapi_services_blocks_are_counted_by_its_endpoint(tmp_path: Path) -
     report = loopscope("report", str(path), "--json", state=tmp_path)
     assert report.returncode == 0, report.stderr
     figures = json.loads(report.stdout)["figures"]
-    # Every block runs inside the one endpoint, `convert`, not in FastAPI or Starlette, nor in
-    # `fetch_rate` (what blocks, which the endpoint calls).
+    # Every block runs inside the one route, as FastAPI names it: its method and pattern.
     (route,) = figures["routes"]
-    assert route["route"] == "convert (blocking_fastapi_rates.py)", figures["routes"]
+    assert route["route"] == "GET /orders/{order}/convert/{amount}", figures["routes"]
     assert 0 < route["blocks"] <= figures["blocked"]["count"]
     assert 0 < route["blocked_s"] <= figures["blocked"]["total_s"]

@@ -181,3 +181,18 @@ def test_evaluate_puts_the_most_severe_first() -> None:
     for f in findings:
         assert f.severity in SEVERITIES
         assert f.family in FAMILIES
+
+
+def test_the_finding_names_the_routes_its_blocks_stalled() -> None:
+    import dataclasses
+
+    routed = [
+        dataclasses.replace(b, route=route)  # type: ignore[type-var]
+        for b, route in zip(
+            blocks(3, 0.05, RENDER), ["GET /report/{kind}", "GET /report/{kind}", None], strict=True
+        )
+    ]
+    finding = only(blocking.check(snapshot(*routed)))
+    assert finding.evidence["routes"] == ["GET /report/{kind}"]
+    # Without a route the evidence has no such entry.
+    assert "routes" not in only(blocking.check(snapshot(*blocks(3, 0.05, RENDER)))).evidence

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import queue
 from collections.abc import Iterator
 
 from builders import app, await_site, block, census, hello, lag, lifecycle
-from loopscope.events import Event, LoopStarted, Notice, Resource, SourceState, TargetExited
+from loopscope.events import (
+    Block,
+    Census,
+    Event,
+    LoopStarted,
+    Notice,
+    Resource,
+    RouteLoad,
+    SourceState,
+    TargetExited,
+)
 
 T0 = 1_700_000_000.0
 FIXED_T = T0 + 20.0  # the frozen clock: every view is taken at this instant
@@ -15,6 +26,7 @@ HOW = "started by loopscope run"
 
 RENDER = [app(88, "ReportView.render_report", "report.py"), app(120, "handle_request", "server.py")]
 EXPORT = [app(31, "export_csv", "export.py")]
+FETCH_USER = app(42, "fetch_user")
 
 
 def live_events() -> list[Event]:
@@ -70,6 +82,25 @@ def live_events() -> list[Event]:
         Notice(t=T0 + 2, level="warning", message="hook census.walk disabled after an error")
     )
     out.sort(key=lambda e: e.t)
+    return out
+
+
+def web_events() -> list[Event]:
+    """The live session of a web service: its blocks and censuses name the routes served."""
+    out: list[Event] = []
+    for event in live_events():
+        if isinstance(event, Block):
+            event = dataclasses.replace(event, route="GET /reports/{rid}")
+        elif isinstance(event, Census):
+            event = dataclasses.replace(
+                event,
+                routes=(
+                    RouteLoad("POST /users/{uid}/login", 640, FETCH_USER, "lock", 2.5),
+                    RouteLoad("GET /reports/{rid}", 12, RENDER[1], "task", 0.4),
+                    RouteLoad("GET /health", 1, None, "", 0.0),
+                ),
+            )
+        out.append(event)
     return out
 
 

@@ -3,16 +3,17 @@ and the dashboard showing it, over two fixed sessions (a program and one worker)
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from dashboard_scenario import EXPORT, HOW, LOG_PATH, RENDER, T0, live_events
+from dashboard_scenario import EXPORT, HOW, LOG_PATH, RENDER, T0, live_events, web_events
 from helpers import fed_session, in_loop, rows, shown, text_of, until
 from textual.pilot import Pilot
 
 from builders import await_site, block, census, hello, lag
-from loopscope.events import Event, LoopStarted, SourceState
+from loopscope.events import Block, Census, Event, LoopStarted, RouteLoad, SourceState
 from loopscope.fleet.rows import ALL, MergedView, ProcessRow, SharedFinding, merged, shared
 from loopscope.session import Session, View
 from loopscope.tui.app import LoopscopeApp
@@ -136,6 +137,32 @@ def test_the_merge_of_two_processes(two: dict[int, View]) -> None:
     assert len(view.findings) == len(shared([(p, "", "", "", v) for p, v in two.items()]))
     # Neither process has ended: nor has the whole.
     assert view.snapshot.exited is None
+
+
+def test_the_routes_of_two_workers_are_summed() -> None:
+    # Two workers of one web service: each route once, its requests and blocks added up, the
+    # wait of the worker with most of its requests pending.
+    first = fed_session(web_events()).view()
+    second = fed_session(
+        [
+            dataclasses.replace(e, route="GET /reports/{rid}")
+            if isinstance(e, Block)
+            else dataclasses.replace(
+                e, routes=(RouteLoad("GET /reports/{rid}", 30, EXPORT[0], "sleep", 2.0),)
+            )
+            if isinstance(e, Census)
+            else e
+            for e in worker_events()
+        ]
+    ).view()
+    view = merged([(PROGRAM, first), (WORKER, second)])
+    routes = {r.route: r for r in view.snapshot.routes}
+    reports = routes["GET /reports/{rid}"]
+    assert reports.in_flight == 12 + 30
+    assert (reports.site, reports.kind, reports.oldest) == (EXPORT[0], "sleep", 2.0)
+    assert reports.blocks == 4 + 5
+    assert routes["POST /users/{uid}/login"].in_flight == 640
+    assert view.snapshot.routes[0].route == "POST /users/{uid}/login"  # most pending first
 
 
 def test_one_process_merged_is_itself_with_its_pid(two: dict[int, View]) -> None:

@@ -11,11 +11,13 @@ from dashboard_scenario import (
     exited_events,
     later_blocks,
     live_events,
+    web_events,
 )
 from helpers import dashboard, fed_session, in_loop, live_session, rows, shown, text_of, until
 
 from builders import await_site, census
 from loopscope.events import TargetExited
+from loopscope.tui._format import DASH
 from loopscope.tui.dashboard import DashboardScreen
 from loopscope.tui.finding import FindingScreen
 from loopscope.tui.help import HelpScreen
@@ -27,6 +29,7 @@ from loopscope.tui.widgets import (
     HeaderBar,
     HotFramesTable,
     LagPanel,
+    RoutesTable,
     TasksPanel,
 )
 
@@ -205,3 +208,31 @@ async def test_tables_show_a_bounded_number_of_rows() -> None:
         table = app.dashboard.query_one(AwaitTable)
         assert table.row_count == MAX_ROWS
         assert rows(table)[0][:2] == ["handler_0", "handlers.py:0"]
+
+
+@in_loop
+async def test_the_routes_panel_shows_a_web_services_routes_and_only_then() -> None:
+    app = dashboard(fed_session(live_events()))
+    async with app.run_test(size=(160, 48)) as pilot:
+        await shown(pilot)
+        assert not app.dashboard.query_one(RoutesTable).display  # no routes: no panel
+
+    app = dashboard(fed_session(web_events()))
+    async with app.run_test(size=(160, 48)) as pilot:
+        await shown(pilot)
+        table = app.dashboard.query_one(RoutesTable)
+        assert table.display
+        # Most requests pending first; where they wait; the blocks while each ran.
+        assert rows(table) == [
+            ["POST /users/{uid}/login", "640", "fetch_user", "lock", DASH, DASH],
+            ["GET /reports/{rid}", "12", "handle_request", "task", "4", "640 ms"],
+            ["GET /health", "1", DASH, "", DASH, DASH],
+        ]
+        assert [key.value for key in table.rows] == [row[0] for row in rows(table)]  # keyed
+
+    # Below 36 rows there is no room for it beside the other tables.
+    app = dashboard(fed_session(web_events()))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await shown(pilot)
+        table = app.dashboard.query_one(RoutesTable)
+        assert len(rows(table)) == 3 and not table.display

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from dashboard_scenario import exited_events, live_events
+from dashboard_scenario import exited_events, live_events, web_events
 from helpers import dashboard, fed_session, shown, until
 from textual.pilot import Pilot
 
@@ -67,3 +67,9 @@ def test_screens_over_the_dashboard(
 ) -> None:
     app = dashboard(fed_session(live_events()))
     assert snap_compare(app, terminal_size=(80, 24), run_before=before)
+
+
+def test_dashboard_of_a_web_service(snap_compare: Callable[..., bool]) -> None:
+    # The routes panel, which only a web service's dashboard shows (where there is room).
+    app = dashboard(fed_session(web_events()))
+    assert snap_compare(app, terminal_size=(160, 48), run_before=_live)

@@ -26,6 +26,7 @@ from types import FrameType
 from typing import Any, Protocol
 
 from ._guard import Guard
+from ._routes import route_of, stack_frames
 from .events import Block, Event, Frame, Stack
 
 MAX_DEPTH = 64
@@ -231,6 +232,7 @@ class _Target:
         self.held = 0.0  # seconds the watchdog waited for the GIL during the period
         self.sampled_at = since  # perf_counter of the last sample (the period's start at first)
         self.task: str | None = None
+        self.route: str | None = None  # of the request served, from the first sample
         # (perf_counter, thread CPU seconds) when the period was first seen.
         self.cpu_first: tuple[float, float] | None = None
         # The clocks at the last look before the period, while the loop waited: the CPU used
@@ -558,6 +560,7 @@ class Watchdog:
                     continue  # ended while we looked
                 if target.samples == 0:
                     target.task = _task_name(target.loop)
+                    target.route = _route(frame)
                 target.samples += 1
                 if frame is not None:
                     stack = self._stack(frame)
@@ -645,6 +648,7 @@ class Watchdog:
             precise=target.precise,
             gc=self.gc_time(start, end) if self.gc_time is not None else 0.0,
             held=round(min(target.held, duration), 6) if mine else 0.0,
+            route=target.route if mine else None,
         )
 
     def _stack(self, frame: FrameType | None) -> tuple[Frame, ...]:
@@ -695,6 +699,13 @@ class _OwnQueue:
         fd, self._fd = self._fd, None
         if fd is not None:
             os.close(fd)
+
+
+def _route(frame: FrameType | None) -> str | None:
+    try:
+        return route_of(stack_frames(frame))
+    except Exception:  # a framework's object that cannot be read: no route
+        return None
 
 
 def _task_name(loop: asyncio.AbstractEventLoop) -> str | None:

@@ -24,11 +24,13 @@ from collections.abc import Iterable
 from typing import Any
 
 from ._codemap import local_map
+from ._routes import route_of
 from ._taskpass import MAX_SAMPLE, Level, TaskView, TaskVisitor
-from .events import AwaitSite, Census, Frame, Resource
+from .events import AwaitSite, Census, Frame, Resource, RouteLoad
 
 MAX_SITES = 50
 MAX_RESOURCES = 50
+MAX_ROUTES = 10  # routes per census, most pending first: at most about 1.5 KB on the wire
 LABEL_LIMIT = 80
 
 # A pass aims to spend about this much loop time telling tasks' states, and this much walking
@@ -124,7 +126,7 @@ _HANDOFFS = frozenset(("run_sync_in_worker_thread",))
 
 
 class _Site:
-    __slots__ = ("code", "count", "kind", "line", "oldest")
+    __slots__ = ("code", "count", "kind", "line", "oldest", "routes")
 
     def __init__(self, code: _Code | None, line: int, kind: str) -> None:
         self.code = code
@@ -132,6 +134,16 @@ class _Site:
         self.kind = kind
         self.count = 0
         self.oldest = 0.0
+        self.routes: dict[str, int] = {}  # the routes its inspected waiters serve, and how many
+
+
+class _Route:
+    __slots__ = ("count", "oldest", "sites")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.oldest = 0.0
+        self.sites: dict[_Site, int] = {}  # where its inspected tasks wait, and how many
 
 
 class _Resource:
@@ -214,10 +226,12 @@ class CensusCollector(TaskVisitor[Census]):
         kinds: dict[str, int] = {}
         sites: dict[Any, _Site] = {}
         resources: dict[int, _Resource] = {}
+        routes: dict[str, _Route] = {}
         waits = self._waits
         classify = self._classifier.classify
         for task, waiter in walked:
             code, line, kind, resource = classify(view, task, waiter)
+            route = _route(view.chain(task))
             kinds[kind] = kinds.get(kind, 0) + 1
             seen = waits.get(id(waiter))
             if seen is not None and seen[0]() is waiter:
@@ -236,6 +250,15 @@ class CensusCollector(TaskVisitor[Census]):
             site.count += 1
             if age > site.oldest:
                 site.oldest = age
+            if route is not None:
+                site.routes[route] = site.routes.get(route, 0) + 1
+                load = routes.get(route)
+                if load is None:
+                    load = routes[route] = _Route()
+                load.count += 1
+                load.sites[site] = load.sites.get(site, 0) + 1
+                if age > load.oldest:
+                    load.oldest = age
             if resource is not None:
                 entry = resources.get(id(resource))
                 if entry is None:
@@ -270,6 +293,7 @@ class CensusCollector(TaskVisitor[Census]):
             sites=top_sites,
             resources=top_resources,
             cost=cost,
+            routes=_top_routes(routes, walk_scale),
         )
 
     def _adapt(self, state_cost: float, states: int, walk_cost: float, walks: int) -> None:
@@ -435,6 +459,37 @@ def _top_sites(sites: Iterable[_Site], scale: float) -> tuple[AwaitSite, ...]:
                 kind=site.kind,
                 count=max(1, round(site.count * scale)),
                 oldest=site.oldest,
+                route=max(site.routes, key=site.routes.__getitem__) if site.routes else None,
+            )
+        )
+    return tuple(out)
+
+
+def _route(chain: list[Level]) -> str | None:
+    """The route of the request a task serves, from the framework frames of its await chain."""
+    try:
+        return route_of(frame for frame, _ in reversed(chain))
+    except Exception:  # a framework's object that cannot be read: no route
+        return None
+
+
+def _top_routes(routes: dict[str, _Route], scale: float) -> tuple[RouteLoad, ...]:
+    ranked = sorted(routes.items(), key=lambda r: (-r[1].count, -r[1].oldest))[:MAX_ROUTES]
+    out = []
+    for name, load in ranked:
+        site = max(load.sites, key=load.sites.__getitem__) if load.sites else None
+        code = site.code if site is not None else None
+        out.append(
+            RouteLoad(
+                route=name,
+                tasks=max(1, round(load.count * scale)),
+                site=(
+                    Frame(code.file, site.line, code.function)
+                    if site is not None and code is not None
+                    else None
+                ),
+                kind=site.kind if site is not None else "",
+                oldest=load.oldest,
             )
         )
     return tuple(out)

@@ -379,10 +379,21 @@ class _RunningLoopHook:
         self._modules = [asyncio.events]
         if getattr(asyncio, "_set_running_loop", None) is self._original:
             self._modules.append(asyncio)
+        # Imported before us, uvloop holds the original in C and never calls ours: its loops are
+        # seen through the ``run_forever`` of its Python class (which its run_until_complete
+        # calls by name), as a uvicorn worker's loop when the agent arrives during the worker's
+        # imports.
+        self._uvloop: Any = _uvloop_class()
+        self._run_forever: Any = None
+        if self._uvloop is not None:
+            self._run_forever = self._uvloop.__dict__.get("run_forever")
+            self._run_wrapper = _uvloop_run_forever(agent, self._uvloop.run_forever)
 
     def install(self) -> None:
         for module in self._modules:
             module._set_running_loop = self._wrapper  # type: ignore[attr-defined]
+        if self._uvloop is not None:
+            self._uvloop.run_forever = self._run_wrapper
 
     def remove(self) -> None:
         # If something patched it on top of ours, leave theirs in place: ours, reached through
@@ -390,6 +401,41 @@ class _RunningLoopHook:
         for module in self._modules:
             if getattr(module, "_set_running_loop", None) is self._wrapper:
                 module._set_running_loop = self._original  # type: ignore[attr-defined]
+        uvloop = self._uvloop
+        if uvloop is not None and uvloop.__dict__.get("run_forever") is self._run_wrapper:
+            if self._run_forever is None:
+                del uvloop.run_forever
+            else:
+                uvloop.run_forever = self._run_forever
+
+
+def _uvloop_class() -> Any:
+    """uvloop's Python loop class if uvloop is imported already, else None."""
+    module = sys.modules.get("uvloop")
+    cls = getattr(module, "Loop", None)
+    return cls if isinstance(cls, type) and callable(getattr(cls, "run_forever", None)) else None
+
+
+def _uvloop_run_forever(agent: Agent, original: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    started = agent.guard.wrap("loops", agent._loop_started)
+    stopping = agent.guard.wrap("loops", agent._loop_stopping)
+
+    def observe_soon(loop: Any) -> None:
+        loop.call_soon(started, loop)
+
+    soon = agent.guard.wrap("loops", observe_soon)
+
+    def run_forever(self: Any) -> Any:
+        if agent.active:
+            soon(self)  # runs once the loop runs, on its thread
+        try:
+            return original(self)
+        finally:
+            if agent.active:
+                stopping(self)
+
+    setattr(run_forever, _MARK, agent)
+    return run_forever
 
 
 # -- module-level API -----------------------------------------------------------------------------

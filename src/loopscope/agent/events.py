@@ -55,6 +55,7 @@ __all__ = [
     "RaceWindow",
     "RaceWindows",
     "Resource",
+    "RouteLoad",
     "SourceState",
     "Stack",
     "Submitter",
@@ -128,6 +129,21 @@ class AwaitSite:
     kind: str  # see AWAIT_KINDS
     count: int  # tasks waiting here (scaled when the census sampled)
     oldest: float  # seconds the longest-waiting of them has waited here (as seen by the census)
+    # The route most of them serve, as their web framework names it ("GET /invoices/{cid}"),
+    # where it is known.
+    route: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RouteLoad:
+    """The requests of one route (as their web framework names it, ``GET /invoices/{cid}``)
+    pending on the loop: how many, and where most of them wait."""
+
+    route: str
+    tasks: int  # pending tasks serving it (scaled when the census sampled)
+    site: Frame | None  # the await site most of them wait at
+    kind: str  # the kind of that wait (see AWAIT_KINDS)
+    oldest: float  # seconds the longest-waiting of them has waited (as seen by the census)
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,6 +322,9 @@ class Block(Event):
     # Seconds of the block in which the agent's watchdog, ready to sample and not waiting for a
     # core, waited for the GIL (Linux): C code held it without releasing it.
     held: float = 0.0
+    # The route of the request being served, as its web framework names it ("GET
+    # /invoices/{cid}"), where the stack shows one.
+    route: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,6 +340,8 @@ class Census(Event):
     sites: tuple[AwaitSite, ...]  # most populated first, bounded
     resources: tuple[Resource, ...]  # most waiters first, bounded
     cost: float  # loop-thread seconds this census took
+    # Pending requests by route, where their web framework names it; most tasks first, bounded.
+    routes: tuple[RouteLoad, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

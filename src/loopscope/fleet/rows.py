@@ -13,6 +13,7 @@ from loopscope.model.snapshot import (
     BlockRecord,
     BlockView,
     HotFrame,
+    RouteView,
     Snapshot,
     TaskView,
 )
@@ -116,6 +117,7 @@ def merged(views: list[tuple[int, View]]) -> MergedView:
         tasks=_tasks([s.tasks for s in snaps]),
         await_sites=_await_sites(snaps),
         blocks=blocks,
+        routes=_routes(snaps),
         # Ended when every process has; the worst's end stands for them all.
         exited=worst.snapshot.exited if all(s.exited is not None for s in snaps) else None,
     )
@@ -189,6 +191,27 @@ def _await_sites(snaps: list[Snapshot]) -> tuple[AwaitSiteView, ...]:
                 else replace(had, count=had.count + a.count, oldest=max(had.oldest, a.oldest))
             )
     return tuple(sorted(sites.values(), key=lambda a: -a.count))
+
+
+def _routes(snaps: list[Snapshot]) -> tuple[RouteView, ...]:
+    """Every process's routes, one per route: requests and blocks summed, the wait of the
+    process with most of its requests pending."""
+    routes: dict[str, RouteView] = {}
+    for s in snaps:
+        for r in s.routes:
+            had = routes.get(r.route)
+            if had is None:
+                routes[r.route] = r
+                continue
+            top = r if r.in_flight > had.in_flight else had
+            routes[r.route] = replace(
+                top,
+                in_flight=had.in_flight + r.in_flight,
+                oldest=max(had.oldest, r.oldest),
+                blocks=had.blocks + r.blocks,
+                blocked=had.blocked + r.blocked,
+            )
+    return tuple(sorted(routes.values(), key=lambda r: (-r.in_flight, -r.blocked, r.route)))
 
 
 def _hot(

@@ -320,6 +320,7 @@ class _Hot:
     last_t: float = 0.0
     stack: tuple[Frame, ...] = ()
     tasks: list[str] = field(default_factory=list)
+    routes: list[str] = field(default_factory=list)
 
     def add(self, block: Block, a: Attribution) -> None:
         self.lines.update(a.lines)
@@ -339,6 +340,8 @@ class _Hot:
             self.cpu_measured += max(0.0, block.duration - (block.runq or 0.0))
         if block.task and block.task not in self.tasks and len(self.tasks) < MAX_TASKS:
             self.tasks.append(block.task)
+        if block.route and block.route not in self.routes and len(self.routes) < MAX_TASKS:
+            self.routes.append(block.route)
 
     def freeze(self) -> HotFrame:
         return HotFrame(
@@ -355,6 +358,7 @@ class _Hot:
             last_t=self.last_t,
             stack=self.stack,
             tasks=tuple(self.tasks),
+            routes=tuple(self.routes),
             io=max(self.by_io, key=self.by_io.__getitem__) if self.by_io else None,
         )
 

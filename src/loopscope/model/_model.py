@@ -43,6 +43,7 @@ from loopscope.model._lag import LagState
 from loopscope.model._leak import GrowthState
 from loopscope.model._monitor import MonitorState
 from loopscope.model._races import RaceState
+from loopscope.model._routes import RouteTracker
 from loopscope.model._tasklist import TaskListState
 from loopscope.model._tasks import TaskState
 from loopscope.model._timing import TimingState
@@ -111,6 +112,7 @@ class Model:
         self._external = ExternalState(LAG_SERIES_SECONDS, RECENT_SECONDS)
         self._monitor = MonitorState()
         self._timing = TimingState(lambda: self._blocks.code)
+        self._routes = RouteTracker()
 
     def apply(self, event: Event) -> None:
         t = event.t
@@ -148,6 +150,7 @@ class Model:
         self._contention.census(event)
         self._growth.census(event)
         self._timing.census(event)
+        self._routes.census(event)
 
     @_handles(Lifecycle)
     def _lifecycle(self, event: Lifecycle) -> None:
@@ -268,6 +271,7 @@ class Model:
         """A block, once py-spy's samples, if it waited for them, have come."""
         self._blocks.apply(block, outside)
         self._timing.block(block)
+        self._routes.block(block, self._blocks.code)
 
     def _forget_loop(self, loop: int, t: float) -> None:
         self._lag.loop_stopped(loop)
@@ -276,6 +280,7 @@ class Model:
         self._growth.loop_stopped(loop)
         self._task_list.loop_stopped(loop)
         self._timing.loop_stopped(loop)
+        self._routes.loop_stopped(loop)
 
     def snapshot(self, now: float | None = None) -> Snapshot:
         """The state at ``now`` (default: the time of the latest event). Once the target has
@@ -313,4 +318,5 @@ class Model:
             executors=self._timing.executor_views(),
             timeline=self._timing.timeline(now),
             functions_seen=self._timing.functions_seen(),
+            routes=self._routes.view(),
         )

@@ -103,6 +103,7 @@ class TaskState:
                     kind=s.kind,
                     count=s.count + (seen.count if seen else 0),
                     oldest=max(s.oldest, seen.oldest if seen else 0.0),
+                    route=s.route or (seen.route if seen else None),
                 )
         ordered = sorted(merged.values(), key=lambda s: (-s.count, -s.oldest, s.file, s.line))
         return tuple(ordered[:MAX_SITES])

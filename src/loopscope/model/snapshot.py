@@ -118,6 +118,21 @@ class AwaitSiteView:
     kind: str
     count: int
     oldest: float
+    route: str | None = None  # the route most of its tasks serve, where known
+
+
+@dataclass(frozen=True, slots=True)
+class RouteView:
+    """One route of a web service (``GET /invoices/{cid}``, or the endpoint function where the
+    framework does not name it): its requests pending now and the blocks while it ran."""
+
+    route: str
+    in_flight: int  # requests pending now (the census's tasks serving it)
+    site: Frame | None  # where most of them wait now
+    kind: str  # what they wait on there ("sleep", "lock"...; see AWAIT_KINDS), "" when none
+    oldest: float  # seconds the longest-waiting of them has waited
+    blocks: int  # blocks of the loop while it was served, in the session
+    blocked: float  # seconds of those blocks
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +181,7 @@ class HotFrame:
     stack: tuple[Frame, ...]  # a representative stack, innermost first
     tasks: tuple[str, ...] = ()  # names of tasks that were running in its blocks, a few
     io: str | None = None  # the main kind of sync I/O of its "io" blocks, as BlockRecord.io
+    routes: tuple[str, ...] = ()  # the web routes its blocks stalled, where named, a few
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,6 +357,7 @@ class Snapshot:
     # Every await site seen in the session, once per function (the first seen): where the code
     # of a coroutine named elsewhere (by `TaskView.top_created`) is.
     functions_seen: tuple[Frame, ...] = field(default=())
+    routes: tuple[RouteView, ...] = ()  # a web service's routes, most requests pending first
 
 
 @dataclass(frozen=True, slots=True)

@@ -90,6 +90,7 @@ def _finding(hot: HotFrame, snapshot: Snapshot) -> Finding:
         "share_of_time": round(share, 4),
         "samples": hot.samples,
         "tasks": list(hot.tasks),
+        **({"routes": list(hot.routes)} if hot.routes else {}),
         "stack": [
             f"{f.function} ({os.path.basename(f.file)}:{f.line})" for f in hot.stack[:STACK_FRAMES]
         ],

@@ -59,6 +59,9 @@ def site_detail(
     head.append(f"  {location(site.file, site.line, cwd)}", style="dim")
     if site.oldest > 0:
         head.append(f" · the oldest for {duration(site.oldest)}")
+    if site.route:
+        head.append(" · serving ")
+        head.append(site.route, style="bold")
     parts: list[RenderableType] = [
         head,
         source_preview(site.file, site.line, source_line=source_line),

@@ -16,6 +16,7 @@ from loopscope.model.snapshot import (
     HotFrame,
     LagView,
     MonitorView,
+    RouteView,
     Snapshot,
     TaskView,
 )
@@ -314,6 +315,23 @@ def hot_rows(hot: Sequence[HotFrame], cwd: str, limit: int) -> list[Row]:
             ),
         )
         for h in hot[:limit]
+    ]
+
+
+def route_rows(routes: Sequence[RouteView], limit: int) -> list[Row]:
+    return [
+        (
+            r.route,
+            (
+                Text(r.route),
+                _num(count(r.in_flight)) if r.in_flight else _num(DASH, "dim"),
+                Text(r.site.function) if r.site is not None else Text(DASH, style="dim"),
+                Text(r.kind),
+                _num(count(r.blocks)) if r.blocks else _num(DASH, "dim"),
+                _num(duration(r.blocked), "bold") if r.blocks else _num(DASH, "dim"),
+            ),
+        )
+        for r in routes[:limit]
     ]
 
 

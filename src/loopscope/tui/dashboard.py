@@ -16,6 +16,7 @@ from loopscope.tui.widgets import (
     FindingsTable,
     HotFramesTable,
     LagPanel,
+    RoutesTable,
     TasksPanel,
 )
 
@@ -50,6 +51,7 @@ class DashboardScreen(ViewScreen):
         with Horizontal(id="middle"):
             yield HotFramesTable(id="hot").data_bind(DashboardScreen.view)
             yield AwaitTable(id="awaits").data_bind(DashboardScreen.view)
+        yield RoutesTable(id="routes").data_bind(DashboardScreen.view)
         with Horizontal(id="bottom"):
             yield FindingsTable(id="findings").data_bind(DashboardScreen.view)
             yield FindingDetail(id="detail").data_bind(DashboardScreen.view)

@@ -271,6 +271,31 @@ class HotFramesTable(SnapshotTable):
         return rows
 
 
+class RoutesTable(SnapshotTable):
+    """A web service's routes: requests pending on each now, where most of them wait, and the
+    blocks of the loop while each was served. Shown only when the target serves routes, on a
+    terminal tall enough for it beside the other tables."""
+
+    BORDER_TITLE = "Routes"
+    COLUMNS = (
+        Column("route", "route", 24, keep="start"),
+        Column("in_flight", "reqs", 5, right=True),
+        Column("site", "waits at", 16),
+        Column("kind", "on", 7),
+        Column("blocks", "blocks", 6, right=True),
+        Column("blocked", "blocked", 7, right=True),
+    )
+
+    def rows_of(self, view: View) -> list[Row]:
+        return _panels.route_rows(view.snapshot.routes, MAX_ROWS)
+
+    def watch_view(self, view: View | None) -> None:
+        super().watch_view(view)
+        if view is not None:
+            # The screen's style shows the panel where there is room for it.
+            self.set_class(bool(view.snapshot.routes), "-routes")
+
+
 class FindingsTable(SnapshotTable):
     """The findings, most severe first. Highlighting or selecting one says which."""
 
