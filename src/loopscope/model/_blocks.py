@@ -340,7 +340,7 @@ class _Hot:
         if block.task and block.task not in self.tasks and len(self.tasks) < MAX_TASKS:
             self.tasks.append(block.task)
 
-    def freeze(self) -> HotFrame:
+    def freeze(self, code: CodeMap) -> HotFrame:
         return HotFrame(
             file=self.file,
             line=self.lines.most_common(1)[0][0] if self.lines else 0,
@@ -356,6 +356,7 @@ class _Hot:
             stack=self.stack,
             tasks=tuple(self.tasks),
             io=max(self.by_io, key=self.by_io.__getitem__) if self.by_io else None,
+            app=bool(self.file) and code.kind(self.file) == APP,
         )
 
 
@@ -434,6 +435,6 @@ class BlockState:
             max=self._max,
             recent_count=sum(1 for end in self._ends if recent_from < end),
             recent=tuple(reversed(self._recent)),
-            hot=tuple(h.freeze() for h in hot[:MAX_HOT]),
+            hot=tuple(h.freeze(self.code) for h in hot[:MAX_HOT]),
             durations=tuple(self._durations),
         )

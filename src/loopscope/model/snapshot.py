@@ -166,6 +166,9 @@ class HotFrame:
     stack: tuple[Frame, ...]  # a representative stack, innermost first
     tasks: tuple[str, ...] = ()  # names of tasks that were running in its blocks, a few
     io: str | None = None  # the main kind of sync I/O of its "io" blocks, as BlockRecord.io
+    # Whether the location is the application's own code (the code map's answer); False for a
+    # framework, library or asyncio frame named because no application frame was on the stack.
+    app: bool = True
 
 
 @dataclass(frozen=True, slots=True)
