@@ -207,3 +207,13 @@ def test_unsampled_blocks_without_cpu_are_not_called_gil() -> None:
     assert finding.evidence["cause"] != "gil"
     assert finding.severity == "info"
     assert "GIL" not in finding.title
+
+
+def test_blocks_the_machine_made_are_said_as_such() -> None:
+    # A busy machine kept the loop's thread from a core for all but a few ms of each stall.
+    events = blocks(6, 0.05, RENDER, cpu=0.005, runq=0.045)
+    finding = only(blocking.check(snapshot(*events, duration=10.0)))
+    assert (finding.severity, finding.evidence["cause"]) == ("info", "machine")
+    assert "waited for a core" in finding.title and "6 stalls" in finding.title
+    assert "CPU limit" in finding.fix
+    assert finding.location is None

@@ -23,6 +23,10 @@ CPU_LEANING = 0.5
 OFF_CPU = 0.3
 # A block is a garbage collection's (cause "gc") when collections took this share of it.
 GC_SHARE = 0.5
+# A block is the machine's (cause "machine") when, less the time its thread waited for a core,
+# it is shorter than this (the agent's default block threshold): the program's code did not
+# stall the loop, a busy machine (or a container's CPU limit) did.
+MACHINE_OWN_S = 0.02
 
 # A block whose loop thread used this much CPU per stack sample, while the watchdog waited for
 # the GIL at least this share of that CPU time, is C code holding the GIL: Python code lets
@@ -123,7 +127,9 @@ def attribute(
     stacks = outside.stacks if outside is not None and outside.stacks else block.stacks
     located = _locate_block(stacks, code)
     cause = outside.cause if outside is not None and outside.stacks else None
-    if cause is None:
+    if _machine(block):
+        cause = "machine"
+    elif cause is None:
         cause = _cause(block, located, code, source_line)
     io = io_kind(located.location, located.stack, code, source_line) if cause == "io" else None
     return Attribution(
@@ -162,6 +168,12 @@ def io_kind(
     ):
         return "file"
     return kind
+
+
+def _machine(block: Block) -> bool:
+    """Whether the block is the machine's: the loop thread waited for a core for all but
+    less than MACHINE_OWN_S of it, so its code ran too briefly to have stalled the loop."""
+    return block.runq is not None and block.duration - block.runq < MACHINE_OWN_S
 
 
 def cpu_share(block: Block) -> float | None:
@@ -363,6 +375,8 @@ class _Hot:
 # Blocks without a location (nothing could be sampled) are gathered under this pseudo-frame:
 # file "" and line 0 say that there is no code location.
 UNSAMPLED_FUNCTION = "<no stack: C code holding the GIL>"
+# Blocks the machine made (cause "machine") are gathered under this one, wherever they were.
+MACHINE_FUNCTION = "<waiting for a core>"
 
 
 class BlockState:
@@ -411,7 +425,9 @@ class BlockState:
             self._ends.popleft()
 
         key = (
-            ("", UNSAMPLED_FUNCTION)
+            ("", MACHINE_FUNCTION)
+            if a.cause == "machine"
+            else ("", UNSAMPLED_FUNCTION)
             if a.location is None
             else (
                 a.location.file,

@@ -137,7 +137,7 @@ class BlockRecord:
     loop: int
     duration: float
     task: str | None
-    cause: str  # "cpu" | "sleep" | "io" | "gil" | "gc" | "unknown"
+    cause: str  # "cpu" | "sleep" | "io" | "gil" | "gc" | "machine" | "unknown"
     cpu: float | None
     samples: int
     location: Frame | None  # innermost application frame of the dominant stack

@@ -47,6 +47,7 @@ _CAUSE_LABEL = {
     "io": "sync I/O",
     "gil": "C code holding the GIL",
     "gc": "garbage collection",
+    "machine": "waiting for a core",
     "unknown": "cause unknown",
 }
 
@@ -85,6 +86,12 @@ def _finding(hot: HotFrame, snapshot: Snapshot) -> Finding:
             f"The loop blocks with no application code on its stack ({cause}), "
             f"in `{_short(hot.function)}` at {os.path.basename(hot.file)}:{hot.line}"
         )
+    elif hot.cause == "machine":
+        severity = "info"
+        title = (
+            f"The loop's thread waited for a core: {hot.blocks} stalls the machine made, "
+            f"not the program's code"
+        )
     else:
         title = "Code holding the GIL blocks the loop (no stack could be sampled)"
         if hot.cause != "gil":
@@ -119,6 +126,8 @@ def _finding(hot: HotFrame, snapshot: Snapshot) -> Finding:
         evidence=evidence,
         fix=_fix(hot.cause, _short(hot.function) if located else "the call", hot.io)
         if severity != "info"
+        else _MACHINE_FIX
+        if hot.cause == "machine"
         else _UNATTRIBUTED_FIX,
     )
 
@@ -128,6 +137,13 @@ _UNATTRIBUTED_FIX = (
     "likely the machine's doing (the loop's thread waiting for a core) or C code in the loop or "
     "an extension (uvloop, httptools) at work on many requests; if they recur under load, open "
     "the Blocks screen: their stacks show the framework or library call that held the loop."
+)
+
+
+_MACHINE_FIX = (
+    "In these stalls the loop's thread was ready to run but had no core: other processes (or "
+    "the program's own threads) used the CPU, or a container's CPU limit throttled it. Give "
+    "the service more CPU or fewer neighbours; the program's code is not what to change."
 )
 
 

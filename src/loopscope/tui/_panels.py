@@ -38,6 +38,7 @@ CAUSE_LABEL = {
     "io": "i/o",
     "gil": "gil",
     "gc": "gc",
+    "machine": "no core",
     "unknown": "?",
 }
 SOURCE_STYLE = {"live": "green", "unavailable": "dim", "lost": "red", "ended": "yellow"}
