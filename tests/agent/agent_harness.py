@@ -48,6 +48,15 @@ def cpu_burn():
         pass
 
 
+@measured
+def cpu_work():
+    # 50 ms of the thread's CPU, as real work is an amount of it: on a machine whose cores are
+    # busy it takes longer, rather than doing less (cpu_burn does less).
+    end = time.thread_time() + 0.05
+    while time.thread_time() < end:
+        pass
+
+
 def my_factory(loop, coro, **kwargs):
     return asyncio.Task(coro, loop=loop, **kwargs)
 
@@ -118,6 +127,8 @@ async def main():
             blocking_sleep()
         elif cmd == "burn":
             cpu_burn()
+        elif cmd == "work":
+            cpu_work()
         elif cmd == "thread-sleep":
             worker.call_soon_threadsafe(blocking_sleep)
         elif cmd == "drop":

@@ -188,7 +188,9 @@ def test_the_cause_is_right_on_a_machine_whose_cores_are_all_busy(
     try:
         client.wait_for(lambda e: isinstance(e, LoopStarted))
         with every_core_busy():
-            burn = _block_in(target, client, "burn", "cpu_burn")
+            # The CPU of real work is an amount: a burn for a wall time would do less of it,
+            # and its block would be the machine's.
+            burn = _block_in(target, client, "work", "cpu_work")
             sleep = _block_in(target, client, "sleep", "blocking_sleep")
     finally:
         client.close()
@@ -205,5 +207,5 @@ def test_the_cause_is_right_on_a_machine_whose_cores_are_all_busy(
         for r in model.snapshot().blocks.recent
         if r.location
     }
-    assert causes[burn.t, "cpu_burn"] == "cpu", burn
+    assert causes[burn.t, "cpu_work"] == "cpu", burn
     assert causes[sleep.t, "blocking_sleep"] == "sleep", sleep

@@ -7,7 +7,7 @@ import pytest
 from builders import APP, LOOP_FRAMES, app, block, frame, hello, site, stdlib
 from loopscope.codemap import CodeMap
 from loopscope.events import Block, Event, Frame, Stack
-from loopscope.model import RECENT_SECONDS, UNSAMPLED_FUNCTION, Model
+from loopscope.model import MACHINE_FUNCTION, RECENT_SECONDS, UNSAMPLED_FUNCTION, Model
 from loopscope.model._blocks import cpu_share
 
 SOURCE = {
@@ -145,8 +145,22 @@ def test_the_share_is_of_the_time_the_thread_could_run() -> None:
 def test_a_thread_that_never_got_a_core_needed_one() -> None:
     b = block(10.0, 0.05, [app(42, "render_report")], cpu=0.0, runq=0.05)
     assert cpu_share(b) == 1.0
-    assert only_block(b)[1] == "cpu"
     assert cpu_share(block(10.0, 0.05, [app(42, "r")], cpu=0.06, runq=0.0)) == 1.0
+
+
+def test_a_block_the_thread_spent_waiting_for_a_core_is_the_machines() -> None:
+    # Less its wait for a core, shorter than the block threshold: the code did not stall the
+    # loop, the machine did. Such blocks are gathered apart, wherever they were.
+    never = block(10.0, 0.05, [app(42, "render_report")], cpu=0.0, runq=0.05)
+    assert only_block(never)[1] == "machine"
+    mostly = block(10.0, 0.05, [app(42, "render_report")], cpu=0.019, runq=0.031)
+    assert only_block(mostly)[1] == "machine"
+    enough = block(10.0, 0.05, [app(42, "render_report")], cpu=0.021, runq=0.029)
+    assert only_block(enough)[1] == "cpu"
+    model = fed(never, mostly, block(12.0, 0.05, [app(9, "tiny")], cpu=0.0, runq=0.049))
+    (hot,) = model.snapshot().blocks.hot
+    assert (hot.file, hot.function, hot.blocks, hot.app) == ("", MACHINE_FUNCTION, 3, False)
+    assert model.snapshot().blocks.recent[0].location == app(9, "tiny")
 
 
 def test_the_hot_frame_cpu_share_leaves_out_the_run_queue_wait() -> None:
@@ -271,8 +285,11 @@ def test_a_burn_denied_the_gil_by_a_thread_waiting_for_a_core_is_cpu() -> None:
 
 def test_a_block_without_samples_that_waited_for_a_core_has_an_unknown_cause() -> None:
     # 147 ms, 7 ms of CPU, 140 ms waiting for a core: the GIL held by a thread that did not
-    # run, not C code holding it.
+    # run, not C code holding it. With 7 ms left to run, the machine's block; with more, the
+    # cause is not known.
     b = block(10.0, 0.147, None, cpu=0.0074, runq=0.140)
+    assert only_block(b) == (None, "machine")
+    b = block(10.0, 0.167, None, cpu=0.0074, runq=0.140)
     assert only_block(b) == (None, "unknown")
 
 

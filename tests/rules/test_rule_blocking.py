@@ -196,3 +196,39 @@ def test_the_finding_names_the_routes_its_blocks_stalled() -> None:
     assert finding.evidence["routes"] == ["GET /report/{kind}"]
     # Without a route the evidence has no such entry.
     assert "routes" not in only(blocking.check(snapshot(*blocks(3, 0.05, RENDER)))).evidence
+
+
+UVICORN = [site("uvicorn/protocols/http/httptools_impl.py", 401, "RequestResponseCycle.run_asgi")]
+
+
+@pytest.mark.parametrize(
+    "frames",
+    [UVICORN, []],  # a framework's frame; only the loop's own (uvloop at work in C)
+    ids=["framework", "loop"],
+)
+def test_blocks_with_no_application_frame_are_said_not_blamed(frames: list) -> None:  # type: ignore[type-arg]
+    # Under load a clean service's loop can stall with no application code on its stack (the
+    # thread waiting for a core, C code in the loop): nothing of the program's to fix.
+    finding = only(blocking.check(snapshot(*blocks(5, 0.2, frames), duration=10.0)))
+    assert finding.severity == "info"
+    assert "no application code" in finding.title
+    assert "No application function" in finding.fix
+    assert finding.location is not None  # where the loop was, for the Blocks screen
+
+
+def test_unsampled_blocks_without_cpu_are_not_called_gil() -> None:
+    # Nothing sampled and the thread's CPU did not advance: not C code holding the GIL.
+    finding = only(blocking.check(snapshot(*blocks(3, 0.2, None, cpu_share=0.0, runq=0.19))))
+    assert finding.evidence["cause"] != "gil"
+    assert finding.severity == "info"
+    assert "GIL" not in finding.title
+
+
+def test_blocks_the_machine_made_are_said_as_such() -> None:
+    # A busy machine kept the loop's thread from a core for all but a few ms of each stall.
+    events = blocks(6, 0.05, RENDER, cpu=0.005, runq=0.045)
+    finding = only(blocking.check(snapshot(*events, duration=10.0)))
+    assert (finding.severity, finding.evidence["cause"]) == ("info", "machine")
+    assert "waited for a core" in finding.title and "6 stalls" in finding.title
+    assert "CPU limit" in finding.fix
+    assert finding.location is None

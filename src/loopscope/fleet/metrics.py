@@ -171,7 +171,9 @@ class Metrics:
         counts: dict[tuple[str, str, str], int] = {}
         attributed = 0
         for hot in blocks.hot:
-            function, file = self._label(pid, hot.function, _short(hot.file))
+            function, file = (
+                self._label(pid, hot.function, _short(hot.file)) if hot.app else (OTHER, OTHER)
+            )
             key = (function, file, hot.cause)
             counts[key] = counts.get(key, 0) + hot.blocks
             attributed += hot.blocks

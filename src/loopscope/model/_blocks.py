@@ -23,6 +23,10 @@ CPU_LEANING = 0.5
 OFF_CPU = 0.3
 # A block is a garbage collection's (cause "gc") when collections took this share of it.
 GC_SHARE = 0.5
+# A block is the machine's (cause "machine") when, less the time its thread waited for a core,
+# it is shorter than this (the agent's default block threshold): the program's code did not
+# stall the loop, a busy machine (or a container's CPU limit) did.
+MACHINE_OWN_S = 0.02
 
 # A block whose loop thread used this much CPU per stack sample, while the watchdog waited for
 # the GIL at least this share of that CPU time, is C code holding the GIL: Python code lets
@@ -123,7 +127,9 @@ def attribute(
     stacks = outside.stacks if outside is not None and outside.stacks else block.stacks
     located = _locate_block(stacks, code)
     cause = outside.cause if outside is not None and outside.stacks else None
-    if cause is None:
+    if _machine(block):
+        cause = "machine"
+    elif cause is None:
         cause = _cause(block, located, code, source_line)
     io = io_kind(located.location, located.stack, code, source_line) if cause == "io" else None
     return Attribution(
@@ -162,6 +168,12 @@ def io_kind(
     ):
         return "file"
     return kind
+
+
+def _machine(block: Block) -> bool:
+    """Whether the block is the machine's: the loop thread waited for a core for all but
+    less than MACHINE_OWN_S of it, so its code ran too briefly to have stalled the loop."""
+    return block.runq is not None and block.duration - block.runq < MACHINE_OWN_S
 
 
 def cpu_share(block: Block) -> float | None:
@@ -343,7 +355,7 @@ class _Hot:
         if block.route and block.route not in self.routes and len(self.routes) < MAX_TASKS:
             self.routes.append(block.route)
 
-    def freeze(self) -> HotFrame:
+    def freeze(self, code: CodeMap) -> HotFrame:
         return HotFrame(
             file=self.file,
             line=self.lines.most_common(1)[0][0] if self.lines else 0,
@@ -360,12 +372,15 @@ class _Hot:
             tasks=tuple(self.tasks),
             routes=tuple(self.routes),
             io=max(self.by_io, key=self.by_io.__getitem__) if self.by_io else None,
+            app=bool(self.file) and code.kind(self.file) == APP,
         )
 
 
 # Blocks without a location (nothing could be sampled) are gathered under this pseudo-frame:
 # file "" and line 0 say that there is no code location.
 UNSAMPLED_FUNCTION = "<no stack: C code holding the GIL>"
+# Blocks the machine made (cause "machine") are gathered under this one, wherever they were.
+MACHINE_FUNCTION = "<waiting for a core>"
 
 
 class BlockState:
@@ -414,7 +429,9 @@ class BlockState:
             self._ends.popleft()
 
         key = (
-            ("", UNSAMPLED_FUNCTION)
+            ("", MACHINE_FUNCTION)
+            if a.cause == "machine"
+            else ("", UNSAMPLED_FUNCTION)
             if a.location is None
             else (
                 a.location.file,
@@ -438,6 +455,6 @@ class BlockState:
             max=self._max,
             recent_count=sum(1 for end in self._ends if recent_from < end),
             recent=tuple(reversed(self._recent)),
-            hot=tuple(h.freeze() for h in hot[:MAX_HOT]),
+            hot=tuple(h.freeze(self.code) for h in hot[:MAX_HOT]),
             durations=tuple(self._durations),
         )

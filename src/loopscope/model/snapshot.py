@@ -152,7 +152,7 @@ class BlockRecord:
     loop: int
     duration: float
     task: str | None
-    cause: str  # "cpu" | "sleep" | "io" | "gil" | "gc" | "unknown"
+    cause: str  # "cpu" | "sleep" | "io" | "gil" | "gc" | "machine" | "unknown"
     cpu: float | None
     samples: int
     location: Frame | None  # innermost application frame of the dominant stack
@@ -182,6 +182,9 @@ class HotFrame:
     tasks: tuple[str, ...] = ()  # names of tasks that were running in its blocks, a few
     io: str | None = None  # the main kind of sync I/O of its "io" blocks, as BlockRecord.io
     routes: tuple[str, ...] = ()  # the web routes its blocks stalled, where named, a few
+    # Whether the location is the application's own code (the code map's answer); False for a
+    # framework, library or asyncio frame named because no application frame was on the stack.
+    app: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,6 +47,7 @@ _CAUSE_LABEL = {
     "io": "sync I/O",
     "gil": "C code holding the GIL",
     "gc": "garbage collection",
+    "machine": "waiting for a core",
     "unknown": "cause unknown",
 }
 
@@ -71,13 +72,33 @@ def _finding(hot: HotFrame, snapshot: Snapshot) -> Finding:
     cause = _CAUSE_LABEL.get(hot.cause, hot.cause)
     if hot.cause == "io" and hot.io is not None:
         cause = f"{cause}: {_IO_LABEL.get(hot.io, hot.io)}"
-    if located:
+    if located and hot.app:
         title = (
             f"`{_short(hot.function)}` blocks the loop ({cause}) "
             f"at {os.path.basename(hot.file)}:{hot.line}"
         )
+    elif located:
+        # No frame of the application's on the stack: the framework's or asyncio's own frame
+        # is where the loop was, not code to blame (C code under it, a collection, or the
+        # thread waiting for a core on a busy machine). Said, not raised as a problem.
+        severity = "info"
+        title = (
+            f"The loop blocks with no application code on its stack ({cause}), "
+            f"in `{_short(hot.function)}` at {os.path.basename(hot.file)}:{hot.line}"
+        )
+    elif hot.cause == "machine":
+        severity = "info"
+        title = (
+            f"The loop's thread waited for a core: {hot.blocks} stalls the machine made, "
+            f"not the program's code"
+        )
     else:
         title = "Code holding the GIL blocks the loop (no stack could be sampled)"
+        if hot.cause != "gil":
+            # Nothing sampled, and no sign of C code holding the GIL (the thread's CPU time
+            # did not advance while the watchdog waited for it): nothing to name.
+            severity = "info"
+            title = f"The loop blocks ({cause}) and no stack could be sampled"
     evidence = {
         "count": hot.blocks,
         "total_s": round(hot.total, 4),
@@ -104,8 +125,27 @@ def _finding(hot: HotFrame, snapshot: Snapshot) -> Finding:
         title=title,
         location=Location.of(hot) if located else None,
         evidence=evidence,
-        fix=_fix(hot.cause, _short(hot.function) if located else "the call", hot.io),
+        fix=_fix(hot.cause, _short(hot.function) if located else "the call", hot.io)
+        if severity != "info"
+        else _MACHINE_FIX
+        if hot.cause == "machine"
+        else _UNATTRIBUTED_FIX,
     )
+
+
+_UNATTRIBUTED_FIX = (
+    "No application function was running in these blocks. If they are few and short, they are "
+    "likely the machine's doing (the loop's thread waiting for a core) or C code in the loop or "
+    "an extension (uvloop, httptools) at work on many requests; if they recur under load, open "
+    "the Blocks screen: their stacks show the framework or library call that held the loop."
+)
+
+
+_MACHINE_FIX = (
+    "In these stalls the loop's thread was ready to run but had no core: other processes (or "
+    "the program's own threads) used the CPU, or a container's CPU limit throttled it. Give "
+    "the service more CPU or fewer neighbours; the program's code is not what to change."
+)
 
 
 def _short(function: str) -> str:

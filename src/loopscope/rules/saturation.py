@@ -105,7 +105,7 @@ def _hot_frames(snapshot: Snapshot, saturated: list[TimeBin]) -> list[HotFrame]:
     hot = [
         h
         for h in snapshot.blocks.hot
-        if h.file and h.last_t >= start - 1.0 and h.first_t <= end + 1.0
+        if h.file and h.app and h.last_t >= start - 1.0 and h.first_t <= end + 1.0
     ]
     hot.sort(key=lambda h: (-h.samples, -h.total))
     return hot[:HOT_FRAMES]

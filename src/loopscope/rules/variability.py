@@ -100,6 +100,12 @@ _RULES: dict[str, Callable[[Snapshot], list[Finding]]] = {
 _CONFIRMED = (blocking.CODE, gc_pauses.CODE)
 
 
+def _raised(code: str, snapshot: Snapshot) -> bool:
+    """Whether the rule ``code`` reports a problem (warning or worse): an info finding (a
+    block with no application code on its stack) says where the loop was, not what to fix."""
+    return any(f.severity != "info" for f in _RULES[code](snapshot))
+
+
 def check(snapshot: Snapshot) -> list[Finding]:
     bins = [b for b in recent(snapshot) if b.heartbeats]
     # Seconds only partly measured (the first and the last, mostly) would skew the comparison.
@@ -134,7 +140,7 @@ def check(snapshot: Snapshot) -> list[Finding]:
         # short ones, on a busy machine, are the machine's). So do collections as far as LS301
         # reports them: a program that keeps many objects makes collections of a few ms, and a
         # busy machine's waits for a core stretch its seconds' lag around them.
-        if goes and (cause.code not in _CONFIRMED or _RULES[cause.code](snapshot)):
+        if goes and (cause.code not in _CONFIRMED or _raised(cause.code, snapshot)):
             found.append(cause)
     if not found:
         # No cause seen: on a machine short of cores other processes make such spikes, and
@@ -143,7 +149,7 @@ def check(snapshot: Snapshot) -> list[Finding]:
     # The leading cause is the first in CAUSES's order: a block is a spike, so blocks go with
     # spikes more often than what makes them (bursts of tasks, collections) does.
     main = found[0]
-    reported = [c for c in found if c.code is not None and _RULES[c.code](snapshot)]
+    reported = [c for c in found if c.code is not None and _raised(c.code, snapshot)]
     # When the finding of the leading cause is reported it already says what to do: this one
     # only adds the jitter it makes.
     severity = "info" if main in reported else "error" if p99 >= ERROR_P99_S else "warning"
@@ -196,7 +202,7 @@ def _location(snapshot: Snapshot, cause: _Cause) -> tuple[Location | None, str |
         if site is not None:
             return Location.of(site), site.function
     elif cause.name in ("blocks", "saturation"):
-        hot = [h for h in snapshot.blocks.hot if h.file]
+        hot = [h for h in snapshot.blocks.hot if h.file and h.app]
         if hot:
             h = max(hot, key=lambda h: h.total)
             return Location.of(h), h.function

@@ -39,6 +39,7 @@ CAUSE_LABEL = {
     "io": "i/o",
     "gil": "gil",
     "gc": "gc",
+    "machine": "no core",
     "unknown": "?",
 }
 SOURCE_STYLE = {"live": "green", "unavailable": "dim", "lost": "red", "ended": "yellow"}
