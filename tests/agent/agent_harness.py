@@ -152,7 +152,9 @@ async def main():
                 selector="select" not in vars(loop._selector),
                 factory=loop.get_task_factory() is my_factory,
                 handler=loop.get_exception_handler() is my_handler,
-                showwarning=warnings.showwarning is warnings._showwarning_orig,
+                showwarning=warnings.showwarning is warnings._showwarning_orig
+                # CPython's own (the agent's, if any, has another name)
+                and warnings._warn_unawaited_coroutine.__name__ == "_warn_unawaited_coroutine",
             )
         elif cmd == "ping":
             async def pong():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import sys
 import warnings
 from pathlib import Path
 
@@ -125,6 +126,72 @@ def test_the_hook_chains_restores_and_rate_limits() -> None:
         assert warnings.showwarning is program_showwarning
     finally:
         warnings.showwarning = before
+
+
+async def job() -> None:
+    pass
+
+
+def drop_a_coroutine() -> None:
+    job()  # type: ignore[unused-coroutine]  # in-process: dropped
+
+
+def test_a_coroutine_dropped_again_at_a_line_whose_warning_was_shown_is_reported() -> None:
+    # Under the default filter a line's warning is shown once: a program attached to after it
+    # was shown drops coroutines there unseen by showwarning. Each is still reported, once.
+    events: list[Event] = []
+    shown: list[str] = []
+    before = warnings.showwarning, warnings._warn_unawaited_coroutine  # type: ignore[attr-defined]
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        warnings.showwarning = lambda *args: shown.append(str(args[0]))
+        drop_a_coroutine()
+        gc.collect()
+        assert len(shown) == 1
+        hook = UnawaitedHook(events.append, Guard(events.append))
+        hook.install()
+        try:
+            drop_a_coroutine()
+            drop_a_coroutine()
+            gc.collect()
+        finally:
+            hook.remove()
+        assert len(shown) == 1  # the filter still decides what is shown
+        reported = [e for e in events if isinstance(e, NeverAwaited)]
+        assert [e.coroutine for e in reported] == ["job", "job"]
+        frame = reported[0].frame
+        assert frame is not None
+        assert (frame.file, frame.line) == (__file__, _line_here("# in-process: dropped"))
+        assert frame.function == "drop_a_coroutine"
+        assert (warnings.showwarning, warnings._warn_unawaited_coroutine) != before  # type: ignore[attr-defined]
+    assert (warnings.showwarning, warnings._warn_unawaited_coroutine) == before  # type: ignore[attr-defined]
+
+
+def test_a_never_awaited_warning_is_noted_once_and_shown_as_cpython_shows_it() -> None:
+    events: list[Event] = []
+    shown: list[tuple[str, str, int]] = []
+    before = warnings.showwarning
+    depth = sys.get_coroutine_origin_tracking_depth()
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = lambda m, c, f, n, *rest: shown.append((str(m), f, n))
+        sys.set_coroutine_origin_tracking_depth(2)  # the text then says where it was made
+        hook = UnawaitedHook(events.append, Guard(events.append))
+        try:
+            for installed in (False, True):  # one call site: the same text is expected
+                if installed:
+                    hook.install()
+                drop_a_coroutine()
+                gc.collect()
+        finally:
+            hook.remove()
+            sys.set_coroutine_origin_tracking_depth(depth)
+    assert warnings.showwarning is before
+    assert [e.coroutine for e in events if isinstance(e, NeverAwaited)] == ["job"]
+    # The same text, at the same place: the program's line, not the agent's.
+    assert len(shown) == 2 and shown[0] == shown[1], shown
+    assert shown[0][1:] == (__file__, _line_here("# in-process: dropped"))
+    assert "Coroutine created at" in shown[0][0]
 
 
 def test_a_showwarning_set_over_the_hook_stays_and_the_hook_passes_through() -> None:
