@@ -157,6 +157,9 @@ def test_a_block_the_thread_spent_waiting_for_a_core_is_the_machines() -> None:
     assert only_block(mostly)[1] == "machine"
     enough = block(10.0, 0.05, [app(42, "render_report")], cpu=0.021, runq=0.029)
     assert only_block(enough)[1] == "cpu"
+    # The wait for a core is estimated; the CPU the thread used is measured, and says more.
+    worked = block(10.0, 0.05, [app(42, "render_report")], cpu=0.03, runq=0.04)
+    assert only_block(worked)[1] == "cpu"
     model = fed(never, mostly, block(12.0, 0.05, [app(9, "tiny")], cpu=0.0, runq=0.049))
     (hot,) = model.snapshot().blocks.hot
     assert (hot.file, hot.function, hot.blocks, hot.app) == ("", MACHINE_FUNCTION, 3, False)

@@ -172,8 +172,13 @@ def io_kind(
 
 def _machine(block: Block) -> bool:
     """Whether the block is the machine's: the loop thread waited for a core for all but
-    less than MACHINE_OWN_S of it, so its code ran too briefly to have stalled the loop."""
-    return block.runq is not None and block.duration - block.runq < MACHINE_OWN_S
+    less than MACHINE_OWN_S of it, and used less CPU than that (the CPU clock is the surer of
+    the two), so its code ran too briefly to have stalled the loop."""
+    return (
+        block.runq is not None
+        and block.duration - block.runq < MACHINE_OWN_S
+        and (block.cpu is None or block.cpu < MACHINE_OWN_S)
+    )
 
 
 def cpu_share(block: Block) -> float | None:
