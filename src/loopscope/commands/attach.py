@@ -245,10 +245,11 @@ def _say_no_loop(pid: int, *, following: bool) -> None:
 
 def _remote_beside(info: ProcessInfo, request: AttachRequest) -> RemoteStacksSource | None:
     """The target's own interpreter sampling its loop thread from outside the GIL (3.14+),
-    unless --native asks py-spy for C frames. It samples blocks more densely than py-spy at its
-    default rate, for less (benchmarks/block_samples.py); where it cannot run (before 3.14) its
-    state says why, and py-spy samples instead."""
-    if request.native:
+    unless --native asks py-spy for C frames, or --no-pyspy asks for no sampling from outside.
+    It samples blocks more densely than py-spy at its default rate, for less
+    (benchmarks/block_samples.py); where it cannot run (before 3.14) its state says why, and
+    py-spy samples instead."""
+    if request.native or request.no_pyspy:
         return None
     return RemoteStacksSource(info, alive=lambda: exists(info.pid))
 
