@@ -8,9 +8,12 @@ burn only when the burning thread hands the GIL over, and none at all of a C cal
 The helper reads the target's memory (``process_vm_readv``) without the GIL and without stopping
 it. Each read of one thread costs the helper about 30 µs. It reads every `IDLE_INTERVAL` s, and
 again after twice `BUSY_INTERVAL` when a read finds the loop thread inside a callback (not
-waiting for events); when two reads in a row find it inside the same callback, the loop is
-probably blocked, and it reads every `BUSY_INTERVAL` s until the callback changes. A 60 ms block
-thus gets about 50 samples, and an idle loop costs the helper 100 reads a second.
+waiting for events) after one that found it waiting; when two reads in a row find it inside the
+same callback, the loop is probably blocked, and it reads every `BUSY_INTERVAL` s until the
+callback changes, for 2 s at most (a block has its samples by then, and a main thread that runs
+no loop but waits for another thread's would otherwise keep it reading fast). A 60 ms block thus
+gets about 50 samples; an idle loop costs the helper 100 reads a second, and a busy one (one
+short callback after another) about as many.
 
 Samples are sent in batches (every `FLUSH_SECONDS`, and as a fast run ends) as `ExternalSamples`
 events, which the model matches with the agent's blocks by time, as it does py-spy's. The
@@ -55,6 +58,7 @@ import _remote_debugging as rd
 pid = int(sys.argv[1])
 idle, busy, flush = float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
 confirm = 2 * busy
+LONGEST = 2.0
 DISPATCH = {"_run", "_run_once", "run_forever", "run_until_complete", "run"}
 HAS_GIL = getattr(rd, "THREAD_STATUS_HAS_GIL", 0)
 ON_CPU = getattr(rd, "THREAD_STATUS_ON_CPU", 0)
@@ -81,9 +85,12 @@ except Exception as e:
     print(json.dumps({"error": "%s: %s" % (type(e).__name__, e)}), flush=True)
     sys.exit(1)
 ids = {}
+next_id = 0
+key = None
 stacks = {}
 samples = []
 last_root = None
+since = 0.0  # when the reads began to find last_root
 failures = 0
 flushed = time.time()
 while True:
@@ -103,10 +110,11 @@ while True:
         frames = tuple((f.filename, line(f), f.funcname) for f in thread.frame_info)
         key = ids.get(frames)
         if key is None:
-            key = ids[frames] = len(ids)
-            stacks[key] = frames
-            if len(ids) > 5000:
+            if len(ids) >= 5000:
                 ids.clear()
+            key = ids[frames] = next_id
+            next_id += 1
+            stacks[key] = frames
         status = getattr(thread, "status", None)
         if status is None or not HAS_GIL:
             status = -1
@@ -119,7 +127,14 @@ while True:
                         if "/asyncio/" in f[0] and f[2].rsplit(".", 1)[-1] in DISPATCH),
                        len(frames))
             root = frames[cut - 1] if cut else None
-    fast = root is not None and root == last_root
+    if root != last_root:
+        since = t
+    # one callback for over LONGEST s: a block that has its samples, or a main thread that
+    # runs no loop (it waits for another thread's): back to the slow pace
+    fast = root is not None and root == last_root and t - since < LONGEST
+    # a callback after the loop waited: look again soon, to tell a block from a short one (a
+    # busy loop, one callback after another, is looked at every `idle`)
+    first = root is not None and last_root is None
     last_root = root
     now = time.time()
     if samples and (now - flushed >= flush or (not fast and len(samples) > 1
@@ -130,8 +145,7 @@ while True:
             break
         stacks, samples, flushed = {}, [], now
     # stdin ends when loopscope stops reading (nsenter's child outlives a signal to nsenter)
-    # a callback running: look again soon, to tell a block from a short one
-    wait = max(0.0, t + (busy if fast else confirm if root is not None else idle) - time.time())
+    wait = max(0.0, t + (busy if fast else confirm if first else idle) - time.time())
     if select.select([sys.stdin], [], [], wait)[0]:
         break
 """
