@@ -153,3 +153,18 @@ def test_attach_names_the_c_call_from_its_samples(
     assert_no_loopscope_traceback(out.stderr)
     _assert_named(json.loads(out.stdout))
     assert target.poll() is None
+
+
+def test_before_314_it_says_why_it_cannot_sample(tmp_path: Path) -> None:
+    python = find_pythons().get("3.11")
+    if python is None:
+        pytest.skip(missing_reason("3.11"))
+    proc = subprocess.Popen([python, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        source = RemoteStacksSource(proc.pid)  # as run gives it: a pid, looked at as it starts
+        (state,) = list(source.events())
+    finally:
+        proc.communicate(b"")
+    assert isinstance(state, SourceState) and state.source == "remote_stacks"
+    assert state.state == "unavailable"
+    assert state.detail == "needs the target on Python 3.14+ (it runs 3.11)"
