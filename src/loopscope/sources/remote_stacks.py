@@ -257,8 +257,8 @@ class RemoteStacksSource:
                     self.live = True
                     yield self._state(
                         "live",
-                        f"process {self.pid}'s main thread, every {self.idle * 1000:g} ms "
-                        f"(every {self.busy * 1000:g} ms in a block), with its own interpreter",
+                        f"main thread, every {self.idle * 1000:g} ms, "
+                        f"{self.busy * 1000:g} ms in a block",
                     )
                 for sample in reader.samples(batch):
                     self.samples += 1
