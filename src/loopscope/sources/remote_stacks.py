@@ -6,14 +6,15 @@ holds it.
 The agent's watchdog must take the GIL to read a stack, so it gets a sample of a pure-Python
 burn only when the burning thread hands the GIL over, and none at all of a C call that holds it.
 The helper reads the target's memory (``process_vm_readv``) without the GIL and without stopping
-it. Each read of one thread costs the helper about 30 µs. It reads every `IDLE_INTERVAL` s, and
-again after twice `BUSY_INTERVAL` when a read finds the loop thread inside a callback (not
-waiting for events) after one that found it waiting; when two reads in a row find it inside the
-same callback, the loop is probably blocked, and it reads every `BUSY_INTERVAL` s until the
-callback changes, for 2 s at most (a block has its samples by then, and a main thread that runs
-no loop but waits for another thread's would otherwise keep it reading fast). A 60 ms block thus
-gets about 50 samples; an idle loop costs the helper 100 reads a second, and a busy one (one
-short callback after another) about as many.
+it. Each read of one thread costs the helper about 30 µs (70 µs with its own work). It reads
+every twice `IDLE_INTERVAL` s while the loop waits for events, every `IDLE_INTERVAL` s while it
+runs callbacks, and again after twice `BUSY_INTERVAL` when a read finds the loop thread inside a
+callback after one that found it waiting; when two reads in a row find it inside the same
+callback, the loop is probably blocked, and it reads every `BUSY_INTERVAL` s until the callback
+changes, for 2 s at most (a block has its samples by then, and a main thread that runs no loop
+but waits for another thread's would otherwise keep it reading fast). A 60 ms block thus gets
+40-55 samples; an idle loop costs the helper 50 reads a second, and a busy one (one short
+callback after another) 100.
 
 Samples are sent in batches (every `FLUSH_SECONDS`, and as a fast run ends) as `ExternalSamples`
 events, which the model matches with the agent's blocks by time, as it does py-spy's. The
@@ -145,7 +146,9 @@ while True:
             break
         stacks, samples, flushed = {}, [], now
     # stdin ends when loopscope stops reading (nsenter's child outlives a signal to nsenter)
-    wait = max(0.0, t + (busy if fast else confirm if first else idle) - time.time())
+    # (a loop that waits is read half as often: a block's first read comes within 2 * idle)
+    pace = busy if fast else confirm if first else idle if root is not None else 2 * idle
+    wait = max(0.0, t + pace - time.time())
     if select.select([sys.stdin], [], [], wait)[0]:
         break
 """
