@@ -5,8 +5,8 @@ A target runs under the agent at its defaults. After an idle phase and a loaded 
 kept busy by many short callbacks, no block), it blocks its loop, in turn, with a 60 ms
 pure-Python burn (``burn_python``) and a 60 ms regular expression that backtracks inside the C
 regex engine, holding the GIL all along (``regex_block``), a fresh block every 300 ms. For each
-variant and kind the report gives how many blocks the agent reported, the median (and min..max)
-of the samples per block, the share of them naming the function, and the CPU time of the target
+variant and kind the report gives the calls' median length, how many blocks the agent reported,
+the median (and min..max) of the samples per block, the share of them naming the function, and the CPU time of the target
 and of the sampler process in each phase (% of a core).
 
     .venv/bin/python benchmarks/block_samples.py [--blocks 20] [--ms 60] [--python PATH]
@@ -131,6 +131,7 @@ class Result:
 
     variant: str
     blocks: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    took: dict[str, list[float]] = field(default_factory=dict)  # each call's length, s
     missed: dict[str, int] = field(default_factory=dict)
     target_cpu: dict[str, float] = field(default_factory=dict)  # % of a core
     sampler_cpu: dict[str, float] = field(default_factory=dict)
@@ -271,6 +272,7 @@ def run(args: argparse.Namespace, variant: str) -> Result:
     samples = list(_expand(external))
     result.blocks = {kind: [] for kind in KINDS}
     result.missed = dict.fromkeys(KINDS, 0)
+    result.took = {kind: [r["took"] for r in runs if r["kind"] == kind] for kind in KINDS}
     for i, r in enumerate(runs):
         kind = r["kind"]
         # The block that holds the call: it starts at most a few ms before it.
@@ -304,18 +306,21 @@ def report(args: argparse.Namespace, results: list[Result]) -> None:
         f"Python {args.version}; load average {os.getloadavg()[0]:.1f} at the end"
     )
     head = "samples per block: median (min..max)"
-    print(f"{'variant':<12} {'block':<12} {'reported':>8} {head:>38} {'naming':>7}")
+    print(f"{'variant':<12} {'block':<12} {'ms':>5} {'reported':>8} {head:>38} {'naming':>7}")
     for r in results:
         for kind in KINDS:
             seen = r.blocks.get(kind, [])
+            ms = statistics.median(r.took[kind]) * 1000 if r.took.get(kind) else 0.0
             if not seen:
-                print(f"{r.variant:<12} {kind:<12} {0:>8}")
+                print(f"{r.variant:<12} {kind:<12} {ms:>5.0f} {0:>8}")
                 continue
             samples = [s for s, _ in seen]
             total = sum(samples)
             naming = sum(s * share for s, share in seen) / total if total else 0.0
             spread = f"{statistics.median(samples):g} ({min(samples)}..{max(samples)})"
-            print(f"{r.variant:<12} {kind:<12} {len(seen):>8} {spread:>38} {naming:>7.0%}")
+            print(
+                f"{r.variant:<12} {kind:<12} {ms:>5.0f} {len(seen):>8} {spread:>38} {naming:>7.0%}"
+            )
     print()
     print("CPU, % of a core: target (all its threads) / sampler processes, per phase")
     print(f"{'variant':<12} " + " ".join(f"{p:>16}" for p in PHASES))
