@@ -6,8 +6,8 @@ kept busy by many short callbacks, no block), it blocks its loop, in turn, with 
 pure-Python burn (``burn_python``) and a 60 ms regular expression that backtracks inside the C
 regex engine, holding the GIL all along (``regex_block``), a fresh block every 300 ms. For each
 variant and kind the report gives the calls' median length, how many blocks the agent reported,
-the median (and min..max) of the samples per block, the share of them naming the function, and the CPU time of the target
-and of the sampler process in each phase (% of a core).
+the median (and min..max) of the samples per block, the share of them naming the function, and
+the CPU time of the target and of the sampler process in each phase (% of a core).
 
     .venv/bin/python benchmarks/block_samples.py [--blocks 20] [--ms 60] [--python PATH]
         [--variant agent] [--variant pyspy:500] [--variant pyspy-start] [--variant remote]
