@@ -42,7 +42,7 @@ from loopscope.sources.pyspy import Sample, SampleWindow, _is_dispatch, loop_sam
 from loopscope.sources.remote_tasks import unavailable as remote_unavailable
 
 SOURCE_NAME = "remote_stacks"
-IDLE_INTERVAL = 0.01  # seconds between reads while the loop waits or moves on
+IDLE_INTERVAL = 0.01  # seconds between reads while the loop moves on (twice it while it waits)
 BUSY_INTERVAL = 0.001  # ... while one callback holds the loop
 FLUSH_SECONDS = 0.25  # a batch of samples at least this often
 _WINDOW = 1.0  # seconds of samples per ExternalSamples event
@@ -260,7 +260,7 @@ class RemoteStacksSource:
                     self.live = True
                     yield self._state(
                         "live",
-                        f"main thread, every {self.idle * 1000:g} ms, "
+                        f"main thread, every {self.idle * 1000:g}-{self.idle * 2000:g} ms, "
                         f"{self.busy * 1000:g} ms in a block",
                     )
                 for sample in reader.samples(batch):
