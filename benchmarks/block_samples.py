@@ -22,8 +22,8 @@ Variants:
                 are those of the block; the first sample's delay is the block's length less
                 the samples' span;
   remote        (3.14+) the agent, and loopscope's ``remote_stacks`` source: the target's own
-                interpreter reading the loop thread with ``_remote_debugging`` every 10 ms, every
-                1 ms while one callback holds the loop.
+                interpreter reading the loop thread with ``_remote_debugging`` every 10-20 ms,
+                every 1 ms while one callback holds the loop (``remote:MS``: every MS-2*MS ms).
 
 An in-process sampler must hold the GIL to read a stack: a thread that burns Python gives it up
 only every switch interval (5 ms), and a C call that holds it never does.
@@ -207,14 +207,19 @@ def run(args: argparse.Namespace, variant: str) -> Result:
         if variant.startswith("pyspy:"):
             rate = float(variant.split(":", 1)[1])
             sources.append(PySpySource(process.pid, blocks=False, interval=1 / rate, alive=alive))
-        elif variant == "remote":
+        elif variant.startswith("remote"):
             # the wrapper (tests/pythons.py) runs the interpreter in place: wait for it
             deadline = time.monotonic() + 10
             info = inspect(process.pid)
             while info.python is None and time.monotonic() < deadline:
                 time.sleep(0.05)
                 info = inspect(process.pid)
-            sources.append(RemoteStacksSource(info, alive=alive))
+            idle = float(variant.split(":", 1)[1]) / 1000 if ":" in variant else None
+            sources.append(
+                RemoteStacksSource(info, alive=alive)
+                if idle is None
+                else RemoteStacksSource(info, idle=idle, alive=alive)
+            )
         merged = MergedSource(sources, leader=agent)
         blocks: list[Block] = []
         external: list[ExternalSamples] = []
