@@ -50,8 +50,10 @@ _START_SECONDS = 10.0  # how long a program just started may take to run Python
 
 # Run by the target's own interpreter (-I -S): argv pid, idle and busy intervals, flush seconds.
 # A line per batch: {"stacks": {id: frames}, "samples": [[t, id, status], ...]}, each stack
-# (innermost frame first, [file, line, function]) sent once; status is 1 when the thread ran
-# holding the GIL, 0 when not, -1 when the interpreter does not say (3.14).
+# (innermost frame first, [file, line, function]) sent once; status is 1 when the thread held
+# the GIL (3.15: in the unwinder's default mode the CPU state is unknown; the CPU mode would
+# tell it for 1.7 times the cost of a read), 0 when not, -1 when the interpreter does not say
+# (3.14).
 _HELPER = r"""
 import json, select, sys, time
 import _remote_debugging as rd
@@ -63,6 +65,7 @@ LONGEST = 2.0
 DISPATCH = {"_run", "_run_once", "run_forever", "run_until_complete", "run"}
 HAS_GIL = getattr(rd, "THREAD_STATUS_HAS_GIL", 0)
 ON_CPU = getattr(rd, "THREAD_STATUS_ON_CPU", 0)
+UNKNOWN = getattr(rd, "THREAD_STATUS_UNKNOWN", 0)
 
 
 def main_thread(trace):
@@ -93,7 +96,7 @@ samples = []
 last_root = None
 since = 0.0  # when the reads began to find last_root
 failures = 0
-flushed = time.time()
+flushed = remade = time.time()
 while True:
     t = time.time()
     try:
@@ -106,6 +109,16 @@ while True:
             print(json.dumps({"error": "%s: %s" % (type(e).__name__, e)}), flush=True)
             sys.exit(1)
         thread = None
+    if thread is not None and thread.thread_id != pid:
+        # not the main thread (its id is the pid): an unwinder made while the interpreter was
+        # starting may follow another thread; make it again, once a second at most
+        thread = None
+        if t - remade >= 1.0:
+            remade = t
+            try:
+                unwinder = rd.RemoteUnwinder(pid)
+            except Exception:
+                pass
     root = None
     if thread is not None:
         frames = tuple((f.filename, line(f), f.funcname) for f in thread.frame_info)
@@ -120,7 +133,8 @@ while True:
         if status is None or not HAS_GIL:
             status = -1
         else:
-            status = int(bool(status & HAS_GIL) and bool(status & ON_CPU))
+            # (read in wall-clock mode, CPU state unknown: holding the GIL is what counts)
+            status = int(bool(status & HAS_GIL) and bool(status & (ON_CPU | UNKNOWN)))
         samples.append([round(t, 4), key, status])
         if frames and not frames[0][0].endswith("selectors.py"):
             # (3.14 ends a task's stack at its coroutine: the loop's frames are not there)
@@ -321,7 +335,8 @@ class _Batches:
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
-        self._stacks: dict[str, list[dict[str, Any]]] = {}
+        # id -> (frames, whether the loop's frames are among them)
+        self._stacks: dict[str, tuple[list[dict[str, Any]], bool]] = {}
         self._dispatch: dict[str, Any] | None = None  # a frame of the loop's, once seen
 
     def samples(self, batch: dict[str, Any]) -> Iterator[Sample]:
@@ -334,9 +349,15 @@ class _Batches:
             if not isinstance(item, list) or len(item) != 3:
                 continue
             t, key, status = item
-            frames = self._stacks.get(str(key))
-            if frames is None or not isinstance(t, (int, float)):
+            stack = self._stacks.get(str(key))
+            if stack is None or not isinstance(t, (int, float)):
                 continue
+            frames, loops = stack
+            if frames and not loops and self._dispatch is not None:
+                # 3.14 ends a task's stack at its coroutine, without the loop's frames below
+                # it (the helper reads no further than the C call into the coroutine): a stack
+                # of the loop thread that is not the loop's own is a callback's
+                frames = [*frames, self._dispatch]
             known = isinstance(status, int) and status >= 0
             on_cpu = known and status == 1
             # (the main thread: its Python ident cannot be read from outside, hence 0)
@@ -351,7 +372,7 @@ class _Batches:
                 sample = dataclasses.replace(sample, cpu_known=False)
             yield sample
 
-    def _frames(self, raw: list[Any]) -> list[dict[str, Any]]:
+    def _frames(self, raw: list[Any]) -> tuple[list[dict[str, Any]], bool]:
         frames = [
             {"filename": str(f[0]), "line": f[1], "name": str(f[2])}
             for f in raw
@@ -360,9 +381,4 @@ class _Batches:
         dispatch = next((f for f in frames if _is_dispatch(f)), None)
         if dispatch is not None:
             self._dispatch = dispatch
-        elif frames and self._dispatch is not None:
-            # 3.14 ends a task's stack at its coroutine, without the loop's frames below it
-            # (the helper reads no further than the C call into the coroutine): a stack of the
-            # loop thread that is not the loop's own is a callback's
-            frames.append(self._dispatch)
-        return frames
+        return frames, dispatch is not None
