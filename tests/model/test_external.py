@@ -161,3 +161,72 @@ def test_sample_windows() -> None:
     assert first.which == (-1, 0, -1, 0, -1) and first.stacks == (Stack(2, callback),)
     last = window.flush()
     assert last is not None and last.states == "ci" and last.t == 10.3
+
+
+# A dense sampler from outside the GIL (remote_stacks, 3.14+): a sample every millisecond of a
+# block, of the main thread (thread 0: its Python ident cannot be read from outside).
+
+BURN = (Frame(APP, 31, "burn_python"),)
+
+
+def _dense(start: float, n: int, frames: tuple[Frame, ...] = CHECK, states: str = "b",
+           thread: int = 0) -> ExternalSamples:  # fmt: skip
+    """``n`` samples 1 ms apart from ``start`` in ``frames``, then an idle one at 80 ms."""
+    return ExternalSamples(
+        t=start + 0.08, source="remote_stacks", thread_id=thread, native_id=1,
+        window=0.08, stacks=(Stack(n, frames),), offsets_ms=(*range(n), 80),
+        which=(0,) * n + (-1,), states=states * n + "i",
+    )  # fmt: skip
+
+
+def _dense_loop(model: Model, thread_name: str = "MainThread") -> None:
+    model.apply(SourceState(t=0.0, source="remote_stacks", state="live", detail="pid 1"))
+    model.apply(LoopStarted(t=0.0, loop=LOOP, thread_id=THREAD, thread_name=thread_name,
+                            loop_class="asyncio.unix_events._UnixSelectorEventLoop",
+                            features=("blocks",)))  # fmt: skip
+
+
+def test_a_dense_sampler_gives_a_c_call_holding_the_gil_its_samples() -> None:
+    model = Model()
+    _dense_loop(model)
+    for i in range(3):
+        model.apply(_gil_block(10.0 + i, duration=0.06, samples=1))
+        assert model.snapshot().blocks.count == i  # held for the samples of its span
+        model.apply(_dense(10.0 + i, 58))
+    assert _located(model) == {"check_input": "gil"}
+    recent = model.snapshot().blocks.recent
+    assert [b.samples for b in recent] == [58, 58, 58]
+    assert all(b.location is not None and b.location.function == "check_input" for b in recent)
+
+
+def test_a_dense_sampler_outnumbers_the_watchdogs_samples_of_a_python_burn() -> None:
+    model = Model()
+    _dense_loop(model)
+    burn = Block(t=10.0, loop=LOOP, duration=0.06, task="Task-2", cpu=0.06, samples=12,
+                 stacks=(Stack(12, BURN),))  # fmt: skip
+    model.apply(burn)
+    model.apply(_dense(10.0, 55, BURN))
+    (record,) = model.snapshot().blocks.recent
+    assert record.samples == 55 and record.location is not None
+    assert record.location.function == "burn_python"
+    assert record.cause == "cpu"  # the watchdog's samples say the GIL changed hands
+
+
+def test_a_dense_sampler_with_fewer_samples_leaves_the_watchdogs() -> None:
+    model = Model()
+    _dense_loop(model)
+    model.apply(_gil_block(10.0, duration=0.06, samples=30))
+    model.apply(_dense(10.0, 20))
+    (record,) = model.snapshot().blocks.recent
+    assert record.samples == 30 and record.location is not None
+    assert record.location.function == "blocker"
+
+
+def test_main_thread_samples_are_not_those_of_a_loop_on_another_thread() -> None:
+    model = Model()
+    _dense_loop(model, thread_name="worker")
+    model.apply(_gil_block(10.0, duration=0.06, samples=1))
+    model.apply(_dense(10.0, 58))
+    (record,) = model.snapshot().blocks.recent
+    assert record.samples == 1 and record.location is not None
+    assert record.location.function == "blocker"  # the watchdog's one sample, not main's

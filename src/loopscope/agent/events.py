@@ -502,8 +502,9 @@ class Duplicates(Event):
 
 @dataclass(frozen=True, slots=True)
 class ExternalSamples(Event):
-    """One thread's stacks sampled from outside the process (py-spy) over one window; ``t`` is
-    the window's end. Made by the client, not by the agent.
+    """One thread's stacks sampled from outside the process (py-spy, or the target's own
+    interpreter) over one window; ``t`` is the window's end. Made by the client, not by the
+    agent.
 
     Samples are in time order: the i-th was taken ``offsets_ms[i]`` ms after the window's start
     (``t - window``), showed ``stacks[which[i]]`` (``-1``: no application callback running) and
@@ -513,8 +514,10 @@ class ExternalSamples(Event):
     """
 
     kind: ClassVar[str] = "external_samples"
-    source: str  # "py-spy"
-    thread_id: int  # the sampled thread's Python ident (threading.get_ident(); py-spy thread_id)
+    source: str  # "py-spy", "remote_stacks" (the target's own interpreter, 3.14+)
+    # the sampled thread's Python ident (threading.get_ident(); py-spy thread_id); 0 for the
+    # main thread when the sampler cannot read it (remote_stacks)
+    thread_id: int
     native_id: int  # its OS thread id (threading.get_native_id(); py-spy os_thread_id)
     window: float
     stacks: tuple[Stack, ...]  # distinct callback stacks (above the loop's dispatch), with counts

@@ -51,8 +51,9 @@ def add_parsers(commands: Any) -> None:
     attach_parser.add_argument(
         "--no-pyspy",
         action="store_true",
-        help="do not sample the program with py-spy (beside the agent, py-spy names the code "
-        "of blocks the agent cannot sample: C calls holding the GIL)",
+        help="do not sample the program from outside with py-spy, nor beside the agent with "
+        "its own interpreter on 3.14+ (these name the code of blocks the agent cannot sample: "
+        "C calls holding the GIL)",
     )
     attach_parser.add_argument(
         "--native",

@@ -23,6 +23,8 @@ from loopscope.sources.attach import AttachSource
 from loopscope.sources.merge import MergedSource
 from loopscope.sources.pyspy import PySpySource
 from loopscope.sources.recorded import RecordedSource, RecordingControl
+from loopscope.sources.remote_stacks import RemoteStacksSource
+from loopscope.sources.remote_stacks import unavailable as remote_stacks_unavailable
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,10 +144,11 @@ def _attach(request: AttachRequest) -> int:
     if attached.loops == 0:
         _say_no_loop(request.pid, following=request.children)
     source = AttachSource(attached, detach_on_close=not request.keep_agent)
-    pyspy = _pyspy_beside(source, request)
-    recorded = RecordedSource(
-        source if pyspy is None else MergedSource([source, pyspy], leader=source)
-    )
+    remote = _remote_beside(attached.info, request)
+    dense = remote is not None and remote_stacks_unavailable(attached.info) is None
+    pyspy = _pyspy_beside(source, request, dense=dense)
+    beside = [s for s in (pyspy, remote) if s is not None]
+    recorded = RecordedSource(MergedSource([source, *beside], leader=source) if beside else source)
     recording = RecordingControl(
         recorded,
         directory=log_dir().parent / "recordings",  # beside run's logs and recordings
@@ -205,6 +208,13 @@ def _attach(request: AttachRequest) -> int:
     if pyspy is not None and pyspy.reason:
         doing = "py-spy stopped sampling" if pyspy.live else "no sampling with py-spy"
         say(f"{doing}: {pyspy.reason}")
+    if (
+        remote is not None
+        and (attached.info.python or (0, 0)) >= (3, 14)
+        and remote.reason not in ("", "closed", "the program exited")
+    ):
+        doing = "stopped sampling blocks from outside" if remote.live else "no sampling of blocks"
+        say(f"{doing} with the target's interpreter: {remote.reason}")
     return _report_end(source, session, attached, keep=request.keep_agent)
 
 
@@ -233,9 +243,23 @@ def _say_no_loop(pid: int, *, following: bool) -> None:
         )
 
 
-def _pyspy_beside(source: AttachSource, request: AttachRequest) -> PySpySource | None:
-    """py-spy sampling the loop thread beside the agent, unless --no-pyspy."""
-    if request.no_pyspy:
+def _remote_beside(info: ProcessInfo, request: AttachRequest) -> RemoteStacksSource | None:
+    """The target's own interpreter sampling its loop thread from outside the GIL (3.14+),
+    unless --native asks py-spy for C frames, or --no-pyspy asks for no sampling from outside.
+    It samples blocks more densely than py-spy at its default rate, for less
+    (benchmarks/block_samples.py); where it cannot run (before 3.14) its state says why, and
+    py-spy samples instead."""
+    if request.native or request.no_pyspy:
+        return None
+    return RemoteStacksSource(info, alive=lambda: exists(info.pid))
+
+
+def _pyspy_beside(
+    source: AttachSource, request: AttachRequest, *, dense: bool = False
+) -> PySpySource | None:
+    """py-spy sampling the loop thread beside the agent, unless --no-pyspy, or the target's own
+    interpreter samples it already (``dense``)."""
+    if request.no_pyspy or dense:
         return None
     pid = source.pid
     native = request.native

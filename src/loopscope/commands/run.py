@@ -57,7 +57,7 @@ def run(request: RunRequest) -> int:
     try:
         say(f"started {request.how} (pid {program.pid}); its output goes to {program.log_path}")
         source = RunSource(program)
-        recorded = RecordedSource(_with_pyspy(source, program) if request.pyspy else source)
+        recorded = RecordedSource(_with_samplers(source, program, pyspy=request.pyspy))
         recording = RecordingControl(
             recorded,
             directory=log_dir().parent / "recordings",  # beside the logs
@@ -102,12 +102,18 @@ def run(request: RunRequest) -> int:
     return 0
 
 
-def _with_pyspy(source: RunSource, program: Program) -> Source:
+def _with_samplers(source: RunSource, program: Program, *, pyspy: bool) -> Source:
+    """The agent's events, and those of the samplers that read the program from outside its
+    GIL: on 3.14+ its own interpreter (`RemoteStacksSource`, which says why it cannot run on
+    an older one), and py-spy with --pyspy."""
     from loopscope.sources.merge import MergedSource
     from loopscope.sources.pyspy import PySpySource
+    from loopscope.sources.remote_stacks import RemoteStacksSource
 
-    pyspy = PySpySource(program.pid, blocks=False, alive=lambda: program.alive())
-    return MergedSource([source, pyspy], leader=source)
+    beside: list[Source] = [RemoteStacksSource(program.pid, alive=lambda: program.alive())]
+    if pyspy:
+        beside.append(PySpySource(program.pid, blocks=False, alive=lambda: program.alive()))
+    return MergedSource([source, *beside], leader=source)
 
 
 def _say_load_figures(program: Program) -> None:

@@ -113,11 +113,13 @@ class Attribution:
 
 @dataclass(frozen=True, slots=True)
 class Outside:
-    """Stacks sampled from outside the process (py-spy) during a block the agent could not
-    sample, and the cause they show ("gil": on CPU holding the GIL), if they show one."""
+    """Stacks sampled from outside the process (py-spy, ``remote_stacks``) during a block the
+    agent could not sample, or sampled less often, and the cause they show ("gil": on CPU
+    holding the GIL), if they show one."""
 
     stacks: tuple[Stack, ...]
     cause: str | None = None
+    samples: int = 0  # how many samples the stacks hold
 
 
 def attribute(
@@ -404,7 +406,8 @@ class BlockState:
     def apply(self, block: Block, outside: Outside | None = None) -> None:
         """Add ``block``; ``outside`` as for `attribute`."""
         a = attribute(block, self.code, self._source_line, outside)
-        stacks = outside.stacks if outside is not None and outside.stacks else block.stacks
+        seen = outside is not None and bool(outside.stacks)
+        stacks = outside.stacks if outside is not None and seen else block.stacks
         self._count += 1
         self._total += block.duration
         self._max = max(self._max, block.duration)
@@ -421,7 +424,7 @@ class BlockState:
                 task=block.task,
                 cause=a.cause,
                 cpu=block.cpu,
-                samples=block.samples,
+                samples=outside.samples if outside is not None and seen else block.samples,
                 location=a.location,
                 stacks=tuple((s.count, s.frames) for s in stacks),
                 runq=block.runq,

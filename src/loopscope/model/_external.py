@@ -1,5 +1,6 @@
-"""The loop thread sampled from outside the process (py-spy): busy share, hot frames, and the
-stacks of blocks the agent could not sample.
+"""The loop thread sampled from outside the process (py-spy, or on 3.14+ the target's own
+interpreter with ``_remote_debugging``): busy share, hot frames, and the stacks of blocks the
+agent could not sample, or sampled less often than the outside sampler did.
 
 The agent's watchdog samples the loop thread from inside, so it cannot take a sample while a C
 call holds the GIL: it reports such a block with no sample, or with the one it took when the
@@ -10,6 +11,12 @@ thread ran and held the GIL. Both clocks are the host's wall clock
 (``time.time()``), so a block is matched with the samples taken inside its time span on the
 loop's thread. A block the agent sent before py-spy's samples of its span arrived is held back
 until they arrive, or for `HOLD_SECONDS` at most.
+
+A dense sampler (`DENSE_SOURCES`: ``remote_stacks`` reads every millisecond while a callback
+holds the loop) usually takes more samples of a block than the watchdog, which must wait for the
+GIL: while one is live every block waits for its samples, and the samples of whichever took more
+locate it. A sample whose thread is 0 is of the main thread, whose Python ident the sampler
+could not read: it goes with the loops that run on the main thread.
 """
 
 from __future__ import annotations
@@ -33,6 +40,8 @@ STARVED = 0.02
 # The share of py-spy's samples of such a block with the thread on CPU holding the GIL from
 # which its cause is "gil": C code that does not release it.
 GIL_HELD = 0.5
+# Samplers that sample blocks more densely than the agent's watchdog can.
+DENSE_SOURCES = frozenset({"remote_stacks"})
 # Code of the program and its packages (not only the standard library's).
 _PROGRAM = (APP, LIBRARY, FRAMEWORK)
 KEEP_SECONDS = 30.0  # samples kept for matching with blocks that arrive late
@@ -70,6 +79,7 @@ class ExternalState:
         self._series_seconds = series_seconds
         self._recent_seconds = recent_seconds
         self._threads: dict[int, int] = {}  # loop id -> its thread's ident
+        self._main_loops: set[int] = set()  # loops running on the main thread
         self._samples: deque[_Sample] = deque(maxlen=_MAX_SAMPLES)
         self._held: list[Block] = []
         self._latest: float | None = None  # time of the newest sample
@@ -82,17 +92,24 @@ class ExternalState:
         self._hot: dict[tuple[str, str], _Hot] = {}
         self._attributed = 0
         self._sampled: set[int] = set()  # threads sampled
-        self._sampling = False
+        self._sampling: set[str] = set()  # the outside samplers that are live
         self._code = CodeMap()
 
-    def loop_started(self, loop: int, thread_id: int) -> None:
+    def loop_started(self, loop: int, thread_id: int, *, main: bool = False) -> None:
         self._threads[loop] = thread_id
+        if main:
+            self._main_loops.add(loop)
+        else:
+            self._main_loops.discard(loop)
 
-    def sampler(self, live: bool) -> list[tuple[Block, Outside | None]]:
-        """py-spy is sampling (its samples are worth waiting for), or no longer: then the held
-        blocks, with what samples there are."""
-        self._sampling = live
+    def sampler(self, live: bool, source: str = "py-spy") -> list[tuple[Block, Outside | None]]:
+        """``source`` is sampling (its samples are worth waiting for), or no longer: then, when
+        no sampler is left, the held blocks, with what samples there are."""
         if live:
+            self._sampling.add(source)
+            return []
+        self._sampling.discard(source)
+        if self._sampling:
             return []
         held, self._held = self._held, []
         return [(b, self._stacks_of(b)) for b in held]
@@ -137,7 +154,7 @@ class ExternalState:
         """The blocks to add now, each with the outside stacks that locate it: ``block`` itself,
         or nothing while it waits for samples of its span."""
         # (py-spy's own blocks, without an agent, carry its thread's id as their loop)
-        if not starved(block) or block.loop in self._sampled:
+        if block.loop in self._sampled or not (starved(block) or self._dense()):
             return [(block, None)]
         if self._latest is None and not self._sampling:
             return [(block, None)]
@@ -159,9 +176,14 @@ class ExternalState:
         self._held = [b for b in self._held if b.t + b.duration + HOLD_SECONDS >= now]
         return [(b, self._stacks_of(b)) for b in late]
 
+    def _dense(self) -> bool:
+        return not self._sampling.isdisjoint(DENSE_SOURCES)
+
     def _stacks_of(self, block: Block) -> Outside | None:
-        """py-spy's samples of the loop's thread in the block's span, if it took any."""
+        """The outside samples of the loop's thread in the block's span, if there are any and
+        the agent could hardly sample it, or took fewer."""
         thread = self._threads.get(block.loop)
+        main = block.loop in self._main_loops
         end = block.t + block.duration
         counts: Counter[tuple[Frame, ...]] = Counter()
         on_cpu = known = 0
@@ -170,22 +192,26 @@ class ExternalState:
                 block.t <= s.t <= end
                 and s.frames
                 and s.state != "i"
-                and (thread is None or s.thread_id == thread)
+                and (thread is None or s.thread_id == thread or (main and s.thread_id == 0))
                 # (a stack only in the standard library names no code of the program's)
                 and any(self._code.kind(f.file) in _PROGRAM for f in s.frames)
             ):
                 counts[s.frames] += 1
                 on_cpu += s.state == "c"
                 known += s.state in "cw"
-        if not counts:
+        total = sum(counts.values())
+        hungry = starved(block)
+        if not counts or (not hungry and total <= block.samples):
             return None
         self._attributed += 1
         # Without the thread's CPU state (py-spy record), the starved watchdog says it: the
-        # thread held the GIL while py-spy saw it in this code.
-        gil = on_cpu / known >= GIL_HELD if known else True
+        # thread held the GIL while py-spy saw it in this code. A watchdog that sampled well
+        # saw the GIL change hands: the agent's block tells the cause.
+        gil = hungry and (on_cpu / known >= GIL_HELD if known else True)
         return Outside(
             tuple(Stack(k, frames) for frames, k in counts.most_common()),
             "gil" if gil else None,
+            samples=total,
         )
 
     def _add_hot(self, frames: tuple[Frame, ...], on_cpu: bool, code: CodeMap) -> None:

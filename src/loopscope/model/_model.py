@@ -214,7 +214,9 @@ class Model:
         stopped = [i.loop for i in self._loops.values() if not i.running and i.loop != event.loop]
         for loop in stopped:
             self._forget_loop(loop, event.t)
-        self._external.loop_started(event.loop, event.thread_id)
+        self._external.loop_started(
+            event.loop, event.thread_id, main=event.thread_name == "MainThread"
+        )
         self._loops[event.loop] = LoopInfo(
             loop=event.loop,
             thread_name=event.thread_name,
@@ -238,8 +240,8 @@ class Model:
 
     @_handles(SourceState)
     def _source_state(self, event: SourceState) -> None:
-        if event.source == "py-spy":
-            for block, outside in self._external.sampler(event.state == "live"):
+        if event.source in ("py-spy", "remote_stacks"):
+            for block, outside in self._external.sampler(event.state == "live", event.source):
                 self._block(block, outside)
         self._sources[event.source] = SourceInfo(
             name=event.source, state=event.state, detail=event.detail

@@ -326,9 +326,12 @@ def _digits(text: str) -> int:
 class SampleWindow:
     """Samples of one thread gathered into `ExternalSamples` events, one per ``window`` s."""
 
-    def __init__(self, window: float = DEFAULT_WINDOW, *, native: bool = False) -> None:
+    def __init__(
+        self, window: float = DEFAULT_WINDOW, *, native: bool = False, source: str = SOURCE_NAME
+    ) -> None:
         self.window = window
         self.native = native
+        self.source = source
         self._samples: list[Sample] = []
         self._start: float | None = None
 
@@ -369,7 +372,7 @@ class SampleWindow:
         end = samples[-1].t
         return ExternalSamples(
             t=end,
-            source=SOURCE_NAME,
+            source=self.source,
             thread_id=samples[0].thread_id,
             native_id=samples[0].native_id,
             window=end - start,

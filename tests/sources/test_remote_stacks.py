@@ -1,0 +1,170 @@
+"""A 3.14+ target's loop thread sampled from outside its GIL by its own interpreter
+(`_remote_debugging`): a C call that holds the GIL (a regular expression that backtracks) gets
+many samples, which the agent's watchdog cannot take, and `run` names the call with them. Real
+targets on 3.14 and 3.15, in another root (tests/pythons.py)."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from clirun import assert_no_loopscope_traceback, loopscope
+from loopscope.attach import inspect
+from loopscope.events import ExternalSamples, SourceState
+from loopscope.sources.remote_stacks import RemoteStacksSource, unavailable
+from pythons import find_pythons, missing_reason
+
+pytestmark = pytest.mark.timeout(120)
+
+# One match of the regex takes 60-120 ms on this machine (chosen at start), every 0.3 s.
+PROGRAM = r"""
+import asyncio, re, time
+
+PATTERN = re.compile(r"(a+)+$")
+
+
+def one_match(n):
+    start = time.perf_counter()
+    PATTERN.match("a" * n + "b")
+    return time.perf_counter() - start
+
+
+def check_input(n):
+    return PATTERN.match("a" * n + "b")
+
+
+async def main():
+    n = 16
+    while min(one_match(n) for _ in range(3)) < 0.06:
+        n += 1
+    print("ready", flush=True)
+    while True:
+        await asyncio.sleep(0.3)
+        check_input(n)
+
+
+asyncio.run(main())
+"""
+
+
+@pytest.fixture(params=["3.14", "3.15"], scope="module")
+def python(request: pytest.FixtureRequest) -> str:
+    found = find_pythons().get(request.param)
+    if found is None:
+        pytest.skip(missing_reason(request.param))
+    return found
+
+
+@pytest.fixture(scope="module")
+def script(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("remote-stacks") / "service.py"
+    path.write_text(PROGRAM)
+    return path
+
+
+@pytest.fixture(scope="module")
+def target(python: str, script: Path) -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen([python, str(script)], stdout=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
+    yield proc
+    proc.kill()
+    proc.communicate()
+
+
+def _runs(events: list[ExternalSamples], function: str) -> list[int]:
+    """Lengths of the runs of consecutive samples whose stack names ``function``."""
+    runs, current = [], 0
+    for e in events:
+        for which in e.which:
+            frames = e.stacks[which].frames if which >= 0 else ()
+            if any(f.function == function for f in frames):
+                current += 1
+            elif current:
+                runs.append(current)
+                current = 0
+    return runs
+
+
+def test_a_c_call_holding_the_gil_gets_a_sample_a_millisecond(
+    target: subprocess.Popen[bytes],
+) -> None:
+    info = inspect(target.pid)
+    assert unavailable(info) is None
+    source = RemoteStacksSource(info)
+    windows: list[ExternalSamples] = []
+    states: list[SourceState] = []
+    deadline = time.monotonic() + 30
+    for event in source.events():
+        if isinstance(event, SourceState):
+            states.append(event)
+            if event.state == "unavailable" and "ermission" in event.detail:
+                pytest.skip(f"the target's interpreter may not read it: {event.detail}")
+        elif isinstance(event, ExternalSamples):
+            windows.append(event)
+            if len(_runs(windows, "check_input")) >= 6 or time.monotonic() > deadline:
+                source.close()
+    assert [s.state for s in states] == ["live", "ended"], states
+    runs = _runs(windows, "check_input")
+    assert len(runs) >= 6, runs
+    # 60 ms and more of a call holding the GIL, read every millisecond once seen twice
+    assert statistics.median(runs[1:]) >= 20, runs
+    assert all(e.source == "remote_stacks" and e.thread_id == 0 for e in windows)
+    assert target.poll() is None
+
+
+def test_run_names_the_c_call_from_its_samples(python: str, script: Path, tmp_path: Path) -> None:
+    out = loopscope(
+        "run", "--python", python, "--headless", "--duration", "5", "--json", str(script),
+        state=tmp_path / "state",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert_no_loopscope_traceback(out.stderr)
+    _assert_named(json.loads(out.stdout))
+
+
+def _assert_named(report: dict[str, Any]) -> None:
+    """check_input is named, its cause the GIL, from 20 samples a block or more."""
+    blocking = [f for f in report["findings"] if f["code"] == "LS101" and f["location"]]
+    named = [f for f in blocking if f["location"]["function"] == "check_input"]
+    assert named, report
+    (finding,) = named
+    evidence = finding["evidence"]
+    assert evidence["cause"] == "gil", finding
+    assert evidence["count"] >= 4, finding
+    # the watchdog alone takes at most a sample or two of each (test_pyspy_gil.py)
+    assert evidence["samples"] >= 20 * evidence["count"], finding
+
+
+def test_attach_names_the_c_call_from_its_samples(
+    target: subprocess.Popen[bytes], tmp_path: Path
+) -> None:
+    out = loopscope(
+        "attach", "--headless", "--duration", "4", "--json", str(target.pid),
+        state=tmp_path / "state",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert_no_loopscope_traceback(out.stderr)
+    _assert_named(json.loads(out.stdout))
+    assert target.poll() is None
+
+
+def test_before_314_it_says_why_it_cannot_sample(tmp_path: Path) -> None:
+    python = find_pythons().get("3.11")
+    if python is None:
+        pytest.skip(missing_reason("3.11"))
+    proc = subprocess.Popen([python, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        source = RemoteStacksSource(proc.pid)  # as run gives it: a pid, looked at as it starts
+        (state,) = list(source.events())
+    finally:
+        proc.communicate(b"")
+    assert isinstance(state, SourceState) and state.source == "remote_stacks"
+    assert state.state == "unavailable"
+    assert state.detail == "needs the target on Python 3.14+ (it runs 3.11)"
