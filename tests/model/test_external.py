@@ -23,8 +23,9 @@ def _loop(model: Model) -> None:
 
 def _gil_block(t: float, duration: float = 0.2, samples: int = 0) -> Block:
     stacks = (Stack(samples, (Frame(APP, 20, "blocker"),)),) if samples else ()
-    return Block(t=t, loop=LOOP, duration=duration, task="Task-2", cpu=0.0, samples=samples,
-                 stacks=stacks)  # fmt: skip
+    # A C call holding the GIL: on CPU throughout.
+    return Block(t=t, loop=LOOP, duration=duration, task="Task-2", cpu=duration,
+                 samples=samples, stacks=stacks)  # fmt: skip
 
 
 def _samples(start: float, n: int, states: str = "c", thread: int = THREAD) -> ExternalSamples:

@@ -296,6 +296,12 @@ def test_a_block_without_samples_that_waited_for_a_core_has_an_unknown_cause() -
     assert only_block(b) == (None, "unknown")
 
 
+def test_a_block_without_samples_is_c_code_holding_the_gil_only_if_it_used_the_cpu() -> None:
+    assert only_block(block(10.0, 0.06, None, cpu=0.055, runq=0.001)) == (None, "gil")
+    # 60 ms, 5 ms of CPU, no wait for a core, no sample: what it was is not known.
+    assert only_block(block(10.0, 0.06, None, cpu=0.005, runq=0.001)) == (None, "unknown")
+
+
 def test_a_source_line_that_cannot_be_read_gives_no_hint() -> None:
     def broken(file: str, line: int) -> str:
         raise OSError("gone")

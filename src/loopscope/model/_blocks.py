@@ -266,6 +266,10 @@ def _cause(block: Block, located: _Located, code: CodeMap, source_line: SourceLi
             # GIL or waiting for it: the watchdog could not sample, and what the code did is
             # not known.
             return "unknown"
+        if block.cpu is not None and block.cpu < MACHINE_OWN_S:
+            # Hardly on CPU and yet never sampled: not C code at work holding the GIL (that
+            # burns CPU), and nothing shows what it was.
+            return "unknown"
         return "gil"  # no sample could be taken: the thread held the GIL throughout
     share = cpu_share(block)
     if share is None:
