@@ -543,14 +543,15 @@ class Watchdog:
                 in_block.append(target)
             elif not calm:
                 wait = min(wait, since + self.threshold / 2 - now)
-            else:
-                # Calm: no block for a while, as on a loop under an even load, whose busy
-                # periods are each a new one at every look. Each look costs the loop a GIL
-                # handover, so look again one threshold later, not at each period's
-                # half-threshold: a saturated loop is then looked at 50 times a second, not 100,
-                # and a block that a look finds young is still sampled from a threshold in at
-                # the latest (it is measured exactly by the loop thread either way).
-                wait = min(wait, max(since + self.threshold / 2 - now, self.threshold))
+            elif now - since >= self.threshold / 10:
+                # Calm (no block for a while), and a busy period already a few milliseconds
+                # old, longer than a request's work usually takes: look again as it reaches
+                # half the threshold, so that a block a look finds young is sampled.
+                wait = min(wait, since + self.threshold / 2 - now)
+            # else calm, and the period just began, as on a loop under an even load whose busy
+            # periods are each a new one at every look: each look costs the loop a GIL
+            # handover, so the next one is the calm look, not one at this period's
+            # half-threshold (a block is measured exactly by the loop thread either way).
             if now - since >= self.threshold:
                 target.stirred = now
         # Sampling fast costs the loop a GIL handover a millisecond: only near a block (from
