@@ -14,6 +14,7 @@ installed in-process with the given collectors. Two ways to count the cost:
     python benchmarks/churn.py --callgrind
     python benchmarks/churn.py --rounds 7 --tasks 200000
     python benchmarks/churn.py --variants plain,lifecycle,all
+    python benchmarks/churn.py --callgrind --work iterations --tasks 20000   # per loop turn
 """
 
 from __future__ import annotations
@@ -42,17 +43,39 @@ async def _run(tasks: int, batch: int) -> None:
         await asyncio.gather(*[asyncio.create_task(short(i)) for i in range(batch)])
 
 
-def child(variant: str, tasks: int, batch: int) -> None:
-    sys.path.insert(0, SRC)
+async def _iterate(iterations: int, batch: int) -> None:
+    """``iterations`` turns of the loop, each running one callback and nothing else (what the
+    agent costs each iteration: its selector wrapper)."""
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+    left = [iterations]
+
+    def turn() -> None:
+        left[0] -= 1
+        if left[0] > 0:
+            loop.call_soon(turn)
+        else:
+            done.set_result(None)
+
+    loop.call_soon(turn)
+    await done
+
+
+WORK = {"tasks": _run, "iterations": _iterate}
+
+
+def child(variant: str, tasks: int, batch: int, work: str = "tasks", src: str = SRC) -> None:
+    sys.path.insert(0, src)
     loop = asyncio.new_event_loop()
     if variant != "plain":
         from loopscope.agent import _core
 
         sock = os.path.join(tempfile.mkdtemp(prefix="churn"), "agent.sock")
         _core.install(loop, socket_path=sock, collectors=None if variant == "all" else variant)
-    loop.run_until_complete(_run(batch * 20, batch))  # warm-up
+    run = WORK[work]
+    loop.run_until_complete(run(batch * 20, batch))  # warm-up
     cpu = time.thread_time()
-    loop.run_until_complete(_run(tasks, batch))
+    loop.run_until_complete(run(tasks, batch))
     cpu = time.thread_time() - cpu
     print(json.dumps({"cpu": cpu, "tasks": tasks}), flush=True)
     if variant != "plain":
@@ -60,24 +83,34 @@ def child(variant: str, tasks: int, batch: int) -> None:
     loop.close()
 
 
+def _child_args(variant: str, args: argparse.Namespace) -> list[str]:
+    """The child's command line; ``before`` or ``before:SPEC`` runs the agent of ``--before``
+    (all collectors, or SPEC)."""
+    src = SRC
+    if variant == "before" or variant.startswith("before:"):
+        if not args.before:
+            raise SystemExit("churn: the 'before' variants need --before SRC")
+        src, variant = args.before, variant.partition(":")[2] or "all"
+    return [sys.executable, __file__, f"--child={variant}", "--src", src, "--batch",
+            str(args.batch), "--work", args.work]  # fmt: skip
+
+
 def _cpu(variant: str, args: argparse.Namespace) -> float:
     out = subprocess.run(
-        [sys.executable, __file__, f"--child={variant}", "--tasks", str(args.tasks),
-         "--batch", str(args.batch)],
+        [*_child_args(variant, args), "--tasks", str(args.tasks)],
         check=True, capture_output=True, text=True,
     ).stdout  # fmt: skip
     figures = json.loads(out.strip().splitlines()[-1])
     return float(figures["cpu"]) / figures["tasks"]
 
 
-def _instructions(variant: str, tasks: int, batch: int) -> int:
+def _instructions(variant: str, tasks: int, args: argparse.Namespace) -> int:
     """Instructions of the loop thread (callgrind's thread 1) for one child run."""
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "cg.out")
         subprocess.run(
             ["valgrind", "--tool=callgrind", "--separate-threads=yes",
-             f"--callgrind-out-file={out}", sys.executable, __file__, f"--child={variant}",
-             "--tasks", str(tasks), "--batch", str(batch)],
+             f"--callgrind-out-file={out}", *_child_args(variant, args), "--tasks", str(tasks)],
             check=True, capture_output=True, text=True,
         )  # fmt: skip
         files = sorted(glob.glob(out + "*"))
@@ -103,19 +136,33 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--callgrind", action="store_true")
+    parser.add_argument(
+        "--work",
+        choices=sorted(WORK),
+        default="tasks",
+        help="what --tasks counts: short tasks, or bare loop iterations (one callback each)",
+    )
+    parser.add_argument(
+        "--before",
+        metavar="SRC",
+        help="a src/ directory of an earlier loopscope: the variants "
+        "'before' (its agent at defaults) and 'before:SPEC' run it side by side",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--src", default=SRC, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.tasks, args.batch)
+        child(args.child, args.tasks, args.batch, args.work, args.src)
         return
     variants = [v for v in args.variants.split(";" if ";" in args.variants else ",") if v]
     results: dict[str, float] = {}
     if args.callgrind:
         for v in variants:
-            low = _instructions(v, args.tasks, args.batch)
-            high = _instructions(v, 2 * args.tasks, args.batch)
+            low = _instructions(v, args.tasks, args)
+            high = _instructions(v, 2 * args.tasks, args)
             results[v] = (high - low) / args.tasks
-            print(f"{v:>12}: {results[v]:8.0f} instructions per task", flush=True)
+            unit = args.work.rstrip("s")
+            print(f"{v:>12}: {results[v]:8.0f} instructions per {unit}", flush=True)
         unit = "instructions"
     else:
         runs: dict[str, list[float]] = {v: [] for v in variants}
@@ -131,7 +178,10 @@ def main() -> None:
     if "plain" in results:
         for v in variants:
             if v != "plain":
-                print(f"{v:>12}: {results[v] / results['plain']:.3f} x plain's {unit} per task")
+                print(
+                    f"{v:>12}: {results[v] / results['plain']:.3f} x plain's {unit} per "
+                    + args.work.rstrip("s")
+                )
 
 
 if __name__ == "__main__":

@@ -36,8 +36,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import glob
 import json
 import os
+import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -50,6 +53,7 @@ from typing import Any
 ROWS = 100  # ~100 us of work per request: the server, not the client, is the bottleneck
 SLEEPERS = 200
 REQUEST = b"GET /items/42 HTTP/1.1\r\nHost: bench\r\nContent-Length: 0\r\n\r\n"
+BEFORE = "before"  # the variant of the agent copy given by --before, at its defaults
 COLLECTORS = ("lag", "blocks", "census", "lifecycle", "tasks", "races", "duplicates", "gc",
               "executor")  # fmt: skip
 
@@ -253,10 +257,12 @@ def _cpu_or_zero(pid: int) -> float:
         return 0.0  # gone
 
 
-def _drain(socket_path: Path, alive: Any, counts: dict[str, int]) -> threading.Thread:
+def _drain(
+    socket_path: Path, alive: Any, counts: dict[str, int], connect_timeout: float = 15.0
+) -> threading.Thread:
     from loopscope.sources.agent import AgentSource
 
-    source = AgentSource(socket_path, alive=alive)
+    source = AgentSource(socket_path, alive=alive, connect_timeout=connect_timeout)
 
     def read() -> None:
         for event in source.events():
@@ -268,9 +274,19 @@ def _drain(socket_path: Path, alive: Any, counts: dict[str, int]) -> threading.T
 
 
 class _Run:
-    """One process of the workload, plain (``collectors`` None) or under the agent."""
+    """One process of the workload, plain (``collectors`` None) or under the agent; the agent
+    is the one beside this script's loopscope, or the copy at ``before`` (the ``before``
+    variant), and the process runs under ``wrapper`` (valgrind) if given."""
 
-    def __init__(self, argv: list[str], collectors: str | None, python: str) -> None:
+    def __init__(
+        self,
+        argv: list[str],
+        collectors: str | None,
+        python: str,
+        *,
+        before: str | None = None,
+        wrapper: list[str] | None = None,
+    ) -> None:
         from loopscope.runner import launcher_path
 
         self.counts: dict[str, int] = {}
@@ -278,18 +294,28 @@ class _Run:
         socket_path = Path(self._tmp.name) / "agent.sock"
         env = dict(os.environ, LOOPSCOPE_SOCKET=str(socket_path))
         env.pop("LOOPSCOPE_COLLECTORS", None)
-        if collectors is not None and collectors != "all":
+        if collectors is not None and collectors not in ("all", BEFORE):
             env["LOOPSCOPE_COLLECTORS"] = collectors
-        prefix = [python, str(launcher_path())] if collectors is not None else [python]
+        launcher = launcher_path()
+        if collectors == BEFORE:
+            if before is None:
+                raise SystemExit("overhead: the 'before' variant needs --before DIR")
+            launcher = Path(before) / "_launch.py"
+        prefix = [python, str(launcher)] if collectors is not None else [python]
         self.process = subprocess.Popen(
-            [*prefix, __file__, *argv],
+            [*(wrapper or []), *prefix, __file__, *argv],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=env,
             text=True,
         )
         self.reader = (
-            _drain(socket_path, lambda: self.process.poll() is None, self.counts)
+            _drain(
+                socket_path,
+                lambda: self.process.poll() is None,
+                self.counts,
+                connect_timeout=600.0 if wrapper else 15.0,
+            )
             if collectors is not None
             else None
         )
@@ -309,7 +335,7 @@ class _Run:
 
 def measure_server(collectors: str | None, args: argparse.Namespace) -> dict[str, float]:
     """The figures of one target process through every phase."""
-    run = _Run(["--role", "target"], collectors, args.python)
+    run = _Run(["--role", "target"], collectors, args.python, before=args.before)
     out = measure_phases(run.process, args)
     run.finish()  # closes stdin: the target ends
     out["events"] = sum(run.counts.values())
@@ -378,6 +404,7 @@ def measure_churn(collectors: str | None, args: argparse.Namespace) -> float:
         ["--role", "churn", "--seconds", str(args.seconds), "--warmup", str(args.warmup)],
         collectors,
         args.python,
+        before=args.before,
     )
     result = json.loads(run.finish().strip().splitlines()[-1])
     return float(result["ops"] / result["cpu"])
@@ -396,6 +423,8 @@ def drive(args: argparse.Namespace) -> None:
         f"{args.conns} connections; idle over {args.idle_seconds:g} s with {SLEEPERS} tasks"
     )
     variants: list[str | None] = [None, *args.collectors]
+    if args.before:
+        variants.append(BEFORE)
     if args.shares:
         variants += [f"-{name}" for name in COLLECTORS]
     rows: dict[str | None, list[dict[str, float]]] = {v: [] for v in variants}
@@ -473,9 +502,97 @@ def _report(
     print("churn is CPU per task (agent/plain); saturation is requests per second (agent/plain)")
 
 
+# -- Instructions under callgrind ---------------------------------------------------------------
+
+
+def _callgrind_run(collectors: str | None, args: argparse.Namespace) -> list[list[int]]:
+    """Instructions of each thread (the loop thread first) of one target run under callgrind,
+    in windows of ``--cg-seconds`` each after ``--settle`` seconds of idleness, with N, N, 2N
+    and N requests sent open loop (callgrind's counters dumped and zeroed at each window's
+    start and end, so start-up is left out). The first window warms up (the agent's passes,
+    slowed down while idle, come back to their pace): not returned."""
+    with tempfile.TemporaryDirectory(prefix="loopscope-cg-") as tmp:
+        out = os.path.join(tmp, "cg.out")
+        wrapper = ["valgrind", "--tool=callgrind", "--separate-threads=yes",
+                   f"--callgrind-out-file={out}", f"--log-file={out}.log"]  # fmt: skip
+        run = _Run(["--role", "target"], collectors, args.python, before=args.before,
+                   wrapper=wrapper)  # fmt: skip
+        assert run.process.stdout is not None
+        port = int(run.process.stdout.readline())
+        time.sleep(args.settle)
+
+        def dump() -> None:
+            subprocess.run(["callgrind_control", "-d", str(run.process.pid)], check=True,
+                           capture_output=True)  # fmt: skip
+
+        dump()  # start-up and the idle settling: not counted
+        for requests in (n := args.cg_requests, n, 2 * n, n):
+            load = subprocess.run(
+                [args.python, __file__, "--role", "load", "--port", str(port), "--rate",
+                 str(requests / args.cg_seconds), "--seconds", str(args.cg_seconds),
+                 "--warmup", "0", "--conns", str(args.conns)],
+                capture_output=True, text=True, check=True,
+            )  # fmt: skip
+            answered = json.loads(load.stdout.strip().splitlines()[-1])["answered"]
+            if answered != requests:
+                print(f"  ({answered} of {requests} requests answered in the window)")
+            dump()
+        run.finish()
+        windows = []
+        for number in (3, 4, 5):
+            counts = []
+            for path in sorted(glob.glob(f"{out}.{number}-*")):
+                with open(path) as f:
+                    found = re.search(r"^(?:summary|totals):\s+(\d+)", f.read(), re.M)
+                counts.append(int(found.group(1)) if found else 0)
+                if args.cg_keep:
+                    os.makedirs(args.cg_keep, exist_ok=True)
+                    name = f"{_label(collectors)}-{number}{path[len(out) + 2 :]}"
+                    shutil.copy(path, os.path.join(args.cg_keep, name))
+            windows.append(counts)
+        return windows
+
+
+def drive_callgrind(args: argparse.Namespace) -> None:
+    """Instructions per request: windows of one run answering N and 2N requests in the same
+    wall time, so what the agent does per second (its timers, its threads' wake-ups) is about
+    the same in both and the difference is what each request costs."""
+    n = args.cg_requests
+    print(
+        f"callgrind, {args.python}; load average {os.getloadavg()[0]:.1f}; {n} and {2 * n} "
+        f"requests over {args.cg_seconds:g} s after {args.settle:g} s idle"
+    )
+    variants: list[str | None] = [None, *args.collectors]
+    if args.before:
+        variants.append(BEFORE)
+    if args.shares:
+        variants += [f"-{name}" for name in COLLECTORS]
+    per_request: dict[str | None, tuple[float, float]] = {}
+    for v in variants:
+        low, high, again = _callgrind_run(v, args)
+        loop_thread = (high[0] - (low[0] + again[0]) / 2) / n
+        others = (sum(high[1:]) - (sum(low[1:]) + sum(again[1:])) / 2) / n
+        per_request[v] = (loop_thread, others)
+        print(
+            f"{_label(v):<22} loop thread {loop_thread:9.0f} instructions/request"
+            f" (windows of N, 2N, N: {low[0] / 1e6:.1f}M {high[0] / 1e6:.1f}M"
+            f" {again[0] / 1e6:.1f}M);  other threads {others:8.0f}/request"
+            f" ({sum(low[1:]) / 1e6:.1f}M {sum(high[1:]) / 1e6:.1f}M {sum(again[1:]) / 1e6:.1f}M)",
+            flush=True,
+        )
+    if None in per_request:
+        base = per_request[None][0]
+        print("\nloop thread, instructions per request, against plain:")
+        for v in variants[1:]:
+            mine = per_request[v][0]
+            print(f"{_label(v):<22} {mine / base:.3f}  ({mine - base:+.0f})")
+
+
 def _label(collectors: str | None) -> str:
     if collectors is None:
         return "plain"
+    if collectors == BEFORE:
+        return "before"
     return "agent" if collectors == "all" else f"agent[{collectors}]"
 
 
@@ -501,12 +618,26 @@ def main() -> None:
         help="an agent variant measured side by side (repeatable), a $LOOPSCOPE_COLLECTORS "
         "value: all (the default), lag,blocks, -lifecycle, ... (write --collectors=-lifecycle)",
     )
+    parser.add_argument(
+        "--before",
+        metavar="DIR",
+        help="an agent package directory (a copy of an earlier "
+        "src/loopscope/agent) measured side by side at its defaults, as the variant 'before'",
+    )
+    parser.add_argument(
+        "--callgrind",
+        action="store_true",
+        help="instructions per request under valgrind's callgrind instead of CPU time",
+    )
+    parser.add_argument("--cg-requests", type=int, default=100, help="N (and 2N) requests")
+    parser.add_argument("--cg-seconds", type=float, default=5.0, help="over this many seconds")
+    parser.add_argument("--cg-keep", metavar="DIR", help="keep callgrind's files here")
     parser.add_argument("--role", choices=["target", "churn", "load"], help=argparse.SUPPRESS)
     # The saturated server as one program, for benchmarks/pyspy_cost.py.
     parser.add_argument("--workload", choices=["http"], help=argparse.SUPPRESS)
     parser.add_argument("--clients", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--rate", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--rate", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.collectors = args.collectors or ["all"]
     if args.workload == "http":
@@ -520,6 +651,8 @@ def main() -> None:
     elif args.role == "load":
         result = asyncio.run(_load(args.port, args.rate, args.seconds, args.warmup, args.conns))
         print(json.dumps(result), flush=True)
+    elif args.callgrind:
+        drive_callgrind(args)
     else:
         if args.quick:
             args.rounds, args.seconds, args.idle_seconds = 2, 1.5, 1.5

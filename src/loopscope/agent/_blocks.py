@@ -40,8 +40,10 @@ _MIN_RUNQ_SPAN = 0.002
 # the watchdog sleep until its select() returns (at the latest after _DEEP_SLEEP seconds).
 _QUIET_IDLE = 0.98
 _DEEP_SLEEP = 1.0
-# Seconds without a busy period of half the threshold after which the watchdog looks only every
-# _CALM_LOOKS thresholds.
+# Seconds without a block (a busy period of the threshold or more) after which the watchdog looks
+# only every _CALM_LOOKS thresholds. Not from shorter periods: on a loaded machine a loop thread
+# preempted for a scheduler slice or two has busy periods of 10 ms several times a second, and
+# each look costs the loop a GIL handover.
 _CALM_AFTER = 1.0
 _CALM_LOOKS = 2.0
 # The GIL switch interval while a loop is blocked, and the time between samples then.
@@ -76,6 +78,12 @@ class SelectorProbe:
     """Wraps ``selector.select`` on the instance; `remove` deletes the wrapper again."""
 
     hook = "blocks"
+    # Slots: the wrapper reads and writes these on every loop iteration, and a slot is read
+    # through one specialised instruction whatever else is set on the object.
+    __slots__ = (
+        "_installed", "_selector", "_wrapper", "completed", "idle", "longest", "selects", "since",
+        "wake", "woke_at",
+    )  # fmt: skip
 
     def __init__(self, selector: selectors.BaseSelector, threshold: float, guard: Guard) -> None:
         self._selector = selector
@@ -130,12 +138,12 @@ class SelectorProbe:
         completed = self.completed
 
         # This runs once per loop iteration, so it is written out rather than put behind
-        # Guard.wrap (two more calls per iteration, a third of the wrapper's cost): an error is
+        # Guard.wrap (two more calls per iteration, a third of the wrapper's cost). An error is
         # reported the same way, and the real select always runs.
         def select(timeout: float | None = None) -> Any:
             entered = clock()
-            probe.selects += 1
             try:
+                probe.selects += 1
                 since = probe.since
                 if since is not None:
                     probe.since = None
@@ -203,7 +211,7 @@ class _Target:
         # (perf_counter, the probe's idle seconds) at the watchdog's last look, to tell a loop
         # that stayed idle since.
         self.idle_seen: tuple[float, float] | None = None
-        # perf_counter() when a busy period was last seen at half the threshold or more
+        # perf_counter() when a block (a busy period of the threshold or more) was last seen
         self.stirred = time.perf_counter()
         self.waiting_seen = False
 
@@ -447,9 +455,12 @@ class Watchdog:
             return None
         return _DEEP_SLEEP
 
-    def _held(self, now: float) -> float:
+    def _held(self, now: float, busy: bool) -> float:
         """Seconds this thread woke late for a reason other than waiting for a core: waiting
-        for the GIL, which another thread held without releasing it."""
+        for the GIL, which another thread held without releasing it. Only measured while a
+        loop is ``busy`` (it is only counted in a busy period): reading the run queue releases
+        the GIL, which a busy loop thread then takes and this thread must take back, a second
+        handover in one look."""
         due, queued, switch = self._asleep
         # Woken early by a loop leaving select(): due from that moment, not the sleep's end.
         woke = [p.woke_at for p in self._sleeping if p.woke_at is not None]
@@ -458,7 +469,7 @@ class Watchdog:
         self._sleeping = []
         late = now - due
         self._crowded = False
-        if late <= self._sample_interval or queued is None or self._own is None:
+        if not busy or late <= self._sample_interval or queued is None or self._own is None:
             return 0.0
         queued_now = self._own.waited()
         if queued_now is None:
@@ -473,7 +484,7 @@ class Watchdog:
         with self._lock:
             targets = list(self._targets.values())
         now = time.perf_counter()
-        held = self._held(now)
+        held = self._held(now, any(target.tracker.since is not None for target in targets))
         calm = all(now - target.stirred >= _CALM_AFTER for target in targets)
         wait = _CALM_LOOKS * self.threshold if calm else self._poll_interval
         in_block = []
@@ -534,14 +545,16 @@ class Watchdog:
                 in_block.append(target)
             elif not calm:
                 wait = min(wait, since + self.threshold / 2 - now)
-            else:
-                # Calm: no busy period near the threshold for a while, as on a loop under an
-                # even load, whose busy periods are each a new one at every look. Each look
-                # costs the loop a GIL handover, so look every few thresholds, not at each
-                # period's half-threshold: a block is still measured exactly (by the loop
-                # thread), and sampled from a little later in its course.
-                wait = min(wait, max(since + self.threshold / 2 - now, wait))
-            if now - since >= self.threshold / 2:
+            elif now - since >= self.threshold / 10:
+                # Calm (no block for a while), and a busy period already a few milliseconds
+                # old, longer than a request's work usually takes: look again as it reaches
+                # half the threshold, so that a block a look finds young is sampled.
+                wait = min(wait, since + self.threshold / 2 - now)
+            # else calm, and the period just began, as on a loop under an even load whose busy
+            # periods are each a new one at every look: each look costs the loop a GIL
+            # handover, so the next one is the calm look, not one at this period's
+            # half-threshold (a block is measured exactly by the loop thread either way).
+            if now - since >= self.threshold:
                 target.stirred = now
         # Sampling fast costs the loop a GIL handover a millisecond: only near a block (from
         # three quarters of the threshold), not in every busy period past half of it (a loaded
@@ -608,6 +621,7 @@ class Watchdog:
         if completed:
             # Before the block is told of: the program may look as soon as it hears of it.
             self._restore_switch()
+            target.stirred = time.perf_counter()
         while completed:
             start, end, cpu_end = completed.popleft()
             self._emit(self._block(target, start, end, cpu_end))

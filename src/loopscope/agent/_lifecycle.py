@@ -147,7 +147,7 @@ class LifecycleCollector(Periodic):
         self._sweep_tasks = 0
 
         # The callables installed, kept so that stop() can tell whether they are still in place.
-        self._installed_factory: TaskFactory = self._factory
+        self._installed_factory: TaskFactory = self._make_factory()
         self._installed_handler: ExceptionHandler = self._handler
         self._original_factory: TaskFactory | None = None
         self._original_handler: ExceptionHandler | None = None
@@ -332,27 +332,36 @@ class LifecycleCollector(Periodic):
 
     # -- hooks ----------------------------------------------------------------------------
 
-    def _factory(
-        self, loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any
-    ) -> asyncio.Future[Any]:
+    def _make_factory(self) -> TaskFactory:
+        """The task factory: a closure, since it runs on every task while counting (a bound
+        method and an attribute per step would cost each task more)."""
+        collector = self
+
         # Not guarded as a whole: an error from the program's own factory (or from Task(), for a
         # bad argument) is the program's and must reach it unchanged. What runs of ours on every
         # task is two appends; the rest is in the guarded sweep.
-        original = self._original_factory
-        task: asyncio.Future[Any]
-        if original is None:
-            # What loop.create_task() does without a factory; kwargs are whatever this
-            # Python's create_task passes (context, eager_start...).
-            task = asyncio.Task(coro, loop=loop, **kwargs)
-        else:
-            task = original(loop, coro, **kwargs)
-        if self._counting:
-            new = self._new
-            new.append(task)
-            self._coros.append(coro)
-            if len(new) >= SWEEP_EVERY and not self._swept():
-                self.stop()  # the guard disabled our hooks: take them out of the program's way
-        return task
+        def factory(
+            loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any
+        ) -> asyncio.Future[Any]:
+            original = collector._original_factory
+            task: asyncio.Future[Any]
+            if original is not None:
+                task = original(loop, coro, **kwargs)
+            elif kwargs:
+                # What loop.create_task() does without a factory; kwargs are whatever this
+                # Python's create_task passes (context, eager_start...).
+                task = asyncio.Task(coro, loop=loop, **kwargs)
+            else:
+                task = asyncio.Task(coro, loop=loop)
+            if collector._counting:
+                new = collector._new
+                new.append(task)
+                collector._coros.append(coro)
+                if len(new) >= SWEEP_EVERY and not collector._swept():
+                    collector.stop()  # the guard disabled our hooks: out of the program's way
+            return task
+
+        return factory
 
     def _handler(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         if not self._stopped:
