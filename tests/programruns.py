@@ -38,6 +38,7 @@ SERIAL = frozenset(
         "clean_saturation",
         "variability_bursts",
         "clean_bursts",
+        "executor_fastapi_sync",  # with the cores taken, its server's own code blocks the loop
         *(p.stem for p in SERVICES.glob("clean_*.py")),
     }
 )
