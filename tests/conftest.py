@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
@@ -23,6 +24,30 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "needs(*capabilities): skip unless this machine has them (see tests/capabilities.py)",
     )
+    config.addinivalue_line(
+        "markers",
+        "serial: judges timing (a duration, a cause, a pause, growth): `make test` runs it after "
+        "the parallel phase, alone, so that other tests do not take its cores",
+    )
+    config.addinivalue_line(
+        "markers",
+        "spread: the module's tests share nothing but programruns.py's runs, which all workers "
+        "share: pytest-xdist may run them on different workers",
+    )
+    if getattr(config.option, "loadgroup", False):  # a worker of pytest-xdist's --dist loadgroup
+        config.pluginmanager.register(_ModuleGroups())
+
+
+class _ModuleGroups:
+    """Under pytest-xdist's ``--dist loadgroup``, the tests of one module run in one worker, one
+    after the other as without xdist (they may share a module-scoped fixture or a module's cache
+    of runs), except in modules marked `spread`."""
+
+    @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        for item in items:
+            if item.get_closest_marker("spread") is None:
+                item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
 
 
 # What the run covered: the attach routes and target Pythons of the tests selected, and what
@@ -58,14 +83,37 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    if report.nodeid not in _covered.tests:
-        return
+    # every test's outcome: under pytest-xdist the process that prints the summary learns which
+    # tests count (_covered.tests) only when the workers end
     if report.skipped and isinstance(report.longrepr, tuple):
         _covered.skipped[report.nodeid] = report.longrepr[2].removeprefix("Skipped: ")
     elif report.when == "call":
         _covered.ran.add(report.nodeid)
     if report.failed:
         _covered.failed.add(report.nodeid)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """In a pytest-xdist worker, hand what it covered and probed to the main process."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["loopscope_covered"] = {
+            "tests": {n: (sorted(rs), python) for n, (rs, python) in _covered.tests.items()},
+            "found": dict(capabilities.FOUND),
+        }
+
+
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook, in the main process
+def pytest_testnodedown(node: Any, error: object) -> None:
+    covered = getattr(node, "workeroutput", {}).get("loopscope_covered")
+    if covered is None:
+        return
+    for nodeid, (routes, python) in covered["tests"].items():
+        _covered.tests[nodeid] = (set(routes), python)
+    for name, why in covered["found"].items():
+        # a capability one worker lacked is reported as lacking
+        if capabilities.FOUND.get(name) is None:
+            capabilities.FOUND[name] = why
 
 
 def _line(name: str, nodeids: list[str]) -> str:

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 from agent_harness import TIMEOUT, Client, Target
 
 from loopscope.events import Block, Event, Hello, Lag, LoopStarted
@@ -53,6 +54,7 @@ def _names(block: Block) -> set[str]:
     return {f.function.rpartition(".")[2] for s in block.stacks for f in s.frames}
 
 
+@pytest.mark.serial  # judges each block's duration and cause
 def test_sleep_and_cpu_burn_are_each_one_block(target_python: str, tmp_path: Path) -> None:
     target = Target(target_python, tmp_path)
     client = Client(target.socket_path)
@@ -127,6 +129,7 @@ def test_lag_windows(target_python: str, tmp_path: Path) -> None:
     assert lag.ready is not None
 
 
+@pytest.mark.serial  # judges the first block's loop and duration: a busy machine makes others
 def test_loop_in_another_thread(target_python: str, tmp_path: Path) -> None:
     target = Target(target_python, tmp_path, args=("--thread",))
     client = Client(target.socket_path)
@@ -179,6 +182,7 @@ def _block_in(target: Target, client: Client, command: str, function: str) -> Bl
     return block
 
 
+@pytest.mark.serial  # takes every core itself: alone, it knows how busy they are
 def test_the_cause_is_right_on_a_machine_whose_cores_are_all_busy(
     target_python: str, tmp_path: Path
 ) -> None:

@@ -23,6 +23,7 @@ async def _wait(client: Client, predicate: Callable[[Event], bool]) -> Event:
     return await asyncio.get_running_loop().run_in_executor(None, client.wait_for, predicate)
 
 
+@pytest.mark.serial  # judges a block's duration to 5 ms
 def test_install_observe_uninstall(tmp_path: Path) -> None:
     path = str(tmp_path / "a.sock")
     original = asyncio.events._set_running_loop
@@ -199,6 +200,7 @@ def test_private_copy_from_directory() -> None:
             del sys.modules[module]
 
 
+@pytest.mark.serial  # judges a block's duration to 5 ms
 def test_heartbeat_fallback_without_a_python_selector(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from agent_harness import LAUNCHER
 
+pytestmark = pytest.mark.spread  # no state shared between its tests
+
 SHOW = """\
 import sys
 print(sys.argv)

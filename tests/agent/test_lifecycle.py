@@ -337,6 +337,7 @@ def lifecycles(recorder: Recorder) -> list[Lifecycle]:
     return [e for e in recorder.events if isinstance(e, Lifecycle)]
 
 
+@pytest.mark.serial  # the share of time sampled, scaled back, judged to 20%
 def test_a_high_rate_is_sampled_and_scaled_close_to_the_truth() -> None:
     """Scaled counts within 20% of the tasks made (the slice is a quarter of each window; the
     error is the rate's variation between slices and the rest of the window)."""
@@ -445,6 +446,7 @@ def test_a_factory_set_between_slices_is_chained_to_and_kept() -> None:
     assert recorder.notices() == []
 
 
+@pytest.mark.serial  # needs sampling slices to open within its deadline, as the test above
 def test_a_factory_set_over_ours_in_a_slice_stays_and_ours_keeps_counting() -> None:
     recorder = Recorder()
     seen = [0]

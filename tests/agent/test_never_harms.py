@@ -20,6 +20,8 @@ from capabilities import needs
 from loopscope.attach import attach
 from loopscope.events import Block, Lag, LoopStarted, Notice
 
+pytestmark = pytest.mark.spread  # no state shared between its tests
+
 # Sets its own exception handler, task factory, signal handlers (the loop's and a plain one),
 # excepthooks and a gc callback, then takes commands on stdin: "snapshot" prints what each of
 # those is (object ids, so that a replacement with an equal object shows), "sleep" blocks the

@@ -19,7 +19,7 @@ from clirun import assert_no_loopscope_traceback, loopscope
 from loopscope.attach import attach
 from loopscope.sources.agent import AgentSource
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.spread]  # no state shared between its tests
 
 
 @pytest.fixture

@@ -169,14 +169,16 @@ def test_an_interpreter_loopscope_does_not_know(tmp_path: Path, name: str, said:
     """One line and exit code 1, before anything touches the process: no offsets are guessed."""
     program = tmp_path / name  # a process that the kernel names so; a sleep, in fact
     shutil.copy(shutil.which("sleep") or "/bin/sleep", program)
-    proc = subprocess.Popen([str(program), "60"])
+    # started by a relative path: the message shows the command line whole (up to 80
+    # characters), whatever the length of the folder the tests run in
+    proc = subprocess.Popen([f"./{name}", "60"], cwd=tmp_path)
     try:
         out = loopscope("attach", "--headless", str(proc.pid), state=tmp_path / "state")
         assert tracer(proc.pid) == 0 and proc.poll() is None
     finally:
         proc.kill()
         proc.wait()
-    _fails(out, f"process {proc.pid} ({program} 60) {said}")
+    _fails(out, f"process {proc.pid} (./{name} 60) {said}")
     assert len(out.stderr.strip().splitlines()) == 1, out.stderr
 
 

@@ -16,7 +16,8 @@ from loopscope.attach import attach
 from loopscope.sources.agent import AgentSource
 from pythons import find_pythons
 
-pytestmark = [pytest.mark.timeout(180), needs("ptrace")]
+# serial: judges RSS growth and failed requests over many cycles, with the cores to itself
+pytestmark = [pytest.mark.timeout(180), needs("ptrace"), pytest.mark.serial]
 
 # 50 injections take about 20 s here (about 0.35 s each: inject, first lag window, detach).
 CYCLES = int(os.environ.get("LOOPSCOPE_TEST_ATTACH_CYCLES", "50"))

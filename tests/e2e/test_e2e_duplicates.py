@@ -11,6 +11,8 @@ import pytest
 
 from programruns import ProgramRuns
 
+pytestmark = pytest.mark.spread  # programruns.py shares the runs between workers
+
 PROGRAMS = Path(__file__).resolve().parents[1] / "programs"
 PROBLEMS = sorted(PROGRAMS.glob("duplicate_*.py"))
 CLEAN = [

@@ -12,6 +12,8 @@ import pytest
 
 from programruns import ProgramRuns
 
+pytestmark = pytest.mark.spread  # programruns.py shares the runs between workers
+
 PROGRAMS = Path(__file__).resolve().parents[1] / "programs"
 # problem program -> (its clean twin, the finding's code)
 CASES = {

@@ -9,6 +9,8 @@ import pytest
 
 from programruns import ProgramRuns
 
+pytestmark = pytest.mark.spread  # programruns.py shares the runs between workers
+
 PROGRAMS = Path(__file__).resolve().parents[1] / "programs"
 
 

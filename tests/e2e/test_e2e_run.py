@@ -20,6 +20,8 @@ import pytest
 from clirun import assert_no_loopscope_traceback, loopscope
 from loopscope.demos import catalog as demo_catalog
 
+pytestmark = pytest.mark.spread  # no state shared between its tests
+
 BURN = """\
 import asyncio
 import time

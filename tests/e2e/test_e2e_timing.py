@@ -11,6 +11,9 @@ import pytest
 
 from programruns import ProgramRuns
 
+# judged on timing: programruns.SERIAL
+pytestmark = [pytest.mark.spread, pytest.mark.serial]
+
 PROGRAMS = Path(__file__).resolve().parents[1] / "programs"
 FAMILIES = ("saturation", "gc", "executor", "variability")
 
