@@ -92,6 +92,7 @@ def _runs(events: list[ExternalSamples], function: str) -> list[int]:
     return runs
 
 
+@pytest.mark.serial  # samples a millisecond apart: judged with the cores free
 def test_a_c_call_holding_the_gil_gets_a_sample_a_millisecond(
     target: subprocess.Popen[bytes],
 ) -> None:
@@ -119,6 +120,7 @@ def test_a_c_call_holding_the_gil_gets_a_sample_a_millisecond(
     assert target.poll() is None
 
 
+@pytest.mark.serial  # samples a millisecond apart: judged with the cores free
 def test_run_names_the_c_call_from_its_samples(python: str, script: Path, tmp_path: Path) -> None:
     out = loopscope(
         "run", "--python", python, "--headless", "--duration", "5", "--json", str(script),
@@ -142,6 +144,7 @@ def _assert_named(report: dict[str, Any]) -> None:
     assert evidence["samples"] >= 20 * evidence["count"], finding
 
 
+@pytest.mark.serial  # samples a millisecond apart: judged with the cores free
 def test_attach_names_the_c_call_from_its_samples(
     target: subprocess.Popen[bytes], tmp_path: Path
 ) -> None:
