@@ -218,17 +218,15 @@ def test_blocks_with_no_application_frame_are_said_not_blamed(frames: list) -> N
 
 def test_unsampled_blocks_without_cpu_are_not_called_gil() -> None:
     # Nothing sampled and the thread's CPU did not advance: not C code holding the GIL.
-    finding = only(blocking.check(snapshot(*blocks(3, 0.2, None, cpu_share=0.0, runq=0.19))))
+    finding = only(blocking.check(snapshot(*blocks(3, 0.2, None, cpu_share=0.0, runq=0.05))))
     assert finding.evidence["cause"] != "gil"
     assert finding.severity == "info"
     assert "GIL" not in finding.title
 
 
-def test_blocks_the_machine_made_are_said_as_such() -> None:
-    # A busy machine kept the loop's thread from a core for all but a few ms of each stall.
-    events = blocks(6, 0.05, RENDER, cpu=0.005, runq=0.045)
-    finding = only(blocking.check(snapshot(*events, duration=10.0)))
-    assert (finding.severity, finding.evidence["cause"]) == ("info", "machine")
-    assert "waited for a core" in finding.title and "6 stalls" in finding.title
-    assert "CPU limit" in finding.fix
-    assert finding.location is None
+def test_blocks_the_machine_made_are_no_finding() -> None:
+    # A busy machine kept the loop's thread from a core for all but a few ms of each stall:
+    # listed among the blocks (under their own pseudo-frame), blamed on nothing.
+    snap = snapshot(*blocks(6, 0.05, RENDER, cpu=0.005, runq=0.045), duration=10.0)
+    assert [h.cause for h in snap.blocks.hot] == ["machine"]
+    assert blocking.check(snap) == []

@@ -61,6 +61,10 @@ def _reported(hot: HotFrame) -> bool:
     # around them off the loop would not help.
     if hot.cause == "gc":
         return False
+    # Blocks the machine made (the thread waited for a core) are no code's: the Blocks screen
+    # lists them, under "<waiting for a core>", and no finding blames the program for them.
+    if hot.cause == "machine":
+        return False
     return hot.blocks >= MIN_BLOCKS or hot.total >= MIN_TOTAL_S
 
 
@@ -85,12 +89,6 @@ def _finding(hot: HotFrame, snapshot: Snapshot) -> Finding:
         title = (
             f"The loop blocks with no application code on its stack ({cause}), "
             f"in `{_short(hot.function)}` at {os.path.basename(hot.file)}:{hot.line}"
-        )
-    elif hot.cause == "machine":
-        severity = "info"
-        title = (
-            f"The loop's thread waited for a core: {hot.blocks} stalls the machine made, "
-            f"not the program's code"
         )
     else:
         title = "Code holding the GIL blocks the loop (no stack could be sampled)"
@@ -127,8 +125,6 @@ def _finding(hot: HotFrame, snapshot: Snapshot) -> Finding:
         evidence=evidence,
         fix=_fix(hot.cause, _short(hot.function) if located else "the call", hot.io)
         if severity != "info"
-        else _MACHINE_FIX
-        if hot.cause == "machine"
         else _UNATTRIBUTED_FIX,
     )
 
@@ -138,13 +134,6 @@ _UNATTRIBUTED_FIX = (
     "likely the machine's doing (the loop's thread waiting for a core) or C code in the loop or "
     "an extension (uvloop, httptools) at work on many requests; if they recur under load, open "
     "the Blocks screen: their stacks show the framework or library call that held the loop."
-)
-
-
-_MACHINE_FIX = (
-    "In these stalls the loop's thread was ready to run but had no core: other processes (or "
-    "the program's own threads) used the CPU, or a container's CPU limit throttled it. Give "
-    "the service more CPU or fewer neighbours; the program's code is not what to change."
 )
 
 
