@@ -65,6 +65,8 @@ class Session:
                     Notice(t=snap_t, level="error", message=f"source failed: {self._error}")
                 )
         finally:
+            with self._lock:
+                self._model.end()
             self._ended.set()
 
     def view(self) -> View:

@@ -109,6 +109,7 @@ def test_sleep_and_cpu_burn_are_each_one_block(target_python: str, tmp_path: Pat
     assert burn.cpu > 0.01
 
 
+@pytest.mark.serial  # the loop's busy share of a window
 def test_lag_windows(target_python: str, tmp_path: Path) -> None:
     target = Target(target_python, tmp_path)
     client = Client(target.socket_path)

@@ -231,3 +231,16 @@ def test_main_thread_samples_are_not_those_of_a_loop_on_another_thread() -> None
     (record,) = model.snapshot().blocks.recent
     assert record.samples == 1 and record.location is not None
     assert record.location.function == "blocker"  # the watchdog's one sample, not main's
+
+
+def test_held_blocks_are_added_when_the_stream_ends() -> None:
+    # The session ends (a headless run's duration is over) before the sampler says it ended:
+    # the blocks held for its samples are not lost from the last view.
+    model = Model()
+    _loop(model)
+    model.apply(_samples(9.0, 5))
+    model.apply(_gil_block(10.05))
+    assert model.snapshot().blocks.count == 0
+    model.end()
+    assert model.snapshot().blocks.count == 1
+    assert _located(model) == {None: "gil"}

@@ -114,6 +114,13 @@ class ExternalState:
         held, self._held = self._held, []
         return [(b, self._stacks_of(b)) for b in held]
 
+    def release(self) -> list[tuple[Block, Outside | None]]:
+        """The stream has ended: no sample is coming any more, so every held block, with what
+        samples there are."""
+        self._sampling.clear()
+        held, self._held = self._held, []
+        return [(b, self._stacks_of(b)) for b in held]
+
     def samples(self, event: ExternalSamples, code: CodeMap) -> list[tuple[Block, Outside | None]]:
         """Take a window of samples; the held blocks it completes, with their stacks."""
         self._code = code

@@ -247,6 +247,12 @@ class Model:
             name=event.source, state=event.state, detail=event.detail
         )
 
+    def end(self) -> None:
+        """The source has no more events: the blocks held for an outside sampler's samples of
+        their span are added with what samples came."""
+        for block, outside in self._external.release():
+            self._block(block, outside)
+
     @_handles(TargetExited)
     def _target_exited(self, event: TargetExited) -> None:
         self._exited = ExitInfo(t=event.t, exit_code=event.exit_code, reason=event.reason)
