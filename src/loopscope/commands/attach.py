@@ -145,7 +145,7 @@ def _attach(request: AttachRequest) -> int:
         _say_no_loop(request.pid, following=request.children)
     source = AttachSource(attached, detach_on_close=not request.keep_agent)
     remote = _remote_beside(attached.info, request)
-    dense = remote is not None and remote_stacks_unavailable(attached.info) is None
+    dense = remote is not None
     pyspy = _pyspy_beside(source, request, dense=dense)
     beside = [s for s in (pyspy, remote) if s is not None]
     recorded = RecordedSource(MergedSource([source, *beside], leader=source) if beside else source)
@@ -247,9 +247,9 @@ def _remote_beside(info: ProcessInfo, request: AttachRequest) -> RemoteStacksSou
     """The target's own interpreter sampling its loop thread from outside the GIL (3.14+),
     unless --native asks py-spy for C frames, or --no-pyspy asks for no sampling from outside.
     It samples blocks more densely than py-spy at its default rate, for less
-    (benchmarks/block_samples.py); where it cannot run (before 3.14) its state says why, and
-    py-spy samples instead."""
-    if request.native or request.no_pyspy:
+    (benchmarks/block_samples.py); where it cannot run (before 3.14) py-spy samples instead,
+    and the dashboard's status stays the attach's own."""
+    if request.native or request.no_pyspy or remote_stacks_unavailable(info) is not None:
         return None
     return RemoteStacksSource(info, alive=lambda: exists(info.pid))
 
