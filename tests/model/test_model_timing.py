@@ -134,6 +134,17 @@ def test_timeline_bins_merge_lag_blocks_creation_and_executor() -> None:
     assert (b.executor_queued, b.executor_busy, b.executor_workers) == (3, 4, 4)
 
 
+def test_a_lifecycle_window_longer_than_a_second_is_spread_over_its_seconds() -> None:
+    # A calm loop's lifecycle windows grow to seconds: put in one second, 1,000 tasks made at
+    # an even rate would look like a burst there and leave the next second without a count.
+    s = model(lag(12.0, [0.001]), lifecycle(12.0, window=2.0, created=1000)).snapshot()
+    bins = {b.t: b.created for b in s.timeline}
+    assert (bins[10.0], bins[11.0]) == (500, 500)
+    s = model(lag(12.0, [0.001]), lifecycle(11.5, window=1.0, created=300)).snapshot()
+    bins = {b.t: b.created for b in s.timeline}
+    assert (bins[10.0], bins[11.0]) == (150, 150)
+
+
 def test_the_timeline_keeps_the_last_minutes_only() -> None:
     m = model(*(lag(float(t), [0.001]) for t in range(1, 700)))
     timeline = m.snapshot().timeline

@@ -139,11 +139,24 @@ class TimingState:
             b.blocked += event.duration
 
     def lifecycle(self, event: Lifecycle) -> None:
-        if not math.isfinite(event.window):
+        if not (math.isfinite(event.window) and math.isfinite(event.t)):
             return
-        b = self._bin(event.t - event.window / 2)
-        if b is not None:
-            b.created = (b.created or 0) + event.created
+        start, end = event.t - max(0.0, event.window), event.t
+        if end - start < 1e-6:
+            b = self._bin(end)
+            if b is not None:
+                b.created = (b.created or 0) + event.created
+            return
+        # A window (longer than a second while the loop is calm) is spread over the seconds it
+        # covers, by how much of it each holds: put in one second, it would make that one look
+        # like a burst and leave the others without a count.
+        second = math.floor(start)
+        while second < end:
+            share = (min(end, second + 1.0) - max(start, second)) / (end - start)
+            b = self._bin(float(second))
+            if b is not None and share > 0:
+                b.created = (b.created or 0) + round(event.created * share)
+            second += 1
 
     def census(self, event: Census) -> None:
         functions = self._functions
