@@ -24,7 +24,6 @@ target's namespaces and root when the target has its own (see `remote_tasks`).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import subprocess
@@ -39,6 +38,7 @@ from loopscope.attach._proc import exists as process_exists
 from loopscope.attach._root import own_interpreter_argv
 from loopscope.events import Event, SourceState
 from loopscope.sources.pyspy import Sample, SampleWindow, _is_dispatch, loop_sample
+from loopscope.sources.remote_tasks import close_input, stop_helper
 from loopscope.sources.remote_tasks import unavailable as remote_unavailable
 
 SOURCE_NAME = "remote_stacks"
@@ -304,27 +304,10 @@ class RemoteStacksSource:
     def close(self) -> None:
         """Stop sampling: the helper is ended, and `events` ends after it (whichever thread)."""
         self._closed.set()
-        process = self._process
-        if process is not None and process.stdin is not None:
-            with contextlib.suppress(OSError):
-                process.stdin.close()
+        close_input(self._process)
 
     def _stop(self) -> None:
-        process = self._process
-        if process is None:
-            return
-        if process.stdin is not None:
-            with contextlib.suppress(OSError):
-                process.stdin.close()
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
+        stop_helper(self._process)
 
     def _state(self, state: str, detail: str) -> SourceState:
         return SourceState(t=time.time(), source=SOURCE_NAME, state=state, detail=detail)

@@ -192,30 +192,37 @@ class RemoteTasksSource:
     def close(self) -> None:
         """Stop reading: the helper is ended, and `events` ends after it (whichever thread)."""
         self._closed.set()
-        process = self._process
-        if process is not None and process.stdin is not None:
-            with contextlib.suppress(OSError):
-                process.stdin.close()  # the helper ends at once, and its output with it
+        close_input(self._process)  # the helper ends at once, and its output with it
 
     def _stop(self) -> None:
-        process = self._process
-        if process is None:
-            return
-        if process.stdin is not None:
-            with contextlib.suppress(OSError):
-                process.stdin.close()
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
+        stop_helper(self._process)
 
     def _state(self, state: str, detail: str) -> SourceState:
         return SourceState(t=time.time(), source=SOURCE_NAME, state=state, detail=detail)
+
+
+def close_input(process: subprocess.Popen[str] | None) -> None:
+    """Close a helper's stdin: it ends at once (from any thread), and its output with it."""
+    if process is not None and process.stdin is not None:
+        with contextlib.suppress(OSError):
+            process.stdin.close()
+
+
+def stop_helper(process: subprocess.Popen[str] | None) -> None:
+    """End a helper process (its stdin closed, then terminated, killed if it must be) and
+    close its output."""
+    if process is None:
+        return
+    close_input(process)
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    if process.stdout is not None:
+        process.stdout.close()
 
 
 def to_events(report: dict[str, Any], pid: int) -> list[Event]:
