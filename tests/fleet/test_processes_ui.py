@@ -99,6 +99,7 @@ async def _until(pilot: Pilot[Any], condition: Callable[[], bool], timeout: floa
         await pilot.pause(0.02)
 
 
+@pytest.mark.serial  # each worker's lag must reach the screen within a deadline
 def test_the_process_list_and_switching_the_dashboard(followed: FleetViews) -> None:
     asyncio.run(_drive(followed))
 
