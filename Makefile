@@ -20,7 +20,7 @@ demo: $(STAMP)
 # Two phases: most tests in TEST_WORKERS processes at once (most of their time goes to waiting
 # for programs that run for a fixed time; a module's tests stay in one process), then the tests
 # marked `serial`, which judge timing, alone. Both phases run; either failing fails the target.
-TEST_WORKERS ?= 3
+TEST_WORKERS ?= 2
 test: $(STAMP) gdb chromium prometheus pythons lint
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup -m "not serial"; \
 	parallel=$$?; \
