@@ -39,10 +39,12 @@ def test_install_observe_uninstall(tmp_path: Path) -> None:
         try:
             started = await _wait(client, lambda e: isinstance(e, LoopStarted))
             assert started.loop == id(loop)  # type: ignore[attr-defined]
+            started = time.perf_counter()
             time.sleep(0.03)
+            slept = time.perf_counter() - started  # more than asked for, on a busy machine
             block = await _wait(client, lambda e: isinstance(e, Block))
             assert isinstance(block, Block)
-            assert abs(block.duration - 0.03) < 0.005
+            assert abs(block.duration - slept) < 0.005, (block.duration, slept)
             assert any(f.function.endswith("main") for s in block.stacks for f in s.frames)
             loopscope.agent.uninstall()
             await asyncio.get_running_loop().run_in_executor(None, client.read_until_eof)

@@ -467,6 +467,19 @@ def test_variability_cause_with_no_calm_seconds(in_spikes: tuple[int, ...], repo
     assert bool(variability.check(s)) is reported
 
 
+def test_variability_steady_creation_is_no_burst_beside_the_partly_counted_ends() -> None:
+    # A steady rate, spikes in 5 of 6 seconds (no calm seconds to compare with): the session's
+    # first and last seconds, counted only in part, are not the quiet level.
+    made = [
+        lifecycle(t + 1.0, created=n, created_by={"deliver": n})
+        for t, n in {0: 300, **{t: 1000 for t in range(1, 5)}, 5: 400}.items()
+    ]
+    s = session(seconds(0, 1), spiky(1, 5, 0.03), made)
+    assert variability.check(s) == []
+    bursty = [replace(e, created=1600, created_by={"deliver": 1600}) for e in made[2:5]]
+    assert variability.check(session(seconds(0, 1), spiky(1, 5, 0.03), made, bursty))
+
+
 def test_variability_from_bursts_of_task_creation_names_the_coroutine() -> None:
     bursts = [lifecycle(t + 1.0, created=1000, created_by={"deliver": 1000}) for t in range(4, 8)]
     s = session(

@@ -122,8 +122,7 @@ def check(snapshot: Snapshot) -> list[Finding]:
     calm = [b for b in bins if b.lag_max < level]
     if len(spikes) < MIN_SPIKE_SECONDS:
         return []
-    rates = sorted(b.created or 0 for b in bins)
-    created = rates[(len(rates) - 1) // 4]  # the first quartile: the quiet level
+    created = _quiet_creation(snapshot, bins)
     shares: dict[str, float] = {}
     found: list[_Cause] = []
     for cause in CAUSES:
@@ -185,6 +184,17 @@ def check(snapshot: Snapshot) -> list[Finding]:
             fix=_fix(main, what),
         )
     ]
+
+
+def _quiet_creation(snapshot: Snapshot, bins: Sequence[TimeBin]) -> float:
+    """The quiet level of task creation: the first quartile of the seconds' counts. The
+    timeline's first and last seconds are left out when there are others: the session started
+    or the snapshot was taken partway through them, and their low counts would make every full
+    second of a steady rate look like a burst."""
+    ends = {snapshot.timeline[0].t, snapshot.timeline[-1].t} if snapshot.timeline else set()
+    full = [b for b in bins if b.t not in ends] or list(bins)
+    rates = sorted(b.created or 0 for b in full)
+    return rates[(len(rates) - 1) // 4]
 
 
 def _share(
