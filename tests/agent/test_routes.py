@@ -1,5 +1,5 @@
 """Routes as the web framework names them (``GET /invoices/{cid}``), on real servers: FastAPI on
-uvicorn (a router with a prefix), Starlette, and aiohttp's server (a sub-application), all in one
+uvicorn (a router with a prefix), Starlette (a route in a mount), and aiohttp's server (a sub-application), all in one
 target process that loads itself over loopback. A block carries the route of the request it
 stalled, the census the routes of the pending requests and where they wait."""
 
@@ -25,7 +25,7 @@ from aiohttp import web
 from fastapi import APIRouter, FastAPI
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 import loopscope.agent
 
 api = FastAPI()
@@ -52,7 +52,7 @@ async def seat(request):
     return JSONResponse({})
 
 
-seats = Starlette(routes=[Route("/seats/{row}", seat, methods=["PUT"])])
+seats = Starlette(routes=[Mount("/v1", routes=[Route("/seats/{row}", seat, methods=["PUT"])])])
 
 
 async def stock(request):
@@ -101,7 +101,7 @@ async def main():
     plan = [
         (api_port, "GET", "/api/invoices/{i}", 4),
         (api_port, "POST", "/render/r{i}", 1),
-        (seats_port, "PUT", "/seats/{i}", 3),
+        (seats_port, "PUT", "/v1/seats/{i}", 3),
         (shop_port, "GET", "/shop/stock/{i}", 2),
         (shop_port, "POST", "/shop/report/{i}", 1),
     ]
@@ -164,7 +164,7 @@ def test_a_block_carries_the_route_of_the_request_it_stalled(events: Client) -> 
 
 
 def test_the_census_counts_pending_requests_by_route(events: Client) -> None:
-    wanted = {"GET /api/invoices/{cid}", "PUT /seats/{row}", "GET /shop/stock/{item}"}
+    wanted = {"GET /api/invoices/{cid}", "PUT /v1/seats/{row}", "GET /shop/stock/{item}"}
 
     def all_routes(e: object) -> bool:
         return isinstance(e, Census) and wanted <= {r.route for r in e.routes}
@@ -174,7 +174,7 @@ def test_the_census_counts_pending_requests_by_route(events: Client) -> None:
     loads = {r.route: r for r in census.routes}
     for route, function in (
         ("GET /api/invoices/{cid}", "invoice"),
-        ("PUT /seats/{row}", "seat"),
+        ("PUT /v1/seats/{row}", "seat"),
         ("GET /shop/stock/{item}", "stock"),
     ):
         load = loads[route]

@@ -8,7 +8,7 @@ aiohttp's server in the ``request`` that ``Application._handle`` resolved
 agent already holds a stack or an await chain (a block's first sample, the census's walk of a
 task's chain) are those frames' locals read, and only of the framework frames whose code has such
 a variable, innermost first: usually one read. A route inside a Starlette ``Mount`` is named by
-its path inside the mount.
+the mount's path (as matched) followed by its own pattern.
 
 Stdlib only: the agent imports it.
 """
@@ -80,6 +80,12 @@ def _from_scope(scope: Any) -> str | None:
     path = getattr(scope.get("route"), "path", None)
     if not isinstance(path, str):
         return None
+    # Inside a Mount the route's path is the part after the mount's; Starlette keeps the
+    # mount's prefix as the root path's growth past the app's own ("app_root_path", set by the
+    # first Mount).
+    top, root = scope.get("app_root_path"), scope.get("root_path")
+    if isinstance(top, str) and isinstance(root, str) and root.startswith(top):
+        path = root[len(top) :] + path
     if scope.get("type") == "websocket":
         return f"WS {path}"
     method = scope.get("method")
