@@ -146,7 +146,11 @@ ONE_OF_EACH: list[Event] = [
             Resource(7, "Lock", "Lock locked", 10, 0.5, site=Frame("/a.py", 3, "f"), kind="lock"),
         ),
         cost=0.0001,
-        routes=(RouteLoad("GET /invoices/{cid}", 10, Frame("/a.py", 3, "f"), "lock", 0.5),),
+        routes=(
+            RouteLoad(
+                "GET /invoices/{cid}", 10, Frame("/a.py", 3, "f"), "lock", 0.5, ("view", "f")
+            ),
+        ),
     ),
     TaskErrors(
         t=11.0,

@@ -1,7 +1,8 @@
 """Routes as the web framework names them (``GET /invoices/{cid}``), on real servers: FastAPI on
-uvicorn (a router with a prefix), Starlette (a route in a mount), and aiohttp's server (a sub-application), all in one
-target process that loads itself over loopback. A block carries the route of the request it
-stalled, the census the routes of the pending requests and where they wait."""
+uvicorn (a router with a prefix), Starlette (a route in a mount), and aiohttp's server (a
+sub-application), all in one target process that loads itself over loopback. A block carries the
+route of the request it stalled, the census the routes of the pending requests, where they wait
+and the application functions they wait in."""
 
 from __future__ import annotations
 
@@ -181,6 +182,7 @@ def test_the_census_counts_pending_requests_by_route(events: Client) -> None:
         assert load.tasks >= 1
         assert load.site is not None and load.site.function == function, load
         assert load.kind == "sleep"
+        assert function in load.functions, load  # with its callers on the chain, if any
     # No route is made up: the client tasks and the servers' own tasks have none.
     assert set(loads) <= wanted
     sites: dict[str, AwaitSite] = {s.function: s for s in census.sites}

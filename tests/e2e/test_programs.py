@@ -56,3 +56,31 @@ def run_and_judge(expect: Expectation, program_runs: ProgramRuns) -> None:
     )
     assert verdict.found, f"no {expect.family} finding naming {expect.function}: {shown}"
     assert not verdict.false_positives, f"unexpected findings: {shown}"
+
+
+ROUTED = {
+    "duplicate_fastapi_tenants": "GET /tenants/{tenant}/settings",
+    "race_fastapi_coupons": "POST /coupons/{code}/redeem",
+    "race_starlette_seats": "POST /shows/1/seats/{seat}",
+    "executor_fastapi_sync": "GET /customers/{cid}",
+}
+
+
+@pytest.mark.parametrize(
+    ("expect", "route"),
+    [
+        pytest.param(e, ROUTED[e.name], marks=marks(e.path))
+        for e in programs(SERVICES)
+        if e.name in ROUTED
+    ],
+    ids=lambda v: getattr(v, "name", None),
+)
+def test_a_services_finding_names_the_route_it_slows(
+    expect: Expectation, route: str, program_runs: ProgramRuns
+) -> None:
+    missing = [name for name in WEB_STACK if importlib.util.find_spec(name) is None]
+    if missing:
+        pytest.skip(f"the web stack is not installed: {', '.join(missing)}")
+    findings = program_runs(expect.path).findings
+    named = [f for f in findings if f["family"] == expect.family]
+    assert any(route in f["evidence"].get("routes", []) for f in named), json.dumps(named)

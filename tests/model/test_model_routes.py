@@ -49,6 +49,21 @@ def test_pending_requests_and_their_wait_by_route_across_loops() -> None:
     assert model.snapshot().routes == ()
 
 
+def test_the_functions_each_routes_requests_waited_in_over_the_session() -> None:
+    model = _model()
+    waiting = dataclasses.replace(await_site(41, "load_tenants", "sleep", 3, 0.2), route=INVOICES)
+    polling = await_site(9, "poll", "sleep", 1, 0.1)  # serves no request
+    model.apply(
+        dataclasses.replace(
+            census(1.0, loop=1, total=5, sites=(waiting, polling)),
+            routes=(RouteLoad(SEATS, 2, app(50, "seat"), "sleep", 0.1),),
+        )
+    )
+    # Later censuses see none of them pending: what they waited in is kept.
+    model.apply(dataclasses.replace(census(2.0, loop=1, total=0), routes=()))
+    assert model.snapshot().route_waits == ((INVOICES, ("load_tenants",)), (SEATS, ("seat",)))
+
+
 def test_blocks_by_route_the_frameworks_name_else_the_endpoint() -> None:
     model = _model()
     render = [app(12, "render"), site("starlette/routing.py", 70, "request_response.<locals>.app")]

@@ -159,6 +159,16 @@ def test_contention_finding_names_the_await_site_and_fix_by_kind() -> None:
     assert only(contention.check(with_(contention=(nowhere,)))).location is None
 
 
+def test_a_finding_names_the_routes_whose_requests_wait_in_its_function() -> None:
+    view = resource([0, 5, 19, 19, 19, 12])
+    waits = (("GET /profile/{uid}", ("Cache.refresh", "profile")), ("GET /health", ("health",)))
+    finding = only(evaluate(with_(contention=(view,), route_waits=waits)))
+    assert finding.evidence["routes"] == ["GET /profile/{uid}"]
+    # No route waited there: none named.
+    unrelated = (("GET /health", ("health",)),)
+    assert "routes" not in only(evaluate(with_(contention=(view,), route_waits=unrelated))).evidence
+
+
 # ---------------------------------------------------------------------------------------------
 # LS701
 

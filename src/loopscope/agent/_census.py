@@ -31,6 +31,7 @@ from .events import AwaitSite, Census, Frame, Resource, RouteLoad
 MAX_SITES = 50
 MAX_RESOURCES = 50
 MAX_ROUTES = 10  # routes per census, most pending first: at most about 1.5 KB on the wire
+MAX_ROUTE_FUNCTIONS = 8  # application functions named per route
 LABEL_LIMIT = 80
 
 # A pass aims to spend about this much loop time telling tasks' states, and this much walking
@@ -138,12 +139,13 @@ class _Site:
 
 
 class _Route:
-    __slots__ = ("count", "oldest", "sites")
+    __slots__ = ("count", "functions", "oldest", "sites")
 
     def __init__(self) -> None:
         self.count = 0
         self.oldest = 0.0
         self.sites: dict[_Site, int] = {}  # where its inspected tasks wait, and how many
+        self.functions: dict[str, None] = {}  # application functions on their chains
 
 
 class _Resource:
@@ -257,6 +259,8 @@ class CensusCollector(TaskVisitor[Census]):
                     load = routes[route] = _Route()
                 load.count += 1
                 load.sites[site] = load.sites.get(site, 0) + 1
+                if len(load.functions) < MAX_ROUTE_FUNCTIONS:
+                    self._classifier.app_functions(view.chain(task), load.functions)
                 if age > load.oldest:
                     load.oldest = age
             if resource is not None:
@@ -335,6 +339,17 @@ class WaitClassifier:
         if known is None:
             known = view.waits[id(task)] = self._classify(view.chain(task), waiter)
         return known
+
+    def app_functions(self, chain: list[Level], into: dict[str, None]) -> None:
+        """Add the application functions of ``chain`` (classified already) to ``into``, up to
+        ``MAX_ROUTE_FUNCTIONS``, outermost first."""
+        codes = self._codes
+        for frame, _ in chain:
+            info = codes.get(id(frame.f_code))
+            if info is not None and info.app and info.code is frame.f_code:
+                if len(into) >= MAX_ROUTE_FUNCTIONS:
+                    return
+                into[info.function] = None
 
     def _classify(self, chain: list[Level], waiter: Any) -> tuple[_Code | None, int, str, Any]:
         """(site code, site line, kind, resource or None) of a task waiting on ``waiter`` with
@@ -490,6 +505,7 @@ def _top_routes(routes: dict[str, _Route], scale: float) -> tuple[RouteLoad, ...
                 ),
                 kind=site.kind if site is not None else "",
                 oldest=load.oldest,
+                functions=tuple(load.functions),
             )
         )
     return tuple(out)

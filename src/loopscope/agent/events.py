@@ -144,6 +144,9 @@ class RouteLoad:
     site: Frame | None  # the await site most of them wait at
     kind: str  # the kind of that wait (see AWAIT_KINDS)
     oldest: float  # seconds the longest-waiting of them has waited (as seen by the census)
+    # The application functions on their await chains, outermost first (a few): what they
+    # wait in, the site's callers included.
+    functions: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -327,4 +327,5 @@ class Model:
             timeline=self._timing.timeline(now),
             functions_seen=self._timing.functions_seen(),
             routes=self._routes.view(),
+            route_waits=self._routes.waits(),
         )

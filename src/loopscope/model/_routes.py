@@ -17,6 +17,7 @@ from loopscope.model.snapshot import RouteView
 
 _SERVERS = ("starlette", "fastapi", "uvicorn", "hypercorn")
 MAX_ROUTES = 200  # routes kept with their block figures; beyond, the least blocked are dropped
+MAX_WAITS = 16  # application functions kept per route where its requests waited
 
 
 def endpoint_of(frames: Sequence[Frame], code: CodeMap) -> str | None:
@@ -50,10 +51,28 @@ class RouteTracker:
     def __init__(self) -> None:
         self._pending: dict[int, tuple[RouteLoad, ...]] = {}  # loop -> its latest census's
         self._blocks: dict[str, list[float]] = {}  # route -> [blocks, seconds]
+        self._waits: dict[str, dict[str, None]] = {}  # route -> functions waited in (ordered)
 
     def census(self, event: Census) -> None:
         if event.routes or event.loop in self._pending:
             self._pending[event.loop] = event.routes
+        for site in event.sites:
+            if site.route:
+                self._waited(site.route, site.function)
+        for load in event.routes:
+            for function in load.functions:
+                self._waited(load.route, function)
+            if load.site is not None:
+                self._waited(load.route, load.site.function)
+
+    def _waited(self, route: str, function: str) -> None:
+        functions = self._waits.get(route)
+        if functions is None:
+            if len(self._waits) >= MAX_ROUTES:
+                return
+            functions = self._waits[route] = {}
+        if len(functions) < MAX_WAITS:
+            functions[function] = None
 
     def block(self, block: Block, code: CodeMap) -> None:
         route = block_route(block, code)
@@ -93,3 +112,6 @@ class RouteTracker:
             )
         out.sort(key=lambda r: (-r.in_flight, -r.blocked, r.route))
         return tuple(out)
+
+    def waits(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        return tuple((route, tuple(functions)) for route, functions in self._waits.items())

@@ -361,6 +361,10 @@ class Snapshot:
     # of a coroutine named elsewhere (by `TaskView.top_created`) is.
     functions_seen: tuple[Frame, ...] = field(default=())
     routes: tuple[RouteView, ...] = ()  # a web service's routes, most requests pending first
+    # Every route a census saw requests of in the session, with the application functions they
+    # waited in (a few each), routes first seen first: what the findings at those functions
+    # name as the routes they slow.
+    route_waits: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
