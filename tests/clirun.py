@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 
 def loopscope(
@@ -48,3 +49,14 @@ def assert_no_loopscope_traceback(stderr: str) -> None:
     for line in stderr.splitlines():
         assert not line.startswith("Traceback"), stderr
     assert "internal error" not in stderr, stderr
+
+
+def blocking_functions(findings: list[dict[str, Any]]) -> list[str]:
+    """The functions that the blocking findings of a JSON report raise (warning or worse). Info
+    findings, which a loaded machine can add (blocks with no application code on their stack,
+    or none sampled), say where the loop was, not what to fix."""
+    return [
+        f["location"]["function"]
+        for f in findings
+        if f["family"] == "blocking" and f["severity"] != "info"
+    ]

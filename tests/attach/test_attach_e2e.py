@@ -15,7 +15,7 @@ import pytest
 from attach_targets import PlainTarget
 
 from capabilities import needs, route_params
-from clirun import assert_no_loopscope_traceback, loopscope
+from clirun import assert_no_loopscope_traceback, blocking_functions, loopscope
 from loopscope.attach import attach
 from loopscope.sources.agent import AgentSource
 
@@ -64,9 +64,9 @@ def test_attach_headless_names_the_blocking_function(
     assert "its agent removed itself" in out.stderr
     report = json.loads(out.stdout)
     assert report["target"]["pid"] == target.pid
-    blocking = [f for f in report["findings"] if f["family"] == "blocking"]
-    assert [f["location"]["function"] for f in blocking] == ["render_report"], report
-    assert blocking[0]["location"]["file"].endswith("service.py")
+    assert blocking_functions(report["findings"]) == ["render_report"], report
+    (render,) = [f for f in report["findings"] if f["title"].startswith("`render_report`")]
+    assert render["location"]["file"].endswith("service.py")
     assert not os.path.exists(f"/tmp/loopscope-{os.getuid()}/{target.pid}.sock")
     _assert_left_as_it_was(target)
 

@@ -17,7 +17,7 @@ import pytest
 from attach_targets import PlainTarget
 
 from capabilities import needs
-from clirun import assert_no_loopscope_traceback, loopscope
+from clirun import assert_no_loopscope_traceback, blocking_functions, loopscope
 from loopscope.attach import AttachError, attach
 from loopscope.attach._proc import tracer
 from loopscope.attach._routes import ROUTES
@@ -347,7 +347,7 @@ def test_target_that_exits_while_watched_ends_the_session(tmp_path: Path) -> Non
     assert f"process {proc.pid} exited" in rest
     report = json.loads(stdout)
     assert report["duration_s"] < 30
-    functions = [f["location"]["function"] for f in report["findings"] if f["family"] == "blocking"]
+    functions = blocking_functions(report["findings"])
     assert functions == ["render_report"], report
 
 
@@ -371,7 +371,7 @@ def test_loop_that_starts_after_attach_is_observed(tmp_path: Path) -> None:
             attach.wait()
     assert attach.returncode == 0, seen + rest
     report = json.loads(stdout)
-    functions = [f["location"]["function"] for f in report["findings"] if f["family"] == "blocking"]
+    functions = blocking_functions(report["findings"])
     assert functions == ["render_report"], report
 
 

@@ -18,7 +18,7 @@ import pytest
 from attach_targets import PlainTarget
 
 from capabilities import needs
-from clirun import assert_no_loopscope_traceback, loopscope
+from clirun import assert_no_loopscope_traceback, blocking_functions, loopscope
 from loopscope import cli
 from loopscope.record._format import RecordingError
 from loopscope.record.reader import Recording
@@ -53,7 +53,7 @@ def _report_json(path: Path, state: Path) -> dict[str, Any]:
 
 
 def _blocking_functions(report: dict[str, Any]) -> list[str]:
-    return [f["location"]["function"] for f in report["findings"] if f["family"] == "blocking"]
+    return blocking_functions(report["findings"])
 
 
 def _assert_still_running_undisturbed(target: PlainTarget) -> None:

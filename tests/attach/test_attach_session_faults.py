@@ -19,7 +19,7 @@ import pytest
 from attach_targets import SERVICE, PlainTarget
 
 from capabilities import needs
-from clirun import assert_no_loopscope_traceback, loopscope
+from clirun import assert_no_loopscope_traceback, blocking_functions, loopscope
 from loopscope.attach import attach
 from loopscope.record._format import RecordingError
 from loopscope.record.reader import Recording
@@ -128,9 +128,7 @@ def _assert_recording_replays(path: Path, state: Path, last: str = "target_exite
     out = loopscope("report", "--json", str(path), state=state)
     assert out.returncode == 0, out.stderr
     findings = json.loads(out.stdout)["findings"]
-    assert [f["location"]["function"] for f in findings if f["family"] == "blocking"] == [
-        "render_report"
-    ]
+    assert blocking_functions(findings) == ["render_report"]
 
 
 def _recorded_kinds(path: Path) -> set[str]:
@@ -187,9 +185,7 @@ def test_headless_says_at_once_that_the_target_is_gone_and_the_recording_replays
         assert "import time; time.sleep(120)" in stderr
     # what it printed live, and what it recorded
     live = json.loads(stdout)["findings"]
-    assert [f["location"]["function"] for f in live if f["family"] == "blocking"] == [
-        "render_report"
-    ]
+    assert blocking_functions(live) == ["render_report"]
     _assert_recording_replays(path, tmp_path)
 
 

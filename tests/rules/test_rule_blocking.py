@@ -216,6 +216,20 @@ def test_blocks_with_no_application_frame_are_said_not_blamed(frames: list) -> N
     assert finding.location is not None  # where the loop was, for the Blocks screen
 
 
+def test_unsampled_gil_blocks_are_a_problem_only_when_large_and_alone() -> None:
+    # 3 s of 10 unsampled: a warning (no location to act on, but a third of the time lost).
+    alone = only(blocking.check(snapshot(*blocks(6, 0.1, None), duration=10.0)))  # type: ignore[arg-type]
+    assert alone.severity == "warning" and alone.location is None
+    # A few unsampled blocks, under 5% of the session: said, not raised (a busy machine keeps
+    # the sampler from a core too).
+    few = only(blocking.check(snapshot(*blocks(3, 0.1, None), duration=10.0)))  # type: ignore[arg-type]
+    assert few.severity == "info"
+    # Beside application code named as blocking, they are most likely its unsampled blocks.
+    both = blocking.check(snapshot(*blocks(6, 0.1, None), *blocks(3, 0.1, RENDER), duration=10.0))  # type: ignore[arg-type]
+    assert sorted(f.severity for f in both) == ["info", "warning"]
+    assert [f.location is None for f in both if f.severity == "info"] == [True]
+
+
 def test_unsampled_blocks_without_cpu_are_not_called_gil() -> None:
     # Nothing sampled and the thread's CPU did not advance: not C code holding the GIL.
     finding = only(blocking.check(snapshot(*blocks(3, 0.2, None, cpu_share=0.0, runq=0.05))))

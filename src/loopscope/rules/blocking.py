@@ -16,6 +16,11 @@ MIN_TOTAL_S = 0.100
 # It is an error when one block is this long, or its blocks take this share of the session.
 ERROR_MAX_S = 0.250
 ERROR_SHARE = 0.20
+# Blocks no stack sample reached (C code holding the GIL, or, on a busy machine, the sampler
+# kept from a core) have no location to act on: they are a problem only when they take this
+# share of the session and no located application code blocks the loop as well (they are then
+# most likely its blocks, that the sampler missed). Otherwise they are said at info.
+UNSAMPLED_SHARE = 0.05
 
 STACK_FRAMES = 5
 
@@ -68,6 +73,11 @@ def _reported(hot: HotFrame) -> bool:
     return hot.blocks >= MIN_BLOCKS or hot.total >= MIN_TOTAL_S
 
 
+def _app_blocks_named(snapshot: Snapshot) -> bool:
+    """Whether a located application frame is reported as blocking the loop."""
+    return any(h.file and h.app and _reported(h) for h in snapshot.blocks.hot)
+
+
 def _finding(hot: HotFrame, snapshot: Snapshot) -> Finding:
     located = bool(hot.file)
     duration = snapshot.duration_s
@@ -97,6 +107,10 @@ def _finding(hot: HotFrame, snapshot: Snapshot) -> Finding:
             # did not advance while the watchdog waited for it): nothing to name.
             severity = "info"
             title = f"The loop blocks ({cause}) and no stack could be sampled"
+        elif share < UNSAMPLED_SHARE or _app_blocks_named(snapshot):
+            severity = "info"
+        else:
+            severity = "error" if share >= ERROR_SHARE else "warning"
     evidence = {
         "count": hot.blocks,
         "total_s": round(hot.total, 4),
@@ -124,7 +138,7 @@ def _finding(hot: HotFrame, snapshot: Snapshot) -> Finding:
         location=Location.of(hot) if located else None,
         evidence=evidence,
         fix=_fix(hot.cause, _short(hot.function) if located else "the call", hot.io)
-        if severity != "info"
+        if (located and hot.app) or (not located and hot.cause == "gil")
         else _UNATTRIBUTED_FIX,
     )
 
