@@ -195,11 +195,16 @@ def _assert_agent_saw_uvloop(events: list[Event], version: str) -> None:
     ]
     assert len(named) >= 3, blocks
     assert all(0.03 <= b.duration <= 0.5 for b in named)
-    census = _of(events, Census)[-1]
-    assert census.total == AS_IT_WAS["tasks"]
-    assert census.by_kind.get("lock", 0) >= WAITERS
+    censuses = _of(events, Census)
+    assert censuses[-1].total == AS_IT_WAS["tasks"]
+    # The latest census that walked every waiting task counts the waiters exactly; on a slow
+    # machine the census walks a sample, and its counts are the sample's, scaled.
+    full = [c for c in censuses if c.inspected >= c.total]
+    census = full[-1] if full else censuses[-1]
+    least = WAITERS if full else int(0.7 * WAITERS)
+    assert census.by_kind.get("lock", 0) >= least, census
     sites = {(s.function, s.kind): s.count for s in census.sites}
-    assert sites.get(("wait_for_lock", "lock"), 0) >= WAITERS, census.sites
+    assert sites.get(("wait_for_lock", "lock"), 0) >= least, census.sites
 
 
 def _blamed(report: dict[str, Any], program: str) -> list[str]:
