@@ -39,6 +39,7 @@ from loopscope.attach._root import in_another_root, target_path
 
 _BOOTSTRAP = r"""
 import sys, threading
+HOLD, HANDOVER = 5.0, 1.0
 
 def _loops(main, agent):
     # the main thread's running loop, and those the agent finds in the stacks of the others
@@ -47,8 +48,30 @@ def _loops(main, agent):
     running += getattr(agent, "running_loops", list)()
     return len({id(loop) for loop in running})
 
+def _hold(loop):
+    # Hold the loop's thread (a callback that waits) while this thread talks to loopscope and
+    # loads the agent, at most HOLD seconds. A loop that is never idle calls select() many times
+    # a second and takes the GIL straight back each time: this thread would get it only at
+    # moments a second or more apart, and attaching would take many seconds. A loop that does
+    # not run the callback within HANDOVER seconds (blocked) is not waited for.
+    if loop is None or not loop.is_running():
+        return None
+    holding, released = threading.Event(), threading.Event()
+
+    def hold():
+        holding.set()
+        released.wait(HOLD)
+
+    try:
+        loop.call_soon_threadsafe(hold)
+    except RuntimeError:  # closed meanwhile
+        return None
+    holding.wait(HANDOVER)
+    return released
+
 def _main(loop, asyncio_imported):
     import json, os, socket, traceback
+    released = _hold(loop)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.settimeout(30)
@@ -77,6 +100,8 @@ def _main(loop, asyncio_imported):
         pass
     finally:
         sock.close()
+        if released is not None:
+            released.set()
 
 _asyncio = sys.modules.get("asyncio")
 _loop = None

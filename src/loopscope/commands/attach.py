@@ -335,8 +335,10 @@ def _report_end(source: AttachSource, session: Session, attached: Attached, *, k
     return 0
 
 
-def _gone(path: str, timeout: float = 3.0) -> bool:
-    """Whether ``path`` disappears within ``timeout`` seconds (a detached agent removes it)."""
+def _gone(path: str, timeout: float = 10.0) -> bool:
+    """Whether ``path`` disappears within ``timeout`` seconds (a detached agent removes it). A
+    loop that is never idle keeps the agent's threads from the GIL for a second or more at a
+    time, and they take several turns to stop."""
     deadline = time.monotonic() + timeout
     while os.path.exists(path):
         if time.monotonic() > deadline:

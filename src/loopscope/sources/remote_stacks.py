@@ -25,7 +25,6 @@ target's namespaces and root when the target has its own (see `remote_tasks`).
 from __future__ import annotations
 
 import dataclasses
-import json
 import subprocess
 import threading
 import time
@@ -38,7 +37,7 @@ from loopscope.attach._proc import exists as process_exists
 from loopscope.attach._root import own_interpreter_argv
 from loopscope.events import Event, SourceState
 from loopscope.sources.pyspy import Sample, SampleWindow, _is_dispatch, loop_sample
-from loopscope.sources.remote_tasks import close_input, stop_helper
+from loopscope.sources.remote_tasks import close_input, helper_lines, start_helper, stop_helper
 from loopscope.sources.remote_tasks import unavailable as remote_unavailable
 
 SOURCE_NAME = "remote_stacks"
@@ -238,35 +237,16 @@ class RemoteStacksSource:
             return
         why = unavailable(self.info)
         argv = helper_argv(self.info, self.idle, self.busy) if why is None else None
-        if argv is None or self._closed.is_set():
-            self.reason = why or ("closed" if self._closed.is_set() else "no interpreter found")
+        started = start_helper(argv, why, self._closed)
+        if isinstance(started, str):
+            self.reason = started
             yield self._state("unavailable", self.reason)
             return
-        try:
-            self._process = subprocess.Popen(
-                argv,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
-                text=True,
-            )
-        except OSError as e:
-            self.reason = f"cannot run the target's interpreter: {e}"
-            yield self._state("unavailable", self.reason)
-            return
-        assert self._process.stdout is not None
+        self._process = started
         windows = SampleWindow(_WINDOW, source=SOURCE_NAME)
         reader = _Batches(self.pid)
         try:
-            for text in self._process.stdout:
-                if self._closed.is_set():
-                    break
-                try:
-                    batch = json.loads(text)
-                except ValueError:
-                    continue
-                if not isinstance(batch, dict):
-                    continue
+            for batch in helper_lines(started, self._closed):
                 if "error" in batch:
                     self.reason = str(batch["error"])
                     break

@@ -148,31 +148,14 @@ class RemoteTasksSource:
     def events(self) -> Iterator[Event]:
         why = unavailable(self.info)
         argv = helper_argv(self.info, self.interval) if why is None else None
-        if argv is None or self._closed.is_set():
-            self.reason = why or ("closed" if self._closed.is_set() else "no interpreter found")
+        started = start_helper(argv, why, self._closed)
+        if isinstance(started, str):
+            self.reason = started
             yield self._state("unavailable", self.reason)
             return
+        self._process = started
         try:
-            self._process = subprocess.Popen(
-                argv,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
-                text=True,
-            )
-        except OSError as e:
-            self.reason = f"cannot run the target's interpreter: {e}"
-            yield self._state("unavailable", self.reason)
-            return
-        assert self._process.stdout is not None
-        try:
-            for line in self._process.stdout:
-                if self._closed.is_set():
-                    break
-                try:
-                    report = json.loads(line)
-                except ValueError:
-                    continue
+            for report in helper_lines(started, self._closed):
                 if "error" in report:
                     self.reason = str(report["error"])
                     break
@@ -199,6 +182,43 @@ class RemoteTasksSource:
 
     def _state(self, state: str, detail: str) -> SourceState:
         return SourceState(t=time.time(), source=SOURCE_NAME, state=state, detail=detail)
+
+
+def start_helper(
+    argv: list[str] | None, why: str | None, closed: threading.Event
+) -> subprocess.Popen[str] | str:
+    """Start a helper that reads the target through the target's own interpreter: the process,
+    or why it is not started (``why`` the interpreter cannot, the source closed, no
+    interpreter, or it would not start)."""
+    if argv is None or closed.is_set():
+        return why or ("closed" if closed.is_set() else "no interpreter found")
+    try:
+        return subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+    except OSError as e:
+        return f"cannot run the target's interpreter: {e}"
+
+
+def helper_lines(
+    process: subprocess.Popen[str], closed: threading.Event
+) -> Iterator[dict[str, Any]]:
+    """A helper's JSON objects, one a line, until it ends or ``closed`` is set; a line that is
+    not one is skipped."""
+    assert process.stdout is not None
+    for line in process.stdout:
+        if closed.is_set():
+            return
+        try:
+            value = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            yield value
 
 
 def close_input(process: subprocess.Popen[str] | None) -> None:
