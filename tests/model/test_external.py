@@ -3,6 +3,8 @@ without the agent they give the loop's busy share and hot frames."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from loopscope.events import Block, ExternalSamples, Frame, LoopStarted, SourceState, Stack
 from loopscope.model import Model
 from loopscope.model._external import HOLD_SECONDS
@@ -54,6 +56,17 @@ def test_samples_first_then_the_block_it_is_located_with_cause_gil() -> None:
     assert _located(model) == {"check_input": "gil"}
     assert model.snapshot().external is not None
     assert model.snapshot().external.attributed == 4  # type: ignore[union-attr]
+
+
+def test_a_collection_seen_from_outside_holding_the_gil_is_a_collection() -> None:
+    # A full collection holds the GIL on CPU as a C call does; the agent timed it in the block.
+    model = Model()
+    _loop(model)
+    for i in range(4):
+        model.apply(_samples(10.0 + i, 16))
+        model.apply(dataclasses.replace(_gil_block(10.05 + i), gc=0.19))
+    assert [h.cause for h in model.snapshot().blocks.hot] == ["gc"]
+    assert _located(model) == {}  # LS301's, not LS101's
 
 
 def test_a_block_that_comes_first_waits_for_the_samples_of_its_span() -> None:

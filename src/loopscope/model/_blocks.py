@@ -131,6 +131,10 @@ def attribute(
     cause = outside.cause if outside is not None and outside.stacks else None
     if _machine(block):
         cause = "machine"
+    elif _collected(block):
+        # The collector held the GIL, on CPU as C code does (the outside samples' "gil" is
+        # its): the code around it only allocated.
+        cause = "gc"
     elif cause is None:
         cause = _cause(block, located, code, source_line)
     io = io_kind(located.location, located.stack, code, source_line) if cause == "io" else None
@@ -247,6 +251,11 @@ def _locate_block(stacks: Sequence[Stack], code: CodeMap) -> _Located:
     )
 
 
+def _collected(block: Block) -> bool:
+    """Whether garbage collections took most of ``block``."""
+    return block.gc >= GC_SHARE * block.duration > 0
+
+
 def _cause(block: Block, located: _Located, code: CodeMap, source_line: SourceLine) -> str:
     """The cause of the block at its location.
 
@@ -258,8 +267,6 @@ def _cause(block: Block, located: _Located, code: CodeMap, source_line: SourceLi
     if its share of the CPU time is high enough once the other locations that show they wait
     are taken to have used none.
     """
-    if block.gc >= GC_SHARE * block.duration > 0:
-        return "gc"  # the collector held the GIL: the code around it only allocated
     if block.samples == 0:
         if block.runq is not None and block.runq >= 0.5 * (block.duration - (block.cpu or 0.0)):
             # The thread waited for a core for most of the time it was off CPU, holding the
