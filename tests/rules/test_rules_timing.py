@@ -106,6 +106,22 @@ def test_saturation_without_blocks_names_the_coroutine_it_runs() -> None:
     assert "handle_request" in f.title
 
 
+def test_saturation_does_not_name_the_code_that_allocated_when_collections_came() -> None:
+    # The loop is busy with its handlers; the task-creating loop got the collections' pauses.
+    creator = app(30, "accept_requests")
+    collections = [replace(block(2.0 + i, 0.025, [creator]), gc=0.024) for i in range(3)]
+    s = session(
+        seconds(1, 5, busy=0.99),
+        collections,
+        lifecycle(5.0, created=9000, created_by={"handle_request": 9000}),
+        census(3.0, sites=[await_site(21, "handle_request", "sleep", 90, 0.001)]),
+    )
+    assert [h.cause for h in s.blocks.hot] == ["gc"]
+    f = only(saturation.check(s))
+    assert f.location is not None and f.location.function == "handle_request"
+    assert "runs mostly `handle_request` tasks" in f.title
+
+
 def test_saturation_is_an_error_when_lag_suffers_too() -> None:
     slow = [0.001] * 20 + [0.15] * 5
     assert only(saturation.check(session(seconds(1, 4, slow, busy=0.96)))).severity == "error"

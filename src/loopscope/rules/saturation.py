@@ -100,12 +100,19 @@ def _finding(
 
 
 def _hot_frames(snapshot: Snapshot, saturated: list[TimeBin]) -> list[HotFrame]:
-    """The blocking frames seen during the saturated seconds, most samples first."""
+    """The blocking frames seen during the saturated seconds, most samples first. Blocks that
+    were mostly garbage collection, or the machine's (the thread waiting for a core), are not
+    the code's work: the code that allocated when a collection came is not what keeps the loop
+    busy (LS101 leaves them out too)."""
     start, end = saturated[0].t, saturated[-1].t + 1.0
     hot = [
         h
         for h in snapshot.blocks.hot
-        if h.file and h.app and h.last_t >= start - 1.0 and h.first_t <= end + 1.0
+        if h.file
+        and h.app
+        and h.cause not in ("gc", "machine")
+        and h.last_t >= start - 1.0
+        and h.first_t <= end + 1.0
     ]
     hot.sort(key=lambda h: (-h.samples, -h.total))
     return hot[:HOT_FRAMES]
