@@ -32,6 +32,9 @@ MAX_SITES = 50
 MAX_RESOURCES = 50
 MAX_ROUTES = 10  # routes per census, most pending first: at most about 1.5 KB on the wire
 MAX_ROUTE_FUNCTIONS = 8  # application functions named per route
+# The chains of this many of a route's tasks, per pass, are read for those functions: requests
+# of one route mostly wait in the same ones, and the census's walk must stay within its budget.
+ROUTE_TASKS_READ = 8
 LABEL_LIMIT = 80
 
 # A pass aims to spend about this much loop time telling tasks' states, and this much walking
@@ -259,7 +262,7 @@ class CensusCollector(TaskVisitor[Census]):
                     load = routes[route] = _Route()
                 load.count += 1
                 load.sites[site] = load.sites.get(site, 0) + 1
-                if len(load.functions) < MAX_ROUTE_FUNCTIONS:
+                if load.count <= ROUTE_TASKS_READ and len(load.functions) < MAX_ROUTE_FUNCTIONS:
                     self._classifier.app_functions(view.chain(task), load.functions)
                 if age > load.oldest:
                     load.oldest = age

@@ -61,16 +61,17 @@ def check(snapshot: Snapshot) -> list[Finding]:
     return [_finding(h, snapshot) for h in snapshot.blocks.hot if _reported(h)]
 
 
+def code_work(hot: HotFrame) -> bool:
+    """Whether the blocks at ``hot`` were its code's work. Blocks that were mostly garbage
+    collection are LS301's (gc_pauses): moving the code around them off the loop would not
+    help. Blocks the machine made (the thread waited for a core) are no code's: the Blocks
+    screen lists them, under "<waiting for a core>", and no finding blames the program for
+    them."""
+    return hot.cause not in ("gc", "machine")
+
+
 def _reported(hot: HotFrame) -> bool:
-    # Blocks that were mostly garbage collection are LS301's (gc_pauses): moving the code
-    # around them off the loop would not help.
-    if hot.cause == "gc":
-        return False
-    # Blocks the machine made (the thread waited for a core) are no code's: the Blocks screen
-    # lists them, under "<waiting for a core>", and no finding blames the program for them.
-    if hot.cause == "machine":
-        return False
-    return hot.blocks >= MIN_BLOCKS or hot.total >= MIN_TOTAL_S
+    return code_work(hot) and (hot.blocks >= MIN_BLOCKS or hot.total >= MIN_TOTAL_S)
 
 
 def _app_blocks_named(snapshot: Snapshot) -> bool:

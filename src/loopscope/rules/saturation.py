@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from loopscope.model.snapshot import HotFrame, Snapshot, TimeBin
+from loopscope.rules import blocking
 from loopscope.rules._timing import (
     function_named,
     lag_percentiles,
@@ -100,17 +101,16 @@ def _finding(
 
 
 def _hot_frames(snapshot: Snapshot, saturated: list[TimeBin]) -> list[HotFrame]:
-    """The blocking frames seen during the saturated seconds, most samples first. Blocks that
-    were mostly garbage collection, or the machine's (the thread waiting for a core), are not
-    the code's work: the code that allocated when a collection came is not what keeps the loop
-    busy (LS101 leaves them out too)."""
+    """The blocking frames seen during the saturated seconds, most samples first; only the
+    code's own work (`blocking.code_work`): the code that allocated when a collection came is
+    not what keeps the loop busy."""
     start, end = saturated[0].t, saturated[-1].t + 1.0
     hot = [
         h
         for h in snapshot.blocks.hot
         if h.file
         and h.app
-        and h.cause not in ("gc", "machine")
+        and blocking.code_work(h)
         and h.last_t >= start - 1.0
         and h.first_t <= end + 1.0
     ]
