@@ -19,9 +19,11 @@ from loopscope.rules.finding import FAMILIES, Finding
 CALM = [0.0003] * 25  # a quarter second of heartbeats on an idle loop
 
 
-def session(*events: Event | Iterable[Event], until: float | None = None) -> Snapshot:
+def session(
+    *events: Event | Iterable[Event], until: float | None = None, start: float = 0.0
+) -> Snapshot:
     m = Model()
-    m.apply(hello(0.0))
+    m.apply(hello(start))
     flat: list[Event] = []
     for e in events:
         flat.extend([e] if isinstance(e, Event) else e)
@@ -243,6 +245,25 @@ def test_gc_severity(longest: float, total: float, severity: str) -> None:
     windows = [gc_window(t + 1.0, [(t + 0.5, longest)]) for t in range(3)]
     windows.append(gc_window(5.0, pause=max(0.0, total - 3 * longest)))
     assert only(gc_pauses.check(session(windows, until=10.0))).severity == severity
+
+
+@pytest.mark.parametrize(
+    ("longest", "short_total", "severity"),
+    [
+        (0.05, 0.0, "warning"),  # 3 collections a request's latency shows on their own
+        (0.049, 0.0, "info"),  # 3 of 20-50 ms: what a few thousand live tasks make
+        (0.049, 0.36, "warning"),  # ... but collecting takes 5% of the time as well
+        (0.049, 0.34, "info"),
+    ],
+)
+def test_gc_warning_needs_severe_pauses_or_a_share_of_the_time(
+    longest: float, short_total: float, severity: str
+) -> None:
+    # 10 s of session; the lag spikes the collections make go with them.
+    windows = [gc_window(t + 1.0, [(t + 0.5, longest)], cpu=longest) for t in range(1, 4)]
+    windows.append(gc_window(5.0, pause=short_total))
+    spikes = [e for t in range(1, 4) for e in second(t, spike=longest)]
+    assert only(gc_pauses.check(session(windows, spikes, until=10.0))).severity == severity
 
 
 def test_gc_mentions_uncollectable_objects() -> None:
@@ -496,6 +517,21 @@ def test_variability_steady_creation_is_no_burst_beside_the_partly_counted_ends(
     assert variability.check(session(seconds(0, 1), spiky(1, 5, 0.03), made, bursty))
 
 
+def test_variability_counts_calm_seconds_whatever_their_heartbeats() -> None:
+    # The heartbeat slows down on a calm loop: a calm second has a few beats, a busy one many.
+    # The two calm seconds still count: bursts go with 3 of the 4 spike seconds (the second
+    # after a burst's, too) and with neither calm one.
+    s = session(
+        [lag(0.75, CALM), lag(1.5, CALM[:2]), lag(2.5, CALM[:2]), lag(7.5, CALM)],
+        spiky(3, 4, 0.03, CALM * 2),
+        bursts(3, 6),
+        start=0.5,
+    )
+    f = only(variability.check(s))
+    assert (f.evidence["seconds"], f.evidence["spike_seconds"]) == (8, 4)
+    assert f.evidence["goes_with"] == ["task_creation"]
+
+
 def test_variability_from_bursts_of_task_creation_names_the_coroutine() -> None:
     bursts = [lifecycle(t + 1.0, created=1000, created_by={"deliver": 1000}) for t in range(4, 8)]
     s = session(
@@ -519,8 +555,8 @@ def test_variability_without_a_cause_is_not_reported() -> None:
 
 
 def test_variability_explained_by_gc_defers_to_ls301() -> None:
-    windows = [gc_window(t + 1.0, [(t + 0.6, 0.03)], stack=ALLOC) for t in range(4, 8)]
-    s = session(seconds(1, 3), spiky(4, 4, 0.03), seconds(8, 3), windows)
+    windows = [gc_window(t + 1.0, [(t + 0.6, 0.06)], stack=ALLOC) for t in range(4, 8)]
+    s = session(seconds(1, 3), spiky(4, 4, 0.06), seconds(8, 3), windows)
     assert gc_pauses.check(s)
     f = only(variability.check(s))
     assert f.severity == "info"

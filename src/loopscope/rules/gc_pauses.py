@@ -19,10 +19,15 @@ MIN_LONG = 3
 # MIN_SESSION_S of session.
 MIN_SHARE = 0.05
 MIN_SESSION_S = 2.0
-# An error when one collection took this long, or collecting this share of the time; only
-# information when fewer than MIN_LONG collections were long and none explains a lag spike.
+# An error when one collection took this long, or collecting this share of the time.
 ERROR_MAX_S = 0.25
 ERROR_SHARE = 0.10
+# A warning when at least MIN_LONG collections took this long (a pause a request's latency shows
+# on its own), or collecting took MIN_SHARE of the time with long collections or explained lag
+# spikes; otherwise information. Collections of 20-50 ms a few times a minute are what a
+# program that keeps a few thousand tasks or objects makes on a slow machine: worth knowing,
+# not a problem to fix.
+SEVERE_PAUSE_S = 0.05
 # A lag spike (a second whose lag reached LONG_PAUSE_S) is explained by a collection at least
 # this share of the spike's lag, in the same second or the one before.
 EXPLAINS = 0.5
@@ -43,12 +48,13 @@ def check(snapshot: Snapshot) -> list[Finding]:
     if len(long) < MIN_LONG and not (share >= MIN_SHARE and duration >= MIN_SESSION_S):
         return []
     spikes, explained = _spikes(recent(snapshot))
+    severe = [p for p in long if _work(p) >= SEVERE_PAUSE_S]
     if max(map(_work, gc.longest), default=0.0) >= ERROR_MAX_S or share >= ERROR_SHARE:
         severity = "error"
-    elif len(long) < MIN_LONG and not explained:
-        severity = "info"  # collections take time, but no lag spike shows it
-    else:
+    elif len(severe) >= MIN_LONG or (share >= MIN_SHARE and (len(long) >= MIN_LONG or explained)):
         severity = "warning"
+    else:
+        severity = "info"  # collections take time, but not enough to be felt
     site = _site(gc)
     location = Location.of(site) if site else None
     full = gc.collections[2] if len(gc.collections) > 2 else 0
@@ -64,6 +70,7 @@ def check(snapshot: Snapshot) -> list[Finding]:
         "pause_total_s": seconds(gc.pause),
         "max_s": seconds(gc.max),
         "long_pauses": len(long),
+        "severe_pauses": len(severe),
         "share_of_time": round(min(1.0, share), 4),
         "lag_spikes": spikes,
         "lag_spikes_explained_share": round(explained / spikes, 3) if spikes else None,
