@@ -25,7 +25,7 @@ from typing import Any
 
 from ._codemap import local_map
 from ._routes import route_of
-from ._taskpass import MAX_SAMPLE, Level, TaskView, TaskVisitor
+from ._taskpass import MAX_SAMPLE, Level, TaskView, TaskVisitor, pending
 from .events import AwaitSite, Census, Frame, Resource, RouteLoad
 
 MAX_SITES = 50
@@ -202,14 +202,7 @@ class CensusCollector(TaskVisitor[Census]):
         current = view.current
         states = {"waiting": 0, "ready": 0, "running": 0}
         waiting: list[tuple[asyncio.Task[Any], Any]] = []
-        for task in candidates:
-            if task is None:
-                continue
-            try:
-                if task.get_loop() is not loop or task.done():
-                    continue
-            except AttributeError:  # not a Task; nothing to say about it
-                continue
+        for task in pending(loop, candidates):
             if task is current:
                 states["running"] += 1
                 continue

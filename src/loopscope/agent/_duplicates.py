@@ -52,7 +52,7 @@ from typing import Any
 
 from ._census import _OWN_PACKAGE
 from ._codemap import APP, FRAMEWORK, LOOPSCOPE, local_map
-from ._taskpass import MAX_SAMPLE, TaskView, TaskVisitor
+from ._taskpass import MAX_SAMPLE, TaskView, TaskVisitor, pending
 from .events import DuplicateGroup, Duplicates
 
 MAX_GROUPS = 10  # groups per event
@@ -374,14 +374,7 @@ class DuplicatesCollector(TaskVisitor[Duplicates]):
         present: set[int] = set()
         found = 0
         walk_started = time.perf_counter()
-        for task in candidates:
-            if task is None:
-                continue
-            try:
-                if task.get_loop() is not loop or task.done():
-                    continue
-            except AttributeError:  # not a Task
-                continue
+        for task in pending(loop, candidates):
             found += 1
             waiter = getattr(task, "_fut_waiter", None)
             work = id(_shared(waiter)) if waiter is not None else id(task)

@@ -30,7 +30,7 @@ from ._codemap import CodeMap, local_map
 from ._guard import Guard
 from ._hub import watch_hub
 from ._racescan import MAX_FILE_BYTES, Window, scan_source
-from ._taskpass import MAX_SAMPLE, TaskView, TaskVisitor
+from ._taskpass import MAX_SAMPLE, TaskView, TaskVisitor, pending
 from .events import Event, Frame, LostUpdate, RaceWindow, RaceWindows
 
 SCAN_INTERVAL = 0.5  # seconds at least between two scans for newly imported modules
@@ -257,13 +257,8 @@ class RaceCollector(TaskVisitor[list[RaceWindow]]):
         current = view.current
         groups: dict[tuple[Any, ...], list[tuple[Window, Any, int]]] = {}
         looked: set[int] = set()
-        for task in (*remembered, *candidates):
-            if task is None or task is current or id(task) in looked:
-                continue
-            try:
-                if task.get_loop() is not loop or task.done():
-                    continue
-            except AttributeError:
+        for task in pending(loop, (*remembered, *candidates)):
+            if task is current or id(task) in looked:
                 continue
             looked.add(id(task))
             self._look(view, task, groups)

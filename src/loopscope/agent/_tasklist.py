@@ -29,7 +29,7 @@ from typing import Any
 
 from ._census import WaitClassifier
 from ._loops import on_loop_thread
-from ._taskpass import Level, TaskView, TaskVisitor
+from ._taskpass import Level, TaskView, TaskVisitor, pending
 from .events import AwaitFrame, FinishedTask, Frame, TaskInfo, TaskList
 
 MAX_TASKS = 30  # tasks per list
@@ -113,15 +113,10 @@ class TaskListCollector(TaskVisitor[TaskList]):
         seen: set[int] = set()
         found = 0
         ranked: list[tuple[int, float, Any, Any]] = []  # (state rank, -age, task, waiter)
-        for task in previous + candidates:
-            if task is None or id(task) in seen:
+        for task in pending(loop, previous + candidates):
+            if id(task) in seen:
                 continue
             seen.add(id(task))
-            try:
-                if task.get_loop() is not loop or task.done():
-                    continue
-            except AttributeError:
-                continue
             found += 1
             if task is current:
                 ranked.append((2, 0.0, task, None))

@@ -21,7 +21,7 @@ import math
 import random
 import sys
 import types
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Generic, TypeVar
 
 from ._periodic import Periodic
@@ -207,6 +207,20 @@ def candidates(
     chosen = rng.sample(range(population), limit)
     n = len(refs)
     return [refs[i]() if i < n else eager[i - n] for i in chosen], population
+
+
+def pending(loop: asyncio.AbstractEventLoop, tasks: Iterable[Any]) -> Iterator[Any]:
+    """The tasks of ``tasks`` that are ``loop``'s and not done: drawn candidates may be None (a
+    task that vanished), another loop's, done since, or not a Task at all."""
+    for task in tasks:
+        if task is None:
+            continue
+        try:
+            if task.get_loop() is not loop or task.done():
+                continue
+        except AttributeError:  # not a Task; nothing to say about it
+            continue
+        yield task
 
 
 def _registry() -> tuple[list[Any], list[Any]] | None:

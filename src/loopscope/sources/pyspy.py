@@ -28,7 +28,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -348,6 +348,20 @@ class SampleWindow:
         self._samples.append(sample)
         return out
 
+    def feed(self, samples: Iterable[Sample]) -> Iterator[ExternalSamples]:
+        """The windows ``samples`` close, then the one they leave open (a batch read whole)."""
+        for sample in samples:
+            window = self.add(sample)
+            if window is not None:
+                yield window
+        yield from self.drain()
+
+    def drain(self) -> Iterator[ExternalSamples]:
+        """The window open now, if it holds samples."""
+        last = self.flush()
+        if last is not None:
+            yield last
+
     def flush(self) -> ExternalSamples | None:
         samples, self._samples = self._samples, []
         start, self._start = self._start, None
@@ -450,9 +464,7 @@ class PySpySource:
         def ending() -> Iterator[Event]:
             if finder is not None:
                 yield from _some(finder.flush())
-            last = windows.flush()
-            if last is not None:
-                yield last
+            yield from windows.drain()
 
         failures = 0
         first_try = time.monotonic()
@@ -543,14 +555,9 @@ class PySpySource:
                     self.live = True
                     yield self._state("live", f"record, {rate} samples/s")
                 windows = SampleWindow(self.window + 1.0)
-                for sample in trace_samples(result, launched, 1 / rate, self.pid):
-                    self.samples += 1
-                    window = windows.add(sample)
-                    if window is not None:
-                        yield window
-                last = windows.flush()
-                if last is not None:
-                    yield last
+                samples = list(trace_samples(result, launched, 1 / rate, self.pid))
+                self.samples += len(samples)
+                yield from windows.feed(samples)
         yield self._state("ended", "closed")
 
     def _record(self, output: Path, rate: int) -> tuple[bool, Any]:

@@ -257,23 +257,16 @@ class RemoteStacksSource:
                         f"main thread, every {self.idle * 1000:g}-{self.idle * 2000:g} ms, "
                         f"{self.busy * 1000:g} ms in a block",
                     )
-                for sample in reader.samples(batch):
-                    self.samples += 1
-                    window = windows.add(sample)
-                    if window is not None:
-                        yield window
                 # a batch ends at a block's end or a flush: send what there is
-                last = windows.flush()
-                if last is not None:
-                    yield last
+                samples = list(reader.samples(batch))
+                self.samples += len(samples)
+                yield from windows.feed(samples)
         finally:
             self._stop()
         if not self.live and not self.reason and not self._closed.is_set():
             code = self._process.returncode
             self.reason = f"the target's interpreter could not sample it (exit code {code})"
-        last = windows.flush()
-        if last is not None:
-            yield last
+        yield from windows.drain()
         if not self._alive():
             yield self._state("ended", "the program exited")
         elif self.reason and not self._closed.is_set():
