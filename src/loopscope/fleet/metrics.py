@@ -35,6 +35,53 @@ BOUNDS = tuple(lag_bucket_upper(i) for i in _BOUND_INDEXES)
 
 
 @dataclass(frozen=True, slots=True)
+class MetricName:
+    """One metric, as both exporters name and describe it."""
+
+    name: str  # OpenTelemetry's
+    unit: str  # OpenTelemetry's: "s", "1" or "{thing}"
+    labels: tuple[str, ...]  # besides pid and process
+    help: str
+
+    @property
+    def prometheus(self) -> str:
+        """Prometheus' name, before the unit suffix (``_seconds``) and ``_total`` that
+        `prometheus_client` adds."""
+        return self.name.replace(".", "_")
+
+    @property
+    def prometheus_unit(self) -> str:
+        return "seconds" if self.unit == "s" else ""
+
+
+DELAY = MetricName(
+    "python.asyncio.eventloop.delay", "s", (), "How late the event loop ran its heartbeat callbacks"
+)
+UTILIZATION = MetricName(
+    "python.asyncio.eventloop.utilization",
+    "1",
+    (),
+    "Share of the last 10 s the event loop spent running callbacks, 0 to 1",
+)
+TASKS = MetricName("python.asyncio.tasks", "{task}", ("state",), "Live asyncio tasks by state")
+BLOCKS = MetricName(
+    "python.asyncio.blocks",
+    "{block}",
+    ("function", "file", "cause"),
+    "Times code blocked the event loop, by the application function named for it",
+)
+BLOCK_DURATION = MetricName(
+    "python.asyncio.block.duration", "s", (), "How long each block of the event loop lasted"
+)
+FINDINGS = MetricName(
+    "loopscope.findings",
+    "{finding}",
+    ("code", "severity", "function"),
+    "Problems loopscope diagnoses now, by finding code",
+)
+
+
+@dataclass(frozen=True, slots=True)
 class Histogram:
     """A cumulative histogram: counts per bound of `BOUNDS` (not cumulative across bounds; the
     last is +Inf), their total and sum."""

@@ -20,10 +20,19 @@ from opentelemetry.sdk.resources import Resource
 
 from loopscope import __version__
 from loopscope.fleet._fleet import Fleet
-from loopscope.fleet.metrics import BOUNDS, Metrics, ProcessMetrics, representative
+from loopscope.fleet.metrics import (
+    BLOCK_DURATION,
+    BLOCKS,
+    BOUNDS,
+    DELAY,
+    FINDINGS,
+    TASKS,
+    UTILIZATION,
+    Metrics,
+    ProcessMetrics,
+    representative,
+)
 
-DELAY = "python.asyncio.eventloop.delay"
-BLOCK_DURATION = "python.asyncio.block.duration"
 _MAX_RECORDS = 100_000  # per process and pass: a backlog after a stall is sent, within reason
 
 
@@ -54,40 +63,23 @@ class OtlpExporter:
             resource=Resource.create({"service.name": "loopscope", "service.version": __version__}),
             metric_readers=[self._reader],
             views=[
-                View(instrument_name=DELAY, aggregation=buckets),
-                View(instrument_name=BLOCK_DURATION, aggregation=buckets),
+                View(instrument_name=DELAY.name, aggregation=buckets),
+                View(instrument_name=BLOCK_DURATION.name, aggregation=buckets),
             ],
         )
         meter = self._provider.get_meter("loopscope", __version__)
-        self._delay = meter.create_histogram(
-            DELAY, unit="s", description="How late the event loop ran its heartbeat callbacks"
-        )
+        self._delay = meter.create_histogram(DELAY.name, unit=DELAY.unit, description=DELAY.help)
         self._duration = meter.create_histogram(
-            BLOCK_DURATION, unit="s", description="How long each block of the event loop lasted"
+            BLOCK_DURATION.name, unit=BLOCK_DURATION.unit, description=BLOCK_DURATION.help
         )
-        meter.create_observable_gauge(
-            "python.asyncio.eventloop.utilization",
-            [self._utilization],
-            unit="1",
-            description="Share of the last 10 s the event loop spent running callbacks",
-        )
-        meter.create_observable_gauge(
-            "python.asyncio.tasks",
-            [self._tasks],
-            unit="{task}",
-            description="Live asyncio tasks by state",
-        )
+        for m, observe in (
+            (UTILIZATION, self._utilization),
+            (TASKS, self._tasks),
+            (FINDINGS, self._findings),
+        ):
+            meter.create_observable_gauge(m.name, [observe], unit=m.unit, description=m.help)
         meter.create_observable_counter(
-            "python.asyncio.blocks",
-            [self._blocks],
-            unit="{block}",
-            description="Times code blocked the event loop, by the function named for it",
-        )
-        meter.create_observable_gauge(
-            "loopscope.findings",
-            [self._findings],
-            unit="{finding}",
-            description="Problems loopscope diagnoses now, by finding code",
+            BLOCKS.name, [self._blocks], unit=BLOCKS.unit, description=BLOCKS.help
         )
         self._thread = threading.Thread(target=self._run, name="loopscope-otlp", daemon=True)
 

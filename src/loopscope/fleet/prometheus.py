@@ -20,7 +20,17 @@ from prometheus_client.metrics_core import (
 
 from loopscope import __version__
 from loopscope.fleet._fleet import LIVE, Fleet, summary
-from loopscope.fleet.metrics import Histogram, Metrics
+from loopscope.fleet.metrics import (
+    BLOCK_DURATION,
+    BLOCKS,
+    DELAY,
+    FINDINGS,
+    TASKS,
+    UTILIZATION,
+    Histogram,
+    MetricName,
+    Metrics,
+)
 
 _BASE = ["pid", "process"]
 
@@ -37,36 +47,12 @@ class FleetCollector:
 
     def collect(self) -> Iterator[Metric]:
         members = self._fleet.members()
-        delay = HistogramMetricFamily(
-            "python_asyncio_eventloop_delay_seconds",
-            "How late the event loop ran its heartbeat callbacks (python.asyncio.eventloop.delay)",
-            labels=_BASE,
-            unit="seconds",
-        )
-        utilization = GaugeMetricFamily(
-            "python_asyncio_eventloop_utilization",
-            "Share of the last 10 s the event loop spent running callbacks, 0 to 1",
-            labels=_BASE,
-        )
-        tasks = GaugeMetricFamily(
-            "python_asyncio_tasks", "Live asyncio tasks by state", labels=[*_BASE, "state"]
-        )
-        blocks = CounterMetricFamily(
-            "python_asyncio_blocks",
-            "Times code blocked the event loop, by the application function named for it",
-            labels=[*_BASE, "function", "file", "cause"],
-        )
-        duration = HistogramMetricFamily(
-            "python_asyncio_block_duration_seconds",
-            "How long each block of the event loop lasted (python.asyncio.block.duration)",
-            labels=_BASE,
-            unit="seconds",
-        )
-        findings = GaugeMetricFamily(
-            "loopscope_findings",
-            "Problems loopscope diagnoses now, by finding code",
-            labels=[*_BASE, "code", "severity", "function"],
-        )
+        delay = _family(HistogramMetricFamily, DELAY)
+        utilization = _family(GaugeMetricFamily, UTILIZATION)
+        tasks = _family(GaugeMetricFamily, TASKS)
+        blocks = _family(CounterMetricFamily, BLOCKS)
+        duration = _family(HistogramMetricFamily, BLOCK_DURATION)
+        findings = _family(GaugeMetricFamily, FINDINGS)
         targets = GaugeMetricFamily(
             "loopscope_targets",
             "Processes loopscope serve follows, by state (live, attaching, no loop, failed, gone)",
@@ -87,6 +73,12 @@ class FleetCollector:
         for state, n in sorted(summary(members).items()):
             targets.add_metric([state], n)
         yield from (delay, utilization, tasks, blocks, duration, findings, targets)
+
+
+def _family(kind: Callable[..., Any], m: MetricName) -> Any:
+    """The metric family of ``m``; a histogram's help names it as OpenTelemetry does."""
+    help = f"{m.help} ({m.name})" if kind is HistogramMetricFamily else m.help
+    return kind(m.prometheus, help, labels=[*_BASE, *m.labels], unit=m.prometheus_unit)
 
 
 def _histogram(family: HistogramMetricFamily, labels: list[str], h: Histogram) -> None:
