@@ -39,9 +39,9 @@ def _check_pool(snapshot: Snapshot, ex: ExecutorView) -> Finding | None:
         ex.backlog_samples >= MIN_BACKLOG_SHARE * ex.samples
     )
     waits = ex.started >= MIN_STARTED and (ex.wait_p99 or 0.0) >= WAIT_P99_S
-    if waits and ex.pool != DEFAULT and not ex.backlog_samples:
+    if waits and not ex.backlog_samples:
         # Waits with a thread free in every sample are the hand-off's (a loaded machine, the
-        # GIL), not the pool's size: for the pools whose limit is known, that is no backlog.
+        # GIL), not the pool's size: that is no backlog.
         waits = False
     if not (backlog or waits):
         return None
