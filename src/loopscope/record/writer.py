@@ -67,6 +67,9 @@ def _is_recording(path: Path) -> bool:
     )
 
 
+_CACHE_KIB = 256
+
+
 class RecordingWriter:
     """A new recording file at ``path`` (an existing recording there is replaced). One thread."""
 
@@ -89,6 +92,9 @@ class RecordingWriter:
             # The rollback journal keeps the recording one file; a committed transaction is in
             # the file once the OS has it, which is what surviving a killed process needs.
             self._db.execute("PRAGMA synchronous = NORMAL")
+            # Rows are only appended: the pages written last are all the writer touches again,
+            # and SQLite's default page cache (2 MiB) would only grow the recorder's memory.
+            self._db.execute(f"PRAGMA cache_size = -{_CACHE_KIB}")
             self._db.executescript(SCHEMA)
             self._seq = 0
             self._others = 0  # events of child processes written
