@@ -6,6 +6,7 @@ is all the injection routes need: ``Py_AddPendingCall``, ``PyRun_SimpleString`` 
 
 from __future__ import annotations
 
+import mmap
 import struct
 from collections.abc import Iterable
 
@@ -19,8 +20,12 @@ def exported(path: str, names: Iterable[str]) -> dict[str, int]:
     """{name: st_value} for the ``names`` that ``path`` defines in its dynamic symbol table,
     and "__base_is_load_address__" = 1 when the values are relative to its load address."""
     wanted = set(names)
-    with open(path, "rb") as f:
-        data = f.read()
+    # Mapped, not read: libpython is tens of MiB, and only its headers and symbols are looked at.
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        return _exported(data, wanted)
+
+
+def _exported(data: mmap.mmap, wanted: set[str]) -> dict[str, int]:
     if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
         return {}
     (e_type,) = struct.unpack_from("<H", data, 16)
@@ -38,7 +43,9 @@ def exported(path: str, names: Iterable[str]) -> dict[str, int]:
             st_name, st_info, _other, st_shndx, st_value = struct.unpack_from("<IBBHQ", data, at)
             if not st_value or not st_shndx or (st_info & 0xF) != 2:  # defined functions
                 continue
-            end = data.index(b"\0", strtab_offset + st_name)
+            end = data.find(b"\0", strtab_offset + st_name)
+            if end < 0:
+                raise ValueError("a symbol name runs past the end of the file")
             name = data[strtab_offset + st_name : end].decode(errors="replace")
             # versioned libc names come once; the first definition wins
             if name in wanted and name not in found:
