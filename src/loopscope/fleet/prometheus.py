@@ -76,8 +76,8 @@ class FleetCollector:
 
 
 def _family(kind: Callable[..., Any], m: MetricName) -> Any:
-    """The metric family of ``m``; a histogram's help names it as OpenTelemetry does."""
-    help = f"{m.help} ({m.name})" if kind is HistogramMetricFamily else m.help
+    """The metric family of ``m``, its help naming it as OpenTelemetry does."""
+    help = f"{m.help} ({m.name})"
     return kind(m.prometheus, help, labels=[*_BASE, *m.labels], unit=m.prometheus_unit)
 
 

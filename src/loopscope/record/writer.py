@@ -30,6 +30,7 @@ from loopscope.record._format import (
 
 FLUSH_INTERVAL = 0.5  # seconds of events written per transaction; at most this much is lost
 _BUSY_TIMEOUT = 30.0  # seconds a write waits for readers of the file
+_CACHE_KIB = 256  # the writer's page cache
 MAX_QUEUED = 200_000  # events waiting to be written; beyond that they are dropped and counted
 
 
@@ -65,9 +66,6 @@ def _is_recording(path: Path) -> bool:
         and header[:16] == SQLITE_MAGIC
         and int.from_bytes(header[68:72], "big") == APPLICATION_ID
     )
-
-
-_CACHE_KIB = 256
 
 
 class RecordingWriter:
