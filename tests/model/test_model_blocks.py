@@ -365,6 +365,51 @@ def test_hot_frames_aggregate_blocks_by_function() -> None:
     assert (label.function, label.cause, label.line) == ("print_label", "sleep", 57)
 
 
+def test_functions_that_block_within_one_stall_each_count_their_part() -> None:
+    # Under load a 30 ms hash runs right after a 100 ms sleep: one 130 ms stall, located at the
+    # sleep. The hash blocked the loop too, and is counted in its own hot frame, for its part.
+    hashing = app(47, "hash_password", "auth.py")
+    stall = dataclasses.replace(
+        block(10.0, 0.13, stacks=[(6, [hashing]), (50, [SLEEP])], cpu=0.03, runq=0.013),
+        stacks=(
+            Stack(count=50, frames=(SLEEP, *LOOP_FRAMES), seconds=0.1),
+            Stack(count=6, frames=(hashing, *LOOP_FRAMES), seconds=0.03),
+        ),
+    )
+    model = fed(stall)
+    blocks = model.snapshot().blocks
+    assert (blocks.count, blocks.total) == (1, 0.13)
+    assert blocks.recent[0].location == SLEEP  # the stall itself keeps one location
+    hot = {h.function: h for h in blocks.hot}
+    sleep, hashed = hot[SLEEP.function], hot["hash_password"]
+    assert (sleep.cause, sleep.blocks) == ("sleep", 1)
+    assert sleep.total == pytest.approx(0.1) and sleep.max == pytest.approx(0.1)
+    assert sleep.cpu_share == pytest.approx(0.0)
+    assert (hashed.cause, hashed.blocks, hashed.samples, hashed.line) == ("cpu", 1, 6, 47)
+    assert hashed.total == pytest.approx(0.03)
+    assert hashed.cpu_share == 1.0
+    assert hashed.stack[0] == hashing
+    # A function with less than 20 ms of the stall is not counted: it only ran in it.
+    brief = dataclasses.replace(
+        stall,
+        stacks=(
+            Stack(count=50, frames=(SLEEP, *LOOP_FRAMES), seconds=0.12),
+            Stack(count=2, frames=(hashing, *LOOP_FRAMES), seconds=0.01),
+        ),
+    )
+    assert [h.function for h in fed(brief).snapshot().blocks.hot] == [SLEEP.function]
+    # Library code in the stall is not a part: the application function that called it is.
+    library = site("requests/sessions.py", 500, "Session.send")
+    foreign = dataclasses.replace(
+        stall,
+        stacks=(
+            Stack(count=50, frames=(SLEEP, *LOOP_FRAMES), seconds=0.1),
+            Stack(count=6, frames=(library, *LOOP_FRAMES), seconds=0.03),
+        ),
+    )
+    assert [h.function for h in fed(foreign).snapshot().blocks.hot] == [SLEEP.function]
+
+
 def test_the_dominant_cause_is_the_one_with_most_time() -> None:
     model = fed(
         block(10.0, 0.030, [app(57, "p")], cpu_share=1.0),

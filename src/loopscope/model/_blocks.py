@@ -6,6 +6,7 @@ stacks) and a cause; blocks are then aggregated into hot frames by function.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections import Counter, deque
@@ -27,6 +28,11 @@ GC_SHARE = 0.5
 # it is shorter than this (the agent's default block threshold): the program's code did not
 # stall the loop, a busy machine (or a container's CPU limit) did.
 MACHINE_OWN_S = 0.02
+# Another application function than the block's location that took at least this much of the
+# block (the agent's default block threshold too) blocked the loop itself: under load, blocks
+# run into each other (a 30 ms hash right after a 100 ms sleep is one 130 ms stall), and each
+# function's part is counted in its own hot frame.
+PART_S = 0.02
 
 # A block whose loop thread used this much CPU per stack sample, while the watchdog waited for
 # the GIL at least this share of that CPU time, is C code holding the GIL: Python code lets
@@ -102,6 +108,20 @@ SourceLine = Callable[[str, int], str]
 
 
 @dataclass(frozen=True, slots=True)
+class Part:
+    """Another application function's share of a block: see PART_S."""
+
+    location: Frame  # at the line most of its samples are at
+    seconds: float  # its share of the block's time
+    samples: int
+    lines: dict[int, int]
+    stack: tuple[Frame, ...]
+    cause: str
+    cpu: float | None  # the block's CPU time taken to be its (None when unknown)
+    io: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Attribution:
     location: Frame | None
     samples: int  # samples whose stack names the location
@@ -109,6 +129,7 @@ class Attribution:
     stack: tuple[Frame, ...]  # the most frequent of those stacks
     cause: str
     io: str | None = None  # for sync I/O, its kind where it shows: see io_kind
+    parts: tuple[Part, ...] = ()  # other functions that took PART_S or more of the block
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,9 +159,58 @@ def attribute(
     elif cause is None:
         cause = _cause(block, located, code, source_line)
     io = io_kind(located.location, located.stack, code, source_line) if cause == "io" else None
+    parts = () if cause in ("machine", "gc") else _parts(block, located, cause, code, source_line)
     return Attribution(
-        located.location, located.samples, located.lines, located.stack, cause, io
+        located.location, located.samples, located.lines, located.stack, cause, io, parts
     )
+
+
+def _parts(
+    block: Block, located: _Located, cause: str, code: CodeMap, source_line: SourceLine
+) -> tuple[Part, ...]:
+    """The application functions other than the location (whose cause is ``cause``) that took
+    PART_S or more of ``block``, by their share of its located time. Each is judged by what its
+    code shows it waits on; else it is CPU work when the CPU time the location did not use
+    could have been mostly its."""
+    if located.location is None or not math.isfinite(block.duration):
+        return ()
+    grouped: dict[tuple[str, str], list[_Sampled]] = {}
+    for other in located.others:
+        if code.kind(other.frame.file) == APP:
+            grouped.setdefault((other.frame.file, other.frame.function), []).append(other)
+    cpu_left = block.cpu
+    if cpu_left is not None and cause == "cpu":
+        cpu_left = max(0.0, cpu_left - located.share * block.duration)
+    parts = []
+    for (file, function), entries in sorted(grouped.items(), key=lambda kv: -_share(kv[1])):
+        seconds = _share(entries) * block.duration
+        if seconds < PART_S:
+            continue
+        lines = Counter[int]()
+        for e in entries:
+            lines[e.frame.line] += e.count
+        stack = max(entries, key=lambda e: e.share).stack
+        location = Frame(file, max(lines, key=lines.__getitem__), function)
+        waits = _waits(location, stack, code, source_line)
+        cpu: float | None = 0.0
+        if waits is not None:
+            part_cause = waits
+        elif cpu_left is None:
+            part_cause, cpu = "unknown", None
+        elif cpu_left >= CPU_LEANING * seconds:
+            part_cause, cpu = "cpu", min(cpu_left, seconds)
+            cpu_left -= cpu
+        else:
+            part_cause = "io"
+        io = io_kind(location, stack, code, source_line) if part_cause == "io" else None
+        parts.append(
+            Part(location, seconds, sum(lines.values()), dict(lines), stack, part_cause, cpu, io)
+        )
+    return tuple(parts)
+
+
+def _share(entries: Sequence[_Sampled]) -> float:
+    return sum(e.share for e in entries)
 
 
 def io_kind(
@@ -201,13 +271,23 @@ def cpu_share(block: Block) -> float | None:
 
 
 @dataclass(frozen=True, slots=True)
+class _Sampled:
+    """A stack of a block located elsewhere than the block's location."""
+
+    share: float  # of the block's located time (or samples)
+    frame: Frame
+    stack: tuple[Frame, ...]
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
 class _Located:
     location: Frame | None
     samples: int  # samples at the location's function
     lines: dict[int, int]
     stack: tuple[Frame, ...]  # the location's most frequent stack
     share: float  # the location's share of the located time (or samples)
-    others: tuple[tuple[float, Frame, tuple[Frame, ...]], ...]  # (share, frame, stack) elsewhere
+    others: tuple[_Sampled, ...]
 
 
 def _locate_block(stacks: Sequence[Stack], code: CodeMap) -> _Located:
@@ -221,7 +301,7 @@ def _locate_block(stacks: Sequence[Stack], code: CodeMap) -> _Located:
     weight: dict[tuple[str, str], float] = {}
     by_line: Counter[tuple[str, str, int]] = Counter()
     first_stack: dict[tuple[str, str], tuple[Frame, ...]] = {}
-    located: list[tuple[float, Frame, tuple[Frame, ...]]] = []
+    located: list[tuple[float, Frame, tuple[Frame, ...], int]] = []
     for s in stacks:
         f = code.locate(s.frames)
         if f is None or s.count <= 0:
@@ -231,7 +311,7 @@ def _locate_block(stacks: Sequence[Stack], code: CodeMap) -> _Located:
         weight[f.file, f.function] = weight.get((f.file, f.function), 0.0) + w
         by_line[f.file, f.function, f.line] += s.count
         first_stack.setdefault((f.file, f.function), s.frames)
-        located.append((w, f, s.frames))
+        located.append((w, f, s.frames, s.count))
     if not by_function:
         return _Located(None, 0, {}, stacks[0].frames if stacks else (), 1.0, ())
     file, function = max(weight, key=weight.__getitem__)
@@ -239,7 +319,9 @@ def _locate_block(stacks: Sequence[Stack], code: CodeMap) -> _Located:
     line = max(lines, key=lines.__getitem__)
     total = sum(weight.values())
     others = tuple(
-        (w / total, f, st) for w, f, st in located if (f.file, f.function) != (file, function)
+        _Sampled(w / total, f, st, n)
+        for w, f, st, n in located
+        if (f.file, f.function) != (file, function)
     )
     return _Located(
         Frame(file, line, function),
@@ -306,7 +388,7 @@ def _cause(block: Block, located: _Located, code: CodeMap, source_line: SourceLi
         runnable = block.duration - denied
         share = 1.0 if runnable <= 0 else min(1.0, block.cpu / runnable)
     waiting_elsewhere = sum(
-        w for w, f, stack in located.others if _waits(f, stack, code, source_line) is not None
+        o.share for o in located.others if _waits(o.frame, o.stack, code, source_line) is not None
     )
     busy_part = 1.0 - waiting_elsewhere
     if share / busy_part >= CPU_LEANING:
@@ -457,13 +539,28 @@ class BlockState:
                 a.location.function,
             )
         )
+        if not a.parts:
+            self._hot_frame(key).add(block, a)
+            return
+        # The location keeps the time its parts did not take.
+        taken = sum(p.seconds for p in a.parts)
+        used = sum(p.cpu or 0.0 for p in a.parts)
+        cpu = None if block.cpu is None else max(0.0, block.cpu - used)
+        self._hot_frame(key).add(_portion(block, block.duration - taken, cpu), a)
+        for p in a.parts:
+            part = Attribution(p.location, p.samples, p.lines, p.stack, p.cause, p.io)
+            self._hot_frame((p.location.file, p.location.function)).add(
+                _portion(block, p.seconds, p.cpu), part
+            )
+
+    def _hot_frame(self, key: tuple[str, str]) -> _Hot:
         hot = self._hot.get(key)
         if hot is None:
             if len(self._hot) >= _MAX_TRACKED:
                 smallest = min(self._hot, key=lambda k: self._hot[k].total)
                 del self._hot[smallest]
             hot = self._hot[key] = _Hot(file=key[0], function=key[1])
-        hot.add(block, a)
+        return hot
 
     def view(self, now: float) -> BlockView:
         recent_from = now - self._recent_seconds
@@ -477,3 +574,10 @@ class BlockState:
             hot=tuple(h.freeze(self.code) for h in hot[:MAX_HOT]),
             durations=tuple(self._durations),
         )
+
+
+def _portion(block: Block, seconds: float, cpu: float | None) -> Block:
+    """The part of ``block`` that one function took: ``seconds`` of it, with ``cpu`` of its
+    CPU time and its share of the run-queue wait."""
+    runq = None if block.runq is None else block.runq * seconds / block.duration
+    return dataclasses.replace(block, duration=seconds, cpu=cpu, runq=runq)
