@@ -221,6 +221,14 @@ def test_leak_not_a_ramp_that_levels_off_nor_a_sawtooth_nor_a_fall() -> None:
     # the same rise with noise on it still counts
     noisy = [v + (6 if i % 2 else -6) for i, v in enumerate(LINEAR)]
     assert leak.check(tasks(noisy))
+    # A service whose load starts 2 s late: one step from idle to its 22 requests in flight,
+    # with a census that caught a moment between requests. Its means (and medians) rise in every
+    # third of the span.
+    step = [2, 2, 2, 2, 2, 2, 22, 22, 2, 22, 22, 22]
+    assert leak.check(tasks(step)) == []
+    # A leak in batches, one every second, still grows in every quarter.
+    batches = [10, 10, 35, 35, 60, 60, 85, 85, 110, 110]
+    assert leak.check(tasks(batches))
 
 
 def test_leak_names_the_site_that_grows_and_the_error_bound() -> None:

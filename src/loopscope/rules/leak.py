@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import os
+import statistics
 
 from loopscope.model.snapshot import SiteGrowth, Snapshot
 from loopscope.model.trend import slope
@@ -13,14 +15,17 @@ FAMILY = "leak"
 
 # Over the task series (up to the model's last 60 s): at least MIN_SPAN_S of it, MIN_POINTS
 # censuses, a least-squares growth (slope x span) of at least MIN_GROWTH tasks and MIN_RELATIVE
-# of the level at the start, and growth in each third of the span: the mean of each third
-# above the one before by at least STEADY_SHARE of the whole rise (a ramp-up that levels off,
-# or a sawtooth, fails this).
+# of the level at the start, and growth in each of STEADY_PARTS equal parts of the span: the
+# median of each part above the one before by at least STEADY_SHARE of the whole rise. A
+# ramp-up that levels off, a sawtooth, or a single step (a service whose load starts a few
+# seconds late) fails this: a step can lift at most two of the three differences. The median
+# leaves out a census that caught a moment between requests.
 MIN_SPAN_S = 3.0
 MIN_POINTS = 6
 MIN_GROWTH = 20.0
 MIN_RELATIVE = 0.10
 STEADY_SHARE = 0.15
+STEADY_PARTS = 4
 # An await site is named as the origin when it accounts for this share of the growth.
 SITE_SHARE = 0.3
 # An error when the live tasks grew by this many over the span and at least doubled.
@@ -86,16 +91,14 @@ def growing(series: tuple[tuple[float, int], ...]) -> tuple[float, float, float]
     start_level = max(0.0, mean_v - rate * (mean_t - series[0][0]))
     if growth < MIN_GROWTH or growth < MIN_RELATIVE * start_level:
         return None
-    third = span / 3
-    edges = (series[0][0] + third, series[0][0] + 2 * third)
-    parts: list[list[float]] = [[], [], []]
+    parts: list[list[float]] = [[] for _ in range(STEADY_PARTS)]
     for t, v in points:
-        parts[0 if t < edges[0] else 1 if t < edges[1] else 2].append(v)
+        parts[min(STEADY_PARTS - 1, int((t - series[0][0]) / span * STEADY_PARTS))].append(v)
     if not all(parts):
         return None
-    m1, m2, m3 = (sum(p) / len(p) for p in parts)
-    rise = m3 - m1
-    if rise <= 0 or m2 - m1 < STEADY_SHARE * rise or m3 - m2 < STEADY_SHARE * rise:
+    medians = [statistics.median(p) for p in parts]
+    rise = medians[-1] - medians[0]
+    if rise <= 0 or any(b - a < STEADY_SHARE * rise for a, b in itertools.pairwise(medians)):
         return None
     return rate, span, start_level
 
