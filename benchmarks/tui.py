@@ -11,17 +11,22 @@ screen in turn for ``--seconds``: the process's CPU share over that time (the UI
 thread reading and modelling the events, and the rules) is printed per screen. Then keys are
 pressed, each timed from the press until the app is idle again with the result on screen:
 moving the cursor, sorting the task table, and switching screens; p50 and p99 over ``--presses``.
+All of it is done twice in one run, by two apps one after the other: with the app's
+garbage-collector settings (`loopscope.tui.app.GC_THRESHOLDS`, startup objects frozen) and with
+Python's defaults put back once it is up; each says how many garbage collections took over 10 ms
+while it ran, and the longest.
 
 Budgets (DESIGN.md, task brief): at most 25% of a core at the default refresh; a key press
 reflected on screen within 100 ms.
 
-    .venv/bin/python benchmarks/tui.py [--seconds 10] [--blocks 2] [--presses 40]
+    .venv/bin/python benchmarks/tui.py [--seconds 10] [--blocks 2] [--presses 40] [--first python]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import resource
 import statistics
 import sys
@@ -204,18 +209,29 @@ async def wait_for(pilot: Any, condition: Any, timeout: float = 10.0) -> None:
 
 
 async def run(args: argparse.Namespace) -> None:
+    for tuned in (True, False) if args.first == "app" else (False, True):
+        await run_app(args, tuned)
+
+
+async def run_app(args: argparse.Namespace, tuned: bool) -> None:
     source = SyntheticSource(args.blocks)
     session = Session(source)
     session.start()
     app = make_app(session)
     assert isinstance(app, LoopscopeApp)
+    watch = Collections()
     print(
+        f"\n== The garbage collector at {'the app' if tuned else 'Python'}'s settings: "
         f"Python {sys.version.split()[0]}; 160x48; refresh {app._interval} s; "
         f"{TASKS:,} tasks; {args.blocks:g} blocks/s; {args.seconds:g} s per screen"
     )
     try:
         async with app.run_test(size=(160, 48)) as pilot:
+            if not tuned:
+                gc.unfreeze()
+                gc.set_threshold(*(app._thresholds or gc.get_threshold()))
             await wait_for(pilot, lambda: app.shown is not None)
+            watch.on = True
             print("\nCPU share of one core while following:")
             for key, screen in (
                 ("1", DashboardScreen),
@@ -227,52 +243,76 @@ async def run(args: argparse.Namespace) -> None:
                 await wait_for(pilot, lambda screen=screen: isinstance(app.screen, screen))
                 share = await follow(app, pilot, args.seconds)
                 print(f"  {screen.__name__:<18} {share * 100:5.1f}%")
-
-            print(f"\nKey press to screen updated ({args.presses} presses each):")
-            await pilot.press("t")
-            await wait_for(pilot, lambda: isinstance(app.screen, TasksScreen))
-            table = app.screen.query_one(TaskTable)
-            await wait_for(pilot, lambda: table.row_count > 0)
-            results: dict[str, list[float]] = {
-                "down/up (cursor)": [],
-                "s (sort)": [],
-                "3 (to blocks)": [],
-                "t (to tasks)": [],
-            }
-            for _ in range(args.presses):
-                row = table.cursor_row
-                key = "down" if row == 0 else "up"
-                results["down/up (cursor)"].append(
-                    await timed(app, key, lambda row=row: table.cursor_row != row)
-                )
-                await pilot.pause(0.05)
-                sort = table.sort_key
-                results["s (sort)"].append(
-                    await timed(app, "s", lambda sort=sort: table.sort_key != sort)
-                )
-                await pilot.pause(0.05)
-            for i in range(args.presses):
-                key, screen = ("3", BlocksScreen) if i % 2 == 0 else ("t", TasksScreen)
-                results["3 (to blocks)" if key == "3" else "t (to tasks)"].append(
-                    await timed(
-                        app,
-                        key,
-                        lambda screen=screen: (
-                            isinstance(app.screen, screen)
-                            and app.screen.is_mounted
-                            and app.screen.view is not None
-                        ),
-                    )
-                )
-                await pilot.pause(0.05)
-            for name, times in results.items():
-                times.sort()
-                p50 = statistics.median(times)
-                p99 = times[min(len(times) - 1, round(0.99 * (len(times) - 1)))]
-                print(f"  {name:<24} p50 {p50 * 1000:6.1f} ms   p99 {p99 * 1000:6.1f} ms")
+            await presses(app, pilot, args.presses)
+            watch.on = False
     finally:
         session.close()
-    print(f"\n{source.events_read:,} events read")
+        gc.callbacks.remove(watch.callback)
+    worst = max(watch.long, default=0.0)
+    print(
+        f"\n{source.events_read:,} events read; {len(watch.long)} garbage collections over "
+        f"10 ms, the longest {worst * 1000:.0f} ms"
+    )
+
+
+async def presses(app: LoopscopeApp, pilot: Any, count: int) -> None:
+    """Time each key: the cursor, the sort, and switching screens."""
+    print(f"\nKey press to screen updated ({count} presses each):")
+    await pilot.press("t")
+    await wait_for(pilot, lambda: isinstance(app.screen, TasksScreen))
+    table = app.screen.query_one(TaskTable)
+    await wait_for(pilot, lambda: table.row_count > 0)
+    results: dict[str, list[float]] = {
+        "down/up (cursor)": [],
+        "s (sort)": [],
+        "3 (to blocks)": [],
+        "t (to tasks)": [],
+    }
+    for _ in range(count):
+        row = table.cursor_row
+        key = "down" if row == 0 else "up"
+        results["down/up (cursor)"].append(
+            await timed(app, key, lambda row=row: table.cursor_row != row)
+        )
+        await pilot.pause(0.05)
+        sort = table.sort_key
+        results["s (sort)"].append(await timed(app, "s", lambda sort=sort: table.sort_key != sort))
+        await pilot.pause(0.05)
+    for i in range(count):
+        key, screen = ("3", BlocksScreen) if i % 2 == 0 else ("t", TasksScreen)
+        results["3 (to blocks)" if key == "3" else "t (to tasks)"].append(
+            await timed(
+                app,
+                key,
+                lambda screen=screen: (
+                    isinstance(app.screen, screen)
+                    and app.screen.is_mounted
+                    and app.screen.view is not None
+                ),
+            )
+        )
+        await pilot.pause(0.05)
+    for name, times in results.items():
+        times.sort()
+        p50 = statistics.median(times)
+        p99 = times[min(len(times) - 1, round(0.99 * (len(times) - 1)))]
+        print(f"  {name:<24} p50 {p50 * 1000:6.1f} ms   p99 {p99 * 1000:6.1f} ms")
+
+
+class Collections:
+    """Garbage collections longer than 10 ms while ``on``."""
+
+    def __init__(self) -> None:
+        self.on = False
+        self.long: list[float] = []
+        self._start = 0.0
+        gc.callbacks.append(self.callback)
+
+    def callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._start = time.perf_counter()
+        elif self.on and (took := time.perf_counter() - self._start) > 0.010:
+            self.long.append(took)
 
 
 def main() -> None:
@@ -280,6 +320,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="seconds per screen")
     parser.add_argument("--blocks", type=float, default=2.0, help="blocks per second")
     parser.add_argument("--presses", type=int, default=40, help="presses per key")
+    parser.add_argument(
+        "--first",
+        choices=("app", "python"),
+        default="app",
+        help="whose garbage-collector settings the first of the two apps runs with",
+    )
     asyncio.run(run(parser.parse_args()))
 
 

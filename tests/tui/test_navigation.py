@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from typing import TypeVar
 
 from dashboard_scenario import QueueSource, later_blocks
@@ -10,6 +11,7 @@ from screens_scenario import screens_live_events
 from textual.message import Message
 
 from loopscope.model.location import Location
+from loopscope.tui.app import GC_THRESHOLDS
 from loopscope.tui.awaits import AwaitsScreen
 from loopscope.tui.blocks import BlocksScreen, BlockTable
 from loopscope.tui.dashboard import DashboardScreen
@@ -104,3 +106,18 @@ async def test_a_screen_first_opened_while_paused_shows_the_frozen_view_at_once(
             assert "PAUSED" in text_of(screen.query_one(HeaderBar))
     finally:
         session.close()
+
+
+@in_loop
+async def test_the_app_tunes_the_garbage_collector_while_it_runs_and_puts_it_back() -> None:
+    before = gc.get_threshold()
+    assert before != GC_THRESHOLDS
+    app = dashboard(fed_session(screens_live_events()))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await shown(pilot)
+        assert gc.get_threshold() == GC_THRESHOLDS
+        assert gc.get_freeze_count() > 0  # what it held at its start is out of every scan
+        await pilot.press("t")
+        await until(pilot, lambda: isinstance(app.screen, TasksScreen))
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
@@ -24,6 +25,15 @@ from loopscope.tui.tasks import TasksScreen
 
 if TYPE_CHECKING:
     from loopscope.fleet.rows import Processes
+
+# The garbage collector's thresholds while the app runs. Textual makes cyclic garbage as it
+# renders (a line it draws can hold itself in its own caches), so at Python's defaults a
+# collection of every generation ran every few seconds, scanned a quarter of a million objects
+# and stalled the UI for 100-200 ms: a key pressed then waited for it. Collecting the young
+# generation every 10,000 allocations, not 700, lets most of that garbage die young, and what
+# the app holds from its start (modules, styles) is frozen out of every scan (BENCHMARKS.md,
+# "Switching screens").
+GC_THRESHOLDS = (10_000, 5, 10)
 
 # Keys that are not bindings of their own but of the widgets they act in.
 _NAVIGATION_KEYS = [
@@ -85,15 +95,23 @@ class LoopscopeApp(App[None]):
         self.latest: View | None = None  # the newest view received
         self.shown: View | None = None  # the view on screen (the newest, unless paused)
         self._made: dict[str, ViewScreen] = {}  # the screens made by name, kept (installed)
+        self._thresholds: tuple[int, int, int] | None = None  # the collector's, to restore
 
     def on_mount(self) -> None:
         # Pushed rather than returned by get_default_screen(), which does not load a screen's
         # CSS_PATH in Textual 8.
         self.push_screen(self.dashboard)
         self._pull_views()
+        self._thresholds = gc.get_threshold()
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(*GC_THRESHOLDS)
 
     def on_unmount(self) -> None:
         self._stop.set()
+        if self._thresholds is not None:
+            gc.set_threshold(*self._thresholds)
+            gc.unfreeze()
 
     @work(thread=True, name="views", group="views", exclusive=True)
     def _pull_views(self) -> None:
