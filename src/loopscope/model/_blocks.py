@@ -108,20 +108,6 @@ SourceLine = Callable[[str, int], str]
 
 
 @dataclass(frozen=True, slots=True)
-class Part:
-    """Another application function's share of a block: see PART_S."""
-
-    location: Frame  # at the line most of its samples are at
-    seconds: float  # its share of the block's time
-    samples: int
-    lines: dict[int, int]
-    stack: tuple[Frame, ...]
-    cause: str
-    cpu: float | None  # the block's CPU time taken to be its (None when unknown)
-    io: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class Attribution:
     location: Frame | None
     samples: int  # samples whose stack names the location
@@ -130,6 +116,15 @@ class Attribution:
     cause: str
     io: str | None = None  # for sync I/O, its kind where it shows: see io_kind
     parts: tuple[Part, ...] = ()  # other functions that took PART_S or more of the block
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """Another application function's share of a block: see PART_S."""
+
+    attribution: Attribution  # its location, samples, lines, stack, cause and I/O kind
+    seconds: float  # its share of the block's time
+    cpu: float | None  # the block's CPU time taken to be its (None when unknown)
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,9 +198,8 @@ def _parts(
         else:
             part_cause = "io"
         io = io_kind(location, stack, code, source_line) if part_cause == "io" else None
-        parts.append(
-            Part(location, seconds, sum(lines.values()), dict(lines), stack, part_cause, cpu, io)
-        )
+        found = Attribution(location, sum(lines.values()), dict(lines), stack, part_cause, io)
+        parts.append(Part(found, seconds, cpu))
     return tuple(parts)
 
 
@@ -548,9 +542,10 @@ class BlockState:
         cpu = None if block.cpu is None else max(0.0, block.cpu - used)
         self._hot_frame(key).add(_portion(block, block.duration - taken, cpu), a)
         for p in a.parts:
-            part = Attribution(p.location, p.samples, p.lines, p.stack, p.cause, p.io)
-            self._hot_frame((p.location.file, p.location.function)).add(
-                _portion(block, p.seconds, p.cpu), part
+            where = p.attribution.location
+            assert where is not None  # a part is always somewhere
+            self._hot_frame((where.file, where.function)).add(
+                _portion(block, p.seconds, p.cpu), p.attribution
             )
 
     def _hot_frame(self, key: tuple[str, str]) -> _Hot:
