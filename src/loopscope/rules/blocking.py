@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 
 from loopscope.model.snapshot import HotFrame, Snapshot
-from loopscope.rules.finding import Finding, Location
+from loopscope.rules.finding import Finding, Kind, Location
 
 CODE = "LS101"
 FAMILY = "blocking"
+KIND = Kind(CODE, FAMILY)
 
 # A location is reported once it blocked the loop this often, or this long in total.
 MIN_BLOCKS = 3
@@ -131,17 +132,12 @@ def _finding(hot: HotFrame, snapshot: Snapshot) -> Finding:
         "first_t": hot.first_t,
         "last_t": hot.last_t,
     }
-    return Finding(
-        code=CODE,
-        family=FAMILY,
-        severity=severity,
-        title=title,
-        location=Location.of(hot) if located else None,
-        evidence=evidence,
-        fix=_fix(hot.cause, _short(hot.function) if located else "the call", hot.io)
-        if (located and hot.app) or (not located and hot.cause == "gil")
-        else _UNATTRIBUTED_FIX,
-    )
+    location = Location.of(hot) if located else None
+    if (located and hot.app) or (not located and hot.cause == "gil"):
+        fix = _fix(hot.cause, _short(hot.function) if located else "the call", hot.io)
+    else:
+        fix = _UNATTRIBUTED_FIX
+    return KIND.finding(severity, title, location, evidence, fix)
 
 
 _UNATTRIBUTED_FIX = (

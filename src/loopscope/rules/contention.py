@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 
 from loopscope.model.snapshot import ContentionView, Snapshot
-from loopscope.rules.finding import Finding, Location
+from loopscope.rules.finding import Finding, Kind, Location
 
 CODE = "LS601"
 FAMILY = "contention"
+KIND = Kind(CODE, FAMILY)
 
 # Waits that mean contention: for a Lock, a Semaphore slot, room in a bounded Queue. (Waiting on
 # an Event or in Condition.wait is waiting for a signal; a getter of an empty Queue is an idle
@@ -103,15 +104,8 @@ def _finding(resource: ContentionView, run: float) -> Finding:
         "first_t": resource.first_t,
         "last_t": resource.last_t,
     }
-    return Finding(
-        code=CODE,
-        family=FAMILY,
-        severity=severity,
-        title=title,
-        location=Location.of(site) if site is not None else None,
-        evidence=evidence,
-        fix=_fix(resource),
-    )
+    location = Location.of(site) if site is not None else None
+    return KIND.finding(severity, title, location, evidence, _fix(resource))
 
 
 def _noun(resource: ContentionView) -> str:

@@ -7,11 +7,11 @@ import os
 import re
 
 from loopscope.model.snapshot import DuplicateView, Snapshot
-from loopscope.rules.finding import Finding, Location
+from loopscope.rules.finding import Finding, Kind, Location
 
 FAMILY = "duplicate"
-IN_FLIGHT = "LS401"
-RECURRING = "LS402"
+IN_FLIGHT = Kind("LS401", FAMILY)
+RECURRING = Kind("LS402", FAMILY)
 
 # LS401: identical calls in flight at once.
 MIN_PEAK = 3  # identical calls in flight at one pass
@@ -38,8 +38,8 @@ _NAME = re.compile(r"(?:^|, )([A-Za-z_]\w*)=")
 
 def check(snapshot: Snapshot) -> list[Finding]:
     view = snapshot.duplicates
-    codes = {g.id: _code(g) for g in view.groups}
-    reported = {g.id: g for g in view.groups if codes[g.id] is not None}
+    kinds = {g.id: _kind(g) for g in view.groups}
+    reported = {g.id: g for g in view.groups if kinds[g.id] is not None}
     # The innermost reported call whose repetition costs the time is where the cache goes: a
     # caller is repeated work only through it (``route(tenant=...)`` awaiting the same
     # ``load_tenants("eu-west")``), and its own arguments may differ from call to call. A
@@ -59,25 +59,25 @@ def check(snapshot: Snapshot) -> list[Finding]:
             inner_cost[place] = inner_cost.get(place, 0.0) + group.wasted_s
     # One finding per function and code: the same call with several argument sets (the popular
     # symbols of a quote service) is one place to put a cache.
-    by_place: dict[tuple[str, int, str, str], list[DuplicateView]] = {}
+    by_place: dict[tuple[str, int, str, Kind], list[DuplicateView]] = {}
     for group in view.groups:
-        code = codes[group.id]
+        kind = kinds[group.id]
         place = (group.file, group.function)
-        if code is None or inner_cost.get(place, 0.0) >= INNER_SHARE * place_cost[place] > 0:
+        if kind is None or inner_cost.get(place, 0.0) >= INNER_SHARE * place_cost[place] > 0:
             continue  # its repeats are those of a call it makes, reported
         parent = reported.get(group.parent)
         if parent is not None and group.wasted_s < INNER_SHARE * parent.wasted_s:
             continue  # a small part of a repeated caller, which is reported
-        by_place.setdefault((group.file, group.line, group.function, code), []).append(group)
+        by_place.setdefault((group.file, group.line, group.function, kind), []).append(group)
     out = []
-    for (_, _, _, code), groups in by_place.items():
+    for (_, _, _, kind), groups in by_place.items():
         groups.sort(key=lambda g: (-g.wasted_s, -g.peak))
-        out.append(_finding(groups, code, view.observed_s))
+        out.append(_finding(groups, kind, view.observed_s))
     out.sort(key=lambda f: -f.evidence["wasted_call_seconds"])
     return out
 
 
-def _code(group: DuplicateView) -> str | None:
+def _kind(group: DuplicateView) -> Kind | None:
     if (
         group.peak >= MIN_PEAK
         and group.concurrent_passes >= MIN_CONCURRENT_PASSES
@@ -94,18 +94,16 @@ def _code(group: DuplicateView) -> str | None:
     return None
 
 
-def _finding(groups: list[DuplicateView], code: str, observed: float) -> Finding:
+def _finding(groups: list[DuplicateView], kind: Kind, observed: float) -> Finding:
     group = groups[0]  # the most wasteful argument set
     where = f"{os.path.basename(group.file)}:{group.line}"
     call = f"{_short(group.function)}({_bounded(group.args, TITLE_ARGS)})"
     others = f" (and {len(groups) - 1} other argument sets)" if len(groups) > 1 else ""
     wasted = sum(g.wasted_s for g in groups)
     cost = f"; the repeats took {wasted:.1f} s of calls in flight" if wasted >= 0.05 else ""
-    if code == IN_FLIGHT:
+    if kind == IN_FLIGHT:
         severity = "error" if group.peak >= ERROR_PEAK else "warning"
-        title = (
-            f"{group.peak} identical calls `{call}`{others} in flight at once at {where}{cost}"
-        )
+        title = f"{group.peak} identical calls `{call}`{others} in flight at once at {where}{cost}"
     else:
         severity = "warning" if group.in_flight_mean >= WARNING_IN_FLIGHT else "info"
         title = (
@@ -131,15 +129,8 @@ def _finding(groups: list[DuplicateView], code: str, observed: float) -> Finding
         "first_t": min(g.first_t for g in groups),
         "last_t": max(g.last_t for g in groups),
     }
-    return Finding(
-        code=code,
-        family=FAMILY,
-        severity=severity,
-        title=title,
-        location=Location.of(group),
-        evidence=evidence,
-        fix=_fix(group, code, where),
-    )
+    location = Location.of(group)
+    return kind.finding(severity, title, location, evidence, _fix(group, kind, where))
 
 
 def _short(function: str) -> str:
@@ -151,10 +142,10 @@ def _bounded(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _fix(group: DuplicateView, code: str, where: str) -> str:
+def _fix(group: DuplicateView, kind: Kind, where: str) -> str:
     names = [n for n in _NAME.findall(group.args) if n not in ("self", "cls")]
     signature = f"{_short(group.function)}({', '.join(names)})"
-    if code == RECURRING:
+    if kind == RECURRING:
         return (
             f"Cache `{signature}` at {where}: keep its result for as long as it stays valid (a "
             f"TTL cache, or `async_lru`'s `@alru_cache(ttl=...)`, which also makes concurrent "

@@ -7,12 +7,12 @@ import os
 
 from loopscope.events import Frame
 from loopscope.model.snapshot import NeverAwaitedView, Snapshot, TaskErrorView
-from loopscope.rules.finding import Finding, Location
+from loopscope.rules.finding import Finding, Kind, Location
 
 FAMILY = "exception"
-UNRETRIEVED = "LS801"
-NEVER_AWAITED = "LS802"
-UNCLOSED = "LS803"
+UNRETRIEVED = Kind("LS801", FAMILY)
+NEVER_AWAITED = Kind("LS802", FAMILY)
+UNCLOSED = Kind("LS803", FAMILY)
 # The error kind the agent keeps aiohttp's "Unclosed client session" reports under.
 UNCLOSED_SESSION = "unclosed aiohttp.ClientSession"
 MIN_UNRETRIEVED = 1  # a single lost exception is an error: its failure went unseen
@@ -51,9 +51,7 @@ def _unretrieved(error: TaskErrorView) -> Finding:
         "last_t": error.last_t,
     }
     fn = _short(error.coroutine)
-    return Finding(
-        code=UNRETRIEVED,
-        family=FAMILY,
+    return UNRETRIEVED.finding(
         severity="error",
         title=title,
         location=_location(where),
@@ -72,9 +70,7 @@ def _unclosed(error: TaskErrorView) -> Finding:
     where = error.location
     verb = "created" if error.coroutine == "created" else "dropped"
     at = f" {verb} in `{_short(where.function)}` at {_at(where)}" if where is not None else ""
-    return Finding(
-        code=UNCLOSED,
-        family=FAMILY,
+    return UNCLOSED.finding(
         severity="error",
         title=f"aiohttp ClientSession{at} is never closed ({error.count} sessions freed unclosed)",
         location=_location(where),
@@ -104,9 +100,7 @@ def _never(never: NeverAwaitedView) -> Finding:
         title = f"Coroutine `{fn}` is never awaited at {_at(where)}"
     else:
         title = f"Coroutine `{fn}` is never awaited"
-    return Finding(
-        code=NEVER_AWAITED,
-        family=FAMILY,
+    return NEVER_AWAITED.finding(
         severity="warning",
         title=title,
         location=_location(where),

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from loopscope.model.snapshot import ExecutorView, Snapshot
 from loopscope.rules._timing import seconds, short
-from loopscope.rules.finding import Finding, Location
+from loopscope.rules.finding import Finding, Kind, Location
 
 CODE = "LS611"
 FAMILY = "executor"
+KIND = Kind(CODE, FAMILY)
 
 # Reported when work was queued with every worker busy in at least this many samples (the agent
 # sends two a second while the executor works), making at least this share of them...
@@ -94,15 +95,7 @@ def _check_pool(snapshot: Snapshot, ex: ExecutorView) -> Finding | None:
             f"{ex.pool} backlog: {who} waits {p99} (p99) for one of {ex.max_workers} threads, "
             f"up to {ex.queued_max} items queued"
         )
-    return Finding(
-        code=CODE,
-        family=FAMILY,
-        severity=severity,
-        title=title,
-        location=location,
-        evidence=evidence,
-        fix=_fix(ex, work),
-    )
+    return KIND.finding(severity, title, location, evidence, _fix(ex, work))
 
 
 def busiest(snapshot: Snapshot) -> ExecutorView:

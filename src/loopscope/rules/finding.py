@@ -51,5 +51,23 @@ class Finding:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class Kind:
+    """A kind of finding, named once by the rule that reports it: its code and family."""
+
+    code: str
+    family: str
+
+    def finding(
+        self,
+        severity: str,
+        title: str,
+        location: Location | None,
+        evidence: dict[str, Any],
+        fix: str,
+    ) -> Finding:
+        return Finding(self.code, self.family, severity, title, location, evidence, fix)
+
+
 def severity_rank(severity: str) -> int:
     return SEVERITIES.index(severity)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from loopscope.model.snapshot import GcPauseView, GcSiteView, GcView, Snapshot, TimeBin
 from loopscope.rules._timing import recent, seconds, short, where
-from loopscope.rules.finding import Finding, Location
+from loopscope.rules.finding import Finding, Kind, Location
 
 CODE = "LS301"
 FAMILY = "gc"
+KIND = Kind(CODE, FAMILY)
 
 # A collection this long is felt as lag (the same as the agent's block threshold). Where its CPU
 # time is known (full collections), that is what counts: on a machine short of cores a short
@@ -84,17 +85,7 @@ def check(snapshot: Snapshot) -> list[Finding]:
             for p in gc.longest[:5]
         ],
     }
-    return [
-        Finding(
-            code=CODE,
-            family=FAMILY,
-            severity=severity,
-            title=title,
-            location=location,
-            evidence=evidence,
-            fix=_fix(gc, site),
-        )
-    ]
+    return [KIND.finding(severity, title, location, evidence, _fix(gc, site))]
 
 
 def _work(pause: GcPauseView) -> float:

@@ -8,10 +8,11 @@ import statistics
 
 from loopscope.model.snapshot import SiteGrowth, Snapshot
 from loopscope.model.trend import slope
-from loopscope.rules.finding import Finding, Location
+from loopscope.rules.finding import Finding, Kind, Location
 
 CODE = "LS701"
 FAMILY = "leak"
+KIND = Kind(CODE, FAMILY)
 
 # Over the task series (up to the model's last 60 s): at least MIN_SPAN_S of it, MIN_POINTS
 # censuses, a least-squares growth (slope x span) of at least MIN_GROWTH tasks and MIN_RELATIVE
@@ -62,17 +63,8 @@ def check(snapshot: Snapshot) -> list[Finding]:
         "site_tasks_per_second": None if site is None else round(site.slope, 2),
         "created_most": [f"{name} ({n})" for name, n in snapshot.tasks.top_created[:3]],
     }
-    return [
-        Finding(
-            code=CODE,
-            family=FAMILY,
-            severity=severity,
-            title=title,
-            location=Location.of(site) if site is not None else None,
-            evidence=evidence,
-            fix=_fix(site),
-        )
-    ]
+    location = Location.of(site) if site is not None else None
+    return [KIND.finding(severity, title, location, evidence, _fix(site))]
 
 
 def growing(series: tuple[tuple[float, int], ...]) -> tuple[float, float, float] | None:

@@ -6,12 +6,12 @@ import os
 
 from loopscope.events import Frame, RaceSpan
 from loopscope.model.snapshot import LostUpdateView, RaceWindowView, Snapshot
-from loopscope.rules.finding import Finding, Location
+from loopscope.rules.finding import Finding, Kind, Location
 
 FAMILY = "race"
-OBSERVED = "LS501"
-LOST_UPDATE = "LS502"
-UNOBSERVED = "LS503"
+OBSERVED = Kind("LS501", FAMILY)
+LOST_UPDATE = Kind("LS502", FAMILY)
+UNOBSERVED = Kind("LS503", FAMILY)
 
 # An observed window is an error once seen this often, or with this many tasks inside at once.
 ERROR_OBSERVATIONS = 10
@@ -81,22 +81,13 @@ def _observed(window: RaceWindowView, duration: float) -> Finding:
         "first_t": window.first_t,
         "last_t": window.last_t,
     }
-    return Finding(
-        code=OBSERVED,
-        family=FAMILY,
-        severity=severity,
-        title=title,
-        location=Location(span.file, span.read_line, span.function),
-        evidence=evidence,
-        fix=_fix(span.target, span.via),
-    )
+    location = Location(span.file, span.read_line, span.function)
+    return OBSERVED.finding(severity, title, location, evidence, _fix(span.target, span.via))
 
 
 def _unobserved(window: RaceWindowView) -> Finding:
     span = window.span
-    return Finding(
-        code=UNOBSERVED,
-        family=FAMILY,
+    return UNOBSERVED.finding(
         severity="info",
         title=(
             f"Possible {_PATTERN.get(span.via, 'race')} race on `{span.target}` in "
@@ -130,9 +121,7 @@ def _lost(entry: LostUpdateView) -> Finding:
         "first_t": entry.first_t,
         "last_t": entry.last_t,
     }
-    return Finding(
-        code=LOST_UPDATE,
-        family=FAMILY,
+    return LOST_UPDATE.finding(
         severity="error",
         title=title,
         location=Location.of(write),

@@ -13,10 +13,11 @@ from loopscope.rules._timing import (
     short,
     where,
 )
-from loopscope.rules.finding import Finding, Location
+from loopscope.rules.finding import Finding, Kind, Location
 
 CODE = "LS201"
 FAMILY = "saturation"
+KIND = Kind(CODE, FAMILY)
 
 # A second counts as saturated when the loop was busy (outside its selector) this share of it.
 BUSY = 0.85
@@ -81,9 +82,7 @@ def _finding(
         "first_t": saturated[0].t,
         "last_t": saturated[-1].t + 1.0,
     }
-    return Finding(
-        code=CODE,
-        family=FAMILY,
+    return KIND.finding(
         severity=severity,
         title=f"The loop is saturated: busy {busy * 100:.0f}% of the time for "
         f"{len(saturated)}s{what}",

@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from loopscope.model.snapshot import Snapshot, TimeBin
 from loopscope.rules import blocking, executor, gc_pauses, saturation
 from loopscope.rules._timing import function_named, lag_percentiles, recent, seconds, short
-from loopscope.rules.finding import Finding, Location
+from loopscope.rules.finding import Finding, Kind, Location
 
 CODE = "LS901"
 FAMILY = "variability"
+KIND = Kind(CODE, FAMILY)
 
 # Reported when, over at least MIN_SECONDS of lag measured in the window, the lag p99 reached
 # MIN_P99_S and was at least RATIO times the p50, with spikes (seconds whose lag reached
@@ -171,17 +172,7 @@ def check(snapshot: Snapshot) -> list[Finding]:
         "first_t": spikes[0].t,
         "last_t": spikes[-1].t + 1.0,
     }
-    return [
-        Finding(
-            code=CODE,
-            family=FAMILY,
-            severity=severity,
-            title=title,
-            location=location,
-            evidence=evidence,
-            fix=_fix(main, what),
-        )
-    ]
+    return [KIND.finding(severity, title, location, evidence, _fix(main, what))]
 
 
 def _quiet_creation(snapshot: Snapshot, bins: Sequence[TimeBin]) -> float:
