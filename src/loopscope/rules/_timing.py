@@ -1,5 +1,6 @@
 """What the timing rules (saturation, gc, executor, variability) share: the recent timeline,
-lag percentiles over it, and short renderings of code locations."""
+lag percentiles over it, and short renderings of code locations (``short`` serves every
+rule)."""
 
 from __future__ import annotations
 

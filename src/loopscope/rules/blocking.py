@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from loopscope.model.snapshot import HotFrame, Snapshot
+from loopscope.rules._timing import short
 from loopscope.rules.finding import Finding, Kind, Location
 
 CODE = "LS101"
@@ -90,7 +91,7 @@ def _finding(hot: HotFrame, snapshot: Snapshot) -> Finding:
         cause = f"{cause}: {_IO_LABEL.get(hot.io, hot.io)}"
     if located and hot.app:
         title = (
-            f"`{_short(hot.function)}` blocks the loop ({cause}) "
+            f"`{short(hot.function)}` blocks the loop ({cause}) "
             f"at {os.path.basename(hot.file)}:{hot.line}"
         )
     elif located:
@@ -100,7 +101,7 @@ def _finding(hot: HotFrame, snapshot: Snapshot) -> Finding:
         severity = "info"
         title = (
             f"The loop blocks with no application code on its stack ({cause}), "
-            f"in `{_short(hot.function)}` at {os.path.basename(hot.file)}:{hot.line}"
+            f"in `{short(hot.function)}` at {os.path.basename(hot.file)}:{hot.line}"
         )
     else:
         title = "Code holding the GIL blocks the loop (no stack could be sampled)"
@@ -134,7 +135,7 @@ def _finding(hot: HotFrame, snapshot: Snapshot) -> Finding:
     }
     location = Location.of(hot) if located else None
     if (located and hot.app) or (not located and hot.cause == "gil"):
-        fix = _fix(hot.cause, _short(hot.function) if located else "the call", hot.io)
+        fix = _fix(hot.cause, short(hot.function) if located else "the call", hot.io)
     else:
         fix = _UNATTRIBUTED_FIX
     return KIND.finding(severity, title, location, evidence, fix)
@@ -146,11 +147,6 @@ _UNATTRIBUTED_FIX = (
     "an extension (uvloop, httptools) at work on many requests; if they recur under load, open "
     "the Blocks screen: their stacks show the framework or library call that held the loop."
 )
-
-
-def _short(function: str) -> str:
-    """``Handler.render`` -> ``render``: what the code at the call site names."""
-    return function.rsplit(".", 1)[-1]
 
 
 def _fix(cause: str, fn: str, io: str | None = None) -> str:

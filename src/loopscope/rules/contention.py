@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from loopscope.model.snapshot import ContentionView, Snapshot
+from loopscope.rules._timing import short
 from loopscope.rules.finding import Finding, Kind, Location
 
 CODE = "LS601"
@@ -78,7 +79,7 @@ def _finding(resource: ContentionView, run: float) -> Finding:
     severity = "error" if resource.wait_max >= ERROR_WAIT_S or crowded else "warning"
     if site is not None and site.function:
         title = (
-            f"`{_short(site.function)}` waits on a contended {noun} "
+            f"`{short(site.function)}` waits on a contended {noun} "
             f"at {os.path.basename(site.file)}:{site.line} "
             f"(up to {resource.peak} waiters, longest wait {resource.wait_max:.2f}s)"
         )
@@ -112,10 +113,6 @@ def _noun(resource: ContentionView) -> str:
     if resource.kind == "queue_put":
         return f"full {resource.type}"
     return resource.type
-
-
-def _short(function: str) -> str:
-    return function.rsplit(".", 1)[-1]
 
 
 def _fix(resource: ContentionView) -> str:

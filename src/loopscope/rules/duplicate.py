@@ -7,6 +7,7 @@ import os
 import re
 
 from loopscope.model.snapshot import DuplicateView, Snapshot
+from loopscope.rules._timing import short
 from loopscope.rules.finding import Finding, Kind, Location
 
 FAMILY = "duplicate"
@@ -97,7 +98,7 @@ def _kind(group: DuplicateView) -> Kind | None:
 def _finding(groups: list[DuplicateView], kind: Kind, observed: float) -> Finding:
     group = groups[0]  # the most wasteful argument set
     where = f"{os.path.basename(group.file)}:{group.line}"
-    call = f"{_short(group.function)}({_bounded(group.args, TITLE_ARGS)})"
+    call = f"{short(group.function)}({_bounded(group.args, TITLE_ARGS)})"
     others = f" (and {len(groups) - 1} other argument sets)" if len(groups) > 1 else ""
     wasted = sum(g.wasted_s for g in groups)
     cost = f"; the repeats took {wasted:.1f} s of calls in flight" if wasted >= 0.05 else ""
@@ -133,18 +134,13 @@ def _finding(groups: list[DuplicateView], kind: Kind, observed: float) -> Findin
     return kind.finding(severity, title, location, evidence, _fix(group, kind, where))
 
 
-def _short(function: str) -> str:
-    """``PriceService.fetch_price`` -> ``fetch_price``: what the code at the call site names."""
-    return function.rsplit(".", 1)[-1]
-
-
 def _bounded(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _fix(group: DuplicateView, kind: Kind, where: str) -> str:
     names = [n for n in _NAME.findall(group.args) if n not in ("self", "cls")]
-    signature = f"{_short(group.function)}({', '.join(names)})"
+    signature = f"{short(group.function)}({', '.join(names)})"
     if kind == RECURRING:
         return (
             f"Cache `{signature}` at {where}: keep its result for as long as it stays valid (a "

@@ -7,6 +7,7 @@ import os
 
 from loopscope.events import Frame
 from loopscope.model.snapshot import NeverAwaitedView, Snapshot, TaskErrorView
+from loopscope.rules._timing import short
 from loopscope.rules.finding import Finding, Kind, Location
 
 FAMILY = "exception"
@@ -36,7 +37,7 @@ def _unretrieved(error: TaskErrorView) -> Finding:
     where = error.location
     at = f" at {_at(where)}" if where is not None else ""
     title = (
-        f"Task `{_short(error.coroutine)}` failed with {error.error}{at} "
+        f"Task `{short(error.coroutine)}` failed with {error.error}{at} "
         f"and nobody retrieved the exception ({error.count} times)"
     )
     evidence = {
@@ -50,7 +51,7 @@ def _unretrieved(error: TaskErrorView) -> Finding:
         "first_t": error.first_t,
         "last_t": error.last_t,
     }
-    fn = _short(error.coroutine)
+    fn = short(error.coroutine)
     return UNRETRIEVED.finding(
         severity="error",
         title=title,
@@ -69,7 +70,7 @@ def _unretrieved(error: TaskErrorView) -> Finding:
 def _unclosed(error: TaskErrorView) -> Finding:
     where = error.location
     verb = "created" if error.coroutine == "created" else "dropped"
-    at = f" {verb} in `{_short(where.function)}` at {_at(where)}" if where is not None else ""
+    at = f" {verb} in `{short(where.function)}` at {_at(where)}" if where is not None else ""
     return UNCLOSED.finding(
         severity="error",
         title=f"aiohttp ClientSession{at} is never closed ({error.count} sessions freed unclosed)",
@@ -93,9 +94,9 @@ def _unclosed(error: TaskErrorView) -> Finding:
 
 def _never(never: NeverAwaitedView) -> Finding:
     where = never.location
-    fn = _short(never.coroutine)
+    fn = short(never.coroutine)
     if where is not None and where.function:
-        title = f"`{_short(where.function)}` calls `{fn}` without awaiting it at {_at(where)}"
+        title = f"`{short(where.function)}` calls `{fn}` without awaiting it at {_at(where)}"
     elif where is not None:
         title = f"Coroutine `{fn}` is never awaited at {_at(where)}"
     else:
@@ -132,7 +133,3 @@ def _describe(frame: Frame | None) -> str | None:
     if frame is None:
         return None
     return f"{frame.function} ({_at(frame)})" if frame.function else _at(frame)
-
-
-def _short(function: str) -> str:
-    return function.rsplit(".", 1)[-1]

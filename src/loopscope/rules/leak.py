@@ -8,6 +8,7 @@ import statistics
 
 from loopscope.model.snapshot import SiteGrowth, Snapshot
 from loopscope.model.trend import slope
+from loopscope.rules._timing import short
 from loopscope.rules.finding import Finding, Kind, Location
 
 CODE = "LS701"
@@ -45,7 +46,7 @@ def check(snapshot: Snapshot) -> list[Finding]:
     if site is not None:
         title = (
             f"Tasks leak: live tasks grow by {rate:.1f}/s, piling up waiting in "
-            f"`{_short(site.function)}` at {os.path.basename(site.file)}:{site.line}"
+            f"`{short(site.function)}` at {os.path.basename(site.file)}:{site.line}"
         )
     else:
         title = f"Tasks leak: live tasks grow by {rate:.1f}/s ({now} now)"
@@ -102,12 +103,8 @@ def _origin(sites: tuple[SiteGrowth, ...], rate: float) -> SiteGrowth | None:
     return None
 
 
-def _short(function: str) -> str:
-    return function.rsplit(".", 1)[-1]
-
-
 def _fix(site: SiteGrowth | None) -> str:
-    where = f" waiting in `{_short(site.function)}`" if site is not None else ""
+    where = f" waiting in `{short(site.function)}`" if site is not None else ""
     return (
         f"Something creates tasks{where} that never finish. Make every task end: await or "
         "cancel the tasks you create (keep references, e.g. in a set with "
