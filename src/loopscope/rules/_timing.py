@@ -1,6 +1,5 @@
 """What the timing rules (saturation, gc, executor, variability) share: the recent timeline,
-lag percentiles over it, and short renderings of code locations (``short`` serves every
-rule)."""
+lag percentiles over it; and what every rule renders code locations with."""
 
 from __future__ import annotations
 
@@ -9,6 +8,7 @@ from collections.abc import Sequence
 
 from loopscope.events import Frame
 from loopscope.model._lag import merge, percentile
+from loopscope.model.location import Located
 from loopscope.model.snapshot import GcSiteView, HotFrame, Snapshot, TimeBin
 from loopscope.rules.finding import Location
 
@@ -45,7 +45,17 @@ def function_named(snapshot: Snapshot, name: str) -> Location | None:
 
 def where(frame: Frame | HotFrame | Location | GcSiteView) -> str:
     """``render (app.py:42)``."""
-    return f"{short(frame.function)} ({os.path.basename(frame.file)}:{frame.line})"
+    return f"{short(frame.function)} ({file_line(frame)})"
+
+
+def function_at(place: Located) -> str:
+    """``Handler.render (app.py:42)``: the function named in full."""
+    return f"{place.function} ({file_line(place)})"
+
+
+def file_line(place: Located) -> str:
+    """``app.py:42``."""
+    return f"{os.path.basename(place.file)}:{place.line}"
 
 
 def short(function: str) -> str:

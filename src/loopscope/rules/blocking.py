@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
-
 from loopscope.model.snapshot import HotFrame, Snapshot
-from loopscope.rules._timing import short
+from loopscope.rules._timing import file_line, function_at, short
 from loopscope.rules.finding import Finding, Kind, Location
 
 CODE = "LS101"
@@ -90,10 +88,7 @@ def _finding(hot: HotFrame, snapshot: Snapshot) -> Finding:
     if hot.cause == "io" and hot.io is not None:
         cause = f"{cause}: {_IO_LABEL.get(hot.io, hot.io)}"
     if located and hot.app:
-        title = (
-            f"`{short(hot.function)}` blocks the loop ({cause}) "
-            f"at {os.path.basename(hot.file)}:{hot.line}"
-        )
+        title = f"`{short(hot.function)}` blocks the loop ({cause}) at {file_line(hot)}"
     elif located:
         # No frame of the application's on the stack: the framework's or asyncio's own frame
         # is where the loop was, not code to blame (C code under it, a collection, or the
@@ -101,7 +96,7 @@ def _finding(hot: HotFrame, snapshot: Snapshot) -> Finding:
         severity = "info"
         title = (
             f"The loop blocks with no application code on its stack ({cause}), "
-            f"in `{short(hot.function)}` at {os.path.basename(hot.file)}:{hot.line}"
+            f"in `{short(hot.function)}` at {file_line(hot)}"
         )
     else:
         title = "Code holding the GIL blocks the loop (no stack could be sampled)"
@@ -127,9 +122,7 @@ def _finding(hot: HotFrame, snapshot: Snapshot) -> Finding:
         "samples": hot.samples,
         "tasks": list(hot.tasks),
         **({"routes": list(hot.routes)} if hot.routes else {}),
-        "stack": [
-            f"{f.function} ({os.path.basename(f.file)}:{f.line})" for f in hot.stack[:STACK_FRAMES]
-        ],
+        "stack": [function_at(f) for f in hot.stack[:STACK_FRAMES]],
         "first_t": hot.first_t,
         "last_t": hot.last_t,
     }

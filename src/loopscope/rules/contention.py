@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
-
 from loopscope.model.snapshot import ContentionView, Snapshot
-from loopscope.rules._timing import short
+from loopscope.rules._timing import file_line, function_at, short
 from loopscope.rules.finding import Finding, Kind, Location
 
 CODE = "LS601"
@@ -80,7 +78,7 @@ def _finding(resource: ContentionView, run: float) -> Finding:
     if site is not None and site.function:
         title = (
             f"`{short(site.function)}` waits on a contended {noun} "
-            f"at {os.path.basename(site.file)}:{site.line} "
+            f"at {file_line(site)} "
             f"(up to {resource.peak} waiters, longest wait {resource.wait_max:.2f}s)"
         )
     else:
@@ -99,9 +97,7 @@ def _finding(resource: ContentionView, run: float) -> Finding:
         "wait_max_s": round(resource.wait_max, 3),
         "sustained_s": round(run, 2) if run else None,
         "censuses": resource.censuses,
-        "site": None
-        if site is None
-        else f"{site.function} ({os.path.basename(site.file)}:{site.line})",
+        "site": None if site is None else function_at(site),
         "first_t": resource.first_t,
         "last_t": resource.last_t,
     }

@@ -3,11 +3,10 @@ made again and again (see docs/findings.md)."""
 
 from __future__ import annotations
 
-import os
 import re
 
 from loopscope.model.snapshot import DuplicateView, Snapshot
-from loopscope.rules._timing import short
+from loopscope.rules._timing import file_line, short
 from loopscope.rules.finding import Finding, Kind, Location
 
 FAMILY = "duplicate"
@@ -97,7 +96,7 @@ def _kind(group: DuplicateView) -> Kind | None:
 
 def _finding(groups: list[DuplicateView], kind: Kind, observed: float) -> Finding:
     group = groups[0]  # the most wasteful argument set
-    where = f"{os.path.basename(group.file)}:{group.line}"
+    where = file_line(group)
     call = f"{short(group.function)}({_bounded(group.args, TITLE_ARGS)})"
     others = f" (and {len(groups) - 1} other argument sets)" if len(groups) > 1 else ""
     wasted = sum(g.wasted_s for g in groups)

@@ -3,11 +3,9 @@ ClientSessions freed without being closed (docs/findings.md)."""
 
 from __future__ import annotations
 
-import os
-
 from loopscope.events import Frame
 from loopscope.model.snapshot import NeverAwaitedView, Snapshot, TaskErrorView
-from loopscope.rules._timing import short
+from loopscope.rules._timing import file_line, function_at, short
 from loopscope.rules.finding import Finding, Kind, Location
 
 FAMILY = "exception"
@@ -35,7 +33,7 @@ def check(snapshot: Snapshot) -> list[Finding]:
 
 def _unretrieved(error: TaskErrorView) -> Finding:
     where = error.location
-    at = f" at {_at(where)}" if where is not None else ""
+    at = f" at {file_line(where)}" if where is not None else ""
     title = (
         f"Task `{short(error.coroutine)}` failed with {error.error}{at} "
         f"and nobody retrieved the exception ({error.count} times)"
@@ -70,7 +68,7 @@ def _unretrieved(error: TaskErrorView) -> Finding:
 def _unclosed(error: TaskErrorView) -> Finding:
     where = error.location
     verb = "created" if error.coroutine == "created" else "dropped"
-    at = f" {verb} in `{short(where.function)}` at {_at(where)}" if where is not None else ""
+    at = f" {verb} in `{short(where.function)}` at {file_line(where)}" if where is not None else ""
     return UNCLOSED.finding(
         severity="error",
         title=f"aiohttp ClientSession{at} is never closed ({error.count} sessions freed unclosed)",
@@ -96,9 +94,9 @@ def _never(never: NeverAwaitedView) -> Finding:
     where = never.location
     fn = short(never.coroutine)
     if where is not None and where.function:
-        title = f"`{short(where.function)}` calls `{fn}` without awaiting it at {_at(where)}"
+        title = f"`{short(where.function)}` calls `{fn}` without awaiting it at {file_line(where)}"
     elif where is not None:
-        title = f"Coroutine `{fn}` is never awaited at {_at(where)}"
+        title = f"Coroutine `{fn}` is never awaited at {file_line(where)}"
     else:
         title = f"Coroutine `{fn}` is never awaited"
     return NEVER_AWAITED.finding(
@@ -125,11 +123,7 @@ def _location(frame: Frame | None) -> Location | None:
     return Location.of(frame) if frame is not None else None
 
 
-def _at(frame: Frame) -> str:
-    return f"{os.path.basename(frame.file)}:{frame.line}"
-
-
 def _describe(frame: Frame | None) -> str | None:
     if frame is None:
         return None
-    return f"{frame.function} ({_at(frame)})" if frame.function else _at(frame)
+    return function_at(frame) if frame.function else file_line(frame)

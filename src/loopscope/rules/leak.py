@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import itertools
-import os
 import statistics
 
 from loopscope.model.snapshot import SiteGrowth, Snapshot
 from loopscope.model.trend import slope
-from loopscope.rules._timing import short
+from loopscope.rules._timing import file_line, function_at, short
 from loopscope.rules.finding import Finding, Kind, Location
 
 CODE = "LS701"
@@ -46,7 +45,7 @@ def check(snapshot: Snapshot) -> list[Finding]:
     if site is not None:
         title = (
             f"Tasks leak: live tasks grow by {rate:.1f}/s, piling up waiting in "
-            f"`{short(site.function)}` at {os.path.basename(site.file)}:{site.line}"
+            f"`{short(site.function)}` at {file_line(site)}"
         )
     else:
         title = f"Tasks leak: live tasks grow by {rate:.1f}/s ({now} now)"
@@ -56,9 +55,7 @@ def check(snapshot: Snapshot) -> list[Finding]:
         "window_s": round(span, 1),
         "tasks_now": now,
         "tasks_at_start": round(start_level, 1),
-        "site": None
-        if site is None
-        else f"{site.function} ({os.path.basename(site.file)}:{site.line})",
+        "site": None if site is None else function_at(site),
         "site_kind": None if site is None else site.kind,
         "site_waiting": None if site is None else site.count,
         "site_tasks_per_second": None if site is None else round(site.slope, 2),

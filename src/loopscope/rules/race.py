@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 
-from loopscope.events import Frame, RaceSpan
+from loopscope.events import RaceSpan
 from loopscope.model.snapshot import LostUpdateView, RaceWindowView, Snapshot
+from loopscope.rules._timing import function_at
 from loopscope.rules.finding import Finding, Kind, Location
 
 FAMILY = "race"
@@ -111,9 +112,9 @@ def _lost(entry: LostUpdateView) -> Finding:
     evidence = {
         "target": entry.target,
         "count": entry.count,
-        "read": _frame(entry.read),
-        "other_write": _frame(entry.other_write),
-        "write": _frame(write),
+        "read": function_at(entry.read),
+        "other_write": function_at(entry.other_write),
+        "write": function_at(write),
         "tasks": list(entry.tasks),
         "other_tasks": list(entry.other_tasks),
         "version_read": entry.version_read,
@@ -128,10 +129,6 @@ def _lost(entry: LostUpdateView) -> Finding:
         evidence=evidence,
         fix=_fix(entry.target, "value"),
     )
-
-
-def _frame(frame: Frame) -> str:
-    return f"{frame.function} ({_where(frame.file, frame.line)})"
 
 
 def _fix(target: str, via: str) -> str:
