@@ -145,7 +145,7 @@ def attribute(
     stacks = outside.stacks if outside is not None and outside.stacks else block.stacks
     located = _locate_block(stacks, code)
     cause = outside.cause if outside is not None and outside.stacks else None
-    if _machine(block):
+    if _machine(block) or _starts_thread(located.stack, code):
         cause = "machine"
     elif _collected(block):
         # The collector held the GIL, on CPU as C code does (the outside samples' "gil" is
@@ -188,7 +188,9 @@ def _parts(
         location = Frame(file, max(lines, key=lines.__getitem__), function)
         waits = _waits(location, stack, code, source_line)
         cpu: float | None = 0.0
-        if waits is not None:
+        if _starts_thread(stack, code):
+            part_cause = "machine"
+        elif waits is not None:
             part_cause = waits
         elif cpu_left is None:
             part_cause, cpu = "unknown", None
@@ -324,6 +326,17 @@ def _locate_block(stacks: Sequence[Stack], code: CodeMap) -> _Located:
         first_stack[file, function],
         weight[file, function] / total,
         others,
+    )
+
+
+def _starts_thread(stack: Sequence[Frame], code: CodeMap) -> bool:
+    """Whether ``stack`` waits in ``Thread.start`` (an executor adding a worker for ``to_thread``
+    or ``run_in_executor``). The starting thread waits until the new one runs: with a core and
+    the GIL free, well under a millisecond. A block there is the machine's (cause "machine"):
+    the new thread waited for a core, or for the GIL another thread held."""
+    return any(
+        f.function.rsplit(".", 1)[-1] == "start" and code.module(f.file) == "threading"
+        for f in stack
     )
 
 
@@ -544,9 +557,10 @@ class BlockState:
         for p in a.parts:
             where = p.attribution.location
             assert where is not None  # a part is always somewhere
-            self._hot_frame((where.file, where.function)).add(
-                _portion(block, p.seconds, p.cpu), p.attribution
-            )
+            machine = p.attribution.cause == "machine"
+            self._hot_frame(
+                ("", MACHINE_FUNCTION) if machine else (where.file, where.function)
+            ).add(_portion(block, p.seconds, p.cpu), p.attribution)
 
     def _hot_frame(self, key: tuple[str, str]) -> _Hot:
         hot = self._hot.get(key)
