@@ -19,6 +19,7 @@ from typing import Any
 
 from loopscope.agent._duplicates import DuplicatesCollector
 from loopscope.agent._guard import Guard
+from loopscope.agent._periodic import LoopContext
 from loopscope.events import Duplicates, Event
 
 
@@ -36,7 +37,7 @@ async def measure(tasks: int, passes: int, symbols: int) -> None:
     await asyncio.sleep(0.2)  # every task reaches its wait
     events: list[Event] = []
     collector = DuplicatesCollector(
-        asyncio.get_running_loop(), 0, events.append, Guard(events.append)
+        LoopContext(asyncio.get_running_loop(), 0, events.append, Guard(events.append))
     )
     costs, cpu, samples = [], [], []
     for _ in range(passes):

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from loopscope.agent import _racescan
 from loopscope.agent._guard import Guard
+from loopscope.agent._periodic import LoopContext
 from loopscope.agent._races import RaceCollector, RaceScanner
 from loopscope.agent._racescan import scan_source
 
@@ -91,7 +92,7 @@ async def passes(n: int, count: int) -> None:
     guard = Guard(events.append)
     scanner = RaceScanner(events.append, guard, ())
     scanner.index = index
-    collector = RaceCollector(loop, id(loop), events.append, guard, scanner)
+    collector = RaceCollector(LoopContext(loop, id(loop), events.append, guard), scanner)
     costs = []
     cpu = []
     groups = inspected = 0

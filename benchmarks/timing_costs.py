@@ -25,6 +25,7 @@ from collections.abc import Callable
 from loopscope.agent._executor import ExecutorCollector
 from loopscope.agent._gc import GcMonitor
 from loopscope.agent._guard import Guard
+from loopscope.agent._periodic import LoopContext
 from loopscope.events import Event
 
 COLLECTIONS = 20_000
@@ -56,7 +57,9 @@ def executor_cost(wrapped: bool) -> float:
     async def main() -> float:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, int)  # the executor exists from here
-        collector = ExecutorCollector(loop, 1, _discard, Guard(_discard), interval=3600)
+        collector = ExecutorCollector(
+            LoopContext(loop, 1, _discard, Guard(_discard)), interval=3600
+        )
         if wrapped:
             collector.start()  # wraps run_in_executor
             collector._tick()  # finds and wraps the default executor
@@ -78,7 +81,9 @@ def anyio_cost(wrapped: bool) -> float:
     async def main() -> float:
         loop = asyncio.get_running_loop()
         await anyio.to_thread.run_sync(int)  # the worker threads and the limiter exist
-        collector = ExecutorCollector(loop, 1, _discard, Guard(_discard), interval=3600)
+        collector = ExecutorCollector(
+            LoopContext(loop, 1, _discard, Guard(_discard)), interval=3600
+        )
         if wrapped:
             collector._watch_anyio()
         try:

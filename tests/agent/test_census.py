@@ -18,6 +18,7 @@ import pytest
 
 from loopscope.agent._census import CensusCollector
 from loopscope.agent._guard import Guard
+from loopscope.agent._periodic import LoopContext
 from loopscope.events import Census, Event, Notice, decode
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
@@ -53,7 +54,9 @@ def collector(
     loop: asyncio.AbstractEventLoop, events: list[Event] | None = None, interval: float = 0.5
 ) -> CensusCollector:
     out: list[Event] = [] if events is None else events
-    return CensusCollector(loop, id(loop), out.append, Guard(out.append), interval=interval)
+    return CensusCollector(
+        LoopContext(loop, id(loop), out.append, Guard(out.append)), interval=interval
+    )
 
 
 async def finish(tasks: list[asyncio.Task[Any]]) -> None:
@@ -444,6 +447,7 @@ sys.modules["_ls_agent"] = package
 census_module = importlib.import_module("_ls_agent._census")
 events = importlib.import_module("_ls_agent.events")
 Guard = importlib.import_module("_ls_agent._guard").Guard
+LoopContext = importlib.import_module("_ls_agent._periodic").LoopContext
 
 
 async def main():
@@ -490,7 +494,8 @@ async def main():
         if all(t._fut_waiter is not None for t in tasks):
             break
     out = []
-    census = census_module.CensusCollector(loop, id(loop), out.append, Guard(out.append))
+    context = LoopContext(loop, id(loop), out.append, Guard(out.append))
+    census = census_module.CensusCollector(context)
     print(events.encode(census.take()), flush=True)
     gate.set()
     writer.close()

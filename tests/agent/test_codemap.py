@@ -11,6 +11,7 @@ import pytest
 from loopscope.agent import _codemap
 from loopscope.agent._census import CensusCollector
 from loopscope.agent._guard import Guard
+from loopscope.agent._periodic import LoopContext
 from loopscope.codemap import (
     APP,
     FRAMEWORK,
@@ -236,7 +237,7 @@ def test_the_census_site_is_the_application_frame_under_framework_plumbing() -> 
         reader = StreamReader(protocol, 2**16, loop=loop)
         task = asyncio.create_task(handler(reader))
         await asyncio.sleep(0)
-        event = CensusCollector(loop, 1, out.append, Guard(out.append)).take()
+        event = CensusCollector(LoopContext(loop, 1, out.append, Guard(out.append))).take()
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task

@@ -21,6 +21,7 @@ from agent_harness import Client, Target, wait_until
 from loopscope.agent import _duplicates
 from loopscope.agent._duplicates import ArgText, DuplicatesCollector
 from loopscope.agent._guard import Guard
+from loopscope.agent._periodic import LoopContext
 from loopscope.events import DuplicateGroup, Duplicates, Event, LoopStarted, Notice, decode
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
@@ -43,7 +44,9 @@ def collector(
     loop: asyncio.AbstractEventLoop, events: list[Event] | None = None, interval: float = 0.5
 ) -> DuplicatesCollector:
     out: list[Event] = [] if events is None else events
-    return DuplicatesCollector(loop, id(loop), out.append, Guard(out.append), interval=interval)
+    return DuplicatesCollector(
+        LoopContext(loop, id(loop), out.append, Guard(out.append)), interval=interval
+    )
 
 
 def group(event: Duplicates, function: str) -> DuplicateGroup | None:
@@ -509,6 +512,7 @@ sys.modules["_ls_agent"] = package
 module = importlib.import_module("_ls_agent._duplicates")
 events = importlib.import_module("_ls_agent.events")
 Guard = importlib.import_module("_ls_agent._guard").Guard
+LoopContext = importlib.import_module("_ls_agent._periodic").LoopContext
 
 
 async def fetch_price(symbol, *rest, days=7, **options):
@@ -541,8 +545,9 @@ async def main():
         if all(t._fut_waiter is not None for t in tasks):
             break
     out = []
-    collector = module.DuplicatesCollector(loop := asyncio.get_running_loop(), id(loop),
-                                           out.append, Guard(out.append))
+    collector = module.DuplicatesCollector(
+        LoopContext(loop := asyncio.get_running_loop(), id(loop), out.append, Guard(out.append))
+    )
     print(events.encode(collector.take()), flush=True)
     for t in tasks + [shared]:
         t.cancel()

@@ -13,6 +13,7 @@ import pytest
 
 from loopscope.agent._executor import ANYIO, ExecutorCollector
 from loopscope.agent._guard import Guard
+from loopscope.agent._periodic import LoopContext
 from loopscope.events import Event, ExecutorSample, Notice
 
 TIMEOUT = 10.0
@@ -30,7 +31,9 @@ def test_a_pool_passed_to_run_in_executor_is_its_own_pool() -> None:
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        collector = ExecutorCollector(loop, 1, events.append, Guard(events.append), interval=0.02)
+        collector = ExecutorCollector(
+            LoopContext(loop, 1, events.append, Guard(events.append)), interval=0.02
+        )
         collector.start()
         # Wrapped on the loop's class, not the loop: an instance attribute would slow the loop.
         assert "run_in_executor" in vars(type(loop))
@@ -75,7 +78,9 @@ def test_anyio_worker_threads_are_watched_and_named_by_the_function_they_run() -
     async def main() -> None:
         loop = asyncio.get_running_loop()
         to_thread.current_default_thread_limiter().total_tokens = 2
-        collector = ExecutorCollector(loop, 1, events.append, Guard(events.append), interval=0.02)
+        collector = ExecutorCollector(
+            LoopContext(loop, 1, events.append, Guard(events.append)), interval=0.02
+        )
         collector.start()
         deadline = loop.time() + TIMEOUT
         while vars(AsyncIOBackend)["run_sync_in_worker_thread"] is original:

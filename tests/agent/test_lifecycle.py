@@ -17,6 +17,7 @@ import pytest
 
 from loopscope.agent._guard import Guard
 from loopscope.agent._lifecycle import SWEEP_EVERY, LifecycleCollector, duty_for
+from loopscope.agent._periodic import LoopContext
 from loopscope.events import Event, Lifecycle, Notice, decode
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
@@ -40,7 +41,9 @@ class Recorder:
         self.guard = Guard(self.events.append)
 
     def collector(self, loop: asyncio.AbstractEventLoop, window: float) -> LifecycleCollector:
-        return LifecycleCollector(loop, id(loop), self.events.append, self.guard, window=window)
+        return LifecycleCollector(
+            LoopContext(loop, id(loop), self.events.append, self.guard), window=window
+        )
 
     def total(self, field: str) -> int:
         return sum(getattr(e, field) for e in self.events if isinstance(e, Lifecycle))
@@ -305,10 +308,7 @@ def sampling(
     """A collector that samples a quarter of each 50 ms window once tasks are created for
     0.1 s, whatever they cost; its loop is taken to be saturated (never idle)."""
     return LifecycleCollector(
-        loop,
-        id(loop),
-        recorder.events.append,
-        recorder.guard,
+        LoopContext(loop, id(loop), recorder.events.append, recorder.guard),
         window=0.05,
         budget=0.0,
         rate_span=0.1,
@@ -376,7 +376,9 @@ def test_a_low_rate_is_counted_exactly_all_the_time() -> None:
         loop = asyncio.get_running_loop()
         # The default budget; about 1,000 tasks a second for over twice the rate span.
         lifecycle = LifecycleCollector(
-            loop, id(loop), recorder.events.append, recorder.guard, window=0.05, rate_span=0.2
+            LoopContext(loop, id(loop), recorder.events.append, recorder.guard),
+            window=0.05,
+            rate_span=0.2,
         )
         lifecycle.start()
         deadline = time.monotonic() + 0.5
@@ -518,6 +520,7 @@ sys.modules["_ls_agent"] = package
 lifecycle_module = importlib.import_module("_ls_agent._lifecycle")
 events = importlib.import_module("_ls_agent.events")
 Guard = importlib.import_module("_ls_agent._guard").Guard
+LoopContext = importlib.import_module("_ls_agent._periodic").LoopContext
 
 
 async def ok():
@@ -534,7 +537,7 @@ async def main(eager):
     loop.set_task_factory(original)
     out = []
     lifecycle = lifecycle_module.LifecycleCollector(
-        loop, id(loop), out.append, Guard(out.append), window=0.01
+        LoopContext(loop, id(loop), out.append, Guard(out.append)), window=0.01
     )
     lifecycle.start()
     tasks = [asyncio.create_task(ok()) for _ in range(100)]

@@ -12,6 +12,7 @@ import pytest
 from loopscope.agent import _races
 from loopscope.agent._codemap import CodeMap
 from loopscope.agent._guard import Guard
+from loopscope.agent._periodic import LoopContext
 from loopscope.agent._races import RaceCollector, RaceScanner
 from loopscope.agent._racescan import scan_source
 from loopscope.events import Event, Frame, LostUpdate, RaceWindow
@@ -80,7 +81,7 @@ async def inside(*coros: Coroutine[Any, Any, None]) -> list[RaceWindow]:
     await asyncio.sleep(0.01)
     loop = asyncio.get_running_loop()
     out: list[Event] = []
-    collector = RaceCollector(loop, id(loop), out.append, Guard(out.append), scanner())
+    collector = RaceCollector(LoopContext(loop, id(loop), out.append, Guard(out.append)), scanner())
     try:
         return collector.take()
     finally:
@@ -157,7 +158,9 @@ def test_tasks_found_inside_are_looked_at_again(monkeypatch: pytest.MonkeyPatch)
         await asyncio.sleep(0.01)
         loop = asyncio.get_running_loop()
         out: list[Event] = []
-        collector = RaceCollector(loop, id(loop), out.append, Guard(out.append), scanner())
+        collector = RaceCollector(
+            LoopContext(loop, id(loop), out.append, Guard(out.append)), scanner()
+        )
         collector._sample = 1
         passes = 0
         while not collector.take():
@@ -178,7 +181,9 @@ def test_one_event_per_window_and_interval() -> None:
         await asyncio.sleep(0.01)
         loop = asyncio.get_running_loop()
         out: list[Event] = []
-        collector = RaceCollector(loop, id(loop), out.append, Guard(out.append), scanner())
+        collector = RaceCollector(
+            LoopContext(loop, id(loop), out.append, Guard(out.append)), scanner()
+        )
         first, second = len(collector.take()), len(collector.take())
         gate.set()
         await asyncio.gather(*tasks)
@@ -192,7 +197,7 @@ def test_no_windows_no_work() -> None:
         loop = asyncio.get_running_loop()
         out: list[Event] = []
         empty = RaceScanner(out.append, Guard(out.append), ())
-        collector = RaceCollector(loop, id(loop), out.append, Guard(out.append), empty)
+        collector = RaceCollector(LoopContext(loop, id(loop), out.append, Guard(out.append)), empty)
         return collector.take()
 
     assert asyncio.run(main()) == []

@@ -12,6 +12,7 @@ from agent_harness import TARGET, Client, Target, wait_until
 
 from loopscope.agent._guard import Guard
 from loopscope.agent._lifecycle import MAX_ERRORS, LifecycleCollector
+from loopscope.agent._periodic import LoopContext
 from loopscope.agent._unawaited import RATE, UnawaitedHook
 from loopscope.events import Event, Lifecycle, LoopStarted, NeverAwaited, Notice, TaskErrors
 
@@ -234,7 +235,7 @@ def test_errors_are_grouped_bounded_and_know_their_creation_site_in_debug_mode()
         loop = asyncio.get_running_loop()
         loop.set_exception_handler(lambda loop, context: None)  # the program's: quiet
         lifecycle = LifecycleCollector(
-            loop, id(loop), events.append, Guard(events.append), window=60.0
+            LoopContext(loop, id(loop), events.append, Guard(events.append)), window=60.0
         )
         lifecycle.start()
         for batch in (ValueError,) * 3, distinct:  # the alike ones first: they are kept

@@ -14,6 +14,7 @@ from test_census import line_of
 
 import loopscope.agent
 from loopscope.agent._guard import Guard
+from loopscope.agent._periodic import LoopContext
 from loopscope.agent._tasklist import MAX_BYTES, MAX_TASKS, TaskListCollector
 from loopscope.events import Event, TaskList, decode, encode
 
@@ -28,6 +29,7 @@ sys.modules["_ls_agent"] = package
 tasklist = importlib.import_module("_ls_agent._tasklist")
 events = importlib.import_module("_ls_agent.events")
 Guard = importlib.import_module("_ls_agent._guard").Guard
+LoopContext = importlib.import_module("_ls_agent._periodic").LoopContext
 
 
 class Secret:
@@ -73,7 +75,8 @@ async def main():
         if all(t._fut_waiter is not None for t in [waiter, *others]):
             break
     out = []
-    collector = tasklist.TaskListCollector(loop, id(loop), out.append, Guard(out.append))
+    context = LoopContext(loop, id(loop), out.append, Guard(out.append))
+    collector = tasklist.TaskListCollector(context)
     print(events.encode(collector.take()), flush=True)
     await asyncio.sleep(0.01)
     print(events.encode(collector.take()), flush=True)  # the waits have aged
@@ -154,7 +157,9 @@ def test_a_list_of_many_tasks_stays_bounded() -> None:
         tasks = [asyncio.create_task(hold()) for _ in range(10_000)]
         await asyncio.sleep(0.01)
         out: list[Event] = []
-        collector = TaskListCollector(asyncio.get_running_loop(), 1, out.append, Guard(out.append))
+        collector = TaskListCollector(
+            LoopContext(asyncio.get_running_loop(), 1, out.append, Guard(out.append))
+        )
         try:
             lists = [collector.take() for _ in range(3)]
         finally:

@@ -17,6 +17,7 @@ from agent_harness import LAUNCHER, TIMEOUT, Client, _readable, wait_until
 from loopscope.agent._executor import ExecutorCollector
 from loopscope.agent._gc import GcCollector, GcMonitor
 from loopscope.agent._guard import Guard
+from loopscope.agent._periodic import LoopContext
 from loopscope.events import Block, Event, ExecutorSample, GcWindow, LoopStarted, Notice
 
 # Driven line by line on stdin; answers with JSON lines on stdout.
@@ -285,8 +286,12 @@ def test_the_gc_monitor_is_shared_and_sends_only_windows_with_collections() -> N
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        first = GcCollector(loop, monitor, Guard(events.append))
-        second = GcCollector(loop, monitor, Guard(events.append))
+        first = GcCollector(
+            LoopContext(loop, id(loop), events.append, Guard(events.append)), monitor
+        )
+        second = GcCollector(
+            LoopContext(loop, id(loop), events.append, Guard(events.append)), monitor
+        )
         first.start()
         second.start()
         assert gc.callbacks.count(monitor._callback) == 1
@@ -329,7 +334,9 @@ def test_the_executor_collector_restores_submit_and_passes_errors_through() -> N
     async def main() -> None:
         nonlocal collector
         loop = asyncio.get_running_loop()
-        collector = ExecutorCollector(loop, 1, events.append, Guard(events.append), interval=0.01)
+        collector = ExecutorCollector(
+            LoopContext(loop, 1, events.append, Guard(events.append)), interval=0.01
+        )
         collector.start()
         await loop.run_in_executor(None, lambda: None)
         executor = loop._default_executor  # type: ignore[attr-defined]

@@ -6,6 +6,7 @@ import asyncio
 import asyncio.events
 import atexit
 import contextlib
+import dataclasses
 import os
 import platform
 import runpy
@@ -26,6 +27,7 @@ from ._lag import LagCollector
 from ._lifecycle import LifecycleCollector
 from ._pace import Pacer
 from ._paths import default_socket_path
+from ._periodic import LoopContext
 from ._races import RaceCollector, RaceScanner, connect_watch_hub
 from ._server import Outbox, Server
 from ._tasklist import TaskListCollector
@@ -264,13 +266,11 @@ class _LoopObserver:
         blocks = "blocks" in enabled
         # Without a selector to wrap, the watchdog tells a stall from the heartbeat: it beats
         # for blocks even when the lag collector is off (its windows then go nowhere).
+        context = LoopContext(loop, self.loop_id, agent.emit, guard)
         lag: LagCollector | None = None
         if "lag" in enabled or (blocks and probe is None):
             lag = LagCollector(
-                loop,
-                self.loop_id,
-                agent.emit if "lag" in enabled else _discard,
-                guard,
+                context if "lag" in enabled else dataclasses.replace(context, emit=_discard),
                 interval=agent.lag_interval,
                 window=agent.lag_window,
                 idle_clock=idle_clock,
@@ -279,15 +279,13 @@ class _LoopObserver:
             )
             self.collectors.append(lag)
         makers: dict[str, Callable[[], _Collector]] = {
-            "census": lambda: CensusCollector(loop, self.loop_id, agent.emit, guard),
-            "lifecycle": lambda: LifecycleCollector(
-                loop, self.loop_id, agent.emit, guard, idle_clock=idle_clock
-            ),
-            "tasks": lambda: TaskListCollector(loop, self.loop_id, agent.emit, guard),
-            "races": lambda: RaceCollector(loop, self.loop_id, agent.emit, guard, agent._scanner),
-            "duplicates": lambda: DuplicatesCollector(loop, self.loop_id, agent.emit, guard),
-            "gc": lambda: GcCollector(loop, agent.gc_monitor, guard),
-            "executor": lambda: ExecutorCollector(loop, self.loop_id, agent.emit, guard),
+            "census": lambda: CensusCollector(context),
+            "lifecycle": lambda: LifecycleCollector(context, idle_clock=idle_clock),
+            "tasks": lambda: TaskListCollector(context),
+            "races": lambda: RaceCollector(context, agent._scanner),
+            "duplicates": lambda: DuplicatesCollector(context),
+            "gc": lambda: GcCollector(context, agent.gc_monitor),
+            "executor": lambda: ExecutorCollector(context),
         }
         visitors: list[TaskVisitor[Any]] = []  # the collectors that look at tasks: one pass for all
         for name, make in makers.items():

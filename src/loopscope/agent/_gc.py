@@ -16,7 +16,6 @@ collector asks the monitor to `flush` every ``FLUSH_EVERY`` seconds; the monitor
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import sys
 import threading
@@ -26,7 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ._guard import Guard
-from ._periodic import Periodic
+from ._periodic import LoopContext, Periodic
 from .events import Event, Frame, GcPause, GcWindow
 
 MIN_PAUSE = 0.001  # collections at least this long are listed with their start time
@@ -221,14 +220,9 @@ class GcCollector(Periodic):
     name = "gc"
 
     def __init__(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        monitor: GcMonitor,
-        guard: Guard,
-        *,
-        interval: float = FLUSH_EVERY,
+        self, context: LoopContext, monitor: GcMonitor, *, interval: float = FLUSH_EVERY
     ) -> None:
-        super().__init__(loop, id(loop), monitor._emit, guard, interval)
+        super().__init__(context, interval)
         self._monitor = monitor
         self._started = False
 

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import deque
 from collections.abc import Callable
 
-from ._guard import Guard
-from ._periodic import Periodic
-from .events import LAG_BUCKETS, Event, Lag, lag_bucket
+from ._periodic import LoopContext, Periodic
+from .events import LAG_BUCKETS, Lag, lag_bucket
 
 
 class LagCollector(Periodic):
@@ -33,10 +31,7 @@ class LagCollector(Periodic):
 
     def __init__(
         self,
-        loop: asyncio.AbstractEventLoop,
-        loop_id: int,
-        emit: Callable[[Event], None],
-        guard: Guard,
+        context: LoopContext,
         *,
         interval: float = 0.01,
         window: float = 0.25,
@@ -44,7 +39,7 @@ class LagCollector(Periodic):
         stall_threshold: float | None = None,
         longest_busy: Callable[[], float] | None = None,
     ) -> None:
-        super().__init__(loop, loop_id, emit, guard, interval)
+        super().__init__(context, interval)
         self._window = window
         self._idle_clock = idle_clock
         self._stall_threshold = stall_threshold
@@ -53,7 +48,7 @@ class LagCollector(Periodic):
         self._quiet_under = interval
         self._quiet_beats = 0  # beats in a row that were quiet, at the fast pace
         self._next = interval
-        self._beat_guarded = guard.wrap(self.name, self._beat)
+        self._beat_guarded = self._guard.wrap(self.name, self._beat)
         self._due = 0.0
         self._reset_window(time.perf_counter())
         self.hook = self.name

@@ -44,10 +44,9 @@ from collections.abc import Callable, Iterable
 from itertools import compress, repeat
 from typing import Any
 
-from ._guard import Guard
 from ._loops import on_loop_thread
-from ._periodic import Periodic
-from .events import Event, Frame, Lifecycle, Notice, TaskError, TaskErrors
+from ._periodic import LoopContext, Periodic
+from .events import Frame, Lifecycle, Notice, TaskError, TaskErrors
 
 SWEEP_EVERY = 64  # small: holding many finished tasks costs more (memory reuse) than sweeping
 GENERATIONS = 4
@@ -113,10 +112,7 @@ class LifecycleCollector(Periodic):
 
     def __init__(
         self,
-        loop: asyncio.AbstractEventLoop,
-        loop_id: int,
-        emit: Callable[[Event], None],
-        guard: Guard,
+        context: LoopContext,
         window: float = 0.5,
         *,
         budget: float = BUDGET,
@@ -125,7 +121,7 @@ class LifecycleCollector(Periodic):
         min_sample: int = MIN_SAMPLE,
         idle_clock: Callable[[], float] | None = None,
     ) -> None:
-        super().__init__(loop, loop_id, emit, guard, window)
+        super().__init__(context, window)
         self._idle_clock = idle_clock
         self._window = window
         self._budget = budget
@@ -156,12 +152,12 @@ class LifecycleCollector(Periodic):
         self._original_handler: ExceptionHandler | None = None
 
         # Guarded hooks. A sweep that fails returns False, and the factory then stops counting.
-        self._swept = guard.wrap(self.name, self._sweep, fallback=False)
-        self._exception = guard.wrap(self.name, self._on_exception)
-        self._tick = guard.wrap(self.name, self._end_window)
-        self._slice_on = guard.wrap(self.name, self._start_slice)
-        self._slice_off = guard.wrap(self.name, self._end_slice)
-        self._detach_callbacks = guard.wrap(self.name, self._remove_done_callbacks)
+        self._swept = self._guard.wrap(self.name, self._sweep, fallback=False)
+        self._exception = self._guard.wrap(self.name, self._on_exception)
+        self._tick = self._guard.wrap(self.name, self._end_window)
+        self._slice_on = self._guard.wrap(self.name, self._start_slice)
+        self._slice_off = self._guard.wrap(self.name, self._end_slice)
+        self._detach_callbacks = self._guard.wrap(self.name, self._remove_done_callbacks)
 
         # Tasks not yet seen done: created since the last sweep (with their coroutines, all
         # counting for self._weight), then pending at one, two... sweeps, by weight.

@@ -7,6 +7,9 @@ the loop thread the pending tick is cancelled; from another it fires once more a
 (``TimerHandle.cancel`` is not thread-safe on every loop). `reset` forgets what the collector
 holds, once stopped. A collector sets up what it holds in `setup` (the constructor calls it),
 and ticks every ``default_interval`` seconds unless given another interval.
+
+Every collector of a loop is given the same `LoopContext`: the loop, the id its events carry,
+where they go and the guard its hooks run behind.
 """
 
 from __future__ import annotations
@@ -14,11 +17,22 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from ._guard import Guard
 from ._loops import on_loop_thread
 from ._pace import steady
 from .events import Event
+
+
+@dataclass(frozen=True, slots=True)
+class LoopContext:
+    """What every collector of one loop is given."""
+
+    loop: asyncio.AbstractEventLoop
+    loop_id: int  # the ``loop`` of its events
+    emit: Callable[[Event], None]
+    guard: Guard
 
 
 class Periodic:
@@ -31,20 +45,14 @@ class Periodic:
     jitter = 0.0
     default_interval = 1.0
 
-    def __init__(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        loop_id: int,
-        emit: Callable[[Event], None],
-        guard: Guard,
-        interval: float | None = None,
-    ) -> None:
-        self._loop = loop
-        self._loop_id = loop_id
-        self._emit = emit
-        self._guard = guard
+    def __init__(self, context: LoopContext, interval: float | None = None) -> None:
+        self.context = context
+        self._loop = context.loop
+        self._loop_id = context.loop_id
+        self._emit = context.emit
+        self._guard = context.guard
         self._interval = self.default_interval if interval is None else interval
-        self._tick = guard.wrap(self.name, self._run)
+        self._tick = self._guard.wrap(self.name, self._run)
         self._handle: asyncio.TimerHandle | None = None
         self._stopped = False
         self._random = random.Random()

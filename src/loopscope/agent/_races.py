@@ -14,7 +14,6 @@ lost updates `loopscope.watch` reports.
 from __future__ import annotations
 
 import ast
-import asyncio
 import collections
 import contextlib
 import os
@@ -29,6 +28,7 @@ from typing import Any
 from ._codemap import CodeMap, local_map
 from ._guard import Guard
 from ._hub import watch_hub
+from ._periodic import LoopContext
 from ._racescan import MAX_FILE_BYTES, Window, scan_source
 from ._taskpass import MAX_SAMPLE, TaskView, TaskVisitor, pending
 from .events import Event, Frame, LostUpdate, RaceWindow, RaceWindows
@@ -211,15 +211,9 @@ class RaceCollector(TaskVisitor[list[RaceWindow]]):
     jitter = 0.3
 
     def __init__(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        loop_id: int,
-        emit: Callable[[Event], None],
-        guard: Guard,
-        scanner: RaceScanner,
-        interval: float = PASS_INTERVAL,
+        self, context: LoopContext, scanner: RaceScanner, interval: float = PASS_INTERVAL
     ) -> None:
-        super().__init__(loop, loop_id, emit, guard, interval)
+        super().__init__(context, interval)
         self._scanner = scanner
         self._index: dict[tuple[str, str], tuple[Window, ...]] = {}
         self._codes: dict[int, _CodeWindows] = {}

@@ -155,8 +155,7 @@ class TaskPass(Periodic):
     def __init__(self, visitors: Sequence[TaskVisitor[Any]]) -> None:
         """``visitors``: collectors of one loop, with one emitter and one guard (the pass's)."""
         base = min(v.interval for v in visitors)
-        first = visitors[0]
-        super().__init__(first._loop, first._loop_id, first._emit, first._guard, base)
+        super().__init__(visitors[0].context, base)
         self.visitors = tuple(visitors)
         self._visits = tuple(self._guard.wrap(v.name, v._visit) for v in visitors)
         self._every = tuple(2 ** max(0, round(math.log2(v.interval / base))) for v in self.visitors)
