@@ -25,19 +25,16 @@ target's namespaces and root when the target has its own (see `remote_tasks`).
 from __future__ import annotations
 
 import dataclasses
-import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from loopscope.attach._errors import AttachError
 from loopscope.attach._proc import ProcessInfo, inspect
-from loopscope.attach._proc import exists as process_exists
 from loopscope.attach._root import own_interpreter_argv
-from loopscope.events import Event, SourceState
+from loopscope.events import Event
+from loopscope.sources._helper import HelperSource
 from loopscope.sources.pyspy import Sample, SampleWindow, _is_dispatch, loop_sample
-from loopscope.sources.remote_tasks import close_input, helper_lines, start_helper, stop_helper
 from loopscope.sources.remote_tasks import unavailable as remote_unavailable
 
 SOURCE_NAME = "remote_stacks"
@@ -184,7 +181,7 @@ def unavailable(info: ProcessInfo) -> str | None:
     return remote_unavailable(info)
 
 
-class RemoteStacksSource:
+class RemoteStacksSource(HelperSource):
     """Process ``info``'s loop thread (its main thread) sampled from outside with its own
     interpreter's ``_remote_debugging``: `ExternalSamples` events, one per second of samples.
     ``info`` may be a pid (a program loopscope just started): the process is then looked at as
@@ -195,6 +192,8 @@ class RemoteStacksSource:
     reason, and ends.
     """
 
+    source_name = SOURCE_NAME
+
     def __init__(
         self,
         info: ProcessInfo | int,
@@ -203,17 +202,11 @@ class RemoteStacksSource:
         busy: float = BUSY_INTERVAL,
         alive: Callable[[], bool] | None = None,
     ) -> None:
+        super().__init__(info.pid if isinstance(info, ProcessInfo) else info, alive)
         self.info = info if isinstance(info, ProcessInfo) else None
-        self.pid = info.pid if isinstance(info, ProcessInfo) else info
         self.idle = idle
         self.busy = busy
-        pid = self.pid
-        self._alive = alive or (lambda: process_exists(pid))
-        self._closed = threading.Event()
-        self._process: subprocess.Popen[str] | None = None
-        self.live = False
         self.samples = 0
-        self.reason = ""
 
     def _inspect(self) -> ProcessInfo | None:
         """The process, once it runs Python (or seems never to)."""
@@ -237,19 +230,14 @@ class RemoteStacksSource:
             return
         why = unavailable(self.info)
         argv = helper_argv(self.info, self.idle, self.busy) if why is None else None
-        started = start_helper(argv, why, self._closed)
-        if isinstance(started, str):
-            self.reason = started
+        process = self._start(argv, why)
+        if process is None:
             yield self._state("unavailable", self.reason)
             return
-        self._process = started
         windows = SampleWindow(_WINDOW, source=SOURCE_NAME)
         reader = _Batches(self.pid)
         try:
-            for batch in helper_lines(started, self._closed):
-                if "error" in batch:
-                    self.reason = str(batch["error"])
-                    break
+            for batch in self._reports(process):
                 if not self.live:
                     self.live = True
                     yield self._state(
@@ -264,26 +252,10 @@ class RemoteStacksSource:
         finally:
             self._stop()
         if not self.live and not self.reason and not self._closed.is_set():
-            code = self._process.returncode
+            code = process.returncode
             self.reason = f"the target's interpreter could not sample it (exit code {code})"
         yield from windows.drain()
-        if not self._alive():
-            yield self._state("ended", "the program exited")
-        elif self.reason and not self._closed.is_set():
-            yield self._state("unavailable" if not self.live else "lost", self.reason)
-        else:
-            yield self._state("ended", "closed")
-
-    def close(self) -> None:
-        """Stop sampling: the helper is ended, and `events` ends after it (whichever thread)."""
-        self._closed.set()
-        close_input(self._process)
-
-    def _stop(self) -> None:
-        stop_helper(self._process)
-
-    def _state(self, state: str, detail: str) -> SourceState:
-        return SourceState(t=time.time(), source=SOURCE_NAME, state=state, detail=detail)
+        yield self._end("lost" if self.live else "unavailable")
 
 
 class _Batches:

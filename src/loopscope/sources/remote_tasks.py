@@ -11,19 +11,15 @@ they wait on) and an `ExternalTasks` (tasks by coroutine), as a task monitor wou
 
 from __future__ import annotations
 
-import contextlib
-import json
-import subprocess
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from loopscope.attach._proc import ProcessInfo
-from loopscope.attach._proc import exists as process_exists
 from loopscope.attach._root import own_interpreter_argv, own_interpreter_unavailable
-from loopscope.events import AwaitSite, Census, Event, ExternalTasks, SourceState, TaskGroup
+from loopscope.events import AwaitSite, Census, Event, ExternalTasks, TaskGroup
+from loopscope.sources._helper import HelperSource
 
 SOURCE_NAME = "remote_debugging"
 DEFAULT_INTERVAL = 0.5
@@ -125,9 +121,11 @@ def unavailable(info: ProcessInfo) -> str | None:
     return own_interpreter_unavailable(info.pid, info.other_root)
 
 
-class RemoteTasksSource:
+class RemoteTasksSource(HelperSource):
     """Process ``info.pid``'s tasks read from outside with its own interpreter's
     ``_remote_debugging``, every ``interval`` s."""
+
+    source_name = SOURCE_NAME
 
     def __init__(
         self,
@@ -136,113 +134,26 @@ class RemoteTasksSource:
         interval: float = DEFAULT_INTERVAL,
         alive: Callable[[], bool] | None = None,
     ) -> None:
+        super().__init__(info.pid, alive)
         self.info = info
-        self.pid = info.pid
         self.interval = interval
-        self._alive = alive or (lambda: process_exists(info.pid))
-        self._closed = threading.Event()
-        self._process: subprocess.Popen[str] | None = None
-        self.live = False
-        self.reason = ""
 
     def events(self) -> Iterator[Event]:
         why = unavailable(self.info)
         argv = helper_argv(self.info, self.interval) if why is None else None
-        started = start_helper(argv, why, self._closed)
-        if isinstance(started, str):
-            self.reason = started
+        process = self._start(argv, why)
+        if process is None:
             yield self._state("unavailable", self.reason)
             return
-        self._process = started
         try:
-            for report in helper_lines(started, self._closed):
-                if "error" in report:
-                    self.reason = str(report["error"])
-                    break
+            for report in self._reports(process):
                 if not self.live:
                     self.live = True
                     yield self._state("live", f"process {self.pid}, with its own interpreter")
                 yield from to_events(report, self.pid)
         finally:
             self._stop()
-        if not self._alive():
-            yield self._state("ended", "the program exited")
-        elif self.reason and not self._closed.is_set():
-            yield self._state("lost", self.reason)
-        else:
-            yield self._state("ended", "closed")
-
-    def close(self) -> None:
-        """Stop reading: the helper is ended, and `events` ends after it (whichever thread)."""
-        self._closed.set()
-        close_input(self._process)  # the helper ends at once, and its output with it
-
-    def _stop(self) -> None:
-        stop_helper(self._process)
-
-    def _state(self, state: str, detail: str) -> SourceState:
-        return SourceState(t=time.time(), source=SOURCE_NAME, state=state, detail=detail)
-
-
-def start_helper(
-    argv: list[str] | None, why: str | None, closed: threading.Event
-) -> subprocess.Popen[str] | str:
-    """Start a helper that reads the target through the target's own interpreter: the process,
-    or why it is not started (``why`` the interpreter cannot, the source closed, no
-    interpreter, or it would not start)."""
-    if argv is None or closed.is_set():
-        return why or ("closed" if closed.is_set() else "no interpreter found")
-    try:
-        return subprocess.Popen(
-            argv,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-    except OSError as e:
-        return f"cannot run the target's interpreter: {e}"
-
-
-def helper_lines(
-    process: subprocess.Popen[str], closed: threading.Event
-) -> Iterator[dict[str, Any]]:
-    """A helper's JSON objects, one a line, until it ends or ``closed`` is set; a line that is
-    not one is skipped."""
-    assert process.stdout is not None
-    for line in process.stdout:
-        if closed.is_set():
-            return
-        try:
-            value = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(value, dict):
-            yield value
-
-
-def close_input(process: subprocess.Popen[str] | None) -> None:
-    """Close a helper's stdin: it ends at once (from any thread), and its output with it."""
-    if process is not None and process.stdin is not None:
-        with contextlib.suppress(OSError):
-            process.stdin.close()
-
-
-def stop_helper(process: subprocess.Popen[str] | None) -> None:
-    """End a helper process (its stdin closed, then terminated, killed if it must be) and
-    close its output."""
-    if process is None:
-        return
-    close_input(process)
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    if process.stdout is not None:
-        process.stdout.close()
+        yield self._end("lost")
 
 
 def to_events(report: dict[str, Any], pid: int) -> list[Event]:
