@@ -20,6 +20,25 @@ from typing import Any
 from loopscope.attach._proc import exists as process_exists
 from loopscope.events import SourceState
 
+# The start of every helper's code (run by the target's own interpreter, -I -S): ``line(f)`` is a
+# frame's line (3.15 gives it as location.lineno, 3.14 as lineno), and ``fail(e)`` reports an
+# error as the helper's last line and ends it.
+HELPER_PRELUDE = r"""
+import json, select, sys, time
+import _remote_debugging as rd
+
+
+def line(f):
+    location = getattr(f, "location", None)
+    return (getattr(location, "lineno", None) if location is not None
+            else getattr(f, "lineno", 0)) or 0
+
+
+def fail(e):
+    print(json.dumps({"error": "%s: %s" % (type(e).__name__, e)}), flush=True)
+    sys.exit(1)
+"""
+
 
 class HelperSource:
     """A source that reads process ``pid`` through a helper: its `events` starts one with

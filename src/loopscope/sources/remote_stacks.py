@@ -33,7 +33,7 @@ from loopscope.attach._errors import AttachError
 from loopscope.attach._proc import ProcessInfo, inspect
 from loopscope.attach._root import own_interpreter_argv
 from loopscope.events import Event
-from loopscope.sources._helper import HelperSource
+from loopscope.sources._helper import HELPER_PRELUDE, HelperSource
 from loopscope.sources.pyspy import Sample, SampleWindow, _is_dispatch, loop_sample
 from loopscope.sources.remote_tasks import unavailable as remote_unavailable
 
@@ -44,16 +44,14 @@ FLUSH_SECONDS = 0.25  # a batch of samples at least this often
 _WINDOW = 1.0  # seconds of samples per ExternalSamples event
 _START_SECONDS = 10.0  # how long a program just started may take to run Python
 
-# Run by the target's own interpreter (-I -S): argv pid, idle and busy intervals, flush seconds.
+# Run by the target's own interpreter (-I -S), after the prelude: argv pid, idle and busy
+# intervals, flush seconds.
 # A line per batch: {"stacks": {id: frames}, "samples": [[t, id, status], ...]}, each stack
 # (innermost frame first, [file, line, function]) sent once; status is 1 when the thread held
 # the GIL (3.15: in the unwinder's default mode the CPU state is unknown; the CPU mode would
 # tell it for 1.7 times the cost of a read), 0 when not, -1 when the interpreter does not say
 # (3.14).
 _HELPER = r"""
-import json, select, sys, time
-import _remote_debugging as rd
-
 pid = int(sys.argv[1])
 idle, busy, flush = float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
 confirm = 2 * busy
@@ -73,17 +71,10 @@ def main_thread(trace):
     return first
 
 
-def line(f):
-    location = getattr(f, "location", None)
-    return (getattr(location, "lineno", None) if location is not None
-            else getattr(f, "lineno", 0)) or 0
-
-
 try:
     unwinder = rd.RemoteUnwinder(pid)
 except Exception as e:
-    print(json.dumps({"error": "%s: %s" % (type(e).__name__, e)}), flush=True)
-    sys.exit(1)
+    fail(e)
 ids = {}
 next_id = 0
 key = None
@@ -102,8 +93,7 @@ while True:
         # a stack that changed while it was read; an ended process fails every time
         failures += 1
         if failures >= 50:
-            print(json.dumps({"error": "%s: %s" % (type(e).__name__, e)}), flush=True)
-            sys.exit(1)
+            fail(e)
         thread = None
     if thread is not None and thread.thread_id != pid:
         # not the main thread (its id is the pid): an unwinder made while the interpreter was
@@ -172,7 +162,7 @@ def helper_argv(
 ) -> list[str] | None:
     """The command that runs the sampler with the target's own interpreter, or None."""
     return own_interpreter_argv(
-        info.pid, info.other_root, _HELPER, str(idle), str(busy), str(flush)
+        info.pid, info.other_root, HELPER_PRELUDE + _HELPER, str(idle), str(busy), str(flush)
     )
 
 

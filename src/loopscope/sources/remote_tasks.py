@@ -19,7 +19,7 @@ from typing import Any
 from loopscope.attach._proc import ProcessInfo
 from loopscope.attach._root import own_interpreter_argv, own_interpreter_unavailable
 from loopscope.events import AwaitSite, Census, Event, ExternalTasks, TaskGroup
-from loopscope.sources._helper import HelperSource
+from loopscope.sources._helper import HELPER_PRELUDE, HelperSource
 
 SOURCE_NAME = "remote_debugging"
 DEFAULT_INTERVAL = 0.5
@@ -27,26 +27,19 @@ _MAX_GROUPS = 30
 _MAX_SITES = 30
 _MAX_NAMES = 5
 
-# Run by the target's own interpreter (-I -S). Frames come innermost first; 3.15 gives a frame's
-# line as location.lineno, 3.14 as lineno.
+# Run by the target's own interpreter (-I -S), after the prelude. Frames come innermost first.
 _HELPER = r"""
-import json, select, sys, time
-import _remote_debugging as rd
-
 pid, interval = int(sys.argv[1]), float(sys.argv[2])
 
 
 def frame(f):
-    location = getattr(f, "location", None)
-    line = getattr(location, "lineno", None) if location is not None else getattr(f, "lineno", 0)
-    return [f.filename, line or 0, f.funcname]
+    return [f.filename, line(f), f.funcname]
 
 
 try:
     unwinder = rd.RemoteUnwinder(pid, all_threads=True)
 except Exception as e:
-    print(json.dumps({"error": "%s: %s" % (type(e).__name__, e)}), flush=True)
-    sys.exit(1)
+    fail(e)
 failures = 0
 while True:
     started = time.time()
@@ -56,8 +49,7 @@ while True:
     except Exception as e:
         failures += 1
         if failures >= 5:
-            print(json.dumps({"error": "%s: %s" % (type(e).__name__, e)}), flush=True)
-            sys.exit(1)
+            fail(e)
         time.sleep(0.01)
         continue
     tasks = []
@@ -111,7 +103,7 @@ _KINDS = {
 def helper_argv(info: ProcessInfo, interval: float) -> list[str] | None:
     """The command that runs the helper with the target's own interpreter, or None when it
     cannot be found."""
-    return own_interpreter_argv(info.pid, info.other_root, _HELPER, str(interval))
+    return own_interpreter_argv(info.pid, info.other_root, HELPER_PRELUDE + _HELPER, str(interval))
 
 
 def unavailable(info: ProcessInfo) -> str | None:
