@@ -9,6 +9,13 @@ from collections.abc import Callable
 from ._periodic import LoopContext, Periodic
 from .events import LAG_BUCKETS, Lag, lag_bucket
 
+# A loop whose beats have all been quiet (on time, and no busy period as long as the interval)
+# for CALM_AFTER seconds is calm: its heartbeat, and with it its lag windows, go to one every
+# CALM_WINDOW seconds. Each beat wakes the loop, the watchdog and, as it ends a window, the
+# server thread: on an idle loop that was most of what the agent cost (see BENCHMARKS.md).
+CALM_AFTER = 2.0
+CALM_WINDOW = 1.0
+
 
 class LagCollector(Periodic):
     """Schedules a heartbeat with ``loop.call_at`` and emits one `Lag` per window.
@@ -16,10 +23,12 @@ class LagCollector(Periodic):
     With ``longest_busy`` (a reader of the loop's longest busy period since the last call, from
     the selector wrapper) the heartbeat is adaptive: while its lag and the loop's busy periods
     stay under ``interval`` it beats once a window, since a beat of an idle or
-    evenly loaded loop measures nothing new and each one wakes the loop; the first late beat or
-    long busy period puts it back at ``interval`` for at least a window. At the slow pace the
-    longest busy period between two beats counts as one more lag (when longer than the beat's):
-    a callback due as it began waited that long, so a stall between slow beats is not missed.
+    evenly loaded loop measures nothing new and each one wakes the loop, and once every
+    ``calm`` seconds (a window of that length) after ``calm_after`` seconds of that; the first late
+    beat or long busy period puts it back at ``interval`` for at least a window. At the slow
+    paces the longest busy period between two beats counts as one more lag (when longer than
+    the beat's): a callback due as it began waited that long, so a stall between slow beats is
+    not missed.
 
     Optionally it also tracks stalls for the watchdog (a `BusyTracker`), on loops whose selector
     cannot be wrapped: ``since`` is the perf_counter() time the next beat is due (the loop is
@@ -35,18 +44,22 @@ class LagCollector(Periodic):
         *,
         interval: float = 0.01,
         window: float = 0.25,
+        calm: float = CALM_WINDOW,
+        calm_after: float = CALM_AFTER,
         idle_clock: Callable[[], float] | None = None,
         stall_threshold: float | None = None,
         longest_busy: Callable[[], float] | None = None,
     ) -> None:
         super().__init__(context, interval)
         self._window = window
+        self._calm = max(calm, window)
+        self._calm_after = calm_after
         self._idle_clock = idle_clock
         self._stall_threshold = stall_threshold
         # Without the stall tracking (the watchdog relies on each beat then) it may slow down.
         self._longest_busy = longest_busy if stall_threshold is None else None
         self._quiet_under = interval
-        self._quiet_beats = 0  # beats in a row that were quiet, at the fast pace
+        self._quiet_since = time.perf_counter()  # when the beats began to be quiet
         self._next = interval
         self._beat_guarded = self._guard.wrap(self.name, self._beat)
         self._due = 0.0
@@ -59,6 +72,7 @@ class LagCollector(Periodic):
         """Schedule the first beat; call on the loop thread."""
         now = time.perf_counter()
         self._reset_window(now)
+        self._quiet_since = now
         self._schedule(self._loop.time(), now)
 
     def reset(self) -> None:
@@ -91,7 +105,7 @@ class LagCollector(Periodic):
         if lag > self._max:
             self._max = lag
         if self._longest_busy is not None:
-            self._pace(lag, self._longest_busy())
+            self._pace(lag, self._longest_busy(), perf_now)
         due, threshold = self.since, self._stall_threshold
         if due is not None and threshold is not None and lag >= threshold:
             # Known to the watchdog by its start: the time this beat was due.
@@ -100,7 +114,7 @@ class LagCollector(Periodic):
             self._emit_window(perf_now)
         self._schedule(now, perf_now)
 
-    def _pace(self, lag: float, busy: float) -> None:
+    def _pace(self, lag: float, busy: float, perf_now: float) -> None:
         """Choose the interval to the next beat from this beat's lag and the longest busy
         period since the last one."""
         if busy > lag and self._next != self._interval:
@@ -111,12 +125,14 @@ class LagCollector(Periodic):
             if busy > self._max:
                 self._max = busy
         if lag >= self._quiet_under or busy >= self._quiet_under:
-            self._quiet_beats = 0
+            self._quiet_since = perf_now
+        quiet = perf_now - self._quiet_since
+        if quiet >= self._calm_after:
+            self._next = self._calm
+        elif quiet >= self._window:
+            self._next = self._window
+        else:
             self._next = self._interval
-        elif self._next == self._interval:
-            self._quiet_beats += 1
-            if self._quiet_beats * self._interval >= self._window:
-                self._next = self._window
 
     def _emit_window(self, perf_now: float) -> None:
         elapsed = perf_now - self._window_start
