@@ -33,14 +33,15 @@ BACKLOG_BYTES = 16 * 1024 * 1024
 # write, or a wakeup from `Outbox.emit`. Waking costs the program more than the work: a thread
 # that wants the GIL back while the loop thread releases and retakes it around each select()
 # of a busy loop is woken on every release, for as long as it waits (up to hundreds of ms), so a
-# periodic tick cost a busy loop ~3% (task churn, 50 ms tick). TICK only bounds the delay in the
-# rare race where an event is queued as the server drains the queue.
-TICK = 0.5
+# periodic tick cost a busy loop ~3% (task churn, 50 ms tick).
 # Events that come every window or pass (each collector's periodic summary) do not wake the
 # server on their own more often than every COALESCE seconds: they wait, at most that long, for
-# the next wakeup, so that an idle or loaded program's summaries cost it two wakeups a second
-# rather than one each. Any other event (a block, a notice, a loop starting) wakes it at once.
+# the next wakeup, so that a loaded program's summaries cost it two wakeups a second rather than
+# one each. Any other event (a block, a notice, a loop starting) wakes it at once. While events
+# come further apart than 2 * COALESCE (an idle program's one summary a second), the server
+# sleeps until the next one, which wakes it: one wakeup each rather than two.
 COALESCE = 0.5
+IDLE_TICK = 5.0
 PERIODIC = frozenset(
     {"lag", "census", "lifecycle", "duplicates", "task_list", "race_windows", "gc", "executor"}
 )
@@ -70,23 +71,39 @@ class Outbox:
         self._wake_lock = threading.Lock()
         queue = self._queue
         clock = time.monotonic
-        # [a wakeup is pending (written, not yet drained), when the last one was written]
-        woken: list[Any] = [False, -COALESCE]
+        # [a wakeup is pending (written, not yet drained), when the last one was written, any
+        # event wakes the server (it sleeps until one comes), the last two came close together]
+        woken: list[Any] = [False, -COALESCE, False, False]
         self._woken = woken
 
         def emit(event: Event) -> None:
             queue.append(event)
             if not woken[0]:
                 now = clock()
-                if event.kind not in PERIODIC or now - woken[1] >= COALESCE:
+                if woken[2] or event.kind not in PERIODIC or now - woken[1] >= COALESCE:
+                    woken[3] = now - woken[1] < 2 * COALESCE
                     woken[0], woken[1] = True, now
                     self.wake()
 
         self.emit: Callable[[Event], None] = emit
 
-    def pending(self) -> bool:
-        """Whether events wait that did not wake the server."""
-        return bool(self._queue)
+    def timeout(self) -> float:
+        """How long the server may sleep: COALESCE while events wait that did not wake it (the
+        longest they wait); while events come close together, until those that come next may
+        have waited that long; else IDLE_TICK, as any event queued from now on wakes it. Call
+        `awake` as the sleep ends."""
+        woken = self._woken
+        woken[2] = not woken[3]  # before the queue is looked at: an event queued after wakes
+        if self._queue:
+            woken[2] = False
+            return COALESCE
+        if woken[2]:
+            return IDLE_TICK
+        # Until then an event does not wake it; after, any does.
+        return max(0.0, woken[1] + COALESCE - time.monotonic()) or IDLE_TICK
+
+    def awake(self) -> None:
+        self._woken[2] = False
 
     def wake(self) -> None:
         """Wake the server thread from its select()."""
@@ -229,8 +246,10 @@ class Server:
         if client is not None:
             readers.append(client)
         writers = [client] if client is not None and self._outbuf else []
-        timeout = COALESCE if self._outbox.pending() else TICK
-        readable, writable, _ = select.select(readers, writers, [], timeout)
+        try:
+            readable, writable, _ = select.select(readers, writers, [], self._outbox.timeout())
+        finally:
+            self._outbox.awake()
         self._take_events()
         # The client before the listener: a client that left makes room for the next one.
         if client is not None and client in readable:
