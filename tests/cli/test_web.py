@@ -100,6 +100,15 @@ def _descendants(pid: int) -> dict[int, str]:
     return out
 
 
+def _demos(server: int) -> set[int]:
+    """The demo programs under ``server``. A demo's own children are not demos, though a child
+    it forks to run its partner service shows the demo's command line until it execs."""
+    found = {
+        pid for pid, command in _descendants(server).items() if "loopscope.demos.service" in command
+    }
+    return found.difference(*(_descendants(pid) for pid in found))
+
+
 async def _open(
     chromium: str, profile: Path, url: str, shot: Path, server: int, demos: set[int]
 ) -> str:
@@ -115,11 +124,7 @@ async def _open(
         text = ""
         while time.monotonic() < deadline:
             text = await browser.evaluate(SCREEN_TEXT) or ""
-            demos.update(
-                pid
-                for pid, command in _descendants(server).items()
-                if "loopscope.demos.service" in command
-            )
+            demos.update(_demos(server))
             if "Hot blocking frames" in text and any(name in text for name in BLOCKERS):
                 break
             await asyncio.sleep(0.25)
