@@ -23,11 +23,12 @@ pytestmark = [pytest.mark.timeout(180), needs("ptrace"), pytest.mark.serial]
 CYCLES = int(os.environ.get("LOOPSCOPE_TEST_ATTACH_CYCLES", "50"))
 CLI_CYCLES = 3
 # The first injection loads the agent's modules into the target for good (about 5 MiB: its
-# code, compiled there); later ones reuse them. What a cycle leaves after that was measured
-# here at 25-30 KiB a cycle with four collectors, and about 80 KiB with the nine there are now
-# (not explained yet: see BENCHMARKS.md). An agent kept alive by a leak would hold at least
-# its event backlog (hundreds of KiB after one lag window of the load), so 45 of them could
-# not fit in this bound.
+# code, compiled there); later ones reuse them. What a cycle leaves after that is no Python
+# object and, under this load, about 80 KiB of resident memory a cycle over the first 50
+# cycles, 22 KiB over the next 50: the allocators' fragmentation, settling (see BENCHMARKS.md,
+# benchmarks/attach_residue.py). An agent kept alive by a leak would hold at least its event
+# backlog (hundreds of KiB after one lag window of the load), so 45 of them could not fit in
+# this bound.
 RSS_GROWTH_KIB = 6 * 1024
 WARM_CYCLES = 5  # RSS is compared from here: the first cycles load modules and warm caches
 

@@ -172,7 +172,9 @@ class BootstrapServer:
 
     def __init__(self, pid: int, *, target_uid: int | None = None) -> None:
         self.pid = pid
-        self.token = secrets.token_hex(16)
+        # A '-' in it: the bootstrap's source holds it as a constant, and the interpreter keeps a
+        # constant made only of letters, digits and '_' (interned) for good, one per attach.
+        self.token = f"{secrets.token_hex(8)}-{secrets.token_hex(8)}"
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._dir: str | None = None
         # The socket lives where the target can reach it: in its own /tmp when it has another
