@@ -23,6 +23,13 @@ variant/plain within the round.
     .venv/bin/python benchmarks/peers.py                    # 3 rounds at 2,000 req/s
     .venv/bin/python benchmarks/peers.py --rates 500 2000 --rounds 4
     .venv/bin/python benchmarks/peers.py --peer loopscope --peer yappi
+
+With ``--names``, no load: each peer (loopscope through ``loopscope run --headless --json``)
+watches a program whose ``crunch_numbers`` burns the CPU for 50 ms on the loop every 0.5 s, for
+6 s, and the peer's own output is read for that function's name and the time it gives it (the
+program spent about 0.6 s in it).
+
+    .venv/bin/python benchmarks/peers.py --names
 """
 
 from __future__ import annotations
@@ -30,7 +37,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.util
+import json
 import os
+import pstats
+import re
 import signal
 import socket
 import statistics
@@ -58,13 +68,14 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def _target(peer: str, report: str) -> None:
-    """overhead.py's target with ``peer`` installed around it; the peer's own output (when it has
-    one) is written to ``report`` after the target ends, outside the measured phases."""
+async def _target(peer: str, report: str, body: Callable[[], Any] = overhead._target) -> None:
+    """overhead.py's target (or ``body``) with ``peer`` installed around it; the peer's own output
+    (when it has one) is written to ``report`` after the target ends, outside the measured
+    phases."""
     loop = asyncio.get_running_loop()
     if peer == "asyncio-debug":
         loop.slow_callback_duration = 0.02
-        await overhead._target()
+        await body()
     elif peer in ("aiomonitor", "aiomonitor-tf"):
         import aiomonitor
 
@@ -75,13 +86,13 @@ async def _target(peer: str, report: str) -> None:
             webui_port=_free_port(),
             hook_task_factory=peer == "aiomonitor-tf",
         ):
-            await overhead._target()
+            await body()
     elif peer == "pyinstrument":
         from pyinstrument import Profiler
 
         profiler = Profiler(async_mode="enabled")
         profiler.start()
-        await overhead._target()
+        await body()
         profiler.stop()
         Path(report).write_text(profiler.output_text())
     elif peer == "yappi":
@@ -89,11 +100,114 @@ async def _target(peer: str, report: str) -> None:
 
         yappi.set_clock_type("wall")
         yappi.start()
-        await overhead._target()
+        await body()
         yappi.stop()
         yappi.get_func_stats().save(report, type="pstat")
     else:
-        await overhead._target()
+        await body()
+
+
+# -- Which peer names the blocking function (--names) ----------------------------------------
+
+BLOCK_S = 0.05
+EVERY_S = 0.5
+NAMES_S = 6.0
+
+
+def crunch_numbers() -> int:
+    """The blocking function: a pure-Python burn of BLOCK_S on the loop."""
+    end = time.perf_counter() + BLOCK_S
+    n = 0
+    while time.perf_counter() < end:
+        n += 1
+    return n
+
+
+async def _blocking() -> None:
+    """The program --names watches: ``crunch_numbers`` every EVERY_S for NAMES_S."""
+
+    async def handle_report() -> None:
+        for _ in range(round(NAMES_S / EVERY_S)):
+            crunch_numbers()
+            await asyncio.sleep(EVERY_S - BLOCK_S)
+
+    await asyncio.create_task(handle_report())
+
+
+def _named(peer: str, report: str, stdout: str, stderr: str) -> str:
+    """What ``peer``'s own output says of crunch_numbers: the time it gives it, or why not."""
+    if peer == "loopscope":
+        for finding in json.loads(stdout)["findings"]:
+            location = finding.get("location") or {}
+            if location.get("function") == "crunch_numbers":
+                ev = finding.get("evidence", {})
+                return (
+                    f"yes: {finding['code']}, {ev.get('count')} blocks, "
+                    f"{ev.get('total_s', 0):.2f} s, max {ev.get('max_s', 0) * 1000:.0f} ms"
+                )
+        return "no"
+    if peer == "py-spy":  # collapsed stacks: "frame;frame;... count"
+        samples = sum(
+            int(line.rsplit(" ", 1)[1])
+            for line in Path(report).read_text().splitlines()
+            if "crunch_numbers" in line
+        )
+        return (
+            f"yes: {samples} samples (about {samples / 100:.2f} s at 100 Hz)" if samples else "no"
+        )
+    if peer == "pyinstrument":  # a tree of "seconds function file:line"
+        times = re.findall(r"([0-9.]+) crunch_numbers\b", Path(report).read_text())
+        return f"yes: {sum(map(float, times)):.2f} s" if times else "no"
+    if peer == "yappi":
+        stats = pstats.Stats(report).stats  # type: ignore[attr-defined]
+        spent = [v[3] for (_, _, name), v in stats.items() if name == "crunch_numbers"]
+        return f"yes: {sum(spent):.2f} s" if spent else "no"
+    if peer == "asyncio-debug":
+        # "Executing <Task ... coro=<handle_report() ...>> took 0.051 seconds"
+        slow = re.findall(r"Executing .*?coro=<([\w.<>]+)\(\).*? took ([0-9.]+) seconds", stderr)
+        if any("crunch_numbers" in name for name, _ in slow):
+            return "yes"
+        if slow:
+            coroutines = sorted({name for name, _ in slow})
+            total = sum(float(t) for _, t in slow)
+            said = f"{', '.join(coroutines)} ({len(slow)} times, {total:.2f} s)"
+            return f"no: it names the task's coroutine, {said}"
+        return "no"
+    return "no: it reports nothing of the loop's blocks (tasks and their stacks, on request)"
+
+
+def names(args: argparse.Namespace) -> None:
+    """Each peer's own output on a program that blocks in crunch_numbers."""
+    print(
+        f"Python {sys.version.split()[0]}; crunch_numbers burns {BLOCK_S * 1000:.0f} ms on the "
+        f"loop every {EVERY_S:g} s for {NAMES_S:g} s (about {NAMES_S / EVERY_S * BLOCK_S:.1f} s)"
+    )
+    for peer in args.peer or PEERS:
+        reason = missing(peer)
+        if reason:
+            print(f"{peer:<14} skipped: {reason}")
+            continue
+        with tempfile.TemporaryDirectory(prefix="loopscope-peers-") as tmp:
+            report = str(Path(tmp) / "report")
+            env = dict(os.environ)
+            env.pop("PYTHONASYNCIODEBUG", None)
+            if peer == "asyncio-debug":
+                env["PYTHONASYNCIODEBUG"] = "1"
+            target = [__file__, "--role", "names-target", "--under", peer, "--report", report]
+            if peer == "loopscope":
+                command = [sys.executable, "-m", "loopscope", "run", "--headless", "--json",
+                           "--python", args.python, *target]  # fmt: skip
+            elif peer == "py-spy":
+                command = [str(_pyspy()), "record", "--format", "raw", "--output", report,
+                           "--nonblocking", "--", args.python, *target]  # fmt: skip
+            else:
+                command = [args.python, *target]
+            done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+            if done.returncode != 0:
+                raise SystemExit(
+                    f"peers: {peer} failed ({done.returncode}):\n{done.stderr[-2000:]}"
+                )
+            print(f"{peer:<14} {_named(peer, report, done.stdout, done.stderr)}", flush=True)
 
 
 # -- The driver ---------------------------------------------------------------------------------
@@ -248,13 +362,20 @@ def main() -> None:
     parser.add_argument(
         "--peer", action="append", choices=PEERS, help="measure only these (repeatable)"
     )
-    parser.add_argument("--role", choices=["target"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--names", action="store_true", help="which peer names the blocking function (no load)"
+    )
+    parser.add_argument("--role", choices=["target", "names-target"], help=argparse.SUPPRESS)
     parser.add_argument("--under", default="plain", help=argparse.SUPPRESS)
     parser.add_argument("--report", help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.no_saturation = True
     if args.role == "target":
         asyncio.run(_target(args.under, args.report or os.devnull))
+    elif args.role == "names-target":
+        asyncio.run(_target(args.under, args.report or os.devnull, _blocking))
+    elif args.names:
+        names(args)
     else:
         drive(args)
 
