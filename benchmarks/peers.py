@@ -189,10 +189,7 @@ def names(args: argparse.Namespace) -> None:
             continue
         with tempfile.TemporaryDirectory(prefix="loopscope-peers-") as tmp:
             report = str(Path(tmp) / "report")
-            env = dict(os.environ)
-            env.pop("PYTHONASYNCIODEBUG", None)
-            if peer == "asyncio-debug":
-                env["PYTHONASYNCIODEBUG"] = "1"
+            env = _environment(peer)
             target = [__file__, "--role", "names-target", "--under", peer, "--report", report]
             if peer == "loopscope":
                 command = [sys.executable, "-m", "loopscope", "run", "--headless", "--json",
@@ -219,6 +216,15 @@ def _pyspy() -> str | None:
     return find_pyspy()
 
 
+def _environment(peer: str) -> dict[str, str]:
+    """The target's environment under ``peer``: asyncio's debug mode only for its own variant."""
+    env = dict(os.environ)
+    env.pop("PYTHONASYNCIODEBUG", None)
+    if peer == "asyncio-debug":
+        env["PYTHONASYNCIODEBUG"] = "1"
+    return env
+
+
 def missing(peer: str) -> str | None:
     """Why ``peer`` cannot be measured here, or None."""
     if peer == "py-spy" and _pyspy() is None:
@@ -239,10 +245,7 @@ def measure(peer: str, args: argparse.Namespace) -> dict[str, float]:
         return out
     with tempfile.TemporaryDirectory(prefix="loopscope-peers-") as tmp:
         report = str(Path(tmp) / "report")
-        env = dict(os.environ)
-        env.pop("PYTHONASYNCIODEBUG", None)
-        if peer == "asyncio-debug":
-            env["PYTHONASYNCIODEBUG"] = "1"
+        env = _environment(peer)
         errors = open(Path(tmp) / "stderr", "w+")  # noqa: SIM115  (closed below)
         process = subprocess.Popen(
             [args.python, __file__, "--role", "target", "--under", peer, "--report", report],
