@@ -597,12 +597,4 @@ def _window(span: RaceSpan, name: str, node: ast.expr) -> Window:
     text = _chain(chain) or ""
     root, _, rest = text.partition(".")
     attrs = tuple(rest.split(".")) if rest else ()
-    return Window(
-        span=span,
-        name=name,
-        root=root,
-        attrs=attrs,
-        key=key,
-        key_is_name=key_is_name,
-        awaits=frozenset(span.await_lines),
-    )
+    return Window(span, name, root, attrs, key, key_is_name, frozenset(span.await_lines))

@@ -106,17 +106,10 @@ def inspect(pid: int) -> ProcessInfo:
         other_root = in_another_root(pid)
     except OSError:
         other_root = False
+    agent_socket = _reachable(pid, agent_socket)
+    ports = _listening_ports(pid, inodes)
     return ProcessInfo(
-        pid=pid,
-        uid=uid,
-        exe=exe,
-        cmdline=cmdline,
-        python=python,
-        asyncio=asyncio,
-        agent_socket=_reachable(pid, agent_socket),
-        ports=_listening_ports(pid, inodes),
-        other_root=other_root,
-        other_python=other_python,
+        pid, uid, exe, cmdline, python, asyncio, agent_socket, ports, other_root, other_python
     )
 
 

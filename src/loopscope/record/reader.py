@@ -261,15 +261,8 @@ def _read_info(path: Path, db: sqlite3.Connection) -> RecordingInfo:
     if version < 1:
         raise RecordingError(f"{path}: unknown recording schema {version}")
     count, start, end = _extent(db)
-    return RecordingInfo(
-        path=path,
-        schema_version=version,
-        meta=meta,
-        count=count,
-        start=start,
-        end=end,
-        complete=meta.get("complete") is True,
-    )
+    complete = meta.get("complete") is True
+    return RecordingInfo(path, version, meta, count, start, end, complete)
 
 
 def _extent(db: sqlite3.Connection) -> tuple[int, float, float]:
