@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import KW_ONLY, dataclass
 
 from rich.console import Console, ConsoleOptions, RenderResult
 from rich.measure import Measurement
@@ -41,6 +42,7 @@ def nice_ceiling(value: float) -> float:
     return 10.0 ** (exponent + 1)  # pragma: no cover - the loop always returns
 
 
+@dataclass
 class Bars:
     """Vertical bars, one column per value, the newest on the right.
 
@@ -51,20 +53,12 @@ class Bars:
     bottom rows.
     """
 
-    def __init__(
-        self,
-        values: Sequence[float | None],
-        *,
-        ceiling: float,
-        height: int | None = None,
-        style: Callable[[float], Style] | None = None,
-        label: tuple[int, str, str] | None = None,
-    ) -> None:
-        self.values = values
-        self.ceiling = ceiling
-        self.height = height
-        self.style = style
-        self.label = label
+    values: Sequence[float | None]
+    _: KW_ONLY
+    ceiling: float
+    height: int | None = None
+    style: Callable[[float], Style] | None = None
+    label: tuple[int, str, str] | None = None
 
     def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
         return Measurement(1, options.max_width)
