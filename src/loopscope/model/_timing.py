@@ -13,14 +13,22 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from loopscope.codemap import CodeMap
-from loopscope.events import Block, Census, ExecutorSample, Frame, GcWindow, Lag, Lifecycle
+from loopscope.events import (
+    Block,
+    Census,
+    ExecutorSample,
+    Frame,
+    GcWindow,
+    Lag,
+    Lifecycle,
+    Submitter,
+)
 from loopscope.model._lag import merge, percentile
 from loopscope.model.snapshot import (
     ExecutorView,
     GcPauseView,
     GcSiteView,
     GcView,
-    SubmitterView,
     TimeBin,
 )
 
@@ -340,13 +348,13 @@ class _Pool:
             wait_max=self.wait_max,
             run=self.run,
             submitters=tuple(
-                SubmitterView(file, line, function, n, self.work[key].most_common(1)[0][0])
+                Submitter(file, line, function, n, self.work[key].most_common(1)[0][0])
                 for key, n in self.submitters.most_common(5)
                 for file, line, function in (key,)
             ),
             pool=self.name,
             running=tuple(
-                SubmitterView(file, line, function, n, "")
+                Submitter(file, line, function, n, "")
                 for (file, line, function), n in self.running.most_common(5)
             ),
         )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from loopscope.events import FinishedTask, Frame, RaceSpan, TaskInfo
+from loopscope.events import FinishedTask, Frame, RaceSpan, Submitter, TaskInfo
 
 
 @dataclass(frozen=True, slots=True)
@@ -482,15 +482,6 @@ class GcView:
 
 
 @dataclass(frozen=True, slots=True)
-class SubmitterView:
-    file: str
-    line: int
-    function: str
-    count: int  # work items submitted from here in the session
-    work: str  # the function most submitted from here
-
-
-@dataclass(frozen=True, slots=True)
 class ExecutorView:
     """One thread pool the loops wait on (by default their default executors), merged across
     loops, over the session."""
@@ -512,10 +503,10 @@ class ExecutorView:
     wait_p99: float | None = None
     wait_max: float | None = None
     run: float = 0.0  # seconds of work run
-    submitters: tuple[SubmitterView, ...] = ()  # most items first
+    submitters: tuple[Submitter, ...] = ()  # over the session, most items first
     pool: str = "default executor"  # or "anyio worker threads", "ThreadPoolExecutor ..."
     # What the busy threads were seen running (their innermost application frames), most first
-    running: tuple[SubmitterView, ...] = ()
+    running: tuple[Submitter, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
