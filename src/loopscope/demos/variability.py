@@ -46,25 +46,15 @@ class Node:
         self.children: list[Node] = []
 
 
-def parse_order(lines: int) -> Node:
-    """The order as a tree; every node refers to its parent: cycles everywhere."""
+def parse_order(lines: int, *, back_references: bool = True) -> Node:
+    """The order as a tree. With ``back_references`` every node refers to its parent: cycles
+    everywhere. Without, the tree is freed by reference counting alone."""
     root = Node("order", None)
     for n in range(lines):
-        line = Node(f"line-{n}", root)
+        line = Node(f"line-{n}", root if back_references else None)
         root.children.append(line)
         for field in ("sku", "quantity", "price"):
-            line.children.append(Node(field, line))
-    return root
-
-
-def parse_order_flat(lines: int) -> Node:
-    """The same tree without back-references: freed by reference counting alone."""
-    root = Node("order", None)
-    for n in range(lines):
-        line = Node(f"line-{n}", None)
-        root.children.append(line)
-        for field in ("sku", "quantity", "price"):
-            line.children.append(Node(field, None))
+            line.children.append(Node(field, line if back_references else None))
     return root
 
 
@@ -100,7 +90,6 @@ def install(app: web.Application, fixed: bool) -> None:
     if fixed:
         gc.freeze()  # the catalogue lives as long as the service: the collector can skip it
     pauses = GcPauses()
-    parse = parse_order_flat if fixed else parse_order
 
     async def lifetime(app: web.Application) -> AsyncIterator[None]:
         watching = asyncio.create_task(pauses.watch(), name="gc-pauses")
@@ -110,7 +99,7 @@ def install(app: web.Application, fixed: bool) -> None:
             gc.unfreeze()
 
     async def order(request: web.Request) -> web.Response:
-        tree = parse(ORDER_LINES)
+        tree = parse_order(ORDER_LINES, back_references=not fixed)
         await asyncio.sleep(0.02)  # the order is saved
         return web.json_response({"lines": len(tree.children), "catalogue": len(catalogue)})
 
