@@ -338,11 +338,12 @@ class Census(Event):
     loop: int
     total: int  # live tasks on the loop
     inspected: int  # tasks whose await chain was walked (counts below are scaled to total)
-    by_state: dict[str, int]  # TASK_STATES -> count
-    by_kind: dict[str, int]  # AWAIT_KINDS -> count of waiting tasks
-    sites: tuple[AwaitSite, ...]  # most populated first, bounded
-    resources: tuple[Resource, ...]  # most waiters first, bounded
-    cost: float  # loop-thread seconds this census took
+    # What a census from outside the loop (aiomonitor's task list) may leave empty:
+    by_state: dict[str, int] = field(default_factory=dict)  # TASK_STATES -> count
+    by_kind: dict[str, int] = field(default_factory=dict)  # AWAIT_KINDS -> waiting tasks
+    sites: tuple[AwaitSite, ...] = ()  # most populated first, bounded
+    resources: tuple[Resource, ...] = ()  # most waiters first, bounded
+    cost: float = 0.0  # loop-thread seconds this census took
     # Pending requests by route, where their web framework names it; most tasks first, bounded.
     routes: tuple[RouteLoad, ...] = ()
 

@@ -250,17 +250,7 @@ class AiomonitorSource:
         ended_total = count.get("value") if isinstance(count, dict) else None
         t = time.time()
         return [
-            Census(
-                t=t,
-                loop=0,
-                total=len(tasks),
-                inspected=len(tasks),
-                by_state={},
-                by_kind={},
-                sites=(),
-                resources=(),
-                cost=0.0,
-            ),
+            Census(t=t, loop=0, total=len(tasks), inspected=len(tasks)),
             ExternalTasks(
                 t=t,
                 source=SOURCE_NAME,

@@ -181,8 +181,6 @@ def to_events(report: dict[str, Any], pid: int) -> list[Event]:
                 AwaitSite(file=f, line=line, function=fn, kind=kind, count=n, oldest=0.0)
                 for (f, line, fn, kind), n in sites.most_common(_MAX_SITES)
             ),
-            resources=(),
-            cost=0.0,
         ),
         ExternalTasks(
             t=t,
