@@ -6,9 +6,7 @@ from loopscope.model.snapshot import HotFrame, Snapshot
 from loopscope.rules._timing import file_line, function_at, short
 from loopscope.rules.finding import Finding, Kind, Location
 
-CODE = "LS101"
-FAMILY = "blocking"
-KIND = Kind(CODE, FAMILY)
+KIND = Kind("LS101", "blocking")
 
 # A location is reported once it blocked the loop this often, or this long in total.
 MIN_BLOCKS = 3

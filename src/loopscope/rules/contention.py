@@ -6,9 +6,7 @@ from loopscope.model.snapshot import ContentionView, Snapshot
 from loopscope.rules._timing import file_line, function_at, short
 from loopscope.rules.finding import Finding, Kind, Location
 
-CODE = "LS601"
-FAMILY = "contention"
-KIND = Kind(CODE, FAMILY)
+KIND = Kind("LS601", "contention")
 
 # Waits that mean contention: for a Lock, a Semaphore slot, room in a bounded Queue. (Waiting on
 # an Event or in Condition.wait is waiting for a signal; a getter of an empty Queue is an idle

@@ -8,9 +8,7 @@ from loopscope.model.snapshot import ExecutorView, Snapshot
 from loopscope.rules._timing import seconds, short
 from loopscope.rules.finding import Finding, Kind, Location
 
-CODE = "LS611"
-FAMILY = "executor"
-KIND = Kind(CODE, FAMILY)
+KIND = Kind("LS611", "executor")
 
 # Reported when work was queued with every worker busy in at least this many samples (the agent
 # sends two a second while the executor works), making at least this share of them...

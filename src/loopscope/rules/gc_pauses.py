@@ -6,9 +6,7 @@ from loopscope.model.snapshot import GcPauseView, GcSiteView, GcView, Snapshot, 
 from loopscope.rules._timing import recent, seconds, short, where
 from loopscope.rules.finding import Finding, Kind, Location
 
-CODE = "LS301"
-FAMILY = "gc"
-KIND = Kind(CODE, FAMILY)
+KIND = Kind("LS301", "gc")
 
 # A collection this long is felt as lag (the same as the agent's block threshold). Where its CPU
 # time is known (full collections), that is what counts: on a machine short of cores a short

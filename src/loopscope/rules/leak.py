@@ -10,9 +10,7 @@ from loopscope.model.trend import slope
 from loopscope.rules._timing import file_line, function_at, short
 from loopscope.rules.finding import Finding, Kind, Location
 
-CODE = "LS701"
-FAMILY = "leak"
-KIND = Kind(CODE, FAMILY)
+KIND = Kind("LS701", "leak")
 
 # Over the task series (up to the model's last 60 s): at least MIN_SPAN_S of it, MIN_POINTS
 # censuses, a least-squares growth (slope x span) of at least MIN_GROWTH tasks and MIN_RELATIVE

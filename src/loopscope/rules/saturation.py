@@ -15,9 +15,7 @@ from loopscope.rules._timing import (
 )
 from loopscope.rules.finding import Finding, Kind, Location
 
-CODE = "LS201"
-FAMILY = "saturation"
-KIND = Kind(CODE, FAMILY)
+KIND = Kind("LS201", "saturation")
 
 # A second counts as saturated when the loop was busy (outside its selector) this share of it.
 BUSY = 0.85

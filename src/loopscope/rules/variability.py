@@ -11,9 +11,7 @@ from loopscope.rules import blocking, executor, gc_pauses, saturation
 from loopscope.rules._timing import function_named, lag_percentiles, recent, seconds, short
 from loopscope.rules.finding import Finding, Kind, Location
 
-CODE = "LS901"
-FAMILY = "variability"
-KIND = Kind(CODE, FAMILY)
+KIND = Kind("LS901", "variability")
 
 # Reported when, over at least MIN_SECONDS of lag measured in the window, the lag p99 reached
 # MIN_P99_S and was at least RATIO times the p50, with spikes (seconds whose lag reached
@@ -82,22 +80,22 @@ def _busy(b: TimeBin, _before: TimeBin | None, _median: float) -> bool:
 # In order of preference when several go with the spikes: creating many tasks at once
 # allocates, so collections come with the bursts, and both make blocks; the bursts are the cause.
 CAUSES = (
-    _Cause("saturation", "a saturated loop", saturation.CODE, _busy),
+    _Cause("saturation", "a saturated loop", saturation.KIND.code, _busy),
     _Cause("task_creation", "many tasks created at once", None, _created),
-    _Cause("gc", "garbage collection pauses", gc_pauses.CODE, _gc),
-    _Cause("blocks", "blocks", blocking.CODE, _blocks),
-    _Cause("executor", "executor threads at work (the GIL)", executor.CODE, _executor),
+    _Cause("gc", "garbage collection pauses", gc_pauses.KIND.code, _gc),
+    _Cause("blocks", "blocks", blocking.KIND.code, _blocks),
+    _Cause("executor", "executor threads at work (the GIL)", executor.KIND.code, _executor),
 )
 _RULES: dict[str, Callable[[Snapshot], list[Finding]]] = {
-    gc_pauses.CODE: gc_pauses.check,
-    blocking.CODE: blocking.check,
-    executor.CODE: executor.check,
-    saturation.CODE: saturation.check,
+    gc_pauses.KIND.code: gc_pauses.check,
+    blocking.KIND.code: blocking.check,
+    executor.KIND.code: executor.check,
+    saturation.KIND.code: saturation.check,
 }
 
 
 # The causes that go with the spikes only when their own finding is reported.
-_CONFIRMED = (blocking.CODE, gc_pauses.CODE)
+_CONFIRMED = (blocking.KIND.code, gc_pauses.KIND.code)
 
 
 def _raised(code: str, snapshot: Snapshot) -> bool:
