@@ -7,7 +7,7 @@ import linecache
 import math
 from collections import deque
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from loopscope.codemap import CodeMap
 from loopscope.events import (
@@ -49,40 +49,10 @@ from loopscope.model._tasks import TaskState
 from loopscope.model._timing import TimingState
 from loopscope.model.snapshot import ExitInfo, LoopInfo, Snapshot, SourceInfo, TargetInfo
 
-_E = TypeVar("_E", bound=Event)
-
 LAG_SERIES_SECONDS = 60.0  # how far back the lag and task series go
 RECENT_SECONDS = 10.0  # the window of "now" figures: lag percentiles, rates, recent blocks
 MAX_NOTICES = 50
 MAX_LOOPS = 32  # loops listed; a program that keeps making loops has its oldest stopped dropped
-
-
-# Event type -> the Model method that folds it in (filled by @_handles below).
-_HANDLERS: dict[type[Event], Callable[[Model, Any], None]] = {}
-
-
-def _handles(
-    kind: type[_E],
-) -> Callable[[Callable[[Model, _E], None]], Callable[[Model, _E], None]]:
-    """Register the decorated method as the Model's handler of events of type ``kind``."""
-
-    def register(method: Callable[[Model, _E], None]) -> Callable[[Model, _E], None]:
-        _HANDLERS[kind] = method
-        return method
-
-    return register
-
-
-def _handler_of(kind: type[Event]) -> Callable[[Model, Any], None] | None:
-    """The handler of ``kind``, or of the nearest of its base classes that has one."""
-    handler = _HANDLERS.get(kind)
-    if handler is None:
-        for base in kind.__mro__[1:]:
-            handler = _HANDLERS.get(base)
-            if handler is not None:
-                _HANDLERS[kind] = handler
-                break
-    return handler
 
 
 def _linecache_line(file: str, line: int) -> str:
@@ -113,6 +83,37 @@ class Model:
         self._monitor = MonitorState()
         self._timing = TimingState(lambda: self._blocks.code)
         self._routes = RouteTracker()
+        # Who folds in each type of event, in order: a new event needs its line here and
+        # nothing in apply(). (A subclass of a listed type goes to its nearest listed base.)
+        self._handlers: dict[type[Event], tuple[Callable[[Any], None], ...]] = {
+            Lag: (self._lag.apply, self._timing.lag),
+            Census: (
+                self._tasks.census,
+                self._contention.census,
+                self._growth.census,
+                self._timing.census,
+                self._routes.census,
+            ),
+            Lifecycle: (self._tasks.lifecycle, self._timing.lifecycle),
+            Block: (self._block_event,),
+            RaceWindow: (self._races.observed,),
+            RaceWindows: (self._races.scanned,),
+            LostUpdate: (self._races.lost,),
+            Duplicates: (self._duplicates.apply,),
+            ExternalSamples: (self._external_samples,),
+            ExternalTasks: (self._monitor.apply,),
+            GcWindow: (self._timing.gc,),
+            ExecutorSample: (self._timing.executor,),
+            Hello: (self._hello,),
+            LoopStarted: (self._loop_started,),
+            LoopStopped: (self._loop_stopped,),
+            SourceState: (self._source_state,),
+            TargetExited: (self._target_exited,),
+            TaskErrors: (self._errors.task_errors,),
+            NeverAwaited: (self._errors.never_awaited,),
+            Notice: (self._notice,),
+            TaskList: (self._task_list.apply,),
+        }
 
     def apply(self, event: Event) -> None:
         t = event.t
@@ -130,72 +131,27 @@ class Model:
         if self._latest is None or end > self._latest:
             self._latest = end
 
-        handler = _handler_of(type(event))
-        if handler is not None:
-            handler(self, event)
+        for handler in self._handlers_of(type(event)):
+            handler(event)
         for block, outside in self._external.expire(t):
             self._block(block, outside)
 
-    # One handler per event type, registered in _HANDLERS by @_handles: a new event needs its
-    # handler here and nothing in apply().
+    def _handlers_of(self, kind: type[Event]) -> tuple[Callable[[Any], None], ...]:
+        """The handlers of ``kind``, or of the nearest of its base classes that has some."""
+        handlers = self._handlers.get(kind)
+        if handlers is None:
+            bases = (self._handlers.get(base) for base in kind.__mro__[1:])
+            handlers = self._handlers[kind] = next((h for h in bases if h is not None), ())
+        return handlers
 
-    @_handles(Lag)
-    def _lag_event(self, event: Lag) -> None:
-        self._lag.apply(event)
-        self._timing.lag(event)
-
-    @_handles(Census)
-    def _census(self, event: Census) -> None:
-        self._tasks.census(event)
-        self._contention.census(event)
-        self._growth.census(event)
-        self._timing.census(event)
-        self._routes.census(event)
-
-    @_handles(Lifecycle)
-    def _lifecycle(self, event: Lifecycle) -> None:
-        self._tasks.lifecycle(event)
-        self._timing.lifecycle(event)
-
-    @_handles(Block)
     def _block_event(self, event: Block) -> None:
         for block, outside in self._external.block(event):
             self._block(block, outside)
 
-    @_handles(RaceWindow)
-    def _race_window(self, event: RaceWindow) -> None:
-        self._races.observed(event)
-
-    @_handles(RaceWindows)
-    def _race_windows(self, event: RaceWindows) -> None:
-        self._races.scanned(event)
-
-    @_handles(LostUpdate)
-    def _lost_update(self, event: LostUpdate) -> None:
-        self._races.lost(event)
-
-    @_handles(Duplicates)
-    def _duplicates_event(self, event: Duplicates) -> None:
-        self._duplicates.apply(event)
-
-    @_handles(ExternalSamples)
     def _external_samples(self, event: ExternalSamples) -> None:
         for block, outside in self._external.samples(event, self._blocks.code):
             self._block(block, outside)
 
-    @_handles(ExternalTasks)
-    def _external_tasks(self, event: ExternalTasks) -> None:
-        self._monitor.apply(event)
-
-    @_handles(GcWindow)
-    def _gc_window(self, event: GcWindow) -> None:
-        self._timing.gc(event)
-
-    @_handles(ExecutorSample)
-    def _executor_sample(self, event: ExecutorSample) -> None:
-        self._timing.executor(event)
-
-    @_handles(Hello)
     def _hello(self, event: Hello) -> None:
         self._target = TargetInfo(
             pid=event.pid,
@@ -208,7 +164,6 @@ class Model:
         self._blocks.code = CodeMap(event.stdlib_paths, event.site_paths)
         self._errors.code = self._blocks.code
 
-    @_handles(LoopStarted)
     def _loop_started(self, event: LoopStarted) -> None:
         # (a new loop may reuse the id of a stopped one: its ids are id(loop))
         stopped = [i.loop for i in self._loops.values() if not i.running and i.loop != event.loop]
@@ -228,7 +183,6 @@ class Model:
         for loop in stopped[: max(0, len(self._loops) - MAX_LOOPS)]:
             del self._loops[loop]
 
-    @_handles(LoopStopped)
     def _loop_stopped(self, event: LoopStopped) -> None:
         info = self._loops.get(event.loop)
         if info is not None:
@@ -238,7 +192,6 @@ class Model:
         if any(i.running for i in self._loops.values()):
             self._forget_loop(event.loop, event.t)
 
-    @_handles(SourceState)
     def _source_state(self, event: SourceState) -> None:
         if event.source in ("py-spy", "remote_stacks"):
             for block, outside in self._external.sampler(event.state == "live", event.source):
@@ -253,27 +206,13 @@ class Model:
         for block, outside in self._external.release():
             self._block(block, outside)
 
-    @_handles(TargetExited)
     def _target_exited(self, event: TargetExited) -> None:
         self._exited = ExitInfo(t=event.t, exit_code=event.exit_code, reason=event.reason)
 
-    @_handles(TaskErrors)
-    def _task_errors(self, event: TaskErrors) -> None:
-        self._errors.task_errors(event)
-
-    @_handles(NeverAwaited)
-    def _never_awaited(self, event: NeverAwaited) -> None:
-        self._errors.never_awaited(event)
-
-    @_handles(Notice)
     def _notice(self, event: Notice) -> None:
         self._notices.append(
             event.message if event.level == "info" else f"{event.level}: {event.message}"
         )
-
-    @_handles(TaskList)
-    def _task_list_event(self, event: TaskList) -> None:
-        self._task_list.apply(event)
 
     def _block(self, block: Block, outside: Outside | None) -> None:
         """A block, once py-spy's samples, if it waited for them, have come."""
