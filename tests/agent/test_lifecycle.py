@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from loopscope.agent._guard import Guard
-from loopscope.agent._lifecycle import SWEEP_EVERY, LifecycleCollector, duty_for
+from loopscope.agent._lifecycle import SWEEP_EVERY, LifecycleCollector, SamplingPolicy
 from loopscope.agent._periodic import LoopContext
 from loopscope.events import Event, Lifecycle, Notice, decode
 
@@ -290,16 +290,21 @@ def test_a_failing_hook_is_disabled_and_the_program_runs_on() -> None:
 # Duty cycling: above a creation rate, the factory is in place for a slice of each window
 
 
-def test_duty_for() -> None:
+def test_sampling_policy_share() -> None:
     # 1,000 tasks/s at 1 us each is 0.1% of the loop: count everything.
-    assert duty_for(1_000, 1e-6, 0.5, budget=0.005) == 1.0
+    assert SamplingPolicy(budget=0.005).share(1_000, 1e-6, 0.5) == 1.0
     # 200,000 tasks/s at 1 us is 20%: a fortieth of the time keeps it at 0.5%.
-    assert duty_for(200_000, 1e-6, 0.5, budget=0.005, min_duty=0.01) == pytest.approx(0.025)
+    assert SamplingPolicy(budget=0.005, min_duty=0.01).share(200_000, 1e-6, 0.5) == pytest.approx(
+        0.025
+    )
     # Never a slice shorter than min_duty of the window...
-    assert duty_for(200_000, 1e-6, 0.5, budget=0.005, min_duty=0.1) == 0.1
+    assert SamplingPolicy(budget=0.005, min_duty=0.1).share(200_000, 1e-6, 0.5) == 0.1
     # ... nor one that would see fewer than min_sample tasks (20,000/s at 10 us is 20%).
-    assert duty_for(20_000, 10e-6, 0.5, budget=0.005, min_duty=0.01, min_sample=500) == 0.05
-    assert duty_for(20_000, 10e-6, 0.01, budget=0.005, min_sample=500) == 1.0
+    assert (
+        SamplingPolicy(budget=0.005, min_duty=0.01, min_sample=500).share(20_000, 10e-6, 0.5)
+        == 0.05
+    )
+    assert SamplingPolicy(budget=0.005, min_sample=500).share(20_000, 10e-6, 0.01) == 1.0
 
 
 def sampling(
@@ -310,10 +315,7 @@ def sampling(
     return LifecycleCollector(
         LoopContext(loop, id(loop), recorder.events.append, recorder.guard),
         window=0.05,
-        budget=0.0,
-        rate_span=0.1,
-        min_duty=0.25,
-        min_sample=1,
+        policy=SamplingPolicy(budget=0.0, rate_span=0.1, min_duty=0.25, min_sample=1),
         idle_clock=lambda: 0.0,
         **kwargs,
     )
@@ -378,7 +380,7 @@ def test_a_low_rate_is_counted_exactly_all_the_time() -> None:
         lifecycle = LifecycleCollector(
             LoopContext(loop, id(loop), recorder.events.append, recorder.guard),
             window=0.05,
-            rate_span=0.2,
+            policy=SamplingPolicy(rate_span=0.2),
         )
         lifecycle.start()
         deadline = time.monotonic() + 0.5

@@ -41,6 +41,7 @@ import time
 import weakref
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from itertools import compress, repeat
 from typing import Any
 
@@ -84,24 +85,26 @@ _Tasks = list["asyncio.Future[Any]"]
 _Held = dict[float, _Tasks]  # a generation: tasks by the weight each counts for
 
 
-def duty_for(
-    rate: float,
-    cost: float,
-    window: float,
-    *,
-    budget: float = BUDGET,
-    min_duty: float = MIN_DUTY,
-    min_sample: int = MIN_SAMPLE,
-) -> float:
-    """The share of a window to count tasks in: 1.0 when counting all of them (``rate`` tasks a
-    second, ``cost`` seconds each) stays within ``budget`` of the loop's time, else the share
-    that does, but never so little that a slice sees fewer than ``min_sample`` tasks or is
-    shorter than ``min_duty`` of the window."""
-    share = rate * cost
-    if share <= budget:
-        return 1.0
-    floor = max(min_duty, min_sample / (rate * window))
-    return min(1.0, max(floor, budget / share))
+@dataclass(frozen=True)
+class SamplingPolicy:
+    """How much counting may cost the loop, and how the collector samples when it would cost
+    more (see the module docstring)."""
+
+    budget: float = BUDGET  # share of the loop's time that counting every task may cost
+    rate_span: float = RATE_SPAN  # seconds the cost must stay over budget before sampling
+    min_duty: float = MIN_DUTY  # the shortest slice, as a share of the window
+    min_sample: int = MIN_SAMPLE  # tasks a slice should see
+
+    def share(self, rate: float, cost: float, window: float) -> float:
+        """The share of a window to count tasks in: 1.0 when counting all of them (``rate``
+        tasks a second, ``cost`` seconds each) stays within the budget of the loop's time, else
+        the share that does, but never so little that a slice sees fewer than ``min_sample``
+        tasks or is shorter than ``min_duty`` of the window."""
+        share = rate * cost
+        if share <= self.budget:
+            return 1.0
+        floor = max(self.min_duty, self.min_sample / (rate * window))
+        return min(1.0, max(floor, self.budget / share))
 
 
 class LifecycleCollector(Periodic):
@@ -115,19 +118,12 @@ class LifecycleCollector(Periodic):
         context: LoopContext,
         window: float = 0.5,
         *,
-        budget: float = BUDGET,
-        rate_span: float = RATE_SPAN,
-        min_duty: float = MIN_DUTY,
-        min_sample: int = MIN_SAMPLE,
+        policy: SamplingPolicy = SamplingPolicy(),
         idle_clock: Callable[[], float] | None = None,
     ) -> None:
         super().__init__(context, window)
         self._idle_clock = idle_clock
-        self._window = window
-        self._budget = budget
-        self._rate_span = rate_span
-        self._min_duty = min_duty
-        self._min_sample = min_sample
+        self._policy = policy
         self._counting = False  # read by the factory on every task: one attribute, no call
         self._slice_handle: asyncio.TimerHandle | None = None  # a slice's start or end
 
@@ -199,7 +195,7 @@ class LifecycleCollector(Periodic):
         loop.set_exception_handler(self._installed_handler)
         self._window_start = time.perf_counter()
         self._count_on(self._window_start)
-        self._handle = loop.call_later(self._window, self._tick)
+        self._handle = loop.call_later(self._interval, self._tick)
 
     def stop(self) -> None:
         """Put back the original task factory and exception handler; callable from any thread.
@@ -273,7 +269,7 @@ class LifecycleCollector(Periodic):
             return
         now = time.perf_counter()
         self._count_on(now)
-        self._slice_handle = self._loop.call_later(self.duty * self._window, self._slice_off)
+        self._slice_handle = self._loop.call_later(self.duty * self._interval, self._slice_off)
 
     def _end_slice(self) -> None:
         self._slice_handle = None
@@ -287,7 +283,7 @@ class LifecycleCollector(Periodic):
         history = self._history
         history.append((elapsed, created))
         span = sum(e for e, _ in history)
-        while len(history) > 1 and span - history[0][0] >= self._rate_span:
+        while len(history) > 1 and span - history[0][0] >= self._policy.rate_span:
             span -= history.popleft()[0]
         if elapsed <= 0 or span <= 0:
             return self.duty
@@ -296,19 +292,12 @@ class LifecycleCollector(Periodic):
         sustained = sum(c for _, c in history) / span
         if self.duty == 1.0:
             # Sampling starts on a rate kept up for rate_span seconds, not on a burst.
-            rate = min(last, sustained) if span >= self._rate_span else 0.0
-        elif sustained * cost <= self._budget:
+            rate = min(last, sustained) if span >= self._policy.rate_span else 0.0
+        elif sustained * cost <= self._policy.budget:
             rate = sustained  # the load has come down: count everything again
         else:
             rate = max(last, sustained)
-        return duty_for(
-            rate,
-            cost,
-            self._window,
-            budget=self._budget,
-            min_duty=self._min_duty,
-            min_sample=self._min_sample,
-        )
+        return self._policy.share(rate, cost, self._interval)
 
     def _correction(self) -> float:
         """How many tasks the loop would have made for each one made while counting.
@@ -620,14 +609,14 @@ class LifecycleCollector(Periodic):
         self.duty = self._next_duty(elapsed, created)
         # Three significant digits: few distinct weights, each with its done callback.
         self._weight = 1.0 if self.duty == 1.0 else float(f"{correction / self.duty:.3g}")
-        window = self.pace(self._window) if self.duty == 1.0 else self._window
+        window = self.pace(self._interval) if self.duty == 1.0 else self._interval
         self._handle = loop.call_later(window, self._tick)
         if self.duty == 1.0:
             self._count_on(now)
         else:
             # A slice at a random point of the window, so that nothing periodic in the program
             # is always seen, or always missed.
-            offset = random.uniform(0.0, (1.0 - self.duty) * self._window)
+            offset = random.uniform(0.0, (1.0 - self.duty) * self._interval)
             self._slice_handle = loop.call_later(offset, self._slice_on)
 
     def _keep_handler(self) -> None:
