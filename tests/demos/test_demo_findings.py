@@ -19,6 +19,7 @@ import pytest
 from clirun import assert_no_loopscope_traceback, loopscope
 from loopscope.demos import catalog
 from loopscope.rules import RULES
+from loopscope.rules.finding import Kind
 
 DURATION = "8"
 # The variability rule judges the loop's lag as a whole: it names no function.
@@ -28,10 +29,11 @@ CASES = [(s.name, family) for s in catalog.SCENARIOS.values() for family in s.fa
 
 
 def _families_with_rules() -> set[str]:
+    """The families of the kinds of finding that the rules' modules name."""
     families = set()
     for rule in RULES:
         module = importlib.import_module(rule.__module__)
-        families.add(getattr(module, "FAMILY", module.__name__.rsplit(".", 1)[-1]))
+        families.update(k.family for k in vars(module).values() if isinstance(k, Kind))
     return families
 
 
