@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+import loopscope.session as session_module
 from builders import app, block, census, hello, lag
 from loopscope.events import Event, TargetExited
 from loopscope.session import Session, View
@@ -144,3 +145,41 @@ def test_views_can_be_taken_while_the_thread_reads() -> None:
     until(lambda: session.view().snapshot.lag.heartbeats == 2000)
     assert seen == sorted(seen)
     session.close()
+
+
+def test_a_live_session_hands_free_memory_back_and_a_replay_does_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[float] = []
+    monkeypatch.setattr(session_module, "release_free_memory", lambda: calls.append(1.0))
+    monkeypatch.setattr(session_module, "TRIM_EVERY_S", 0.0)
+    Session(ListSource(events())).feed_all()  # a replay: its clock is the events'
+    assert calls == []
+    live = Session(ListSource(events()), clock=time.time)
+    live.feed_all()
+    assert len(calls) == len(events())  # every event, at an interval of 0
+    monkeypatch.setattr(session_module, "TRIM_EVERY_S", 3600.0)
+    calls.clear()
+    Session(ListSource(events()), clock=time.time).feed_all()
+    assert calls == []  # not before the interval
+
+
+def _rss_anon_kib() -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("RssAnon:"))
+
+
+def test_free_memory_goes_back_to_the_system_where_the_c_library_can() -> None:
+    trim = session_module._find_trim()
+    if trim is None:
+        pytest.skip("the C library has no malloc_trim (not glibc): nothing to hand back")
+    # 80 MiB of malloc'd blocks, freed under a block allocated after them: the allocator cannot
+    # shrink its heap past that one by itself, and keeps the pages until asked.
+    held = [bytearray(4096) for _ in range(20_000)]
+    pin = bytearray(4096)
+    del held
+    before = _rss_anon_kib()
+    trim()
+    after = _rss_anon_kib()
+    assert before - after >= 40 * 1024, (before, after)
+    del pin

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import threading
 import time
 from collections.abc import Callable
@@ -17,6 +18,25 @@ from loopscope.sources.base import Source
 # close() waits this long for the reading thread; a source that ignores close() must not
 # hang the program on exit (the thread is a daemon).
 _JOIN_TIMEOUT_S = 5.0
+# Memory that Python frees (decoded events, the model's timeline as it moves on, SQLite's pages)
+# goes back to the C allocator, and glibc keeps most of it in its arenas until it is asked to
+# hand it back: a client following a busy target for an hour grew by that alone (BENCHMARKS.md,
+# "The client's memory"). A live session asks at most once this often.
+TRIM_EVERY_S = 60.0
+
+
+def _find_trim() -> Callable[[], object] | None:
+    """glibc's ``malloc_trim(0)``, or None where the C library has none (musl, macOS)."""
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return None
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    return lambda: trim(0)
+
+
+release_free_memory = _find_trim()
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,12 +71,18 @@ class Session:
         self._read()
 
     def _read(self) -> None:
+        # Only a live session trims: a replay reads its whole file at once and ends.
+        release = release_free_memory if self._clock is not None else None
+        next_release = time.monotonic() + TRIM_EVERY_S
         try:
             for event in self._source.events():
                 if self._hello_at is None and isinstance(event, Hello):
                     self._hello_at = time.monotonic()
                 with self._lock:
                     self._model.apply(event)
+                if release is not None and time.monotonic() >= next_release:
+                    release()
+                    next_release = time.monotonic() + TRIM_EVERY_S
         except Exception as e:  # the session ends and says why
             self._error = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
             with self._lock:
