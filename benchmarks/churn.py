@@ -14,6 +14,7 @@ installed in-process with the given collectors. Two ways to count the cost:
     python benchmarks/churn.py --callgrind
     python benchmarks/churn.py --rounds 7 --tasks 200000
     python benchmarks/churn.py --variants plain,lifecycle,all
+    python benchmarks/churn.py --settle 3 --tasks 1000000   # once the agent has settled
     python benchmarks/churn.py --callgrind --work iterations --tasks 20000   # per loop turn
 """
 
@@ -64,7 +65,9 @@ async def _iterate(iterations: int, batch: int) -> None:
 WORK = {"tasks": _run, "iterations": _iterate}
 
 
-def child(variant: str, tasks: int, batch: int, work: str = "tasks", src: str = SRC) -> None:
+def child(
+    variant: str, tasks: int, batch: int, work: str = "tasks", src: str = SRC, settle: float = 0.0
+) -> None:
     sys.path.insert(0, src)
     loop = asyncio.new_event_loop()
     if variant != "plain":
@@ -74,6 +77,9 @@ def child(variant: str, tasks: int, batch: int, work: str = "tasks", src: str = 
         _core.install(loop, socket_path=sock, collectors=None if variant == "all" else variant)
     run = WORK[work]
     loop.run_until_complete(run(batch * 20, batch))  # warm-up
+    settled = time.monotonic() + settle
+    while time.monotonic() < settled:  # past the agent's first seconds (see --settle)
+        loop.run_until_complete(run(batch * 20, batch))
     cpu = time.thread_time()
     loop.run_until_complete(run(tasks, batch))
     cpu = time.thread_time() - cpu
@@ -92,7 +98,7 @@ def _child_args(variant: str, args: argparse.Namespace) -> list[str]:
             raise SystemExit("churn: the 'before' variants need --before SRC")
         src, variant = args.before, variant.partition(":")[2] or "all"
     return [sys.executable, __file__, f"--child={variant}", "--src", src, "--batch",
-            str(args.batch), "--work", args.work]  # fmt: skip
+            str(args.batch), "--work", args.work, "--settle", str(args.settle)]  # fmt: skip
 
 
 def _cpu(variant: str, args: argparse.Namespace) -> float:
@@ -125,6 +131,19 @@ def _instructions(variant: str, tasks: int, args: argparse.Namespace) -> int:
         return int(found.group(1))
 
 
+def _check_variants(variants: list[str]) -> None:
+    sys.path.insert(0, SRC)
+    from loopscope.agent._core import parse_collectors
+
+    for v in variants:
+        if v in ("plain", "before") or v.startswith("before:"):
+            continue
+        try:
+            parse_collectors(v)
+        except ValueError as e:
+            raise SystemExit(f"churn: variant {v!r}: {e}") from None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -136,6 +155,14 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--callgrind", action="store_true")
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="seconds of the same work, not measured, before the measured run: the cost once "
+        "the lifecycle collector samples (it counts every task for its first second or so)",
+    )
     parser.add_argument(
         "--work",
         choices=sorted(WORK),
@@ -152,9 +179,10 @@ def main() -> None:
     parser.add_argument("--src", default=SRC, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.tasks, args.batch, args.work, args.src)
+        child(args.child, args.tasks, args.batch, args.work, args.src, args.settle)
         return
     variants = [v for v in args.variants.split(";" if ";" in args.variants else ",") if v]
+    _check_variants(variants)
     results: dict[str, float] = {}
     if args.callgrind:
         for v in variants:
