@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import gc
+import sys
+import time
 from typing import TypeVar
 
+import pytest
 from dashboard_scenario import QueueSource, later_blocks
 from helpers import dashboard, fed_session, in_loop, live_session, rows, shown, text_of, until
 from screens_scenario import screens_live_events
 from textual.message import Message
 
+import loopscope.tui.app as app_module
 from loopscope.model.location import Location
 from loopscope.tui.app import GC_THRESHOLDS
 from loopscope.tui.awaits import AwaitsScreen
@@ -121,3 +125,45 @@ async def test_the_app_tunes_the_garbage_collector_while_it_runs_and_puts_it_bac
         await until(pilot, lambda: isinstance(app.screen, TasksScreen))
     assert gc.get_threshold() == before
     assert gc.get_freeze_count() == 0
+
+
+@in_loop
+async def test_the_app_collects_every_generation_when_no_key_comes_and_not_while_keys_do(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    if not app_module.DEFERS_FULL:
+        pytest.skip(f"Python {sys.version_info[:2]}: its incremental collector is left alone")
+    full: list[float] = []
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "stop" and info["generation"] == 2:
+            full.append(time.monotonic())
+
+    monkeypatch.setattr(app_module, "IDLE_S", 0.2)
+    monkeypatch.setattr(app_module, "FULL_EVERY_S", 0.0)
+    gc.callbacks.append(on_gc)
+    try:
+        app = dashboard(fed_session(screens_live_events()))
+        async with app.run_test(size=(80, 24)) as pilot:
+            await shown(pilot)
+            # Its timer: no key for IDLE_S, and a full collection comes by itself (besides
+            # the one the app makes as it starts).
+            started = len(full)
+            await until(pilot, lambda: len(full) > started)
+            now = time.monotonic()
+            # A key just pressed: none, even long after the last one...
+            count = len(full)
+            app._input_at, app._full_at = now, now - 60.0
+            app._collect_when_idle()
+            assert len(full) == count
+            # ... until FULL_LATEST_S has passed, whatever the keys.
+            app._full_at = now - app_module.FULL_LATEST_S
+            app._collect_when_idle()
+            assert len(full) == count + 1
+            # Someone else's thresholds: theirs to run.
+            gc.set_threshold(700, 10, 10)
+            app._input_at, app._full_at = now - 60.0, now - 60.0
+            app._collect_when_idle()
+            assert len(full) == count + 1
+    finally:
+        gc.callbacks.remove(on_gc)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import gc
+import sys
 import threading
+import time
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
-from textual import on, work
+from textual import events, on, work
 from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.dom import DOMNode
@@ -26,14 +28,25 @@ from loopscope.tui.tasks import TasksScreen
 if TYPE_CHECKING:
     from loopscope.fleet.rows import Processes
 
-# The garbage collector's thresholds while the app runs. Textual makes cyclic garbage as it
-# renders (a line it draws can hold itself in its own caches), so at Python's defaults a
-# collection of every generation ran every few seconds, scanned a quarter of a million objects
-# and stalled the UI for 100-200 ms: a key pressed then waited for it. Collecting the young
-# generation every 10,000 allocations, not 700, lets most of that garbage die young, and what
-# the app holds from its start (modules, styles) is frozen out of every scan (BENCHMARKS.md,
-# "Switching screens").
-GC_THRESHOLDS = (10_000, 5, 10)
+# The garbage collector while the app runs. Textual makes cyclic garbage as it renders (a line
+# it draws can hold itself in its own caches), so at Python's defaults a collection of every
+# generation ran every few seconds, scanned a quarter of a million objects and stalled the UI
+# for 100-200 ms: a key pressed then waited for it. Collecting the young generation every 10,000
+# allocations, not 700, lets most of that garbage die young, and what the app holds from its
+# start (modules, styles) is frozen out of every scan (BENCHMARKS.md, "Switching screens").
+#
+# A collection of every generation still takes 150-500 ms, over the objects Textual keeps for
+# the screens the app keeps. Python starts one when enough objects have survived, which may be
+# while a key is handled; the app starts them itself instead, once no key was pressed and the
+# mouse left alone for IDLE_S, at most every FULL_EVERY_S, and after FULL_LATEST_S whatever the
+# input. From 3.14 the collector is incremental (it collects the old generation in slices): the
+# app leaves that to it.
+DEFERS_FULL = sys.version_info < (3, 14)
+IDLE_S = 1.0
+FULL_EVERY_S = 20.0
+FULL_LATEST_S = 120.0
+# With this third threshold, Python's own full collections never come.
+GC_THRESHOLDS = (10_000, 5, 1_000_000_000 if DEFERS_FULL else 10)
 
 # Keys that are not bindings of their own but of the widgets they act in.
 _NAVIGATION_KEYS = [
@@ -96,6 +109,8 @@ class LoopscopeApp(App[None]):
         self.shown: View | None = None  # the view on screen (the newest, unless paused)
         self._made: dict[str, ViewScreen] = {}  # the screens made by name, kept (installed)
         self._thresholds: tuple[int, int, int] | None = None  # the collector's, to restore
+        self._input_at = time.monotonic()  # the last key press or mouse event
+        self._full_at = time.monotonic()  # the last collection of every generation
 
     def on_mount(self) -> None:
         # Pushed rather than returned by get_default_screen(), which does not load a screen's
@@ -106,6 +121,23 @@ class LoopscopeApp(App[None]):
         gc.collect()
         gc.freeze()
         gc.set_threshold(*GC_THRESHOLDS)
+        self._full_at = time.monotonic()
+        if DEFERS_FULL:
+            self.set_interval(IDLE_S / 2, self._collect_when_idle)
+
+    async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, events.InputEvent):
+            self._input_at = time.monotonic()
+        await super().on_event(event)
+
+    def _collect_when_idle(self) -> None:
+        if gc.get_threshold() != GC_THRESHOLDS:  # someone else's settings now: theirs to run
+            return
+        now = time.monotonic()
+        since = now - self._full_at
+        if (since >= FULL_EVERY_S and now - self._input_at >= IDLE_S) or since >= FULL_LATEST_S:
+            gc.collect()
+            self._full_at = time.monotonic()
 
     def on_unmount(self) -> None:
         self._stop.set()
