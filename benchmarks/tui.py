@@ -13,8 +13,8 @@ pressed, each timed from the press until the app is idle again with the result o
 moving the cursor, sorting the task table, and switching screens; p50 and p99 over ``--presses``.
 All of it is done twice in one run, by two apps one after the other: with the app's
 garbage-collector settings (`loopscope.tui.app.GC_THRESHOLDS`, startup objects frozen, full
-collections only when no key comes) and with Python's defaults put back once it is up; each says how many garbage collections took over 10 ms
-while it ran, and the longest.
+collections only when no key comes) and with Python's defaults put back once it is up; each
+says how many garbage collections took over 10 ms while it ran, and the longest.
 
 Budgets (DESIGN.md, task brief): at most 25% of a core at the default refresh; a key press
 reflected on screen within 100 ms.
