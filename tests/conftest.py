@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import signal
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +21,12 @@ def target_python(request: pytest.FixtureRequest) -> str:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # Run in the background of a shell without job control (`make test &`), the suite inherits
+    # SIGINT ignored, and so would every program it starts: Python then never raises
+    # KeyboardInterrupt, and the tests of Ctrl-C wait in vain. A handler, unlike an ignored
+    # signal, goes back to the default in the programs it starts.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     config.addinivalue_line(
         "markers",
         "needs(*capabilities): skip unless this machine has them (see tests/capabilities.py)",
