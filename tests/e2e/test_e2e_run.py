@@ -96,7 +96,9 @@ def test_run_script_finds_the_blocking_function(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     report = _report(result.stdout)
     assert report["target"]["argv"] == [str(app)]
-    assert 3.0 <= report["duration_s"] <= 6.0
+    # 4 s of watching, and the events of the program's stop: on a loaded machine stopping it
+    # took up to 2.1 s.
+    assert 3.0 <= report["duration_s"] <= 8.0
     finding = _blocking(report, "crunch_numbers")
     _assert_names(finding, app, "crunch_numbers")
     assert finding["evidence"]["count"] >= 10
