@@ -10,6 +10,7 @@ import io
 import os
 import random
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -156,6 +157,45 @@ def test_equal_values_give_equal_text_and_different_objects_different_text() -> 
     long_a, long_b = "a" * 1000 + "x", "a" * 1000 + "y"
     assert text(long_a) != text(long_b) and len(text(long_a)) < 80
     assert text(2**200) != text(2**200 + 1) and len(text(2**200)) < 40
+
+
+def test_standard_value_types_are_written_out_once_the_program_imported_them() -> None:
+    import datetime
+    import decimal
+    import fractions
+    import pathlib
+    import uuid
+
+    values = [
+        (decimal.Decimal("1.50"), "Decimal('1.50')"),
+        (fractions.Fraction(1, 3), "Fraction(1, 3)"),
+        (uuid.UUID(int=7), "UUID('00000000-0000-0000-0000-000000000007')"),
+        (pathlib.PurePosixPath("/srv/a"), "PurePosixPath('/srv/a')"),
+        (datetime.date(2026, 12, 7), "datetime.date(2026, 12, 7)"),
+        (range(3), "range(0, 3)"),
+    ]
+    for value, expected in values:
+        assert text(value) == expected
+    # A subclass may have a repr of its own: told by identity.
+    class Money(decimal.Decimal):
+        pass
+
+    assert text(Money("1.50")) != text(Money("1.50"))
+
+
+def test_the_agent_imports_no_module_only_to_recognise_values() -> None:
+    """A program that never imported pathlib has no path to render: the agent leaves such
+    modules (and what they import) out of the program."""
+    script = (
+        "import sys; import loopscope.agent._core; "
+        "print(sorted(set(sys.argv[1:]) & set(sys.modules)))"
+    )
+    heavy = ["pathlib", "uuid", "decimal", "fractions", "ipaddress", "urllib.parse", "platform"]
+    out = subprocess.run(
+        [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {SRC!r}); {script}", *heavy],
+        capture_output=True, text=True, check=True, timeout=60,
+    ).stdout  # fmt: skip
+    assert out.strip() == "[]", out
 
 
 def test_big_containers_are_told_by_identity_not_by_length() -> None:

@@ -8,7 +8,6 @@ import atexit
 import contextlib
 import dataclasses
 import os
-import platform
 import runpy
 import sys
 import threading
@@ -217,7 +216,7 @@ class Agent:
             protocol=PROTOCOL_VERSION,
             agent_version=AGENT_VERSION,
             pid=os.getpid(),
-            python=platform.python_version(),
+            python=sys.version.split()[0],
             implementation=sys.implementation.name,
             executable=sys.executable,
             argv=tuple(sys.argv),

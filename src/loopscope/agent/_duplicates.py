@@ -32,20 +32,16 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import datetime
-import decimal
 import dis
 import enum
-import fractions
 import gc
 import io
-import pathlib
 import queue
 import random
 import socket
+import sys
 import time
 import types
-import uuid
 import weakref
 from collections import OrderedDict
 from typing import Any
@@ -680,25 +676,37 @@ _CONSUMED: tuple[type, ...] = (
 # call reads from or advances (``handle(conn)``), not the input of a computation.
 _STATEFUL_NAMES = ("Connection", "Cursor", "Socket", "Stream", "Channel")
 # Standard value types whose repr is their value, bounded (exact types only: a subclass may
-# have a repr of its own).
-_VALUE_TYPES = frozenset(
-    {
-        datetime.date,
-        datetime.datetime,
-        datetime.time,
-        datetime.timedelta,
-        datetime.timezone,
-        decimal.Decimal,
-        fractions.Fraction,
-        uuid.UUID,
-        pathlib.PurePosixPath,
-        pathlib.PureWindowsPath,
-        pathlib.PosixPath,
-        pathlib.WindowsPath,
-        range,
-        slice,
-    }
+# have a repr of its own), by the module that defines them. They are looked up among the modules
+# the program has imported, so the agent imports none of them: a program that never imported
+# pathlib has no PurePosixPath to render, and the agent's own footprint in it stays small.
+_VALUE_TYPE_NAMES = (
+    ("datetime", ("date", "datetime", "time", "timedelta", "timezone")),
+    ("decimal", ("Decimal",)),
+    ("fractions", ("Fraction",)),
+    ("uuid", ("UUID",)),
+    ("pathlib", ("PurePosixPath", "PureWindowsPath", "PosixPath", "WindowsPath")),
 )
+# (the number of modules imported when last looked up, the value types found then)
+_value_types: tuple[int, frozenset[type]] = (-1, frozenset())
+
+
+def value_types() -> frozenset[type]:
+    """The standard value types (`_VALUE_TYPE_NAMES`, and range and slice) of the modules the
+    program has imported; looked up again when it has imported more."""
+    global _value_types
+    imported = len(sys.modules)
+    if _value_types[0] != imported:
+        found: set[type] = {range, slice}
+        for module_name, names in _VALUE_TYPE_NAMES:
+            module = sys.modules.get(module_name)
+            for name in names:
+                value = getattr(module, name, None)
+                if isinstance(value, type):
+                    found.add(value)
+        _value_types = (imported, frozenset(found))
+    return _value_types[1]
+
+
 _UNBOUND = "<unbound>"
 
 
@@ -706,7 +714,7 @@ class ArgText:
     """Renders arguments as text that is the same for equal plain values and tells apart every
     other object by identity, within a budget, without running the program's code."""
 
-    __slots__ = ("consumer", "identities", "left", "stateful", "values")
+    __slots__ = ("consumer", "identities", "left", "stateful", "value_types", "values")
 
     def __init__(self, budget: int = TEXT_BUDGET) -> None:
         self.left = budget
@@ -714,6 +722,7 @@ class ArgText:
         self.consumer = False  # an argument is a source of work (a queue, a stream...)
         self.values: list[str] = []  # the text of each argument given to `arguments`
         self.stateful = 0  # arguments that look like connections (see _STATEFUL_NAMES)
+        self.value_types = value_types()
 
     def arguments(self, frame: types.FrameType, names: tuple[str, ...]) -> str:
         """``name=value, ...`` for the call ``frame`` runs."""
@@ -777,7 +786,7 @@ class ArgText:
             return self._identity(value)
         if isinstance(value, (tuple, list, dict, set, frozenset)):
             return self._container(value, cls, depth)
-        if cls in _VALUE_TYPES:
+        if cls in self.value_types:
             text = repr(value)
             return text if len(text) <= STR_LIMIT * 2 else self._identity(value)
         if isinstance(value, type):
