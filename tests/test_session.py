@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -8,6 +9,7 @@ import pytest
 
 import loopscope.session as session_module
 from builders import app, block, census, hello, lag
+from loaded import rss_kib
 from loopscope.events import Event, TargetExited
 from loopscope.session import Session, View
 from loopscope.sources.base import ListSource
@@ -164,11 +166,6 @@ def test_a_live_session_hands_free_memory_back_and_a_replay_does_not(
     assert calls == []  # not before the interval
 
 
-def _rss_anon_kib() -> int:
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("RssAnon:"))
-
-
 def test_free_memory_goes_back_to_the_system_where_the_c_library_can() -> None:
     trim = session_module._find_trim()
     if trim is None:
@@ -178,8 +175,8 @@ def test_free_memory_goes_back_to_the_system_where_the_c_library_can() -> None:
     held = [bytearray(4096) for _ in range(20_000)]
     pin = bytearray(4096)
     del held
-    before = _rss_anon_kib()
+    before = rss_kib(os.getpid())
     trim()
-    after = _rss_anon_kib()
+    after = rss_kib(os.getpid())
     assert before - after >= 40 * 1024, (before, after)
     del pin
