@@ -21,9 +21,10 @@ Variants:
                 block (the best a sampler started when the heartbeat stalls could do): the samples
                 are those of the block; the first sample's delay is the block's length less
                 the samples' span;
-  remote        (3.14+) the agent, and loopscope's ``remote_stacks`` source: the target's own
-                interpreter reading the loop thread with ``_remote_debugging`` every 10-20 ms,
-                every 1 ms while one callback holds the loop (``remote:MS``: every MS-2*MS ms).
+  remote        the agent, and loopscope's ``remote_stacks`` source: the target's own
+                interpreter reading the loop thread (3.14+: ``_remote_debugging``, 3.10-3.13:
+                loopscope's ``_unwind``) every 10-20 ms, every 1 ms while one callback holds the
+                loop (``remote:MS``: every MS-2*MS ms).
 
 An in-process sampler must hold the GIL to read a stack: a thread that burns Python gives it up
 only every switch interval (5 ms), and a C call that holds it never does.

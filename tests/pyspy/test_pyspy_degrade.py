@@ -1,5 +1,6 @@
 """When py-spy cannot sample (no binary, no ptrace rights), attaching goes on without it and
-says why: "no external sampling", never a crash."""
+says why: "no external sampling", never a crash. Beside the agent, py-spy samples only with
+--native (the target's own interpreter samples otherwise, `remote_stacks`)."""
 
 from __future__ import annotations
 
@@ -65,7 +66,7 @@ def _attach(target: PlainTarget, tmp_path: Path, pyspy: str, *options: str) -> t
 def test_without_a_pyspy_binary_the_agent_goes_on_alone(
     target: PlainTarget, tmp_path: Path
 ) -> None:
-    code, stderr = _attach(target, tmp_path, str(tmp_path / "no-such-py-spy"))
+    code, stderr = _attach(target, tmp_path, str(tmp_path / "no-such-py-spy"), "--native")
     assert code == 0, stderr
     assert f"no sampling with py-spy: cannot run {tmp_path / 'no-such-py-spy'}" in stderr
 
@@ -74,7 +75,7 @@ def test_without_a_pyspy_binary_the_agent_goes_on_alone(
 def test_without_ptrace_rights_the_agent_goes_on_alone(
     target: PlainTarget, tmp_path: Path, unprivileged_pyspy: str
 ) -> None:
-    code, stderr = _attach(target, tmp_path, unprivileged_pyspy)
+    code, stderr = _attach(target, tmp_path, unprivileged_pyspy, "--native")
     assert code == 0, stderr
     assert "no sampling with py-spy: Permission Denied" in stderr
     assert "py-spy needs ptrace rights" in stderr

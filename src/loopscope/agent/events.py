@@ -518,7 +518,7 @@ class ExternalSamples(Event):
     """
 
     kind: ClassVar[str] = "external_samples"
-    source: str  # "py-spy", "remote_stacks" (the target's own interpreter, 3.14+)
+    source: str  # "py-spy", "remote_stacks" (the target's own interpreter)
     # the sampled thread's Python ident (threading.get_ident(); py-spy thread_id); 0 for the
     # main thread when the sampler cannot read it (remote_stacks)
     thread_id: int

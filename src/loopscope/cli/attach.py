@@ -52,8 +52,8 @@ def add_parsers(commands: Any) -> None:
         "--no-pyspy",
         action="store_true",
         help="do not sample the program from outside with py-spy, nor beside the agent with "
-        "its own interpreter on 3.14+ (these name the code of blocks the agent cannot sample: "
-        "C calls holding the GIL)",
+        "its own interpreter (these name the code of blocks the agent cannot sample: C calls "
+        "holding the GIL)",
     )
     attach_parser.add_argument(
         "--native",

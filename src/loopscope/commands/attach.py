@@ -208,11 +208,7 @@ def _attach(request: AttachRequest) -> int:
     if pyspy is not None and pyspy.reason:
         doing = "py-spy stopped sampling" if pyspy.live else "no sampling with py-spy"
         say(f"{doing}: {pyspy.reason}")
-    if (
-        remote is not None
-        and (attached.info.python or (0, 0)) >= (3, 14)
-        and remote.reason not in ("", "closed", "the program exited")
-    ):
+    if remote is not None and remote.reason not in ("", "closed", "the program exited"):
         doing = "stopped sampling blocks from outside" if remote.live else "no sampling of blocks"
         say(f"{doing} with the target's interpreter: {remote.reason}")
     return _report_end(source, session, attached, keep=request.keep_agent)
@@ -244,11 +240,11 @@ def _say_no_loop(pid: int, *, following: bool) -> None:
 
 
 def _remote_beside(info: ProcessInfo, request: AttachRequest) -> RemoteStacksSource | None:
-    """The target's own interpreter sampling its loop thread from outside the GIL (3.14+),
-    unless --native asks py-spy for C frames, or --no-pyspy asks for no sampling from outside.
-    It samples blocks more densely than py-spy at its default rate, for less
-    (benchmarks/block_samples.py); where it cannot run (before 3.14) py-spy samples instead,
-    and the dashboard's status stays the attach's own."""
+    """The target's own interpreter sampling its loop thread from outside the GIL, unless
+    --native asks py-spy for C frames, or --no-pyspy asks for no sampling from outside. It
+    samples blocks more densely than py-spy at its default rate, for less
+    (benchmarks/block_samples.py); where it cannot run (a target before 3.10) py-spy samples
+    instead, and the dashboard's status stays the attach's own."""
     if request.native or request.no_pyspy or remote_stacks_unavailable(info) is not None:
         return None
     return RemoteStacksSource(info, alive=lambda: exists(info.pid))

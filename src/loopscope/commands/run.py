@@ -104,8 +104,8 @@ def run(request: RunRequest) -> int:
 
 def _with_samplers(source: RunSource, program: Program, *, pyspy: bool) -> Source:
     """The agent's events, and those of the samplers that read the program from outside its
-    GIL: on 3.14+ its own interpreter (`RemoteStacksSource`, which says why it cannot run on
-    an older one), and py-spy with --pyspy."""
+    GIL: its own interpreter (`RemoteStacksSource`, which says why when it cannot run), and
+    py-spy with --pyspy."""
     from loopscope.sources.merge import MergedSource
     from loopscope.sources.pyspy import PySpySource
     from loopscope.sources.remote_stacks import RemoteStacksSource

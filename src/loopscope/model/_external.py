@@ -1,6 +1,6 @@
-"""The loop thread sampled from outside the process (py-spy, or on 3.14+ the target's own
-interpreter with ``_remote_debugging``): busy share, hot frames, and the stacks of blocks the
-agent could not sample, or sampled less often than the outside sampler did.
+"""The loop thread sampled from outside the process (py-spy, or the target's own interpreter,
+``remote_stacks``): busy share, hot frames, and the stacks of blocks the agent could not sample,
+or sampled less often than the outside sampler did.
 
 The agent's watchdog samples the loop thread from inside, so it cannot take a sample while a C
 call holds the GIL: it reports such a block with no sample, or with the one it took when the

@@ -1,6 +1,7 @@
 """A helper process that reads a target from outside with the target's own interpreter (3.14+'s
-``_remote_debugging``), and the part of a source that runs one: the remote tasks and remote
-stacks sources each start a helper, read the JSON object it prints a line at a time, and end it.
+``_remote_debugging``, or `_unwind` before 3.14), and the part of a source that runs one: the
+remote tasks and remote stacks sources each start a helper, read the JSON object it prints a line
+at a time, and end it.
 
 The helper reads its stdin only to notice that it ends: closing it (`close_input`) makes the
 helper end at once, from any thread, where a signal would not reach it (run through nsenter, the
@@ -20,12 +21,13 @@ from typing import Any
 from loopscope.attach._proc import exists as process_exists
 from loopscope.events import SourceState
 
-# The start of every helper's code (run by the target's own interpreter, -I -S): ``line(f)`` is a
-# frame's line (3.15 gives it as location.lineno, 3.14 as lineno), and ``fail(e)`` reports an
-# error as the helper's last line and ends it.
+# The start of every helper's code (run by the target's own interpreter, -I -S): ``rd`` is the
+# module that reads the target (`REMOTE_DEBUGGING`, or `_unwind`'s code before it), ``line(f)`` a
+# frame's line (3.15 gives it as location.lineno, 3.14 and `_unwind` as lineno), and ``fail(e)``
+# reports an error as the helper's last line and ends it.
+REMOTE_DEBUGGING = "import _remote_debugging as rd\n"
 HELPER_PRELUDE = r"""
 import json, select, sys, time
-import _remote_debugging as rd
 
 
 def line(f):

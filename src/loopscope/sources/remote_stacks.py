@@ -1,12 +1,14 @@
-"""A 3.14+ target's loop thread sampled from outside its GIL: the target's own interpreter runs
-as a helper process that reads the main thread's stack with ``_remote_debugging`` (as ``python
--m profiling.sampling`` does), slowly while the loop waits or moves on, fast while one callback
-holds it.
+"""A target's loop thread sampled from outside its GIL: the target's own interpreter runs as a
+helper process that reads the main thread's stack, slowly while the loop waits or moves on, fast
+while one callback holds it. On 3.14+ it reads it with ``_remote_debugging`` (as ``python -m
+profiling.sampling`` does); on 3.10-3.13, which lack that module, with `_unwind`, which learns
+the interpreter's layout from the helper's own memory and reads the target's through /proc.
 
 The agent's watchdog must take the GIL to read a stack, so it gets a sample of a pure-Python
 burn only when the burning thread hands the GIL over, and none at all of a C call that holds it.
 The helper reads the target's memory (``process_vm_readv``) without the GIL and without stopping
-it. Each read of one thread costs the helper about 30 µs (70 µs with its own work). It reads
+it. Each read of one thread costs the helper about 30 µs (70 µs with its own work; `_unwind`:
+20-30 µs). It reads
 every twice `IDLE_INTERVAL` s while the loop waits for events, every `IDLE_INTERVAL` s while it
 runs callbacks, and again after twice `BUSY_INTERVAL` when a read finds the loop thread inside a
 callback after one that found it waiting; when two reads in a row find it inside the same
@@ -27,15 +29,15 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from loopscope.attach._errors import AttachError
 from loopscope.attach._proc import ProcessInfo, inspect
-from loopscope.attach._root import own_interpreter_argv
+from loopscope.attach._root import own_interpreter_argv, own_interpreter_unavailable
 from loopscope.events import Event
-from loopscope.sources._helper import HELPER_PRELUDE, HelperSource
+from loopscope.sources._helper import HELPER_PRELUDE, REMOTE_DEBUGGING, HelperSource
 from loopscope.sources.pyspy import Sample, SampleWindow, _is_dispatch, loop_sample
-from loopscope.sources.remote_tasks import unavailable as remote_unavailable
 
 SOURCE_NAME = "remote_stacks"
 IDLE_INTERVAL = 0.01  # seconds between reads while the loop moves on (twice it while it waits)
@@ -43,6 +45,9 @@ BUSY_INTERVAL = 0.001  # ... while one callback holds the loop
 FLUSH_SECONDS = 0.25  # a batch of samples at least this often
 _WINDOW = 1.0  # seconds of samples per ExternalSamples event
 _START_SECONDS = 10.0  # how long a program just started may take to run Python
+
+_OLDEST = (3, 10)
+_UNWIND = Path(__file__).with_name("_unwind.py")
 
 # Run by the target's own interpreter (-I -S), after the prelude: argv pid, idle and busy
 # intervals, flush seconds.
@@ -161,23 +166,32 @@ def helper_argv(
     flush: float = FLUSH_SECONDS,
 ) -> list[str] | None:
     """The command that runs the sampler with the target's own interpreter, or None."""
+    if info.python is not None and info.python < (3, 14):
+        # `_unwind`'s code, as the module ``rd`` (its __future__ import must come first)
+        reader = _UNWIND.read_text() + HELPER_PRELUDE + "rd = sys.modules[__name__]\n"
+    else:
+        reader = REMOTE_DEBUGGING + HELPER_PRELUDE
     return own_interpreter_argv(
-        info.pid, info.other_root, HELPER_PRELUDE + _HELPER, str(idle), str(busy), str(flush)
+        info.pid, info.other_root, reader + _HELPER, str(idle), str(busy), str(flush)
     )
 
 
 def unavailable(info: ProcessInfo) -> str | None:
     """Why this source cannot sample ``info``'s process, or None."""
-    return remote_unavailable(info)
+    if info.python is None:
+        return f"process {info.pid} runs no Python: needs Python 3.10+"
+    if info.python < _OLDEST:
+        return f"needs the target on Python 3.10+ (it runs {info.python_text})"
+    return own_interpreter_unavailable(info.pid, info.other_root)
 
 
 class RemoteStacksSource(HelperSource):
     """Process ``info``'s loop thread (its main thread) sampled from outside with its own
-    interpreter's ``_remote_debugging``: `ExternalSamples` events, one per second of samples.
+    interpreter: `ExternalSamples` events, one per second of samples.
     ``info`` may be a pid (a program loopscope just started): the process is then looked at as
     it starts, until it runs Python (at most `_START_SECONDS`).
 
-    Where it cannot run (a target before 3.14, no interpreter found, a root of its own without
+    Where it cannot run (a target before 3.10, no interpreter found, a root of its own without
     root rights, no ptrace rights) it yields ``SourceState(state="unavailable")`` with the
     reason, and ends.
     """

@@ -19,7 +19,7 @@ from typing import Any
 from loopscope.attach._proc import ProcessInfo
 from loopscope.attach._root import own_interpreter_argv, own_interpreter_unavailable
 from loopscope.events import AwaitSite, Census, Event, ExternalTasks, TaskGroup
-from loopscope.sources._helper import HELPER_PRELUDE, HelperSource
+from loopscope.sources._helper import HELPER_PRELUDE, REMOTE_DEBUGGING, HelperSource
 
 SOURCE_NAME = "remote_debugging"
 DEFAULT_INTERVAL = 0.5
@@ -103,7 +103,8 @@ _KINDS = {
 def helper_argv(info: ProcessInfo, interval: float) -> list[str] | None:
     """The command that runs the helper with the target's own interpreter, or None when it
     cannot be found."""
-    return own_interpreter_argv(info.pid, info.other_root, HELPER_PRELUDE + _HELPER, str(interval))
+    code = REMOTE_DEBUGGING + HELPER_PRELUDE + _HELPER
+    return own_interpreter_argv(info.pid, info.other_root, code, str(interval))
 
 
 def unavailable(info: ProcessInfo) -> str | None:
