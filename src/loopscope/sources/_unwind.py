@@ -44,10 +44,14 @@ class FrameInfo:
 
 
 class ThreadInfo:
-    __slots__ = ("frame_info", "status", "thread_id")
+    """A thread's stack: ``addresses`` are its frames' own (which 3.14's lacks): two tasks
+    that run the same coroutine function have frames at different addresses."""
 
-    def __init__(self, thread_id: int, frame_info: list[FrameInfo]) -> None:
-        self.thread_id, self.frame_info = thread_id, frame_info
+    __slots__ = ("addresses", "frame_info", "status", "thread_id")
+
+    def __init__(self, thread_id: int, frames: tuple[list[FrameInfo], list[int]]) -> None:
+        self.thread_id = thread_id
+        self.frame_info, self.addresses = frames
         self.status = None  # whether it holds the GIL is not read
 
 
@@ -393,7 +397,7 @@ class Layout:
                 (code.co_filename, frame.f_lineno, getattr(code, "co_qualname", code.co_name))
             )
             frame = frame.f_back
-        read = [(f.filename, f.lineno, f.funcname) for f in reader.stack(tstate)]
+        read = [(f.filename, f.lineno, f.funcname) for f in reader.stack(tstate)[0]]
         if read != expected:
             raise UnwindError(
                 f"reads a stack other than Python's own: {read[:2]}, not {expected[:2]}"
@@ -431,13 +435,14 @@ class _Reader:
         self._frames: dict[tuple[int, int], FrameInfo | None] = {}
         self._kept = time.monotonic()
 
-    def stack(self, tstate: int) -> list[FrameInfo]:
-        """The frames of the thread at ``tstate``, innermost first."""
+    def stack(self, tstate: int) -> tuple[list[FrameInfo], list[int]]:
+        """The frames of the thread at ``tstate``, innermost first, and their addresses."""
         layout, memory = self.layout, self.memory
         address = tstate
         for offset in layout.current:
             address = memory.pointer(address + offset)
         frames: list[FrameInfo] = []
+        addresses: list[int] = []
         size = max(layout.f_code, layout.previous, layout.instruction) + 8
         while address and len(frames) < _DEPTH:
             data = memory.read(address, size)
@@ -449,8 +454,9 @@ class _Reader:
             frame = self._frame(code, instruction)
             if frame is not None:
                 frames.append(frame)
+                addresses.append(address)
             address = _pointer_at(data, layout.previous)
-        return frames
+        return frames, addresses
 
     def _frame(self, code: int, instruction: int) -> FrameInfo | None:
         """The frame at ``instruction`` of the code object at ``code``; None for a frame that

@@ -133,6 +133,11 @@ while True:
                         if "/asyncio/" in f[0] and f[2].rsplit(".", 1)[-1] in DISPATCH),
                        len(frames))
             root = frames[cut - 1] if cut else None
+            # (`_unwind` gives the frames' addresses: two tasks of one coroutine function are
+            # then two callbacks, not one that holds the loop)
+            addresses = getattr(thread, "addresses", None)
+            if root is not None and addresses:
+                root = (root, addresses[cut - 1])
     if root != last_root:
         since = t
     # one callback for over LONGEST s: a block that has its samples, or a main thread that
