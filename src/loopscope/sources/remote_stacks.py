@@ -8,7 +8,7 @@ The agent's watchdog must take the GIL to read a stack, so it gets a sample of a
 burn only when the burning thread hands the GIL over, and none at all of a C call that holds it.
 The helper reads the target's memory (``process_vm_readv``) without the GIL and without stopping
 it. Each read of one thread costs the helper about 30 µs (70 µs with its own work; `_unwind`:
-20-30 µs). It reads
+about 20 µs). It reads
 every twice `IDLE_INTERVAL` s while the loop waits for events, every `IDLE_INTERVAL` s while it
 runs callbacks, and again after twice `BUSY_INTERVAL` when a read finds the loop thread inside a
 callback after one that found it waiting; when two reads in a row find it inside the same
