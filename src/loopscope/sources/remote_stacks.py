@@ -251,7 +251,7 @@ class RemoteStacksSource(HelperSource):
                     self.live = True
                     yield self._state(
                         "live",
-                        f"main thread, every {self.idle * 1000:g}-{self.idle * 2000:g} ms, "
+                        f"{self.idle * 1000:g}-{self.idle * 2000:g} ms, "
                         f"{self.busy * 1000:g} ms in a block",
                     )
                 # a batch ends at a block's end or a flush: send what there is
