@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 from loopscope.events import Event, Notice, SourceState, TargetExited
 from loopscope.sources.base import ListSource
-from loopscope.sources.merge import MergedSource
+from loopscope.sources.merge import Fallback, MergedSource
 
 
 class Endless:
@@ -66,3 +66,35 @@ def test_close_ends_every_source() -> None:
     merged.close()
     rest = list(events)
     assert [e.state for e in rest if isinstance(e, SourceState)].count("ended") == 2
+
+
+def _states(events: list[Event]) -> list[tuple[str, str]]:
+    return [(e.source, e.state) for e in events if isinstance(e, SourceState)]
+
+
+def test_a_sampler_that_cannot_run_hands_over_to_its_fallback() -> None:
+    remote = ListSource([SourceState(t=1.0, source="remote_stacks", state="unavailable",
+                                     detail="cannot find a thread's current frame")])  # fmt: skip
+    pyspy = ListSource([SourceState(t=2.0, source="py-spy", state="live")])
+    events = list(Fallback(remote, pyspy, live=lambda: False).events())
+    assert _states(events) == [("remote_stacks", "unavailable"), ("py-spy", "live")]
+
+
+def test_a_sampler_that_ran_is_not_followed_by_its_fallback() -> None:
+    remote = ListSource([SourceState(t=1.0, source="remote_stacks", state="live"),
+                         SourceState(t=2.0, source="remote_stacks", state="lost")])  # fmt: skip
+    pyspy = ListSource([SourceState(t=3.0, source="py-spy", state="live")])
+    events = list(Fallback(remote, pyspy, live=lambda: True).events())
+    assert _states(events) == [("remote_stacks", "live"), ("remote_stacks", "lost")]
+
+
+def test_a_closed_fallback_starts_nothing() -> None:
+    remote, pyspy = Endless(), Endless()
+    source = Fallback(remote, pyspy, live=lambda: False)
+    events: list[Event] = []
+    reader = threading.Thread(target=lambda: events.extend(source.events()))
+    reader.start()
+    source.close()
+    reader.join(10)
+    assert not reader.is_alive()
+    assert len(events) == 2  # the first Endless's live and ended, nothing of the second

@@ -20,7 +20,8 @@ from loopscope.record.writer import check_target
 from loopscope.runner import log_dir
 from loopscope.session import Session
 from loopscope.sources.attach import AttachSource
-from loopscope.sources.merge import MergedSource
+from loopscope.sources.base import Source
+from loopscope.sources.merge import Fallback, MergedSource
 from loopscope.sources.pyspy import PySpySource
 from loopscope.sources.recorded import RecordedSource, RecordingControl
 from loopscope.sources.remote_stacks import RemoteStacksSource
@@ -145,9 +146,8 @@ def _attach(request: AttachRequest) -> int:
         _say_no_loop(request.pid, following=request.children)
     source = AttachSource(attached, detach_on_close=not request.keep_agent)
     remote = _remote_beside(attached.info, request)
-    dense = remote is not None
-    pyspy = _pyspy_beside(source, request, dense=dense)
-    beside = [s for s in (pyspy, remote) if s is not None]
+    pyspy = _pyspy_beside(source, request)
+    beside = [_either(remote, pyspy)] if remote is not None or pyspy is not None else []
     recorded = RecordedSource(MergedSource([source, *beside], leader=source) if beside else source)
     recording = RecordingControl(
         recorded,
@@ -239,23 +239,30 @@ def _say_no_loop(pid: int, *, following: bool) -> None:
         )
 
 
+def _either(remote: RemoteStacksSource | None, pyspy: PySpySource | None) -> Source:
+    """The sampler beside the agent: the target's own interpreter, or py-spy where it cannot
+    run (it says why, then py-spy starts: a build whose layout `_unwind` cannot learn, say)."""
+    if remote is None or pyspy is None:
+        only = remote or pyspy
+        assert only is not None
+        return only
+    return Fallback(remote, pyspy, live=lambda: remote.live)
+
+
 def _remote_beside(info: ProcessInfo, request: AttachRequest) -> RemoteStacksSource | None:
     """The target's own interpreter sampling its loop thread from outside the GIL, unless
     --native asks py-spy for C frames, or --no-pyspy asks for no sampling from outside. It
     samples blocks more densely than py-spy at its default rate, for less
-    (benchmarks/block_samples.py); where it cannot run (a target before 3.10) py-spy samples
-    instead, and the dashboard's status stays the attach's own."""
+    (benchmarks/block_samples.py); where it cannot run (a target before 3.10, a layout it
+    cannot learn) py-spy samples instead (`_either`)."""
     if request.native or request.no_pyspy or remote_stacks_unavailable(info) is not None:
         return None
     return RemoteStacksSource(info, alive=lambda: exists(info.pid))
 
 
-def _pyspy_beside(
-    source: AttachSource, request: AttachRequest, *, dense: bool = False
-) -> PySpySource | None:
-    """py-spy sampling the loop thread beside the agent, unless --no-pyspy, or the target's own
-    interpreter samples it already (``dense``)."""
-    if request.no_pyspy or dense:
+def _pyspy_beside(source: AttachSource, request: AttachRequest) -> PySpySource | None:
+    """py-spy sampling the loop thread beside the agent, unless --no-pyspy."""
+    if request.no_pyspy:
         return None
     pid = source.pid
     native = request.native

@@ -5,7 +5,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from loopscope.events import Event, Notice, TargetExited
 from loopscope.sources.base import Source
@@ -82,3 +82,25 @@ class MergedSource:
     def close(self) -> None:
         for source in self.sources:
             source.close()
+
+
+class Fallback:
+    """``primary``'s events, or, when it ends without having been live (``live()`` false, a
+    sampler that cannot run on this target), ``fallback``'s after them: both say why in their
+    states. Closing it closes both, and the fallback is not started after that."""
+
+    def __init__(self, primary: Source, fallback: Source, *, live: Callable[[], bool]) -> None:
+        self.primary = primary
+        self.fallback = fallback
+        self._live = live
+        self._closed = threading.Event()
+
+    def events(self) -> Iterator[Event]:
+        yield from self.primary.events()
+        if not self._closed.is_set() and not self._live():
+            yield from self.fallback.events()
+
+    def close(self) -> None:
+        self._closed.set()
+        self.primary.close()
+        self.fallback.close()
