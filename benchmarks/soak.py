@@ -12,7 +12,8 @@ and prints a table and a summary:
 - the agent's share of the target's memory: the attached server's RSS minus its own RSS just
   before attaching, less whatever the baseline grew by over the same time;
 - the slope of each RSS over the second half of the session (KiB per minute): a leak shows as a
-  slope that does not flatten;
+  slope that does not flatten; "helpers" is the RSS of loopscope's child processes (the target's
+  own interpreter sampling it from outside, `remote_stacks`);
 - failed requests, attached and baseline.
 
     nice .venv/bin/python benchmarks/soak.py [--duration 600] [--interval 10] [--python 3.12]
@@ -21,6 +22,7 @@ and prints a table and a summary:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import subprocess
 import sys
@@ -40,6 +42,20 @@ def slope_per_minute(times: list[float], values: list[float]) -> float:
     if len(times) < 2:
         return 0.0
     return statistics.linear_regression(times, values).slope * 60
+
+
+def children_rss_kib(pid: int) -> int:
+    """The RSS of process ``pid``'s children, together (those that end as they are read, 0)."""
+    total = 0
+    for children in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            pids = children.read_text().split()
+        except OSError:
+            continue
+        for child in pids:
+            with contextlib.suppress(FileNotFoundError, AssertionError):
+                total += rss_kib(int(child))
+    return total
 
 
 def main() -> None:
@@ -82,22 +98,23 @@ def main() -> None:
                 f"{args.interval:g} s. RSS in KiB; requests are cumulative since the start."
             )
             header = (
-                f"{'t (s)':>6} {'target':>8} {'baseline':>8} {'client':>8} "
+                f"{'t (s)':>6} {'target':>8} {'baseline':>8} {'client':>8} {'helpers':>8} "
                 f"{'target ok':>10} {'failed':>6} {'base ok':>10} {'failed':>6}"
             )
             print(header)
-            rows: list[tuple[float, int, int, int]] = []
+            rows: list[tuple[float, int, int, int, int]] = []
             while client.poll() is None:
                 now = time.monotonic() - started
                 try:
                     client_rss = rss_kib(client.pid)
+                    helpers_rss = children_rss_kib(client.pid)
                 except (FileNotFoundError, AssertionError):  # it just ended
                     break
                 t_stats, b_stats = target.stats(), baseline.stats()
-                row = (now, target.rss_kib(), baseline.rss_kib(), client_rss)
+                row = (now, target.rss_kib(), baseline.rss_kib(), client_rss, helpers_rss)
                 rows.append(row)
                 print(
-                    f"{now:6.0f} {row[1]:8d} {row[2]:8d} {row[3]:8d} "
+                    f"{now:6.0f} {row[1]:8d} {row[2]:8d} {row[3]:8d} {row[4]:8d} "
                     f"{t_stats['ok']:10d} {t_stats['failed']:6d} "
                     f"{b_stats['ok']:10d} {b_stats['failed']:6d}",
                     flush=True,
@@ -145,6 +162,10 @@ def main() -> None:
         print(
             f"client RSS: {rows[0][3]} at the first sample, {last[3]} at the last; slope over "
             f"the second half {slope_per_minute(times, [r[3] for r in second_half]):+.1f} KiB/min"
+        )
+        print(
+            f"helpers' RSS: {rows[0][4]} at the first sample, {last[4]} at the last; slope over "
+            f"the second half {slope_per_minute(times, [r[4] for r in second_half]):+.1f} KiB/min"
         )
         print(
             f"requests: target {t_final['ok']} answered, {t_final['failed']} failed (slowest "

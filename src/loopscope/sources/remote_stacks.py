@@ -6,17 +6,19 @@ the interpreter's layout from the helper's own memory and reads the target's thr
 
 The agent's watchdog must take the GIL to read a stack, so it gets a sample of a pure-Python
 burn only when the burning thread hands the GIL over, and none at all of a C call that holds it.
-The helper reads the target's memory (``process_vm_readv``) without the GIL and without stopping
-it. Each read of one thread costs the helper about 30 µs (70 µs with its own work; `_unwind`:
-about 20 µs). It reads
-every twice `IDLE_INTERVAL` s while the loop waits for events, every `IDLE_INTERVAL` s while it
-runs callbacks, and again after twice `BUSY_INTERVAL` when a read finds the loop thread inside a
-callback after one that found it waiting; when two reads in a row find it inside the same
-callback, the loop is probably blocked, and it reads every `BUSY_INTERVAL` s until the callback
-changes, for 2 s at most (a block has its samples by then, and a main thread that runs no loop
-but waits for another thread's would otherwise keep it reading fast). A 60 ms block thus gets
-40-55 samples; an idle loop costs the helper 50 reads a second, and a busy one (one short
-callback after another) 100.
+The helper reads the target's memory (``process_vm_readv``; `_unwind`: /proc/PID/mem) without
+the GIL and without stopping it. Each read of one thread costs the helper about 30 µs (70 µs
+with its own work; `_unwind`: about 20 µs). It reads every twice `IDLE_INTERVAL` s while the
+loop waits for events, every `IDLE_INTERVAL` s while it runs callbacks, and again after twice
+`BUSY_INTERVAL` when a read finds the loop thread inside a callback after one that found it
+waiting; when two reads in a row find it inside the same callback, the loop is probably
+blocked, and it reads every `BUSY_INTERVAL` s until the callback changes, for 2 s at most (a
+block has its samples by then, and a main thread that runs no loop but waits for another
+thread's would otherwise keep it reading fast). `_unwind` also gives the frames' addresses, so
+two tasks running the same coroutine function are two callbacks; 3.14's unwinder does not, and
+a loop busy with many tasks of one function is read fast there. A 60 ms block thus gets 40-55
+samples; an idle loop costs the helper 50 reads a second, and a busy one (one short callback
+after another) 100.
 
 Samples are sent in batches (every `FLUSH_SECONDS`, and as a fast run ends) as `ExternalSamples`
 events, which the model matches with the agent's blocks by time, as it does py-spy's. The
