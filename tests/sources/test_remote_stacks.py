@@ -169,3 +169,22 @@ def test_a_process_without_python_is_said_to_be_why(tmp_path: Path) -> None:
     assert isinstance(state, SourceState) and state.source == "remote_stacks"
     assert state.state == "unavailable"
     assert state.detail == f"process {proc.pid} runs no Python: needs Python 3.10+"
+
+
+def test_the_stacks_the_helper_has_forgotten_are_forgotten_too() -> None:
+    """The helper numbers each new stack and, past `STACK_IDS`, forgets them all and goes on
+    numbering: over a long session the ids it sent must not pile up in loopscope."""
+    from loopscope.sources.remote_stacks import STACK_IDS, _Batches
+
+    batches = _Batches(pid=1)
+    dispatch = ["/usr/lib/python3.12/asyncio/events.py", 84, "Handle._run"]
+    samples = []
+    for key in range(3 * STACK_IDS):
+        stack = [["/app/service.py", key + 1, "handler"], dispatch]
+        batch = {"stacks": {str(key): stack}, "samples": [[1000.0 + key, key, -1]]}
+        samples.extend(batches.samples(batch))
+    assert len(batches._stacks) <= 2 * STACK_IDS
+    assert len(samples) == 3 * STACK_IDS  # each sample found its stack when it came
+    # the latest STACK_IDS ids, those the helper may still send samples of, are all known
+    late = {"samples": [[2000.0, 3 * STACK_IDS - STACK_IDS, -1], [2001.0, 3 * STACK_IDS - 1, -1]]}
+    assert [s.callback[0].line for s in batches.samples(late)] == [2 * STACK_IDS + 1, 3 * STACK_IDS]

@@ -51,8 +51,12 @@ _START_SECONDS = 10.0  # how long a program just started may take to run Python
 _OLDEST = (3, 10)
 _UNWIND = Path(__file__).with_name("_unwind.py")
 
+# Stacks the helper keeps an id for; past this many it forgets them all, and numbers the stacks
+# it sees next from where it was (so the ids in use are always the latest this many).
+STACK_IDS = 1000
+
 # Run by the target's own interpreter (-I -S), after the prelude: argv pid, idle and busy
-# intervals, flush seconds.
+# intervals, flush seconds, `STACK_IDS`.
 # A line per batch: {"stacks": {id: frames}, "samples": [[t, id, status], ...]}, each stack
 # (innermost frame first, [file, line, function]) sent once; status is 1 when the thread held
 # the GIL (3.15: in the unwinder's default mode the CPU state is unknown; the CPU mode would
@@ -61,6 +65,7 @@ _UNWIND = Path(__file__).with_name("_unwind.py")
 _HELPER = r"""
 pid = int(sys.argv[1])
 idle, busy, flush = float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+most = int(sys.argv[5])
 confirm = 2 * busy
 LONGEST = 2.0
 DISPATCH = {"_run", "_run_once", "run_forever", "run_until_complete", "run"}
@@ -117,7 +122,7 @@ while True:
         frames = tuple((f.filename, line(f), f.funcname) for f in thread.frame_info)
         key = ids.get(frames)
         if key is None:
-            if len(ids) >= 5000:
+            if len(ids) >= most:
                 ids.clear()
             key = ids[frames] = next_id
             next_id += 1
@@ -179,8 +184,9 @@ def helper_argv(
     else:
         reader = REMOTE_DEBUGGING + HELPER_PRELUDE
     return own_interpreter_argv(
-        info.pid, info.other_root, reader + _HELPER, str(idle), str(busy), str(flush)
-    )
+        info.pid, info.other_root, reader + _HELPER, str(idle), str(busy), str(flush),
+        str(STACK_IDS),
+    )  # fmt: skip
 
 
 def unavailable(info: ProcessInfo) -> str | None:
@@ -274,21 +280,27 @@ class _Batches:
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
-        # id -> (frames, whether the loop's frames are among them)
-        self._stacks: dict[str, tuple[list[dict[str, Any]], bool]] = {}
+        # id -> (frames, whether the loop's frames are among them); ids older than the latest
+        # `STACK_IDS` are no longer the helper's, and go once there are twice as many
+        self._stacks: dict[int, tuple[list[dict[str, Any]], bool]] = {}
+        self._newest = -1
         self._dispatch: dict[str, Any] | None = None  # a frame of the loop's, once seen
 
     def samples(self, batch: dict[str, Any]) -> Iterator[Sample]:
         stacks = batch.get("stacks")
         if isinstance(stacks, dict):
             for key, frames in stacks.items():
-                if isinstance(frames, list):
-                    self._stacks[str(key)] = self._frames(frames)
+                if isinstance(frames, list) and str(key).isdigit():
+                    self._stacks[int(key)] = self._frames(frames)
+                    self._newest = max(self._newest, int(key))
+            if len(self._stacks) > 2 * STACK_IDS:
+                oldest = self._newest - STACK_IDS
+                self._stacks = {k: v for k, v in self._stacks.items() if k > oldest}
         for item in batch.get("samples") or ():
             if not isinstance(item, list) or len(item) != 3:
                 continue
             t, key, status = item
-            stack = self._stacks.get(str(key))
+            stack = self._stacks.get(key) if isinstance(key, int) else None
             if stack is None or not isinstance(t, (int, float)):
                 continue
             frames, loops = stack
