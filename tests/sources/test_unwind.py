@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from capabilities import needs
 from pythons import find_pythons, missing_reason
 
 SOURCES = Path(__file__).resolve().parents[2] / "src" / "loopscope" / "sources"
@@ -154,6 +155,7 @@ def test_the_line_tables_are_read_as_the_interpreter_reads_them(version: str) ->
     assert result["wrong"] == 0, result
 
 
+@needs("ptrace")  # reading another process's memory takes ptrace rights over it
 @pytest.mark.parametrize("version", [*OLD, "system"])
 def test_a_targets_stack_is_read_as_it_gives_it(
     version: str, parked: Callable[[str], Parked]
@@ -166,6 +168,7 @@ def test_a_targets_stack_is_read_as_it_gives_it(
     assert result["frames"][1][2] in ("lancer", "Tâche.lancer")  # (3.10 has no qualified name)
 
 
+@needs("ptrace")
 def test_a_target_of_another_interpreter_is_refused(parked: Callable[[str], Parked]) -> None:
     found = [v for v in OLD if find_pythons().get(v)]
     if len(found) < 2:
