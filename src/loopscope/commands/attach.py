@@ -147,7 +147,8 @@ def _attach(request: AttachRequest) -> int:
     source = AttachSource(attached, detach_on_close=not request.keep_agent)
     remote = _remote_beside(attached.info, request)
     pyspy = _pyspy_beside(source, request)
-    beside = [_either(remote, pyspy)] if remote is not None or pyspy is not None else []
+    sampler = _sampler(remote, pyspy)
+    beside = [sampler] if sampler is not None else []
     recorded = RecordedSource(MergedSource([source, *beside], leader=source) if beside else source)
     recording = RecordingControl(
         recorded,
@@ -239,14 +240,12 @@ def _say_no_loop(pid: int, *, following: bool) -> None:
         )
 
 
-def _either(remote: RemoteStacksSource | None, pyspy: PySpySource | None) -> Source:
+def _sampler(remote: RemoteStacksSource | None, pyspy: PySpySource | None) -> Source | None:
     """The sampler beside the agent: the target's own interpreter, or py-spy where it cannot
     run (it says why, then py-spy starts: a build whose layout `_unwind` cannot learn, say)."""
-    if remote is None or pyspy is None:
-        only = remote or pyspy
-        assert only is not None
-        return only
-    return Fallback(remote, pyspy, live=lambda: remote.live)
+    if remote is not None and pyspy is not None:
+        return Fallback(remote, pyspy, live=lambda: remote.live)
+    return remote or pyspy
 
 
 def _remote_beside(info: ProcessInfo, request: AttachRequest) -> RemoteStacksSource | None:
@@ -254,7 +253,7 @@ def _remote_beside(info: ProcessInfo, request: AttachRequest) -> RemoteStacksSou
     --native asks py-spy for C frames, or --no-pyspy asks for no sampling from outside. It
     samples blocks more densely than py-spy at its default rate, for less
     (benchmarks/block_samples.py); where it cannot run (a target before 3.10, a layout it
-    cannot learn) py-spy samples instead (`_either`)."""
+    cannot learn) py-spy samples instead (`_sampler`)."""
     if request.native or request.no_pyspy or remote_stacks_unavailable(info) is not None:
         return None
     return RemoteStacksSource(info, alive=lambda: exists(info.pid))

@@ -374,11 +374,12 @@ class Layout:
             _offsets_of(own.read(id(ascii_text), 64), len(ascii_text)), "a string's length"
         )
         self.ascii_data = _one(
-            _offsets_of(own.read(id(ascii_text), 128), _raw(ascii_text), step=1),
+            _offsets_of(own.read(id(ascii_text), 128), ascii_text.encode("ascii"), step=1),
             "an ASCII string's text",
         )
         self.compact_data = _one(
-            _offsets_of(own.read(id(latin), 160), _raw(latin, "latin-1"), step=1), "a string's text"
+            _offsets_of(own.read(id(latin), 160), latin.encode("latin-1"), step=1),
+            "a string's text",
         )
         self.str_state = self.str_length + 16  # after the length and the hash
 
@@ -417,10 +418,6 @@ class Layout:
         return data.decode({1: "latin-1", 2: "utf-16-le", 4: "utf-32-le"}[kind], "replace")
 
 
-def _raw(text: str, encoding: str = "ascii") -> bytes:
-    return text.encode(encoding)
-
-
 _Code = tuple[str, str, int, bytes]  # file, name, first line, line table
 
 
@@ -434,16 +431,23 @@ class _Reader:
         self._codes: dict[int, _Code | None] = {}
         self._frames: dict[tuple[int, int], FrameInfo | None] = {}
         self._kept = time.monotonic()
+        self._size = max(layout.f_code, layout.previous, layout.instruction) + 8  # of a frame
 
     def stack(self, tstate: int) -> tuple[list[FrameInfo], list[int]]:
-        """The frames of the thread at ``tstate``, innermost first, and their addresses."""
-        layout, memory = self.layout, self.memory
+        """The frames of the thread at ``tstate``, innermost first, and their addresses. What is
+        read of a code object is kept for a second at most (its address may be another's once
+        it is freed)."""
+        layout, memory, size = self.layout, self.memory, self._size
+        now = time.monotonic()
+        if now - self._kept >= _KEEP or len(self._frames) >= _FRAMES:
+            self._codes.clear()
+            self._frames.clear()
+            self._kept = now
         address = tstate
         for offset in layout.current:
             address = memory.pointer(address + offset)
         frames: list[FrameInfo] = []
         addresses: list[int] = []
-        size = max(layout.f_code, layout.previous, layout.instruction) + 8
         while address and len(frames) < _DEPTH:
             data = memory.read(address, size)
             code = _pointer_at(data, layout.f_code)
@@ -460,13 +464,7 @@ class _Reader:
 
     def _frame(self, code: int, instruction: int) -> FrameInfo | None:
         """The frame at ``instruction`` of the code object at ``code``; None for a frame that
-        runs no code of the program's. What is read of a code object is kept for a second at
-        most (its address may be another's once it is freed)."""
-        now = time.monotonic()
-        if now - self._kept >= _KEEP or len(self._frames) >= _FRAMES:
-            self._codes.clear()
-            self._frames.clear()
-            self._kept = now
+        runs no code of the program's."""
         key = (code, instruction)
         try:
             return self._frames[key]
@@ -545,15 +543,12 @@ class RemoteUnwinder:
         thread's state is looked up again every `_KEEP` s and after a read fails (a thread
         state freed, its memory another's)."""
         now = time.monotonic()
-        tstate = self._main
-        try:
-            if tstate is None or now - self._found >= _KEEP:
-                raise OSError("look it up")
-            frames = self.reader.stack(tstate)
-        except OSError:
-            tstate, self._found = self.main_thread(), now
-            self._main = tstate
-            if tstate is None:
-                return []
-            frames = self.reader.stack(tstate)
-        return [ThreadInfo(self.pid, frames)]
+        if self._main is not None and now - self._found < _KEEP:
+            try:
+                return [ThreadInfo(self.pid, self.reader.stack(self._main))]
+            except OSError:
+                pass
+        self._main, self._found = self.main_thread(), now
+        if self._main is None:
+            return []
+        return [ThreadInfo(self.pid, self.reader.stack(self._main))]
