@@ -16,6 +16,8 @@ SOURCE = {
     (f"{APP}/handlers.py", 63): "    resp = fetch(url)\n",
     (f"{APP}/handlers.py", 70): "    text = open(path).read()\n",
     (f"{APP}/handlers.py", 71): "    select_one(fd)\n",
+    (f"{APP}/handlers.py", 19): "        await asyncio.sleep(0.005)\n",
+    (f"{APP}/handlers.py", 23): "        await trio.sleep(delay)  # time.sleep( in a comment\n",
 }
 
 
@@ -195,6 +197,36 @@ def test_a_block_waiting_for_a_thread_to_start_is_the_machines() -> None:
     # Starting a thread of one's own is not mistaken for it: only the stdlib's `Thread.start`.
     own = block(10.0, 0.04, [app(70, "Worker.start")], cpu=0.04)
     assert only_block(own)[1] == "cpu"
+
+
+def test_a_block_off_cpu_in_asyncios_own_code_is_the_machines() -> None:
+    # Seen on a loaded test machine: 120 ms at `TimerHandle.__init__` under `await
+    # asyncio.sleep(0.005)`, 1 ms of it on CPU, not waiting for a core. asyncio's code between
+    # two selects does not wait: the thread waited for the GIL, or the machine stalled it.
+    scheduling = [
+        stdlib("asyncio/events.py", 107, "TimerHandle.__init__"),
+        stdlib("asyncio/base_events.py", 775, "BaseEventLoop.call_at"),
+        stdlib("asyncio/base_events.py", 758, "BaseEventLoop.call_later"),
+        stdlib("asyncio/tasks.py", 661, "sleep"),
+        app(19, "ticker"),
+    ]
+    stalled = block(10.0, 0.12, scheduling, cpu=0.001)
+    assert only_block(stalled)[1] == "machine"
+    # On CPU there, it is work the code asked of asyncio (a great many timers, say).
+    assert only_block(block(10.0, 0.12, scheduling, cpu=0.1))[1] == "cpu"
+    # Under a frame of asyncio that runs other code, that code may wait: a callback in C.
+    callback = [stdlib("asyncio/events.py", 84, "Handle._run"), app(10, "<module>", "main.py")]
+    assert only_block(block(10.0, 0.12, callback, cpu=0.001))[1] != "machine"
+    # The application's own frame innermost is judged as before.
+    assert only_block(block(10.0, 0.12, [app(57, "print_label")], cpu=0.001))[1] == "sleep"
+
+
+def test_an_awaited_sleep_is_no_blocking_sleep() -> None:
+    # `await asyncio.sleep(...)` lets the loop run; only a sleep that is not awaited blocks it.
+    for line in (19, 23):
+        location, cause = only_block(block(10.0, 0.05, [app(line, "ticker")], cpu=0.001))
+        assert (location, cause) == (app(line, "ticker"), "io")
+    assert only_block(block(10.0, 0.05, [app(57, "print_label")], cpu=0.001))[1] == "sleep"
 
 
 def test_the_hot_frame_cpu_share_leaves_out_the_run_queue_wait() -> None:
