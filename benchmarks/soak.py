@@ -16,6 +16,10 @@ and prints a table and a summary:
   own interpreter sampling it from outside, `remote_stacks`);
 - failed requests, attached and baseline.
 
+With ``--trace-client N`` the client runs under tracemalloc (N frames a trace), snapshots its
+heap every ``--interval`` seconds, and at the end prints the allocation sites that grew most over
+the second half: where a slope comes from. tracemalloc's own memory is in the client's RSS then.
+
     nice .venv/bin/python benchmarks/soak.py [--duration 600] [--interval 10] [--python 3.12]
 """
 
@@ -58,6 +62,47 @@ def children_rss_kib(pid: int) -> int:
     return total
 
 
+# The client under tracemalloc: its argv is the snapshot directory, the seconds between
+# snapshots, then loopscope's own arguments.
+_TRACED = """
+import sys, threading, time, tracemalloc
+out, every, frames = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
+del sys.argv[1:4]
+tracemalloc.start(frames)
+def snapshots():
+    n = 0
+    while True:
+        time.sleep(every)
+        tracemalloc.take_snapshot().dump(f"{out}/{n:05d}.snap")
+        n += 1
+threading.Thread(target=snapshots, daemon=True).start()
+from loopscope.cli import main
+sys.exit(main())
+"""
+
+
+def print_growth(snapshots: list[Path], top: int = 12) -> None:
+    """The allocation sites whose memory grew most from the middle snapshot to the last."""
+    import tracemalloc
+
+    if len(snapshots) < 2:
+        print("tracemalloc: fewer than two snapshots")
+        return
+    keep = [tracemalloc.Filter(False, tracemalloc.__file__)]
+    middle = tracemalloc.Snapshot.load(str(snapshots[len(snapshots) // 2])).filter_traces(keep)
+    last = tracemalloc.Snapshot.load(str(snapshots[-1])).filter_traces(keep)
+    span = (len(snapshots) - 1 - len(snapshots) // 2) or 1
+    total = sum(s.size for s in last.statistics("filename")) / 1024
+    print(f"\nclient heap (tracemalloc) at the end: {total:.0f} KiB; grew most, per snapshot "
+          f"interval, from the middle snapshot to the last:")  # fmt: skip
+    for stat in last.compare_to(middle, "traceback")[:top]:
+        if stat.size_diff <= 0:
+            break
+        print(f"  {stat.size_diff / 1024 / span:+8.1f} KiB {stat.count_diff / span:+8.1f} blocks")
+        for frame in list(stat.traceback)[-6:]:
+            print(f"      {frame.filename}:{frame.lineno}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=600.0, help="seconds attached")
@@ -66,6 +111,10 @@ def main() -> None:
     parser.add_argument("--python", default="3.12", help="the servers' Python version")
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--think", type=float, default=0.005, help="seconds between requests")
+    parser.add_argument(
+        "--trace-client", type=int, default=0, metavar="N",
+        help="run the client under tracemalloc with N frames a trace (see above)",
+    )  # fmt: skip
     args = parser.parse_args()
     python = find_pythons().get(args.python)
     if python is None:
@@ -84,9 +133,17 @@ def main() -> None:
             target_before, baseline_before = target.rss_kib(), baseline.rss_kib()
             recording = root / "soak.lsrec"
             log = (root / "loopscope.log").open("wb")
+            command = ["attach", "--headless", "--record", str(recording), "--duration",
+                       str(args.duration), str(target.pid)]  # fmt: skip
+            traces = root / "traces"
+            traces.mkdir()
+            start = (
+                ["-c", _TRACED, str(traces), str(args.interval), str(args.trace_client)]
+                if args.trace_client
+                else ["-m", "loopscope"]
+            )
             client = subprocess.Popen(
-                [sys.executable, "-m", "loopscope", "attach", "--headless", "--record",
-                 str(recording), "--duration", str(args.duration), str(target.pid)],
+                [sys.executable, *start, *command],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=log,
@@ -136,6 +193,8 @@ def main() -> None:
                 events = sum(1 for _ in rec.events())
             read_s = time.perf_counter() - opened
             size = recording.stat().st_size
+            if args.trace_client:
+                print_growth(sorted(traces.glob("*.snap")))
         finally:
             if client is not None and client.poll() is None:
                 client.kill()

@@ -188,3 +188,7 @@ def test_the_stacks_the_helper_has_forgotten_are_forgotten_too() -> None:
     # the latest STACK_IDS ids, those the helper may still send samples of, are all known
     late = {"samples": [[2000.0, 3 * STACK_IDS - STACK_IDS, -1], [2001.0, 3 * STACK_IDS - 1, -1]]}
     assert [s.callback[0].line for s in batches.samples(late)] == [2 * STACK_IDS + 1, 3 * STACK_IDS]
+    # a frame many stacks share is kept once, and goes with the stacks that held it
+    kept = {id(frame) for frames, _ in batches._stacks.values() for frame in frames}
+    assert len(kept) == len(batches._stacks) + 1  # each stack's own line, and `dispatch`
+    assert len(batches._known) <= len(kept)

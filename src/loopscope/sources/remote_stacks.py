@@ -88,6 +88,7 @@ try:
 except Exception as e:
     fail(e)
 ids = {}
+known = {}
 next_id = 0
 key = None
 stacks = {}
@@ -119,11 +120,14 @@ while True:
                 pass
     root = None
     if thread is not None:
-        frames = tuple((f.filename, line(f), f.funcname) for f in thread.frame_info)
+        # (each distinct frame kept once, shared by the stacks that hold it)
+        frames = tuple(known.setdefault(f, f)
+                       for f in ((f.filename, line(f), f.funcname) for f in thread.frame_info))
         key = ids.get(frames)
         if key is None:
             if len(ids) >= most:
                 ids.clear()
+                known.clear()
             key = ids[frames] = next_id
             next_id += 1
             stacks[key] = frames
@@ -285,6 +289,9 @@ class _Batches:
         self._stacks: dict[int, tuple[list[dict[str, Any]], bool]] = {}
         self._newest = -1
         self._dispatch: dict[str, Any] | None = None  # a frame of the loop's, once seen
+        # Each distinct frame once, shared by the stacks that hold it: a stack of a loaded
+        # server is some 30 frames, mostly the same ones (forgotten with old stacks).
+        self._known: dict[tuple[str, int | None, str], dict[str, Any]] = {}
 
     def samples(self, batch: dict[str, Any]) -> Iterator[Sample]:
         stacks = batch.get("stacks")
@@ -296,6 +303,11 @@ class _Batches:
             if len(self._stacks) > 2 * STACK_IDS:
                 oldest = self._newest - STACK_IDS
                 self._stacks = {k: v for k, v in self._stacks.items() if k > oldest}
+                self._known = {
+                    (f["filename"], f["line"], f["name"]): f
+                    for frames, _ in self._stacks.values()
+                    for f in frames
+                }
         for item in batch.get("samples") or ():
             if not isinstance(item, list) or len(item) != 3:
                 continue
@@ -324,11 +336,16 @@ class _Batches:
             yield sample
 
     def _frames(self, raw: list[Any]) -> tuple[list[dict[str, Any]], bool]:
-        frames = [
-            {"filename": str(f[0]), "line": f[1], "name": str(f[2])}
-            for f in raw
-            if isinstance(f, list) and len(f) == 3
-        ]
+        known = self._known
+        frames = []
+        for f in raw:
+            if not isinstance(f, list) or len(f) != 3:
+                continue
+            key = (str(f[0]), f[1] if isinstance(f[1], int) else None, str(f[2]))
+            frame = known.get(key)
+            if frame is None:
+                frame = known[key] = {"filename": key[0], "line": key[1], "name": key[2]}
+            frames.append(frame)
         dispatch = next((f for f in frames if _is_dispatch(f)), None)
         if dispatch is not None:
             self._dispatch = dispatch
