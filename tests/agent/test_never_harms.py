@@ -27,7 +27,7 @@ pytestmark = pytest.mark.spread  # no state shared between its tests
 # those is (object ids, so that a replacement with an equal object shows), "sleep" blocks the
 # loop for 50 ms, "exit" returns from main.
 PROGRAM = r"""
-import asyncio, gc, json, os, signal, sys, threading, time
+import asyncio, gc, json, os, select, signal, sys, threading, time, warnings
 
 if os.environ.get("BREAK_LAG"):
     # a bug in the agent's lag collector: its bucket function raises
@@ -101,6 +101,40 @@ def snapshot(loop):
     }
 
 
+def fork_while_the_agent_holds_a_lock():
+    # One of the agent's threads holds the watchdog's lock at the fork, as the watchdog does
+    # whenever it looks at the loops. The fork comes from the loop's thread while the loop runs,
+    # as a process pool's does, so asyncio's own at-fork handler resets the running loop in the
+    # child. The child has none of the agent's threads: nothing may wait for that lock there.
+    agent = getattr(asyncio.events._set_running_loop, "__loopscope_agent__")
+    held, release = threading.Event(), threading.Event()
+
+    def hold():
+        with agent._watchdog._lock:
+            held.set()
+            release.wait()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # forking with threads running
+        pid = os.fork()
+    if pid == 0:
+        os._exit(0 if asyncio.events._get_running_loop() is None else 3)
+    release.set()
+    holder.join()
+    pidfd = os.pidfd_open(pid)
+    try:
+        exited = bool(select.select([pidfd], [], [], 10)[0])
+    finally:
+        os.close(pidfd)
+    if not exited:
+        os.kill(pid, signal.SIGKILL)
+    code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    return code if exited else "hung"
+
+
 def install():
     import loopscope.agent
     loopscope.agent.install(socket_path=os.environ["INSTALL_AT"])
@@ -139,6 +173,8 @@ async def main():
             elif cmd == "sleep":
                 time.sleep(0.05)
                 say(slept=True)
+            elif cmd == "fork":
+                say(child=fork_while_the_agent_holds_a_lock())
             elif cmd == "ping":
                 async def pong():
                     await asyncio.sleep(0.01)
@@ -318,6 +354,32 @@ def test_the_program_exits_promptly_with_the_agent_installed(
     assert took < 3.0  # the agent sends what it has queued for at most 1 s
     assert program.stderr() == ""  # nothing printed by a thread dying at exit
     assert not os.path.exists(program.socket_path)
+
+
+@pytest.mark.parametrize("mode", MODE_PARAMS)
+def test_a_child_forked_while_an_agent_thread_holds_a_lock_runs_on(
+    target_python: str, tmp_path: Path, mode: str, programs: list[Program]
+) -> None:
+    """A forked child leaves the parent's agent alone, even where asyncio's at-fork handler
+    (3.12+) runs before the agent's: a process pool's worker once hung there for good, waiting
+    for a lock of the watchdog's, and its program with it."""
+    program = Program(target_python, tmp_path, mode)
+    programs.append(program)
+    if mode == "in-code":
+        assert program.ask("install") == {"installed": True}
+    client = Client(program.socket_path)
+    try:
+        client.wait_for(lambda e: isinstance(e, LoopStarted))
+        assert program.ask("fork") == {"child": 0}
+        # The parent's agent goes on observing.
+        program.ask("sleep")
+        client.wait_for(lambda e: isinstance(e, Block))
+    finally:
+        client.close()
+    program.send("exit")
+    assert program.read() == {"returned": True}
+    assert program.proc.wait(timeout=15) == 0
+    assert program.stderr() == ""
 
 
 def test_a_failing_hook_is_switched_off_reported_once_and_the_program_carries_on(

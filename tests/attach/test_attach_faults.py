@@ -40,6 +40,25 @@ print("ready", flush=True)
 time.sleep(600)
 """
 
+# A process pool's worker, in shape: asyncio imported, no loop, the main thread blocked in a
+# read. It answers each line it reads with the threads started in it so far.
+IDLE_WORKER = """
+import asyncio, json, sys, threading
+started = []
+_start = threading.Thread.start
+
+
+def start(self):
+    started.append(self.name)
+    _start(self)
+
+
+threading.Thread.start = start
+print("ready", flush=True)
+while sys.stdin.readline():
+    print(json.dumps({"started": started}), flush=True)
+"""
+
 # No loop at first; one starts when the flag file appears.
 LATE_LOOP = """
 import asyncio, os, time
@@ -285,6 +304,38 @@ def test_target_that_never_reaches_a_safe_point(tmp_path: Path) -> None:
     finally:
         _stop(proc)
     _fails(out, "did not run the bootstrap within 1 s", "--timeout")
+
+
+@needs("ptrace")
+def test_an_attach_that_gave_up_leaves_the_process_as_it_was(tmp_path: Path) -> None:
+    """Its bootstrap stays queued in the process until the main thread next runs Python code,
+    after loopscope has gone: it then does nothing, and the process runs on untraced."""
+    script = tmp_path / "worker.py"
+    script.write_text(IDLE_WORKER)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LOOPSCOPE", "PYTHON"))}
+    proc = subprocess.Popen(
+        [_python(), str(script)],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert proc.stdin is not None
+        _wait_for_line(proc.stdout, "ready")
+        out = loopscope(
+            "attach", "--headless", "--timeout", "1", str(proc.pid), state=tmp_path / "state"
+        )
+        _fails(out, "did not run the bootstrap within 1 s")
+        assert tracer(proc.pid) == 0
+        proc.stdin.write(b"work\n")
+        proc.stdin.flush()
+        answer = _wait_for_line(proc.stdout, "]}")
+        assert json.loads(answer) == {"started": []}
+    finally:
+        _stop(proc)
+        if proc.stdin is not None:
+            proc.stdin.close()
 
 
 @needs("ptrace")

@@ -14,6 +14,7 @@ from attach_targets import PlainTarget
 from capabilities import needs
 from clirun import loopscope
 from loopscope.attach._elf import resolve
+from loopscope.attach._proc import tracer
 from loopscope.attach._ptrace import PtraceError, Tracer
 from pythons import find_pythons
 
@@ -62,6 +63,30 @@ def test_a_call_that_never_returns_is_abandoned_and_the_program_goes_on(
         Tracer(service.pid, timeout=0.3) as tracer,
     ):
         tracer.call(address, ())
+    assert service.ask("ping") == {"pong": True}
+    assert service.finish() == (0, "")
+
+
+def test_a_thread_that_stops_after_the_wait_for_it_ended_is_let_go(
+    service: PlainTarget, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a loaded machine the stop asked for can come after the wait for it gave up: the
+    thread stops all the same, and a traced thread stays stopped until its tracer lets it go
+    (here: as long as loopscope runs)."""
+    real = Tracer._wait_stop
+    gave_up: list[bool] = []
+
+    def too_late(self: Tracer, *, first: bool) -> int:
+        if not gave_up:
+            gave_up.append(True)
+            raise PtraceError(f"process {self.pid} did not stop within 0 s")
+        return real(self, first=first)
+
+    monkeypatch.setattr(Tracer, "_wait_stop", too_late)
+    with pytest.raises(PtraceError, match="did not stop"), Tracer(service.pid):
+        pass
+    assert gave_up
+    assert tracer(service.pid) == 0
     assert service.ask("ping") == {"pong": True}
     assert service.finish() == (0, "")
 

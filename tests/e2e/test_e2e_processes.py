@@ -46,8 +46,12 @@ def test_a_process_pool_works_and_its_workers_carry_no_agent(tmp_path: Path, ver
     app = tmp_path / "pool.py"
     app.write_text(POOL)
     log = tmp_path / "pool.log"
+    # Not following the workers: run attaches to each child it finds, and gives it an agent of
+    # its own, whenever the program has run long enough (a second, on a loaded machine) for its
+    # next look. What is checked here is that none inherits one.
     out = loopscope(
-        "run", "--headless", "--python", python, "--log", str(log), str(app), state=tmp_path
+        "run", "--headless", "--no-children", "--python", python, "--log", str(log), str(app),
+        state=tmp_path,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert_no_loopscope_traceback(out.stderr)

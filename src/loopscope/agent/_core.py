@@ -110,6 +110,7 @@ class Agent:
         self._hook: _RunningLoopHook | None = None
         self.active = False
         self._pid = os.getpid()
+        self._forked = self.guard.wrap("fork", self._after_fork_in_child)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -140,11 +141,29 @@ class Agent:
             self._server.stop()
 
     def _after_fork_in_child(self) -> None:
-        """The child of a fork has none of our threads: put the program back as it was and
-        leave the parent's socket alone."""
-        self._lock = threading.Lock()  # another thread may have held it at the fork
+        """In the child of a fork (once; nothing in the parent): the child has none of our
+        threads, so put the program back as it was and leave the parent's socket alone.
+
+        Our at-fork handler may come too late: asyncio's own, registered when asyncio was
+        imported (before us), resets the running loop through our `_RunningLoopHook`. So the
+        hooks call this first, and nothing of the parent's observing runs in the child: that
+        would take locks our threads may have held at the fork, which no thread releases in
+        the child (a forked pool worker hung so, in ``Watchdog.remove``)."""
+        if self._pid == os.getpid():
+            return
+        self._pid = os.getpid()
+        # Another thread may have held these at the fork.
+        self._lock = threading.Lock()
         self.gc_monitor.after_fork()
+        self.guard.after_fork()
+        self._outbox.after_fork()
         self._deactivate(report=False)
+
+    def observing(self) -> bool:
+        """Whether the agent observes this process's loops (in the child of a fork, never)."""
+        if self._pid != os.getpid():
+            self._forked()
+        return self.active
 
     def _deactivate(self, *, report: bool) -> bool:
         """Stop observing every loop and restore what was patched; False if already done."""
@@ -360,14 +379,14 @@ class _RunningLoopHook:
 
         def _set_running_loop(loop: asyncio.AbstractEventLoop | None) -> None:
             if loop is None:
-                if agent.active:
+                if agent.observing():
                     previous = get_running()
                     if previous is not None:
                         stopping(previous)
                 original(None)
             else:
                 original(loop)
-                if agent.active:
+                if agent.observing():
                     started(loop)
 
         setattr(_set_running_loop, _MARK, agent)
@@ -423,12 +442,12 @@ def _uvloop_run_forever(agent: Agent, original: Callable[[Any], Any]) -> Callabl
     soon = agent.guard.wrap("loops", observe_soon)
 
     def run_forever(self: Any) -> Any:
-        if agent.active:
+        if agent.observing():
             soon(self)  # runs once the loop runs, on its thread
         try:
             return original(self)
         finally:
-            if agent.active:
+            if agent.observing():
                 stopping(self)
 
     setattr(run_forever, _MARK, agent)
@@ -483,7 +502,7 @@ def uninstall() -> None:
 
 def _after_fork_in_child() -> None:
     agent = current()
-    if agent is not None and agent._pid != os.getpid():
+    if agent is not None:
         agent._after_fork_in_child()
 
 

@@ -46,6 +46,10 @@ class Guard:
         guarded.__qualname__ = getattr(fn, "__qualname__", name)
         return guarded  # type: ignore[return-value]
 
+    def after_fork(self) -> None:
+        """In the child of a fork: another thread may have held the lock at the fork."""
+        self._lock = threading.Lock()
+
     def failed(self, name: str, error: BaseException) -> None:
         """Disable hook ``name`` and report ``error`` (once per hook)."""
         with self._lock:

@@ -113,6 +113,10 @@ class Outbox:
                 with contextlib.suppress(OSError):
                     os.write(self._wake_w, b"\0")
 
+    def after_fork(self) -> None:
+        """In the child of a fork: another thread may have held the lock at the fork."""
+        self._wake_lock = threading.Lock()
+
     def fileno(self) -> int:
         """The end of the wakeup pipe to select() on."""
         return self._wake_r

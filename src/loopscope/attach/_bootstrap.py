@@ -38,7 +38,7 @@ from loopscope.attach._errors import AttachError
 from loopscope.attach._root import in_another_root, target_path
 
 _BOOTSTRAP = r"""
-import sys, threading
+import os, sys, threading
 HOLD, HANDOVER = 5.0, 1.0
 
 def _loops(main, agent):
@@ -70,7 +70,7 @@ def _hold(loop):
     return released
 
 def _main(loop, asyncio_imported):
-    import json, os, socket, traceback
+    import json, socket, traceback
     released = _hold(loop)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
@@ -103,13 +103,16 @@ def _main(loop, asyncio_imported):
         if released is not None:
             released.set()
 
-_asyncio = sys.modules.get("asyncio")
-_loop = None
-if _asyncio is not None:
-    _loop = _asyncio.events._get_running_loop()
-threading.Thread(
-    target=_main, args=(_loop, _asyncio is not None), name="loopscope-bootstrap", daemon=True
-).start()
+# An attach that gave up waiting for this safe point (its timeout) removed its socket: then
+# nothing is done, and no thread started in a program that loopscope no longer attaches to.
+if PATH.startswith("\0") or os.path.exists(PATH):
+    _asyncio = sys.modules.get("asyncio")
+    _loop = None
+    if _asyncio is not None:
+        _loop = _asyncio.events._get_running_loop()
+    threading.Thread(
+        target=_main, args=(_loop, _asyncio is not None), name="loopscope-bootstrap", daemon=True
+    ).start()
 """
 
 

@@ -72,15 +72,32 @@ class Tracer:
         self._saved = _Regs()
         self._pending_signal = 0
         self._attached = False
+        self._stopped = False  # in a ptrace stop
         self._running = False  # resumed by us, inside a called function
 
     def __enter__(self) -> Tracer:
         self._ptrace(_PTRACE_SEIZE, 0, 0)
         self._attached = True
-        self._ptrace(_PTRACE_INTERRUPT, 0, 0)
-        self._wait_stop(first=True)
-        self._ptrace(_PTRACE_GETREGS, 0, ctypes.addressof(self._saved))
+        try:
+            self._ptrace(_PTRACE_INTERRUPT, 0, 0)
+            self._wait_stop(first=True)
+            self._ptrace(_PTRACE_GETREGS, 0, ctypes.addressof(self._saved))
+        except BaseException:
+            self._let_go()
+            raise
         return self
+
+    def _let_go(self) -> None:
+        """Detach before anything was changed. The interrupt asked for stops the thread even
+        after `_wait_stop` gave up on it, and a traced thread stays stopped until its tracer
+        lets it go: so wait for that stop once more, then detach."""
+        with contextlib.suppress(PtraceError):
+            if not self._stopped:
+                self._wait_stop(first=True)
+        if self._attached:
+            self._attached = False
+            with contextlib.suppress(PtraceError):  # gone, or still not stopped
+                self._ptrace(_PTRACE_DETACH, 0, self._pending_signal)
 
     def __exit__(self, *exc: object) -> None:
         if not self._attached:
@@ -140,6 +157,7 @@ class Tracer:
 
     def _resume(self) -> None:
         self._ptrace(_PTRACE_CONT, 0, 0)
+        self._stopped = False
         self._running = True
 
     def write(self, address: int, data: bytes) -> None:
@@ -166,6 +184,7 @@ class Tracer:
             if not os.WIFSTOPPED(status):
                 continue
             self._running = False
+            self._stopped = True
             sig = os.WSTOPSIG(status)
             if status >> 16 == _PTRACE_EVENT_STOP:
                 return 0  # the interrupt we asked for, or a group stop
