@@ -217,6 +217,12 @@ def test_a_block_off_cpu_in_asyncios_own_code_is_the_machines() -> None:
     # Under a frame of asyncio that runs other code, that code may wait: a callback in C.
     callback = [stdlib("asyncio/events.py", 84, "Handle._run"), app(10, "<module>", "main.py")]
     assert only_block(block(10.0, 0.12, callback, cpu=0.001))[1] != "machine"
+    # asyncio's socket calls do wait: a blocking socket handed to `loop.sock_recv`.
+    receiving = [
+        stdlib("asyncio/selector_events.py", 403, "BaseSelectorEventLoop.sock_recv"),
+        app(19, "ticker"),
+    ]
+    assert only_block(block(10.0, 0.12, receiving, cpu=0.001))[1] == "io"
     # The application's own frame innermost is judged as before.
     assert only_block(block(10.0, 0.12, [app(57, "print_label")], cpu=0.001))[1] == "sleep"
 

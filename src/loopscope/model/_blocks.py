@@ -99,11 +99,14 @@ _FILE_CALL = re.compile(
 _SLEEP_CALL = re.compile(r"\bsleep\s*\(")
 # An awaited sleep (asyncio's, anyio's, trio's) lets the loop run: it is no blocking call.
 _AWAITED_SLEEP = re.compile(r"\bawait\s+[\w.]*\bsleep\s*\(")
-# asyncio's own functions that run other code: a callback, the selector, a coroutine's step.
-_ASYNCIO_RUNNERS = frozenset(
-    {"_run_once", "run_forever", "run_until_complete", "_run", "run", "select", "__step",
-     "_Task__step", "__step_run_and_handle_result"}
+# asyncio's modules that make no system call of their own (its sockets, pipes and subprocesses
+# are elsewhere: a blocking socket handed to `loop.sock_recv` blocks in selector_events.py)...
+_ASYNCIO_PURE = frozenset(
+    {"events.py", "futures.py", "base_futures.py", "tasks.py", "base_tasks.py", "locks.py",
+     "queues.py", "timeouts.py", "mixins.py", "coroutines.py", "exceptions.py"}
 )  # fmt: skip
+# ...and their functions that run other code: a callback, a coroutine's step.
+_ASYNCIO_RUNNERS = frozenset({"_run", "__step", "_Task__step", "__step_run_and_handle_result"})
 
 MAX_HOT = 50
 MAX_RECENT = 100
@@ -352,19 +355,20 @@ def _starts_thread(stack: Sequence[Frame], code: CodeMap) -> bool:
 
 
 def _stalled_in_asyncio(block: Block, stack: Sequence[Frame], code: CodeMap) -> bool:
-    """Whether ``block`` stood, mostly off CPU, in asyncio's own Python code: the stack's
-    innermost frame is asyncio's and not one that runs other code (a callback, the selector, a
-    coroutine's step), as when scheduling a timer or resolving a future. That code does not
-    wait (asyncio waits in select(), between blocks), so the loop thread waited for the GIL
-    another thread held, or for the machine (a virtual CPU or a memory page taken away). Seen
-    on a loaded test machine: 120 ms in `TimerHandle.__init__` under `await asyncio.sleep`,
-    with 1 ms of CPU and 11 samples there."""
+    """Whether ``block`` stood, mostly off CPU, in asyncio's own Python code that makes no
+    system call: the stack's innermost frame is in one of asyncio's `_ASYNCIO_PURE` modules and
+    runs no other code (a callback, a coroutine's step), as when scheduling a timer or resolving
+    a future. That code does not wait, so the loop thread waited for the GIL another thread
+    held, or for the machine (a virtual CPU or a memory page taken away). Seen on a loaded test
+    machine: 120 ms in `TimerHandle.__init__` under `await asyncio.sleep`, with 1 ms of CPU and
+    11 samples there."""
     share = cpu_share(block)
     if not stack or share is None or share >= OFF_CPU:
         return False
     innermost = stack[0]
     return (
         code.module(innermost.file) == "asyncio"
+        and innermost.file.replace("\\", "/").rpartition("/")[2] in _ASYNCIO_PURE
         and innermost.function.rpartition(".")[2] not in _ASYNCIO_RUNNERS
     )
 
