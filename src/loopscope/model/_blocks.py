@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import re
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
@@ -368,7 +369,7 @@ def _stalled_in_asyncio(block: Block, stack: Sequence[Frame], code: CodeMap) -> 
     innermost = stack[0]
     return (
         code.module(innermost.file) == "asyncio"
-        and innermost.file.replace("\\", "/").rpartition("/")[2] in _ASYNCIO_PURE
+        and os.path.basename(innermost.file) in _ASYNCIO_PURE
         and innermost.function.rpartition(".")[2] not in _ASYNCIO_RUNNERS
     )
 

@@ -120,14 +120,14 @@ while True:
                 pass
     root = None
     if thread is not None:
-        # (each distinct frame kept once, shared by the stacks that hold it)
-        frames = tuple(known.setdefault(f, f)
-                       for f in ((f.filename, line(f), f.funcname) for f in thread.frame_info))
+        frames = tuple((f.filename, line(f), f.funcname) for f in thread.frame_info)
         key = ids.get(frames)
         if key is None:
             if len(ids) >= most:
                 ids.clear()
                 known.clear()
+            # (a new stack's frames kept once each, shared with the stacks that hold them)
+            frames = tuple(known.setdefault(f, f) for f in frames)
             key = ids[frames] = next_id
             next_id += 1
             stacks[key] = frames
