@@ -76,13 +76,19 @@ def child(
         sock = os.path.join(tempfile.mkdtemp(prefix="churn"), "agent.sock")
         _core.install(loop, socket_path=sock, collectors=None if variant == "all" else variant)
     run = WORK[work]
-    loop.run_until_complete(run(batch * 20, batch))  # warm-up
-    settled = time.monotonic() + settle
-    while time.monotonic() < settled:  # past the agent's first seconds (see --settle)
-        loop.run_until_complete(run(batch * 20, batch))
-    cpu = time.thread_time()
-    loop.run_until_complete(run(tasks, batch))
-    cpu = time.thread_time() - cpu
+
+    async def measure() -> float:
+        # One run of the loop: the agent observes a loop from each start, so a loop started
+        # again would have its collectors' first seconds in the measured run.
+        await run(batch * 20, batch)  # warm-up
+        settled = time.monotonic() + settle
+        while time.monotonic() < settled:  # past the agent's first seconds (see --settle)
+            await run(batch * 20, batch)
+        cpu = time.thread_time()
+        await run(tasks, batch)
+        return time.thread_time() - cpu
+
+    cpu = loop.run_until_complete(measure())
     print(json.dumps({"cpu": cpu, "tasks": tasks}), flush=True)
     if variant != "plain":
         _core.uninstall()

@@ -401,7 +401,7 @@ def measure_phases(
 def measure_churn(collectors: str | None, args: argparse.Namespace) -> float:
     """Tasks created per CPU second of a churning process."""
     run = _Run(
-        ["--role", "churn", "--seconds", str(args.seconds), "--warmup", str(args.warmup)],
+        ["--role", "churn", "--seconds", str(args.seconds), "--warmup", str(args.churn_warmup)],
         collectors,
         args.python,
         before=args.before,
@@ -601,6 +601,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=3.0, help="measured seconds per phase")
     parser.add_argument("--warmup", type=float, default=0.5)
+    parser.add_argument(
+        "--churn-warmup",
+        type=float,
+        default=2.0,
+        help="seconds of churn before it is measured: the lifecycle collector counts every "
+        "task for its first second, then samples (0.5 measures that start too)",
+    )
     parser.add_argument(
         "--settle", type=float, default=5.0, help="seconds from start to the idle phase"
     )
