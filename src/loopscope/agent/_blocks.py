@@ -48,6 +48,12 @@ _CALM_AFTER = 1.0
 _CALM_LOOKS = 2.0
 # The GIL switch interval while a loop is blocked, and the time between samples then.
 _BLOCK_SWITCH = 0.0005
+# How long after its look was due the watchdog may still not have had the GIL before the loop
+# thread hands it over at select() (see `SelectorProbe`), and how long the loop thread then waits
+# for it. A loop that waits in select() meanwhile lets the watchdog have the GIL at no cost.
+_HANDOVER_AFTER = 0.001
+_HANDOVER_WAIT = 0.001
+_NEVER = float("inf")
 # The watchdog's wait for a core on waking up from which every core is taken to be busy: then
 # it samples at the program's own switch interval, since each GIL handover it forces costs the
 # loop thread its wait for a core too.
@@ -75,14 +81,25 @@ class BusyTracker(Protocol):
 
 
 class SelectorProbe:
-    """Wraps ``selector.select`` on the instance; `remove` deletes the wrapper again."""
+    """Wraps ``selector.select`` on the instance; `remove` deletes the wrapper again.
+
+    The wrapper also hands the GIL to the watchdog when its look is due. A thread waiting for
+    the GIL is woken each time the holder lets go of it, and a loop that is never idle lets go
+    only for an instant, at each select(): the waiter rarely gets it then, starts its wait
+    over each time, and so waits, woken again and again, until it wins a race. Waking it costs
+    the loop thread a system call and an interrupt of the other core each time, thousands of
+    times a second. So the watchdog leaves a locked `gate` and the time it is `due` before it
+    sleeps (_HANDOVER_AFTER past its look); the first select() after that which will not wait
+    (the loop has callbacks ready) waits (GIL released) for the watchdog to look and open the
+    gate, at most _HANDOVER_WAIT. A loop that sat in select() meanwhile gave the watchdog the
+    GIL, and its look left a new gate."""
 
     hook = "blocks"
     # Slots: the wrapper reads and writes these on every loop iteration, and a slot is read
     # through one specialised instruction whatever else is set on the object.
     __slots__ = (
-        "_installed", "_selector", "_wrapper", "completed", "idle", "longest", "selects", "since",
-        "wake", "woke_at",
+        "_installed", "_selector", "_wrapper", "completed", "due", "gate", "idle", "longest",
+        "selects", "since", "wake", "woke_at",
     )  # fmt: skip
 
     def __init__(self, selector: selectors.BaseSelector, threshold: float, guard: Guard) -> None:
@@ -98,6 +115,10 @@ class SelectorProbe:
         # perf_counter() when the loop thread last set `wake`: from then on the watchdog is due
         # to run, and how late it gets the GIL tells a C call holding it.
         self.woke_at: float | None = None
+        # Set by the watchdog as it goes to sleep: a lock it holds and opens after its next
+        # look, and when that look is due (perf_counter()).
+        self.gate: Any = None
+        self.due = _NEVER
         self._installed = False
         self._wrapper = self._make_wrapper(selector.select, threshold, guard)
 
@@ -152,6 +173,11 @@ class SelectorProbe:
                         probe.longest = busy
                     if busy >= threshold:
                         completed.append((since, entered, cpu_clock()))
+                if timeout == 0 and entered >= probe.due:
+                    gate, probe.gate = probe.gate, None
+                    probe.due = _NEVER
+                    if gate is not None:
+                        gate.acquire(True, _HANDOVER_WAIT)
             except Exception as e:
                 guard.failed(probe.hook, e)
             try:
@@ -165,6 +191,7 @@ class SelectorProbe:
                     if probe.wake is not None:
                         wake, probe.wake = probe.wake, None
                         probe.woke_at = left
+                        probe.due = left + _HANDOVER_AFTER
                         wake.set()
                 except Exception as e:
                     guard.failed(probe.hook, e)
@@ -378,6 +405,8 @@ class Watchdog:
         self._crowded = False
         # The loops' probes asked to wake this thread from its last sleep through their idleness.
         self._sleeping: list[SelectorProbe] = []
+        # The gates left to the loops for this thread's current sleep (see `SelectorProbe`).
+        self._gates: list[Any] = []
         # perf_counter() -> time.time()
         self._wall_offset = time.time() - time.perf_counter()
         # Seconds of garbage collection in a span of perf_counter() time (set by the agent when
@@ -412,6 +441,10 @@ class Watchdog:
         run-queue wait (without it, blocks have none)."""
         with self._lock:
             self._targets[loop_id] = _Target(loop, loop_id, thread_id, tracker, precise, native_id)
+        if isinstance(tracker, SelectorProbe):
+            # This thread is woken (or starting) now, and will want the GIL from a loop that
+            # may be busy from its start.
+            self._leave_gate(tracker, time.perf_counter() + _HANDOVER_AFTER)
         self._wake.set()
 
     def remove(self, loop_id: int) -> None:
@@ -433,11 +466,38 @@ class Watchdog:
                     return
                 wait = self._poll_interval if wait is None else wait
                 self._asleep = (time.perf_counter() + wait, own.waited(), sys.getswitchinterval())
+                self._leave_gates(wait)
                 self._wake.wait(wait)
                 self._wake.clear()
         finally:
             own.close()
             self._restore_switch()
+            self._leave_gates(None)
+
+    def _leave_gates(self, wait: float | None) -> None:
+        """Open the gates of the last sleep (a loop thread may be waiting at one) and leave
+        each loop a new one for a sleep of ``wait`` seconds (None: none). Also when every core
+        is busy: the loop thread waiting at a gate gives its core to this thread."""
+        with self._lock:
+            opened, self._gates = self._gates, []
+            targets = list(self._targets.values())
+        if wait is not None:
+            due = time.perf_counter() + wait + _HANDOVER_AFTER
+            for target in targets:
+                if isinstance(target.tracker, SelectorProbe):
+                    self._leave_gate(target.tracker, due)
+        for gate in opened:
+            gate.release()
+
+    def _leave_gate(self, probe: SelectorProbe, due: float) -> None:
+        """Leave ``probe`` a locked gate for this thread's next look, ``due`` then; it is
+        opened at the end of that look (`_leave_gates`)."""
+        gate = threading.Lock()
+        gate.acquire()
+        with self._lock:
+            self._gates.append(gate)
+        probe.gate = gate
+        probe.due = due
 
     def _sleep_through(self, targets: list[_Target]) -> float | None:
         """With every loop quiet, ask each to wake this thread as its select() returns; how

@@ -1,0 +1,178 @@
+"""The watchdog takes the GIL from a busy loop at the loop's next select(), not by a race.
+
+A thread waiting for the GIL is woken each time the holder lets go of it; a loop that is never
+idle lets go only for an instant at each select(), so the waiter kept losing, woken thousands of
+times a second for as long as it waited, and each wake cost the loop thread a system call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import selectors
+import statistics
+import threading
+import time
+
+import pytest
+
+from loopscope.agent import _blocks
+from loopscope.agent._blocks import SelectorProbe, Watchdog
+from loopscope.agent._guard import Guard
+from loopscope.events import Event
+
+
+def _probe() -> tuple[SelectorProbe, selectors.BaseSelector, list[Event]]:
+    events: list[Event] = []
+    selector = selectors.DefaultSelector()
+    probe = SelectorProbe(selector, 0.02, Guard(events.append))
+    probe.install()
+    return probe, selector, events
+
+
+def _select_in_thread(
+    selector: selectors.BaseSelector, timeout: float = 0
+) -> tuple[threading.Thread, list[float]]:
+    took: list[float] = []
+
+    def run() -> None:
+        start = time.perf_counter()
+        selector.select(timeout)
+        took.append(time.perf_counter() - start)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, took
+
+
+def test_a_select_waits_at_the_gate_once_the_look_is_due_until_it_opens() -> None:
+    probe, selector, events = _probe()
+    try:
+        gate = threading.Lock()
+        gate.acquire()
+        probe.gate, probe.due = gate, time.perf_counter()
+        thread, took = _select_in_thread(selector)
+        # The loop thread waits for the gate, GIL released: this thread runs meanwhile.
+        deadline = time.perf_counter() + 5.0
+        while probe.gate is not None and time.perf_counter() < deadline:
+            time.sleep(0.0001)
+        assert probe.gate is None and probe.due == float("inf")
+        gate.release()
+        thread.join(5.0)
+        assert took and took[0] <= 5.0
+        assert not events  # nothing failed
+    finally:
+        probe.remove()
+        selector.close()
+
+
+def test_a_gate_nobody_opens_holds_the_loop_at_most_the_handover_wait() -> None:
+    probe, selector, events = _probe()
+    try:
+        gate = threading.Lock()
+        gate.acquire()
+        probe.gate, probe.due = gate, time.perf_counter()
+        thread, took = _select_in_thread(selector)
+        thread.join(5.0)
+        assert took, "select() did not return"
+        assert _blocks._HANDOVER_WAIT * 0.9 <= took[0] < 0.5, took
+        # Passed once: the next select() does not wait again.
+        thread, took = _select_in_thread(selector)
+        thread.join(5.0)
+        assert took and took[0] < _blocks._HANDOVER_WAIT, took
+        assert not events
+    finally:
+        probe.remove()
+        selector.close()
+
+
+def test_a_select_before_the_look_is_due_or_that_may_wait_does_not_wait_at_the_gate() -> None:
+    probe, selector, _ = _probe()
+    try:
+        gate = threading.Lock()
+        gate.acquire()
+        probe.gate, probe.due = gate, time.perf_counter() + 60.0
+        for _ in range(20):
+            thread, took = _select_in_thread(selector)
+            thread.join(5.0)
+            assert took and took[0] < _blocks._HANDOVER_WAIT, took
+        assert probe.gate is gate
+        # Due, but select() may wait for events (no callbacks ready): the GIL is free then.
+        due = probe.due = time.perf_counter()
+        thread, took = _select_in_thread(selector, 0.0001)
+        thread.join(5.0)
+        assert took, "select() did not return"
+        assert probe.gate is gate and probe.due == due
+    finally:
+        probe.remove()
+        selector.close()
+
+
+def _voluntary_switches(native_id: int) -> int | None:
+    try:
+        with open(f"/proc/self/task/{native_id}/status") as f:
+            for line in f:
+                if line.startswith("voluntary_ctxt_switches:"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+@pytest.mark.serial  # counts a thread's wake-ups while another thread keeps a core busy
+def test_the_watchdog_looks_at_a_busy_loop_on_time_and_is_not_woken_by_each_iteration() -> None:
+    if os.cpu_count() == 1:
+        pytest.skip("needs two cores: on one, the GIL is handed over with the core")
+    if _voluntary_switches(threading.get_native_id()) is None:
+        pytest.skip("needs /proc/self/task/*/status to count a thread's wake-ups")
+    events: list[Event] = []
+    guard = Guard(events.append)
+    loop = asyncio.new_event_loop()
+    probe = SelectorProbe(loop._selector, 0.02, guard)  # type: ignore[attr-defined]
+    watchdog = Watchdog(events.append, guard)
+    late: list[float] = []
+    poll = watchdog._poll
+
+    def timed_poll() -> float | None:
+        due = watchdog._asleep[0]
+        if due:
+            late.append(time.perf_counter() - due)
+        return poll()
+
+    watchdog._poll = timed_poll  # type: ignore[method-assign]
+
+    async def churn(seconds: float) -> None:
+        async def short() -> None:
+            await asyncio.sleep(0)
+
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            await asyncio.gather(*[short() for _ in range(100)])
+
+    probe.install()
+    watchdog.add(loop, id(loop), threading.get_ident(), probe, precise=True)
+    watchdog.start()
+    try:
+        loop.run_until_complete(churn(1.5))  # past the watchdog's first looks
+        native = watchdog._thread.native_id
+        assert native is not None
+        late.clear()
+        before = _voluntary_switches(native)
+        selects = probe.selects
+        loop.run_until_complete(churn(2.0))
+        woken = _voluntary_switches(native)
+        looks = len(late)
+        selects = probe.selects - selects
+    finally:
+        watchdog.stop()
+        probe.remove()
+        loop.close()
+    assert before is not None and woken is not None
+    assert not [e for e in events if getattr(e, "kind", "") == "notice"], events
+    assert looks >= 20, f"the watchdog looked {looks} times in 2 s"
+    # It is woken for each look, and for the GIL on the loop's iterations in the millisecond
+    # before the loop hands it over (about 8 a look on 2 cores); before the loop handed it over
+    # at select(), it was woken on most of the loop's iterations (about 400 a look).
+    per_look = (woken - before) / looks
+    assert per_look < 30, (per_look, woken - before, looks, selects)
+    assert statistics.median(late) < 0.01, sorted(late)[len(late) // 2 :]
