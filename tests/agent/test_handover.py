@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import selectors
+import signal
 import statistics
 import threading
 import time
@@ -176,3 +177,33 @@ def test_the_watchdog_looks_at_a_busy_loop_on_time_and_is_not_woken_by_each_iter
     per_look = (woken - before) / looks
     assert per_look < 30, (per_look, woken - before, looks, selects)
     assert statistics.median(late) < 0.01, sorted(late)[len(late) // 2 :]
+
+
+def test_an_error_raised_by_a_signal_handler_during_the_wait_reaches_the_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal handlers run on the main thread, and this test is not on it")
+    monkeypatch.setattr(_blocks, "_HANDOVER_WAIT", 10.0)
+    probe, selector, events = _probe()
+
+    def handler(signum: int, frame: object) -> None:
+        raise RuntimeError("the program's own")
+
+    previous = signal.signal(signal.SIGUSR1, handler)
+    sender = threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGUSR1))
+    try:
+        gate = threading.Lock()
+        gate.acquire()
+        probe.gate, probe.due = gate, time.perf_counter()
+        sender.start()
+        started = time.perf_counter()
+        with pytest.raises(RuntimeError, match="the program's own"):
+            selector.select(0)
+        assert time.perf_counter() - started < 5.0
+        assert not events  # not taken for a fault of the probe's
+    finally:
+        sender.cancel()
+        signal.signal(signal.SIGUSR1, previous)
+        probe.remove()
+        selector.close()

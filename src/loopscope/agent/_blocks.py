@@ -163,6 +163,7 @@ class SelectorProbe:
         # reported the same way, and the real select always runs.
         def select(timeout: float | None = None) -> Any:
             entered = clock()
+            gate = None
             try:
                 probe.selects += 1
                 since = probe.since
@@ -176,11 +177,13 @@ class SelectorProbe:
                 if timeout == 0 and entered >= probe.due:
                     gate, probe.gate = probe.gate, None
                     probe.due = _NEVER
-                    if gate is not None:
-                        gate.acquire(True, _HANDOVER_WAIT)
             except Exception as e:
                 guard.failed(probe.hook, e)
             try:
+                if gate is not None:
+                    # Not guarded: a signal handler that runs meanwhile raises the program's
+                    # own error, which reaches the loop as it would from select().
+                    gate.acquire(True, _HANDOVER_WAIT)
                 return original(timeout)
             finally:
                 try:
