@@ -14,6 +14,7 @@ import signal
 import statistics
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -23,90 +24,86 @@ from loopscope.agent._guard import Guard
 from loopscope.events import Event
 
 
-def _probe() -> tuple[SelectorProbe, selectors.BaseSelector, list[Event]]:
-    events: list[Event] = []
-    selector = selectors.DefaultSelector()
-    probe = SelectorProbe(selector, 0.02, Guard(events.append))
-    probe.install()
-    return probe, selector, events
+class _Gated:
+    """A wrapped selector whose probe holds a locked gate, due as the test sets it."""
 
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self.selector = selectors.DefaultSelector()
+        self.probe = SelectorProbe(self.selector, 0.02, Guard(self.events.append))
+        self.probe.install()
+        self.gate = threading.Lock()
+        self.gate.acquire()
+        self.probe.gate = self.gate
 
-def _select_in_thread(
-    selector: selectors.BaseSelector, timeout: float = 0
-) -> tuple[threading.Thread, list[float]]:
-    took: list[float] = []
+    def due_in(self, seconds: float) -> float:
+        self.probe.due = time.perf_counter() + seconds
+        return self.probe.due
 
-    def run() -> None:
-        start = time.perf_counter()
-        selector.select(timeout)
-        took.append(time.perf_counter() - start)
+    def select_in_thread(self, timeout: float = 0) -> tuple[threading.Thread, list[float]]:
+        took: list[float] = []
 
-    thread = threading.Thread(target=run)
-    thread.start()
-    return thread, took
+        def run() -> None:
+            start = time.perf_counter()
+            self.selector.select(timeout)
+            took.append(time.perf_counter() - start)
 
+        thread = threading.Thread(target=run)
+        thread.start()
+        return thread, took
 
-def test_a_select_waits_at_the_gate_once_the_look_is_due_until_it_opens() -> None:
-    probe, selector, events = _probe()
-    try:
-        gate = threading.Lock()
-        gate.acquire()
-        probe.gate, probe.due = gate, time.perf_counter()
-        thread, took = _select_in_thread(selector)
-        # The loop thread waits for the gate, GIL released: this thread runs meanwhile.
-        deadline = time.perf_counter() + 5.0
-        while probe.gate is not None and time.perf_counter() < deadline:
-            time.sleep(0.0001)
-        assert probe.gate is None and probe.due == float("inf")
-        gate.release()
-        thread.join(5.0)
-        assert took and took[0] <= 5.0
-        assert not events  # nothing failed
-    finally:
-        probe.remove()
-        selector.close()
-
-
-def test_a_gate_nobody_opens_holds_the_loop_at_most_the_handover_wait() -> None:
-    probe, selector, events = _probe()
-    try:
-        gate = threading.Lock()
-        gate.acquire()
-        probe.gate, probe.due = gate, time.perf_counter()
-        thread, took = _select_in_thread(selector)
+    def select(self, timeout: float = 0) -> float:
+        """How long a select() took, in a thread of its own."""
+        thread, took = self.select_in_thread(timeout)
         thread.join(5.0)
         assert took, "select() did not return"
-        assert _blocks._HANDOVER_WAIT * 0.9 <= took[0] < 0.5, took
-        # Passed once: the next select() does not wait again.
-        thread, took = _select_in_thread(selector)
-        thread.join(5.0)
-        assert took and took[0] < _blocks._HANDOVER_WAIT, took
-        assert not events
-    finally:
-        probe.remove()
-        selector.close()
+        return took[0]
 
 
-def test_a_select_before_the_look_is_due_or_that_may_wait_does_not_wait_at_the_gate() -> None:
-    probe, selector, _ = _probe()
-    try:
-        gate = threading.Lock()
-        gate.acquire()
-        probe.gate, probe.due = gate, time.perf_counter() + 60.0
-        for _ in range(20):
-            thread, took = _select_in_thread(selector)
-            thread.join(5.0)
-            assert took and took[0] < _blocks._HANDOVER_WAIT, took
-        assert probe.gate is gate
-        # Due, but select() may wait for events (no callbacks ready): the GIL is free then.
-        due = probe.due = time.perf_counter()
-        thread, took = _select_in_thread(selector, 0.0001)
-        thread.join(5.0)
-        assert took, "select() did not return"
-        assert probe.gate is gate and probe.due == due
-    finally:
-        probe.remove()
-        selector.close()
+@pytest.fixture
+def gated() -> Iterator[_Gated]:
+    made = _Gated()
+    yield made
+    made.probe.remove()
+    made.selector.close()
+
+
+def test_a_select_waits_at_the_gate_once_the_look_is_due_until_it_opens(gated: _Gated) -> None:
+    gated.due_in(0.0)
+    thread, took = gated.select_in_thread()
+    # The loop thread waits for the gate, GIL released: this thread runs meanwhile.
+    deadline = time.perf_counter() + 5.0
+    while gated.probe.gate is not None and time.perf_counter() < deadline:
+        time.sleep(0.0001)
+    assert gated.probe.gate is None and gated.probe.due == float("inf")
+    gated.gate.release()
+    thread.join(5.0)
+    assert took and took[0] <= 5.0
+    assert not gated.events  # nothing failed
+
+
+def test_a_gate_nobody_opens_holds_the_loop_at_most_the_handover_wait(gated: _Gated) -> None:
+    gated.due_in(0.0)
+    took = gated.select()
+    assert _blocks._HANDOVER_WAIT * 0.9 <= took < 0.5, took
+    # Passed once: the next select() does not wait again.
+    took = gated.select()
+    assert took < _blocks._HANDOVER_WAIT, took
+    assert not gated.events
+
+
+def test_a_select_before_the_look_is_due_or_that_may_wait_does_not_wait_at_the_gate(
+    gated: _Gated,
+) -> None:
+    gated.due_in(60.0)
+    for _ in range(20):
+        took = gated.select()
+        assert took < _blocks._HANDOVER_WAIT, took
+    assert gated.probe.gate is gated.gate
+    # Due, but select() may wait for events (no callbacks ready): the GIL is free then.
+    due = gated.due_in(0.0)
+    gated.select(0.0001)
+    assert gated.probe.gate is gated.gate and gated.probe.due == due
 
 
 def _voluntary_switches(native_id: int) -> int | None:
@@ -180,12 +177,11 @@ def test_the_watchdog_looks_at_a_busy_loop_on_time_and_is_not_woken_by_each_iter
 
 
 def test_an_error_raised_by_a_signal_handler_during_the_wait_reaches_the_loop(
-    monkeypatch: pytest.MonkeyPatch,
+    gated: _Gated, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     if threading.current_thread() is not threading.main_thread():
         pytest.skip("signal handlers run on the main thread, and this test is not on it")
     monkeypatch.setattr(_blocks, "_HANDOVER_WAIT", 10.0)
-    probe, selector, events = _probe()
 
     def handler(signum: int, frame: object) -> None:
         raise RuntimeError("the program's own")
@@ -193,17 +189,13 @@ def test_an_error_raised_by_a_signal_handler_during_the_wait_reaches_the_loop(
     previous = signal.signal(signal.SIGUSR1, handler)
     sender = threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGUSR1))
     try:
-        gate = threading.Lock()
-        gate.acquire()
-        probe.gate, probe.due = gate, time.perf_counter()
+        gated.due_in(0.0)
         sender.start()
         started = time.perf_counter()
         with pytest.raises(RuntimeError, match="the program's own"):
-            selector.select(0)
+            gated.selector.select(0)
         assert time.perf_counter() - started < 5.0
-        assert not events  # not taken for a fault of the probe's
+        assert not gated.events  # not taken for a fault of the probe's
     finally:
         sender.cancel()
         signal.signal(signal.SIGUSR1, previous)
-        probe.remove()
-        selector.close()
