@@ -12,6 +12,7 @@ import os
 import selectors
 import signal
 import statistics
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -199,3 +200,26 @@ def test_an_error_raised_by_a_signal_handler_during_the_wait_reaches_the_loop(
     finally:
         sender.cancel()
         signal.signal(signal.SIGUSR1, previous)
+
+
+@pytest.mark.parametrize("gil", [True, False], ids=["gil", "free-threaded"])
+def test_the_watchdog_leaves_gates_only_where_threads_take_turns_with_a_gil(
+    gated: _Gated, monkeypatch: pytest.MonkeyPatch, gil: bool
+) -> None:
+    monkeypatch.setattr(sys, "_is_gil_enabled", lambda: gil, raising=False)
+    watchdog = Watchdog(gated.events.append, Guard(gated.events.append))
+    loop = asyncio.new_event_loop()
+    try:
+        gated.probe.gate = None
+        watchdog.add(loop, id(loop), threading.get_ident(), gated.probe, precise=True)
+        assert (gated.probe.gate is not None) is gil  # for the first look
+        watchdog._leave_gates(0.01)  # as after a look, before a sleep of 10 ms
+        left = gated.probe.gate
+        assert (left is not None) is gil
+        assert (gated.probe.due < float("inf")) is gil
+        watchdog._leave_gates(None)  # as the watchdog stops: every gate opened, none left
+        assert gated.probe.gate is None and gated.probe.due == float("inf")
+        if left is not None:
+            assert left.acquire(blocking=False)
+    finally:
+        loop.close()

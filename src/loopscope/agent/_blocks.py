@@ -444,7 +444,7 @@ class Watchdog:
         run-queue wait (without it, blocks have none)."""
         with self._lock:
             self._targets[loop_id] = _Target(loop, loop_id, thread_id, tracker, precise, native_id)
-        if isinstance(tracker, SelectorProbe):
+        if isinstance(tracker, SelectorProbe) and _gil_enabled():
             # This thread is woken (or starting) now, and will want the GIL from a loop that
             # may be busy from its start.
             self._leave_gate(tracker, time.perf_counter() + _HANDOVER_AFTER)
@@ -484,11 +484,15 @@ class Watchdog:
         with self._lock:
             opened, self._gates = self._gates, []
             targets = list(self._targets.values())
-        if wait is not None:
-            due = time.perf_counter() + wait + _HANDOVER_AFTER
-            for target in targets:
-                if isinstance(target.tracker, SelectorProbe):
-                    self._leave_gate(target.tracker, due)
+        leave = wait is not None and _gil_enabled()
+        due = time.perf_counter() + (wait or 0.0) + _HANDOVER_AFTER
+        for target in targets:
+            probe = target.tracker
+            if isinstance(probe, SelectorProbe):
+                if leave:
+                    self._leave_gate(probe, due)
+                else:
+                    probe.gate, probe.due = None, _NEVER
         for gate in opened:
             gate.release()
 
@@ -776,6 +780,13 @@ class _OwnQueue:
         fd, self._fd = self._fd, None
         if fd is not None:
             os.close(fd)
+
+
+def _gil_enabled() -> bool:
+    """Whether threads take turns with a GIL (without one, 3.13+ free-threaded builds, nothing
+    waits for it and a loop has nothing to hand over)."""
+    is_enabled = getattr(sys, "_is_gil_enabled", None)
+    return True if is_enabled is None else bool(is_enabled())
 
 
 def _route(frame: FrameType | None) -> str | None:
