@@ -16,9 +16,11 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+import loopscope.agent
 from loopscope.agent import _blocks
 from loopscope.agent._blocks import SelectorProbe, Watchdog
 from loopscope.agent._guard import Guard
@@ -223,3 +225,47 @@ def test_the_watchdog_leaves_gates_only_where_threads_take_turns_with_a_gil(
             assert left.acquire(blocking=False)
     finally:
         loop.close()
+
+
+@pytest.mark.serial  # counts a thread's wake-ups while another thread keeps a core busy
+def test_under_churn_the_server_is_woken_for_summaries_at_the_watchdogs_looks(
+    tmp_path: Path,
+) -> None:
+    if os.cpu_count() == 1:
+        pytest.skip("needs two cores: on one, the GIL is handed over with the core")
+    if _voluntary_switches(threading.get_native_id()) is None:
+        pytest.skip("needs /proc/self/task/*/status to count a thread's wake-ups")
+
+    async def churn(seconds: float) -> None:
+        async def short() -> None:
+            await asyncio.sleep(0)
+
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            await asyncio.gather(*[short() for _ in range(100)])
+
+    async def main() -> tuple[list[float], dict[str, str]]:
+        agent = loopscope.agent.install(socket_path=str(tmp_path / "a.sock"))
+        try:
+            await churn(1.5)  # past the agent's start
+            threads = {t.name: t.native_id for t in threading.enumerate()}
+            native = threads["loopscope-server"]
+            assert native is not None
+            rates = []
+            for _ in range(3):
+                before = _voluntary_switches(native)
+                started = time.perf_counter()
+                await churn(1.0)
+                woken = _voluntary_switches(native)
+                assert before is not None and woken is not None
+                rates.append((woken - before) / (time.perf_counter() - started))
+            return rates, dict(agent.guard.disabled)
+        finally:
+            loopscope.agent.uninstall()
+
+    rates, disabled = asyncio.run(main())
+    assert not disabled
+    # About 2 a second: one for each two summaries' worth (more in a second in which the
+    # server's work outlasted the loop's wait at the gate). Woken by the summaries itself, it
+    # waited for the GIL until the loop's next gate: 150-300 a second.
+    assert min(rates) < 20, rates

@@ -53,6 +53,9 @@ _BLOCK_SWITCH = 0.0005
 # for it. A loop that waits in select() meanwhile lets the watchdog have the GIL at no cost.
 _HANDOVER_AFTER = 0.001
 _HANDOVER_WAIT = 0.001
+# How much longer it waits when the watchdog has passed the gate on to the server thread (see
+# `Watchdog.relay`), which sends the summaries in 0.3-1 ms.
+_RELAY_WAIT = 0.002
 _NEVER = float("inf")
 # The watchdog's wait for a core on waking up from which every core is taken to be busy: then
 # it samples at the program's own switch interval, since each GIL handover it forces costs the
@@ -99,7 +102,7 @@ class SelectorProbe:
     # through one specialised instruction whatever else is set on the object.
     __slots__ = (
         "_installed", "_selector", "_wrapper", "completed", "due", "gate", "idle", "longest",
-        "selects", "since", "wake", "woke_at",
+        "relayed", "selects", "since", "wake", "woke_at",
     )  # fmt: skip
 
     def __init__(self, selector: selectors.BaseSelector, threshold: float, guard: Guard) -> None:
@@ -119,6 +122,8 @@ class SelectorProbe:
         # look, and when that look is due (perf_counter()).
         self.gate: Any = None
         self.due = _NEVER
+        # The gate the watchdog passed on to another thread of the agent to open.
+        self.relayed: Any = None
         self._installed = False
         self._wrapper = self._make_wrapper(selector.select, threshold, guard)
 
@@ -180,10 +185,14 @@ class SelectorProbe:
             except Exception as e:
                 guard.failed(probe.hook, e)
             try:
-                if gate is not None:
-                    # Not guarded: a signal handler that runs meanwhile raises the program's
-                    # own error, which reaches the loop as it would from select().
-                    gate.acquire(True, _HANDOVER_WAIT)
+                # Not guarded: a signal handler that runs meanwhile raises the program's own
+                # error, which reaches the loop as it would from select().
+                if (
+                    gate is not None
+                    and not gate.acquire(True, _HANDOVER_WAIT)
+                    and probe.relayed is gate
+                ):
+                    gate.acquire(True, _RELAY_WAIT)
                 return original(timeout)
             finally:
                 try:
@@ -409,7 +418,10 @@ class Watchdog:
         # The loops' probes asked to wake this thread from its last sleep through their idleness.
         self._sleeping: list[SelectorProbe] = []
         # The gates left to the loops for this thread's current sleep (see `SelectorProbe`).
-        self._gates: list[Any] = []
+        self._gates: list[tuple[SelectorProbe, Any]] = []
+        # Given the gates at the end of a look, may wake another thread of the agent and pass
+        # them on to it to open (True): it then gets the GIL from the waiting loop too.
+        self.relay: Callable[[list[Any]], bool] | None = None
         # perf_counter() -> time.time()
         self._wall_offset = time.time() - time.perf_counter()
         # Seconds of garbage collection in a span of perf_counter() time (set by the agent when
@@ -482,8 +494,9 @@ class Watchdog:
         each loop a new one for a sleep of ``wait`` seconds (None: none). Also when every core
         is busy: the loop thread waiting at a gate gives its core to this thread."""
         with self._lock:
-            opened, self._gates = self._gates, []
+            left, self._gates = self._gates, []
             targets = list(self._targets.values())
+        opened = [gate for _, gate in left]
         leave = wait is not None and _gil_enabled()
         due = time.perf_counter() + (wait or 0.0) + _HANDOVER_AFTER
         for target in targets:
@@ -493,6 +506,17 @@ class Watchdog:
                     self._leave_gate(probe, due)
                 else:
                     probe.gate, probe.due = None, _NEVER
+        # Passed on only while every loop is in select() or waiting at its gate (a loop that
+        # went on without this thread would have the other wait for the GIL as this one did).
+        if (
+            wait is not None
+            and self.relay is not None
+            and all(probe.since is None for probe, _ in left)
+            and self.relay(opened)
+        ):
+            for probe, gate in left:
+                probe.relayed = gate
+            return
         for gate in opened:
             gate.release()
 
@@ -502,7 +526,7 @@ class Watchdog:
         gate = threading.Lock()
         gate.acquire()
         with self._lock:
-            self._gates.append(gate)
+            self._gates.append((probe, gate))
         probe.gate = gate
         probe.due = due
 

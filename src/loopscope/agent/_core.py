@@ -100,6 +100,8 @@ class Agent:
             skip_dirs=(_AGENT_DIR,),
             skip_files=(runpy.__file__,),
         )
+        # The watchdog wakes the server for the summaries while it hands the loops' GIL over.
+        self._watchdog.relay = self.guard.wrap("relay", self._outbox.relay, fallback=False)
         # Process-wide, so the agent's rather than a loop's; on and off with the lifecycle.
         self._unawaited = UnawaitedHook(self.emit, self.guard)
         self._scanner = RaceScanner(self.emit, self.guard, local_map())

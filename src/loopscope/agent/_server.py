@@ -40,6 +40,10 @@ BACKLOG_BYTES = 16 * 1024 * 1024
 # one each. Any other event (a block, a notice, a loop starting) wakes it at once. While events
 # come further apart than 2 * COALESCE (an idle program's one summary a second), the server
 # sleeps until the next one, which wakes it: one wakeup each rather than two.
+# While the watchdog leaves the loops gates (`_blocks.SelectorProbe`), it wakes the server for the
+# summaries instead, at a look that has a loop waiting at its gate, and passes the gates on: the
+# server opens them once it has sent what it had, so it gets the GIL at once rather than waiting
+# for it through a busy loop's iterations.
 COALESCE = 0.5
 IDLE_TICK = 5.0
 PERIODIC = frozenset(
@@ -72,15 +76,22 @@ class Outbox:
         queue = self._queue
         clock = time.monotonic
         # [a wakeup is pending (written, not yet drained), when the last one was written, any
-        # event wakes the server (it sleeps until one comes), the last two came close together]
-        woken: list[Any] = [False, -COALESCE, False, False]
+        # event wakes the server (it sleeps until one comes), the last two came close together,
+        # the watchdog wakes it for summaries (see `relay`)]
+        woken: list[Any] = [False, -COALESCE, False, False, False]
         self._woken = woken
+        self._gates: list[Any] = []  # passed on by `relay`, for the server to open
+        self.sleeping = False  # the server thread is in its select(), or waking from it
 
         def emit(event: Event) -> None:
             queue.append(event)
             if not woken[0]:
                 now = clock()
-                if woken[2] or event.kind not in PERIODIC or now - woken[1] >= COALESCE:
+                if (
+                    woken[2]
+                    or event.kind not in PERIODIC
+                    or (now - woken[1] >= COALESCE and not woken[4])
+                ):
                     woken[3] = now - woken[1] < 2 * COALESCE
                     woken[0], woken[1] = True, now
                     self.wake()
@@ -96,14 +107,43 @@ class Outbox:
         woken[2] = not woken[3]  # before the queue is looked at: an event queued after wakes
         if self._queue:
             woken[2] = False
-            return COALESCE
-        if woken[2]:
-            return IDLE_TICK
+            # Relayed: only if the watchdog stopped looking does the server wake on its own.
+            return 2 * COALESCE if woken[4] else COALESCE
+        if woken[2] or woken[4]:
+            return IDLE_TICK  # an event wakes it, or the watchdog does for the summaries
         # Until then an event does not wake it; after, any does.
         return max(0.0, woken[1] + COALESCE - time.monotonic()) or IDLE_TICK
 
     def awake(self) -> None:
         self._woken[2] = False
+
+    def relay(self, gates: list[Any]) -> bool:
+        """From the watchdog, at the end of a look, with the gates it would open (a loop thread
+        may be waiting at one): wake the server if summaries have waited COALESCE, and leave it
+        the gates to open; leave them to a server that is awake (woken by a block, say) too: it
+        may be waiting for the GIL. True if it took them. Summaries wait for this while gates
+        come."""
+        woken = self._woken
+        woken[4] = bool(gates)
+        if not gates or self._wake_w is None:
+            return False
+        if woken[0] or not self.sleeping:
+            self._gates.extend(gates)
+            return True
+        now = time.monotonic()
+        if not self._queue or now - woken[1] < COALESCE:
+            return False
+        self._gates.extend(gates)
+        woken[3] = now - woken[1] < 2 * COALESCE
+        woken[0], woken[1] = True, now
+        self.wake()
+        return True
+
+    def open_gates(self) -> None:
+        """Open the gates `relay` left (the server has the GIL and has done its work)."""
+        gates, self._gates = self._gates, []
+        for gate in gates:
+            gate.release()
 
     def wake(self) -> None:
         """Wake the server thread from its select()."""
@@ -122,6 +162,7 @@ class Outbox:
         return self._wake_r
 
     def close(self) -> None:
+        self.open_gates()
         with self._wake_lock:
             if self._wake_w is None:
                 return
@@ -250,10 +291,13 @@ class Server:
         if client is not None:
             readers.append(client)
         writers = [client] if client is not None and self._outbuf else []
+        outbox = self._outbox
+        outbox.sleeping = True
         try:
-            readable, writable, _ = select.select(readers, writers, [], self._outbox.timeout())
+            readable, writable, _ = select.select(readers, writers, [], outbox.timeout())
         finally:
-            self._outbox.awake()
+            outbox.sleeping = False
+            outbox.awake()
         self._take_events()
         # The client before the listener: a client that left makes room for the next one.
         if client is not None and client in readable:
@@ -264,6 +308,7 @@ class Server:
             self._accept()
         if client is not None and client is self._client and client in writable:
             self._write(client)
+        self._outbox.open_gates()
         return True
 
     def _take_events(self) -> None:
