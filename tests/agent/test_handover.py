@@ -109,6 +109,24 @@ def test_a_select_before_the_look_is_due_or_that_may_wait_does_not_wait_at_the_g
     assert gated.probe.gate is gated.gate and gated.probe.due == due
 
 
+async def churn(seconds: float) -> None:
+    """Batches of short coroutines gathered: the loop never waits in select()."""
+
+    async def short() -> None:
+        await asyncio.sleep(0)
+
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        await asyncio.gather(*[short() for _ in range(100)])
+
+
+def _need_two_cores_and_wakeup_counts() -> None:
+    if os.cpu_count() == 1:
+        pytest.skip("needs two cores: on one, the GIL is handed over with the core")
+    if _voluntary_switches(threading.get_native_id()) is None:
+        pytest.skip("needs /proc/self/task/*/status to count a thread's wake-ups")
+
+
 def _voluntary_switches(native_id: int) -> int | None:
     try:
         with open(f"/proc/self/task/{native_id}/status") as f:
@@ -122,10 +140,7 @@ def _voluntary_switches(native_id: int) -> int | None:
 
 @pytest.mark.serial  # counts a thread's wake-ups while another thread keeps a core busy
 def test_the_watchdog_looks_at_a_busy_loop_on_time_and_is_not_woken_by_each_iteration() -> None:
-    if os.cpu_count() == 1:
-        pytest.skip("needs two cores: on one, the GIL is handed over with the core")
-    if _voluntary_switches(threading.get_native_id()) is None:
-        pytest.skip("needs /proc/self/task/*/status to count a thread's wake-ups")
+    _need_two_cores_and_wakeup_counts()
     events: list[Event] = []
     guard = Guard(events.append)
     loop = asyncio.new_event_loop()
@@ -141,14 +156,6 @@ def test_the_watchdog_looks_at_a_busy_loop_on_time_and_is_not_woken_by_each_iter
         return poll()
 
     watchdog._poll = timed_poll  # type: ignore[method-assign]
-
-    async def churn(seconds: float) -> None:
-        async def short() -> None:
-            await asyncio.sleep(0)
-
-        end = time.perf_counter() + seconds
-        while time.perf_counter() < end:
-            await asyncio.gather(*[short() for _ in range(100)])
 
     probe.install()
     watchdog.add(loop, id(loop), threading.get_ident(), probe, precise=True)
@@ -231,18 +238,7 @@ def test_the_watchdog_leaves_gates_only_where_threads_take_turns_with_a_gil(
 def test_under_churn_the_server_is_woken_for_summaries_at_the_watchdogs_looks(
     tmp_path: Path,
 ) -> None:
-    if os.cpu_count() == 1:
-        pytest.skip("needs two cores: on one, the GIL is handed over with the core")
-    if _voluntary_switches(threading.get_native_id()) is None:
-        pytest.skip("needs /proc/self/task/*/status to count a thread's wake-ups")
-
-    async def churn(seconds: float) -> None:
-        async def short() -> None:
-            await asyncio.sleep(0)
-
-        end = time.perf_counter() + seconds
-        while time.perf_counter() < end:
-            await asyncio.gather(*[short() for _ in range(100)])
+    _need_two_cores_and_wakeup_counts()
 
     async def main() -> tuple[list[float], dict[str, str]]:
         agent = loopscope.agent.install(socket_path=str(tmp_path / "a.sock"))
