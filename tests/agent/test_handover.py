@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from agent_harness import wait_until
 
 import loopscope.agent
 from loopscope.agent import _blocks
@@ -71,14 +72,16 @@ def gated() -> Iterator[_Gated]:
     made.selector.close()
 
 
-def test_a_select_waits_at_the_gate_once_the_look_is_due_until_it_opens(gated: _Gated) -> None:
+def test_a_select_waits_at_the_gate_once_the_look_is_due_until_it_opens(
+    gated: _Gated, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_blocks, "_HANDOVER_WAIT", 10.0)  # long enough to see it wait
     gated.due_in(0.0)
     thread, took = gated.select_in_thread()
     # The loop thread waits for the gate, GIL released: this thread runs meanwhile.
-    deadline = time.perf_counter() + 5.0
-    while gated.probe.gate is not None and time.perf_counter() < deadline:
-        time.sleep(0.0001)
+    wait_until(lambda: gated.probe.gate is None, 5.0, "the loop thread to take the gate")
     assert gated.probe.gate is None and gated.probe.due == float("inf")
+    assert thread.is_alive() and not took  # still at the gate
     gated.gate.release()
     thread.join(5.0)
     assert took and took[0] <= 5.0

@@ -491,20 +491,20 @@ class Watchdog:
 
     def _leave_gates(self, wait: float | None) -> None:
         """Open the gates of the last sleep (a loop thread may be waiting at one) and leave
-        each loop a new one for a sleep of ``wait`` seconds (None: none). Also when every core
-        is busy: the loop thread waiting at a gate gives its core to this thread."""
+        each loop a new one for a sleep of ``wait`` seconds (None: none). Gates are left when
+        every core is busy too: a loop thread waiting at one gives its core to this thread."""
         with self._lock:
             left, self._gates = self._gates, []
-            targets = list(self._targets.values())
+            probes = [t.tracker for t in self._targets.values()]
         opened = [gate for _, gate in left]
-        leave = wait is not None and _gil_enabled()
-        due = time.perf_counter() + (wait or 0.0) + _HANDOVER_AFTER
-        for target in targets:
-            probe = target.tracker
-            if isinstance(probe, SelectorProbe):
-                if leave:
+        if wait is not None and _gil_enabled():
+            due = time.perf_counter() + wait + _HANDOVER_AFTER
+            for probe in probes:
+                if isinstance(probe, SelectorProbe):
                     self._leave_gate(probe, due)
-                else:
+        else:
+            for probe in probes:
+                if isinstance(probe, SelectorProbe):
                     probe.gate, probe.due = None, _NEVER
         # Passed on only while every loop is in select() or waiting at its gate (a loop that
         # went on without this thread would have the other wait for the GIL as this one did).

@@ -92,9 +92,7 @@ class Outbox:
                     or event.kind not in PERIODIC
                     or (now - woken[1] >= COALESCE and not woken[4])
                 ):
-                    woken[3] = now - woken[1] < 2 * COALESCE
-                    woken[0], woken[1] = True, now
-                    self.wake()
+                    self._wake_at(now)
 
         self.emit: Callable[[Event], None] = emit
 
@@ -134,10 +132,16 @@ class Outbox:
         if not self._queue or now - woken[1] < COALESCE:
             return False
         self._gates.extend(gates)
+        self._wake_at(now)
+        return True
+
+    def _wake_at(self, now: float) -> None:
+        """Wake the server, noting when (``now``, monotonic) and whether the last two wakeups
+        came close together."""
+        woken = self._woken
         woken[3] = now - woken[1] < 2 * COALESCE
         woken[0], woken[1] = True, now
         self.wake()
-        return True
 
     def open_gates(self) -> None:
         """Open the gates `relay` left (the server has the GIL and has done its work)."""
@@ -308,7 +312,7 @@ class Server:
             self._accept()
         if client is not None and client is self._client and client in writable:
             self._write(client)
-        self._outbox.open_gates()
+        outbox.open_gates()
         return True
 
     def _take_events(self) -> None:
