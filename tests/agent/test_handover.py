@@ -92,9 +92,46 @@ def test_a_gate_nobody_opens_holds_the_loop_at_most_the_handover_wait(gated: _Ga
     gated.due_in(0.0)
     took = gated.select()
     assert _blocks._HANDOVER_WAIT * 0.9 <= took < 0.5, took
-    # Passed once: nothing is left for the next select() to wait at.
+    assert not gated.events
+
+
+def test_a_gate_nobody_opened_is_put_back_ever_further_off_then_dropped(gated: _Gated) -> None:
+    """A watchdog that had no core in the millisecond the loop waited would otherwise wait for
+    the GIL through the loop's iterations until its next look."""
+    gated.due_in(0.0)
+    for missed in range(1, _blocks._HANDOVER_RETRIES + 1):
+        before = time.perf_counter()
+        gated.select()
+        after = time.perf_counter()
+        assert gated.probe.gate is gated.gate and gated.probe.missed == missed
+        off = _blocks._HANDOVER_AFTER * 2**missed
+        assert before + off <= gated.probe.due <= after + off
+        wait_until(
+            lambda: time.perf_counter() >= gated.probe.due, 5.0, "the put-back gate to be due"
+        )
+    gated.select()  # missed once more: dropped, so a starved watchdog holds the loop no more
     assert gated.probe.gate is None and gated.probe.due == float("inf")
     gated.select()
+    assert not gated.events
+
+
+def test_a_gate_is_not_put_back_once_the_watchdog_has_looked(
+    gated: _Gated, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    watchdog = Watchdog(gated.events.append, Guard(gated.events.append))
+    monkeypatch.setattr(_blocks, "_HANDOVER_WAIT", 0.2)
+    # The watchdog looked while the loop waited and left a new gate, but its look outlasted
+    # the wait, so the old gate was still shut: the new one stays, due when the watchdog said,
+    # and counts no miss.
+    gated.probe.missed = 3
+    gated.due_in(0.0)
+    thread, took = gated.select_in_thread()
+    wait_until(lambda: gated.probe.gate is None, 5.0, "the loop thread to take the gate")
+    watchdog._leave_gate(gated.probe, 60.0 + time.perf_counter())
+    left, due = gated.probe.gate, gated.probe.due
+    thread.join(5.0)
+    assert took and left is not None and left is not gated.gate
+    assert gated.probe.gate is left and gated.probe.due == due and gated.probe.missed == 0
     assert not gated.events
 
 

@@ -53,6 +53,10 @@ _BLOCK_SWITCH = 0.0005
 # for it. A loop that waits in select() meanwhile lets the watchdog have the GIL at no cost.
 _HANDOVER_AFTER = 0.001
 _HANDOVER_WAIT = 0.001
+# A gate the watchdog did not open in time (it had no core, say) is put back for a later
+# select(), each time twice as far off (2, 4, 8, 16 ms), at most this many times: without it the
+# watchdog waits for the GIL through the loop's iterations until it wins a race.
+_HANDOVER_RETRIES = 4
 # How much longer it waits when the watchdog has passed the gate on to the server thread (see
 # `Watchdog.relay`), which sends the summaries in 0.3-1 ms.
 _RELAY_WAIT = 0.002
@@ -95,14 +99,15 @@ class SelectorProbe:
     sleeps (_HANDOVER_AFTER past its look); the first select() after that which will not wait
     (the loop has callbacks ready) waits (GIL released) for the watchdog to look and open the
     gate, at most _HANDOVER_WAIT. A loop that sat in select() meanwhile gave the watchdog the
-    GIL, and its look left a new gate."""
+    GIL, and its look left a new gate. A gate still shut after the wait is put back for a later
+    select() (_HANDOVER_RETRIES)."""
 
     hook = "blocks"
     # Slots: the wrapper reads and writes these on every loop iteration, and a slot is read
     # through one specialised instruction whatever else is set on the object.
     __slots__ = (
         "_installed", "_selector", "_wrapper", "completed", "due", "gate", "idle", "longest",
-        "relayed", "selects", "since", "wake", "woke_at",
+        "missed", "relayed", "selects", "since", "wake", "woke_at",
     )  # fmt: skip
 
     def __init__(self, selector: selectors.BaseSelector, threshold: float, guard: Guard) -> None:
@@ -122,6 +127,8 @@ class SelectorProbe:
         # look, and when that look is due (perf_counter()).
         self.gate: Any = None
         self.due = _NEVER
+        # How many times the loop thread has put the current gate back, unopened.
+        self.missed = 0
         # The gate the watchdog passed on to another thread of the agent to open.
         self.relayed: Any = None
         self._installed = False
@@ -168,7 +175,7 @@ class SelectorProbe:
         # reported the same way, and the real select always runs.
         def select(timeout: float | None = None) -> Any:
             entered = clock()
-            gate = None
+            gate = missed = None
             try:
                 probe.selects += 1
                 since = probe.since
@@ -190,9 +197,9 @@ class SelectorProbe:
                 if (
                     gate is not None
                     and not gate.acquire(True, _HANDOVER_WAIT)
-                    and probe.relayed is gate
+                    and (probe.relayed is not gate or not gate.acquire(True, _RELAY_WAIT))
                 ):
-                    gate.acquire(True, _RELAY_WAIT)
+                    missed = gate
                 return original(timeout)
             finally:
                 try:
@@ -205,6 +212,18 @@ class SelectorProbe:
                         probe.woke_at = left
                         probe.due = left + _HANDOVER_AFTER
                         wake.set()
+                    # Put back unless the watchdog has looked since (it opened the gate, or
+                    # left a new one). It may leave one between these lines: that gate is then
+                    # lost, and its next look has none, as before gates were put back.
+                    if (
+                        missed is not None
+                        and probe.gate is None
+                        and missed.locked()
+                        and probe.missed < _HANDOVER_RETRIES
+                    ):
+                        probe.missed += 1
+                        probe.gate = missed
+                        probe.due = left + _HANDOVER_AFTER * (1 << probe.missed)
                 except Exception as e:
                     guard.failed(probe.hook, e)
 
@@ -527,6 +546,7 @@ class Watchdog:
         gate.acquire()
         with self._lock:
             self._gates.append((probe, gate))
+        probe.missed = 0
         probe.gate = gate
         probe.due = due
 
