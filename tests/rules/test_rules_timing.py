@@ -626,3 +626,17 @@ def test_variability_from_blocks_defers_to_ls101(n: int, severity: str | None) -
         f = only(findings)
         assert f.severity == severity and f.evidence["see"] == ["LS101"]
         assert f.location is not None and f.location.function == "handle_request"
+
+
+@pytest.mark.parametrize(("blocked", "leading"), [(0.04, "blocks"), (0.01, "saturation")])
+def test_variability_in_seconds_that_blocks_kept_busy_leads_with_the_blocks(
+    blocked: float, leading: str
+) -> None:
+    # A handler that blocks for most of each second (a synchronous HTTP call on every request):
+    # its seconds are busy, and on a busy machine busier, but what makes the spikes is the blocks.
+    stalls = [block(t + 0.05 * k, blocked, [HANDLER]) for t in range(4, 8) for k in range(20)]
+    s = session(seconds(1, 3), spiky(4, 4, 0.06, busy=0.9), seconds(8, 3), stalls)
+    f = only(variability.check(s))
+    assert f.evidence["goes_with"][0] == leading, f.evidence
+    if leading == "blocks":
+        assert f.severity == "info" and f.evidence["see"] == ["LS101"]

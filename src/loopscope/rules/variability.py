@@ -74,7 +74,13 @@ def _created(b: TimeBin, before: TimeBin | None, quiet: float) -> bool:
 
 
 def _busy(b: TimeBin, _before: TimeBin | None, _median: float) -> bool:
-    return b.busy is not None and b.busy >= saturation.BUSY
+    # A second that blocks kept busy is the blocks' (as LS201 leaves those to LS101): a loop
+    # that blocks for most of each second is busy in it, and on a busy machine more so.
+    return (
+        b.busy is not None
+        and b.busy >= saturation.BUSY
+        and min(1.0, b.blocked) < saturation.BLOCKS_EXPLAIN * b.busy
+    )
 
 
 # In order of preference when several go with the spikes: creating many tasks at once
