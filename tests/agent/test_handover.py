@@ -22,9 +22,10 @@ import pytest
 from agent_harness import wait_until
 
 import loopscope.agent
-from loopscope.agent import _blocks
+from loopscope.agent import _handover
 from loopscope.agent._blocks import SelectorProbe, Watchdog
 from loopscope.agent._guard import Guard
+from loopscope.agent._handover import Handover
 from loopscope.events import Event
 
 
@@ -36,13 +37,15 @@ class _Gated:
         self.selector = selectors.DefaultSelector()
         self.probe = SelectorProbe(self.selector, 0.02, Guard(self.events.append))
         self.probe.install()
+        assert self.probe.handover is not None
+        self.handover = self.probe.handover
         self.gate = threading.Lock()
         self.gate.acquire()
-        self.probe.gate = self.gate
+        self.handover.gate = self.gate
 
     def due_in(self, seconds: float) -> float:
-        self.probe.due = time.perf_counter() + seconds
-        return self.probe.due
+        self.handover.due = time.perf_counter() + seconds
+        return self.handover.due
 
     def select_in_thread(self, timeout: float = 0) -> tuple[threading.Thread, list[float]]:
         took: list[float] = []
@@ -75,12 +78,12 @@ def gated() -> Iterator[_Gated]:
 def test_a_select_waits_at_the_gate_once_the_look_is_due_until_it_opens(
     gated: _Gated, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_blocks, "_HANDOVER_WAIT", 10.0)  # long enough to see it wait
+    monkeypatch.setattr(_handover, "HANDOVER_WAIT", 10.0)  # long enough to see it wait
     gated.due_in(0.0)
     thread, took = gated.select_in_thread()
     # The loop thread waits for the gate, GIL released: this thread runs meanwhile.
-    wait_until(lambda: gated.probe.gate is None, 5.0, "the loop thread to take the gate")
-    assert gated.probe.gate is None and gated.probe.due == float("inf")
+    wait_until(lambda: gated.handover.gate is None, 5.0, "the loop thread to take the gate")
+    assert gated.handover.gate is None and gated.handover.due == float("inf")
     assert thread.is_alive() and not took  # still at the gate
     gated.gate.release()
     thread.join(5.0)
@@ -91,7 +94,7 @@ def test_a_select_waits_at_the_gate_once_the_look_is_due_until_it_opens(
 def test_a_gate_nobody_opens_holds_the_loop_at_most_the_handover_wait(gated: _Gated) -> None:
     gated.due_in(0.0)
     took = gated.select()
-    assert _blocks._HANDOVER_WAIT * 0.9 <= took < 0.5, took
+    assert _handover.HANDOVER_WAIT * 0.9 <= took < 0.5, took
     assert not gated.events
 
 
@@ -99,18 +102,18 @@ def test_a_gate_nobody_opened_is_put_back_ever_further_off_then_dropped(gated: _
     """A watchdog that had no core in the millisecond the loop waited would otherwise wait for
     the GIL through the loop's iterations until its next look."""
     gated.due_in(0.0)
-    for missed in range(1, _blocks._HANDOVER_RETRIES + 1):
+    for missed in range(1, _handover.HANDOVER_RETRIES + 1):
         before = time.perf_counter()
         gated.select()
         after = time.perf_counter()
-        assert gated.probe.gate is gated.gate and gated.probe.missed == missed
-        off = _blocks._HANDOVER_AFTER * 2**missed
-        assert before + off <= gated.probe.due <= after + off
+        assert gated.handover.gate is gated.gate and gated.handover.missed == missed
+        off = _handover.HANDOVER_AFTER * 2**missed
+        assert before + off <= gated.handover.due <= after + off
         wait_until(
-            lambda: time.perf_counter() >= gated.probe.due, 5.0, "the put-back gate to be due"
+            lambda: time.perf_counter() >= gated.handover.due, 5.0, "the put-back gate to be due"
         )
     gated.select()  # missed once more: dropped, so a starved watchdog holds the loop no more
-    assert gated.probe.gate is None and gated.probe.due == float("inf")
+    assert gated.handover.gate is None and gated.handover.due == float("inf")
     gated.select()
     assert not gated.events
 
@@ -119,19 +122,19 @@ def test_a_gate_is_not_put_back_once_the_watchdog_has_looked(
     gated: _Gated, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     watchdog = Watchdog(gated.events.append, Guard(gated.events.append))
-    monkeypatch.setattr(_blocks, "_HANDOVER_WAIT", 0.2)
+    monkeypatch.setattr(_handover, "HANDOVER_WAIT", 0.2)
     # The watchdog looked while the loop waited and left a new gate, but its look outlasted
     # the wait, so the old gate was still shut: the new one stays, due when the watchdog said,
     # and counts no miss.
-    gated.probe.missed = 3
+    gated.handover.missed = 3
     gated.due_in(0.0)
     thread, took = gated.select_in_thread()
-    wait_until(lambda: gated.probe.gate is None, 5.0, "the loop thread to take the gate")
+    wait_until(lambda: gated.handover.gate is None, 5.0, "the loop thread to take the gate")
     watchdog._leave_gate(gated.probe, 60.0 + time.perf_counter())
-    left, due = gated.probe.gate, gated.probe.due
+    left, due = gated.handover.gate, gated.handover.due
     thread.join(5.0)
     assert took and left is not None and left is not gated.gate
-    assert gated.probe.gate is left and gated.probe.due == due and gated.probe.missed == 0
+    assert gated.handover.gate is left and gated.handover.due == due and gated.handover.missed == 0
     assert not gated.events
 
 
@@ -141,11 +144,11 @@ def test_a_select_before_the_look_is_due_or_that_may_wait_does_not_wait_at_the_g
     due = gated.due_in(60.0)
     for _ in range(20):
         gated.select()
-        assert gated.probe.gate is gated.gate and gated.probe.due == due  # not taken
+        assert gated.handover.gate is gated.gate and gated.handover.due == due  # not taken
     # Due, but select() may wait for events (no callbacks ready): the GIL is free then.
     due = gated.due_in(0.0)
     gated.select(0.0001)
-    assert gated.probe.gate is gated.gate and gated.probe.due == due
+    assert gated.handover.gate is gated.gate and gated.handover.due == due
 
 
 async def churn(seconds: float) -> None:
@@ -230,7 +233,7 @@ def test_an_error_raised_by_a_signal_handler_during_the_wait_reaches_the_loop(
 ) -> None:
     if threading.current_thread() is not threading.main_thread():
         pytest.skip("signal handlers run on the main thread, and this test is not on it")
-    monkeypatch.setattr(_blocks, "_HANDOVER_WAIT", 10.0)
+    monkeypatch.setattr(_handover, "HANDOVER_WAIT", 10.0)
 
     def handler(signum: int, frame: object) -> None:
         raise RuntimeError("the program's own")
@@ -258,15 +261,15 @@ def test_the_watchdog_leaves_gates_only_where_threads_take_turns_with_a_gil(
     watchdog = Watchdog(gated.events.append, Guard(gated.events.append))
     loop = asyncio.new_event_loop()
     try:
-        gated.probe.gate = None
+        gated.handover.gate = None
         watchdog.add(loop, id(loop), threading.get_ident(), gated.probe, precise=True)
-        assert (gated.probe.gate is not None) is gil  # for the first look
+        assert (gated.handover.gate is not None) is gil  # for the first look
         watchdog._leave_gates(0.01)  # as after a look, before a sleep of 10 ms
-        left = gated.probe.gate
+        left = gated.handover.gate
         assert (left is not None) is gil
-        assert (gated.probe.due < float("inf")) is gil
+        assert (gated.handover.due < float("inf")) is gil
         watchdog._leave_gates(None)  # as the watchdog stops: every gate opened, none left
-        assert gated.probe.gate is None and gated.probe.due == float("inf")
+        assert gated.handover.gate is None and gated.handover.due == float("inf")
         if left is not None:
             assert left.acquire(blocking=False)
     finally:
@@ -304,3 +307,53 @@ def test_under_churn_the_server_is_woken_for_summaries_at_the_watchdogs_looks(
     # server's work outlasted the loop's wait at the gate). Woken by the summaries itself, it
     # waited for the GIL until the loop's next gate: 150-300 a second.
     assert min(rates) < 20, rates
+
+
+def test_a_heartbeat_takes_the_gate_when_the_look_is_due_before_the_next_beat() -> None:
+    """On uvloop (no selector to wrap) the heartbeat, every few milliseconds, is where the loop
+    hands over the GIL: it takes the gate when the next beat would come after the look is due,
+    and wakes the watchdog if that look is still ahead."""
+    handover, waker = Handover(), threading.Event()
+    gate = threading.Lock()
+    now = time.perf_counter()
+    handover.leave(gate, now + 0.05, waker)
+    assert handover.take_early(now, 0.01) is None  # the next beat comes first
+    assert handover.gate is gate and not waker.is_set()
+    assert handover.take_early(now + 0.045, 0.01) is gate  # before the look: woken for it
+    assert handover.gate is None and handover.due == float("inf") and waker.is_set()
+    waker.clear()
+    handover.leave(gate, now + 0.05, waker)
+    assert handover.take_early(now + 0.0495, 0.01) is gate  # its look is due: it is awake
+    assert not waker.is_set()
+    assert handover.take_early(now + 1.0, 0.01) is None  # taken already
+
+
+@pytest.mark.serial  # counts threads' wake-ups while another thread keeps a core busy
+def test_on_uvloop_the_heartbeat_hands_the_watchdog_and_the_server_the_gil(tmp_path: Path) -> None:
+    _need_two_cores_and_wakeup_counts()
+    uvloop = pytest.importorskip("uvloop", reason="uvloop is a dev dependency of loopscope")
+
+    async def main() -> tuple[dict[str, float], dict[str, str]]:
+        agent = loopscope.agent.install(socket_path=str(tmp_path / "a.sock"))
+        try:
+            await churn(1.5)  # past the agent's start
+            threads = {t.name: t.native_id for t in threading.enumerate()}
+            names = ("loopscope-watchdog", "loopscope-server")
+            before = {name: _voluntary_switches(threads[name] or 0) for name in names}
+            started = time.perf_counter()
+            await churn(2.0)
+            took = time.perf_counter() - started
+            rates = {}
+            for name in names:
+                first, last = before[name], _voluntary_switches(threads[name] or 0)
+                assert first is not None and last is not None
+                rates[name] = (last - first) / took
+            return rates, dict(agent.guard.disabled)
+        finally:
+            loopscope.agent.uninstall()
+
+    rates, disabled = uvloop.run(main())
+    assert not disabled
+    # About 25 and 2 a second. Before the heartbeat handed the GIL over, each waited for it
+    # through the loop's iterations: about 3,000 and 400 a second.
+    assert rates["loopscope-watchdog"] < 150 and rates["loopscope-server"] < 30, rates

@@ -16,6 +16,7 @@ class _Tracker:
     hook = "blocks"
     since: float | None = None
     completed: deque[tuple[float, float, float]] = deque()
+    handover = None
 
 
 def target(native_id: int | None) -> _Target:

@@ -26,6 +26,7 @@ from types import FrameType
 from typing import Any, Protocol
 
 from ._guard import Guard
+from ._handover import HANDOVER_AFTER, Handover
 from ._routes import route_of, stack_frames
 from .events import Block, Event, Frame, Stack
 
@@ -48,19 +49,6 @@ _CALM_AFTER = 1.0
 _CALM_LOOKS = 2.0
 # The GIL switch interval while a loop is blocked, and the time between samples then.
 _BLOCK_SWITCH = 0.0005
-# How long after its look was due the watchdog may still not have had the GIL before the loop
-# thread hands it over at select() (see `SelectorProbe`), and how long the loop thread then waits
-# for it. A loop that waits in select() meanwhile lets the watchdog have the GIL at no cost.
-_HANDOVER_AFTER = 0.001
-_HANDOVER_WAIT = 0.001
-# A gate the watchdog did not open in time (it had no core, say) is put back for a later
-# select(), each time twice as far off (2, 4, 8, 16 ms), at most this many times: without it the
-# watchdog waits for the GIL through the loop's iterations until it wins a race.
-_HANDOVER_RETRIES = 4
-# How much longer it waits when the watchdog has passed the gate on to the server thread (see
-# `Watchdog.relay`), which sends the summaries in 0.3-1 ms.
-_RELAY_WAIT = 0.002
-_NEVER = float("inf")
 # The watchdog's wait for a core on waking up from which every core is taken to be busy: then
 # it samples at the program's own switch interval, since each GIL handover it forces costs the
 # loop thread its wait for a core too.
@@ -85,29 +73,22 @@ class BusyTracker(Protocol):
     # (start, end, CPU clock of the loop thread at the end) of periods at least the threshold
     # long; the loop thread reads its CPU clock only then, so only for blocks.
     completed: deque[tuple[float, float, float]]
+    # Where the loop thread hands this thread the GIL (None: it cannot).
+    handover: Handover | None
 
 
 class SelectorProbe:
     """Wraps ``selector.select`` on the instance; `remove` deletes the wrapper again.
 
-    The wrapper also hands the GIL to the watchdog when its look is due. A thread waiting for
-    the GIL is woken each time the holder lets go of it, and a loop that is never idle lets go
-    only for an instant, at each select(): the waiter rarely gets it then, starts its wait
-    over each time, and so waits, woken again and again, until it wins a race. Waking it costs
-    the loop thread a system call and an interrupt of the other core each time, thousands of
-    times a second. So the watchdog leaves a locked `gate` and the time it is `due` before it
-    sleeps (_HANDOVER_AFTER past its look); the first select() after that which will not wait
-    (the loop has callbacks ready) waits (GIL released) for the watchdog to look and open the
-    gate, at most _HANDOVER_WAIT. A loop that sat in select() meanwhile gave the watchdog the
-    GIL, and its look left a new gate. A gate still shut after the wait is put back for a later
-    select() (_HANDOVER_RETRIES)."""
+    The wrapper is also where the loop thread hands the GIL to the watchdog (`handover`): a
+    select() that will not wait (callbacks are ready) once the watchdog's look is due."""
 
     hook = "blocks"
     # Slots: the wrapper reads and writes these on every loop iteration, and a slot is read
     # through one specialised instruction whatever else is set on the object.
     __slots__ = (
-        "_installed", "_selector", "_wrapper", "completed", "due", "gate", "idle", "longest",
-        "missed", "relayed", "selects", "since", "wake", "woke_at",
+        "_installed", "_selector", "_wrapper", "completed", "handover", "idle", "longest",
+        "selects", "since", "wake", "woke_at",
     )  # fmt: skip
 
     def __init__(self, selector: selectors.BaseSelector, threshold: float, guard: Guard) -> None:
@@ -123,14 +104,7 @@ class SelectorProbe:
         # perf_counter() when the loop thread last set `wake`: from then on the watchdog is due
         # to run, and how late it gets the GIL tells a C call holding it.
         self.woke_at: float | None = None
-        # Set by the watchdog as it goes to sleep: a lock it holds and opens after its next
-        # look, and when that look is due (perf_counter()).
-        self.gate: Any = None
-        self.due = _NEVER
-        # How many times the loop thread has put the current gate back, unopened.
-        self.missed = 0
-        # The gate the watchdog passed on to another thread of the agent to open.
-        self.relayed: Any = None
+        self.handover: Handover | None = Handover()
         self._installed = False
         self._wrapper = self._make_wrapper(selector.select, threshold, guard)
 
@@ -169,6 +143,8 @@ class SelectorProbe:
         cpu_clock = time.thread_time
         probe = self
         completed = self.completed
+        handover = self.handover
+        assert handover is not None
 
         # This runs once per loop iteration, so it is written out rather than put behind
         # Guard.wrap (two more calls per iteration, a third of the wrapper's cost). An error is
@@ -186,19 +162,14 @@ class SelectorProbe:
                         probe.longest = busy
                     if busy >= threshold:
                         completed.append((since, entered, cpu_clock()))
-                if timeout == 0 and entered >= probe.due:
-                    gate, probe.gate = probe.gate, None
-                    probe.due = _NEVER
+                if timeout == 0 and entered >= handover.due:
+                    gate = handover.take()
             except Exception as e:
                 guard.failed(probe.hook, e)
             try:
                 # Not guarded: a signal handler that runs meanwhile raises the program's own
                 # error, which reaches the loop as it would from select().
-                if (
-                    gate is not None
-                    and not gate.acquire(True, _HANDOVER_WAIT)
-                    and (probe.relayed is not gate or not gate.acquire(True, _RELAY_WAIT))
-                ):
+                if gate is not None and not handover.wait(gate):
                     missed = gate
                 return original(timeout)
             finally:
@@ -210,20 +181,10 @@ class SelectorProbe:
                     if probe.wake is not None:
                         wake, probe.wake = probe.wake, None
                         probe.woke_at = left
-                        probe.due = left + _HANDOVER_AFTER
+                        handover.due = left + HANDOVER_AFTER
                         wake.set()
-                    # Put back unless the watchdog has looked since (it opened the gate, or
-                    # left a new one). It may leave one between these lines: that gate is then
-                    # lost, and its next look has none, as before gates were put back.
-                    if (
-                        missed is not None
-                        and probe.gate is None
-                        and missed.locked()
-                        and probe.missed < _HANDOVER_RETRIES
-                    ):
-                        probe.missed += 1
-                        probe.gate = missed
-                        probe.due = left + _HANDOVER_AFTER * (1 << probe.missed)
+                    if missed is not None:
+                        handover.put_back(missed, left)
                 except Exception as e:
                     guard.failed(probe.hook, e)
 
@@ -422,7 +383,8 @@ class Watchdog:
         self._targets: dict[int, _Target] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._wake = threading.Event()  # set by stop(), add(), and a quiet loop waking up
+        # Set by stop(), add(), a quiet loop waking up and a heartbeat handing over the GIL.
+        self._wake = threading.Event()
         self._switch: float | None = None  # the program's switch interval while a loop blocks
         self._thread = threading.Thread(target=self._run, name="loopscope-watchdog", daemon=True)
         self._frames: dict[tuple[Any, int], Frame] = {}
@@ -436,8 +398,8 @@ class Watchdog:
         self._crowded = False
         # The loops' probes asked to wake this thread from its last sleep through their idleness.
         self._sleeping: list[SelectorProbe] = []
-        # The gates left to the loops for this thread's current sleep (see `SelectorProbe`).
-        self._gates: list[tuple[SelectorProbe, Any]] = []
+        # The gates left to the loops for this thread's current sleep (see `_handover`).
+        self._gates: list[tuple[BusyTracker, Handover, Any]] = []
         # Given the gates at the end of a look, may wake another thread of the agent and pass
         # them on to it to open (True): it then gets the GIL from the waiting loop too.
         self.relay: Callable[[list[Any]], bool] | None = None
@@ -475,10 +437,10 @@ class Watchdog:
         run-queue wait (without it, blocks have none)."""
         with self._lock:
             self._targets[loop_id] = _Target(loop, loop_id, thread_id, tracker, precise, native_id)
-        if isinstance(tracker, SelectorProbe) and _gil_enabled():
+        if tracker.handover is not None and _gil_enabled():
             # This thread is woken (or starting) now, and will want the GIL from a loop that
             # may be busy from its start.
-            self._leave_gate(tracker, time.perf_counter() + _HANDOVER_AFTER)
+            self._leave_gate(tracker, time.perf_counter() + HANDOVER_AFTER)
         self._wake.set()
 
     def remove(self, loop_id: int) -> None:
@@ -514,41 +476,41 @@ class Watchdog:
         every core is busy too: a loop thread waiting at one gives its core to this thread."""
         with self._lock:
             left, self._gates = self._gates, []
-            probes = [t.tracker for t in self._targets.values()]
-        opened = [gate for _, gate in left]
+            trackers = [t.tracker for t in self._targets.values()]
+        opened = [gate for _, _, gate in left]
         if wait is not None and _gil_enabled():
-            due = time.perf_counter() + wait + _HANDOVER_AFTER
-            for probe in probes:
-                if isinstance(probe, SelectorProbe):
-                    self._leave_gate(probe, due)
+            due = time.perf_counter() + wait + HANDOVER_AFTER
+            for tracker in trackers:
+                if tracker.handover is not None:
+                    self._leave_gate(tracker, due)
         else:
-            for probe in probes:
-                if isinstance(probe, SelectorProbe):
-                    probe.gate, probe.due = None, _NEVER
-        # Passed on only while every loop is in select() or waiting at its gate (a loop that
-        # went on without this thread would have the other wait for the GIL as this one did).
+            for tracker in trackers:
+                if tracker.handover is not None:
+                    tracker.handover.clear()
+        # Passed on only while every loop waits for events or at its gate (a loop that went on
+        # without this thread would have the other wait for the GIL as this one did).
         if (
             wait is not None
             and self.relay is not None
-            and all(probe.since is None for probe, _ in left)
+            and all(tracker.since is None or handover.held for tracker, handover, _ in left)
             and self.relay(opened)
         ):
-            for probe, gate in left:
-                probe.relayed = gate
+            for _, handover, gate in left:
+                handover.relayed = gate
             return
         for gate in opened:
             gate.release()
 
-    def _leave_gate(self, probe: SelectorProbe, due: float) -> None:
-        """Leave ``probe`` a locked gate for this thread's next look, ``due`` then; it is
-        opened at the end of that look (`_leave_gates`)."""
+    def _leave_gate(self, tracker: BusyTracker, due: float) -> None:
+        """Leave ``tracker``'s loop a locked gate for this thread's next look, ``due`` then; it
+        is opened at the end of that look (`_leave_gates`)."""
+        handover = tracker.handover
+        assert handover is not None
         gate = threading.Lock()
         gate.acquire()
         with self._lock:
-            self._gates.append((probe, gate))
-        probe.missed = 0
-        probe.gate = gate
-        probe.due = due
+            self._gates.append((tracker, handover, gate))
+        handover.leave(gate, due, self._wake)
 
     def _sleep_through(self, targets: list[_Target]) -> float | None:
         """With every loop quiet, ask each to wake this thread as its select() returns; how

@@ -6,6 +6,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from ._handover import Handover
 from ._periodic import LoopContext, Periodic
 from .events import LAG_BUCKETS, Lag, lag_bucket
 
@@ -33,7 +34,8 @@ class LagCollector(Periodic):
     Optionally it also tracks stalls for the watchdog (a `BusyTracker`), on loops whose selector
     cannot be wrapped: ``since`` is the perf_counter() time the next beat is due (the loop is
     stuck once that is past), and a beat later than ``stall_threshold`` appends ``(due, fired,
-    thread CPU time)`` to ``completed``.
+    thread CPU time)`` to ``completed``. Its beat is then where the loop thread hands the
+    watchdog the GIL (`handover`), once the watchdog's look is due.
     """
 
     name = "lag"
@@ -62,6 +64,8 @@ class LagCollector(Periodic):
         self._quiet_since = time.perf_counter()  # when the beats began to be quiet
         self._next = interval
         self._beat_guarded = self._guard.wrap(self.name, self._beat)
+        self.handover = Handover() if stall_threshold is not None else None
+        self._callback = self._beat_guarded if self.handover is None else self._beat_hand_over
         self._due = 0.0
         self._reset_window(time.perf_counter())
         self.hook = self.name
@@ -82,7 +86,7 @@ class LagCollector(Periodic):
         self._due = now + self._next
         if self._stall_threshold is not None:
             self.since = perf_now + self._interval
-        self._handle = self._loop.call_at(self._due, self._beat_guarded)
+        self._handle = self._loop.call_at(self._due, self._callback)
 
     def _reset_window(self, perf_now: float) -> None:
         self._window_start = perf_now
@@ -113,6 +117,18 @@ class LagCollector(Periodic):
         if perf_now - self._window_start >= self._window:
             self._emit_window(perf_now)
         self._schedule(now, perf_now)
+
+    def _beat_hand_over(self) -> None:
+        """A beat, then the GIL handed to the watchdog if its look is due (see `_handover`)."""
+        self._beat_guarded()
+        handover = self.handover
+        assert handover is not None
+        gate = handover.take_early(time.perf_counter(), self._next)
+        if gate is not None and not handover.wait(gate):
+            try:
+                handover.put_back(gate, time.perf_counter())
+            except Exception as e:
+                self._guard.failed(self.name, e)
 
     def _pace(self, lag: float, busy: float, perf_now: float) -> None:
         """Choose the interval to the next beat from this beat's lag and the longest busy
