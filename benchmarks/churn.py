@@ -16,6 +16,7 @@ installed in-process with the given collectors. Two ways to count the cost:
     python benchmarks/churn.py --variants plain,lifecycle,all
     python benchmarks/churn.py --settle 3 --tasks 1000000   # once the agent has settled
     python benchmarks/churn.py --callgrind --work iterations --tasks 20000   # per loop turn
+    python benchmarks/churn.py --loop uvloop --settle 3 --tasks 1000000   # uvicorn's loop
 """
 
 from __future__ import annotations
@@ -66,10 +67,21 @@ WORK = {"tasks": _run, "iterations": _iterate}
 
 
 def child(
-    variant: str, tasks: int, batch: int, work: str = "tasks", src: str = SRC, settle: float = 0.0
+    variant: str,
+    tasks: int,
+    batch: int,
+    work: str = "tasks",
+    src: str = SRC,
+    settle: float = 0.0,
+    kind: str = "asyncio",
 ) -> None:
     sys.path.insert(0, src)
-    loop = asyncio.new_event_loop()
+    if kind == "uvloop":
+        import uvloop
+
+        loop = uvloop.new_event_loop()
+    else:
+        loop = asyncio.new_event_loop()
     if variant != "plain":
         from loopscope.agent import _core
 
@@ -104,7 +116,8 @@ def _child_args(variant: str, args: argparse.Namespace) -> list[str]:
             raise SystemExit("churn: the 'before' variants need --before SRC")
         src, variant = args.before, variant.partition(":")[2] or "all"
     return [sys.executable, __file__, f"--child={variant}", "--src", src, "--batch",
-            str(args.batch), "--work", args.work, "--settle", str(args.settle)]  # fmt: skip
+            str(args.batch), "--work", args.work, "--settle", str(args.settle),
+            "--loop", args.loop]  # fmt: skip
 
 
 def _cpu(variant: str, args: argparse.Namespace) -> float:
@@ -181,12 +194,23 @@ def main() -> None:
         help="a src/ directory of an earlier loopscope: the variants "
         "'before' (its agent at defaults) and 'before:SPEC' run it side by side",
     )
+    parser.add_argument(
+        "--loop",
+        choices=("asyncio", "uvloop"),
+        default="asyncio",
+        help="the event loop: asyncio's, or uvloop's (what uvicorn runs when it is installed)",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--src", default=SRC, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.tasks, args.batch, args.work, args.src, args.settle)
+        child(args.child, args.tasks, args.batch, args.work, args.src, args.settle, args.loop)
         return
+    if args.loop == "uvloop":
+        try:
+            import uvloop  # noqa: F401
+        except ImportError:
+            raise SystemExit("churn: --loop uvloop needs uvloop installed") from None
     variants = [v for v in args.variants.split(";" if ";" in args.variants else ",") if v]
     _check_variants(variants)
     results: dict[str, float] = {}
