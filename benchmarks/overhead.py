@@ -30,6 +30,7 @@ machine was.
     .venv/bin/python benchmarks/overhead.py --shares         # + each collector off in turn
     .venv/bin/python benchmarks/overhead.py --quick          # 2 short rounds
     .venv/bin/python benchmarks/overhead.py --collectors=-census   # any $LOOPSCOPE_COLLECTORS
+    .venv/bin/python benchmarks/overhead.py --loop uvloop    # target and churn on uvloop
 """
 
 from __future__ import annotations
@@ -47,8 +48,11 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 ROWS = 100  # ~100 us of work per request: the server, not the client, is the bottleneck
 SLEEPERS = 200
@@ -335,7 +339,8 @@ class _Run:
 
 def measure_server(collectors: str | None, args: argparse.Namespace) -> dict[str, float]:
     """The figures of one target process through every phase."""
-    run = _Run(["--role", "target"], collectors, args.python, before=args.before)
+    run = _Run(["--role", "target", "--loop", args.loop], collectors, args.python,
+               before=args.before)  # fmt: skip
     out = measure_phases(run.process, args)
     run.finish()  # closes stdin: the target ends
     out["events"] = sum(run.counts.values())
@@ -400,12 +405,9 @@ def measure_phases(
 
 def measure_churn(collectors: str | None, args: argparse.Namespace) -> float:
     """Tasks created per CPU second of a churning process."""
-    run = _Run(
-        ["--role", "churn", "--seconds", str(args.seconds), "--warmup", str(args.churn_warmup)],
-        collectors,
-        args.python,
-        before=args.before,
-    )
+    argv = ["--role", "churn", "--seconds", str(args.seconds), "--warmup",
+            str(args.churn_warmup), "--loop", args.loop]  # fmt: skip
+    run = _Run(argv, collectors, args.python, before=args.before)
     result = json.loads(run.finish().strip().splitlines()[-1])
     return float(result["ops"] / result["cpu"])
 
@@ -515,8 +517,8 @@ def _callgrind_run(collectors: str | None, args: argparse.Namespace) -> list[lis
         out = os.path.join(tmp, "cg.out")
         wrapper = ["valgrind", "--tool=callgrind", "--separate-threads=yes",
                    f"--callgrind-out-file={out}", f"--log-file={out}.log"]  # fmt: skip
-        run = _Run(["--role", "target"], collectors, args.python, before=args.before,
-                   wrapper=wrapper)  # fmt: skip
+        run = _Run(["--role", "target", "--loop", args.loop], collectors, args.python,
+                   before=args.before, wrapper=wrapper)  # fmt: skip
         assert run.process.stdout is not None
         port = int(run.process.stdout.readline())
         time.sleep(args.settle)
@@ -639,6 +641,13 @@ def main() -> None:
     parser.add_argument("--cg-requests", type=int, default=100, help="N (and 2N) requests")
     parser.add_argument("--cg-seconds", type=float, default=5.0, help="over this many seconds")
     parser.add_argument("--cg-keep", metavar="DIR", help="keep callgrind's files here")
+    parser.add_argument(
+        "--loop",
+        choices=("asyncio", "uvloop"),
+        default="asyncio",
+        help="the target's and the churn's event loop: asyncio's, or uvloop's (what uvicorn "
+        "runs when it is installed; the interpreter measured must have it)",
+    )
     parser.add_argument("--role", choices=["target", "churn", "load"], help=argparse.SUPPRESS)
     # The saturated server as one program, for benchmarks/pyspy_cost.py.
     parser.add_argument("--workload", choices=["http"], help=argparse.SUPPRESS)
@@ -651,9 +660,9 @@ def main() -> None:
         result = asyncio.run(_saturated(args.seconds, args.warmup, args.clients or args.conns))
         print(json.dumps(result), flush=True)
     elif args.role == "target":
-        asyncio.run(_target())
+        _runner(args.loop)(_target())
     elif args.role == "churn":
-        ops, cpu = asyncio.run(_churn(args.seconds, args.warmup))
+        ops, cpu = _runner(args.loop)(_churn(args.seconds, args.warmup))
         print(json.dumps({"ops": ops, "cpu": cpu}), flush=True)
     elif args.role == "load":
         result = asyncio.run(_load(args.port, args.rate, args.seconds, args.warmup, args.conns))
@@ -663,7 +672,20 @@ def main() -> None:
     else:
         if args.quick:
             args.rounds, args.seconds, args.idle_seconds = 2, 1.5, 1.5
+        if args.loop == "uvloop":
+            found = subprocess.run([args.python, "-c", "import uvloop"], capture_output=True)
+            if found.returncode != 0:
+                raise SystemExit(f"overhead: --loop uvloop: {args.python} has no uvloop")
         drive(args)
+
+
+def _runner(loop: str) -> Callable[[Coroutine[Any, Any, T]], T]:
+    """asyncio.run, or uvloop.run."""
+    if loop == "uvloop":
+        import uvloop
+
+        return uvloop.run
+    return asyncio.run
 
 
 if __name__ == "__main__":
