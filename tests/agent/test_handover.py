@@ -26,6 +26,8 @@ from loopscope.agent import _handover
 from loopscope.agent._blocks import SelectorProbe, Watchdog
 from loopscope.agent._guard import Guard
 from loopscope.agent._handover import Handover
+from loopscope.agent._lag import LagCollector
+from loopscope.agent._periodic import LoopContext
 from loopscope.events import Event
 
 
@@ -326,6 +328,37 @@ def test_a_heartbeat_takes_the_gate_when_the_look_is_due_before_the_next_beat() 
     assert handover.take_early(now + 0.0495, 0.01) is gate  # its look is due: it is awake
     assert not waker.is_set()
     assert handover.take_early(now + 1.0, 0.01) is None  # taken already
+
+
+def test_a_heartbeat_hands_over_only_from_a_busy_loop() -> None:
+    """A loop that waited for events since the last beat let the watchdog have the GIL then: a
+    handover would only cost it a wake-up of the watchdog (idle on uvloop: 30 a second more)."""
+    events: list[Event] = []
+    loop = asyncio.new_event_loop()
+    try:
+        lag = LagCollector(
+            LoopContext(loop, id(loop), events.append, Guard(events.append)), stall_threshold=0.02
+        )
+        handover, waker = lag.handover, threading.Event()
+        assert handover is not None
+        gate = threading.Lock()
+
+        def beat_after(busy: bool) -> None:
+            lag._last_beat = (time.perf_counter(), time.thread_time())
+            start = time.perf_counter()
+            while time.perf_counter() - start < 0.005:
+                if not busy:
+                    time.sleep(0.001)
+            handover.leave(gate, time.perf_counter(), waker)  # the look is due now
+            lag._beat_hand_over()
+
+        beat_after(busy=False)
+        assert handover.gate is gate  # not taken
+        beat_after(busy=True)
+        assert handover.gate is None and handover.due == float("inf")  # taken, and passed
+        assert not [e for e in events if getattr(e, "kind", "") == "notice"], events
+    finally:
+        loop.close()
 
 
 @pytest.mark.serial  # counts threads' wake-ups while another thread keeps a core busy

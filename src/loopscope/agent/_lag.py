@@ -16,6 +16,10 @@ from .events import LAG_BUCKETS, Lag, lag_bucket
 # server thread: on an idle loop that was most of what the agent cost (see BENCHMARKS.md).
 CALM_AFTER = 2.0
 CALM_WINDOW = 1.0
+# A beat hands the watchdog the GIL only when the loop thread was busy (on CPU) at least this
+# share of the time since the last beat: a loop that waited for events longer let the watchdog
+# have the GIL then, at no cost, and a handover would only cost it a wake-up of the watchdog.
+HAND_OVER_BUSY = 0.5
 
 
 class LagCollector(Periodic):
@@ -66,6 +70,7 @@ class LagCollector(Periodic):
         self._beat_guarded = self._guard.wrap(self.name, self._beat)
         self.handover = Handover() if stall_threshold is not None else None
         self._callback = self._beat_guarded if self.handover is None else self._beat_hand_over
+        self._last_beat = (time.perf_counter(), time.thread_time())  # for the handover
         self._due = 0.0
         self._reset_window(time.perf_counter())
         self.hook = self.name
@@ -119,11 +124,17 @@ class LagCollector(Periodic):
         self._schedule(now, perf_now)
 
     def _beat_hand_over(self) -> None:
-        """A beat, then the GIL handed to the watchdog if its look is due (see `_handover`)."""
+        """A beat, then the GIL handed to the watchdog if its look is due and the loop is busy
+        (see `_handover`)."""
         self._beat_guarded()
         handover = self.handover
         assert handover is not None
-        gate = handover.take_early(time.perf_counter(), self._next)
+        now, cpu = time.perf_counter(), time.thread_time()
+        last, last_cpu = self._last_beat
+        self._last_beat = (now, cpu)
+        if cpu - last_cpu < HAND_OVER_BUSY * (now - last):
+            return
+        gate = handover.take_early(now, self._next)
         if gate is not None and not handover.wait(gate):
             try:
                 handover.put_back(gate, time.perf_counter())
