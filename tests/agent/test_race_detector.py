@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+import gc
+import sys
+import types
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -247,3 +250,49 @@ def test_the_watch_hub_hands_buffered_and_new_reports_to_the_agent() -> None:
     frame = Frame(*where)
     expected = LostUpdate(5.0, "C.n", "a", frame, 0, "b", frame, frame, 1)
     assert out == [expected, LostUpdate(5.0, "C.n", "a", frame, 0, "b", frame, frame, 1, 3)]
+
+
+class _Importer:
+    """Cyclic garbage whose finalizer imports a module and leaves another of itself: with the
+    collector run at every allocation, a module is imported at each."""
+
+    left = 0
+    names: list[str] = []
+
+    def __init__(self) -> None:
+        self.me = self
+
+    def __del__(self) -> None:
+        if _Importer.left > 0:
+            _Importer.left -= 1
+            name = f"loopscope_test_imported_{len(_Importer.names)}"
+            _Importer.names.append(name)
+            sys.modules[name] = types.ModuleType(name)
+            _Importer()
+
+
+@pytest.fixture
+def importing() -> Iterator[None]:
+    threshold = gc.get_threshold()
+    _Importer.left = 1000
+    _Importer()
+    gc.set_threshold(1)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*threshold)
+        _Importer.left = 0
+        gc.collect()
+        for name in _Importer.names:
+            sys.modules.pop(name, None)
+
+
+def test_modules_imported_while_the_scanner_reads_the_module_table_do_not_stop_it(
+    importing: None,
+) -> None:
+    """Another thread may import while the scanner reads sys.modules (a serial CI run lost its
+    race scan so: "dictionary changed size during iteration")."""
+    out: list[Event] = []
+    scan = RaceScanner(out.append, Guard(out.append), CodeMap(["/"], [], []))  # none to scan
+    assert scan.scan_new() is True
+    assert _Importer.names  # modules were imported meanwhile

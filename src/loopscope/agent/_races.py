@@ -116,7 +116,9 @@ class RaceScanner:
         started = time.perf_counter()
         files: list[str] = []
         modules = self._modules
-        for name, module in list(sys.modules.items()):
+        # Copied in one call: another thread may import meanwhile, and a collection that runs
+        # while a list of the items is built can let it in ("dictionary changed size").
+        for name, module in sys.modules.copy().items():
             if modules.get(name) == id(module):
                 continue
             modules[name] = id(module)
