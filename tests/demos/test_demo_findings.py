@@ -83,8 +83,14 @@ def _names_scenario_function(finding: dict[str, Any], scenario: catalog.Scenario
 def test_demo_shows_its_family(name: str, family: str, tmp_path: Path) -> None:
     _needs_rule(family)
     scenario = catalog.SCENARIOS[name]
-    found = [f for f in _report(name, False, tmp_path)["findings"] if f["family"] == family]
-    assert found, f"no {family} finding in the '{name}' demo"
+    findings = _report(name, False, tmp_path)["findings"]
+    found = [f for f in findings if f["family"] == family]
+    # What the run did say, and the load generator's figures, for a failure to be read.
+    assert found, (
+        f"no {family} finding in the '{name}' demo; found "
+        f"{[(f['code'], f['severity'], f['title'], f['evidence']) for f in findings]}; "
+        f"stderr ends {_stderr(name, False, tmp_path)[-1500:]!r}"
+    )
     if family in LOCATED:
         named = {name for f in found for name in _function_names(f)}
         assert named & set(scenario.functions), (named, scenario.functions)
