@@ -344,11 +344,9 @@ def test_a_heartbeat_hands_over_only_from_a_busy_loop() -> None:
         gate = threading.Lock()
 
         def beat_after(busy: bool) -> None:
-            lag._last_beat = (time.perf_counter(), time.thread_time())
-            start = time.perf_counter()
-            while time.perf_counter() - start < 0.005:
-                if not busy:
-                    time.sleep(0.001)
+            # The last beat 5 ms ago, the loop thread on CPU all that time or none of it.
+            now, cpu = time.perf_counter(), time.thread_time()
+            lag._last_beat = (now - 0.005, cpu - 0.005 if busy else cpu)
             handover.leave(gate, time.perf_counter(), waker)  # the look is due now
             lag._beat_hand_over()
 
@@ -402,6 +400,7 @@ def test_on_uvloop_the_heartbeat_hands_the_watchdog_and_the_server_the_gil(
     rates, looked, disabled = uvloop.run(main())
     assert not disabled
     assert looked >= 20, f"the watchdog looked {looked} times in 2 s"
-    # About 1 a look and 2 a second. Before the heartbeat handed the GIL over, each waited for
-    # it through the loop's iterations: about 120 a look (3,000 a second) and 400 a second.
-    assert rates["watchdog a look"] < 10 and rates["server a second"] < 30, (rates, looked)
+    # About 1 a look and 2 a second (up to 20 a look with the machine's cores busy elsewhere).
+    # Before the heartbeat handed the GIL over, each waited for it through the loop's
+    # iterations: 120-200 a look (3,000 a second) and 400 a second.
+    assert rates["watchdog a look"] < 30 and rates["server a second"] < 30, (rates, looked)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 from ._handover import Handover
 from ._periodic import LoopContext, Periodic
@@ -70,6 +71,7 @@ class LagCollector(Periodic):
         self._beat_guarded = self._guard.wrap(self.name, self._beat)
         self.handover = Handover() if stall_threshold is not None else None
         self._callback = self._beat_guarded if self.handover is None else self._beat_hand_over
+        self._take_gate_guarded = self._guard.wrap(self.name, self._take_gate)
         self._last_beat = (time.perf_counter(), time.thread_time())  # for the handover
         self._due = 0.0
         self._reset_window(time.perf_counter())
@@ -128,18 +130,25 @@ class LagCollector(Periodic):
         (see `_handover`)."""
         self._beat_guarded()
         handover = self.handover
-        assert handover is not None
+        gate = self._take_gate_guarded()
+        # Not guarded: an error a signal handler raises meanwhile is the program's own.
+        if handover is None or gate is None or handover.wait(gate):
+            return
+        try:
+            handover.put_back(gate, time.perf_counter())
+        except Exception as e:
+            self._guard.failed(self.name, e)
+
+    def _take_gate(self) -> Any:
+        """The watchdog's gate, if its look is due by the next beat and the loop thread was
+        busy since the last one (None: not now)."""
+        handover = self.handover
         now, cpu = time.perf_counter(), time.thread_time()
         last, last_cpu = self._last_beat
         self._last_beat = (now, cpu)
-        if cpu - last_cpu < HAND_OVER_BUSY * (now - last):
-            return
-        gate = handover.take_early(now, self._next)
-        if gate is not None and not handover.wait(gate):
-            try:
-                handover.put_back(gate, time.perf_counter())
-            except Exception as e:
-                self._guard.failed(self.name, e)
+        if handover is None or cpu - last_cpu < HAND_OVER_BUSY * (now - last):
+            return None
+        return handover.take_early(now, self._next)
 
     def _pace(self, lag: float, busy: float, perf_now: float) -> None:
         """Choose the interval to the next beat from this beat's lag and the longest busy
