@@ -403,5 +403,5 @@ def test_on_uvloop_the_heartbeat_hands_the_watchdog_and_the_server_the_gil(
     # About 1 a look and 2 a second (up to 20 a look with the machine's cores busy elsewhere,
     # and 52 a second once in 50 runs: blocks a loaded machine makes wake the server at once).
     # Before the heartbeat handed the GIL over, each waited for it through the loop's
-    # iterations: 120-200 a look (3,000 a second) and 400-700 a second.
+    # iterations: 120-200 a look (3,000 a second) and about 400 a second.
     assert rates["watchdog a look"] < 30 and rates["server a second"] < 150, (rates, looked)
