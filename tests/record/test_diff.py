@@ -310,6 +310,7 @@ def test_a_fastapi_services_blocks_are_counted_by_its_route(tmp_path: Path) -> N
     assert report.returncode == 0, report.stderr
     figures = json.loads(report.stdout)["figures"]
     # Every block runs inside the one route, as FastAPI names it: its method and pattern.
+    assert len(figures["routes"]) == 1, figures["routes"]
     (route,) = figures["routes"]
     assert route["route"] == "GET /orders/{order}/convert/{amount}", figures["routes"]
     assert 0 < route["blocks"] <= figures["blocked"]["count"]

@@ -23,9 +23,10 @@ HANDOVER_WAIT = 0.001
 # (see `Watchdog.relay`), which sends the summaries in 0.3-1 ms.
 RELAY_WAIT = 0.002
 # A gate the watchdog did not open in time (it had no core, say) is put back for a later
-# handover point, each time twice as far off (2, 4, 8, 16 ms), at most this many times: without
-# that the watchdog waits for the GIL through the loop's iterations until it wins a race.
-HANDOVER_RETRIES = 4
+# handover point, each time twice as far off (2 ms, then 4, ...), at most this many times:
+# without that the watchdog waits for the GIL through the loop's iterations until it wins a
+# race. Once: each try can hold the loop for HANDOVER_WAIT when every core is busy elsewhere.
+HANDOVER_RETRIES = 1
 NEVER = float("inf")
 
 
