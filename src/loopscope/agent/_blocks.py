@@ -73,8 +73,10 @@ class BusyTracker(Protocol):
     # (start, end, CPU clock of the loop thread at the end) of periods at least the threshold
     # long; the loop thread reads its CPU clock only then, so only for blocks.
     completed: deque[tuple[float, float, float]]
-    # Where the loop thread hands this thread the GIL (None: it cannot).
-    handover: Handover | None
+
+    @property
+    def handover(self) -> Handover | None:
+        """Where the loop thread hands this thread the GIL (None: it cannot)."""
 
 
 class SelectorProbe:
@@ -104,7 +106,7 @@ class SelectorProbe:
         # perf_counter() when the loop thread last set `wake`: from then on the watchdog is due
         # to run, and how late it gets the GIL tells a C call holding it.
         self.woke_at: float | None = None
-        self.handover: Handover | None = Handover()
+        self.handover = Handover()
         self._installed = False
         self._wrapper = self._make_wrapper(selector.select, threshold, guard)
 
@@ -144,7 +146,6 @@ class SelectorProbe:
         probe = self
         completed = self.completed
         handover = self.handover
-        assert handover is not None
 
         # This runs once per loop iteration, so it is written out rather than put behind
         # Guard.wrap (two more calls per iteration, a third of the wrapper's cost). An error is

@@ -40,7 +40,7 @@ BACKLOG_BYTES = 16 * 1024 * 1024
 # one each. Any other event (a block, a notice, a loop starting) wakes it at once. While events
 # come further apart than 2 * COALESCE (an idle program's one summary a second), the server
 # sleeps until the next one, which wakes it: one wakeup each rather than two.
-# While the watchdog leaves the loops gates (`_blocks.SelectorProbe`), it wakes the server for the
+# While the watchdog leaves the loops gates (`_handover`), it wakes the server for the
 # summaries instead, at a look that has a loop waiting at its gate, and passes the gates on: the
 # server opens them once it has sent what it had, so it gets the GIL at once rather than waiting
 # for it through a busy loop's iterations.
