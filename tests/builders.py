@@ -105,9 +105,12 @@ def block(
     loop: int = 1,
     samples: int | None = None,
     runq: float | None = None,
+    held: float | None = None,
 ) -> Block:
     """A block; ``frames`` (innermost first, the loop's frames appended) is sampled once per
-    millisecond unless ``stacks`` are given; CPU time is ``cpu`` or ``cpu_share`` of it."""
+    millisecond unless ``stacks`` are given; CPU time is ``cpu`` or ``cpu_share`` of it. One
+    with no sample is C code holding the GIL, its watchdog waiting for it through all but the
+    first 10 ms, unless ``held`` says otherwise."""
     if stacks is None:
         stacks = [] if frames is None else [(max(1, int(duration * 1000)), frames)]
     built = tuple(
@@ -115,6 +118,8 @@ def block(
     )
     if cpu is None and cpu_share is not None:
         cpu = duration * cpu_share
+    if held is None:
+        held = max(0.0, duration - 0.01) if not built and samples is None else 0.0
     return Block(
         t=t,
         loop=loop,
@@ -124,6 +129,7 @@ def block(
         samples=sum(s.count for s in built) if samples is None else samples,
         stacks=built,
         runq=runq,
+        held=held,
     )
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
+
 from loopscope.events import Block, ExternalSamples, Frame, LoopStarted, SourceState, Stack
 from loopscope.model import Model
 from loopscope.model._external import HOLD_SECONDS
@@ -23,11 +25,14 @@ def _loop(model: Model) -> None:
                             features=("blocks",)))  # fmt: skip
 
 
-def _gil_block(t: float, duration: float = 0.2, samples: int = 0) -> Block:
+def _gil_block(
+    t: float, duration: float = 0.2, samples: int = 0, held: float | None = None
+) -> Block:
     stacks = (Stack(samples, (Frame(APP, 20, "blocker"),)),) if samples else ()
-    # A C call holding the GIL: on CPU throughout.
+    # A C call holding the GIL: on CPU throughout, the watchdog waiting for it from 10 ms in.
+    held = duration - 0.01 if held is None else held
     return Block(t=t, loop=LOOP, duration=duration, task="Task-2", cpu=duration,
-                 samples=samples, stacks=stacks)  # fmt: skip
+                 samples=samples, stacks=stacks, held=held)  # fmt: skip
 
 
 def _samples(start: float, n: int, states: str = "c", thread: int = THREAD) -> ExternalSamples:
@@ -141,12 +146,35 @@ def test_samples_of_another_thread_are_not_the_loops() -> None:
     assert _located(model) == {None: "gil"}
 
 
+@pytest.mark.parametrize(("states", "cause"), [("c", "cpu"), ("b", "unknown")])
+def test_samples_locate_a_block_no_look_fell_in_without_making_it_gil(
+    states: str, cause: str
+) -> None:
+    # A 30 ms burn between two of the watchdog's calm looks: no sample, no wait for the GIL,
+    # no CPU time. The samples from outside locate it; they tell its cause only if they say
+    # whether the thread was on CPU.
+    model = Model()
+    _loop(model)
+    for i in range(3):
+        model.apply(_samples(10.0 + i, 16, states))
+        model.apply(dataclasses.replace(_gil_block(10.05 + i, 0.03, held=0.0), cpu=None))
+    assert _located(model) == {"check_input": cause}
+    # The same blocks, sampled once late by a watchdog that did not wait for the GIL.
+    model = Model()
+    _loop(model)
+    for i in range(3):
+        model.apply(_samples(10.0 + i, 16, "b"))
+        model.apply(_gil_block(10.05 + i, 0.03, samples=1, held=0.0))
+    assert list(_located(model)) == ["check_input"]
+    assert _located(model)["check_input"] != "gil"
+
+
 def test_off_cpu_samples_locate_the_block_but_do_not_make_it_gil() -> None:
     model = Model()
     _loop(model)
     for i in range(3):
         model.apply(_samples(10.0 + i, 16, "w"))
-        model.apply(_gil_block(10.05 + i, samples=1))
+        model.apply(_gil_block(10.05 + i, samples=1, held=0.0))
     (cause,) = _located(model).values()
     assert list(_located(model)) == ["check_input"] and cause != "gil"
 

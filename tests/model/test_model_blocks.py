@@ -365,6 +365,19 @@ def test_a_block_without_samples_that_waited_for_a_core_has_an_unknown_cause() -
     assert only_block(b) == (None, "unknown")
 
 
+def test_a_block_without_samples_is_the_gils_only_if_the_watchdog_waited_for_it_there() -> None:
+    # Seen on a pure-Python burn of 25 ms, once a second: the watchdog, calm, looked every
+    # 40 ms and no look fell in half the blocks. Nothing was sampled and nothing held.
+    assert only_block(block(10.0, 0.025, None, cpu=None, held=0.0)) == (None, "unknown")
+    # The watchdog was due 10 ms in and waited for the GIL to the end: C code held it.
+    assert only_block(block(10.0, 0.06, None, cpu=None, held=0.045)) == (None, "gil")
+    # ...unless the loop thread waited as long for a core, holding the GIL and not running.
+    assert only_block(block(10.0, 0.06, None, cpu=None, held=0.02, runq=0.018)) == (
+        None,
+        "unknown",
+    )
+
+
 def test_a_block_without_samples_is_c_code_holding_the_gil_only_if_it_used_the_cpu() -> None:
     assert only_block(block(10.0, 0.06, None, cpu=0.055, runq=0.001)) == (None, "gil")
     # 60 ms, 5 ms of CPU, no wait for a core, no sample: what it was is not known.

@@ -230,6 +230,16 @@ def test_unsampled_gil_blocks_are_a_problem_only_when_large_and_alone() -> None:
     assert [f.location is None for f in both if f.severity == "info"] == [True]
 
 
+def test_unsampled_blocks_the_watchdog_did_not_wait_in_are_not_called_gil() -> None:
+    # A third of the session in blocks no look of the watchdog's fell in: no stack and no
+    # sign of the GIL, so neither a location nor a cause to act on.
+    unseen = blocks(6, 0.1, None, cpu_share=None, held=0.0)
+    finding = only(blocking.check(snapshot(*unseen, duration=10.0)))  # type: ignore[arg-type]
+    assert finding.evidence["cause"] == "unknown"
+    assert finding.severity == "info"
+    assert "GIL" not in finding.title and "ProcessPool" not in finding.fix
+
+
 def test_unsampled_blocks_without_cpu_are_not_called_gil() -> None:
     # Nothing sampled and the thread's CPU did not advance: not C code holding the GIL.
     finding = only(blocking.check(snapshot(*blocks(3, 0.2, None, cpu_share=0.0, runq=0.05))))

@@ -355,6 +355,18 @@ class _Target:
             before = min(before, max(0.0, first[0] - start - max(0.0, first[1] - (cpu_end - cpu))))
         return min(max(0.0, duration - cpu), waited + before)
 
+    def runq_around(self, look: _SchedStat | None, start: float, duration: float) -> float | None:
+        """At most how long the thread waited for a core in a block that began at ``start``,
+        from a reading taken at ``look``, before it, and one now: the wait between them, which
+        holds the block's, up to the block's length. (For a block no look saw: the watchdog's
+        wait for the GIL in it may be the loop thread's wait for a core, holding it.)"""
+        if look is None or look[0] > start:
+            return None
+        now = self.runq_now()
+        if now is None:
+            return None
+        return min(duration, max(0.0, now[2] - look[2]))
+
 
 class Watchdog:
     """One daemon thread for every observed loop: detects, samples and reports blocks."""
@@ -395,6 +407,9 @@ class Watchdog:
         # only lateness beyond it tells a C call holding it.
         self._asleep: tuple[float, float | None, float] = (0.0, None, 0.0)
         self._own: _OwnQueue | None = None
+        # (due, woken, seconds): this thread's last wake-up was due at `due` and came at
+        # `woken`, after it had waited that many seconds for the GIL (not for a core).
+        self._gil_wait: tuple[float, float, float] = (0.0, 0.0, 0.0)
         # Whether this thread waited for a core on its last wake-up: every core is busy.
         self._crowded = False
         # The loops' probes asked to wake this thread from its last sleep through their idleness.
@@ -459,6 +474,7 @@ class Watchdog:
         try:
             while not self._stop.is_set():
                 wait = poll()
+                self._gil_wait = (0.0, 0.0, 0.0)  # told to the blocks it ended in, if any
                 if not self._guard.enabled(self.name):
                     return
                 wait = self._poll_interval if wait is None else wait
@@ -543,13 +559,16 @@ class Watchdog:
         self._sleeping = []
         late = now - due
         self._crowded = False
+        self._gil_wait = (due, now, 0.0)
         if not busy or late <= self._sample_interval or queued is None or self._own is None:
             return 0.0
         queued_now = self._own.waited()
         if queued_now is None:
             return 0.0
         self._crowded = queued_now - queued > _CROWDED
-        return max(0.0, late - (queued_now - queued) - switch)
+        held = max(0.0, late - (queued_now - queued) - switch)
+        self._gil_wait = (due, now, held)
+        return held
 
     def _poll(self) -> float | None:
         """Look at every loop once; how long to wait before the next look (None: the poll
@@ -558,7 +577,12 @@ class Watchdog:
         with self._lock:
             targets = list(self._targets.values())
         now = time.perf_counter()
-        held = self._held(now, any(target.tracker.since is not None for target in targets))
+        # Also when a block has ended since the last look: if this thread was due to look
+        # during it and waited for the GIL, that block held it (`_block`).
+        held = self._held(
+            now,
+            any(target.tracker.since is not None or target.tracker.completed for target in targets),
+        )
         calm = all(now - target.stirred >= _CALM_AFTER for target in targets)
         wait = _CALM_LOOKS * self.threshold if calm else self._poll_interval
         in_block = []
@@ -721,21 +745,36 @@ class Watchdog:
                     before = min(before, max(0.0, first_cpu - look[1]))
                 cpu = min(duration, used + before)
         stacks = target.stacks if mine else Counter()
+        # The looks inside the period counted what they waited for the GIL; the wake-up that
+        # came after its end did not (the period was over), nor, for a period no look saw,
+        # any. Its wait, as far as it fell in the block, is the block's too: the look was due
+        # then and could not be taken. Without it a block no look was due in, and one whose
+        # every look waited for the GIL, would both be unsampled with nothing held.
+        due, woken, waited = self._gil_wait
+        held = (target.held if mine else 0.0) + min(
+            waited, max(0.0, min(end, woken) - max(start, due))
+        )
+        runq = target.runq(end, duration, cpu, cpu_end) if mine else None
+        samples = target.samples if mine else 0
+        if runq is None and samples == 0 and held > 0.0:
+            runq = target.runq_around(
+                target.start_look if mine else target.last_look, start, duration
+            )
         return Block(
             t=start + self._wall_offset,
             loop=target.loop_id,
             duration=duration,
             task=target.task if mine else None,
             cpu=cpu,
-            runq=target.runq(end, duration, cpu, cpu_end) if mine else None,
-            samples=target.samples if mine else 0,
+            runq=runq,
+            samples=samples,
             stacks=tuple(
                 Stack(count=n, frames=frames, seconds=round(target.seconds.get(frames, 0.0), 6))
                 for frames, n in stacks.most_common(MAX_STACKS)
             ),
             precise=target.precise,
             gc=self.gc_time(start, end) if self.gc_time is not None else 0.0,
-            held=round(min(target.held, duration), 6) if mine else 0.0,
+            held=round(min(held, duration), 6),
             route=target.route if mine else None,
         )
 

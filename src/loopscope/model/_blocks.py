@@ -40,6 +40,15 @@ PART_S = 0.02
 # the watchdog sample every 5 ms of CPU (the switch interval).
 CPU_PER_SAMPLE = 0.02
 GIL_WAITED = 0.5
+# A block the agent sampled less often than this (seconds per sample; it samples every 2 ms,
+# every 5 ms at worst when the loop thread runs Python code, which hands the GIL over every
+# 5 ms), or not at all, is one in which its watchdog could not get the GIL, if it waited for it
+# there at least STARVED_HELD seconds more than the loop thread waited for a core (a thread
+# holding the GIL while it waits for a core keeps it from the watchdog too). Without that wait,
+# no look of the watchdog's fell in the block (calm, it looks every 40 ms) or it waited for a
+# core itself: how few samples there are says nothing of the code.
+STARVED = 0.02
+STARVED_HELD = 0.005
 
 # Frames in these modules mean a thread waiting off-CPU is doing I/O.
 IO_MODULES = frozenset(
@@ -374,6 +383,19 @@ def _stalled_in_asyncio(block: Block, stack: Sequence[Frame], code: CodeMap) -> 
     )
 
 
+def sparse(block: Block) -> bool:
+    """Whether the agent sampled ``block`` less often than every STARVED seconds, or not at
+    all: samples from outside may tell more."""
+    return block.samples == 0 or block.duration / block.samples >= STARVED
+
+
+def starved(block: Block) -> bool:
+    """Whether the agent's watchdog could hardly sample ``block``, or not at all, because the
+    GIL was held: see STARVED. (Agents that counted no wait for the GIL in a block no look saw
+    begin made unsampled blocks that read as starved of nothing.)"""
+    return sparse(block) and block.held - (block.runq or 0.0) >= STARVED_HELD
+
+
 def _collected(block: Block) -> bool:
     """Whether garbage collections took most of ``block``."""
     return block.gc >= GC_SHARE * block.duration > 0
@@ -400,6 +422,8 @@ def _cause(block: Block, located: _Located, code: CodeMap, source_line: SourceLi
             # Hardly on CPU and yet never sampled: not C code at work holding the GIL (that
             # burns CPU), and nothing shows what it was.
             return "unknown"
+        if not starved(block):
+            return "unknown"  # no look was due in it: Python code or C, nothing shows
         return "gil"  # no sample could be taken: the thread held the GIL throughout
     share = cpu_share(block)
     if share is None:
@@ -498,6 +522,9 @@ class _Hot:
             self.routes.append(block.route)
 
     def freeze(self, code: CodeMap) -> HotFrame:
+        # The same code's blocks whose cause could be told tell it for those that could not
+        # (a block no look of the watchdog's fell in has no CPU time).
+        judged = {c: s for c, s in self.by_cause.items() if c != "unknown"} or self.by_cause
         return HotFrame(
             file=self.file,
             line=self.lines.most_common(1)[0][0] if self.lines else 0,
@@ -506,7 +533,7 @@ class _Hot:
             samples=self.samples,
             total=self.total,
             max=self.max,
-            cause=max(self.by_cause, key=self.by_cause.__getitem__),
+            cause=max(judged, key=judged.__getitem__),
             cpu_share=min(1.0, self.cpu / self.cpu_measured) if self.cpu_measured > 0 else None,
             first_t=self.first_t,
             last_t=self.last_t,

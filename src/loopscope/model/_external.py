@@ -26,17 +26,12 @@ from dataclasses import dataclass, field
 
 from loopscope.codemap import APP, FRAMEWORK, LIBRARY, CodeMap
 from loopscope.events import Block, ExternalSamples, Frame, Stack
-from loopscope.model._blocks import Outside
+from loopscope.model._blocks import Outside, sparse, starved
 from loopscope.model.snapshot import ExternalView, SampledFrame
 
 # How long a block without samples waits for py-spy's samples of its span; py-spy sends a
 # window of samples every second, so this covers a window and a slow dump or two.
 HOLD_SECONDS = 2.5
-# A block the agent sampled less often than this (seconds per sample; it samples every 2 ms,
-# every 5 ms at worst when the loop thread runs Python code, which hands the GIL over every
-# 5 ms) is one in which its watchdog could not get the GIL. (On a machine so loaded that the
-# watchdog thread waits for a core that long, a CPU block can pass for one too.)
-STARVED = 0.02
 # The share of py-spy's samples of such a block with the thread on CPU holding the GIL from
 # which its cause is "gil": C code that does not release it.
 GIL_HELD = 0.5
@@ -67,11 +62,6 @@ class _Hot:
     samples: int = 0
     on_cpu: int = 0
     stack: tuple[Frame, ...] = ()
-
-
-def starved(block: Block) -> bool:
-    """Whether the agent's watchdog could hardly sample ``block``: the GIL was held."""
-    return block.samples == 0 or block.duration / block.samples >= STARVED
 
 
 class ExternalState:
@@ -161,7 +151,7 @@ class ExternalState:
         """The blocks to add now, each with the outside stacks that locate it: ``block`` itself,
         or nothing while it waits for samples of its span."""
         # (py-spy's own blocks, without an agent, carry its thread's id as their loop)
-        if block.loop in self._sampled or not (starved(block) or self._dense()):
+        if block.loop in self._sampled or not (sparse(block) or self._dense()):
             return [(block, None)]
         if self._latest is None and not self._sampling:
             return [(block, None)]
@@ -215,10 +205,13 @@ class ExternalState:
         # thread held the GIL while py-spy saw it in this code. A watchdog that sampled well
         # saw the GIL change hands: the agent's block tells the cause.
         gil = hungry and (on_cpu / known >= GIL_HELD if known else True)
+        cause = "gil" if gil else None
+        if block.samples == 0 and not hungry and known and on_cpu / known >= GIL_HELD:
+            # No look was due in the block, so the agent knows nothing of its CPU time: the
+            # samples' states say the thread was on CPU.
+            cause = "cpu"
         return Outside(
-            tuple(Stack(k, frames) for frames, k in counts.most_common()),
-            "gil" if gil else None,
-            samples=total,
+            tuple(Stack(k, frames) for frames, k in counts.most_common()), cause, samples=total
         )
 
     def _add_hot(self, frames: tuple[Frame, ...], on_cpu: bool, code: CodeMap) -> None:
