@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from agent_harness import SRC, Client
@@ -116,11 +117,75 @@ asyncio.run(main())
 """
 
 
+# A Starlette app behind an ASGI middleware that does synchronous work before the router has
+# matched the request: a block that begins outside the route and ends in its endpoint.
+MIDDLEWARE_TARGET = r"""
+import asyncio, os, socket, time
+import uvicorn
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+import loopscope.agent
+
+
+def burn(seconds):
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        pass
+
+
+class Audit:
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            burn(0.03)  # the audit line, formatted before routing
+        await self.app(scope, receive, send)
+
+
+async def export(request):
+    burn(0.06)
+    return JSONResponse({})
+
+
+app = Audit(Starlette(routes=[Route("/exports/{name}", export)]))
+
+
+async def main():
+    loopscope.agent.install(socket_path=os.environ["SOCKET"])
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, loop="asyncio", log_level="warning"))
+    asyncio.create_task(server.serve(sockets=[sock]))
+    await asyncio.sleep(0.3)
+    print("ready", flush=True)
+    port = sock.getsockname()[1]
+    for i in range(1000):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(f"GET /exports/e{i} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        await reader.read()
+        writer.close()
+        await asyncio.sleep(0.1)
+
+
+asyncio.run(main())
+"""
+
+
 @pytest.fixture(scope="module")
 def events(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
-    tmp = tmp_path_factory.mktemp("routes")
+    yield from _serve(tmp_path_factory.mktemp("routes"), TARGET)
+
+
+@pytest.fixture
+def middleware_events(tmp_path: Path) -> Iterator[Client]:
+    yield from _serve(tmp_path, MIDDLEWARE_TARGET)
+
+
+def _serve(tmp: Path, source: str) -> Iterator[Client]:
     script = tmp / "target.py"
-    script.write_text(TARGET)
+    script.write_text(source)
     socket_path = str(tmp / "agent.sock")
     env = dict(os.environ, PYTHONPATH=SRC, SOCKET=socket_path)
     proc = subprocess.Popen(
@@ -162,6 +227,16 @@ def test_a_block_carries_the_route_of_the_request_it_stalled(events: Client) -> 
         for e in events.events
         if isinstance(e, Block)
     )
+
+
+def test_a_block_that_begins_before_the_route_is_matched_carries_it(
+    middleware_events: Client,
+) -> None:
+    # The first samples are in the middleware, before the router; the later ones in the
+    # endpoint, where the scope holds the route.
+    block = _blocks_of(middleware_events, "GET /exports/{name}")
+    functions = {f.function for s in block.stacks for f in s.frames}
+    assert {"Audit.__call__", "export"} <= functions, functions
 
 
 def test_the_census_counts_pending_requests_by_route(events: Client) -> None:

@@ -669,10 +669,15 @@ class Watchdog:
                 frame = frames.get(target.thread_id)
                 if target.tracker.since != target.since:
                     continue  # ended while we looked
-                if target.samples == 0:
+                samples = target.samples
+                if samples == 0:
                     target.task = _task_name(target.loop)
+                if target.route is None and samples & (samples - 1) == 0:
+                    # Until one is found, at the 1st, 2nd, 4th, 8th... sample: a block that
+                    # begins before the framework has matched the request's route (in a
+                    # middleware, say) finds it once the endpoint runs.
                     target.route = _route(frame)
-                target.samples += 1
+                target.samples = samples + 1
                 if frame is not None:
                     stack = self._stack(frame)
                     target.stacks[stack] += 1

@@ -5,10 +5,10 @@ The framework knows it while it serves the request, in the frames it has on the 
 puts the matched route (``scope["route"]``, whose ``path`` is the pattern) beside the method;
 aiohttp's server in the ``request`` that ``Application._handle`` resolved
 (``request.match_info.route``, whose resource's ``canonical`` is the pattern). Only where the
-agent already holds a stack or an await chain (a block's first sample, the census's walk of a
-task's chain) are those frames' locals read, and only of the framework frames whose code has such
-a variable, innermost first: usually one read. A route inside a Starlette ``Mount`` is named by
-the mount's path (as matched) followed by its own pattern.
+agent already holds a stack or an await chain (a block's samples until one names it, the
+census's walk of a task's chain) are those frames' locals read, and only of the framework frames
+whose code has such a variable, innermost first: usually one read. A route inside a Starlette
+``Mount`` is named by the mount's path (as matched) followed by its own pattern.
 
 Stdlib only: the agent imports it.
 """
