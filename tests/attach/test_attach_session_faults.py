@@ -215,12 +215,18 @@ def test_dashboard_says_within_a_second_and_keeps_the_data(tmp_path: Path, how: 
             f.location.function == "render_report" for f in view.findings
         )
 
+    def lag_seen(app: LoopscopeApp) -> bool:
+        view = app.dashboard.view
+        return view is not None and view.snapshot.lag.heartbeats > 0
+
     async def run() -> float:
         app = make_app(session, how="attached", refresh=0.05, recording=control)
         assert isinstance(app, LoopscopeApp)
         async with app.run_test(size=(120, 40)) as pilot:
             deadline = time.monotonic() + 30
-            while not blocks_named(app):
+            # (and a lag window in: on a loaded machine one stretched block is enough to be
+            # named, before the first window is sent)
+            while not blocks_named(app) or not lag_seen(app):
                 assert time.monotonic() < deadline, header(app)
                 await pilot.pause(0.05)
             if how == "sigkill":
