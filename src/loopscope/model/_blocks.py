@@ -423,7 +423,7 @@ def _cause(block: Block, located: _Located, code: CodeMap, source_line: SourceLi
             # burns CPU), and nothing shows what it was.
             return "unknown"
         if not starved(block):
-            return "unknown"  # no look was due in it: Python code or C, nothing shows
+            return "unknown"  # no look was due in it, or it waited for a core: nothing shows
         return "gil"  # no sample could be taken: the thread held the GIL throughout
     share = cpu_share(block)
     if share is None:
