@@ -96,6 +96,11 @@ def _names(finding: dict[str, Any], function: str) -> bool:
     return name == function or name.rsplit(".", 1)[-1] == function.rsplit(".", 1)[-1]
 
 
+def label(finding: dict[str, Any]) -> str:
+    """How a false positive is listed: "family function"."""
+    return f"{finding['family']} {(finding.get('location') or {}).get('function', '-')}"
+
+
 def judge(expect: Expectation, findings: list[dict[str, Any]]) -> Verdict:
     """Whether ``findings`` (as in `loopscope report --json`) show what ``expect`` says.
 
@@ -117,7 +122,5 @@ def judge(expect: Expectation, findings: list[dict[str, Any]]) -> Verdict:
         wrong = [f for f in serious if f["family"] not in (expect.family, *expect.also)]
     return Verdict(
         found,
-        tuple(
-            f"{f['family']} {(f.get('location') or {}).get('function', '-')}" for f in wrong
-        ),
+        tuple(label(f) for f in wrong),
     )

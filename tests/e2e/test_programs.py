@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from detection import SERVICES, Expectation, judge, programs
+from detection import SERVICES, Expectation, judge, label, programs
 from programruns import ProgramRuns, marks
 
 pytestmark = pytest.mark.spread  # programruns.py shares the runs between workers
@@ -63,11 +63,7 @@ def run_and_judge(expect: Expectation, program_runs: ProgramRuns) -> None:
     )
     assert verdict.found, f"no {expect.family} finding naming {expect.function}: {shown}"
     # (with their evidence: one seen only under a loaded run's timing is read from this)
-    unexpected = json.dumps(
-        [f for f in findings if f"{f['family']} {(f.get('location') or {}).get('function', '-')}"
-         in verdict.false_positives],
-        indent=1,
-    )  # fmt: skip
+    unexpected = json.dumps([f for f in findings if label(f) in verdict.false_positives], indent=1)
     assert not verdict.false_positives, f"unexpected findings: {shown}\n{unexpected}"
 
 

@@ -56,6 +56,8 @@ _CROWDED = 0.001
 
 # perf_counter(), thread CPU seconds, seconds waiting in the run queue
 _SchedStat = tuple[float, float, float]
+# The watchdog's wait for the GIL on a wake-up that waited for none (see `Watchdog._gil_wait`).
+_NO_GIL_WAIT = (0.0, 0.0, 0.0)
 
 _qualname: Callable[[Any], str] = (
     (lambda code: code.co_qualname) if sys.version_info >= (3, 11) else (lambda code: code.co_name)
@@ -409,7 +411,7 @@ class Watchdog:
         self._own: _OwnQueue | None = None
         # (due, woken, seconds): this thread's last wake-up was due at `due` and came at
         # `woken`, after it had waited that many seconds for the GIL (not for a core).
-        self._gil_wait: tuple[float, float, float] = (0.0, 0.0, 0.0)
+        self._gil_wait: tuple[float, float, float] = _NO_GIL_WAIT
         # Whether this thread waited for a core on its last wake-up: every core is busy.
         self._crowded = False
         # The loops' probes asked to wake this thread from its last sleep through their idleness.
@@ -474,7 +476,7 @@ class Watchdog:
         try:
             while not self._stop.is_set():
                 wait = poll()
-                self._gil_wait = (0.0, 0.0, 0.0)  # told to the blocks it ended in, if any
+                self._gil_wait = _NO_GIL_WAIT  # told to the blocks it ended in, if any
                 if not self._guard.enabled(self.name):
                     return
                 wait = self._poll_interval if wait is None else wait
@@ -559,7 +561,7 @@ class Watchdog:
         self._sleeping = []
         late = now - due
         self._crowded = False
-        self._gil_wait = (due, now, 0.0)
+        self._gil_wait = _NO_GIL_WAIT
         if not busy or late <= self._sample_interval or queued is None or self._own is None:
             return 0.0
         queued_now = self._own.waited()
